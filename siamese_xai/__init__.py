@@ -1,0 +1,28 @@
+"""siamese-xai: explanations for Siamese neural networks.
+
+The reference implementation of L. Utkin, M. Kovalev and E. Kasimov, "An
+explanation method for Siamese neural networks" (2019).
+"""
+
+from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
+from siamese_xai.data import DataNotFoundError, load_mnist
+from siamese_xai.models import build_decoder, build_encoder, build_siamese_subnetwork
+from siamese_xai.prototypes import compute_prototypes, nearest_prototype
+from siamese_xai.training import train_run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AutoencoderConfig",
+    "DataNotFoundError",
+    "DecoderConfig",
+    "SNNConfig",
+    "TrainConfig",
+    "build_decoder",
+    "build_encoder",
+    "build_siamese_subnetwork",
+    "compute_prototypes",
+    "load_mnist",
+    "nearest_prototype",
+    "train_run",
+]
