@@ -97,9 +97,9 @@ class DecoderConfig:
     """
 
     lam: float = 0.0
-    epochs: int = 4
+    epochs: int = 8
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
 
     def __post_init__(self):
         _non_negative("lam", self.lam)

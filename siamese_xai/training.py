@@ -309,7 +309,18 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
     rec_e = predict(decoder, code, batch_size)
     rec_f = predict(decoder, h, batch_size)
     sse = lambda a, b: float(np.mean(np.sum((a - b).reshape(len(a), -1) ** 2, axis=1)))
+    # How much of an image the embedding keeps beyond its class: the contrastive
+    # loss pulls same-class embeddings together, and the decoder can only
+    # reconstruct the within-class detail that survives.
+    y = np.asarray(y)
+    class_means = np.stack([h[y == k].mean(0) for k in range(len(protos))])
+    within = float(np.mean(np.sum((h - class_means[y]) ** 2, axis=1)))
+    between = float(np.mean(np.sum((class_means[:, None] - class_means[None]) ** 2, axis=-1)))
+    image_means = np.stack([x[y == k].mean(0) for k in range(len(protos))])
     return {
+        "embedding_within_class_sq_spread": within,
+        "embedding_between_class_sq_distance": between,
+        "recon_sse_class_mean_image": sse(x, image_means[y]),
         "prototype_accuracy": prototypes.prototype_accuracy(h, y, protos),
         "recon_sse_autoencoder": sse(x, rec_e),
         "recon_sse_decoder": sse(x, rec_f),
@@ -338,6 +349,11 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     Returns:
         The metrics written to `metrics.json`.
     """
+    # data first: a missing data set must not leave a half-made run folder behind
+    x_train, y_train = data.load_mnist("train", data_dir)
+    x_test, y_test = data.load_mnist("test", data_dir)
+    if config.train_limit:
+        x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / io.CONFIG_FILE
@@ -358,10 +374,6 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    x_train, y_train = data.load_mnist("train", data_dir)
-    x_test, y_test = data.load_mnist("test", data_dir)
-    if config.train_limit:
-        x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     metrics_path = run_dir / io.METRICS_FILE
     seconds = io.read_json(metrics_path).get("seconds", {}) if metrics_path.exists() else {}
 
