@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from siamese_xai import paper
+
+
+def _summary(predicted, errors, distances=None):
+    n = len(predicted)
+    if distances is None:
+        distances = np.ones((n, 10), np.float32)
+    return {"predicted": np.asarray(predicted), "recon_sse": np.asarray(errors, float), "distances": distances}
+
+
+def test_good_rule_takes_the_low_error_quantile_of_correct_examples():
+    y = np.array([1] * 21 + [2])
+    predicted = y.copy()
+    predicted[0] = 7  # misclassified: never chosen, though its error is lowest
+    errors = np.arange(22, dtype=float)
+    index, note = paper.select_example(paper.figure_spec("fig4"), y, _summary(predicted, errors))
+    # 20 candidates (indices 1..20) sorted by error; the 5% quantile is position round(0.05 * 19) = 1
+    assert index == 2
+    assert "5% quantile" in note
+
+
+def test_poor_rule_takes_the_high_error_quantile():
+    y = np.full(101, 2)
+    errors = np.random.default_rng(0).permutation(101).astype(float)
+    index, _ = paper.select_example(paper.figure_spec("fig8"), y, _summary(y, errors))
+    assert errors[index] == 98.0
+
+
+def test_confused_rule_prefers_real_errors_then_falls_back():
+    y = np.array([4, 4, 4, 9])
+    distances = np.ones((4, 10))
+    distances[:, 9] = [0.5, 0.2, 0.9, 0.1]
+    predicted = np.array([9, 4, 9, 9])
+    index, note = paper.select_example(paper.figure_spec("fig9"), y, _summary(predicted, [0] * 4, distances))
+    assert index == 0 and "classifies as 9" in note  # index 1 is nearer, but correctly classified
+    predicted = np.array([4, 4, 4, 9])
+    index, note = paper.select_example(paper.figure_spec("fig9"), y, _summary(predicted, [0] * 4, distances))
+    assert index == 1 and "classifies no test 4 as 9" in note
+
+
+def test_unknown_figure_is_named():
+    with pytest.raises(ValueError, match="name='fig10'"):
+        paper.figure_spec("fig10")
+
+
+def test_summary_on_a_linear_toy():
+    protos = np.array([[0.0], [10.0]], np.float32)
+    x = np.zeros((3, 28, 28, 1), np.float32)
+    x[1] += 0.5
+    embed = lambda b: b.reshape(len(b), -1)[:, :1] * 20.0
+    decoder = lambda h: np.broadcast_to(h[:, :, None, None] / 20.0, (len(h), 28, 28, 1))
+    s = paper.test_set_summary(embed, decoder, protos, x, batch_size=2)
+    assert s["predicted"].tolist() == [0, 1, 0]
+    np.testing.assert_allclose(s["recon_sse"], 0.0, atol=1e-6)
