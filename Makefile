@@ -12,7 +12,16 @@ ifeq ($(origin TFDS_DATA_DIR), undefined)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test reproduce train clean
+RUN := runs/paper
+FIGS := $(foreach n,4 5 6 7 8 9,figures/fig$(n).png) figures/sq_grid.png figures/convergence.png
+# `make reproduce FORCE=1` reruns every step; otherwise a step whose outputs
+# are newer than its inputs is skipped (and training skips finished stages).
+ifdef FORCE
+  FORCE_DEP := .force
+  TRAIN_FLAGS := --force
+endif
+
+.PHONY: setup test reproduce clean bench .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +34,20 @@ setup: $(VENV)/.installed
 test: setup
 	$(PY) -m pytest -q
 
-# The paper's reproduction end to end (training stage: runs/paper/).
-reproduce: setup
-	$(PY) reproduce/train.py --out runs/paper
+# The paper's reproduction end to end: train, Figs. 4-9 and two more, the report.
+reproduce: setup figures/REPORT.md
+
+$(RUN)/metrics.json: $(FORCE_DEP) | $(VENV)/.installed
+	$(PY) reproduce/train.py --out $(RUN) $(TRAIN_FLAGS)
+
+figures/%.png: reproduce/%.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed
+	$(PY) $< --run $(RUN) --out figures
+
+figures/REPORT.md: reproduce/report.py $(FIGS) $(FORCE_DEP) | $(VENV)/.installed
+	$(PY) reproduce/report.py --run $(RUN) --out figures
+
+bench: setup
+	$(PY) benchmarks/bench_speed.py --run $(RUN)
 
 clean:
 	rm -rf $(VENV) runs

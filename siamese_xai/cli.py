@@ -71,6 +71,90 @@ def _cmd_train(args):
     print(json.dumps(metrics, indent=2, sort_keys=True))
 
 
+def _explanation_json(e, label, note) -> dict:
+    """Every field of an Explanation, JSON-ready (arrays as nested lists)."""
+    import dataclasses
+
+    import numpy as np
+
+    out = {}
+    for field in dataclasses.fields(e):
+        value = getattr(e, field.name)
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[field.name] = value
+    out["true_label"] = label
+    out["mask_pixels_row_col"] = np.argwhere(np.asarray(e.mask)[..., 0]).tolist()
+    if note:
+        out["note"] = note
+    return out
+
+
+def _cmd_explain(args):
+    import keras
+
+    from siamese_xai import inputs, io, plotting
+    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+
+    out_dir = _writable_dir(args.out)
+    changes = {k: v for k, v in (("s", args.s), ("q", args.q), ("n_perturbations", args.n), ("method", args.method)) if v is not None}
+    if args.direction:
+        changes["direction"] = args.direction
+    config = ExplainConfig().replace(**changes)
+    explainer = SiameseExplainer.from_run(args.run, config)
+    resolved = [inputs.resolve_input(spec, args.data_dir) for spec in args.inputs]
+    other = inputs.resolve_input(args.pair, args.data_dir) if args.pair else None
+    bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
+    for i, (image, name, label, note) in enumerate(resolved):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        if other is not None:
+            e = explainer.explain_pair(image, other[0], seed=args.seed)
+            name = f"{name}__vs__{other[1]}"
+        else:
+            e = explainer.explain(image, target_class=args.target_class, seed=args.seed)
+        axes = plotting.plot_explanation(e)
+        plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
+        io.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
+        if bar is not None:
+            bar.update(i + 1)
+        if args.quiet or bar is None:
+            what = "pair" if other is not None else f"class {e.explained_class}"
+            print(f"{name}: SNN class {e.predicted_class}, explained {what}, J={e.indices.tolist()}, "
+                  f"sigma={e.sigma:.4g} -> {out_dir / (name + '.png')}")
+
+
+def _cmd_export(args):
+    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.export import export_explainer
+
+    changes = {k: v for k, v in (("s", args.s), ("q", args.q), ("n_perturbations", args.n)) if v is not None}
+    explainer = SiameseExplainer.from_run(args.run, ExplainConfig().replace(**changes))
+    export_explainer(explainer, args.out)
+    print(f"SavedModel written to {args.out}")
+
+
+def _writable_dir(path):
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"--out {str(path)!r} cannot be created: {err.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise CLIError(f"--out {str(path)!r} is not writable")
+    return path
+
+
+def _add_explain_options(p):
+    p.add_argument("--s", type=_positive_int, metavar="S", help="embedding coordinates to perturb (default 5)")
+    p.add_argument("--q", type=_positive_int, metavar="Q", help="pixels in the mask (default 100)")
+    p.add_argument("--n", type=_positive_int, metavar="N", help="perturbations (default 5000, the paper's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="siamese-xai",
@@ -110,6 +194,42 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="retrain every stage even if RUN has them")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_cmd_train)
+
+    explain = sub.add_parser(
+        "explain",
+        help="explain images with a trained run folder",
+        description=(
+            "Explains each INPUT: which pixels make the Siamese network place it at its class prototype. "
+            "INPUT is a 28x28 grayscale PNG/JPEG (white digit on black, like MNIST; colour images are "
+            "converted to grayscale with a note) or mnist:test:INDEX. Writes OUT/NAME.png (the paper's "
+            "quadruple: input, reconstruction, input with the mask, the mask) and OUT/NAME.json."
+        ),
+    )
+    explain.add_argument("inputs", nargs="+", metavar="INPUT", help="image file or mnist:test:INDEX")
+    explain.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train`")
+    explain.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG and JSON files")
+    explain.add_argument("--target-class", type=_non_negative_int, metavar="K", help="explain 'why class K?' instead of the SNN's own class")
+    explain.add_argument("--pair", metavar="OTHER", help="explain why INPUT is close to (or far from) OTHER, an image or mnist:test:INDEX")
+    _add_explain_options(explain)
+    explain.add_argument("--method", choices=("mc", "linear"), help="mc: decode N perturbations (the paper); linear: first-order, faster")
+    explain.add_argument("--direction", choices=("toward_prototype", "positive"), help="perturb toward the prototype (default) or by +|eps| (the literal reading)")
+    explain.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
+    explain.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR)")
+    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+    explain.set_defaults(func=_cmd_explain)
+
+    export = sub.add_parser(
+        "export",
+        help="export the explainer as a TensorFlow SavedModel",
+        description=(
+            "Writes a SavedModel whose serving signature takes (images, seed) and returns the mask, the mean "
+            "change, the class, the distances and the reconstruction; it needs only TensorFlow to load."
+        ),
+    )
+    export.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train`")
+    export.add_argument("--out", required=True, metavar="DIR", help="the SavedModel folder to write")
+    _add_explain_options(export)
+    export.set_defaults(func=_cmd_export)
     return parser
 
 

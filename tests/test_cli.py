@@ -35,3 +35,71 @@ def test_bad_numbers_are_usage_errors(tmp_path, capsys, flag, value):
         cli.main(["train", "--out", str(tmp_path), flag, value])
     assert info.value.code == 2
     assert "received" in capsys.readouterr().err
+
+
+def test_explain_mnist_and_png_inputs(tiny_run, tmp_path, capsys):
+    from PIL import Image
+
+    from siamese_xai import data
+
+    run_dir, _ = tiny_run
+    x, y = data.load_mnist("test")
+    Image.fromarray((x[3, ..., 0] * 255).astype("uint8"), "L").convert("RGB").save(tmp_path / "three.png")
+    out = tmp_path / "out"
+    code = cli.main(
+        ["explain", "--run", str(run_dir), "mnist:test:0", str(tmp_path / "three.png"), "--out", str(out),
+         "--n", "64", "--q", "30", "--s", "3", "--quiet"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "converted from RGB to grayscale" in captured.err
+    for name in ("mnist-test-0", "three"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record["n_perturbations"] == 64 and record["q"] == 30 and len(record["indices"]) == 3
+        assert len(record["mask_pixels_row_col"]) <= 30
+    assert json.loads((out / "mnist-test-0.json").read_text())["true_label"] == int(y[0])
+
+
+def test_explain_target_class_and_pair(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    out = tmp_path / "out"
+    assert cli.main(["explain", "--run", str(run_dir), "mnist:test:1", "--target-class", "7", "--n", "32",
+                     "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "mnist-test-1.json").read_text())["explained_class"] == 7
+    assert cli.main(["explain", "--run", str(run_dir), "mnist:test:1", "--pair", "mnist:test:2", "--n", "32",
+                     "--method", "linear", "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "mnist-test-1__vs__mnist-test-2.json").read_text())
+    assert record["explained_class"] is None and record["method"] == "linear"
+
+
+@pytest.mark.parametrize(
+    "argv_tail,needle",
+    [
+        (["--run", "{missing}", "mnist:test:0"], "no_such_run"),
+        (["--run", "{run}", "{bad_image}"], "not an image"),
+        (["--run", "{run}", "{big_image}"], "must be 28x28"),
+        (["--run", "{run}", "mnist:test:0", "--target-class", "12"], "target_class"),
+    ],
+)
+def test_explain_errors_are_one_line_exit_2(tiny_run, tmp_path, capsys, argv_tail, needle):
+    from PIL import Image
+
+    run_dir, _ = tiny_run
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    Image.new("L", (30, 30)).save(tmp_path / "big.png")
+    fill = {"missing": str(tmp_path / "no_such_run"), "run": str(run_dir),
+            "bad_image": str(tmp_path / "bad.png"), "big_image": str(tmp_path / "big.png")}
+    argv = ["explain", "--out", str(tmp_path / "out"), "--n", "16"] + [a.format(**fill) for a in argv_tail]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_help_names_every_command(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    for command in ("train", "explain", "export"):
+        assert command in text
