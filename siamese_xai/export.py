@@ -1,0 +1,112 @@
+"""Export an explainer as a TensorFlow SavedModel that needs nothing but TensorFlow.
+
+The SavedModel holds both networks (f and g), the prototypes and the
+explanation graph. Its `serving_default` signature takes
+
+- `images`: `(B, *image_shape)` float32 in [0, 1] (scale uint8 by 1/255 first);
+- `seed`: a scalar int64, the seed of the perturbation draws;
+
+and returns a dict of `(B, ...)` tensors, the fields of `Explanation` with
+the same names: `mask` (bool), `mean_abs_change`, `mean_signed_change`,
+`reconstruction`, `class` (int64, the SNN's nearest prototype, which is also
+the class explained), `distances` (`(B, C)`), `indices` (J, int64),
+`sigma`, `embedding` and `reference_distance`. For the same seed these equal
+`explainer.explain_batch(images, seed=seed)` up to float rounding.
+
+Usage, in any process with TensorFlow:
+
+    model = tf.saved_model.load(path)
+    out = model.signatures["serving_default"](images=x, seed=tf.constant(0, tf.int64))
+
+The explainer's parameters are written beside the graph, in
+`assets.extra/explainer.json` (TensorFlow ignores that folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import tensorflow as tf
+
+from siamese_xai.explain import SiameseExplainer
+from siamese_xai.io import atomic_path
+
+CONFIG_ASSET = "assets.extra/explainer.json"
+
+
+class _ExplainerModule(tf.Module):
+    """Holds f, g and the prototypes, and the explanation as one traced function."""
+
+    def __init__(self, explainer: SiameseExplainer):
+        super().__init__(name="siamese_explainer")
+        self.embed = explainer.embed
+        self.decoder = explainer.decoder
+        self.prototypes = tf.constant(explainer.prototypes, tf.float32, name="prototypes")
+        self._explainer = explainer
+        spec = [
+            tf.TensorSpec((None,) + tuple(explainer.image_shape), tf.float32, name="images"),
+            tf.TensorSpec((), tf.int64, name="seed"),
+        ]
+        self.serve = tf.function(self._serve, input_signature=spec)
+
+    def _serve(self, images, seed):
+        h = self.embed(images)
+        if isinstance(h, dict):
+            (h,) = h.values()
+        h = tf.cast(h, tf.float32)
+        diff = h[:, None, :] - self.prototypes[None, :, :]
+        distances = tf.sqrt(tf.reduce_sum(diff * diff, axis=-1))
+        classes = tf.argmin(distances, axis=1, output_type=tf.int64)
+        out = self._explainer._graph(h, tf.gather(self.prototypes, classes), seed)
+        return {
+            "mask": out["mask"],
+            "mean_abs_change": out["mean_abs_change"],
+            "mean_signed_change": out["mean_signed_change"],
+            "reconstruction": out["reconstruction"],
+            "class": classes,
+            "distances": distances,
+            "indices": tf.cast(out["indices"], tf.int64),
+            "sigma": out["sigma"],
+            "embedding": h,
+            "reference_distance": out["reference_distance"],
+        }
+
+
+def export_explainer(explainer: SiameseExplainer, path) -> None:
+    """Writes `explainer` as a TensorFlow SavedModel folder at `path`, atomically.
+
+    The folder appears complete or not at all; an existing one is replaced.
+
+    Args:
+        explainer: a `SiameseExplainer` whose `embed` is a Keras model, a
+            `tf.Module` or another callable that TensorFlow can trace (a NumPy
+            function cannot be exported).
+        path: the folder to write.
+
+    Raises:
+        TypeError: `explainer.embed` cannot be traced by TensorFlow.
+    """
+    if not isinstance(explainer, SiameseExplainer):
+        raise TypeError(f"`explainer` must be a SiameseExplainer. Received: explainer={explainer!r}")
+    module = _ExplainerModule(explainer)
+    try:
+        serve = module.serve.get_concrete_function()
+    except Exception as err:  # tracing runs embed on symbolic tensors
+        raise TypeError(
+            "`explainer.embed` must be a Keras model or a TensorFlow-traceable callable to be exported. "
+            f"Received: embed={explainer.embed!r}, which failed on a symbolic tensor: {err}"
+        ) from err
+    meta = {
+        "config": dataclasses.asdict(explainer.config),
+        "image_shape": list(explainer.image_shape),
+        "embedding_dim": explainer.embedding_dim,
+        "num_classes": explainer.num_classes,
+        "decoder_fused": explainer.decoder_fused,
+        "inputs": {"images": "float32 (B, *image_shape) in [0, 1]", "seed": "int64 scalar"},
+        "outputs": sorted(serve.structured_outputs),
+    }
+    with atomic_path(path, suffix="") as tmp:
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": serve})
+        (tmp / CONFIG_ASSET).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / CONFIG_ASSET).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

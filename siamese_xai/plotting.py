@@ -1,0 +1,173 @@
+"""Drawing explanations: the paper's quadruple (Fig. 4-9) and its panels.
+
+Every function takes an `Explanation` and an optional matplotlib `ax` (or
+`axes`), draws into it, and returns it; nothing here calls `plt.show()`.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from siamese_xai.explain import Explanation
+
+MASK_COLOR = (1.0, 0.15, 0.1)
+
+
+def _check(explanation):
+    if not isinstance(explanation, Explanation):
+        raise TypeError(f"`explanation` must be an Explanation. Received: {type(explanation).__name__}")
+
+
+def _image(a):
+    """`(H, W, 1)` -> `(H, W)` for a gray image; RGB stays `(H, W, 3)`."""
+    a = np.asarray(a)
+    return a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a
+
+
+def _mask2d(explanation):
+    m = np.asarray(explanation.mask)
+    return m.any(axis=-1) if m.ndim == 3 else m
+
+
+def _new_ax(ax):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.4, 2.4))
+    return ax
+
+
+def _show(ax, img, title, **kwargs):
+    kwargs.setdefault("vmin", 0.0)
+    kwargs.setdefault("vmax", 1.0)
+    if np.ndim(img) == 2:
+        kwargs.setdefault("cmap", "gray")
+    ax.imshow(img, interpolation="nearest", **kwargs)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def _subject(explanation):
+    if explanation.explained_class is None:
+        return "the pair"
+    return f"class {explanation.explained_class}"
+
+
+def plot_input(explanation, ax=None):
+    """Draws the explained image, titled with the SNN's class. Returns `ax`."""
+    _check(explanation)
+    return _show(_new_ax(ax), _image(explanation.input), f"input (SNN: {explanation.predicted_class})")
+
+
+def plot_reconstruction(explanation, ax=None):
+    """Draws g(h), the decoder's image of the embedding. Returns `ax`."""
+    _check(explanation)
+    return _show(_new_ax(ax), _image(np.clip(explanation.reconstruction, 0, 1)), "reconstruction g(h)")
+
+
+def plot_overlay(explanation, ax=None, *, color=MASK_COLOR, alpha: float = 0.7):
+    """Draws the input with the explanation mask over it (panel 3 of the quadruple).
+
+    Args:
+        explanation: an `Explanation`.
+        ax: a matplotlib Axes; a new figure when None.
+        color: RGB of the mask.
+        alpha: opacity of the mask.
+
+    Returns:
+        The Axes.
+    """
+    _check(explanation)
+    ax = _show(_new_ax(ax), _image(explanation.input), f"explanation of {_subject(explanation)}")
+    mask = _mask2d(explanation)
+    layer = np.zeros(mask.shape + (4,))
+    layer[..., :3] = color
+    layer[..., 3] = np.where(mask, alpha, 0.0)
+    ax.imshow(layer, interpolation="nearest")
+    return ax
+
+
+def plot_mask(explanation, ax=None):
+    """Draws the mask alone (panel 4 of the quadruple). Returns `ax`."""
+    _check(explanation)
+    title = f"mask (q={explanation.q}, {int(_mask2d(explanation).sum())} px)"
+    return _show(_new_ax(ax), _mask2d(explanation).astype(float), title)
+
+
+def plot_signed_change(explanation, ax=None, *, cmap: str = "RdBu_r"):
+    """Draws the signed mean change: red pixels brighten, blue darken, moving toward c.
+
+    Returns:
+        The Axes.
+    """
+    _check(explanation)
+    change = np.asarray(explanation.mean_signed_change)
+    change = change.mean(axis=-1) if change.ndim == 3 else change
+    bound = float(np.abs(change).max()) or 1.0
+    return _show(_new_ax(ax), change, "signed mean change", cmap=cmap, vmin=-bound, vmax=bound)
+
+
+def plot_explanation(explanation, axes=None):
+    """Draws the paper's quadruple: input, reconstruction, input with mask, mask.
+
+    Args:
+        explanation: an `Explanation`.
+        axes: four matplotlib Axes (any shape holding 4); a new 1 x 4 figure
+            when None.
+
+    Returns:
+        The four Axes, as a `(4,)` object array.
+    """
+    _check(explanation)
+    if axes is None:
+        _, axes = plt.subplots(1, 4, figsize=(8.0, 2.4))
+    flat = np.asarray(axes, dtype=object).ravel()
+    if flat.size != 4:
+        raise ValueError(f"`axes` must hold 4 matplotlib Axes. Received: {flat.size}")
+    plot_input(explanation, flat[0])
+    plot_reconstruction(explanation, flat[1])
+    plot_overlay(explanation, flat[2])
+    plot_mask(explanation, flat[3])
+    return flat
+
+
+def plot_reconstructions(images, from_embedding, from_code, axes=None):
+    """Draws test images beside their reconstructions g(f(x)) and g(e(x)).
+
+    Args:
+        images: `(n, 28, 28, 1)` originals.
+        from_embedding: `(n, 28, 28, 1)` g(f(x)), what the explainer perturbs.
+        from_code: `(n, 28, 28, 1)` g(e(x)), the autoencoder's own output.
+        axes: `(3, n)` matplotlib Axes (rows: original, g(f(x)), g(e(x))); a
+            new figure when None.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    rows = (("x", images), ("g(f(x))", from_embedding), ("g(e(x))", from_code))
+    n = len(images)
+    if any(len(r) != n for _, r in rows):
+        raise ValueError(
+            "`images`, `from_embedding` and `from_code` must hold the same number of images. "
+            f"Received: {[len(r) for _, r in rows]}"
+        )
+    if axes is None:
+        _, axes = plt.subplots(3, n, figsize=(0.9 * n, 3.0))
+    axes = np.asarray(axes, dtype=object).reshape(3, n)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(n):
+            _show(axes[r, c], _image(np.clip(imgs[c], 0, 1)), "")
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    fig = axes[0, 0].figure
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path, dpi: int = 120) -> None:
+    """Saves a matplotlib figure to PNG atomically and closes it."""
+    from siamese_xai.io import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)

@@ -1,0 +1,575 @@
+import dataclasses
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from siamese_xai import io
+from siamese_xai.explain import ExplainConfig, Explanation, SiameseExplainer, _Decoder
+from siamese_xai.models import build_decoder, build_siamese_subnetwork
+
+D = 8
+SHAPE = (28, 28, 1)
+P = 28 * 28
+N = 96
+
+
+class CountingEmbed:
+    """A NumPy black box h = x @ R, counting its calls."""
+
+    def __init__(self, dim=D, seed=0):
+        self.proj = np.random.default_rng(seed).normal(0, 0.2, (P, dim)).astype(np.float32)
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        # float64 then rounded: the same embedding for an input whatever the batch
+        # (a float32 BLAS call may round differently for different batch sizes).
+        h = np.asarray(x, np.float64).reshape(len(x), -1) @ self.proj.astype(np.float64)
+        return h.astype(np.float32)
+
+
+def linear_decoder(kernel, name="linear_decoder"):
+    """g(h) = h @ kernel, reshaped to an image: a decoder whose changes are known exactly."""
+    inputs = keras.Input((kernel.shape[0],))
+    x = keras.layers.Dense(P, use_bias=True, name="dense")(inputs)
+    outputs = keras.layers.Reshape(SHAPE)(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.get_layer("dense").set_weights([kernel.astype(np.float32), np.full(P, 0.5, np.float32)])
+    return model
+
+
+def images(n, seed=0):
+    return np.random.default_rng(seed).random((n,) + SHAPE).astype(np.float32)
+
+
+def eps_block(n, s, seed):
+    """The documented draw: |stateless_normal([N, s], seed=[seed, 0], philox)|."""
+    seeds = tf.constant([seed, 0], tf.int64)
+    return np.abs(tf.random.stateless_normal([n, s], seed=seeds, alg="philox").numpy())
+
+
+@pytest.fixture(scope="module")
+def embed():
+    return CountingEmbed()
+
+
+@pytest.fixture(scope="module")
+def prototypes(embed):
+    h = embed(images(30, seed=1))
+    return np.stack([h[i::3].mean(0) for i in range(3)]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def table1_decoder():
+    keras.utils.set_random_seed(3)
+    dec = build_decoder(D)
+    # Larger weights than the default init, so that images change visibly.
+    for w in dec.weights:
+        w.assign(w * 2.0)
+    return dec
+
+
+@pytest.fixture(scope="module")
+def explainer(embed, table1_decoder, prototypes):
+    return SiameseExplainer(embed, table1_decoder, prototypes, ExplainConfig.tiny(n_perturbations=N, s=3, q=50))
+
+
+@pytest.fixture(scope="module")
+def batch_result(explainer):
+    return explainer.explain_batch(images(5, seed=2), seed=7)
+
+
+def assert_same(a, b, rtol=1e-5):
+    """Equal up to float rounding (different summation orders), masks identical."""
+    scale = float(np.abs(a.mean_abs_change).max())
+    np.testing.assert_allclose(a.mean_abs_change, b.mean_abs_change, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(a.mean_signed_change, b.mean_signed_change, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(a.reconstruction, b.reconstruction, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.sigma == pytest.approx(b.sigma, rel=1e-6)
+
+
+# -- config -------------------------------------------------------------------
+
+
+def test_config_defaults_follow_the_paper():
+    cfg = ExplainConfig()
+    assert (cfg.n_perturbations, cfg.sigma_scale, cfg.direction, cfg.method) == (5000, 0.1, "toward_prototype", "mc")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("s", -1, "`s` must be a positive integer. Received: s=-1"),
+        ("q", 0, "`q` must be a positive integer. Received: q=0"),
+        ("n_perturbations", 2.5, "Received: n_perturbations=2.5"),
+        ("chunk_size", True, "Received: chunk_size=True"),
+        (
+            "direction",
+            "away",
+            "`direction` must be one of ['toward_prototype', 'positive']. Received: direction='away'",
+        ),
+        ("method", "exact", "Received: method='exact'"),
+        ("sigma_scale", 0.0, "`sigma_scale` must be a positive finite number. Received: sigma_scale=0.0"),
+        ("sigma_scale", float("nan"), "Received: sigma_scale=nan"),
+        ("fuse_decoder", 1, "Received: fuse_decoder=1"),
+    ],
+)
+def test_config_errors_name_argument_and_value(field, value, message):
+    with pytest.raises(ValueError) as err:
+        ExplainConfig(**{field: value})
+    assert message in str(err.value)
+
+
+# -- golden values ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["mc", "linear"])
+def test_linear_decoder_matches_hand_computation(method):
+    rng = np.random.default_rng(5)
+    kernel = rng.normal(0, 1, (D, P))
+    emb = CountingEmbed()
+    protos = rng.normal(0, 1, (4, D)).astype(np.float32)
+    cfg = ExplainConfig(n_perturbations=200, s=3, q=40, chunk_size=64, method=method)
+    ex = SiameseExplainer(emb, linear_decoder(kernel), protos, cfg)
+    x = images(1, seed=4)[0]
+    e = ex.explain(x, seed=11)
+
+    h = emb.proj.T @ x.reshape(-1)
+    dists = np.linalg.norm(protos - h, axis=1)
+    k = int(np.argmin(dists))
+    c = protos[k]
+    gap = np.abs(h - c)
+    J = np.argsort(gap, kind="stable")[:3]
+    sigma = 0.1 * gap.min()
+    d = np.zeros((200, D))
+    d[:, J] = np.sign(c[J] - h[J]) * sigma * eps_block(200, 3, 11)
+    change = d @ kernel  # g(h + d) - g(h), exactly
+    want_abs = np.abs(change).mean(0)
+    want_signed = change.mean(0)
+    top = np.argsort(-want_abs, kind="stable")[:40]
+
+    assert e.predicted_class == e.explained_class == k
+    np.testing.assert_allclose(e.distances, dists, rtol=1e-5)
+    np.testing.assert_array_equal(e.indices, J)
+    assert e.sigma == pytest.approx(sigma, rel=1e-5)
+    assert e.reference_distance == pytest.approx(dists[k], rel=1e-5)
+    np.testing.assert_allclose(e.reconstruction.reshape(-1), h @ kernel + 0.5, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(e.mean_abs_change.reshape(-1), want_abs, rtol=2e-3, atol=1e-6 * want_abs.max())
+    np.testing.assert_allclose(e.mean_signed_change.reshape(-1), want_signed, atol=2e-3 * want_abs.max())
+    assert set(np.flatnonzero(e.mask.reshape(-1))) == set(top)
+    assert e.mask.sum() == 40
+
+
+def test_linear_method_equals_mc_for_a_linear_decoder():
+    rng = np.random.default_rng(6)
+    dec = linear_decoder(rng.normal(0, 1, (D, P)))
+    protos = rng.normal(0, 1, (3, D)).astype(np.float32)
+    mc = SiameseExplainer(CountingEmbed(), dec, protos, ExplainConfig.tiny(q=60))
+    lin = mc.replace(method="linear")
+    xs = images(3, seed=8)
+    for a, b in zip(mc.explain_batch(xs, seed=2), lin.explain_batch(xs, seed=2)):
+        assert (a.method, b.method) == ("mc", "linear")
+        # mc subtracts two decoded images (rounding ~1e-7 of the image); linear does not.
+        assert_same(a, b, rtol=1e-3)
+
+
+@pytest.mark.parametrize("direction", ["toward_prototype", "positive"])
+def test_every_perturbation_moves_in_the_stated_direction(direction):
+    # g puts h_j in pixel j: the change of pixel j is d_j itself.
+    kernel = np.zeros((D, P))
+    kernel[np.arange(D), np.arange(D)] = 1.0
+    rng = np.random.default_rng(9)
+    protos = rng.normal(0, 1, (2, D)).astype(np.float32)
+    ex = SiameseExplainer(CountingEmbed(), linear_decoder(kernel), protos, ExplainConfig.tiny(s=4, direction=direction))
+    e = ex.explain(images(1, seed=3)[0], seed=5)
+    J = e.indices
+    moved = np.zeros(P, bool)
+    moved[J] = True
+    signed = e.mean_signed_change.reshape(-1)
+    absolute = e.mean_abs_change.reshape(-1)
+    # mean |d_j| == |mean d_j| holds only if every perturbation has the same sign on j.
+    np.testing.assert_allclose(absolute[J], np.abs(signed[J]), rtol=1e-4)
+    want = np.sign(e.reference[J] - e.embedding[J]) if direction == "toward_prototype" else np.ones(len(J))
+    np.testing.assert_array_equal(np.sign(signed[J]), want)
+    assert np.all(absolute[~moved] < 1e-6 * absolute[J].max())
+    # E|eps| = sqrt(2 / pi): the mean step is about sigma * 0.8.
+    np.testing.assert_allclose(absolute[J], e.sigma * np.sqrt(2 / np.pi), rtol=0.25)
+    assert set(np.flatnonzero(e.mask.reshape(-1))) <= set(J.tolist())
+
+
+# -- determinism and batching -------------------------------------------------
+
+
+def test_batch_rows_equal_single_explanations(explainer, batch_result):
+    xs = images(5, seed=2)
+    for b in (0, 3):
+        assert_same(batch_result[b], explainer.explain(xs[b], seed=7))
+
+
+@pytest.mark.parametrize("chunk_size", [7, 500], ids=["14 blocks per input", "5 inputs per tile"])
+def test_results_do_not_depend_on_chunk_size(explainer, batch_result, chunk_size):
+    other = explainer.replace(chunk_size=chunk_size).explain_batch(images(5, seed=2), seed=7)
+    for a, b in zip(batch_result, other):
+        assert_same(a, b)  # rtol 1e-5: float rounding of different summation orders
+
+
+def test_same_seed_same_explanation_other_seed_differs(explainer, batch_result):
+    x = images(5, seed=2)[1]
+    again = explainer.explain(x, seed=7)
+    np.testing.assert_array_equal(again.mean_abs_change, explainer.explain(x, seed=7).mean_abs_change)
+    other = explainer.explain(x, seed=8)
+    assert not np.allclose(other.mean_abs_change, batch_result[1].mean_abs_change, rtol=1e-4, atol=0)
+    assert other.seed == 8 and batch_result[1].seed == 7
+
+
+def test_embed_called_once_per_batch(embed, explainer):
+    before = embed.calls
+    explainer.explain_batch(images(4, seed=3), seed=0)
+    assert embed.calls == before + 1
+    explainer.explain_pair(images(1)[0], images(1, seed=1)[0])
+    assert embed.calls == before + 2
+
+
+def test_fused_decoder_gives_the_same_explanation(explainer, batch_result):
+    assert explainer.decoder_fused
+    plain = explainer.replace(fuse_decoder=False)
+    assert not plain.decoder_fused
+    for a, b in zip(batch_result, plain.explain_batch(images(5, seed=2), seed=7)):
+        # The two decoders round differently (~1e-7 of an image); the changes are
+        # small (sigma is), so their relative rounding is larger.
+        rel = np.abs(a.mean_abs_change - b.mean_abs_change).sum() / a.mean_abs_change.sum()
+        assert rel < 2e-3
+        assert (a.mask & b.mask).sum() / (a.mask | b.mask).sum() >= 0.95
+        np.testing.assert_allclose(a.reconstruction, b.reconstruction, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "spatial, blocks",
+    [
+        (4, [((2, 2), 2, "valid"), ((2, 2), 3, "same"), ((2, 2), 3, "same")]),  # Table 1's pattern
+        (7, [((2, 2), 3, "same"), ((2, 2), 3, "same"), ((2, 2), 3, "same")]),  # cells read directly twice
+        (5, [((3, 2), 5, "same"), ((2, 2), 3, "same")]),
+        (6, [((2, 3), 4, "valid"), ((2, 2), 2, "same")]),
+        (4, [((2, 2), 1, "same")]),
+        (5, [((2, 2), 3, "same"), ((3, 3), 4, "valid")]),
+    ],
+)
+def test_fused_upsampling_conv_equals_the_layers(spatial, blocks):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(spatial * spatial * 3, activation="relu")(inputs)
+    x = keras.layers.Reshape((spatial, spatial, 3))(x)
+    for j, (size, kernel, padding) in enumerate(blocks):
+        x = keras.layers.UpSampling2D(size)(x)
+        last = j + 1 == len(blocks)
+        x = keras.layers.Conv2D(2 if last else 5, kernel, padding=padding, activation="sigmoid" if last else "relu")(x)
+    model = keras.Model(inputs, x)
+    dec = _Decoder(model, fuse=True)
+    assert dec.fused
+    codes = tf.random.normal((4, 6), seed=1)
+    want = model(codes).numpy()
+    internal = dec.internal(codes)
+    assert tuple(internal.shape[1:]) != want.shape[1:] or len(blocks) == 1
+    np.testing.assert_allclose(dec.to_image(internal).numpy(), want, atol=2e-5)
+
+
+def test_decoder_that_is_not_a_chain_is_used_as_is(embed, prototypes):
+    inputs = keras.Input((D,))
+    a = keras.layers.Dense(7 * 7 * 2)(inputs)
+    b = keras.layers.Dense(7 * 7 * 2)(inputs)
+    x = keras.layers.Reshape((7, 7, 2))(keras.layers.Add()([a, b]))
+    x = keras.layers.UpSampling2D(4)(x)
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    ex = SiameseExplainer(embed, keras.Model(inputs, outputs), prototypes, ExplainConfig.tiny(q=10))
+    assert not ex.decoder_fused
+    assert ex.explain(images(1)[0]).mask.sum() == 10
+
+
+def test_linear_close_to_mc_on_table1_decoder(explainer, batch_result):
+    lin = explainer.replace(method="linear").explain_batch(images(5, seed=2), seed=7)
+    ious = []
+    for a, b in zip(batch_result, lin):
+        np.testing.assert_array_equal(a.indices, b.indices)
+        rel = np.abs(a.mean_abs_change - b.mean_abs_change).sum() / a.mean_abs_change.sum()
+        assert rel < 0.1
+        ious.append((a.mask & b.mask).sum() / (a.mask | b.mask).sum())
+    assert np.mean(ious) > 0.9
+
+
+# -- the result ---------------------------------------------------------------
+
+
+def test_explanation_fields(explainer, batch_result, prototypes):
+    e = batch_result[0]
+    assert isinstance(e, Explanation)
+    assert e.input.shape == e.reconstruction.shape == e.mean_abs_change.shape == e.mask.shape == SHAPE
+    assert e.mask.dtype == bool and e.mask.sum() == 50
+    assert e.indices.shape == (3,) and e.indices.dtype == np.int64
+    assert e.distances.shape == (3,) and e.predicted_class == int(np.argmin(e.distances))
+    assert e.explained_class == e.predicted_class
+    np.testing.assert_array_equal(e.reference, prototypes[e.predicted_class])
+    gap = np.abs(e.embedding - e.reference)
+    assert e.sigma == pytest.approx(0.1 * gap.min(), rel=1e-5)
+    assert np.all(gap[e.indices] <= np.sort(gap)[2] + 1e-7)
+    assert (e.n_perturbations, e.s, e.q, e.direction, e.method, e.sigma_scale) == (
+        N,
+        3,
+        50,
+        "toward_prototype",
+        "mc",
+        0.1,
+    )
+    # The mask holds the largest changes.
+    assert e.mean_abs_change[e.mask].min() >= e.mean_abs_change[~e.mask].max()
+    assert np.all(e.mean_abs_change >= 0)
+
+
+def test_explanation_is_frozen_and_read_only(batch_result):
+    e = batch_result[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.sigma = 1.0
+    for name in ("mask", "mean_abs_change", "mean_signed_change", "input", "indices", "embedding"):
+        with pytest.raises(ValueError):
+            getattr(e, name).flat[0] = 0
+
+
+def test_target_class_asks_why_class_j(explainer, prototypes, batch_result):
+    x = images(5, seed=2)[0]
+    own = batch_result[0].predicted_class
+    j = (own + 1) % 3
+    e = explainer.explain(x, target_class=j, seed=7)
+    assert e.explained_class == j and e.predicted_class == own
+    np.testing.assert_array_equal(e.reference, prototypes[j])
+    many = explainer.explain_batch(images(2, seed=2), target_class=[j, None], seed=7)
+    assert_same(many[0], e)
+    assert many[1].explained_class == many[1].predicted_class
+    for bad in (3, -1, 1.0, "1"):
+        with pytest.raises(ValueError, match=r"`target_class` must be None or an integer in \[0, 3\)"):
+            explainer.explain(x, target_class=bad)
+    with pytest.raises(ValueError, match="one class per input"):
+        explainer.explain_batch(images(2), target_class=[0])
+
+
+def test_explain_pair_uses_the_second_embedding(embed, explainer):
+    x1, x2 = images(2, seed=12)
+    e = explainer.explain_pair(x1, x2, seed=1)
+    h1, h2 = embed(np.stack([x1, x2]))
+    np.testing.assert_allclose(e.reference, h2, rtol=1e-6)
+    assert e.explained_class is None
+    assert e.reference_distance == pytest.approx(np.linalg.norm(h1 - h2), rel=1e-5)
+    gap = np.abs(h1 - h2)
+    assert e.sigma == pytest.approx(0.1 * gap.min(), rel=1e-5)
+    assert e.mask.any()
+
+
+# -- edge cases ---------------------------------------------------------------
+
+
+def test_sigma_zero_gives_zero_change_and_a_warning(explainer):
+    x = images(1, seed=4)[0]
+    with pytest.warns(RuntimeWarning, match="sigma = 0"):
+        e = explainer.explain_pair(x, x)
+    assert e.sigma == 0.0 and e.reference_distance == 0.0
+    assert not e.mask.any()
+    assert not e.mean_abs_change.any() and not e.mean_signed_change.any()
+
+
+def test_sigma_zero_for_one_equal_coordinate():
+    emb = CountingEmbed()
+    xs = np.stack([images(1, seed=6)[0], images(1, seed=5)[0]])
+    h = emb(xs)[1]
+    proto = h + 1.0
+    proto[2] = h[2]  # h_2 == c_2: min |h_j - c_j| = 0
+    rng = np.random.default_rng(0)
+    ex = SiameseExplainer(emb, linear_decoder(rng.normal(0, 1, (D, P))), proto[None], ExplainConfig.tiny(q=5))
+    with pytest.warns(RuntimeWarning, match=r"sigma = 0 for inputs \[1\]"):
+        a, b = ex.explain_batch(xs)
+    assert a.sigma > 0 and a.mask.sum() == 5
+    assert b.sigma == 0 and b.indices[0] == 2 and not b.mask.any()
+
+
+def test_s_larger_than_d_and_q_larger_than_image(embed, table1_decoder, prototypes):
+    with pytest.raises(ValueError, match=rf"`s` must be at most the embedding length D={D}. Received: s={D + 1}"):
+        SiameseExplainer(embed, table1_decoder, prototypes, ExplainConfig(s=D + 1))
+    with pytest.raises(ValueError, match=r"`q` must be at most the number of pixels 784 .* Received: q=785"):
+        SiameseExplainer(embed, table1_decoder, prototypes, ExplainConfig(q=785, s=2))
+
+
+@pytest.mark.parametrize(
+    "x, error, message",
+    [
+        (
+            np.zeros((28, 28, 3), np.float32),
+            ValueError,
+            r"`x` must have shape \(28, 28, 1\) or \(28, 28\). Received: x.shape=\(28, 28, 3\)",
+        ),
+        (np.zeros((1, 28, 28, 1), np.float32), ValueError, r"Received: x.shape=\(1, 28, 28, 1\)"),
+        (
+            np.zeros((28, 28, 1), np.int32),
+            TypeError,
+            r"`x` must be a float array .* or a uint8 array .* Received: x.dtype=int32",
+        ),
+        (np.zeros((28, 28, 1), bool), TypeError, "Received: x.dtype=bool"),
+        (np.full((28, 28, 1), np.nan, np.float32), ValueError, r"`x` must be finite. Received: 784 NaN or inf values"),
+        (np.pad(np.full((1, 1, 1), np.inf), ((3, 24), (0, 27), (0, 0))), ValueError, r"the first at index \(3, 0, 0\)"),
+        (
+            np.full((28, 28, 1), 255.0),
+            ValueError,
+            r"`x` must hold values in \[0, 1\] .* Received: values in \[255, 255\]",
+        ),
+        (-np.ones((28, 28)), ValueError, r"Received: values in \[-1, -1\]"),
+    ],
+)
+def test_bad_inputs_are_rejected(explainer, x, error, message):
+    with pytest.raises(error, match=message):
+        explainer.explain(x)
+
+
+def test_bad_batches_and_seeds(explainer):
+    with pytest.raises(
+        ValueError, match=r"`xs` must have shape \(B, 28, 28, 1\) or \(B, 28, 28\). Received: xs.shape=\(28, 28, 1\)"
+    ):
+        explainer.explain_batch(np.zeros((28, 28, 1), np.float32))
+    with pytest.raises(ValueError, match=r"`x2` must have shape"):
+        explainer.explain_pair(np.zeros((28, 28)), np.zeros((27, 28)))
+    for seed in (1.5, None, 2**63, True):
+        with pytest.raises(ValueError, match=r"`seed` must be an integer"):
+            explainer.explain(np.zeros((28, 28)), seed=seed)
+
+
+def test_uint8_and_channelless_images_are_accepted(explainer):
+    raw = (images(1, seed=9)[0] * 255).round().astype(np.uint8)
+    a = explainer.explain(raw, seed=3)
+    b = explainer.explain(raw[..., 0].astype(np.float32) / 255, seed=3)
+    assert_same(a, b)
+    np.testing.assert_allclose(a.input, raw / 255.0, rtol=1e-6)
+    assert a.input.dtype == np.float32
+
+
+def test_empty_batch_returns_empty_list_without_calling_embed(embed, explainer):
+    before = embed.calls
+    assert explainer.explain_batch(np.zeros((0, 28, 28, 1), np.float32)) == []
+    assert explainer.explain_batch(np.zeros((0, 28, 28), np.uint8)) == []
+    assert embed.calls == before
+
+
+def test_embedding_length_mismatch(table1_decoder, prototypes):
+    wrong = CountingEmbed(dim=D + 2)
+    ex = SiameseExplainer(wrong, table1_decoder, prototypes, ExplainConfig.tiny(s=2, q=5))
+    with pytest.raises(
+        ValueError, match=rf"`embed` must return one embedding of length D={D} .* Received: shape \(1, {D + 2}\)"
+    ):
+        ex.explain(images(1)[0])
+    # A Keras embedding is checked when the explainer is built.
+    with pytest.raises(
+        ValueError,
+        match=rf"`embed` must return embeddings of shape \(B, D\) with D={D}.*Received: embed output shape \(None, 5\)",
+    ):
+        SiameseExplainer(build_siamese_subnetwork(5), table1_decoder, prototypes)
+    with pytest.raises(
+        ValueError,
+        match=rf"`decoder` must take codes of length D=5, the prototypes' width. Received: decoder input shape \(None, {D}\)",
+    ):
+        SiameseExplainer(wrong, table1_decoder, np.zeros((3, 5)))
+    with pytest.raises(
+        ValueError, match=r"`prototypes` must be a 2-D numeric array \(C, D\). Received: prototypes.shape=\(8,\)"
+    ):
+        SiameseExplainer(wrong, table1_decoder, np.zeros(D))
+    with pytest.raises(ValueError, match="`prototypes` must be finite"):
+        SiameseExplainer(wrong, table1_decoder, np.full((2, D), np.nan))
+
+
+def test_embed_returning_nan_or_a_dict(table1_decoder, prototypes):
+    proj = CountingEmbed().proj
+    nan_embed = lambda x: np.where(np.arange(len(x))[:, None] == 1, np.nan, x.reshape(len(x), -1) @ proj)
+    ex = SiameseExplainer(nan_embed, table1_decoder, prototypes, ExplainConfig.tiny(s=2, q=5))
+    with pytest.raises(
+        ValueError, match=r"`embed` must return finite embeddings. Received: NaN or inf for inputs \[1\]"
+    ):
+        ex.explain_batch(images(3))
+    # A SavedModel signature returns a dict of outputs: one entry is unwrapped.
+    dict_embed = lambda x: {"embedding": tf.constant(x.reshape(len(x), -1) @ proj)}
+    ex = SiameseExplainer(dict_embed, table1_decoder, prototypes, ExplainConfig.tiny(s=2, q=5))
+    assert ex.explain(images(1)[0]).embedding.shape == (D,)
+
+
+# -- constructors -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, table1_decoder):
+    keras.utils.set_random_seed(1)
+    snn = build_siamese_subnetwork(D)
+    protos = snn(images(6, seed=13)).numpy()[:3]
+    path = tmp_path_factory.mktemp("run")
+    io.save_model(snn, path / io.SNN_FILE)
+    io.save_model(table1_decoder, path / io.DECODER_FILE)
+    io.write_npy(path / io.PROTOTYPES_FILE, protos)
+    io.write_json(path / io.CONFIG_FILE, {"ignored": True})
+    return path, snn, protos
+
+
+def test_from_run_loads_the_three_files(run_dir, table1_decoder):
+    path, snn, protos = run_dir
+    cfg = ExplainConfig.tiny(s=2, q=20)
+    loaded = SiameseExplainer.from_run(path, cfg)
+    direct = SiameseExplainer(snn, table1_decoder, protos, cfg)
+    np.testing.assert_array_equal(loaded.prototypes, protos)
+    x = images(1, seed=14)[0]
+    assert_same(loaded.explain(x, seed=4), direct.explain(x, seed=4), rtol=1e-4)
+
+
+@pytest.mark.parametrize("missing", [io.SNN_FILE, io.DECODER_FILE, io.PROTOTYPES_FILE])
+def test_from_run_names_the_missing_file(run_dir, tmp_path, missing):
+    path, _, _ = run_dir
+    for name in (io.SNN_FILE, io.DECODER_FILE, io.PROTOTYPES_FILE):
+        if name != missing:
+            (tmp_path / name).write_bytes((path / name).read_bytes())
+    with pytest.raises(FileNotFoundError, match=f"has no '{missing}'"):
+        SiameseExplainer.from_run(tmp_path)
+
+
+def test_from_run_names_an_unreadable_file(run_dir, tmp_path):
+    path, _, _ = run_dir
+    for name in (io.SNN_FILE, io.DECODER_FILE):
+        (tmp_path / name).write_bytes((path / name).read_bytes())
+    (tmp_path / io.PROTOTYPES_FILE).write_text("not numpy")
+    with pytest.raises(ValueError, match=f"Could not read '{io.PROTOTYPES_FILE}'"):
+        SiameseExplainer.from_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match="must be a run folder"):
+        SiameseExplainer.from_run(tmp_path / "nowhere")
+
+
+def test_from_data_uses_class_means(table1_decoder):
+    emb = CountingEmbed()
+    x = (images(12, seed=15) * 255).astype(np.uint8)
+    y = np.arange(12) % 3
+    ex = SiameseExplainer.from_data(emb, table1_decoder, x, y, ExplainConfig.tiny(s=2, q=5))
+    h = emb(x.astype(np.float32) / 255)
+    want = np.stack([h[y == k].mean(0) for k in range(3)])
+    np.testing.assert_allclose(ex.prototypes, want, rtol=1e-5, atol=1e-6)
+    assert ex.num_classes == 3 and ex.embedding_dim == D and ex.image_shape == SHAPE
+
+
+def test_keras_embed_is_a_black_box_called_once(run_dir, table1_decoder):
+    _, snn, protos = run_dir
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ex = SiameseExplainer(snn, table1_decoder, protos, ExplainConfig.tiny(s=2, q=20))
+        e = ex.explain(images(1, seed=16)[0])
+    np.testing.assert_allclose(e.embedding, snn(images(1, seed=16)).numpy()[0], rtol=1e-5, atol=1e-6)
+
+
+def test_fused_decoder_that_disagrees_is_dropped(monkeypatch, embed, table1_decoder, prototypes):
+    from siamese_xai import explain
+
+    wrong = explain._FusedUpConv.__call__
+    monkeypatch.setattr(explain._FusedUpConv, "__call__", lambda self, x: 0.5 * wrong(self, x))
+    with pytest.warns(RuntimeWarning, match="fused evaluation of `decoder` differs"):
+        ex = SiameseExplainer(embed, table1_decoder, prototypes, ExplainConfig.tiny(s=2, q=5))
+    assert not ex.decoder_fused

@@ -1,0 +1,93 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from siamese_xai import plotting
+from siamese_xai.explain import Explanation
+
+
+def make_explanation(explained_class=4):
+    rng = np.random.default_rng(0)
+    change = rng.random((28, 28, 1)).astype(np.float32)
+    mask = np.zeros((28, 28, 1), bool)
+    mask.flat[np.argsort(-change.ravel())[:30]] = True
+    return Explanation(
+        input=rng.random((28, 28, 1)).astype(np.float32),
+        reconstruction=rng.random((28, 28, 1)).astype(np.float32),
+        embedding=np.zeros(20, np.float32),
+        reference=np.ones(20, np.float32),
+        predicted_class=9,
+        distances=np.arange(10, dtype=np.float32),
+        explained_class=explained_class,
+        reference_distance=1.0,
+        indices=np.arange(5),
+        sigma=0.01,
+        mean_abs_change=change,
+        mean_signed_change=change - 0.5,
+        mask=mask,
+        n_perturbations=5000,
+        s=5,
+        q=30,
+        direction="toward_prototype",
+        method="mc",
+        sigma_scale=0.1,
+        seed=0,
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_show(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("plotting must never call plt.show()")
+
+    monkeypatch.setattr(plt, "show", fail)
+    yield
+    plt.close("all")
+
+
+def test_quadruple_draws_input_reconstruction_overlay_mask():
+    e = make_explanation()
+    axes = plotting.plot_explanation(e)
+    assert axes.shape == (4,)
+    np.testing.assert_array_equal(axes[0].images[0].get_array(), e.input[..., 0])
+    np.testing.assert_array_equal(axes[1].images[0].get_array(), e.reconstruction[..., 0])
+    overlay = axes[2].images[1].get_array()
+    np.testing.assert_array_equal(overlay[..., 3] > 0, e.mask[..., 0])
+    np.testing.assert_array_equal(axes[3].images[0].get_array(), e.mask[..., 0].astype(float))
+    assert "SNN: 9" in axes[0].get_title()
+    assert "class 4" in axes[2].get_title()
+    assert "q=30" in axes[3].get_title()
+
+
+def test_draws_into_given_axes_and_checks_their_number():
+    _, grid = plt.subplots(2, 2)
+    out = plotting.plot_explanation(make_explanation(), grid)
+    assert list(out) == list(grid.ravel())
+    assert all(len(ax.images) >= 1 for ax in out)
+    _, three = plt.subplots(1, 3)
+    with pytest.raises(ValueError, match="`axes` must hold 4 matplotlib Axes. Received: 3"):
+        plotting.plot_explanation(make_explanation(), three)
+
+
+def test_single_panels_take_an_optional_ax():
+    e = make_explanation(explained_class=None)
+    _, ax = plt.subplots()
+    assert plotting.plot_overlay(e, ax) is ax
+    assert "the pair" in ax.get_title()
+    new = plotting.plot_signed_change(e)
+    lo, hi = new.images[0].get_clim()
+    assert lo == -hi == pytest.approx(-np.abs(e.mean_signed_change).max())
+    assert plotting.plot_mask(e).images
+    with pytest.raises(TypeError, match="`explanation` must be an Explanation"):
+        plotting.plot_overlay(np.zeros((28, 28)))
+
+
+def test_quadruple_saves_to_a_file(tmp_path):
+    fig, axes = plt.subplots(1, 4)
+    plotting.plot_explanation(make_explanation(), axes)
+    fig.savefig(tmp_path / "quad.png")
+    assert (tmp_path / "quad.png").stat().st_size > 1000
