@@ -286,8 +286,19 @@ def _check_embeddings(x, h, embedding_dim):
 
 
 def predict(model, x, batch_size: int = 1000) -> np.ndarray:
-    """`model(x)` in batches, as a NumPy array."""
-    return np.concatenate([np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)])
+    """`model(x)` in batches, as a NumPy array.
+
+    Args:
+        model: a Keras model (called with `training=False`) or any callable
+            from a batch to a batch, e.g. a black-box embedding.
+        x: `(n, ...)` inputs.
+        batch_size: inputs per call.
+
+    Returns:
+        `(n, ...)` outputs.
+    """
+    call = (lambda b: model(b, training=False)) if isinstance(model, keras.Model) else model
+    return np.concatenate([np.asarray(call(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
 
 
 def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dict:

@@ -154,3 +154,15 @@ def test_config_validation_names_the_argument():
     cfg = TrainConfig.paper()
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.embedding_dim == 20
+
+
+def test_predict_takes_any_black_box():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    calls = []
+
+    def f(batch):
+        calls.append(len(batch))
+        return batch * 2
+
+    np.testing.assert_array_equal(training.predict(f, x, batch_size=4), x * 2)
+    assert calls == [4, 2]
