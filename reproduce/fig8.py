@@ -4,7 +4,7 @@ Command (run by `make reproduce` after training):
 
     .venv/bin/python reproduce/fig8.py --run runs/paper --out figures
 
-Run time: about 10 seconds on a 2-core CPU. Writes figures/fig8.png (the
+Run time: about 8 seconds on a 2-core CPU (4 s of it the explanation and plot). Writes figures/fig8.png (the
 quadruple: input, reconstruction g(f(x)), input with the mask, the mask) and
 figures/fig8.json (test index, classes, distances, J, sigma, s, q, N). The
 test image is chosen by the rule in `siamese_xai.paper`'s docstring.

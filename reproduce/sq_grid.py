@@ -4,7 +4,7 @@ Command (run by `make reproduce`):
 
     .venv/bin/python reproduce/sq_grid.py --run runs/paper --out figures
 
-Run time: about 20 seconds on a 2-core CPU. Writes figures/sq_grid.png: Fig. 5's
+Run time: under 30 seconds on a 2-core CPU. Writes figures/sq_grid.png: Fig. 5's
 test image (the correctly explained 2) explained with s in {1, 2, 5, 10, 20}
 (rows) and q in {25, 50, 100, 200} (columns), each panel the input with its
 mask, N = 5000, seed 0.

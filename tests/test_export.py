@@ -100,3 +100,21 @@ def test_numpy_embed_cannot_be_exported(explainer, tmp_path):
     assert not (tmp_path / "nope").exists()
     with pytest.raises(TypeError, match="`explainer` must be a SiameseExplainer"):
         export_explainer("not an explainer", tmp_path / "nope")
+
+
+def test_cli_export_of_a_trained_run(tiny_run, tmp_path, capsys):
+    import tensorflow as tf
+
+    from siamese_xai import cli
+
+    run_dir, _ = tiny_run
+    out = tmp_path / "savedmodel"
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(out), "--n", "64"]) == 0
+    assert (out / "saved_model.pb").is_file()
+    meta = json.loads((out / "assets.extra" / "explainer.json").read_text())
+    assert meta["config"]["n_perturbations"] == 64
+    loaded = tf.saved_model.load(str(out))
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    result = loaded.signatures["serving_default"](images=tf.constant(x), seed=tf.constant(0, tf.int64))
+    assert result["mask"].shape == (2, 28, 28, 1)
+    assert result["distances"].shape == (2, 10)
