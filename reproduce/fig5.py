@@ -10,23 +10,7 @@ figures/fig5.json (test index, classes, distances, J, sigma, s, q, N). The
 test image is chosen by the rule in `siamese_xai.paper`'s docstring.
 """
 
-import argparse
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="runs/paper")
-    parser.add_argument("--out", default="figures")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    from siamese_xai import paper
-
-    record = paper.write_paper_figure("fig5", args.run, args.out, seed=args.seed)
-    print(f"fig5: test #{record['test_index']} ({record['selection']}) -> {args.out}/fig5.png")
-
+from _figure import main
 
 if __name__ == "__main__":
-    main()
+    main("fig5", __doc__)
