@@ -21,12 +21,12 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test reproduce clean bench .force
+.PHONY: setup test reproduce clean bench evaluate .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,eval]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -45,6 +45,10 @@ figures/%.png: reproduce/%.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.instal
 
 figures/REPORT.md: reproduce/report.py $(FIGS) $(FORCE_DEP) | $(VENV)/.installed
 	$(PY) reproduce/report.py --run $(RUN) --out figures
+
+# The evaluation against baselines (full mode, about 15 minutes on 2 cores).
+evaluate: setup $(RUN)/metrics.json
+	$(PY) benchmarks/evaluate.py --run $(RUN)
 
 bench: setup
 	$(PY) benchmarks/bench_speed.py --run $(RUN)
