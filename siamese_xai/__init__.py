@@ -7,6 +7,7 @@ The reference implementation of L. Utkin, M. Kovalev and E. Kasimov, "An
 explanation method for Siamese neural networks" (2019).
 """
 
+from siamese_xai.batch import explain_split, load_split_results
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
 from siamese_xai.data import DataNotFoundError, load_mnist
 from siamese_xai.explain import ExplainConfig, Explanation, SiameseExplainer
@@ -30,8 +31,10 @@ __all__ = [
     "build_encoder",
     "build_siamese_subnetwork",
     "compute_prototypes",
+    "explain_split",
     "export_explainer",
     "load_mnist",
+    "load_split_results",
     "nearest_prototype",
     "train_run",
 ]

@@ -40,15 +40,11 @@ def _non_negative_int(text):
 
 
 def _make_strategy(name):
-    import tensorflow as tf
+    from siamese_xai.training import STRATEGIES, make_strategy
 
-    if name == "default":
-        return None
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise CLIError(f"--strategy must be one of default, mirrored, multiworker; received {name!r}")
+    if name not in STRATEGIES:
+        raise CLIError(f"--strategy must be one of {', '.join(STRATEGIES)}; received {name!r}")
+    return make_strategy(name)
 
 
 def _cmd_train(args):
@@ -56,7 +52,8 @@ def _cmd_train(args):
     from siamese_xai.config import TrainConfig
 
     config = TrainConfig.tiny() if args.tiny else TrainConfig.paper()
-    changes = {"seed": args.seed, "embedding_dim": args.embedding_dim}
+    changes = {"seed": args.seed, "embedding_dim": args.embedding_dim, "train_limit": args.train_limit,
+               "checkpoint_every": args.checkpoint_every}
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     import dataclasses
 
@@ -126,6 +123,24 @@ def _cmd_explain(args):
                   f"sigma={e.sigma:.4g} -> {out_dir / (name + '.png')}")
 
 
+def _cmd_explain_split(args):
+    from siamese_xai import batch, data
+    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+
+    changes = {k: v for k, v in (("s", args.s), ("q", args.q), ("n_perturbations", args.n), ("method", args.method)) if v is not None}
+    explainer = SiameseExplainer.from_run(args.run, ExplainConfig().replace(**changes))
+    x, y = data.load_mnist(args.split, args.data_dir)
+    if args.limit is not None:
+        x, y = x[: args.limit], y[: args.limit]
+    out_dir = _writable_dir(args.out)
+    result = batch.explain_split(
+        explainer, x, out_dir, labels=y, shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
+    print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
+          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
+
+
 def _cmd_export(args):
     from siamese_xai.explain import ExplainConfig, SiameseExplainer
     from siamese_xai.export import export_explainer
@@ -155,8 +170,15 @@ def _add_explain_options(p):
     p.add_argument("--n", type=_positive_int, metavar="N", help="perturbations (default 5000, the paper's)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (exit code 2), like the others."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="siamese-xai",
         description=(
             "Explain a Siamese neural network (Utkin, Kovalev and Kasimov, 2019). "
@@ -189,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ae-epochs", type=_positive_int, help="epochs of the joint autoencoder training")
     train.add_argument("--decoder-epochs", type=_positive_int, help="epochs of the decoder fine-tuning")
     train.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
+    train.add_argument("--train-limit", type=_positive_int, metavar="N", help="train on the first N training images only")
+    train.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS", help="steps between checkpoints (default 200; 10 with --tiny)")
     train.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored or multiworker")
     train.add_argument("--tiny", action="store_true", help="a seconds-long configuration on 2,000 images (for trying things)")
     train.add_argument("--force", action="store_true", help="retrain every stage even if RUN has them")
@@ -217,6 +241,28 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
     explain.set_defaults(func=_cmd_explain)
+
+    split = sub.add_parser(
+        "explain-split",
+        help="explain every image of an MNIST split, in resumable shards",
+        description=(
+            "Explains every image of the split and writes OUT/shard-NNNNN.npz (masks, mean changes, classes, "
+            "distances, J, sigma; see siamese_xai.batch) and OUT/manifest.json. Killed and run again with the "
+            "same command, it keeps the finished shards and computes the rest."
+        ),
+    )
+    split.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train`")
+    split.add_argument("--split", choices=("train", "test"), default="test", help="the MNIST split (default test)")
+    split.add_argument("--out", required=True, metavar="DIR", help="folder for the shards")
+    split.add_argument("--limit", type=_positive_int, metavar="K", help="only the first K images of the split")
+    split.add_argument("--shard-size", type=_positive_int, default=500, metavar="M", help="images per shard (default 500)")
+    split.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="images per explainer call (default 32)")
+    _add_explain_options(split)
+    split.add_argument("--method", choices=("mc", "linear"), help="mc: decode N perturbations (the paper); linear: first-order, faster")
+    split.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
+    split.add_argument("--data-dir", metavar="DIR", help="MNIST's location (default: $TFDS_DATA_DIR)")
+    split.add_argument("--quiet", action="store_true", help="no progress bar")
+    split.set_defaults(func=_cmd_explain_split)
 
     export = sub.add_parser(
         "export",

@@ -667,7 +667,8 @@ class SiameseExplainer:
             try:
                 return loader(path / name)
             except Exception as err:  # unreadable file: say which one
-                raise ValueError(f"Could not read {name!r} in the run folder {str(path)!r}: {err}") from err
+                detail = " ".join(str(err).split())  # one line, whatever the loader said
+                raise ValueError(f"Could not read {name!r} in the run folder {str(path)!r}: {detail}") from err
 
         snn = load(io.SNN_FILE, lambda p: keras.models.load_model(p, compile=False))
         decoder = load(io.DECODER_FILE, lambda p: keras.models.load_model(p, compile=False))

@@ -57,6 +57,26 @@ def atomic_path(path, suffix: str | None = None):
         raise
 
 
+def remove_stale_temporaries(folder) -> list:
+    """Removes the temporary files (or folders) a killed `atomic_path` left in `folder`.
+
+    A process killed by a signal (SIGKILL, a power cut) cannot clean up; the
+    next run of the same command calls this first. Only names of
+    `atomic_path`'s form (`.NAME.RANDOM.tmpSUFFIX`) are touched.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
 def write_json(path, obj) -> None:
     """Writes `obj` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

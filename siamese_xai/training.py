@@ -52,7 +52,37 @@ class _Stage:
     trackables: dict
 
 
-def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200, verbose: int = 1) -> dict:
+def _worker_dir(run_dir, strategy):
+    """Where this worker keeps its state: `run_dir` on the chief, a sub-folder elsewhere.
+
+    Under `MultiWorkerMirroredStrategy` TensorFlow asks every worker to take
+    part in each checkpoint save, but only the chief should write the run
+    folder. TensorFlow's tutorials send the other workers' saves to a
+    temporary folder that is deleted; here they go to
+    `run_dir/workers/worker-I` and are kept (on the worker's own disk, or
+    beside the chief's on a shared one), so two workers never write the same
+    file and each can restore from its own copy after a restart.
+    """
+    if run_dir is None:
+        return None
+    extended = strategy.extended
+    if getattr(extended, "should_checkpoint", True):
+        return Path(run_dir)
+    task_id = getattr(getattr(strategy, "cluster_resolver", None), "task_id", 0) or 0
+    run_dir = Path(run_dir)
+    if run_dir.parent.name == "workers" and run_dir.name == f"worker-{task_id}":
+        return run_dir  # already this worker's folder (train_run maps it once)
+    return run_dir / "workers" / f"worker-{task_id}"
+
+
+def is_chief(strategy=None) -> bool:
+    """Whether this process writes the run folder (True except on non-chief multi-worker workers)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200, verbose: int = 1,
+        on_step: Callable | None = None) -> dict:
     """Runs one stage's custom training loop, resuming from its checkpoint if any.
 
     Args:
@@ -63,11 +93,15 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
         strategy: a `tf.distribute.Strategy`; None uses the default strategy.
         checkpoint_every: steps between checkpoints.
         verbose: 1 shows a progress bar.
+        on_step: called as `on_step(global_step, values)` after every step,
+            `values` a dict of the step's reduced scalars (e.g. `"loss"`).
 
     Returns:
         The last epoch's mean metrics, e.g. `{"loss": ...}`.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    run_dir = _worker_dir(run_dir, strategy)
+    chief = is_chief(strategy)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
     ckpt = tf.train.Checkpoint(optimizer=stage.optimizer, epoch=epoch_var, step_in_epoch=step_var, **stage.trackables)
@@ -76,7 +110,8 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
         manager = tf.train.CheckpointManager(ckpt, Path(run_dir) / "checkpoints" / stage.name, max_to_keep=2)
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        writer = tf.summary.create_file_writer(str(Path(run_dir) / "logs" / stage.name))
+        if chief:
+            writer = tf.summary.create_file_writer(str(Path(run_dir) / "logs" / stage.name))
 
     trackers = {}
 
@@ -85,11 +120,18 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
         def replica_step(*b):
             with tf.GradientTape() as tape:
                 per_ex, extras = stage.per_example(*b)
-                loss = tf.nn.compute_average_loss(per_ex) + stage.regularizer() / strategy.num_replicas_in_sync
+                # The global batch is counted across replicas: the last batch of
+                # an epoch may split unevenly, and dividing by the local size
+                # times the replica count would then weight examples unequally.
+                global_batch = tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.shape(per_ex)[0]
+                )
+                loss = tf.nn.compute_average_loss(per_ex, global_batch_size=global_batch)
+                loss += stage.regularizer() / strategy.num_replicas_in_sync
             grads = tape.gradient(loss, stage.variables)
             stage.optimizer.apply(grads, stage.variables)
             out = {"loss": loss}
-            out.update({k: tf.nn.compute_average_loss(v) for k, v in extras.items()})
+            out.update({k: tf.nn.compute_average_loss(v, global_batch_size=global_batch) for k, v in extras.items()})
             return out
 
         per_replica = strategy.run(replica_step, args=tuple(batch))
@@ -119,6 +161,8 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
                 with writer.as_default(step=global_step):
                     for k, v in values.items():
                         tf.summary.scalar(f"{stage.name}/{k}", v)
+            if on_step is not None:
+                on_step(global_step, {k: float(v) for k, v in values.items()})
             if verbose:
                 bar.update(int(step_var.numpy()), [(k, float(v)) for k, v in values.items()])
             if manager is not None and int(step_var.numpy()) % checkpoint_every == 0:
@@ -140,7 +184,7 @@ def _steps(n, batch_size):
     return -(-n // batch_size)
 
 
-def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbose: int = 1) -> keras.Model:
+def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbose: int = 1, on_step=None) -> keras.Model:
     """Trains the Siamese subnetwork f with the contrastive loss on balanced pairs.
 
     Args:
@@ -148,8 +192,10 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
         y: `(n,)` labels.
         config: the training config (uses `config.snn`, `embedding_dim`, `seed`).
         run_dir: where checkpoints and logs go (None: nowhere).
-        strategy: a `tf.distribute.Strategy` (None: the default).
+        strategy: a `tf.distribute.Strategy` (None: the default); the
+            batch size is the global batch, split across its replicas.
         verbose: 1 shows progress.
+        on_step: `on_step(global_step, values)` after every step (see `fit`).
 
     Returns:
         The trained subnetwork, `(batch, 28, 28, 1) -> (batch, D)`.
@@ -183,11 +229,11 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
         optimizer=optimizer,
         trackables={"snn": snn},
     )
-    fit(stage, run_dir, strategy, config.checkpoint_every, verbose)
+    fit(stage, run_dir, strategy, config.checkpoint_every, verbose, on_step)
     return snn
 
 
-def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, verbose: int = 1):
+def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, verbose: int = 1, on_step=None):
     """Trains the explainable autoencoder with the joint loss; f is fixed.
 
     `alpha ||x - g(e(x))||^2 + beta ||h - e(x)||^2 + lambda R(W)`
@@ -196,7 +242,7 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
         x: `(n, 28, 28, 1)` training images.
         h: `(n, D)` their Siamese embeddings f(x), computed once (f is frozen).
         config: the training config (uses `config.autoencoder`).
-        run_dir, strategy, verbose: as in `train_siamese`.
+        run_dir, strategy, verbose, on_step: as in `train_siamese`.
 
     Returns:
         `(encoder, decoder)`.
@@ -230,11 +276,11 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
         optimizer=optimizer,
         trackables={"encoder": encoder, "decoder": decoder},
     )
-    fit(stage, run_dir, strategy, config.checkpoint_every, verbose)
+    fit(stage, run_dir, strategy, config.checkpoint_every, verbose, on_step)
     return encoder, decoder
 
 
-def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=None, verbose: int = 1) -> keras.Model:
+def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=None, verbose: int = 1, on_step=None) -> keras.Model:
     """Trains the decoder alone on the Siamese embeddings: `g(f(x)) -> x`.
 
     Args:
@@ -242,7 +288,7 @@ def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=
         x: `(n, 28, 28, 1)` training images.
         h: `(n, D)` their Siamese embeddings.
         config: the training config (uses `config.decoder`).
-        run_dir, strategy, verbose: as in `train_siamese`.
+        run_dir, strategy, verbose, on_step: as in `train_siamese`.
 
     Returns:
         The fine-tuned decoder.
@@ -273,7 +319,7 @@ def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=
         optimizer=optimizer,
         trackables={"decoder": tuned},
     )
-    fit(stage, run_dir, strategy, config.checkpoint_every, verbose)
+    fit(stage, run_dir, strategy, config.checkpoint_every, verbose, on_step)
     return tuned
 
 
@@ -340,6 +386,35 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
     }
 
 
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def make_strategy(strategy=None):
+    """Turns a strategy name (or a strategy) into a `tf.distribute.Strategy`.
+
+    Args:
+        strategy: None or "default" (the default strategy: one device),
+            "mirrored" (`MirroredStrategy` over this machine's GPUs, or its
+            CPU), "multiworker" (`MultiWorkerMirroredStrategy`; the cluster
+            comes from the `TF_CONFIG` environment variable, see README), or a
+            `tf.distribute.Strategy`, returned as is.
+
+    Raises:
+        ValueError: an unknown name or another type.
+    """
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    if strategy is None or strategy == "default":
+        return tf.distribute.get_strategy()
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(
+        f"`strategy` must be one of {', '.join(STRATEGIES)} or a tf.distribute.Strategy. Received: strategy={strategy!r}"
+    )
+
+
 def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force: bool = False, verbose: int = 1) -> dict:
     """Trains all three stages on MNIST and writes the run folder.
 
@@ -353,20 +428,29 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         config: the training config.
         run_dir: the run folder (created if missing).
         data_dir: MNIST's location (see `siamese_xai.data.load_mnist`).
-        strategy: a `tf.distribute.Strategy` (None: the default).
+        strategy: a `tf.distribute.Strategy` or its name (see `make_strategy`).
         force: retrain every stage, discarding old models and checkpoints.
         verbose: 1 shows progress.
+
+    Under `MultiWorkerMirroredStrategy` every worker runs this with the same
+    arguments; the chief writes `run_dir`, the other workers write the same
+    files to `run_dir/workers/worker-I` (see `_worker_dir`).
 
     Returns:
         The metrics written to `metrics.json`.
     """
+    strategy = make_strategy(strategy)
     # data first: a missing data set must not leave a half-made run folder behind
     x_train, y_train = data.load_mnist("train", data_dir)
     x_test, y_test = data.load_mnist("test", data_dir)
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _worker_dir(run_dir, strategy)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(err.errno, f"`run_dir` {str(run_dir)!r} cannot be created: {err.strerror}") from None
+    io.remove_stale_temporaries(run_dir)  # a model file half-written when a run was killed
     config_path = run_dir / io.CONFIG_FILE
     if config_path.exists() and not force:
         old = io.read_json(config_path)

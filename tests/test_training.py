@@ -166,3 +166,45 @@ def test_predict_takes_any_black_box():
 
     np.testing.assert_array_equal(training.predict(f, x, batch_size=4), x * 2)
     assert calls == [4, 2]
+
+
+@pytest.mark.slow  # about 50 s on 2 cores: three tiny training runs, two of them in fresh processes
+def test_train_killed_mid_epoch_and_rerun_ends_with_the_same_weights(tmp_path):
+    """A real kill (SIGKILL to the CLI process), not an exception: resume from the last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from siamese_xai import cli
+
+    # 512 images in batches of 64: 8 steps per epoch, 2 epochs per stage, a checkpoint every 3 steps
+    tail = ["--tiny", "--train-limit", "512", "--epochs", "2", "--checkpoint-every", "3", "--seed", "5"]
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "siamese_xai.cli", "train", "--out", str(run)] + tail
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "snn" / "checkpoint").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint in 120 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (run / "snn.keras").exists()  # killed inside the first stage
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resumed at step" in rerun.stdout or "epoch 2/2" in rerun.stdout.split("[snn]")[1]
+
+    assert cli.main(["train", "--out", str(tmp_path / "whole"), "--quiet"] + tail) == 0
+    for name in ("snn.keras", "encoder.keras", "decoder.keras"):
+        a = keras.models.load_model(run / name, compile=False).get_weights()
+        b = keras.models.load_model(tmp_path / "whole" / name, compile=False).get_weights()
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v, err_msg=name)

@@ -1,0 +1,109 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from siamese_xai import batch, data
+from siamese_xai.explain import ExplainConfig, SiameseExplainer
+
+
+@pytest.fixture(scope="module")
+def explainer(tiny_run):
+    return SiameseExplainer.from_run(tiny_run[0], ExplainConfig.tiny())
+
+
+def _assert_same(a, b):
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_shards_hold_what_explain_batch_gives(explainer, tmp_path):
+    x, y = data.load_mnist("test")
+    result = batch.explain_split(explainer, x[:40], tmp_path, labels=y[:40], shard_size=16, batch_size=8, seed=3, verbose=0)
+    assert result["num_shards"] == 3 and result["shards_written"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
+    got = batch.load_split_results(tmp_path)
+    es = explainer.explain_batch(x[:40], seed=3)
+    np.testing.assert_array_equal(got["index"], np.arange(40))
+    np.testing.assert_array_equal(got["label"], y[:40])
+    np.testing.assert_array_equal(got["predicted_class"], [e.predicted_class for e in es])
+    np.testing.assert_array_equal(got["indices"], np.stack([e.indices for e in es]))
+    assert got["mask"].shape == (40, 28, 28, 1) and got["mask"].dtype == bool
+    # batches of 8 against one batch of 40: equal up to the embedding's rounding (see explain_batch)
+    np.testing.assert_allclose(got["mean_abs_change"], np.stack([e.mean_abs_change for e in es]), rtol=1e-3, atol=1e-6)
+    assert (got["mask"] == np.stack([e.mask for e in es])).mean() > 0.999
+
+
+def test_a_resumed_run_keeps_finished_shards_and_redoes_the_rest(explainer, tmp_path):
+    x, _ = data.load_mnist("test")
+    batch.explain_split(explainer, x[:30], tmp_path / "ref", shard_size=10, verbose=0)
+    reference = batch.load_split_results(tmp_path / "ref")
+    out = tmp_path / "run"
+    batch.explain_split(explainer, x[:30], out, shard_size=10, verbose=0)
+    kept = (out / "shard-00000.npz").stat().st_mtime_ns
+    (out / "shard-00001.npz").unlink()  # as if killed while computing shard 1
+    (out / ".shard-00002.npz.tmp.npz").write_bytes(b"half")  # and a stray temporary file
+    (out / "shard-00002.npz").unlink()
+    result = batch.explain_split(explainer, x[:30], out, shard_size=10, verbose=0)
+    assert (result["shards_kept"], result["shards_written"]) == (1, 2)
+    assert (out / "shard-00000.npz").stat().st_mtime_ns == kept
+    assert not (out / ".shard-00002.npz.tmp.npz").exists()
+    _assert_same(batch.load_split_results(out), reference)
+    # another seed (or s, q, N, method, shard size) into the same folder is refused
+    with pytest.raises(ValueError, match="seed"):
+        batch.explain_split(explainer, x[:30], out, shard_size=10, seed=1, verbose=0)
+
+
+def test_split_errors(explainer, tmp_path):
+    x, _ = data.load_mnist("test")
+    with pytest.raises(ValueError, match="shard_size=0"):
+        batch.explain_split(explainer, x[:4], tmp_path / "a", shard_size=0, verbose=0)
+    bad = np.array(x[:4])
+    bad[2, 5, 5, 0] = np.nan
+    with pytest.raises(ValueError, match="`images` must be finite"):
+        batch.explain_split(explainer, bad, tmp_path / "b", verbose=0)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        batch.load_split_results(tmp_path)
+
+
+def test_explain_split_killed_and_restarted_equals_an_uninterrupted_run(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    out = tmp_path / "killed"
+    limit, shard_size, n = 480, 40, 1000
+    cmd = [sys.executable, "-m", "siamese_xai.cli", "explain-split", "--run", str(run_dir), "--split", "test",
+           "--limit", str(limit), "--shard-size", str(shard_size), "--n", str(n), "--out", str(out), "--quiet"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "shard-00000.npz").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no shard written in 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    written = sorted(p.name for p in out.glob("shard-*.npz"))
+    assert 1 <= len(written) < limit // shard_size, written  # killed mid-run
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"{len(written)} kept from an earlier run" in rerun.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] + [batch.shard_name(i) for i in range(limit // shard_size)]
+
+    x, y = data.load_mnist("test")
+    explainer = SiameseExplainer.from_run(run_dir, ExplainConfig(n_perturbations=n))
+    batch.explain_split(explainer, x[:limit], tmp_path / "whole", labels=y[:limit], shard_size=shard_size, verbose=0)
+    assert json.loads((out / "manifest.json").read_text()) == json.loads((tmp_path / "whole" / "manifest.json").read_text())
+    for i in range(limit // shard_size):
+        _assert_same(dict(np.load(out / batch.shard_name(i))), dict(np.load(tmp_path / "whole" / batch.shard_name(i))))
