@@ -33,3 +33,36 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tiny_run")
     metrics = training.train_run(TrainConfig.tiny(), run_dir, verbose=0)
     return run_dir, metrics
+
+
+def _kill_when_exists(cmd, ready, timeout: float = 120.0, poll: float = 0.02):
+    """Starts `cmd`, waits until the file `ready` exists, then SIGKILLs the process.
+
+    Returns the process's environment (what a rerun of the same command uses).
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while not Path(ready).exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, f"{ready} did not appear in {timeout:.0f} s"
+            time.sleep(poll)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return env
+
+
+@pytest.fixture
+def kill_when_exists():
+    """`kill_when_exists(cmd, ready_path)`: run a command and SIGKILL it once a file appears."""
+    return _kill_when_exists

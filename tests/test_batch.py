@@ -1,9 +1,6 @@
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -73,26 +70,13 @@ def test_split_errors(explainer, tmp_path):
         batch.load_split_results(tmp_path)
 
 
-def test_explain_split_killed_and_restarted_equals_an_uninterrupted_run(tiny_run, tmp_path):
+def test_explain_split_killed_and_restarted_equals_an_uninterrupted_run(tiny_run, tmp_path, kill_when_exists):
     run_dir, _ = tiny_run
     out = tmp_path / "killed"
     limit, shard_size, n = 480, 40, 1000
     cmd = [sys.executable, "-m", "siamese_xai.cli", "explain-split", "--run", str(run_dir), "--split", "test",
            "--limit", str(limit), "--shard-size", str(shard_size), "--n", str(n), "--out", str(out), "--quiet"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "shard-00000.npz").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "no shard written in 120 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    env = kill_when_exists(cmd, out / "shard-00000.npz", poll=0.05)
     written = sorted(p.name for p in out.glob("shard-*.npz"))
     assert 1 <= len(written) < limit // shard_size, written  # killed mid-run
 

@@ -169,13 +169,10 @@ def test_predict_takes_any_black_box():
 
 
 @pytest.mark.slow  # about 50 s on 2 cores: three tiny training runs, two of them in fresh processes
-def test_train_killed_mid_epoch_and_rerun_ends_with_the_same_weights(tmp_path):
+def test_train_killed_mid_epoch_and_rerun_ends_with_the_same_weights(tmp_path, kill_when_exists):
     """A real kill (SIGKILL to the CLI process), not an exception: resume from the last checkpoint."""
-    import os
-    import signal
     import subprocess
     import sys
-    import time
 
     from siamese_xai import cli
 
@@ -183,20 +180,7 @@ def test_train_killed_mid_epoch_and_rerun_ends_with_the_same_weights(tmp_path):
     tail = ["--tiny", "--train-limit", "512", "--epochs", "2", "--checkpoint-every", "3", "--seed", "5"]
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "siamese_xai.cli", "train", "--out", str(run)] + tail
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (run / "checkpoints" / "snn" / "checkpoint").exists():
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint in 120 s"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    env = kill_when_exists(cmd, run / "checkpoints" / "snn" / "checkpoint")
     assert not (run / "snn.keras").exists()  # killed inside the first stage
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
