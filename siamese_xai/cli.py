@@ -93,14 +93,10 @@ def _cmd_explain(args):
     import keras
 
     from siamese_xai import inputs, io, plotting
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.explain import SiameseExplainer
 
     out_dir = _writable_dir(args.out)
-    changes = {k: v for k, v in (("s", args.s), ("q", args.q), ("n_perturbations", args.n), ("method", args.method)) if v is not None}
-    if args.direction:
-        changes["direction"] = args.direction
-    config = ExplainConfig().replace(**changes)
-    explainer = SiameseExplainer.from_run(args.run, config)
+    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     resolved = [inputs.resolve_input(spec, args.data_dir) for spec in args.inputs]
     other = inputs.resolve_input(args.pair, args.data_dir) if args.pair else None
     bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
@@ -125,10 +121,9 @@ def _cmd_explain(args):
 
 def _cmd_explain_split(args):
     from siamese_xai import batch, data
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.explain import SiameseExplainer
 
-    changes = {k: v for k, v in (("s", args.s), ("q", args.q), ("n_perturbations", args.n), ("method", args.method)) if v is not None}
-    explainer = SiameseExplainer.from_run(args.run, ExplainConfig().replace(**changes))
+    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     x, y = data.load_mnist(args.split, args.data_dir)
     if args.limit is not None:
         x, y = x[: args.limit], y[: args.limit]
@@ -142,11 +137,10 @@ def _cmd_explain_split(args):
 
 
 def _cmd_export(args):
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.explain import SiameseExplainer
     from siamese_xai.export import export_explainer
 
-    changes = {k: v for k, v in (("s", args.s), ("q", args.q), ("n_perturbations", args.n)) if v is not None}
-    explainer = SiameseExplainer.from_run(args.run, ExplainConfig().replace(**changes))
+    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     export_explainer(explainer, args.out)
     print(f"SavedModel written to {args.out}")
 
@@ -164,10 +158,27 @@ def _writable_dir(path):
     return path
 
 
-def _add_explain_options(p):
+def _add_explain_options(p, full: bool = False):
+    """The explainer's parameters; `full` adds those of commands that explain images."""
     p.add_argument("--s", type=_positive_int, metavar="S", help="embedding coordinates to perturb (default 5)")
     p.add_argument("--q", type=_positive_int, metavar="Q", help="pixels in the mask (default 100)")
     p.add_argument("--n", type=_positive_int, metavar="N", help="perturbations (default 5000, the paper's)")
+    if not full:
+        return
+    p.add_argument("--method", choices=("mc", "linear"), help="mc: decode N perturbations (the paper); linear: first-order, faster")
+    p.add_argument("--direction", choices=("toward_prototype", "positive"), help="perturb toward the prototype (default) or by +|eps| (the literal reading)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs and splits (default: $TFDS_DATA_DIR)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _explain_config(args):
+    """The ExplainConfig the command's options ask for (paper defaults otherwise)."""
+    from siamese_xai.explain import ExplainConfig
+
+    options = (("s", "s"), ("q", "q"), ("n", "n_perturbations"), ("method", "method"), ("direction", "direction"))
+    changes = {field: getattr(args, name) for name, field in options if getattr(args, name, None) is not None}
+    return ExplainConfig().replace(**changes)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -234,12 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG and JSON files")
     explain.add_argument("--target-class", type=_non_negative_int, metavar="K", help="explain 'why class K?' instead of the SNN's own class")
     explain.add_argument("--pair", metavar="OTHER", help="explain why INPUT is close to (or far from) OTHER, an image or mnist:test:INDEX")
-    _add_explain_options(explain)
-    explain.add_argument("--method", choices=("mc", "linear"), help="mc: decode N perturbations (the paper); linear: first-order, faster")
-    explain.add_argument("--direction", choices=("toward_prototype", "positive"), help="perturb toward the prototype (default) or by +|eps| (the literal reading)")
-    explain.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
-    explain.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR)")
-    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_explain_options(explain, full=True)
     explain.set_defaults(func=_cmd_explain)
 
     split = sub.add_parser(
@@ -257,11 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--limit", type=_positive_int, metavar="K", help="only the first K images of the split")
     split.add_argument("--shard-size", type=_positive_int, default=500, metavar="M", help="images per shard (default 500)")
     split.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="images per explainer call (default 32)")
-    _add_explain_options(split)
-    split.add_argument("--method", choices=("mc", "linear"), help="mc: decode N perturbations (the paper); linear: first-order, faster")
-    split.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
-    split.add_argument("--data-dir", metavar="DIR", help="MNIST's location (default: $TFDS_DATA_DIR)")
-    split.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_explain_options(split, full=True)
     split.set_defaults(func=_cmd_explain_split)
 
     export = sub.add_parser(
