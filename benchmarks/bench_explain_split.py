@@ -31,8 +31,8 @@ def main():
 
     import tensorflow as tf
 
-    from siamese_xai import ExplainConfig, SiameseExplainer, io, load_mnist
-    from siamese_xai.batch import explain_split
+    from siamese_xai import ExplainConfig, SiameseExplainer, files, load_mnist
+    from siamese_xai.shards import explain_split
 
     x, y = load_mnist("test")
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}"}
@@ -53,7 +53,7 @@ def main():
             "n_perturbations": explainer.config.n_perturbations,
         }
         print(method, results[method], flush=True)
-    io.write_json(args.out, results)
+    files.write_json(args.out, results)
 
 
 if __name__ == "__main__":

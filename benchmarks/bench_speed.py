@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import io
+from siamese_xai import files
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
 from siamese_xai.models import build_decoder
 
@@ -253,7 +253,7 @@ def main(argv=None):
         },
         "seconds": time.time() - started,
     }
-    io.write_json(args.out, result)
+    files.write_json(args.out, result)
 
     print(f"N = {n}, decoder {flops / 1e6:.3f} MFLOP/call, matmul {gflops:.1f} GFLOP/s")
     rows = [

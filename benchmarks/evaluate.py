@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from siamese_xai import evaluation as ev  # noqa: E402
-from siamese_xai import io  # noqa: E402
+from siamese_xai import evaluation as ev# noqa: E402
+from siamese_xai import files, runs# noqa: E402
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
 from siamese_xai.explain import ExplainConfig, SiameseExplainer  # noqa: E402
@@ -177,8 +177,8 @@ def synthetic_run(run_dir, mnist_train, settings, verbose=0):
     )
     x, y, _ = ev.make_synthetic(mnist_train, settings["synth_train"], seed=0)
     stamp = {"config": config.to_dict(), "synth_train": settings["synth_train"], "seed": 0}
-    files = [run_dir / n for n in (io.SNN_FILE, io.DECODER_FILE, io.PROTOTYPES_FILE, "evaluation_config.json")]
-    if all(f.exists() for f in files) and io.read_json(run_dir / "evaluation_config.json") == stamp:
+    files = [run_dir / n for n in (runs.SNN_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE, "evaluation_config.json")]
+    if all(f.exists() for f in files) and files.read_json(run_dir / "evaluation_config.json") == stamp:
         explainer = SiameseExplainer.from_run(run_dir, ExplainConfig())
     else:
         snn = training.train_siamese(x, y, config, verbose=verbose)
@@ -186,10 +186,10 @@ def synthetic_run(run_dir, mnist_train, settings, verbose=0):
         _, decoder = training.train_autoencoder(x, h, config, verbose=verbose)
         decoder = training.finetune_decoder(decoder, x, h, config, verbose=verbose)
         protos = prototypes_from_embeddings(h, y, 10)
-        io.save_model(snn, run_dir / io.SNN_FILE)
-        io.save_model(decoder, run_dir / io.DECODER_FILE)
-        io.write_npy(run_dir / io.PROTOTYPES_FILE, protos)
-        io.write_json(run_dir / "evaluation_config.json", stamp)
+        files.save_model(snn, run_dir / runs.SNN_FILE)
+        files.save_model(decoder, run_dir / runs.DECODER_FILE)
+        files.write_npy(run_dir / runs.PROTOTYPES_FILE, protos)
+        files.write_json(run_dir / "evaluation_config.json", stamp)
         explainer = SiameseExplainer(snn, decoder, protos, ExplainConfig())
     scalar = ev.DistanceScalar(explainer.embed, explainer.prototypes)
     return explainer, float((scalar.classify(x) == y).mean())
@@ -361,7 +361,7 @@ def plot_curves(results: dict, path) -> None:
         ax.set_title(f"{ds} ({results['mode']} mode, n = {results['datasets'][ds]['n_images']})")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
@@ -381,7 +381,7 @@ def main(argv=None) -> dict:
                    help="only re-render RESULTS.md and the figure from OUT/results.json (no computation)")
     args = p.parse_args(argv)
     if args.from_results:
-        results = io.read_json(Path(args.out) / "results.json")
+        results = files.read_json(Path(args.out) / "results.json")
         write_reports(results, Path(args.out), Path(args.figures))
         return results
     mode = "quick" if args.quick else "medium" if args.medium else "full"
@@ -444,14 +444,14 @@ def main(argv=None) -> dict:
     }
     results["seconds"] = round(time.perf_counter() - t0, 1)
     results["load_average_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]
-    io.write_json(Path(args.out) / "results.json", results)
+    files.write_json(Path(args.out) / "results.json", results)
     write_reports(results, Path(args.out), Path(args.figures))
     return results
 
 
 def write_reports(results: dict, out: Path, figures: Path) -> None:
     """Writes RESULTS.md into `out` and deletion_curves.png into `figures`, atomically."""
-    with io.atomic_path(out / "RESULTS.md") as tmp:
+    with files.atomic_path(out / "RESULTS.md") as tmp:
         tmp.write_text(render_markdown(results))
     plot_curves(results, figures / "deletion_curves.png")
     print(f"wrote {out / 'results.json'}, {out / 'RESULTS.md'}, {figures / 'deletion_curves.png'} "

@@ -32,7 +32,7 @@ def main():
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from siamese_xai import io, paper, plotting
+    from siamese_xai import files, paper, plotting
 
     t0 = time.perf_counter()
     run = paper.PaperRun(args.run)
@@ -61,7 +61,7 @@ def main():
         "iou_p95": {int(n): round(float(v), 4) for n, v in zip(N_VALUES, high)},
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    io.write_json(os.path.join(args.out, "convergence.json"), record)
+    files.write_json(os.path.join(args.out, "convergence.json"), record)
     print("convergence: mean IoU " + ", ".join(f"N={n}: {m:.3f}" for n, m in zip(N_VALUES, mean)))
 
 

@@ -22,14 +22,14 @@ def main():
     parser.add_argument("--out", default="figures")
     parser.add_argument("--reproduce-seconds", type=float, help="wall time of the whole `make reproduce`, if measured")
     args = parser.parse_args()
-    from siamese_xai import io, paper
+    from siamese_xai import files, paper, runs
 
-    metrics = io.read_json(os.path.join(args.run, io.METRICS_FILE))
-    config = io.read_json(os.path.join(args.run, io.CONFIG_FILE))
-    figures = [io.read_json(os.path.join(args.out, f"{spec.name}.json")) for spec in paper.PAPER_FIGURES]
-    convergence = io.read_json(os.path.join(args.out, "convergence.json"))
+    metrics = files.read_json(os.path.join(args.run, runs.METRICS_FILE))
+    config = files.read_json(os.path.join(args.run, runs.CONFIG_FILE))
+    figures = [files.read_json(os.path.join(args.out, f"{spec.name}.json")) for spec in paper.PAPER_FIGURES]
+    convergence = files.read_json(os.path.join(args.out, "convergence.json"))
     text = paper.render_report(metrics, config, figures, convergence, paper.machine_description())
-    with io.atomic_path(os.path.join(args.out, "REPORT.md")) as tmp:
+    with files.atomic_path(os.path.join(args.out, "REPORT.md")) as tmp:
         tmp.write_text(text)
     print(f"report -> {args.out}/REPORT.md")
 

@@ -7,7 +7,7 @@ The reference implementation of L. Utkin, M. Kovalev and E. Kasimov, "An
 explanation method for Siamese neural networks" (2019).
 """
 
-from siamese_xai.batch import explain_split, load_split_results
+from siamese_xai.shards import explain_split, load_split_results
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
 from siamese_xai.data import DataNotFoundError, load_mnist
 from siamese_xai.explain import ExplainConfig, Explanation, SiameseExplainer

@@ -92,7 +92,7 @@ def _explanation_json(e, label, note) -> dict:
 def _cmd_explain(args):
     import keras
 
-    from siamese_xai import inputs, io, plotting
+    from siamese_xai import files, inputs, plotting
     from siamese_xai.explain import SiameseExplainer
 
     out_dir = _writable_dir(args.out)
@@ -110,7 +110,7 @@ def _cmd_explain(args):
             e = explainer.explain(image, target_class=args.target_class, seed=args.seed)
         axes = plotting.plot_explanation(e)
         plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
-        io.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
+        files.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
         if bar is not None:
             bar.update(i + 1)
         if args.quiet or bar is None:
@@ -120,7 +120,7 @@ def _cmd_explain(args):
 
 
 def _cmd_explain_split(args):
-    from siamese_xai import batch, data
+    from siamese_xai import data, shards
     from siamese_xai.explain import SiameseExplainer
 
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
@@ -128,7 +128,7 @@ def _cmd_explain_split(args):
     if args.limit is not None:
         x, y = x[: args.limit], y[: args.limit]
     out_dir = _writable_dir(args.out)
-    result = batch.explain_split(
+    result = shards.explain_split(
         explainer, x, out_dir, labels=y, shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
         verbose=0 if args.quiet else 1,
     )
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="explain every image of an MNIST split, in resumable shards",
         description=(
             "Explains every image of the split and writes OUT/shard-NNNNN.npz (masks, mean changes, classes, "
-            "distances, J, sigma; see siamese_xai.batch) and OUT/manifest.json. Killed and run again with the "
+            "distances, J, sigma; see siamese_xai.shards) and OUT/manifest.json. Killed and run again with the "
             "same command, it keeps the finished shards and computes the rest."
         ),
     )

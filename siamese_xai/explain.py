@@ -52,7 +52,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import io
+from siamese_xai import runs
 from siamese_xai.prototypes import compute_prototypes, nearest_prototype
 
 DIRECTIONS = ("toward_prototype", "positive")
@@ -656,24 +656,8 @@ class SiameseExplainer:
             FileNotFoundError: a file is missing (named in the message).
             ValueError: a file cannot be read (named in the message).
         """
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"`path` must be a run folder. Received: path={str(path)!r} (not a folder)")
-        for name in (io.SNN_FILE, io.DECODER_FILE, io.PROTOTYPES_FILE):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"The run folder {str(path)!r} has no {name!r}.")
-
-        def load(name, loader):
-            try:
-                return loader(path / name)
-            except Exception as err:  # unreadable file: say which one
-                detail = " ".join(str(err).split())  # one line, whatever the loader said
-                raise ValueError(f"Could not read {name!r} in the run folder {str(path)!r}: {detail}") from err
-
-        snn = load(io.SNN_FILE, lambda p: keras.models.load_model(p, compile=False))
-        decoder = load(io.DECODER_FILE, lambda p: keras.models.load_model(p, compile=False))
-        prototypes = load(io.PROTOTYPES_FILE, lambda p: np.load(p, allow_pickle=False))
-        return cls(snn, decoder, prototypes, config)
+        run = runs.load_run(path)
+        return cls(run.embed, run.decoder, run.prototypes, config)
 
     @classmethod
     def from_data(

@@ -30,7 +30,7 @@ import json
 import tensorflow as tf
 
 from siamese_xai.explain import SiameseExplainer
-from siamese_xai.io import atomic_path
+from siamese_xai.files import atomic_path
 
 CONFIG_ASSET = "assets.extra/explainer.json"
 

@@ -259,7 +259,7 @@ def write_paper_figure(name: str, run_dir, out_dir, seed: int = 0, data_dir=None
     import time
     from pathlib import Path
 
-    from siamese_xai import io, plotting
+    from siamese_xai import files, plotting
 
     t0 = time.perf_counter()
     e, record = PaperRun(run_dir, data_dir).explain_figure(name, seed=seed)
@@ -273,7 +273,7 @@ def write_paper_figure(name: str, run_dir, out_dir, seed: int = 0, data_dir=None
     fig.tight_layout()
     plotting.save_figure(fig, Path(out_dir) / f"{name}.png")
     record["seconds"] = round(time.perf_counter() - t0, 1)
-    io.write_json(Path(out_dir) / f"{name}.json", record)
+    files.write_json(Path(out_dir) / f"{name}.json", record)
     return record
 
 

@@ -166,7 +166,7 @@ def plot_reconstructions(images, from_embedding, from_code, axes=None):
 
 def save_figure(fig, path, dpi: int = 120) -> None:
     """Saves a matplotlib figure to PNG atomically and closes it."""
-    from siamese_xai.io import atomic_path
+    from siamese_xai.files import atomic_path
 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import data, io, losses, models, prototypes
+from siamese_xai import data, files, losses, models, prototypes, runs
 from siamese_xai.config import TrainConfig
 
 # Seed offsets so the three stages draw different initial weights and orders.
@@ -450,27 +450,27 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OSError(err.errno, f"`run_dir` {str(run_dir)!r} cannot be created: {err.strerror}") from None
-    io.remove_stale_temporaries(run_dir)  # a model file half-written when a run was killed
-    config_path = run_dir / io.CONFIG_FILE
+    files.remove_stale_temporaries(run_dir)  # a model file half-written when a run was killed
+    config_path = run_dir / runs.CONFIG_FILE
     if config_path.exists() and not force:
-        old = io.read_json(config_path)
+        old = files.read_json(config_path)
         if old != config.to_dict():
             raise ValueError(
                 f"`run_dir` {run_dir} holds a run with another config; pass force=True (--force) to retrain it. "
                 f"Received: a config that differs from {config_path}"
             )
     if force:
-        for name in (io.SNN_FILE, io.ENCODER_FILE, "decoder_joint.keras", io.DECODER_FILE, io.PROTOTYPES_FILE, io.METRICS_FILE):
+        for name in (runs.SNN_FILE, runs.ENCODER_FILE, runs.DECODER_JOINT_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE, runs.METRICS_FILE):
             (run_dir / name).unlink(missing_ok=True)
         import shutil
 
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    io.write_json(config_path, config.to_dict())
+    files.write_json(config_path, config.to_dict())
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    metrics_path = run_dir / io.METRICS_FILE
-    seconds = io.read_json(metrics_path).get("seconds", {}) if metrics_path.exists() else {}
+    metrics_path = run_dir / runs.METRICS_FILE
+    seconds = files.read_json(metrics_path).get("seconds", {}) if metrics_path.exists() else {}
 
     def stage(name, path, train_fn):
         if path.exists():
@@ -480,27 +480,27 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         t0 = time.perf_counter()
         model = train_fn()
         seconds[name] = round(time.perf_counter() - t0, 1)
-        io.save_model(model, path)
+        files.save_model(model, path)
         return model
 
-    snn = stage("snn", run_dir / io.SNN_FILE, lambda: train_siamese(x_train, y_train, config, run_dir, strategy, verbose))
+    snn = stage("snn", run_dir / runs.SNN_FILE, lambda: train_siamese(x_train, y_train, config, run_dir, strategy, verbose))
     h_train = predict(snn, x_train)
     protos = prototypes.prototypes_from_embeddings(h_train, y_train, 10)
-    io.write_npy(run_dir / io.PROTOTYPES_FILE, protos)
+    files.write_npy(run_dir / runs.PROTOTYPES_FILE, protos)
 
     pair = {}
 
     def joint():
         pair["encoder"], pair["decoder"] = train_autoencoder(x_train, h_train, config, run_dir, strategy, verbose)
-        io.save_model(pair["decoder"], run_dir / "decoder_joint.keras")
+        files.save_model(pair["decoder"], run_dir / runs.DECODER_JOINT_FILE)
         return pair["encoder"]
 
-    if not (run_dir / io.ENCODER_FILE).exists():
-        (run_dir / "decoder_joint.keras").unlink(missing_ok=True)
-    encoder = stage("autoencoder", run_dir / io.ENCODER_FILE, joint)
-    decoder_joint = pair.get("decoder") or keras.models.load_model(run_dir / "decoder_joint.keras", compile=False)
+    if not (run_dir / runs.ENCODER_FILE).exists():
+        (run_dir / runs.DECODER_JOINT_FILE).unlink(missing_ok=True)
+    encoder = stage("autoencoder", run_dir / runs.ENCODER_FILE, joint)
+    decoder_joint = pair.get("decoder") or keras.models.load_model(run_dir / runs.DECODER_JOINT_FILE, compile=False)
     decoder = stage(
-        "decoder", run_dir / io.DECODER_FILE, lambda: finetune_decoder(decoder_joint, x_train, h_train, config, run_dir, strategy, verbose)
+        "decoder", run_dir / runs.DECODER_FILE, lambda: finetune_decoder(decoder_joint, x_train, h_train, config, run_dir, strategy, verbose)
     )
 
     metrics = evaluate(snn, encoder, decoder, protos, x_test, y_test)
@@ -509,5 +509,5 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     metrics["recon_sse_decoder_before_finetune"] = joint_metrics["recon_sse_decoder"]
     metrics["train_prototype_accuracy"] = prototypes.prototype_accuracy(h_train, y_train, protos)
     metrics["seconds"] = seconds
-    io.write_json(metrics_path, metrics)
+    files.write_json(metrics_path, metrics)
     return metrics

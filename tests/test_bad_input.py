@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_xai import batch, cli, data, io, models, training
+from siamese_xai import cli, data, files, models, runs, shards, training
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
 
 
@@ -24,12 +24,12 @@ def runs(tiny_run, tmp_path_factory):
     for kind in ("corrupt", "truncated", "mismatched"):
         made[kind] = root / kind
         made[kind].mkdir()
-        for name in (io.SNN_FILE, io.DECODER_FILE, io.PROTOTYPES_FILE):
+        for name in (runs.SNN_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE):
             shutil.copy(good / name, made[kind] / name)
-    (made["corrupt"] / io.SNN_FILE).write_bytes(b"this is not a keras file\n" * 100)
-    whole = (good / io.DECODER_FILE).read_bytes()
-    (made["truncated"] / io.DECODER_FILE).write_bytes(whole[: len(whole) // 2])
-    io.save_model(models.build_decoder(10), made["mismatched"] / io.DECODER_FILE)  # D = 10 against f's 20
+    (made["corrupt"] / runs.SNN_FILE).write_bytes(b"this is not a keras file\n" * 100)
+    whole = (good / runs.DECODER_FILE).read_bytes()
+    (made["truncated"] / runs.DECODER_FILE).write_bytes(whole[: len(whole) // 2])
+    files.save_model(models.build_decoder(10), made["mismatched"] / runs.DECODER_FILE)  # D = 10 against f's 20
 
     images = root / "images"
     images.mkdir()
@@ -126,12 +126,12 @@ API_CASES = {
     "decoder of another length": (lambda r, t: SiameseExplainer.from_run(r["mismatched"]), ValueError, "codes of length D=20"),
     "NaN pixels": (lambda r, t: _explainer(r).explain_batch(_nan_image()), ValueError, r"`xs` must be finite.*\(1, 3, 4, 0\)"),
     "inf pixels": (lambda r, t: _explainer(r).explain(_inf_image()), ValueError, "`x` must be finite"),
-    "NaN pixels, split": (lambda r, t: batch.explain_split(_explainer(r), _nan_image(), t), ValueError, "`images` must be finite"),
+    "NaN pixels, split": (lambda r, t: shards.explain_split(_explainer(r), _nan_image(), t), ValueError, "`images` must be finite"),
     "negative s": (lambda r, t: ExplainConfig(s=-1), ValueError, "Received: s=-1"),
     "negative q": (lambda r, t: ExplainConfig(q=-3), ValueError, "Received: q=-3"),
     "negative N": (lambda r, t: ExplainConfig(n_perturbations=-10), ValueError, "Received: n_perturbations=-10"),
     "unknown strategy": (lambda r, t: training.train_run(None, t, strategy="tpu-pod"), ValueError, "Received: strategy='tpu-pod'"),
-    "split: out under a file": (lambda r, t: batch.explain_split(_explainer(r), np.zeros((2, 28, 28, 1), np.float32), r["unwritable"]),
+    "split: out under a file": (lambda r, t: shards.explain_split(_explainer(r), np.zeros((2, 28, 28, 1), np.float32), r["unwritable"]),
                                 OSError, "cannot be created"),
 }
 

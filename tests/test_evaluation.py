@@ -141,7 +141,7 @@ def untrained_run(tmp_path):
     """A run folder with untrained Table 1 models and prototypes of 500 MNIST images (seconds, no training)."""
     import keras
 
-    from siamese_xai import io
+    from siamese_xai import files, runs
     from siamese_xai.data import load_mnist
     from siamese_xai.models import build_decoder, build_siamese_subnetwork
     from siamese_xai.prototypes import compute_prototypes
@@ -150,9 +150,9 @@ def untrained_run(tmp_path):
     x, y = load_mnist("train")
     snn, decoder = build_siamese_subnetwork(20), build_decoder(20)
     run_dir = tmp_path / "run"
-    io.save_model(snn, run_dir / io.SNN_FILE)
-    io.save_model(decoder, run_dir / io.DECODER_FILE)
-    io.write_npy(run_dir / io.PROTOTYPES_FILE, compute_prototypes(snn, x[:500], y[:500], num_classes=10))
+    files.save_model(snn, run_dir / runs.SNN_FILE)
+    files.save_model(decoder, run_dir / runs.DECODER_FILE)
+    files.write_npy(run_dir / runs.PROTOTYPES_FILE, compute_prototypes(snn, x[:500], y[:500], num_classes=10))
     return run_dir
 
 

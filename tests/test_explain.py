@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_xai import io
+from siamese_xai import files, runs
 from siamese_xai.explain import ExplainConfig, Explanation, SiameseExplainer, _Decoder
 from siamese_xai.models import build_decoder, build_siamese_subnetwork
 
@@ -507,10 +507,10 @@ def run_dir(tmp_path_factory, table1_decoder):
     snn = build_siamese_subnetwork(D)
     protos = snn(images(6, seed=13)).numpy()[:3]
     path = tmp_path_factory.mktemp("run")
-    io.save_model(snn, path / io.SNN_FILE)
-    io.save_model(table1_decoder, path / io.DECODER_FILE)
-    io.write_npy(path / io.PROTOTYPES_FILE, protos)
-    io.write_json(path / io.CONFIG_FILE, {"ignored": True})
+    files.save_model(snn, path / runs.SNN_FILE)
+    files.save_model(table1_decoder, path / runs.DECODER_FILE)
+    files.write_npy(path / runs.PROTOTYPES_FILE, protos)
+    files.write_json(path / runs.CONFIG_FILE, {"ignored": True})
     return path, snn, protos
 
 
@@ -524,10 +524,10 @@ def test_from_run_loads_the_three_files(run_dir, table1_decoder):
     assert_same(loaded.explain(x, seed=4), direct.explain(x, seed=4), rtol=1e-4)
 
 
-@pytest.mark.parametrize("missing", [io.SNN_FILE, io.DECODER_FILE, io.PROTOTYPES_FILE])
+@pytest.mark.parametrize("missing", [runs.SNN_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE])
 def test_from_run_names_the_missing_file(run_dir, tmp_path, missing):
     path, _, _ = run_dir
-    for name in (io.SNN_FILE, io.DECODER_FILE, io.PROTOTYPES_FILE):
+    for name in (runs.SNN_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE):
         if name != missing:
             (tmp_path / name).write_bytes((path / name).read_bytes())
     with pytest.raises(FileNotFoundError, match=f"has no '{missing}'"):
@@ -536,10 +536,10 @@ def test_from_run_names_the_missing_file(run_dir, tmp_path, missing):
 
 def test_from_run_names_an_unreadable_file(run_dir, tmp_path):
     path, _, _ = run_dir
-    for name in (io.SNN_FILE, io.DECODER_FILE):
+    for name in (runs.SNN_FILE, runs.DECODER_FILE):
         (tmp_path / name).write_bytes((path / name).read_bytes())
-    (tmp_path / io.PROTOTYPES_FILE).write_text("not numpy")
-    with pytest.raises(ValueError, match=f"Could not read '{io.PROTOTYPES_FILE}'"):
+    (tmp_path / runs.PROTOTYPES_FILE).write_text("not numpy")
+    with pytest.raises(ValueError, match=f"Could not read '{runs.PROTOTYPES_FILE}'"):
         SiameseExplainer.from_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="must be a run folder"):
         SiameseExplainer.from_run(tmp_path / "nowhere")

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from siamese_xai import data, io, training
+from siamese_xai import data, training
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
 
 

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from siamese_xai import batch, data
+from siamese_xai import data, shards
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
 
 
@@ -22,10 +22,10 @@ def _assert_same(a, b):
 
 def test_shards_hold_what_explain_batch_gives(explainer, tmp_path):
     x, y = data.load_mnist("test")
-    result = batch.explain_split(explainer, x[:40], tmp_path, labels=y[:40], shard_size=16, batch_size=8, seed=3, verbose=0)
+    result = shards.explain_split(explainer, x[:40], tmp_path, labels=y[:40], shard_size=16, batch_size=8, seed=3, verbose=0)
     assert result["num_shards"] == 3 and result["shards_written"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
-    got = batch.load_split_results(tmp_path)
+    got = shards.load_split_results(tmp_path)
     es = explainer.explain_batch(x[:40], seed=3)
     np.testing.assert_array_equal(got["index"], np.arange(40))
     np.testing.assert_array_equal(got["label"], y[:40])
@@ -39,35 +39,35 @@ def test_shards_hold_what_explain_batch_gives(explainer, tmp_path):
 
 def test_a_resumed_run_keeps_finished_shards_and_redoes_the_rest(explainer, tmp_path):
     x, _ = data.load_mnist("test")
-    batch.explain_split(explainer, x[:30], tmp_path / "ref", shard_size=10, verbose=0)
-    reference = batch.load_split_results(tmp_path / "ref")
+    shards.explain_split(explainer, x[:30], tmp_path / "ref", shard_size=10, verbose=0)
+    reference = shards.load_split_results(tmp_path / "ref")
     out = tmp_path / "run"
-    batch.explain_split(explainer, x[:30], out, shard_size=10, verbose=0)
+    shards.explain_split(explainer, x[:30], out, shard_size=10, verbose=0)
     kept = (out / "shard-00000.npz").stat().st_mtime_ns
     (out / "shard-00001.npz").unlink()  # as if killed while computing shard 1
     (out / ".shard-00002.npz.tmp.npz").write_bytes(b"half")  # and a stray temporary file
     (out / "shard-00002.npz").unlink()
-    result = batch.explain_split(explainer, x[:30], out, shard_size=10, verbose=0)
+    result = shards.explain_split(explainer, x[:30], out, shard_size=10, verbose=0)
     assert (result["shards_kept"], result["shards_written"]) == (1, 2)
     assert (out / "shard-00000.npz").stat().st_mtime_ns == kept
     assert not (out / ".shard-00002.npz.tmp.npz").exists()
-    _assert_same(batch.load_split_results(out), reference)
+    _assert_same(shards.load_split_results(out), reference)
     # another seed (or s, q, N, method, shard size) into the same folder is refused
     with pytest.raises(ValueError, match="seed"):
-        batch.explain_split(explainer, x[:30], out, shard_size=10, seed=1, verbose=0)
+        shards.explain_split(explainer, x[:30], out, shard_size=10, seed=1, verbose=0)
 
 
 def test_split_errors(explainer, tmp_path):
     x, _ = data.load_mnist("test")
     with pytest.raises(ValueError, match="shard_size=0"):
-        batch.explain_split(explainer, x[:4], tmp_path / "a", shard_size=0, verbose=0)
+        shards.explain_split(explainer, x[:4], tmp_path / "a", shard_size=0, verbose=0)
     bad = np.array(x[:4])
     bad[2, 5, 5, 0] = np.nan
     with pytest.raises(ValueError, match="`images` must be finite"):
-        batch.explain_split(explainer, bad, tmp_path / "b", verbose=0)
+        shards.explain_split(explainer, bad, tmp_path / "b", verbose=0)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(FileNotFoundError, match="no manifest.json"):
-        batch.load_split_results(tmp_path)
+        shards.load_split_results(tmp_path)
 
 
 def test_explain_split_killed_and_restarted_equals_an_uninterrupted_run(tiny_run, tmp_path, kill_when_exists):
@@ -83,11 +83,11 @@ def test_explain_split_killed_and_restarted_equals_an_uninterrupted_run(tiny_run
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"{len(written)} kept from an earlier run" in rerun.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] + [batch.shard_name(i) for i in range(limit // shard_size)]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] + [shards.shard_name(i) for i in range(limit // shard_size)]
 
     x, y = data.load_mnist("test")
     explainer = SiameseExplainer.from_run(run_dir, ExplainConfig(n_perturbations=n))
-    batch.explain_split(explainer, x[:limit], tmp_path / "whole", labels=y[:limit], shard_size=shard_size, verbose=0)
+    shards.explain_split(explainer, x[:limit], tmp_path / "whole", labels=y[:limit], shard_size=shard_size, verbose=0)
     assert json.loads((out / "manifest.json").read_text()) == json.loads((tmp_path / "whole" / "manifest.json").read_text())
     for i in range(limit // shard_size):
-        _assert_same(dict(np.load(out / batch.shard_name(i))), dict(np.load(tmp_path / "whole" / batch.shard_name(i))))
+        _assert_same(dict(np.load(out / shards.shard_name(i))), dict(np.load(tmp_path / "whole" / shards.shard_name(i))))

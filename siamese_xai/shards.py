@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import io
+from siamese_xai import files
 from siamese_xai.explain import _check_images, _check_seed
 
 MANIFEST_FILE = "manifest.json"
@@ -102,7 +102,7 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     manifest = _manifest(explainer, n, shard_size, seed, explainer.image_shape)
     manifest_path = out_dir / MANIFEST_FILE
     if manifest_path.exists():
-        old = io.read_json(manifest_path)
+        old = files.read_json(manifest_path)
         if old != manifest:
             changed = sorted(k for k in manifest if old.get(k) != manifest[k])
             raise ValueError(
@@ -110,9 +110,9 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
                 f"use another folder or delete it. Received: {', '.join(f'{k}={manifest[k]!r}' for k in changed)}"
             )
     else:
-        io.write_json(manifest_path, manifest)
+        files.write_json(manifest_path, manifest)
 
-    io.remove_stale_temporaries(out_dir)  # a half-written shard of a killed run
+    files.remove_stale_temporaries(out_dir)  # a half-written shard of a killed run
     num_shards = manifest["num_shards"]
     # a shard file exists only when complete (atomic writes), so existence is enough
     done = [i for i in range(num_shards) if (out_dir / shard_name(i)).is_file()]
@@ -139,7 +139,7 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     def flush(shard):
         record = {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
         path = out_dir / shard_name(shard)
-        with io.atomic_path(path, suffix=".npz") as tmp:
+        with files.atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **record)
 
@@ -181,7 +181,7 @@ def load_split_results(out_dir) -> dict:
     out_dir = Path(out_dir)
     if not (out_dir / MANIFEST_FILE).is_file():
         raise FileNotFoundError(f"{str(out_dir)!r} has no {MANIFEST_FILE}: not an explain-split folder")
-    manifest = io.read_json(out_dir / MANIFEST_FILE)
+    manifest = files.read_json(out_dir / MANIFEST_FILE)
     missing = [shard_name(i) for i in range(manifest["num_shards"]) if not (out_dir / shard_name(i)).is_file()]
     if missing:
         raise FileNotFoundError(f"{str(out_dir)!r} lacks {len(missing)} shards (the first: {missing[0]}); run it again to finish")

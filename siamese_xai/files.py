@@ -1,4 +1,4 @@
-"""Atomic file writes and the run folder's layout.
+"""Atomic file writes.
 
 Every file the package writes goes through `atomic_path`: the content is
 written to a temporary name in the same folder and renamed into place, so an
@@ -15,15 +15,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-# The run folder: everything a later step needs.
-SNN_FILE = "snn.keras"
-ENCODER_FILE = "encoder.keras"
-DECODER_FILE = "decoder.keras"
-PROTOTYPES_FILE = "prototypes.npy"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-
 
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None):

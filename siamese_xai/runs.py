@@ -1,0 +1,129 @@
+"""The run folder: which files make a trained explainer, and loading and saving them.
+
+A run folder holds everything the explainer and the later steps need:
+
+    snn.keras            f, the Siamese subnetwork (the embedding)
+    decoder.keras        g, the decoder the explainer perturbs
+    prototypes.npy       (C, D) float32 class prototypes
+    encoder.keras        e, the explainable autoencoder's encoder (training runs)
+    decoder_joint.keras  g before the decoder fine-tuning (training runs)
+    config.json          the TrainConfig (training runs)
+    metrics.json         measured quality and stage times (training runs)
+    checkpoints/, logs/  training checkpoints and TensorBoard logs
+
+Every file is written atomically (`siamese_xai.files`), so a folder never
+holds a half-written model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from siamese_xai import files
+
+SNN_FILE = "snn.keras"
+ENCODER_FILE = "encoder.keras"
+DECODER_JOINT_FILE = "decoder_joint.keras"
+DECODER_FILE = "decoder.keras"
+PROTOTYPES_FILE = "prototypes.npy"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
+
+# What an explainer needs; the other files are written by training.
+EXPLAINER_FILES = (SNN_FILE, DECODER_FILE, PROTOTYPES_FILE)
+
+
+@dataclass(frozen=True)
+class Run:
+    """The networks and prototypes of a run folder.
+
+    Attributes:
+        path: the folder.
+        embed: f, a Keras model `(B, *image_shape) -> (B, D)`.
+        decoder: g, a Keras model `(B, D) -> (B, *image_shape)`.
+        prototypes: `(C, D)` float32.
+        encoder: e, when it was asked for (training runs have one).
+    """
+
+    path: Path
+    embed: object
+    decoder: object
+    prototypes: np.ndarray
+    encoder: object = None
+
+
+def _read(path: Path, name: str, loader):
+    try:
+        return loader(path / name)
+    except Exception as err:  # unreadable file: say which one
+        detail = " ".join(str(err).split())  # one line, whatever the loader said
+        raise ValueError(f"Could not read {name!r} in the run folder {str(path)!r}: {detail}") from err
+
+
+def load_model(path, name: str):
+    """Loads `path/name`, a `.keras` model, with an error naming the file when it cannot be read."""
+    import keras
+
+    return _read(Path(path), name, lambda p: keras.models.load_model(p, compile=False))
+
+
+def load_run(path, encoder: bool = False) -> Run:
+    """Loads a run folder's networks and prototypes.
+
+    Args:
+        path: the run folder.
+        encoder: also load `encoder.keras`.
+
+    Raises:
+        FileNotFoundError: `path` is not a folder or lacks a file (named).
+        ValueError: a file cannot be read (named in the message).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"`path` must be a run folder. Received: path={str(path)!r} (not a folder)")
+    needed = EXPLAINER_FILES + ((ENCODER_FILE,) if encoder else ())
+    for name in needed:
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"The run folder {str(path)!r} has no {name!r}.")
+    return Run(
+        path=path,
+        embed=load_model(path, SNN_FILE),
+        decoder=load_model(path, DECODER_FILE),
+        prototypes=_read(path, PROTOTYPES_FILE, lambda p: np.load(p, allow_pickle=False)),
+        encoder=load_model(path, ENCODER_FILE) if encoder else None,
+    )
+
+
+def save_run(path, embed, decoder, prototypes, encoder=None) -> Path:
+    """Writes the explainer's files (and `encoder.keras` when given) to a run folder.
+
+    Args:
+        path: the folder (created if missing); files already there are replaced.
+        embed: f, a Keras model (other callables cannot be saved).
+        decoder: g, a Keras model.
+        prototypes: `(C, D)`.
+        encoder: e, optional.
+
+    Returns:
+        The folder's path.
+
+    Raises:
+        TypeError: a network is not a Keras model.
+    """
+    import keras
+
+    for name, model in (("embed", embed), ("decoder", decoder), ("encoder", encoder)):
+        if model is not None and not isinstance(model, keras.Model):
+            raise TypeError(f"`{name}` must be a Keras model to be saved in a run folder. Received: {name}={model!r}")
+    path = Path(path)
+    files.save_model(embed, path / SNN_FILE)
+    files.save_model(decoder, path / DECODER_FILE)
+    files.write_npy(path / PROTOTYPES_FILE, np.asarray(prototypes, np.float32))
+    if encoder is not None:
+        files.save_model(encoder, path / ENCODER_FILE)
+    return path
