@@ -118,8 +118,8 @@ def method_maps(explainer, xs, classes, seed=0) -> np.ndarray:
     Returns:
         `(B, H, W)` float32.
     """
-    es = explainer.explain_batch(xs, target_class=[int(c) for c in classes], seed=seed)
-    return np.stack([e.mean_abs_change[..., 0] for e in es]).astype(np.float32)
+    e = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed)
+    return e.mean_abs_change[..., 0].astype(np.float32)
 
 
 def random_maps(xs, classes, seed=0) -> np.ndarray:

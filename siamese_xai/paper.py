@@ -139,27 +139,30 @@ def select_example(spec: FigureSpec, y, summary: dict):
 
 
 def explanation_record(explanation, index: int, true_class: int, recon_sse: float, note: str = "") -> dict:
-    """The numbers REPORT.md shows for one explained test image (JSON-ready)."""
-    order = np.argsort(explanation.distances, kind="stable")
+    """The numbers REPORT.md shows for one explained test image (JSON-ready); `explanation` holds that image alone."""
+    e, cfg = explanation, explanation.config
+    distances, mask, image = e.distances[0], e.mask[0], e.input[0]
+    order = np.argsort(distances, kind="stable")
+    explained = int(e.explained_class[0])
     return {
         "test_index": int(index),
         "true_class": int(true_class),
-        "predicted_class": int(explanation.predicted_class),
-        "explained_class": None if explanation.explained_class is None else int(explanation.explained_class),
+        "predicted_class": int(e.predicted_class[0]),
+        "explained_class": None if explained < 0 else explained,
         "nearest_prototypes": [
-            {"class": int(c), "distance": round(float(explanation.distances[c]), 4)} for c in order[:2]
+            {"class": int(c), "distance": round(float(distances[c]), 4)} for c in order[:2]
         ],
         "recon_sse": round(float(recon_sse), 3),
-        "J": [int(j) for j in explanation.indices],
-        "sigma": float(explanation.sigma),
-        "s": int(explanation.s),
-        "q": int(explanation.q),
-        "N": int(explanation.n_perturbations),
-        "direction": explanation.direction,
-        "method": explanation.method,
-        "seed": int(explanation.seed),
-        "mask_pixels": int(explanation.mask.sum()),
-        "mask_on_ink": round(float((explanation.input[explanation.mask] > 0.5).mean()) if explanation.mask.any() else 0.0, 3),
+        "J": [int(j) for j in e.indices[0]],
+        "sigma": float(e.sigma[0]),
+        "s": int(cfg.s),
+        "q": int(cfg.q),
+        "N": int(cfg.n_perturbations),
+        "direction": cfg.direction,
+        "method": cfg.method,
+        "seed": int(e.seed),
+        "mask_pixels": int(mask.sum()),
+        "mask_on_ink": round(float((image[mask] > 0.5).mean()) if mask.any() else 0.0, 3),
         "selection": note,
     }
 
@@ -241,11 +244,11 @@ def convergence_curve(explainer, images, n_values, reference_n: int = 20000, see
     Returns:
         `{N: (B * len(seeds),) IoUs}`.
     """
-    reference = explainer.replace(n_perturbations=reference_n).explain_batch(images, seed=10**6)
+    reference = explainer.replace(n_perturbations=reference_n).explain(images, seed=10**6)
     curve = {}
     for n in n_values:
         ex = explainer.replace(n_perturbations=int(n))
-        ious = [mask_iou(e.mask, r.mask) for seed in seeds for e, r in zip(ex.explain_batch(images, seed=seed), reference)]
+        ious = [mask_iou(m, r) for seed in seeds for m, r in zip(ex.explain(images, seed=seed).mask, reference.mask)]
         curve[int(n)] = np.asarray(ious)
     return curve
 
