@@ -1,0 +1,48 @@
+"""The README's Python examples run as written (in a folder where `runs/paper` is a trained run)."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_the_examples():
+    blocks = python_blocks()
+    assert len(blocks) == 2 and "explainer.explain(" in blocks[0] and "fit_explainer(" in blocks[1]
+
+
+@pytest.fixture
+def project_folder(tiny_run, tmp_path, monkeypatch):
+    """A working folder with `runs/paper` (the tiny trained run) and `my_embedding.keras` (its tower)."""
+    run_dir, _ = tiny_run
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "paper").symlink_to(run_dir, target_is_directory=True)
+    (tmp_path / "my_embedding.keras").symlink_to(run_dir / "snn.keras")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_explaining_example_runs_as_written(project_folder, capsys):
+    namespace = {}
+    exec(compile(python_blocks()[0], "README.md (Explaining)", "exec"), namespace)
+    e, same = namespace["e"], namespace["same"]
+    assert len(e) == 8 and len(namespace["first"]) == 1 and len(namespace["pair"]) == 8
+    assert (namespace["pair"].explained_class == -1).all() and int(namespace["why_4"].explained_class[0]) == 4
+    assert (same.mask == e.mask).all() and os.path.isfile("explanations.npz")
+    assert capsys.readouterr().out.startswith("Explanation(B=8, method='mc'")
+
+
+@pytest.mark.slow
+def test_own_network_example_runs_as_written(project_folder):
+    # Trains the autoencoder and decoder on all 60,000 MNIST images, as the README says (minutes).
+    namespace = {}
+    exec(compile(python_blocks()[1], "README.md (Your own Siamese network)", "exec"), namespace)
+    e = namespace["explainer"].explain(namespace["x"][:2])
+    assert len(e) == 2 and e.mask.any()
