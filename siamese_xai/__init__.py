@@ -1,41 +1,55 @@
 """siamese-xai: explanations for Siamese neural networks.
 
-Plotting lives in `siamese_xai.plotting` (not re-exported here, so that
-importing the package does not import matplotlib's pyplot).
-
 The reference implementation of L. Utkin, M. Kovalev and E. Kasimov, "An
 explanation method for Siamese neural networks" (2019).
+
+The names below are imported on first use (PEP 562), so `import siamese_xai`
+and the command line start without loading TensorFlow until they need it.
+Plotting lives in `siamese_xai.plotting` (not re-exported, so that importing
+the package does not import matplotlib's pyplot).
 """
 
-from siamese_xai.shards import explain_split, load_split_results
-from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
-from siamese_xai.data import DataNotFoundError, load_mnist
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
-from siamese_xai.explanation import Explanation
-from siamese_xai.export import export_explainer
-from siamese_xai.models import build_decoder, build_encoder, build_siamese_subnetwork
-from siamese_xai.prototypes import compute_prototypes, nearest_prototype
-from siamese_xai.training import train_run
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AutoencoderConfig",
-    "DataNotFoundError",
-    "DecoderConfig",
-    "ExplainConfig",
-    "Explanation",
-    "SiameseExplainer",
-    "SNNConfig",
-    "TrainConfig",
-    "build_decoder",
-    "build_encoder",
-    "build_siamese_subnetwork",
-    "compute_prototypes",
-    "explain_split",
-    "export_explainer",
-    "load_mnist",
-    "load_split_results",
-    "nearest_prototype",
-    "train_run",
-]
+# name -> the module that defines it
+_EXPORTS = {
+    "AutoencoderConfig": "siamese_xai.config",
+    "DecoderConfig": "siamese_xai.config",
+    "SNNConfig": "siamese_xai.config",
+    "TrainConfig": "siamese_xai.config",
+    "DataNotFoundError": "siamese_xai.data",
+    "load_dataset": "siamese_xai.data",
+    "load_mnist": "siamese_xai.data",
+    "ExplainConfig": "siamese_xai.explain",
+    "SiameseExplainer": "siamese_xai.explain",
+    "Explanation": "siamese_xai.explanation",
+    "export_explainer": "siamese_xai.export",
+    "fit_explainer": "siamese_xai.fitting",
+    "build_decoder": "siamese_xai.models",
+    "build_encoder": "siamese_xai.models",
+    "build_siamese_subnetwork": "siamese_xai.models",
+    "compute_prototypes": "siamese_xai.prototypes",
+    "nearest_prototype": "siamese_xai.prototypes",
+    "load_run": "siamese_xai.runs",
+    "save_run": "siamese_xai.runs",
+    "explain_split": "siamese_xai.shards",
+    "load_split_results": "siamese_xai.shards",
+    "train_run": "siamese_xai.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'siamese_xai' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
