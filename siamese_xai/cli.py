@@ -109,8 +109,8 @@ def _cmd_explain(args):
         if bar is not None:
             bar.update(i + 1)
         if args.quiet or bar is None:
-            what = "pair" if other is not None else f"class {int(e.explained_class[0])}"
-            print(f"{name}: SNN class {int(e.predicted_class[0])}, explained {what}, J={e.indices[0].tolist()}, "
+            what = "pair" if other is not None else f"class {e.class_name(e.explained_class[0])}"
+            print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {what}, J={e.indices[0].tolist()}, "
                   f"sigma={float(e.sigma[0]):.4g} -> {out_dir / (name + '.png')}")
 
 

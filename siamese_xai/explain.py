@@ -164,6 +164,8 @@ class SiameseExplainer:
             if they differ by more than 1e-4.
         run_id: the identity of the run folder the networks came from, copied
             into every explanation (set by `from_run`).
+        class_names: the classes' names in label order (e.g. "ankle boot"),
+            copied into every explanation; "0", "1", ... by default.
 
     Raises:
         ValueError: the prototypes, decoder and embed disagree on D, `s > D`,
@@ -171,7 +173,7 @@ class SiameseExplainer:
     """
 
     def __init__(self, embed, decoder, prototypes, config: ExplainConfig | None = None, *, chunk_size: int = 1000,
-                 fuse_decoder: bool = True, run_id: str | None = None):
+                 fuse_decoder: bool = True, run_id: str | None = None, class_names=None):
         if config is None:
             config = ExplainConfig()
         if not isinstance(config, ExplainConfig):
@@ -233,8 +235,16 @@ class SiameseExplainer:
                 f"`q` must be at most the number of pixels {size} (image shape {image_shape}). Received: q={config.q}"
             )
 
+        if class_names is None:
+            class_names = [str(k) for k in range(num_classes)]
+        class_names = tuple(str(c) for c in class_names)
+        if len(class_names) != num_classes:
+            raise ValueError(
+                f"`class_names` must name each of the {num_classes} classes. Received: {len(class_names)} names"
+            )
         self._embed, self._decoder, self._config = embed, decoder, config
-        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder, "run_id": run_id}
+        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder, "run_id": run_id,
+                         "class_names": class_names}
         # A Keras model is still called as a black box, through a tf.function:
         # same result, without eager Keras's per-call overhead (~4 ms).
         self._embed_fn = tf.function(embed, reduce_retracing=True) if isinstance(embed, keras.Model) else embed
@@ -277,6 +287,7 @@ class SiameseExplainer:
         """
         run = runs.load_run(path)
         options.setdefault("run_id", run.run_id)
+        options.setdefault("class_names", run.class_names)
         return cls(run.embed, run.decoder, run.prototypes, config, **options)
 
     @classmethod
@@ -311,7 +322,7 @@ class SiameseExplainer:
         Raises:
             TypeError: `embed` or `decoder` is not a Keras model.
         """
-        return runs.save_run(path, self._embed, self._decoder, self._prototypes)
+        return runs.save_run(path, self._embed, self._decoder, self._prototypes, class_names=self.class_names)
 
     # -- properties ---------------------------------------------------------
 
@@ -341,6 +352,11 @@ class SiameseExplainer:
     @property
     def run_id(self) -> str | None:
         return self._options["run_id"]
+
+    @property
+    def class_names(self) -> tuple:
+        """The classes' names in label order."""
+        return self._options["class_names"]
 
     @property
     def embedding_dim(self) -> int:
@@ -428,7 +444,8 @@ class SiameseExplainer:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return Explanation(input=xs, embedding=h, config=self._config, seed=seed, run_id=self.run_id, **out)
+        return Explanation(input=xs, embedding=h, config=self._config, seed=seed, run_id=self.run_id,
+                           class_names=self.class_names, **out)
 
     def explain_pair(self, x1, x2, seed: int = 0) -> Explanation:
         """Why f finds x1 close to (or far from) x2: `explain(x1, reference=x2, seed=seed)`."""
@@ -457,6 +474,7 @@ class SiameseExplainer:
             predicted_class=np.zeros(b), distances=np.zeros((b, self._num_classes)), explained_class=np.zeros(b),
             reference_distance=np.zeros(b), indices=np.zeros((b, s)), sigma=np.zeros(b), mean_abs_change=image,
             mean_signed_change=image, mask=image, config=self._config, seed=seed, run_id=self.run_id,
+            class_names=self.class_names,
         )
 
     def _call_embed(self, xs):

@@ -70,6 +70,7 @@ class Explanation:
         config: the `ExplainConfig` that produced it.
         seed: the seed of the perturbation draws.
         run_id: the identity of the run folder the explainer came from, or None.
+        class_names: the classes' names in label order, or None (then "0", "1", ...).
     """
 
     input: np.ndarray
@@ -88,8 +89,11 @@ class Explanation:
     config: object
     seed: int
     run_id: str | None = None
+    class_names: tuple | None = None
 
     def __post_init__(self):
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         batch = None
         for name, dtype in FIELDS.items():
             a = getattr(self, name)
@@ -126,6 +130,13 @@ class Explanation:
     def image_shape(self) -> tuple:
         return tuple(self.input.shape[1:])
 
+    def class_name(self, k: int) -> str:
+        """The name of class k ("0", "1", ... without class names); "-" for -1 (a reference image)."""
+        k = int(k)
+        if k < 0:
+            return "-"
+        return self.class_names[k] if self.class_names is not None else str(k)
+
     def __repr__(self) -> str:
         def classes(a, limit=10):
             shown = ", ".join(str(int(c)) for c in a[:limit])
@@ -143,7 +154,8 @@ class Explanation:
     # -- conversion and files -----------------------------------------------
 
     def _meta(self) -> dict:
-        return {"config": dataclasses.asdict(self.config), "seed": int(self.seed), "run_id": self.run_id}
+        return {"config": dataclasses.asdict(self.config), "seed": int(self.seed), "run_id": self.run_id,
+                "class_names": None if self.class_names is None else list(self.class_names)}
 
     def to_dict(self) -> dict:
         """Every field, JSON-ready: arrays as nested lists, the config as a dict."""
@@ -179,4 +191,5 @@ class Explanation:
                 f"`path` must be an explanation file written by Explanation.save. Received: {path!r}, "
                 f"which lacks {missing or ['its format tag']}"
             )
-        return cls(**arrays, config=ExplainConfig(**meta["config"]), seed=meta["seed"], run_id=meta["run_id"])
+        return cls(**arrays, config=ExplainConfig(**meta["config"]), seed=meta["seed"], run_id=meta["run_id"],
+                   class_names=meta.get("class_names"))

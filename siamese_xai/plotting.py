@@ -26,8 +26,9 @@ def _check(explanation, index):
         raise ValueError(f"`index` must be an integer in [-{b}, {b}) for an Explanation of {b} inputs. Received: index={index!r}")
     one = {k: getattr(explanation, k)[index] for k in ("input", "reconstruction", "mask", "mean_signed_change")}
     one.update(
-        predicted_class=int(explanation.predicted_class[index]),
+        predicted_class=explanation.class_name(explanation.predicted_class[index]),
         explained_class=int(explanation.explained_class[index]),
+        explained_name=explanation.class_name(explanation.explained_class[index]),
         q=explanation.config.q,
     )
     return types.SimpleNamespace(**one)
@@ -65,7 +66,7 @@ def _show(ax, img, title, **kwargs):
 def _subject(explanation):
     if explanation.explained_class < 0:
         return "the pair"
-    return f"class {explanation.explained_class}"
+    return f"class {explanation.explained_name}"
 
 
 def plot_input(explanation, ax=None, *, index: int = 0):

@@ -8,6 +8,7 @@ A run folder holds everything the explainer and the later steps need:
     encoder.keras        e, the explainable autoencoder's encoder (training runs)
     decoder_joint.keras  g before the decoder fine-tuning (training runs)
     run.json             the run's identity (a content hash of f, g and the prototypes)
+    classes.json         the class names, in label order (optional: "0", "1", ... when absent)
     config.json          the TrainConfig (training runs)
     metrics.json         measured quality and stage times (training runs)
     checkpoints/, logs/  training checkpoints and TensorBoard logs
@@ -40,6 +41,7 @@ PROTOTYPES_FILE = "prototypes.npy"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 IDENTITY_FILE = "run.json"
+CLASSES_FILE = "classes.json"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 
@@ -58,6 +60,8 @@ class Run:
         prototypes: `(C, D)` float32.
         encoder: e, when it was asked for (training runs have one).
         run_id: the run's identity (see the module docstring).
+        class_names: the classes' names in label order (from `classes.json`;
+            "0", "1", ... when the folder has none).
     """
 
     path: Path
@@ -66,6 +70,7 @@ class Run:
     prototypes: np.ndarray
     encoder: object = None
     run_id: str = ""
+    class_names: tuple = ()
 
 
 def run_id(embed, decoder, prototypes) -> str:
@@ -141,6 +146,14 @@ def load_run(path, encoder: bool = False) -> Run:
                 f"The run folder {str(path)!r} changed after it was saved: {IDENTITY_FILE} records run_id "
                 f"{recorded!r} but {SNN_FILE}, {DECODER_FILE} and {PROTOTYPES_FILE} give {identity!r}"
             )
+    names = tuple(str(k) for k in range(len(prototypes)))
+    if (path / CLASSES_FILE).is_file():
+        names = tuple(_read(path, CLASSES_FILE, files.read_json)["class_names"])
+        if len(names) != len(prototypes):
+            raise ValueError(
+                f"The run folder {str(path)!r} names {len(names)} classes in {CLASSES_FILE} but has "
+                f"{len(prototypes)} prototypes"
+            )
     return Run(
         path=path,
         embed=embed,
@@ -148,10 +161,16 @@ def load_run(path, encoder: bool = False) -> Run:
         prototypes=prototypes,
         encoder=load_model(path, ENCODER_FILE) if encoder else None,
         run_id=identity,
+        class_names=names,
     )
 
 
-def save_run(path, embed, decoder, prototypes, encoder=None) -> str:
+def write_class_names(path, class_names) -> None:
+    """Writes `classes.json`: the class names in label order."""
+    files.write_json(Path(path) / CLASSES_FILE, {"class_names": [str(c) for c in class_names]})
+
+
+def save_run(path, embed, decoder, prototypes, encoder=None, class_names=None) -> str:
     """Writes the explainer's files (and `encoder.keras` when given) to a run folder.
 
     Args:
@@ -160,6 +179,7 @@ def save_run(path, embed, decoder, prototypes, encoder=None) -> str:
         decoder: g, a Keras model.
         prototypes: `(C, D)`.
         encoder: e, optional.
+        class_names: the classes' names in label order, optional.
 
     Returns:
         The run's identity (also written to `run.json`).
@@ -178,4 +198,10 @@ def save_run(path, embed, decoder, prototypes, encoder=None) -> str:
     files.write_npy(path / PROTOTYPES_FILE, np.asarray(prototypes, np.float32))
     if encoder is not None:
         files.save_model(encoder, path / ENCODER_FILE)
+    if class_names is not None:
+        if len(class_names) != len(prototypes):
+            raise ValueError(
+                f"`class_names` must name each of the {len(prototypes)} classes. Received: {len(class_names)} names"
+            )
+        write_class_names(path, class_names)
     return write_identity(path, embed, decoder, prototypes)

@@ -12,7 +12,7 @@ from siamese_xai.explanation import FIELDS, Explanation
 B, H, W, D, C, S = 3, 4, 5, 6, 2, 2
 
 
-def make(b=B, seed=0, run_id="abc123"):
+def make(b=B, seed=0, run_id="abc123", class_names=("cat", "dog")):
     rng = np.random.default_rng(seed)
     image = lambda: rng.random((b, H, W, 1)).astype(np.float32)
     return Explanation(
@@ -20,7 +20,7 @@ def make(b=B, seed=0, run_id="abc123"):
         predicted_class=rng.integers(0, C, b), distances=rng.random((b, C)), explained_class=np.full(b, -1),
         reference_distance=rng.random(b), indices=rng.integers(0, D, (b, S)), sigma=rng.random(b),
         mean_abs_change=image(), mean_signed_change=image() - 0.5, mask=image() > 0.5,
-        config=ExplainConfig(n_perturbations=64, s=S, q=7), seed=seed, run_id=run_id,
+        config=ExplainConfig(n_perturbations=64, s=S, q=7), seed=seed, run_id=run_id, class_names=class_names,
     )
 
 
@@ -29,7 +29,7 @@ def assert_equal(a, b):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and x.shape == y.shape, name
         np.testing.assert_array_equal(x, y, err_msg=name)
-    assert (a.config, a.seed, a.run_id) == (b.config, b.seed, b.run_id)
+    assert (a.config, a.seed, a.run_id, a.class_names) == (b.config, b.seed, b.run_id, b.class_names)
 
 
 def test_fields_are_typed_read_only_and_share_the_batch_axis():
@@ -64,14 +64,14 @@ def test_indexing_keeps_the_batch_axis():
 def test_to_dict_is_json_ready_and_complete():
     e = make()
     d = json.loads(json.dumps(e.to_dict()))
-    assert set(d) == set(FIELDS) | {"config", "seed", "run_id"}
+    assert set(d) == set(FIELDS) | {"config", "seed", "run_id", "class_names"}
     for name in FIELDS:
         np.testing.assert_array_equal(np.asarray(d[name], dtype=FIELDS[name]), getattr(e, name))
     assert d["config"] == dataclasses.asdict(e.config) and d["seed"] == 0 and d["run_id"] == "abc123"
 
 
 def test_save_and_load_round_trip_exactly(tmp_path):
-    for e in (make(seed=4), make(b=0, run_id=None)):
+    for e in (make(seed=4), make(b=0, run_id=None, class_names=None)):
         path = tmp_path / f"e{len(e)}.npz"
         e.save(path)
         assert_equal(Explanation.load(path), e)
@@ -95,3 +95,10 @@ def test_repr_is_a_few_lines():
     assert lines[3] == "  run_id='abc123'"
     many = repr(make(b=25))
     assert ", ...]" in many and len(many) < 400
+
+
+def test_class_names_label_the_classes():
+    e = make()
+    assert [e.class_name(k) for k in (0, 1, -1)] == ["cat", "dog", "-"]
+    assert make(class_names=None).class_name(1) == "1"
+    assert e.to_dict()["class_names"] == ["cat", "dog"]

@@ -97,3 +97,19 @@ def test_index_picks_one_input_of_a_batch():
     assert "SNN: 9" in plotting.plot_explanation(two, index=-2)[0].get_title()
     with pytest.raises(ValueError, match=r"`index` must be an integer in \[-2, 2\) .* Received: index=2"):
         plotting.plot_mask(two, index=2)
+
+
+def test_titles_use_class_names_and_rgb_images_are_drawn_in_colour():
+    rng = np.random.default_rng(1)
+    one = make_explanation()
+    rgb = {f: getattr(one, f) for f in FIELDS}
+    for f in ("input", "reconstruction", "mean_abs_change", "mean_signed_change"):
+        rgb[f] = rng.random((1, 8, 6, 3)).astype(np.float32)
+    rgb["mask"] = rng.random((1, 8, 6, 3)) > 0.7
+    names = tuple(f"class-{k}" for k in range(10))
+    e = Explanation(**rgb, config=ExplainConfig(q=5), seed=0, class_names=names)
+    axes = plotting.plot_explanation(e)
+    assert axes[0].get_title() == "input (SNN: class-9)" and axes[2].get_title() == "explanation of class class-4"
+    np.testing.assert_array_equal(axes[0].images[0].get_array(), e.input[0])  # (8, 6, 3): in colour
+    overlay = axes[2].images[1].get_array()
+    np.testing.assert_array_equal(overlay[..., 3] > 0, e.mask[0].any(axis=-1))

@@ -67,3 +67,18 @@ def test_explainer_save_round_trip_carries_the_identity(networks, tmp_path):
     assert e.run_id == identity and e.to_dict()["run_id"] == identity
     with pytest.raises(TypeError, match="`embed` must be a Keras model to be saved"):
         SiameseExplainer(lambda x: snn(x), decoder, prototypes).save(tmp_path / "nope")
+
+
+def test_class_names_are_saved_and_loaded(networks, tmp_path):
+    snn, decoder, prototypes = networks
+    runs.save_run(tmp_path / "named", snn, decoder, prototypes, class_names=["shirt", "shoe", "bag"])
+    assert runs.load_run(tmp_path / "named").class_names == ("shirt", "shoe", "bag")
+    ex = SiameseExplainer.from_run(tmp_path / "named", ExplainConfig.tiny(s=2, q=10))
+    e = ex.explain(np.zeros((28, 28, 1), np.float32))
+    assert e.class_names == ("shirt", "shoe", "bag") and e.class_name(e.predicted_class[0]) in e.class_names
+    runs.save_run(tmp_path / "plain", snn, decoder, prototypes)
+    assert runs.load_run(tmp_path / "plain").class_names == ("0", "1", "2")
+    with pytest.raises(ValueError, match="`class_names` must name each of the 3 classes. Received: 2 names"):
+        runs.save_run(tmp_path / "bad", snn, decoder, prototypes, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="`class_names` must name each of the 3 classes"):
+        SiameseExplainer(snn, decoder, prototypes, class_names=["a"])
