@@ -89,8 +89,9 @@ def _cmd_explain(args):
 
     out_dir = _writable_dir(args.out)
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
-    resolved = [inputs.resolve_input(spec, args.data_dir) for spec in args.inputs]
-    other = inputs.resolve_input(args.pair, args.data_dir) if args.pair else None
+    shape = explainer.image_shape
+    resolved = [inputs.resolve_input(spec, args.data_dir, shape) for spec in args.inputs]
+    other = inputs.resolve_input(args.pair, args.data_dir, shape) if args.pair else None
     for _, _, _, note in resolved:
         if note:
             print(f"note: {note}", file=sys.stderr)

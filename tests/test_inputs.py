@@ -40,3 +40,17 @@ def test_mnist_spec():
         inputs.resolve_input("mnist:test:10000")
     with pytest.raises(ValueError, match="must look like"):
         inputs.resolve_input("mnist:val:1")
+
+
+def test_colour_shapes_read_rgb_and_repeat_gray(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 6, 3)).astype(np.uint8)
+    Image.fromarray(rgb, "RGB").save(tmp_path / "rgb.png")
+    image, note = inputs.read_image(tmp_path / "rgb.png", (8, 6, 3))
+    assert image.shape == (8, 6, 3) and note == ""
+    np.testing.assert_allclose(image, rgb / 255.0)
+    Image.fromarray(rgb[..., 0], "L").save(tmp_path / "gray.png")
+    image, note = inputs.read_image(tmp_path / "gray.png", (8, 6, 3))
+    assert "converted from L to RGB" in note
+    np.testing.assert_allclose(image, np.repeat(rgb[..., :1], 3, axis=-1) / 255.0)
+    with pytest.raises(ValueError, match=r"must be 8x6 pixels \(width x height\). Received: 6x8"):
+        inputs.read_image(tmp_path / "rgb.png", (6, 8, 3))
