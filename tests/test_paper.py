@@ -1,7 +1,13 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from siamese_xai import paper
+# reproduce/paper.py is the reproduction harness, not the library: its scripts import it as `paper`
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))
+
+import paper  # noqa: E402
 
 
 def _summary(predicted, errors, distances=None):
@@ -57,15 +63,6 @@ def test_summary_on_a_linear_toy():
     np.testing.assert_allclose(s["recon_sse"], 0.0, atol=1e-6)
 
 
-def test_mask_iou():
-    a = np.zeros((4, 4), bool)
-    b = np.zeros((4, 4), bool)
-    assert paper.mask_iou(a, b) == 1.0
-    a[0, :2] = True
-    b[0, 1:3] = True
-    assert paper.mask_iou(a, b) == pytest.approx(1 / 3)
-
-
 def test_paper_run_figures_on_the_tiny_run(tiny_run):
     from siamese_xai.explain import ExplainConfig
 
@@ -75,8 +72,12 @@ def test_paper_run_figures_on_the_tiny_run(tiny_run):
     assert record["true_class"] == 4 and record["figure"] == "fig9"
     assert record["N"] == 64 and len(record["J"]) == record["s"] == 5
     assert record["nearest_prototypes"][0]["distance"] <= record["nearest_prototypes"][1]["distance"]
+    assert len(e) == 1 and record["J"] == e.indices[0].tolist() and record["mask_pixels"] == record["q"]
+    assert record["predicted_class"] == int(np.argmin(e.distances[0])) == record["explained_class"]
     e2, record2 = run.explain_figure("fig9")
     assert record2 == record  # deterministic for a seed
+    with pytest.raises(ValueError, match="one image"):
+        paper.explanation_record(run.explainer.explain(run.x[:2]), 0, 4, 1.0)
     curve = paper.convergence_curve(run.explainer, run.x[:2], [16, 64], reference_n=256, seeds=(0, 1))
     assert set(curve) == {16, 64} and all(len(v) == 4 for v in curve.values())
     assert all(((0 <= v) & (v <= 1)).all() for v in curve.values())
