@@ -249,12 +249,12 @@ def convergence_curve(explainer, images, n_values, reference_n: int = 20000, see
     Returns:
         `{N: (B * len(seeds),) IoUs}`.
     """
-    reference = explainer.replace(n_perturbations=reference_n).explain(images, seed=10**6).mask
+    reference = explainer.replace(n_perturbations=reference_n).explain(images, seed=10**6)
     curve = {}
     for n in n_values:
         ex = explainer.replace(n_perturbations=int(n))
-        masks = [ex.explain(images, seed=seed).mask for seed in seeds]
-        curve[int(n)] = np.asarray([mask_iou(m[i], reference[i]) for m in masks for i in range(len(images))])
+        ious = [mask_iou(m, r) for seed in seeds for m, r in zip(ex.explain(images, seed=seed).mask, reference.mask)]
+        curve[int(n)] = np.asarray(ious)
     return curve
 
 

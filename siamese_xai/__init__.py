@@ -10,7 +10,8 @@ explanation method for Siamese neural networks" (2019).
 from siamese_xai.shards import explain_split, load_split_results
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
 from siamese_xai.data import DataNotFoundError, load_mnist
-from siamese_xai.explain import ExplainConfig, Explanation, SiameseExplainer
+from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.explanation import Explanation
 from siamese_xai.export import export_explainer
 from siamese_xai.models import build_decoder, build_encoder, build_siamese_subnetwork
 from siamese_xai.prototypes import compute_prototypes, nearest_prototype

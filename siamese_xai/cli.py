@@ -69,21 +69,12 @@ def _cmd_train(args):
 
 
 def _explanation_json(e, label, note) -> dict:
-    """Every field of an Explanation, JSON-ready (arrays as nested lists)."""
-    import dataclasses
-
+    """The JSON the CLI writes for one input: every field of the Explanation, plus what the CLI knows."""
     import numpy as np
 
-    out = {}
-    for field in dataclasses.fields(e):
-        value = getattr(e, field.name)
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out[field.name] = value
+    out = e.to_dict()
     out["true_label"] = label
-    out["mask_pixels_row_col"] = np.argwhere(np.asarray(e.mask)[..., 0]).tolist()
+    out["mask_pixels_row_col"] = np.argwhere(e.mask[0].any(axis=-1)).tolist()
     if note:
         out["note"] = note
     return out
@@ -91,6 +82,7 @@ def _explanation_json(e, label, note) -> dict:
 
 def _cmd_explain(args):
     import keras
+    import numpy as np
 
     from siamese_xai import files, inputs, plotting
     from siamese_xai.explain import SiameseExplainer
@@ -99,24 +91,27 @@ def _cmd_explain(args):
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     resolved = [inputs.resolve_input(spec, args.data_dir) for spec in args.inputs]
     other = inputs.resolve_input(args.pair, args.data_dir) if args.pair else None
-    bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
-    for i, (image, name, label, note) in enumerate(resolved):
+    for _, _, _, note in resolved:
         if note:
             print(f"note: {note}", file=sys.stderr)
+    images = np.stack([image for image, _, _, _ in resolved])
+    if other is not None:
+        explanation = explainer.explain(images, reference=other[0], seed=args.seed)
+    else:
+        explanation = explainer.explain(images, target_class=args.target_class, seed=args.seed)
+    bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
+    for i, ((_, name, label, note), e) in enumerate(zip(resolved, explanation)):
         if other is not None:
-            e = explainer.explain_pair(image, other[0], seed=args.seed)
             name = f"{name}__vs__{other[1]}"
-        else:
-            e = explainer.explain(image, target_class=args.target_class, seed=args.seed)
         axes = plotting.plot_explanation(e)
         plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
         files.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
         if bar is not None:
             bar.update(i + 1)
         if args.quiet or bar is None:
-            what = "pair" if other is not None else f"class {e.explained_class}"
-            print(f"{name}: SNN class {e.predicted_class}, explained {what}, J={e.indices.tolist()}, "
-                  f"sigma={e.sigma:.4g} -> {out_dir / (name + '.png')}")
+            what = "pair" if other is not None else f"class {int(e.explained_class[0])}"
+            print(f"{name}: SNN class {int(e.predicted_class[0])}, explained {what}, J={e.indices[0].tolist()}, "
+                  f"sigma={float(e.sigma[0]):.4g} -> {out_dir / (name + '.png')}")
 
 
 def _cmd_explain_split(args):

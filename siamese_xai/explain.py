@@ -1,7 +1,7 @@
 """Part 2 of the method: explaining a Siamese network's decision (see METHOD.md).
 
 For an input x with embedding h = f(x) and a reference c (the prototype of the
-class being explained, or the embedding of a second input), the explainer
+class being explained, or the embedding of a reference image), the explainer
 
 1. picks J, the `s` embedding coordinates with the smallest |h_j - c_j|;
 2. draws N perturbations d that are non-zero only on J, with
@@ -14,6 +14,9 @@ class being explained, or the embedding of a second input), the explainer
 The Siamese network f is a black box: any callable from a batch of images to a
 batch of embeddings. The decoder g must be a Keras model (or a callable of
 TensorFlow tensors) from `(batch, D)` codes to `(batch, *image_shape)` images.
+The computation itself (steps 1-4 and the nearest prototype) is one pure
+function of tensors, `siamese_xai._graph.explain_graph`, which the exported
+SavedModel calls too.
 
 Random draws are stateless: the `|eps|` block of an explanation is
 `abs(tf.random.stateless_normal([N, s], seed=[seed, 0], alg="philox"))`, the
@@ -30,7 +33,7 @@ Edge cases (each tested):
 - images: float in [0, 1] or uint8 (scaled by 1/255), with or without a
   trailing 1-channel axis; another shape or dtype, NaN / inf, or floats
   outside [0, 1] raise an error naming the argument.
-- an empty batch gives an empty list, without calling `embed`.
+- an empty batch gives an empty `Explanation` (B = 0), without calling `embed`.
 - an embedding length that differs from the decoder's input or the
   prototypes' width: `ValueError` when the explainer is built where it can be
   checked (Keras models), else on the first call.
@@ -43,36 +46,27 @@ about 1e-7 / change (1e-5..1e-3 relative). `"linear"` does not subtract.
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import runs
-from siamese_xai.prototypes import compute_prototypes, nearest_prototype
+from siamese_xai import _checks, runs
+from siamese_xai._fusion import decoder_evaluator
+from siamese_xai._graph import explain_graph
+from siamese_xai.explanation import Explanation
+from siamese_xai.prototypes import compute_prototypes
 
 DIRECTIONS = ("toward_prototype", "positive")
 METHODS = ("mc", "linear")
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _check_positive_int(name, value):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}")
 
 
 @dataclass(frozen=True)
 class ExplainConfig:
-    """Parameters of the explanation (Part 2 of the method).
+    """The method's parameters (Part 2); how fast it runs is set on the explainer.
 
     Attributes:
         n_perturbations: N, perturbations per explanation (the paper's 5000).
@@ -98,20 +92,7 @@ class ExplainConfig:
             `"linear"`: replace the decoder by its first-order expansion at h
             (its Jacobian columns for J, by forward-mode JVPs) and average
             over the same N draws; close to `"mc"` because sigma is small.
-        chunk_size: decoder rows per call in `"mc"` (and perturbations per
-            block in `"linear"`); bounds memory, never changes the result
-            beyond float rounding. 1000 was fastest on a 2-core CPU (see
-            `benchmarks/bench_speed.py`); the Table 1 decoder then holds about
-            50 MB of activations.
         sigma_scale: sigma = sigma_scale * min_j |h_j - c_j| (the paper's 0.1).
-        fuse_decoder: evaluate each `UpSampling2D(nearest) -> Conv2D` pair of
-            a chain-shaped Keras decoder as one convolution on the
-            un-upsampled image (the same function up to float rounding, about
-            3.5x faster on Table 1's decoder; other layers run as they are).
-            It is checked against the decoder itself when the explainer is
-            built and dropped, with a warning, if they differ by more than
-            1e-4. Results with and without it agree to float rounding, which
-            is about 1e-3 of the (small) mean change.
     """
 
     n_perturbations: int = 5000
@@ -119,396 +100,27 @@ class ExplainConfig:
     q: int = 100
     direction: str = "toward_prototype"
     method: str = "mc"
-    chunk_size: int = 1000
     sigma_scale: float = 0.1
-    fuse_decoder: bool = True
 
     def __post_init__(self):
-        _check_positive_int("n_perturbations", self.n_perturbations)
-        _check_positive_int("s", self.s)
-        _check_positive_int("q", self.q)
-        _check_choice("direction", self.direction, DIRECTIONS)
-        _check_choice("method", self.method, METHODS)
-        _check_positive_int("chunk_size", self.chunk_size)
-        if (
-            not isinstance(self.sigma_scale, (int, float, np.floating, np.integer))
-            or isinstance(self.sigma_scale, bool)
-            or not math.isfinite(self.sigma_scale)
-            or not self.sigma_scale > 0
-        ):
-            raise ValueError(
-                f"`sigma_scale` must be a positive finite number. Received: sigma_scale={self.sigma_scale!r}"
-            )
-        if not isinstance(self.fuse_decoder, bool):
-            raise ValueError(f"`fuse_decoder` must be True or False. Received: fuse_decoder={self.fuse_decoder!r}")
+        _checks.check_positive_int("n_perturbations", self.n_perturbations)
+        _checks.check_positive_int("s", self.s)
+        _checks.check_positive_int("q", self.q)
+        _checks.check_choice("direction", self.direction, DIRECTIONS)
+        _checks.check_choice("method", self.method, METHODS)
+        _checks.check_positive_finite("sigma_scale", self.sigma_scale)
 
     @classmethod
     def tiny(cls, **overrides) -> ExplainConfig:
         """A small variant for tests and CI (N = 128)."""
-        return cls(**{"n_perturbations": 128, "chunk_size": 64, **overrides})
+        return cls(**{"n_perturbations": 128, **overrides})
 
     def replace(self, **changes) -> ExplainConfig:
         """Returns a copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
 
-def _readonly(a, dtype=None):
-    a = np.array(a, dtype=dtype, copy=True)
-    a.flags.writeable = False
-    return a
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """The explanation of one input (every array is read-only).
-
-    Attributes:
-        input: `(H, W, C)` float32, the explained image in [0, 1].
-        reconstruction: `(H, W, C)`, g(h), the decoder's image of the embedding.
-        embedding: `(D,)`, h = f(x).
-        reference: `(D,)`, c: the explained class's prototype, or f(x2) for a
-            pair explanation.
-        predicted_class: the SNN's class of x (nearest prototype).
-        distances: `(C,)` Euclidean distances from h to every prototype.
-        explained_class: the class explained (`predicted_class` unless a
-            target class was asked for); None for a pair explanation.
-        reference_distance: ||h - c||.
-        indices: `(s,)` int64, J: the perturbed embedding coordinates, by
-            increasing |h_j - c_j| (ties: lower index first).
-        sigma: the perturbations' scale, `sigma_scale * min_j |h_j - c_j|`.
-        mean_abs_change: `(H, W, C)` float32, Delta_p = mean_i |g(h + d_i)_p - g(h)_p|.
-        mean_signed_change: `(H, W, C)` float32, mean_i (g(h + d_i)_p - g(h)_p):
-            positive where moving toward c brightens a pixel, negative where it
-            darkens it.
-        mask: `(H, W, C)` bool, the q pixels with the largest Delta_p (ties:
-            lower flat index first). Pixels with Delta_p == 0 are never in the
-            mask, so it holds fewer than q pixels when fewer change (none when
-            sigma == 0).
-        n_perturbations, s, q, direction, method, sigma_scale: the parameters used.
-        seed: the seed of the perturbation draws.
-    """
-
-    input: np.ndarray
-    reconstruction: np.ndarray
-    embedding: np.ndarray
-    reference: np.ndarray
-    predicted_class: int
-    distances: np.ndarray
-    explained_class: int | None
-    reference_distance: float
-    indices: np.ndarray
-    sigma: float
-    mean_abs_change: np.ndarray
-    mean_signed_change: np.ndarray
-    mask: np.ndarray
-    n_perturbations: int
-    s: int
-    q: int
-    direction: str
-    method: str
-    sigma_scale: float
-    seed: int
-
-    def __post_init__(self):
-        for name in (
-            "input",
-            "reconstruction",
-            "embedding",
-            "reference",
-            "distances",
-            "indices",
-            "mean_abs_change",
-            "mean_signed_change",
-            "mask",
-        ):
-            a = getattr(self, name)
-            if not isinstance(a, np.ndarray) or a.flags.writeable:
-                object.__setattr__(self, name, _readonly(a))
-
-
-# ---------------------------------------------------------------------------
-# The decoder, as the explainer evaluates it.
-#
-# `UpSampling2D(nearest)` followed by `Conv2D(stride 1)` is one linear map
-# (before bias and activation) that never needs the upsampled tensor: output
-# row Y reads upsampled rows Y + t - p (t < k), i.e. input rows
-# floor((Y + t - p) / u). Written on a grid of "cells" (b rows of the image
-# per cell, the b sub-rows stored as channels), that map is an ordinary small
-# convolution whose kernel is the layer's kernel regrouped. Zero padding of
-# the upsampled image is zero padding of the cells, so the result is the same
-# function, rounded differently. This skips the largest activations of
-# Table 1's decoder (the 28x28x16 upsampled tensor and its 1-channel conv) and
-# most of the interleaving between layers.
-
-
-class _Layout:
-    """A `(H, W, C)` activation stored as `(nh, nw, bh * bw * C)` cells.
-
-    Image row y lives in cell (y + oh) // bh, sub-row (y + oh) % bh (same for
-    columns); the channel of (sub-row a, sub-column b, c) is (a * bw + b) * C + c.
-    Positions outside the image hold garbage unless the layout is exact.
-    """
-
-    def __init__(self, b, o, n, size, channels):
-        (self.bh, self.bw), (self.oh, self.ow), (self.nh, self.nw) = b, o, n
-        self.size, self.channels = size, channels
-
-    @property
-    def exact(self):
-        return (self.oh, self.ow) == (0, 0) and (self.nh * self.bh, self.nw * self.bw) == tuple(self.size)
-
-    @property
-    def shape(self):
-        return (self.nh, self.nw, self.bh * self.bw * self.channels)
-
-    def to_space(self, y):
-        """`(B, nh, nw, bh*bw*C)` -> `(B, H, W, C)`."""
-        if self.bh == self.bw:
-            y = tf.nn.depth_to_space(y, self.bh)
-        else:
-            y = tf.reshape(y, (-1, self.nh, self.nw, self.bh, self.bw, self.channels))
-            y = tf.transpose(y, (0, 1, 3, 2, 4, 5))
-            y = tf.reshape(y, (-1, self.nh * self.bh, self.nw * self.bw, self.channels))
-        (h, w) = self.size
-        return y[:, self.oh : self.oh + h, self.ow : self.ow + w, :]
-
-
-def _cell_axis(u, k, padding, n, b_in, n_in, last):
-    """One axis of a fused upsampling + conv from cells of b_in rows to cells of u * b_in rows.
-
-    Returns:
-        `(select, pad_lo, pad_hi, b_out, o_out, n_out, out)`: `select[r, s, q, t]
-        = 1` when tap t of output sub-row q reads input cell offset r (from
-        the lowest) and sub-row s; the cell padding of the input; the output
-        cells' size, offset and count; the output length.
-    """
-    p = (k - 1) // 2 if padding == "same" else 0
-    out = u * n if padding == "same" else u * n - k + 1
-    b_out = u * b_in
-
-    def span(o):
-        return (-o - p) // b_out, (b_out - 1 - o + k - 1 - p) // b_out
-
-    # The last layer may start its cells anywhere (the image is cut out at the
-    # end): pick the offset with the smallest kernel. Inner layers start at 0
-    # so that the next layer can read their cells directly.
-    o_out = min(range(b_out), key=lambda o: (span(o)[1] - span(o)[0], o)) if last else 0
-    r_min, r_max = span(o_out)
-    n_out = -(-(out + o_out) // b_out)
-    select = np.zeros((r_max - r_min + 1, b_in, b_out, k), np.float32)
-    for q in range(b_out):
-        for t in range(k):
-            row = (q - o_out + t - p) // u
-            select[row // b_in - r_min, row % b_in, q, t] = 1.0
-    return select, -r_min, (n_out - 1 + r_max) - (n_in - 1), b_out, o_out, n_out, out
-
-
-class _FusedUpConv:
-    """`UpSampling2D(nearest)` then `Conv2D(stride 1)` as one conv on cells (see above)."""
-
-    def __init__(self, up, conv, layout_in: _Layout, last: bool):
-        self.conv = conv
-        (uh, uw), (kh, kw) = up.size, conv.kernel_size
-        (h, w), self.cin = layout_in.size, layout_in.channels
-        sel_h, self.pad_h, self.pad_h_hi, bh, oh, nh, out_h = _cell_axis(
-            uh, kh, conv.padding, h, layout_in.bh, layout_in.nh, last
-        )
-        sel_w, self.pad_w, self.pad_w_hi, bw, ow, nw, out_w = _cell_axis(
-            uw, kw, conv.padding, w, layout_in.bw, layout_in.nw, last
-        )
-        self.sel_h, self.sel_w = tf.constant(sel_h), tf.constant(sel_w)
-        self.layout = _Layout((bh, bw), (oh, ow), (nh, nw), (out_h, out_w), conv.filters)
-        self.cells_in = layout_in.bh * layout_in.bw * self.cin
-
-    def __call__(self, x):
-        """Cells in -> cells out (`self.layout`), bias and activation applied."""
-        kernel = tf.convert_to_tensor(self.conv.kernel)
-        w = tf.einsum("rsqt,RSQT,tTio->rRsSiqQo", self.sel_h, self.sel_w, kernel)
-        w = tf.reshape(w, (self.sel_h.shape[0], self.sel_w.shape[0], self.cells_in, self.layout.shape[-1]))
-        x = tf.pad(x, [[0, 0], [self.pad_h, max(self.pad_h_hi, 0)], [self.pad_w, max(self.pad_w_hi, 0)], [0, 0]])
-        if self.pad_h_hi < 0 or self.pad_w_hi < 0:
-            x = x[:, : x.shape[1] + min(self.pad_h_hi, 0), : x.shape[2] + min(self.pad_w_hi, 0), :]
-        y = tf.nn.conv2d(x, w, strides=1, padding="VALID")
-        if self.conv.bias is not None:
-            y = tf.nn.bias_add(y, tf.tile(tf.convert_to_tensor(self.conv.bias), [self.layout.bh * self.layout.bw]))
-        return self.conv.activation(y)
-
-
-def _fusable(up, conv):
-    return (
-        type(up) is keras.layers.UpSampling2D
-        and type(conv) is keras.layers.Conv2D
-        and up.interpolation == "nearest"
-        and up.data_format == "channels_last"
-        and conv.data_format == "channels_last"
-        and tuple(conv.strides) == (1, 1)
-        and tuple(conv.dilation_rate) == (1, 1)
-        and conv.groups == 1
-        and conv.padding in ("same", "valid")
-        and not getattr(conv, "lora_enabled", False)
-        and conv.compute_dtype == "float32"
-        and len(up.input.shape) == 4
-        and all(isinstance(d, int) for d in up.input.shape[1:])
-    )
-
-
-def _chain_layers(model):
-    """The layers of a single-input, single-output Keras model that is a plain chain, else None."""
-    if not isinstance(model, keras.Model):
-        return None
-    try:
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
-            return None
-        prev, chain = model.inputs[0], []
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                if layer.output is not prev:
-                    return None
-                continue
-            if layer.input is not prev:
-                return None
-            chain.append(layer)
-            prev = layer.output
-        return chain if prev is model.outputs[0] else None
-    except (AttributeError, ValueError, TypeError):
-        return None
-
-
-class _Decoder:
-    """The decoder g as evaluated inside the explainer's graph.
-
-    `internal(codes)` returns the decoder's output in an internal layout (the
-    cells of a fused last layer); `to_image` maps it to `(B, *image_shape)`.
-    The explainer sums changes in the internal layout (a fixed rearrangement
-    of pixels commutes with |.| and sums) and rearranges once at the end.
-    """
-
-    # A fused layer reads the previous one's cells directly (no interleave)
-    # when they are exact and at most this many rows high: larger cells make
-    # the regrouped kernel mostly zeros.
-    MAX_CELL_IN = 2
-
-    def __init__(self, decoder, fuse):
-        self.decoder = decoder
-        self.steps = None
-        self.out_layout = None
-        chain = _chain_layers(decoder) if fuse else None
-        if chain is None:
-            return
-        pairs = [i for i in range(len(chain) - 1) if _fusable(chain[i], chain[i + 1])]
-        if not pairs:
-            return
-        steps, layout, i = [], None, 0
-        while i < len(chain):
-            if i in pairs:
-                last = i + 2 == len(chain)
-                if layout is not None and not (layout.exact and max(layout.bh, layout.bw) <= self.MAX_CELL_IN):
-                    steps.append(layout.to_space)
-                    layout = None
-                if layout is None:
-                    h, w, c = chain[i].input.shape[1:]
-                    layout = _Layout((1, 1), (0, 0), (h, w), (h, w), c)
-                op = _FusedUpConv(chain[i], chain[i + 1], layout, last)
-                steps.append(op)
-                layout = op.layout
-                i += 2
-            else:
-                if layout is not None:
-                    steps.append(layout.to_space)
-                    layout = None
-                steps.append(chain[i])
-                i += 1
-        self.steps, self.out_layout = steps, layout
-
-    @property
-    def fused(self):
-        return self.steps is not None
-
-    def internal(self, codes):
-        if self.steps is None:
-            return self.decoder(codes)
-        x = codes
-        for step in self.steps:
-            x = step(x)
-        return x
-
-    def to_image(self, y):
-        return y if self.out_layout is None else self.out_layout.to_space(y)
-
-    def __call__(self, codes):
-        return self.to_image(self.internal(codes))
-
-
-# ---------------------------------------------------------------------------
-# Input checks.
-
-
-def _to_numpy(x):
-    if hasattr(x, "numpy") and callable(x.numpy):  # tf.Tensor, tf.Variable
-        x = x.numpy()
-    return np.asarray(x)
-
-
-def _scale_images(x, name):
-    """uint8 -> float32 / 255; floats are checked to be finite and in [0, 1]."""
-    x = _to_numpy(x)
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255.0)
-    if x.dtype.kind != "f":
-        raise TypeError(
-            f"`{name}` must be a float array with values in [0, 1] or a uint8 array in [0, 255]. "
-            f"Received: {name}.dtype={x.dtype}"
-        )
-    bad = ~np.isfinite(x)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"`{name}` must be finite. Received: {int(bad.sum())} NaN or inf values (the first at index {first})"
-        )
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"`{name}` must hold values in [0, 1] (uint8 images in [0, 255] are scaled by 1/255). "
-            f"Received: values in [{float(x.min()):g}, {float(x.max()):g}]"
-        )
-    return x.astype(np.float32, copy=False)
-
-
-def _check_images(x, image_shape, name, single):
-    """Validates and converts images to float32 in [0, 1].
-
-    Args:
-        x: one image `image_shape` (or without its trailing 1-channel axis)
-            when `single`, else a batch `(B, *image_shape)`.
-        image_shape: the decoder's output shape, e.g. `(28, 28, 1)`.
-        name: the argument's name, for errors.
-        single: whether `x` is one image.
-
-    Returns:
-        `(B, *image_shape)` float32 (B = 1 when `single`).
-    """
-    x = _to_numpy(x)
-    shapes = [tuple(image_shape)]
-    if len(image_shape) > 1 and image_shape[-1] == 1:
-        shapes.append(tuple(image_shape[:-1]))
-    got = x.shape if single else x.shape[1:]
-    if (not single and x.ndim == 0) or got not in shapes:
-        want = " or ".join(str(s) if single else str(("B",) + s).replace("'", "") for s in shapes)
-        raise ValueError(f"`{name}` must have shape {want}. Received: {name}.shape={x.shape}")
-    x = _scale_images(x, name)
-    return x.reshape((1 if single else x.shape[0],) + tuple(image_shape))
-
-
-def _check_seed(seed):
-    if (
-        not isinstance(seed, (int, np.integer))
-        or isinstance(seed, (bool, np.bool_))
-        or not _INT64_MIN <= int(seed) <= _INT64_MAX
-    ):
-        raise ValueError(f"`seed` must be an integer in the int64 range. Received: seed={seed!r}")
-    return int(seed)
-
-
-def _output_dim(model):
+def _output_shape(model):
     try:
         shape = model.output_shape
     except (AttributeError, ValueError, RuntimeError):
@@ -518,37 +130,48 @@ def _output_dim(model):
     return None
 
 
-# ---------------------------------------------------------------------------
-
-
 class SiameseExplainer:
     """Explains a Siamese network's decisions with perturbed embeddings and a decoder.
 
     Example:
         explainer = SiameseExplainer.from_run("runs/paper")
-        e = explainer.explain(x_test[0])          # x: (28, 28, 1) in [0, 1] or uint8
-        e.predicted_class, e.mask.sum()
+        e = explainer.explain(x_test[:8])         # (8, 28, 28, 1) in [0, 1] or uint8
+        e.predicted_class, e.mask.sum(axis=(1, 2, 3))
 
     Args:
         embed: the black box f: a callable from a float32 array
             `(B, *image_shape)` in [0, 1] to `(B, D)` embeddings (a Keras model,
             a SavedModel signature wrapped to take one positional array, or a
             NumPy function; a single-entry dict output is unwrapped). It is
-            called once per `explain*` call, on all the inputs at once, and
+            called once per `explain` call, on all the inputs at once, and
             never looked into. Its output length is checked against D here
             when it is a Keras model, otherwise on every call.
         decoder: g: a Keras model (or a callable of TensorFlow tensors, which
             `"linear"` differentiates) from `(B, D)` float32 codes to
             `(B, *image_shape)`; its output shape defines `image_shape`.
         prototypes: `(C, D)` finite class prototypes in f's embedding space.
-        config: an `ExplainConfig`; defaults to the paper's parameters.
+        config: an `ExplainConfig` (the method's parameters); defaults to the paper's.
+        chunk_size: decoder rows per call in `"mc"` (perturbations per block
+            in `"linear"`); bounds memory, never changes the result beyond
+            float rounding. 1000 was fastest on a 2-core CPU (see
+            `benchmarks/bench_speed.py`); Table 1's decoder then holds about
+            50 MB of activations.
+        fuse_decoder: evaluate each `UpSampling2D(nearest) -> Conv2D` pair of
+            a chain-shaped Keras decoder as one convolution on the
+            un-upsampled image (the same function up to float rounding, about
+            3.5x faster on Table 1's decoder). It is checked against the
+            decoder when the explainer is built and dropped, with a warning,
+            if they differ by more than 1e-4.
+        run_id: the identity of the run folder the networks came from, copied
+            into every explanation (set by `from_run`).
 
     Raises:
         ValueError: the prototypes, decoder and embed disagree on D, `s > D`,
             or `q` exceeds the image size.
     """
 
-    def __init__(self, embed, decoder, prototypes, config: ExplainConfig | None = None):
+    def __init__(self, embed, decoder, prototypes, config: ExplainConfig | None = None, *, chunk_size: int = 1000,
+                 fuse_decoder: bool = True, run_id: str | None = None):
         if config is None:
             config = ExplainConfig()
         if not isinstance(config, ExplainConfig):
@@ -557,7 +180,10 @@ class SiameseExplainer:
             raise TypeError(f"`embed` must be callable. Received: embed={embed!r}")
         if not callable(decoder):
             raise TypeError(f"`decoder` must be callable. Received: decoder={decoder!r}")
-        p = _to_numpy(prototypes)
+        _checks.check_positive_int("chunk_size", chunk_size)
+        if not isinstance(fuse_decoder, bool):
+            raise ValueError(f"`fuse_decoder` must be True or False. Received: fuse_decoder={fuse_decoder!r}")
+        p = _checks.to_numpy(prototypes)
         if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 1 or p.dtype.kind not in "fiu":
             raise ValueError(
                 "`prototypes` must be a 2-D numeric array (C, D). "
@@ -574,14 +200,14 @@ class SiameseExplainer:
                 f"`decoder` must take codes of length D={dim}, the prototypes' width. "
                 f"Received: decoder input shape {dec_in}"
             )
-        emb_out = _output_dim(embed)
+        emb_out = _output_shape(embed)
         if emb_out is not None and emb_out[-1] is not None and (len(emb_out) != 2 or emb_out[-1] != dim):
             raise ValueError(
                 f"`embed` must return embeddings of shape (B, D) with D={dim}, the prototypes' width. "
                 f"Received: embed output shape {emb_out}"
             )
         try:
-            probe = _to_numpy(decoder(tf.zeros((1, dim), tf.float32)))
+            probe = _checks.to_numpy(decoder(tf.zeros((1, dim), tf.float32)))
         except Exception as err:  # any failure here means g cannot take these codes
             raise ValueError(
                 f"`decoder` must map (B, D={dim}) float32 codes to images. Received: an error on a (1, {dim}) "
@@ -608,72 +234,55 @@ class SiameseExplainer:
             )
 
         self._embed, self._decoder, self._config = embed, decoder, config
+        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder, "run_id": run_id}
         # A Keras model is still called as a black box, through a tf.function:
         # same result, without eager Keras's per-call overhead (~4 ms).
         self._embed_fn = tf.function(embed, reduce_retracing=True) if isinstance(embed, keras.Model) else embed
-        self._prototypes = _readonly(p)
+        p.flags.writeable = False
+        self._prototypes = p
         self._num_classes, self._dim = num_classes, dim
-        self._image_shape, self._size = image_shape, size
-        self._dec = _Decoder(decoder, config.fuse_decoder)
-        if self._dec.fused and not self._fused_matches(p):
-            warnings.warn(
-                "The fused evaluation of `decoder` differs from the decoder itself; using the decoder as is.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self._dec = _Decoder(decoder, fuse=False)
-        self._internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
+        self._image_shape = image_shape
+        rng = np.random.default_rng(0)
+        probe_codes = p[rng.integers(0, num_classes, 16)] + rng.normal(0, p.std() + 1.0, (16, dim))
+        self._dec = decoder_evaluator(decoder, fuse_decoder, probe_codes)
+        internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
+        self._graph = functools.partial(
+            explain_graph, decoder=self._dec, internal_shape=internal_shape, config=config, chunk_size=int(chunk_size)
+        )
         self._core = tf.function(
-            self._graph,
+            self.graph,
             input_signature=[
                 tf.TensorSpec((None, dim), tf.float32, name="embeddings"),
+                tf.TensorSpec((None,), tf.int64, name="targets"),
                 tf.TensorSpec((None, dim), tf.float32, name="references"),
+                tf.TensorSpec((None,), tf.bool, name="use_reference"),
                 tf.TensorSpec((), tf.int64, name="seed"),
             ],
         )
 
-    def _fused_matches(self, prototypes):
-        rng = np.random.default_rng(0)
-        scale = prototypes.std() + 1.0
-        codes = prototypes[rng.integers(0, len(prototypes), 16)] + rng.normal(0, scale, (16, self._dim))
-        codes = tf.constant(codes.astype(np.float32))
-        ref = _to_numpy(self._decoder(codes))
-        got = self._dec(codes).numpy()
-        return ref.shape == got.shape and np.abs(ref - got).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
-
     # -- constructors -------------------------------------------------------
 
     @classmethod
-    def from_run(cls, path, config: ExplainConfig | None = None) -> SiameseExplainer:
-        """Builds the explainer from a run folder.
+    def from_run(cls, path, config: ExplainConfig | None = None, **options) -> SiameseExplainer:
+        """Builds the explainer from a run folder (`snn.keras`, `decoder.keras`, `prototypes.npy`).
 
         Args:
-            path: a folder holding `snn.keras` (f), `decoder.keras` (g) and
-                `prototypes.npy` (`(C, D)`); other files are ignored.
+            path: the run folder.
             config: an `ExplainConfig`; defaults to the paper's.
+            **options: the constructor's keyword options (`chunk_size`, `fuse_decoder`).
 
         Raises:
             FileNotFoundError: a file is missing (named in the message).
             ValueError: a file cannot be read (named in the message).
         """
         run = runs.load_run(path)
-        return cls(run.embed, run.decoder, run.prototypes, config)
+        options.setdefault("run_id", getattr(run, "run_id", None))
+        return cls(run.embed, run.decoder, run.prototypes, config, **options)
 
     @classmethod
-    def from_data(
-        cls,
-        embed,
-        decoder,
-        x,
-        y,
-        config: ExplainConfig | None = None,
-        *,
-        num_classes: int | None = None,
-        batch_size: int = 1024,
-    ) -> SiameseExplainer:
-        """Builds the explainer with prototypes computed from training data.
-
-        c_k is the mean of f(x_i) over the training examples of class k.
+    def from_data(cls, embed, decoder, x, y, config: ExplainConfig | None = None, *, num_classes: int | None = None,
+                  batch_size: int = 1024, **options) -> SiameseExplainer:
+        """Builds the explainer with prototypes computed from training data (c_k = mean of f(x_i), y_i = k).
 
         Args:
             embed, decoder: as in the constructor.
@@ -682,14 +291,24 @@ class SiameseExplainer:
             config: an `ExplainConfig`.
             num_classes: C; defaults to `max(y) + 1`.
             batch_size: images per call of `embed`.
+            **options: the constructor's keyword options.
         """
-        x = _scale_images(x, "x")
+        x = _checks.scale_images(x, "x")
         prototypes = compute_prototypes(embed, x, y, num_classes=num_classes, batch_size=batch_size)
-        return cls(embed, decoder, prototypes, config)
+        return cls(embed, decoder, prototypes, config, **options)
 
     def replace(self, **config_changes) -> SiameseExplainer:
-        """A new explainer around the same networks and prototypes, with some config fields changed."""
-        return type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes))
+        """A new explainer around the same networks, prototypes and options, with some config fields changed."""
+        return type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
+                          **self._options)
+
+    def save(self, path):
+        """Writes `snn.keras`, `decoder.keras` and `prototypes.npy` to a run folder that `from_run` reads.
+
+        Raises:
+            TypeError: `embed` or `decoder` is not a Keras model.
+        """
+        return runs.save_run(path, self._embed, self._decoder, self._prototypes)
 
     # -- properties ---------------------------------------------------------
 
@@ -713,6 +332,14 @@ class SiameseExplainer:
         return self._config
 
     @property
+    def chunk_size(self) -> int:
+        return self._options["chunk_size"]
+
+    @property
+    def run_id(self) -> str | None:
+        return self._options["run_id"]
+
+    @property
     def embedding_dim(self) -> int:
         """D."""
         return self._dim
@@ -734,109 +361,100 @@ class SiameseExplainer:
 
     # -- explanations -------------------------------------------------------
 
-    def explain(self, x, target_class: int | None = None, seed: int = 0) -> Explanation:
-        """Explains the SNN's class of one image (or, with `target_class`, "why class j?").
+    def explain(self, x, target_class=None, reference=None, seed: int = 0) -> Explanation:
+        """Explains the SNN's class of one image or a batch (or "why class k?", or "why close to this image?").
+
+        Every input uses the same perturbation draws (seeded by `seed` only),
+        so an input's result does not depend on the rest of the batch (bit for
+        bit when `embed` returns the same embedding for an input in any batch;
+        the explanation magnifies an embedding's rounding by about 1 / sigma).
+        `embed` is called once, on all the images (and references) at once.
 
         Args:
-            x: one image, `image_shape` (e.g. `(28, 28, 1)`, or `(28, 28)`),
-                float in [0, 1] or uint8 in [0, 255] (scaled by 1/255).
-            target_class: the class to explain; defaults to the SNN's own
-                (nearest-prototype) class.
+            x: one image `image_shape` (e.g. `(28, 28, 1)`, or `(28, 28)`) or a
+                batch `(B, *image_shape)`; float in [0, 1] or uint8 in [0, 255]
+                (scaled by 1/255). An empty batch gives an empty Explanation
+                without calling `embed`.
+            target_class: None (each input's own nearest-prototype class), one
+                class for all, or a sequence of B classes.
+            reference: None, or images (one for all, or B) whose embeddings
+                replace the prototypes: J are the coordinates where f(x) is
+                closest to f(reference), and the perturbations move f(x) toward
+                it (a pair explanation; `explained_class` is then -1).
             seed: seed of the perturbation draws.
 
         Returns:
-            An `Explanation`.
+            An `Explanation` of B inputs (B = 1 for one image).
 
         Raises:
             ValueError, TypeError: a bad argument (named in the message).
         """
-        xs = _check_images(x, self._image_shape, "x", single=True)
-        return self._explain(xs, target_class, seed)[0]
-
-    def explain_batch(self, xs, target_class=None, seed: int = 0) -> list[Explanation]:
-        """Explains B images at once; item b equals `explain(xs[b], ..., seed=seed)`.
-
-        Every input uses the same perturbation draws (seeded by `seed` only),
-        so the result of an input does not depend on the rest of the batch
-        (bit for bit when `embed` returns the same embedding for an input in
-        any batch; the explanation magnifies an embedding's rounding by about
-        1 / sigma). `embed` is called once, on the whole batch.
-
-        Args:
-            xs: `(B, *image_shape)` (or `(B, 28, 28)` for one channel), float
-                in [0, 1] or uint8. An empty batch (B = 0) gives an empty list
-                without calling `embed`.
-            target_class: None (each input's own class), one class for all,
-                or a sequence of B classes.
-            seed: seed of the perturbation draws.
-
-        Returns:
-            A list of B `Explanation`s.
-        """
-        xs = _check_images(xs, self._image_shape, "xs", single=False)
-        return self._explain(xs, target_class, seed)
+        xs, _ = _checks.check_images(x, self._image_shape, "x")
+        seed = _checks.check_seed(seed)
+        batch = len(xs)
+        targets = _checks.check_targets(target_class, batch, self._num_classes)
+        refs = None
+        if reference is not None:
+            if target_class is not None:
+                raise ValueError(
+                    "`target_class` must be None when `reference` is given (the reference replaces the prototype). "
+                    f"Received: target_class={target_class!r}"
+                )
+            refs, _ = _checks.check_images(reference, self._image_shape, "reference")
+            if len(refs) not in (1, batch):
+                raise ValueError(
+                    f"`reference` must be one image or one per input ({batch}). Received: {len(refs)} images"
+                )
+        if batch == 0:
+            return self._empty(xs, seed)
+        h = self._call_embed(xs if refs is None else np.concatenate([xs, refs]))
+        h, h_ref = h[:batch], h[batch:]
+        if refs is None:
+            h_ref = np.zeros_like(h)
+        elif len(h_ref) == 1:
+            h_ref = np.repeat(h_ref, batch, axis=0)
+        use_ref = np.full(batch, refs is not None)
+        out = self._core(tf.constant(h), tf.constant(targets), tf.constant(h_ref), tf.constant(use_ref),
+                         tf.constant(seed, tf.int64))
+        out = {k: v.numpy() for k, v in out.items()}
+        zero = np.flatnonzero(out["sigma"] == 0)
+        if zero.size:
+            warnings.warn(
+                f"sigma = 0 for inputs {zero.tolist()}: some h_j equals c_j exactly, so the perturbations are zero "
+                "and so is the explanation (empty mask).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return Explanation(input=xs, embedding=h, config=self._config, seed=seed, run_id=self.run_id, **out)
 
     def explain_pair(self, x1, x2, seed: int = 0) -> Explanation:
-        """Explains why the network finds x1 close to (or far from) x2.
+        """Why f finds x1 close to (or far from) x2: `explain(x1, reference=x2, seed=seed)`."""
+        return self.explain(x1, reference=x2, seed=seed)
 
-        The method runs with f(x2) in place of the prototype: J are the
-        coordinates where f(x1) is closest to f(x2), and the perturbations
-        move f(x1) toward f(x2). `embed` is called once, on both images.
+    def graph(self, h, targets, references, use_reference, seed):
+        """The explanation of embeddings as a traceable function of tensors (see `siamese_xai._graph`).
 
         Args:
-            x1: the explained image, as in `explain`.
-            x2: the reference image, same shape rules.
-            seed: seed of the perturbation draws.
+            h: `(B, D)` float32 embeddings.
+            targets: `(B,)` int64 classes to explain, -1 for each input's nearest.
+            references: `(B, D)` float32 embeddings replacing the prototype where `use_reference`.
+            use_reference: `(B,)` bool.
+            seed: scalar int64.
 
         Returns:
-            An `Explanation` of x1 with `reference` = f(x2),
-            `reference_distance` = ||f(x1) - f(x2)|| and `explained_class` None.
+            A dict of `(B, ...)` tensors named like `Explanation`'s fields.
         """
-        a = _check_images(x1, self._image_shape, "x1", single=True)
-        b = _check_images(x2, self._image_shape, "x2", single=True)
-        seed = _check_seed(seed)
-        h = self._call_embed(np.concatenate([a, b]))
-        classes, distances = nearest_prototype(h[:1], self._prototypes)
-        return self._finish(a, h[:1], h[1:], classes, distances, [None], seed)[0]
+        return self._graph(h, tf.constant(self._prototypes), targets, references, use_reference, seed)
 
-    def _explain(self, xs, target_class, seed):
-        seed = _check_seed(seed)
-        targets = self._check_targets(target_class, len(xs))
-        if len(xs) == 0:
-            return []
-        h = self._call_embed(xs)
-        classes, distances = nearest_prototype(h, self._prototypes)
-        explained = [int(c) if t is None else t for c, t in zip(classes, targets)]
-        reference = self._prototypes[np.asarray(explained, dtype=np.int64)]
-        return self._finish(xs, h, reference, classes, distances, explained, seed)
-
-    def _check_targets(self, target_class, batch):
-        def one(t):
-            if t is None:
-                return None
-            if (
-                not isinstance(t, (int, np.integer))
-                or isinstance(t, (bool, np.bool_))
-                or not 0 <= int(t) < self._num_classes
-            ):
-                raise ValueError(
-                    f"`target_class` must be None or an integer in [0, {self._num_classes}). "
-                    f"Received: target_class={t!r}"
-                )
-            return int(t)
-
-        if target_class is None or isinstance(target_class, (int, np.integer, str, bytes)):
-            return [one(target_class)] * batch
-        try:
-            targets = list(target_class)
-        except TypeError:
-            return [one(target_class)] * batch  # not a sequence: `one` says why
-        if len(targets) != batch:
-            raise ValueError(
-                f"`target_class` must be None, one class, or one class per input ({batch}). "
-                f"Received: {len(targets)} classes"
-            )
-        return [one(t) for t in targets]
+    def _empty(self, xs, seed):
+        b, d, s = 0, self._dim, self._config.s
+        image = np.zeros((b, *self._image_shape), np.float32)
+        return Explanation(
+            input=xs, reconstruction=image, embedding=np.zeros((b, d)), reference=np.zeros((b, d)),
+            predicted_class=np.zeros(b), distances=np.zeros((b, self._num_classes)), explained_class=np.zeros(b),
+            reference_distance=np.zeros(b), indices=np.zeros((b, s)), sigma=np.zeros(b), mean_abs_change=image,
+            mean_signed_change=image, mask=image, config=self._config, seed=seed, run_id=self.run_id,
+        )
 
     def _call_embed(self, xs):
         out = self._embed_fn(tf.constant(xs) if self._embed_fn is not self._embed else xs)
@@ -846,7 +464,7 @@ class SiameseExplainer:
                     f"`embed` must return one array (or a dict with one entry). Received: a dict with keys {sorted(out)}"
                 )
             out = next(iter(out.values()))
-        h = _to_numpy(out)
+        h = _checks.to_numpy(out)
         if h.shape != (len(xs), self._dim):
             raise ValueError(
                 f"`embed` must return one embedding of length D={self._dim} (the decoder's input length and "
@@ -859,162 +477,3 @@ class SiameseExplainer:
                 f"`embed` must return finite embeddings. Received: NaN or inf for inputs {np.flatnonzero(bad).tolist()}"
             )
         return h
-
-    def _finish(self, xs, h, reference, classes, distances, explained, seed):
-        out = {k: v.numpy() for k, v in self._core(tf.constant(h), tf.constant(reference, tf.float32), seed).items()}
-        zero = np.flatnonzero(out["sigma"] == 0)
-        if zero.size:
-            warnings.warn(
-                f"sigma = 0 for inputs {zero.tolist()}: some h_j equals c_j exactly, so the perturbations are zero "
-                "and so is the explanation (empty mask).",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        cfg = self._config
-        results = []
-        for b in range(len(xs)):
-            results.append(
-                Explanation(
-                    input=_readonly(xs[b]),
-                    reconstruction=_readonly(out["reconstruction"][b]),
-                    embedding=_readonly(h[b]),
-                    reference=_readonly(reference[b], np.float32),
-                    predicted_class=int(classes[b]),
-                    distances=_readonly(distances[b]),
-                    explained_class=explained[b],
-                    reference_distance=float(out["reference_distance"][b]),
-                    indices=_readonly(out["indices"][b], np.int64),
-                    sigma=float(out["sigma"][b]),
-                    mean_abs_change=_readonly(out["mean_abs_change"][b]),
-                    mean_signed_change=_readonly(out["mean_signed_change"][b]),
-                    mask=_readonly(out["mask"][b]),
-                    n_perturbations=cfg.n_perturbations,
-                    s=cfg.s,
-                    q=cfg.q,
-                    direction=cfg.direction,
-                    method=cfg.method,
-                    sigma_scale=float(cfg.sigma_scale),
-                    seed=seed,
-                )
-            )
-        return results
-
-    # -- the graph ----------------------------------------------------------
-
-    def _perturbation_draws(self, seed):
-        """`(N, s)` |eps|, the same block for every input (see the module docstring)."""
-        cfg = self._config
-        seeds = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-        eps = tf.random.stateless_normal([cfg.n_perturbations, cfg.s], seed=seeds, alg="philox")
-        return tf.abs(eps)
-
-    def _group_sums(self, hg, bg, eps, n, num_chunks):
-        """Sums of |change| and change over all N perturbations, for a group of G inputs.
-
-        Args:
-            hg: `(G, D)` embeddings.
-            bg: `(G, s, D)` code change per unit |eps_j|.
-            eps: `(N, s)` |eps|.
-            n: perturbations per block.
-            num_chunks: blocks, ceil(N / n).
-
-        Returns:
-            `(x0, sum_abs, sum_signed)`, each `(G, P)` in the internal layout.
-        """
-        cfg, dim, s = self._config, self._dim, self._config.s
-        g = tf.shape(hg)[0]
-        x0 = tf.reshape(self._dec.internal(hg), (g, -1))
-        if cfg.method == "linear":
-            codes = tf.repeat(hg, s, axis=0)
-            with tf.autodiff.ForwardAccumulator(codes, tf.reshape(bg, (-1, dim))) as acc:
-                y = self._dec.internal(codes)
-            # cols[g, j] = sigma * sign_j * dg/dh_{J_j}: the change per unit |eps_j|, to first order.
-            cols = tf.reshape(acc.jvp(y, unconnected_gradients=tf.UnconnectedGradients.ZERO), (g, s, -1))
-        sum_abs = tf.zeros_like(x0)
-        sum_sgn = tf.zeros_like(x0)
-        for k in tf.range(num_chunks):
-            e = eps[k * n : (k + 1) * n][None]  # (1, n, s), broadcast over the group
-            if cfg.method == "mc":
-                codes = hg[:, None, :] + tf.matmul(e, bg)
-                y = self._dec.internal(tf.reshape(codes, (-1, dim)))
-                diff = tf.reshape(y, (g, tf.shape(e)[1], -1)) - x0[:, None, :]
-                sum_sgn += tf.reduce_sum(diff, axis=1)
-            else:
-                diff = tf.matmul(e, cols)
-            sum_abs += tf.reduce_sum(tf.abs(diff), axis=1)
-        if cfg.method == "linear":
-            # The signed change is linear in eps: its sum needs no N x P matrix.
-            sum_sgn = tf.matmul(tf.reduce_sum(eps, axis=0)[None, None], cols)[:, 0]
-        return x0, sum_abs, sum_sgn
-
-    def _graph(self, h, c, seed):
-        """Perturb, decode and average, for B embeddings with their references.
-
-        Inputs are processed in tiles of G inputs x n perturbations (G * n <=
-        chunk_size, n <= N), so memory stays bounded whatever B and N are, and
-        the per-input draws do not depend on the tiling.
-
-        Args:
-            h: `(B, D)` embeddings.
-            c: `(B, D)` references (prototypes or f(x2)).
-            seed: scalar int64.
-
-        Returns:
-            A dict of `(B, ...)` tensors: indices, sigma, reference_distance,
-            reconstruction, mean_abs_change, mean_signed_change, mask.
-        """
-        cfg = self._config
-        n_all, s, dim = cfg.n_perturbations, cfg.s, self._dim
-        n = min(n_all, cfg.chunk_size)
-        group = max(1, cfg.chunk_size // n_all)
-        num_chunks = -(-n_all // n)
-
-        dist = tf.abs(h - c)
-        _, idx = tf.math.top_k(-dist, k=s)  # smallest |h_j - c_j|; ties: lower index first
-        sigma = tf.cast(cfg.sigma_scale, tf.float32) * tf.reduce_min(dist, axis=1)
-        if cfg.direction == "toward_prototype":
-            sign = tf.sign(tf.gather(c, idx, batch_dims=1) - tf.gather(h, idx, batch_dims=1))
-        else:
-            sign = tf.ones_like(idx, dtype=tf.float32)
-        # basis[b, j] is the code change per unit |eps_j|: d = |eps| @ basis[b].
-        basis = (sigma[:, None] * sign)[:, :, None] * tf.one_hot(idx, dim, dtype=tf.float32)
-        eps = self._perturbation_draws(seed)
-
-        batch = tf.shape(h)[0]
-        num_groups = (batch + group - 1) // group
-        internal_shape = self._internal_shape
-        ta_x0 = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-        ta_abs = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-        ta_sgn = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-        for gi in tf.range(num_groups):
-            g0 = gi * group
-            g1 = tf.minimum(batch, g0 + group)
-            x0_flat, acc_abs, acc_sgn = self._group_sums(h[g0:g1], basis[g0:g1], eps, n, num_chunks)
-            ta_x0 = ta_x0.write(gi, x0_flat)
-            ta_abs = ta_abs.write(gi, acc_abs)
-            ta_sgn = ta_sgn.write(gi, acc_sgn)
-
-        nonzero = tf.cast(sigma > 0, tf.float32)[:, None]  # sigma == 0: no perturbation, no change
-
-        def image(ta, scale=None):
-            flat = ta.concat()
-            if scale is not None:
-                flat = flat * scale
-            return self._dec.to_image(tf.reshape(flat, (-1,) + tuple(internal_shape)))
-
-        x0 = image(ta_x0)
-        mean_abs = image(ta_abs, nonzero / n_all)
-        mean_sgn = image(ta_sgn, nonzero / n_all)
-        flat = tf.reshape(mean_abs, (batch, -1))
-        _, top = tf.math.top_k(flat, k=cfg.q)  # ties: lower index first
-        in_top = tf.reduce_any(tf.equal(top[:, :, None], tf.range(self._size)[None, None, :]), axis=1)
-        mask = tf.reshape(tf.logical_and(in_top, flat > 0), tf.shape(mean_abs))
-        return {
-            "indices": idx,
-            "sigma": sigma,
-            "reference_distance": tf.norm(h - c, axis=1),
-            "reconstruction": x0,
-            "mean_abs_change": mean_abs,
-            "mean_signed_change": mean_sgn,
-            "mask": mask,
-        }

@@ -1,17 +1,18 @@
 """Export an explainer as a TensorFlow SavedModel that needs nothing but TensorFlow.
 
 The SavedModel holds both networks (f and g), the prototypes and the
-explanation graph. Its `serving_default` signature takes
+explanation graph (the same function `SiameseExplainer.explain` runs,
+`siamese_xai._graph.explain_graph`). Its `serving_default` signature takes
 
 - `images`: `(B, *image_shape)` float32 in [0, 1] (scale uint8 by 1/255 first);
 - `seed`: a scalar int64, the seed of the perturbation draws;
 
-and returns a dict of `(B, ...)` tensors, the fields of `Explanation` with
-the same names: `mask` (bool), `mean_abs_change`, `mean_signed_change`,
-`reconstruction`, `class` (int64, the SNN's nearest prototype, which is also
-the class explained), `distances` (`(B, C)`), `indices` (J, int64),
-`sigma`, `embedding` and `reference_distance`. For the same seed these equal
-`explainer.explain_batch(images, seed=seed)` up to float rounding.
+and returns a dict of `(B, ...)` tensors named like `Explanation`'s fields:
+`mask` (bool), `mean_abs_change`, `mean_signed_change`, `reconstruction`,
+`embedding`, `reference`, `predicted_class` (int64, the nearest prototype,
+which is also `explained_class`), `distances` `(B, C)`, `indices` (J,
+int64), `sigma` and `reference_distance`. For the same seed these equal
+`explainer.explain(images, seed=seed)` up to float rounding.
 
 Usage, in any process with TensorFlow:
 
@@ -42,7 +43,6 @@ class _ExplainerModule(tf.Module):
         super().__init__(name="siamese_explainer")
         self.embed = explainer.embed
         self.decoder = explainer.decoder
-        self.prototypes = tf.constant(explainer.prototypes, tf.float32, name="prototypes")
         self._explainer = explainer
         spec = [
             tf.TensorSpec((None,) + tuple(explainer.image_shape), tf.float32, name="images"),
@@ -55,22 +55,12 @@ class _ExplainerModule(tf.Module):
         if isinstance(h, dict):
             (h,) = h.values()
         h = tf.cast(h, tf.float32)
-        diff = h[:, None, :] - self.prototypes[None, :, :]
-        distances = tf.sqrt(tf.reduce_sum(diff * diff, axis=-1))
-        classes = tf.argmin(distances, axis=1, output_type=tf.int64)
-        out = self._explainer._graph(h, tf.gather(self.prototypes, classes), seed)
-        return {
-            "mask": out["mask"],
-            "mean_abs_change": out["mean_abs_change"],
-            "mean_signed_change": out["mean_signed_change"],
-            "reconstruction": out["reconstruction"],
-            "class": classes,
-            "distances": distances,
-            "indices": tf.cast(out["indices"], tf.int64),
-            "sigma": out["sigma"],
-            "embedding": h,
-            "reference_distance": out["reference_distance"],
-        }
+        batch = tf.shape(h)[0]
+        out = self._explainer.graph(
+            h, tf.fill([batch], tf.constant(-1, tf.int64)), tf.zeros_like(h), tf.zeros([batch], tf.bool), seed
+        )
+        out.pop("explained_class")  # always the predicted class here
+        return {"embedding": h, **out}
 
 
 def export_explainer(explainer: SiameseExplainer, path) -> None:
@@ -99,6 +89,8 @@ def export_explainer(explainer: SiameseExplainer, path) -> None:
         ) from err
     meta = {
         "config": dataclasses.asdict(explainer.config),
+        "chunk_size": explainer.chunk_size,
+        "run_id": explainer.run_id,
         "image_shape": list(explainer.image_shape),
         "embedding_dim": explainer.embedding_dim,
         "num_classes": explainer.num_classes,

@@ -1,22 +1,36 @@
 """Drawing explanations: the paper's quadruple (Fig. 4-9) and its panels.
 
-Every function takes an `Explanation` and an optional matplotlib `ax` (or
+Every function takes an `Explanation`, the `index` of the input to draw (an
+Explanation holds a batch; 0 by default) and an optional matplotlib `ax` (or
 `axes`), draws into it, and returns it; nothing here calls `plt.show()`.
 """
 
 from __future__ import annotations
 
+import types
+
 import matplotlib.pyplot as plt
 import numpy as np
 
-from siamese_xai.explain import Explanation
+from siamese_xai.explanation import Explanation
 
 MASK_COLOR = (1.0, 0.15, 0.1)
 
 
-def _check(explanation):
+def _check(explanation, index):
+    """The explanation of input `index`, as `(H, W, C)` arrays and Python scalars."""
     if not isinstance(explanation, Explanation):
         raise TypeError(f"`explanation` must be an Explanation. Received: {type(explanation).__name__}")
+    b = len(explanation)
+    if not isinstance(index, (int, np.integer)) or not -b <= index < b:
+        raise ValueError(f"`index` must be an integer in [-{b}, {b}) for an Explanation of {b} inputs. Received: index={index!r}")
+    one = {k: getattr(explanation, k)[index] for k in ("input", "reconstruction", "mask", "mean_signed_change")}
+    one.update(
+        predicted_class=int(explanation.predicted_class[index]),
+        explained_class=int(explanation.explained_class[index]),
+        q=explanation.config.q,
+    )
+    return types.SimpleNamespace(**one)
 
 
 def _image(a):
@@ -49,24 +63,24 @@ def _show(ax, img, title, **kwargs):
 
 
 def _subject(explanation):
-    if explanation.explained_class is None:
+    if explanation.explained_class < 0:
         return "the pair"
     return f"class {explanation.explained_class}"
 
 
-def plot_input(explanation, ax=None):
+def plot_input(explanation, ax=None, *, index: int = 0):
     """Draws the explained image, titled with the SNN's class. Returns `ax`."""
-    _check(explanation)
+    explanation = _check(explanation, index)
     return _show(_new_ax(ax), _image(explanation.input), f"input (SNN: {explanation.predicted_class})")
 
 
-def plot_reconstruction(explanation, ax=None):
+def plot_reconstruction(explanation, ax=None, *, index: int = 0):
     """Draws g(h), the decoder's image of the embedding. Returns `ax`."""
-    _check(explanation)
+    explanation = _check(explanation, index)
     return _show(_new_ax(ax), _image(np.clip(explanation.reconstruction, 0, 1)), "reconstruction g(h)")
 
 
-def plot_overlay(explanation, ax=None, *, color=MASK_COLOR, alpha: float = 0.7):
+def plot_overlay(explanation, ax=None, *, index: int = 0, color=MASK_COLOR, alpha: float = 0.7):
     """Draws the input with the explanation mask over it (panel 3 of the quadruple).
 
     Args:
@@ -78,7 +92,7 @@ def plot_overlay(explanation, ax=None, *, color=MASK_COLOR, alpha: float = 0.7):
     Returns:
         The Axes.
     """
-    _check(explanation)
+    explanation = _check(explanation, index)
     ax = _show(_new_ax(ax), _image(explanation.input), f"explanation of {_subject(explanation)}")
     mask = _mask2d(explanation)
     layer = np.zeros(mask.shape + (4,))
@@ -88,47 +102,49 @@ def plot_overlay(explanation, ax=None, *, color=MASK_COLOR, alpha: float = 0.7):
     return ax
 
 
-def plot_mask(explanation, ax=None):
+def plot_mask(explanation, ax=None, *, index: int = 0):
     """Draws the mask alone (panel 4 of the quadruple). Returns `ax`."""
-    _check(explanation)
+    explanation = _check(explanation, index)
     title = f"mask (q={explanation.q}, {int(_mask2d(explanation).sum())} px)"
     return _show(_new_ax(ax), _mask2d(explanation).astype(float), title)
 
 
-def plot_signed_change(explanation, ax=None, *, cmap: str = "RdBu_r"):
+def plot_signed_change(explanation, ax=None, *, index: int = 0, cmap: str = "RdBu_r"):
     """Draws the signed mean change: red pixels brighten, blue darken, moving toward c.
 
     Returns:
         The Axes.
     """
-    _check(explanation)
+    explanation = _check(explanation, index)
     change = np.asarray(explanation.mean_signed_change)
     change = change.mean(axis=-1) if change.ndim == 3 else change
     bound = float(np.abs(change).max()) or 1.0
     return _show(_new_ax(ax), change, "signed mean change", cmap=cmap, vmin=-bound, vmax=bound)
 
 
-def plot_explanation(explanation, axes=None):
+def plot_explanation(explanation, axes=None, *, index: int = 0):
     """Draws the paper's quadruple: input, reconstruction, input with mask, mask.
 
     Args:
         explanation: an `Explanation`.
+        index: which of its inputs to draw.
         axes: four matplotlib Axes (any shape holding 4); a new 1 x 4 figure
             when None.
 
     Returns:
         The four Axes, as a `(4,)` object array.
     """
-    _check(explanation)
+    original = explanation
+    _check(explanation, index)
     if axes is None:
         _, axes = plt.subplots(1, 4, figsize=(8.0, 2.4))
     flat = np.asarray(axes, dtype=object).ravel()
     if flat.size != 4:
         raise ValueError(f"`axes` must hold 4 matplotlib Axes. Received: {flat.size}")
-    plot_input(explanation, flat[0])
-    plot_reconstruction(explanation, flat[1])
-    plot_overlay(explanation, flat[2])
-    plot_mask(explanation, flat[3])
+    plot_input(original, flat[0], index=index)
+    plot_reconstruction(original, flat[1], index=index)
+    plot_overlay(original, flat[2], index=index)
+    plot_mask(original, flat[3], index=index)
     return flat
 
 

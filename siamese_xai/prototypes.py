@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
+
+from siamese_xai._graph import nearest_prototype_tensors
 
 
 def embed_in_batches(embed, x, batch_size: int = 1024) -> np.ndarray:
@@ -92,9 +95,9 @@ def nearest_prototype(h, prototypes):
             "`h` and `prototypes` must be (B, D) and (C, D) with the same D. "
             f"Received: h.shape={h.shape}, prototypes.shape={prototypes.shape}"
         )
-    diff = h[:, None, :] - prototypes[None, :, :]
-    distances = np.sqrt((diff * diff).sum(-1)).astype(np.float32)
-    return distances.argmin(axis=1).astype(np.int64), distances
+    # The explanation graph's own implementation, so the two never disagree.
+    classes, distances = nearest_prototype_tensors(tf.constant(h), tf.constant(prototypes))
+    return classes.numpy(), distances.numpy()
 
 
 def prototype_accuracy(h, y, prototypes) -> float:

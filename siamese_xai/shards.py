@@ -36,11 +36,13 @@ import numpy as np
 import tensorflow as tf
 
 from siamese_xai import files
-from siamese_xai.explain import _check_images, _check_seed
+from siamese_xai._checks import check_images, check_seed
 
 MANIFEST_FILE = "manifest.json"
-FIELDS = ("index", "label", "predicted_class", "explained_class", "distances", "indices", "sigma", "mask",
-          "mean_abs_change", "mean_signed_change")
+# Per image: its position and true label, then the Explanation fields of the same names.
+STORED = ("predicted_class", "explained_class", "distances", "indices", "sigma", "mask", "mean_abs_change",
+          "mean_signed_change")
+FIELDS = ("index", "label") + STORED
 
 
 def shard_name(i: int) -> str:
@@ -69,7 +71,7 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         out_dir: the output folder (created if missing).
         labels: `(n,)` true labels stored beside the results, or None.
         shard_size: images per shard file.
-        batch_size: images per `explain_batch` call (memory: the `mc` method
+        batch_size: images per `explain` call (memory: the `mc` method
             holds `batch_size * chunk_size` decoded images).
         seed: seed of the perturbation draws (the same for every image).
         verbose: 1 shows a progress bar.
@@ -85,9 +87,9 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     # every image is checked (shape, dtype, NaN / inf, range) before anything is written
-    images = _check_images(images, explainer.image_shape, "images", single=False)
+    images, _ = check_images(images, explainer.image_shape, "images", single=False)
     n = len(images)
     if labels is None:
         labels = np.full(n, -1, np.int64)
@@ -150,19 +152,8 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
             parts = []
         current = shard
         idx = idx.numpy()
-        es = explainer.explain_batch(xb.numpy(), seed=seed)
-        parts.append({
-            "index": idx,
-            "label": labels[idx],
-            "predicted_class": np.array([e.predicted_class for e in es], np.int64),
-            "explained_class": np.array([e.explained_class for e in es], np.int64),
-            "distances": np.stack([e.distances for e in es]).astype(np.float32),
-            "indices": np.stack([e.indices for e in es]).astype(np.int64),
-            "sigma": np.array([e.sigma for e in es], np.float32),
-            "mask": np.stack([e.mask for e in es]),
-            "mean_abs_change": np.stack([e.mean_abs_change for e in es]),
-            "mean_signed_change": np.stack([e.mean_signed_change for e in es]),
-        })
+        e = explainer.explain(xb.numpy(), seed=seed)
+        parts.append({"index": idx, "label": labels[idx], **{k: getattr(e, k) for k in STORED}})
         finished += len(idx)
         if bar is not None:
             bar.update(finished)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_xai import cli, data, files, models, runs, shards, training
+from siamese_xai import cli, data, files, models, shards, training
+from siamese_xai import runs as run_files
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
 
 
@@ -24,12 +25,12 @@ def runs(tiny_run, tmp_path_factory):
     for kind in ("corrupt", "truncated", "mismatched"):
         made[kind] = root / kind
         made[kind].mkdir()
-        for name in (runs.SNN_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE):
+        for name in (run_files.SNN_FILE, run_files.DECODER_FILE, run_files.PROTOTYPES_FILE):
             shutil.copy(good / name, made[kind] / name)
-    (made["corrupt"] / runs.SNN_FILE).write_bytes(b"this is not a keras file\n" * 100)
-    whole = (good / runs.DECODER_FILE).read_bytes()
-    (made["truncated"] / runs.DECODER_FILE).write_bytes(whole[: len(whole) // 2])
-    files.save_model(models.build_decoder(10), made["mismatched"] / runs.DECODER_FILE)  # D = 10 against f's 20
+    (made["corrupt"] / run_files.SNN_FILE).write_bytes(b"this is not a keras file\n" * 100)
+    whole = (good / run_files.DECODER_FILE).read_bytes()
+    (made["truncated"] / run_files.DECODER_FILE).write_bytes(whole[: len(whole) // 2])
+    files.save_model(models.build_decoder(10), made["mismatched"] / run_files.DECODER_FILE)  # D = 10 against f's 20
 
     images = root / "images"
     images.mkdir()
@@ -124,7 +125,7 @@ API_CASES = {
     "corrupted .keras": (lambda r, t: SiameseExplainer.from_run(r["corrupt"]), ValueError, "Could not read 'snn.keras'"),
     "truncated .keras": (lambda r, t: SiameseExplainer.from_run(r["truncated"]), ValueError, "Could not read 'decoder.keras'"),
     "decoder of another length": (lambda r, t: SiameseExplainer.from_run(r["mismatched"]), ValueError, "codes of length D=20"),
-    "NaN pixels": (lambda r, t: _explainer(r).explain_batch(_nan_image()), ValueError, r"`xs` must be finite.*\(1, 3, 4, 0\)"),
+    "NaN pixels": (lambda r, t: _explainer(r).explain(_nan_image()), ValueError, r"`x` must be finite.*\(1, 3, 4, 0\)"),
     "inf pixels": (lambda r, t: _explainer(r).explain(_inf_image()), ValueError, "`x` must be finite"),
     "NaN pixels, split": (lambda r, t: shards.explain_split(_explainer(r), _nan_image(), t), ValueError, "`images` must be finite"),
     "negative s": (lambda r, t: ExplainConfig(s=-1), ValueError, "Received: s=-1"),

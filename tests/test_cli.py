@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from siamese_xai import cli
@@ -56,8 +58,10 @@ def test_explain_mnist_and_png_inputs(tiny_run, tmp_path, capsys):
     for name in ("mnist-test-0", "three"):
         assert (out / f"{name}.png").stat().st_size > 1000
         record = json.loads((out / f"{name}.json").read_text())
-        assert record["n_perturbations"] == 64 and record["q"] == 30 and len(record["indices"]) == 3
-        assert len(record["mask_pixels_row_col"]) <= 30
+        assert record["config"]["n_perturbations"] == 64 and record["config"]["q"] == 30
+        assert np.array(record["indices"]).shape == (1, 3)
+        mask = np.array(record["mask"])[0, ..., 0]
+        assert mask.sum() == 30 and record["mask_pixels_row_col"] == np.argwhere(mask).tolist()
     assert json.loads((out / "mnist-test-0.json").read_text())["true_label"] == int(y[0])
 
 
@@ -66,11 +70,11 @@ def test_explain_target_class_and_pair(tiny_run, tmp_path):
     out = tmp_path / "out"
     assert cli.main(["explain", "--run", str(run_dir), "mnist:test:1", "--target-class", "7", "--n", "32",
                      "--out", str(out), "--quiet"]) == 0
-    assert json.loads((out / "mnist-test-1.json").read_text())["explained_class"] == 7
+    assert json.loads((out / "mnist-test-1.json").read_text())["explained_class"] == [7]
     assert cli.main(["explain", "--run", str(run_dir), "mnist:test:1", "--pair", "mnist:test:2", "--n", "32",
                      "--method", "linear", "--out", str(out), "--quiet"]) == 0
     record = json.loads((out / "mnist-test-1__vs__mnist-test-2.json").read_text())
-    assert record["explained_class"] is None and record["method"] == "linear"
+    assert record["explained_class"] == [-1] and record["config"]["method"] == "linear"
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 import dataclasses
+import types
 import warnings
 
 import keras
@@ -7,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from siamese_xai import files, runs
-from siamese_xai.explain import ExplainConfig, Explanation, SiameseExplainer, _Decoder
+from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.explanation import FIELDS, Explanation
 from siamese_xai.models import build_decoder, build_siamese_subnetwork
 
 D = 8
@@ -79,7 +81,13 @@ def explainer(embed, table1_decoder, prototypes):
 
 @pytest.fixture(scope="module")
 def batch_result(explainer):
-    return explainer.explain_batch(images(5, seed=2), seed=7)
+    return explainer.explain(images(5, seed=2), seed=7)
+
+
+def single(e):
+    """The fields of a one-input Explanation without the batch axis."""
+    assert isinstance(e, Explanation) and len(e) == 1
+    return types.SimpleNamespace(**{k: getattr(e, k)[0] for k in FIELDS}, config=e.config, seed=e.seed)
 
 
 def assert_same(a, b, rtol=1e-5):
@@ -107,7 +115,6 @@ def test_config_defaults_follow_the_paper():
         ("s", -1, "`s` must be a positive integer. Received: s=-1"),
         ("q", 0, "`q` must be a positive integer. Received: q=0"),
         ("n_perturbations", 2.5, "Received: n_perturbations=2.5"),
-        ("chunk_size", True, "Received: chunk_size=True"),
         (
             "direction",
             "away",
@@ -116,7 +123,6 @@ def test_config_defaults_follow_the_paper():
         ("method", "exact", "Received: method='exact'"),
         ("sigma_scale", 0.0, "`sigma_scale` must be a positive finite number. Received: sigma_scale=0.0"),
         ("sigma_scale", float("nan"), "Received: sigma_scale=nan"),
-        ("fuse_decoder", 1, "Received: fuse_decoder=1"),
     ],
 )
 def test_config_errors_name_argument_and_value(field, value, message):
@@ -134,10 +140,10 @@ def test_linear_decoder_matches_hand_computation(method):
     kernel = rng.normal(0, 1, (D, P))
     emb = CountingEmbed()
     protos = rng.normal(0, 1, (4, D)).astype(np.float32)
-    cfg = ExplainConfig(n_perturbations=200, s=3, q=40, chunk_size=64, method=method)
-    ex = SiameseExplainer(emb, linear_decoder(kernel), protos, cfg)
+    cfg = ExplainConfig(n_perturbations=200, s=3, q=40, method=method)
+    ex = SiameseExplainer(emb, linear_decoder(kernel), protos, cfg, chunk_size=64)
     x = images(1, seed=4)[0]
-    e = ex.explain(x, seed=11)
+    e = single(ex.explain(x, seed=11))
 
     h = emb.proj.T @ x.reshape(-1)
     dists = np.linalg.norm(protos - h, axis=1)
@@ -172,8 +178,8 @@ def test_linear_method_equals_mc_for_a_linear_decoder():
     mc = SiameseExplainer(CountingEmbed(), dec, protos, ExplainConfig.tiny(q=60))
     lin = mc.replace(method="linear")
     xs = images(3, seed=8)
-    for a, b in zip(mc.explain_batch(xs, seed=2), lin.explain_batch(xs, seed=2)):
-        assert (a.method, b.method) == ("mc", "linear")
+    for a, b in zip(mc.explain(xs, seed=2), lin.explain(xs, seed=2)):
+        assert (a.config.method, b.config.method) == ("mc", "linear")
         # mc subtracts two decoded images (rounding ~1e-7 of the image); linear does not.
         assert_same(a, b, rtol=1e-3)
 
@@ -186,7 +192,7 @@ def test_every_perturbation_moves_in_the_stated_direction(direction):
     rng = np.random.default_rng(9)
     protos = rng.normal(0, 1, (2, D)).astype(np.float32)
     ex = SiameseExplainer(CountingEmbed(), linear_decoder(kernel), protos, ExplainConfig.tiny(s=4, direction=direction))
-    e = ex.explain(images(1, seed=3)[0], seed=5)
+    e = single(ex.explain(images(1, seed=3)[0], seed=5))
     J = e.indices
     moved = np.zeros(P, bool)
     moved[J] = True
@@ -213,7 +219,9 @@ def test_batch_rows_equal_single_explanations(explainer, batch_result):
 
 @pytest.mark.parametrize("chunk_size", [7, 500], ids=["14 blocks per input", "5 inputs per tile"])
 def test_results_do_not_depend_on_chunk_size(explainer, batch_result, chunk_size):
-    other = explainer.replace(chunk_size=chunk_size).explain_batch(images(5, seed=2), seed=7)
+    other = SiameseExplainer(explainer.embed, explainer.decoder, explainer.prototypes, explainer.config,
+                             chunk_size=chunk_size).explain(images(5, seed=2), seed=7)
+    assert other.config == batch_result.config
     for a, b in zip(batch_result, other):
         assert_same(a, b)  # rtol 1e-5: float rounding of different summation orders
 
@@ -229,53 +237,24 @@ def test_same_seed_same_explanation_other_seed_differs(explainer, batch_result):
 
 def test_embed_called_once_per_batch(embed, explainer):
     before = embed.calls
-    explainer.explain_batch(images(4, seed=3), seed=0)
+    explainer.explain(images(4, seed=3), seed=0)
     assert embed.calls == before + 1
-    explainer.explain_pair(images(1)[0], images(1, seed=1)[0])
+    explainer.explain(images(3, seed=3), reference=images(1, seed=1)[0])
     assert embed.calls == before + 2
 
 
 def test_fused_decoder_gives_the_same_explanation(explainer, batch_result):
     assert explainer.decoder_fused
-    plain = explainer.replace(fuse_decoder=False)
+    plain = SiameseExplainer(explainer.embed, explainer.decoder, explainer.prototypes, explainer.config,
+                             fuse_decoder=False)
     assert not plain.decoder_fused
-    for a, b in zip(batch_result, plain.explain_batch(images(5, seed=2), seed=7)):
+    for a, b in zip(batch_result, plain.explain(images(5, seed=2), seed=7)):
         # The two decoders round differently (~1e-7 of an image); the changes are
         # small (sigma is), so their relative rounding is larger.
         rel = np.abs(a.mean_abs_change - b.mean_abs_change).sum() / a.mean_abs_change.sum()
         assert rel < 2e-3
         assert (a.mask & b.mask).sum() / (a.mask | b.mask).sum() >= 0.95
         np.testing.assert_allclose(a.reconstruction, b.reconstruction, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    "spatial, blocks",
-    [
-        (4, [((2, 2), 2, "valid"), ((2, 2), 3, "same"), ((2, 2), 3, "same")]),  # Table 1's pattern
-        (7, [((2, 2), 3, "same"), ((2, 2), 3, "same"), ((2, 2), 3, "same")]),  # cells read directly twice
-        (5, [((3, 2), 5, "same"), ((2, 2), 3, "same")]),
-        (6, [((2, 3), 4, "valid"), ((2, 2), 2, "same")]),
-        (4, [((2, 2), 1, "same")]),
-        (5, [((2, 2), 3, "same"), ((3, 3), 4, "valid")]),
-    ],
-)
-def test_fused_upsampling_conv_equals_the_layers(spatial, blocks):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((6,))
-    x = keras.layers.Dense(spatial * spatial * 3, activation="relu")(inputs)
-    x = keras.layers.Reshape((spatial, spatial, 3))(x)
-    for j, (size, kernel, padding) in enumerate(blocks):
-        x = keras.layers.UpSampling2D(size)(x)
-        last = j + 1 == len(blocks)
-        x = keras.layers.Conv2D(2 if last else 5, kernel, padding=padding, activation="sigmoid" if last else "relu")(x)
-    model = keras.Model(inputs, x)
-    dec = _Decoder(model, fuse=True)
-    assert dec.fused
-    codes = tf.random.normal((4, 6), seed=1)
-    want = model(codes).numpy()
-    internal = dec.internal(codes)
-    assert tuple(internal.shape[1:]) != want.shape[1:] or len(blocks) == 1
-    np.testing.assert_allclose(dec.to_image(internal).numpy(), want, atol=2e-5)
 
 
 def test_decoder_that_is_not_a_chain_is_used_as_is(embed, prototypes):
@@ -287,11 +266,11 @@ def test_decoder_that_is_not_a_chain_is_used_as_is(embed, prototypes):
     outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
     ex = SiameseExplainer(embed, keras.Model(inputs, outputs), prototypes, ExplainConfig.tiny(q=10))
     assert not ex.decoder_fused
-    assert ex.explain(images(1)[0]).mask.sum() == 10
+    assert ex.explain(images(1)[0]).mask.sum() == 10 and ex.explain(images(2)).mask.sum() == 20
 
 
 def test_linear_close_to_mc_on_table1_decoder(explainer, batch_result):
-    lin = explainer.replace(method="linear").explain_batch(images(5, seed=2), seed=7)
+    lin = explainer.replace(method="linear").explain(images(5, seed=2), seed=7)
     ious = []
     for a, b in zip(batch_result, lin):
         np.testing.assert_array_equal(a.indices, b.indices)
@@ -305,66 +284,74 @@ def test_linear_close_to_mc_on_table1_decoder(explainer, batch_result):
 
 
 def test_explanation_fields(explainer, batch_result, prototypes):
-    e = batch_result[0]
-    assert isinstance(e, Explanation)
-    assert e.input.shape == e.reconstruction.shape == e.mean_abs_change.shape == e.mask.shape == SHAPE
-    assert e.mask.dtype == bool and e.mask.sum() == 50
-    assert e.indices.shape == (3,) and e.indices.dtype == np.int64
-    assert e.distances.shape == (3,) and e.predicted_class == int(np.argmin(e.distances))
-    assert e.explained_class == e.predicted_class
+    e = batch_result
+    B = 5
+    assert isinstance(e, Explanation) and len(e) == B
+    assert e.input.shape == e.reconstruction.shape == e.mean_abs_change.shape == e.mask.shape == (B,) + SHAPE
+    assert e.mask.dtype == bool and (e.mask.sum(axis=(1, 2, 3)) == 50).all()
+    assert e.indices.shape == (B, 3) and e.indices.dtype == np.int64
+    assert e.distances.shape == (B, 3) and e.predicted_class.dtype == np.int64
+    np.testing.assert_array_equal(e.predicted_class, np.argmin(e.distances, axis=1))
+    np.testing.assert_array_equal(e.explained_class, e.predicted_class)
     np.testing.assert_array_equal(e.reference, prototypes[e.predicted_class])
     gap = np.abs(e.embedding - e.reference)
-    assert e.sigma == pytest.approx(0.1 * gap.min(), rel=1e-5)
-    assert np.all(gap[e.indices] <= np.sort(gap)[2] + 1e-7)
-    assert (e.n_perturbations, e.s, e.q, e.direction, e.method, e.sigma_scale) == (
-        N,
-        3,
-        50,
-        "toward_prototype",
-        "mc",
-        0.1,
-    )
-    # The mask holds the largest changes.
-    assert e.mean_abs_change[e.mask].min() >= e.mean_abs_change[~e.mask].max()
+    np.testing.assert_allclose(e.sigma, 0.1 * gap.min(axis=1), rtol=1e-5)
+    for b in range(B):
+        assert np.all(gap[b, e.indices[b]] <= np.sort(gap[b])[2] + 1e-7)
+        # The mask holds the largest changes.
+        assert e.mean_abs_change[b][e.mask[b]].min() >= e.mean_abs_change[b][~e.mask[b]].max()
+    assert e.config == ExplainConfig(n_perturbations=N, s=3, q=50) and e.seed == 7
     assert np.all(e.mean_abs_change >= 0)
 
 
 def test_explanation_is_frozen_and_read_only(batch_result):
-    e = batch_result[0]
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        e.sigma = 1.0
-    for name in ("mask", "mean_abs_change", "mean_signed_change", "input", "indices", "embedding"):
-        with pytest.raises(ValueError):
-            getattr(e, name).flat[0] = 0
+    for e in (batch_result, batch_result[0]):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            e.sigma = np.ones(len(e))
+        for name in FIELDS:
+            with pytest.raises(ValueError, match="read-only"):
+                getattr(e, name).flat[0] = 0
 
 
 def test_target_class_asks_why_class_j(explainer, prototypes, batch_result):
     x = images(5, seed=2)[0]
-    own = batch_result[0].predicted_class
+    own = int(batch_result.predicted_class[0])
     j = (own + 1) % 3
-    e = explainer.explain(x, target_class=j, seed=7)
+    e = single(explainer.explain(x, target_class=j, seed=7))
     assert e.explained_class == j and e.predicted_class == own
     np.testing.assert_array_equal(e.reference, prototypes[j])
-    many = explainer.explain_batch(images(2, seed=2), target_class=[j, None], seed=7)
-    assert_same(many[0], e)
-    assert many[1].explained_class == many[1].predicted_class
+    many = explainer.explain(images(2, seed=2), target_class=[j, None], seed=7)
+    assert_same(many[0], explainer.explain(x, target_class=j, seed=7))
+    assert many.explained_class[1] == many.predicted_class[1]
     for bad in (3, -1, 1.0, "1"):
         with pytest.raises(ValueError, match=r"`target_class` must be None or an integer in \[0, 3\)"):
             explainer.explain(x, target_class=bad)
     with pytest.raises(ValueError, match="one class per input"):
-        explainer.explain_batch(images(2), target_class=[0])
+        explainer.explain(images(2), target_class=[0])
 
 
-def test_explain_pair_uses_the_second_embedding(embed, explainer):
+def test_reference_images_replace_the_prototype(embed, explainer):
     x1, x2 = images(2, seed=12)
-    e = explainer.explain_pair(x1, x2, seed=1)
+    e = single(explainer.explain(x1, reference=x2, seed=1))
     h1, h2 = embed(np.stack([x1, x2]))
     np.testing.assert_allclose(e.reference, h2, rtol=1e-6)
-    assert e.explained_class is None
+    assert e.explained_class == -1
     assert e.reference_distance == pytest.approx(np.linalg.norm(h1 - h2), rel=1e-5)
     gap = np.abs(h1 - h2)
     assert e.sigma == pytest.approx(0.1 * gap.min(), rel=1e-5)
     assert e.mask.any()
+    # explain_pair is the same call; a batch takes one reference for all or one each.
+    assert_same(explainer.explain_pair(x1, x2, seed=1), explainer.explain(x1, reference=x2, seed=1))
+    xs, refs = images(3, seed=20), images(3, seed=21)
+    each = explainer.explain(xs, reference=refs, seed=1)
+    for b in range(3):
+        assert_same(each[b], explainer.explain(xs[b], reference=refs[b], seed=1))
+    shared = explainer.explain(xs, reference=refs[1], seed=1)
+    np.testing.assert_allclose(shared.reference, np.repeat(each.reference[1:2], 3, axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="`reference` must be one image or one per input"):
+        explainer.explain(xs, reference=refs[:2])
+    with pytest.raises(ValueError, match="`target_class` must be None when `reference` is given"):
+        explainer.explain(xs, reference=refs, target_class=0)
 
 
 # -- edge cases ---------------------------------------------------------------
@@ -373,7 +360,7 @@ def test_explain_pair_uses_the_second_embedding(embed, explainer):
 def test_sigma_zero_gives_zero_change_and_a_warning(explainer):
     x = images(1, seed=4)[0]
     with pytest.warns(RuntimeWarning, match="sigma = 0"):
-        e = explainer.explain_pair(x, x)
+        e = single(explainer.explain_pair(x, x))
     assert e.sigma == 0.0 and e.reference_distance == 0.0
     assert not e.mask.any()
     assert not e.mean_abs_change.any() and not e.mean_signed_change.any()
@@ -388,7 +375,7 @@ def test_sigma_zero_for_one_equal_coordinate():
     rng = np.random.default_rng(0)
     ex = SiameseExplainer(emb, linear_decoder(rng.normal(0, 1, (D, P))), proto[None], ExplainConfig.tiny(q=5))
     with pytest.warns(RuntimeWarning, match=r"sigma = 0 for inputs \[1\]"):
-        a, b = ex.explain_batch(xs)
+        a, b = (single(e) for e in ex.explain(xs))
     assert a.sigma > 0 and a.mask.sum() == 5
     assert b.sigma == 0 and b.indices[0] == 2 and not b.mask.any()
 
@@ -406,9 +393,10 @@ def test_s_larger_than_d_and_q_larger_than_image(embed, table1_decoder, prototyp
         (
             np.zeros((28, 28, 3), np.float32),
             ValueError,
-            r"`x` must have shape \(28, 28, 1\) or \(28, 28\). Received: x.shape=\(28, 28, 3\)",
+            r"`x` must have shape \(28, 28, 1\) or \(28, 28\) \(one image\) or .* Received: x.shape=\(28, 28, 3\)",
         ),
-        (np.zeros((1, 28, 28, 1), np.float32), ValueError, r"Received: x.shape=\(1, 28, 28, 1\)"),
+        (np.zeros((28, 28, 28, 28), np.float32), ValueError, r"Received: x.shape=\(28, 28, 28, 28\)"),
+        (np.zeros((2, 28, 27), np.float32), ValueError, r"or \(B, 28, 28, 1\) or \(B, 28, 28\) \(a batch\)"),
         (
             np.zeros((28, 28, 1), np.int32),
             TypeError,
@@ -431,11 +419,7 @@ def test_bad_inputs_are_rejected(explainer, x, error, message):
 
 
 def test_bad_batches_and_seeds(explainer):
-    with pytest.raises(
-        ValueError, match=r"`xs` must have shape \(B, 28, 28, 1\) or \(B, 28, 28\). Received: xs.shape=\(28, 28, 1\)"
-    ):
-        explainer.explain_batch(np.zeros((28, 28, 1), np.float32))
-    with pytest.raises(ValueError, match=r"`x2` must have shape"):
+    with pytest.raises(ValueError, match=r"`reference` must have shape"):
         explainer.explain_pair(np.zeros((28, 28)), np.zeros((27, 28)))
     for seed in (1.5, None, 2**63, True):
         with pytest.raises(ValueError, match=r"`seed` must be an integer"):
@@ -447,14 +431,16 @@ def test_uint8_and_channelless_images_are_accepted(explainer):
     a = explainer.explain(raw, seed=3)
     b = explainer.explain(raw[..., 0].astype(np.float32) / 255, seed=3)
     assert_same(a, b)
-    np.testing.assert_allclose(a.input, raw / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(a.input[0], raw / 255.0, rtol=1e-6)
     assert a.input.dtype == np.float32
 
 
-def test_empty_batch_returns_empty_list_without_calling_embed(embed, explainer):
+def test_empty_batch_gives_an_empty_explanation_without_calling_embed(embed, explainer):
     before = embed.calls
-    assert explainer.explain_batch(np.zeros((0, 28, 28, 1), np.float32)) == []
-    assert explainer.explain_batch(np.zeros((0, 28, 28), np.uint8)) == []
+    for empty in (np.zeros((0, 28, 28, 1), np.float32), np.zeros((0, 28, 28), np.uint8)):
+        e = explainer.explain(empty)
+        assert len(e) == 0 and list(e) == []
+        assert e.mask.shape == (0,) + SHAPE and e.indices.shape == (0, 3) and e.distances.shape == (0, 3)
     assert embed.calls == before
 
 
@@ -491,11 +477,11 @@ def test_embed_returning_nan_or_a_dict(table1_decoder, prototypes):
     with pytest.raises(
         ValueError, match=r"`embed` must return finite embeddings. Received: NaN or inf for inputs \[1\]"
     ):
-        ex.explain_batch(images(3))
+        ex.explain(images(3))
     # A SavedModel signature returns a dict of outputs: one entry is unwrapped.
     dict_embed = lambda x: {"embedding": tf.constant(x.reshape(len(x), -1) @ proj)}
     ex = SiameseExplainer(dict_embed, table1_decoder, prototypes, ExplainConfig.tiny(s=2, q=5))
-    assert ex.explain(images(1)[0]).embedding.shape == (D,)
+    assert ex.explain(images(1)[0]).embedding.shape == (1, D)
 
 
 # -- constructors -------------------------------------------------------------
@@ -562,14 +548,14 @@ def test_keras_embed_is_a_black_box_called_once(run_dir, table1_decoder):
         warnings.simplefilter("error", RuntimeWarning)
         ex = SiameseExplainer(snn, table1_decoder, protos, ExplainConfig.tiny(s=2, q=20))
         e = ex.explain(images(1, seed=16)[0])
-    np.testing.assert_allclose(e.embedding, snn(images(1, seed=16)).numpy()[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(e.embedding, snn(images(1, seed=16)).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_fused_decoder_that_disagrees_is_dropped(monkeypatch, embed, table1_decoder, prototypes):
-    from siamese_xai import explain
+    from siamese_xai import _fusion
 
-    wrong = explain._FusedUpConv.__call__
-    monkeypatch.setattr(explain._FusedUpConv, "__call__", lambda self, x: 0.5 * wrong(self, x))
+    wrong = _fusion._FusedUpConv.__call__
+    monkeypatch.setattr(_fusion._FusedUpConv, "__call__", lambda self, x: 0.5 * wrong(self, x))
     with pytest.warns(RuntimeWarning, match="fused evaluation of `decoder` differs"):
         ex = SiameseExplainer(embed, table1_decoder, prototypes, ExplainConfig.tiny(s=2, q=5))
     assert not ex.decoder_fused

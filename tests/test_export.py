@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.explanation import FIELDS
 from siamese_xai.export import CONFIG_ASSET, export_explainer
 from siamese_xai.models import build_decoder, build_siamese_subnetwork
 
@@ -39,7 +40,7 @@ def explainer():
     decoder = build_decoder(D)
     rng = np.random.default_rng(0)
     prototypes = snn(rng.random((4, 28, 28, 1)).astype(np.float32)).numpy()
-    return SiameseExplainer(snn, decoder, prototypes, ExplainConfig.tiny(s=2, q=30, chunk_size=50))
+    return SiameseExplainer(snn, decoder, prototypes, ExplainConfig.tiny(s=2, q=30), chunk_size=50, run_id="run-x")
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +63,29 @@ def test_fresh_process_without_siamese_xai_gives_the_same_result(explainer, expo
         timeout=120,
     )
     out = np.load(tmp_path / "out.npz")
-    want = explainer.explain_batch(x, seed=5)
+    e = explainer.explain(x, seed=5)
+    # The SavedModel's outputs are the Explanation's fields, under the same names.
+    assert set(out.files) == set(FIELDS) - {"input", "explained_class"}
     assert out["mask"].dtype == bool and out["mask"].shape == (3, 28, 28, 1)
-    for b, e in enumerate(want):
-        assert out["class"][b] == e.predicted_class
-        np.testing.assert_allclose(out["distances"][b], e.distances, rtol=1e-5)
-        np.testing.assert_allclose(out["embedding"][b], e.embedding, rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(out["indices"][b], e.indices)
-        assert out["sigma"][b] == pytest.approx(e.sigma, rel=1e-5)
-        np.testing.assert_allclose(out["reconstruction"][b], e.reconstruction, atol=1e-6)
-        scale = e.mean_abs_change.max()
-        np.testing.assert_allclose(out["mean_abs_change"][b], e.mean_abs_change, rtol=1e-4, atol=1e-4 * scale)
-        np.testing.assert_allclose(out["mean_signed_change"][b], e.mean_signed_change, atol=1e-4 * scale)
-        np.testing.assert_array_equal(out["mask"][b], e.mask)
+    np.testing.assert_array_equal(out["predicted_class"], e.predicted_class)
+    np.testing.assert_allclose(out["distances"], e.distances, rtol=1e-5)
+    np.testing.assert_allclose(out["embedding"], e.embedding, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["reference"], e.reference, rtol=1e-6)
+    np.testing.assert_array_equal(out["indices"], e.indices)
+    np.testing.assert_allclose(out["sigma"], e.sigma, rtol=1e-5)
+    np.testing.assert_allclose(out["reconstruction"], e.reconstruction, atol=1e-6)
+    for b in range(3):
+        scale = e.mean_abs_change[b].max()
+        np.testing.assert_allclose(out["mean_abs_change"][b], e.mean_abs_change[b], rtol=1e-4, atol=1e-4 * scale)
+        np.testing.assert_allclose(out["mean_signed_change"][b], e.mean_signed_change[b], atol=1e-4 * scale)
+    np.testing.assert_array_equal(out["mask"], e.mask)
 
 
 def test_export_writes_parameters_and_replaces_atomically(explainer, exported):
     meta = json.loads((exported / CONFIG_ASSET).read_text())
     assert meta["config"]["n_perturbations"] == explainer.config.n_perturbations
     assert meta["image_shape"] == [28, 28, 1] and meta["embedding_dim"] == D
+    assert meta["chunk_size"] == 50 and meta["run_id"] == "run-x"
     assert "mask" in meta["outputs"] and "mean_abs_change" in meta["outputs"]
     export_explainer(explainer, exported)  # over an existing export
     assert (exported / "saved_model.pb").is_file()

@@ -7,34 +7,30 @@ import numpy as np
 import pytest
 
 from siamese_xai import plotting
-from siamese_xai.explain import Explanation
+from siamese_xai.explain import ExplainConfig
+from siamese_xai.explanation import FIELDS, Explanation
 
 
 def make_explanation(explained_class=4):
     rng = np.random.default_rng(0)
-    change = rng.random((28, 28, 1)).astype(np.float32)
-    mask = np.zeros((28, 28, 1), bool)
+    change = rng.random((1, 28, 28, 1)).astype(np.float32)
+    mask = np.zeros((1, 28, 28, 1), bool)
     mask.flat[np.argsort(-change.ravel())[:30]] = True
     return Explanation(
-        input=rng.random((28, 28, 1)).astype(np.float32),
-        reconstruction=rng.random((28, 28, 1)).astype(np.float32),
-        embedding=np.zeros(20, np.float32),
-        reference=np.ones(20, np.float32),
-        predicted_class=9,
-        distances=np.arange(10, dtype=np.float32),
-        explained_class=explained_class,
-        reference_distance=1.0,
-        indices=np.arange(5),
-        sigma=0.01,
+        input=rng.random((1, 28, 28, 1)).astype(np.float32),
+        reconstruction=rng.random((1, 28, 28, 1)).astype(np.float32),
+        embedding=np.zeros((1, 20), np.float32),
+        reference=np.ones((1, 20), np.float32),
+        predicted_class=[9],
+        distances=np.arange(10, dtype=np.float32)[None],
+        explained_class=[explained_class],
+        reference_distance=[1.0],
+        indices=np.arange(5)[None],
+        sigma=[0.01],
         mean_abs_change=change,
         mean_signed_change=change - 0.5,
         mask=mask,
-        n_perturbations=5000,
-        s=5,
-        q=30,
-        direction="toward_prototype",
-        method="mc",
-        sigma_scale=0.1,
+        config=ExplainConfig(q=30),
         seed=0,
     )
 
@@ -53,11 +49,11 @@ def test_quadruple_draws_input_reconstruction_overlay_mask():
     e = make_explanation()
     axes = plotting.plot_explanation(e)
     assert axes.shape == (4,)
-    np.testing.assert_array_equal(axes[0].images[0].get_array(), e.input[..., 0])
-    np.testing.assert_array_equal(axes[1].images[0].get_array(), e.reconstruction[..., 0])
+    np.testing.assert_array_equal(axes[0].images[0].get_array(), e.input[0, ..., 0])
+    np.testing.assert_array_equal(axes[1].images[0].get_array(), e.reconstruction[0, ..., 0])
     overlay = axes[2].images[1].get_array()
-    np.testing.assert_array_equal(overlay[..., 3] > 0, e.mask[..., 0])
-    np.testing.assert_array_equal(axes[3].images[0].get_array(), e.mask[..., 0].astype(float))
+    np.testing.assert_array_equal(overlay[..., 3] > 0, e.mask[0, ..., 0])
+    np.testing.assert_array_equal(axes[3].images[0].get_array(), e.mask[0, ..., 0].astype(float))
     assert "SNN: 9" in axes[0].get_title()
     assert "class 4" in axes[2].get_title()
     assert "q=30" in axes[3].get_title()
@@ -74,7 +70,7 @@ def test_draws_into_given_axes_and_checks_their_number():
 
 
 def test_single_panels_take_an_optional_ax():
-    e = make_explanation(explained_class=None)
+    e = make_explanation(explained_class=-1)
     _, ax = plt.subplots()
     assert plotting.plot_overlay(e, ax) is ax
     assert "the pair" in ax.get_title()
@@ -91,3 +87,13 @@ def test_quadruple_saves_to_a_file(tmp_path):
     plotting.plot_explanation(make_explanation(), axes)
     fig.savefig(tmp_path / "quad.png")
     assert (tmp_path / "quad.png").stat().st_size > 1000
+
+
+def test_index_picks_one_input_of_a_batch():
+    one = make_explanation()
+    arrays = {f: np.concatenate([getattr(one, f)] * 2) for f in FIELDS}
+    two = Explanation(**{**arrays, "predicted_class": [9, 3]}, config=one.config, seed=0)
+    assert "SNN: 3" in plotting.plot_input(two, index=1).get_title()
+    assert "SNN: 9" in plotting.plot_explanation(two, index=-2)[0].get_title()
+    with pytest.raises(ValueError, match=r"`index` must be an integer in \[-2, 2\) .* Received: index=2"):
+        plotting.plot_mask(two, index=2)

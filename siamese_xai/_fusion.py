@@ -1,0 +1,260 @@
+"""The decoder g as the explainer evaluates it: a plain call, or a fused evaluation of upsampling + conv pairs.
+
+`decoder_evaluator(decoder, fuse, probe_codes)` is the one entry point; the
+rest of this module is how the fusion works.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from siamese_xai._checks import to_numpy
+
+# The decoder, as the explainer evaluates it.
+#
+# `UpSampling2D(nearest)` followed by `Conv2D(stride 1)` is one linear map
+# (before bias and activation) that never needs the upsampled tensor: output
+# row Y reads upsampled rows Y + t - p (t < k), i.e. input rows
+# floor((Y + t - p) / u). Written on a grid of "cells" (b rows of the image
+# per cell, the b sub-rows stored as channels), that map is an ordinary small
+# convolution whose kernel is the layer's kernel regrouped. Zero padding of
+# the upsampled image is zero padding of the cells, so the result is the same
+# function, rounded differently. This skips the largest activations of
+# Table 1's decoder (the 28x28x16 upsampled tensor and its 1-channel conv) and
+# most of the interleaving between layers.
+
+
+class _Layout:
+    """A `(H, W, C)` activation stored as `(nh, nw, bh * bw * C)` cells.
+
+    Image row y lives in cell (y + oh) // bh, sub-row (y + oh) % bh (same for
+    columns); the channel of (sub-row a, sub-column b, c) is (a * bw + b) * C + c.
+    Positions outside the image hold garbage unless the layout is exact.
+    """
+
+    def __init__(self, b, o, n, size, channels):
+        (self.bh, self.bw), (self.oh, self.ow), (self.nh, self.nw) = b, o, n
+        self.size, self.channels = size, channels
+
+    @property
+    def exact(self):
+        return (self.oh, self.ow) == (0, 0) and (self.nh * self.bh, self.nw * self.bw) == tuple(self.size)
+
+    @property
+    def shape(self):
+        return (self.nh, self.nw, self.bh * self.bw * self.channels)
+
+    def to_space(self, y):
+        """`(B, nh, nw, bh*bw*C)` -> `(B, H, W, C)`."""
+        if self.bh == self.bw:
+            y = tf.nn.depth_to_space(y, self.bh)
+        else:
+            y = tf.reshape(y, (-1, self.nh, self.nw, self.bh, self.bw, self.channels))
+            y = tf.transpose(y, (0, 1, 3, 2, 4, 5))
+            y = tf.reshape(y, (-1, self.nh * self.bh, self.nw * self.bw, self.channels))
+        (h, w) = self.size
+        return y[:, self.oh : self.oh + h, self.ow : self.ow + w, :]
+
+
+def _cell_axis(u, k, padding, n, b_in, n_in, last):
+    """One axis of a fused upsampling + conv from cells of b_in rows to cells of u * b_in rows.
+
+    Returns:
+        `(select, pad_lo, pad_hi, b_out, o_out, n_out, out)`: `select[r, s, q, t]
+        = 1` when tap t of output sub-row q reads input cell offset r (from
+        the lowest) and sub-row s; the cell padding of the input; the output
+        cells' size, offset and count; the output length.
+    """
+    p = (k - 1) // 2 if padding == "same" else 0
+    out = u * n if padding == "same" else u * n - k + 1
+    b_out = u * b_in
+
+    def span(o):
+        return (-o - p) // b_out, (b_out - 1 - o + k - 1 - p) // b_out
+
+    # The last layer may start its cells anywhere (the image is cut out at the
+    # end): pick the offset with the smallest kernel. Inner layers start at 0
+    # so that the next layer can read their cells directly.
+    o_out = min(range(b_out), key=lambda o: (span(o)[1] - span(o)[0], o)) if last else 0
+    r_min, r_max = span(o_out)
+    n_out = -(-(out + o_out) // b_out)
+    select = np.zeros((r_max - r_min + 1, b_in, b_out, k), np.float32)
+    for q in range(b_out):
+        for t in range(k):
+            row = (q - o_out + t - p) // u
+            select[row // b_in - r_min, row % b_in, q, t] = 1.0
+    return select, -r_min, (n_out - 1 + r_max) - (n_in - 1), b_out, o_out, n_out, out
+
+
+class _FusedUpConv:
+    """`UpSampling2D(nearest)` then `Conv2D(stride 1)` as one conv on cells (see above)."""
+
+    def __init__(self, up, conv, layout_in: _Layout, last: bool):
+        self.conv = conv
+        (uh, uw), (kh, kw) = up.size, conv.kernel_size
+        (h, w), self.cin = layout_in.size, layout_in.channels
+        sel_h, self.pad_h, self.pad_h_hi, bh, oh, nh, out_h = _cell_axis(
+            uh, kh, conv.padding, h, layout_in.bh, layout_in.nh, last
+        )
+        sel_w, self.pad_w, self.pad_w_hi, bw, ow, nw, out_w = _cell_axis(
+            uw, kw, conv.padding, w, layout_in.bw, layout_in.nw, last
+        )
+        self.sel_h, self.sel_w = tf.constant(sel_h), tf.constant(sel_w)
+        self.layout = _Layout((bh, bw), (oh, ow), (nh, nw), (out_h, out_w), conv.filters)
+        self.cells_in = layout_in.bh * layout_in.bw * self.cin
+
+    def __call__(self, x):
+        """Cells in -> cells out (`self.layout`), bias and activation applied."""
+        kernel = tf.convert_to_tensor(self.conv.kernel)
+        w = tf.einsum("rsqt,RSQT,tTio->rRsSiqQo", self.sel_h, self.sel_w, kernel)
+        w = tf.reshape(w, (self.sel_h.shape[0], self.sel_w.shape[0], self.cells_in, self.layout.shape[-1]))
+        x = tf.pad(x, [[0, 0], [self.pad_h, max(self.pad_h_hi, 0)], [self.pad_w, max(self.pad_w_hi, 0)], [0, 0]])
+        if self.pad_h_hi < 0 or self.pad_w_hi < 0:
+            x = x[:, : x.shape[1] + min(self.pad_h_hi, 0), : x.shape[2] + min(self.pad_w_hi, 0), :]
+        y = tf.nn.conv2d(x, w, strides=1, padding="VALID")
+        if self.conv.bias is not None:
+            y = tf.nn.bias_add(y, tf.tile(tf.convert_to_tensor(self.conv.bias), [self.layout.bh * self.layout.bw]))
+        return self.conv.activation(y)
+
+
+def _fusable(up, conv):
+    return (
+        type(up) is keras.layers.UpSampling2D
+        and type(conv) is keras.layers.Conv2D
+        and up.interpolation == "nearest"
+        and up.data_format == "channels_last"
+        and conv.data_format == "channels_last"
+        and tuple(conv.strides) == (1, 1)
+        and tuple(conv.dilation_rate) == (1, 1)
+        and conv.groups == 1
+        and conv.padding in ("same", "valid")
+        and not getattr(conv, "lora_enabled", False)
+        and conv.compute_dtype == "float32"
+        and len(up.input.shape) == 4
+        and all(isinstance(d, int) for d in up.input.shape[1:])
+    )
+
+
+def _chain_layers(model):
+    """The layers of a single-input, single-output Keras model that is a plain chain, else None."""
+    if not isinstance(model, keras.Model):
+        return None
+    try:
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            return None
+        prev, chain = model.inputs[0], []
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                if layer.output is not prev:
+                    return None
+                continue
+            if layer.input is not prev:
+                return None
+            chain.append(layer)
+            prev = layer.output
+        return chain if prev is model.outputs[0] else None
+    except (AttributeError, ValueError, TypeError):
+        return None
+
+
+class _Decoder:
+    """The decoder g as evaluated inside the explainer's graph.
+
+    `internal(codes)` returns the decoder's output in an internal layout (the
+    cells of a fused last layer); `to_image` maps it to `(B, *image_shape)`.
+    The explainer sums changes in the internal layout (a fixed rearrangement
+    of pixels commutes with |.| and sums) and rearranges once at the end.
+    """
+
+    # A fused layer reads the previous one's cells directly (no interleave)
+    # when they are exact and at most this many rows high: larger cells make
+    # the regrouped kernel mostly zeros.
+    MAX_CELL_IN = 2
+
+    def __init__(self, decoder, fuse):
+        self.decoder = decoder
+        self.steps = None
+        self.out_layout = None
+        chain = _chain_layers(decoder) if fuse else None
+        if chain is None:
+            return
+        pairs = [i for i in range(len(chain) - 1) if _fusable(chain[i], chain[i + 1])]
+        if not pairs:
+            return
+        steps, layout, i = [], None, 0
+        while i < len(chain):
+            if i in pairs:
+                last = i + 2 == len(chain)
+                if layout is not None and not (layout.exact and max(layout.bh, layout.bw) <= self.MAX_CELL_IN):
+                    steps.append(layout.to_space)
+                    layout = None
+                if layout is None:
+                    h, w, c = chain[i].input.shape[1:]
+                    layout = _Layout((1, 1), (0, 0), (h, w), (h, w), c)
+                op = _FusedUpConv(chain[i], chain[i + 1], layout, last)
+                steps.append(op)
+                layout = op.layout
+                i += 2
+            else:
+                if layout is not None:
+                    steps.append(layout.to_space)
+                    layout = None
+                steps.append(chain[i])
+                i += 1
+        self.steps, self.out_layout = steps, layout
+
+    @property
+    def fused(self):
+        return self.steps is not None
+
+    def internal(self, codes):
+        if self.steps is None:
+            return self.decoder(codes)
+        x = codes
+        for step in self.steps:
+            x = step(x)
+        return x
+
+    def to_image(self, y):
+        return y if self.out_layout is None else self.out_layout.to_space(y)
+
+    def __call__(self, codes):
+        return self.to_image(self.internal(codes))
+
+
+
+def decoder_evaluator(decoder, fuse: bool, probe_codes) -> _Decoder:
+    """The evaluation of `decoder` the explainer uses.
+
+    With `fuse`, each `UpSampling2D(nearest) -> Conv2D` pair of a chain-shaped
+    Keras decoder is evaluated as one convolution on the un-upsampled image.
+    The fused evaluation is checked against the decoder itself on
+    `probe_codes`; where they differ by more than 1e-4 (relative to the
+    output's scale) it is dropped with a `RuntimeWarning`.
+
+    Args:
+        decoder: g, `(B, D) -> (B, *image_shape)`.
+        fuse: try the fused evaluation.
+        probe_codes: `(n, D)` float32 codes to check the fusion on.
+
+    Returns:
+        An object with `internal(codes)` (the output in an internal layout),
+        `to_image(y)` (that layout -> `(B, *image_shape)`), `__call__` and `fused`.
+    """
+    evaluator = _Decoder(decoder, fuse)
+    if evaluator.fused:
+        codes = tf.constant(np.asarray(probe_codes, np.float32))
+        ref = to_numpy(decoder(codes))
+        got = evaluator(codes).numpy()
+        if ref.shape != got.shape or np.abs(ref - got).max() > 1e-4 * max(1.0, float(np.abs(ref).max())):
+            warnings.warn(
+                "The fused evaluation of `decoder` differs from the decoder itself; using the decoder as is.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            evaluator = _Decoder(decoder, fuse=False)
+    return evaluator

@@ -1,0 +1,166 @@
+"""The explanation as one pure function of tensors: nearest prototype, perturb, decode, average, top q.
+
+`SiameseExplainer` and the exported SavedModel both call `explain_graph`, so
+the two cannot drift apart. Everything here is TensorFlow ops (traceable by
+`tf.function`); the static settings (the decoder's evaluation, the config,
+the chunk size) are keyword arguments.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def nearest_prototype_tensors(h, prototypes):
+    """Euclidean distances to every prototype and the nearest one.
+
+    Args:
+        h: `(B, D)` float32 embeddings.
+        prototypes: `(C, D)` float32.
+
+    Returns:
+        `(classes, distances)`: `(B,)` int64 and `(B, C)` float32.
+    """
+    diff = h[:, None, :] - prototypes[None, :, :]
+    distances = tf.sqrt(tf.reduce_sum(diff * diff, axis=-1))
+    return tf.argmin(distances, axis=1, output_type=tf.int64), distances
+
+
+def perturbation_draws(seed, n, s):
+    """`(N, s)` |eps|, the same block for every input: `|stateless_normal([N, s], seed=[seed, 0], philox)|`."""
+    seeds = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+    return tf.abs(tf.random.stateless_normal([n, s], seed=seeds, alg="philox"))
+
+
+def _group_sums(decoder, method, hg, bg, eps, n, num_chunks):
+    """Sums of |change| and change over all N perturbations, for a group of G inputs.
+
+    Args:
+        decoder: the decoder's evaluation (`internal(codes)`).
+        method: "mc" or "linear".
+        hg: `(G, D)` embeddings.
+        bg: `(G, s, D)` code change per unit |eps_j|.
+        eps: `(N, s)` |eps|.
+        n: perturbations per block.
+        num_chunks: blocks, ceil(N / n).
+
+    Returns:
+        `(x0, sum_abs, sum_signed)`, each `(G, P)` in the decoder's internal layout.
+    """
+    dim, s = hg.shape[-1], bg.shape[1]
+    g = tf.shape(hg)[0]
+    x0 = tf.reshape(decoder.internal(hg), (g, -1))
+    if method == "linear":
+        codes = tf.repeat(hg, s, axis=0)
+        with tf.autodiff.ForwardAccumulator(codes, tf.reshape(bg, (-1, dim))) as acc:
+            y = decoder.internal(codes)
+        # cols[g, j] = sigma * sign_j * dg/dh_{J_j}: the change per unit |eps_j|, to first order.
+        cols = tf.reshape(acc.jvp(y, unconnected_gradients=tf.UnconnectedGradients.ZERO), (g, s, -1))
+    sum_abs = tf.zeros_like(x0)
+    sum_sgn = tf.zeros_like(x0)
+    for k in tf.range(num_chunks):
+        e = eps[k * n : (k + 1) * n][None]  # (1, n, s), broadcast over the group
+        if method == "mc":
+            codes = hg[:, None, :] + tf.matmul(e, bg)
+            y = decoder.internal(tf.reshape(codes, (-1, dim)))
+            diff = tf.reshape(y, (g, tf.shape(e)[1], -1)) - x0[:, None, :]
+            sum_sgn += tf.reduce_sum(diff, axis=1)
+        else:
+            diff = tf.matmul(e, cols)
+        sum_abs += tf.reduce_sum(tf.abs(diff), axis=1)
+    if method == "linear":
+        # The signed change is linear in eps: its sum needs no N x P matrix.
+        sum_sgn = tf.matmul(tf.reduce_sum(eps, axis=0)[None, None], cols)[:, 0]
+    return x0, sum_abs, sum_sgn
+
+
+def explain_graph(h, prototypes, targets, references, use_reference, seed, *, decoder, internal_shape, config,
+                  chunk_size):
+    """Explains B embeddings: the reference, J, sigma, the perturbations, Delta_p and the mask.
+
+    Inputs are processed in tiles of G inputs x n perturbations (G * n <=
+    chunk_size, n <= N), so memory stays bounded whatever B and N are, and
+    the per-input draws do not depend on the tiling.
+
+    Args:
+        h: `(B, D)` float32 embeddings f(x).
+        prototypes: `(C, D)` float32.
+        targets: `(B,)` int64 class to explain, -1 for the nearest prototype's.
+        references: `(B, D)` float32 embeddings that replace the prototype
+            where `use_reference` (pair explanations); ignored elsewhere.
+        use_reference: `(B,)` bool.
+        seed: scalar int64, the seed of the perturbation draws.
+        decoder: the decoder's evaluation (see `siamese_xai._fusion`).
+        internal_shape: the shape of one decoder output in its internal layout.
+        config: an `ExplainConfig`.
+        chunk_size: decoder rows per call.
+
+    Returns:
+        A dict of `(B, ...)` tensors named like `Explanation`'s fields:
+        predicted_class, distances, explained_class (-1 where a reference was
+        used), reference, reference_distance, indices, sigma, reconstruction,
+        mean_abs_change, mean_signed_change, mask.
+    """
+    n_all, s, q = config.n_perturbations, config.s, config.q
+    dim = prototypes.shape[-1]
+    n = min(n_all, chunk_size)
+    group = max(1, chunk_size // n_all)
+    num_chunks = -(-n_all // n)
+
+    predicted, distances = nearest_prototype_tensors(h, prototypes)
+    explained = tf.where(use_reference, tf.constant(-1, tf.int64), tf.where(targets < 0, predicted, targets))
+    c = tf.where(use_reference[:, None], references, tf.gather(prototypes, tf.maximum(explained, 0)))
+
+    dist = tf.abs(h - c)
+    _, idx = tf.math.top_k(-dist, k=s)  # smallest |h_j - c_j|; ties: lower index first
+    sigma = tf.cast(config.sigma_scale, tf.float32) * tf.reduce_min(dist, axis=1)
+    if config.direction == "toward_prototype":
+        sign = tf.sign(tf.gather(c, idx, batch_dims=1) - tf.gather(h, idx, batch_dims=1))
+    else:
+        sign = tf.ones_like(idx, dtype=tf.float32)
+    # basis[b, j] is the code change per unit |eps_j|: d = |eps| @ basis[b].
+    basis = (sigma[:, None] * sign)[:, :, None] * tf.one_hot(idx, dim, dtype=tf.float32)
+    eps = perturbation_draws(seed, n_all, s)
+
+    batch = tf.shape(h)[0]
+    num_groups = (batch + group - 1) // group
+    ta_x0 = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
+    ta_abs = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
+    ta_sgn = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
+    for gi in tf.range(num_groups):
+        g0 = gi * group
+        g1 = tf.minimum(batch, g0 + group)
+        x0_flat, acc_abs, acc_sgn = _group_sums(decoder, config.method, h[g0:g1], basis[g0:g1], eps, n, num_chunks)
+        ta_x0 = ta_x0.write(gi, x0_flat)
+        ta_abs = ta_abs.write(gi, acc_abs)
+        ta_sgn = ta_sgn.write(gi, acc_sgn)
+
+    nonzero = tf.cast(sigma > 0, tf.float32)[:, None]  # sigma == 0: no perturbation, no change
+
+    def image(ta, scale=None):
+        flat = ta.concat()
+        if scale is not None:
+            flat = flat * scale
+        return decoder.to_image(tf.reshape(flat, (-1,) + tuple(internal_shape)))
+
+    x0 = image(ta_x0)
+    mean_abs = image(ta_abs, nonzero / n_all)
+    mean_sgn = image(ta_sgn, nonzero / n_all)
+    flat = tf.reshape(mean_abs, (batch, -1))
+    size = tf.shape(flat)[1]
+    _, top = tf.math.top_k(flat, k=q)  # ties: lower index first
+    in_top = tf.reduce_any(tf.equal(top[:, :, None], tf.range(size)[None, None, :]), axis=1)
+    mask = tf.reshape(tf.logical_and(in_top, flat > 0), tf.shape(mean_abs))
+    return {
+        "predicted_class": predicted,
+        "distances": distances,
+        "explained_class": explained,
+        "reference": c,
+        "reference_distance": tf.norm(h - c, axis=1),
+        "indices": tf.cast(idx, tf.int64),
+        "sigma": sigma,
+        "reconstruction": x0,
+        "mean_abs_change": mean_abs,
+        "mean_signed_change": mean_sgn,
+        "mask": mask,
+    }
