@@ -39,13 +39,12 @@ import numpy as np
 import tensorflow as tf
 
 from siamese_xai import files
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.explain import ExplainConfig, SiameseExplainer, decoder_evaluator
 from siamese_xai.metrics import mask_iou
 from siamese_xai.models import build_decoder
 from siamese_xai.prototypes import embed_in_batches, nearest_prototype
 
 HERE = Path(__file__).resolve().parent
-CHUNK_SIZE = 1000  # the explainer's default chunk of perturbations per decoder call
 
 
 def median_ms(fn, repeats, warmup=1):
@@ -108,7 +107,8 @@ def jit_check(decoder, explainer, rows, repeats):
     codes = tf.random.normal((rows, explainer.embedding_dim), seed=3)
     out = {}
     for fused in (False, True):
-        dec = explainer.replace(fuse_decoder=fused)._dec
+        # the decoder evaluation the explainer builds (checked against the decoder on the prototypes)
+        dec = decoder_evaluator(decoder, fused, explainer.prototypes)
         for jit in (False, True):
             fn = tf.function(lambda c, dec=dec: tf.reduce_sum(tf.abs(dec.internal(c) - 0.5), axis=0), jit_compile=jit)
             ms = median_ms(lambda fn=fn: fn(codes).numpy(), repeats)
@@ -211,7 +211,7 @@ def main(argv=None):
     variants = {}
     chunks = (500, 1000, 2500) if args.quick else (250, 500, 1000, 2500, 5000)
     for fused in (True, False):
-        for chunk in chunks if fused else (CHUNK_SIZE,):
+        for chunk in chunks if fused else (explainer.chunk_size,):
             ex = variant(explainer, chunk_size=chunk, fuse_decoder=fused)
             variants[f"{'fused' if fused else 'plain'}_chunk{chunk}"] = per_explanation(ex)
     batch = images[:16]
@@ -219,7 +219,7 @@ def main(argv=None):
     mc_batch_ms = median_ms(lambda: explainer.explain(batch), max(1, repeats // 3)) / len(batch)
     n_naive = 100 if args.quick else 300
     naive = naive_ms(explainer, images[0], n_naive)
-    jit = jit_check(decoder, explainer, rows=CHUNK_SIZE, repeats=repeats)
+    jit = jit_check(decoder, explainer, rows=explainer.chunk_size, repeats=repeats)
     accuracy = linear_vs_mc(explainer, images) if args.run else None
 
     result = {
@@ -233,7 +233,7 @@ def main(argv=None):
             "n_perturbations": n,
             "s": config.s,
             "q": config.q,
-            "chunk_size": CHUNK_SIZE,
+            "chunk_size": explainer.chunk_size,
             "decoder_fused": explainer.decoder_fused,
         },
         "quick": bool(args.quick),
@@ -263,7 +263,7 @@ def main(argv=None):
     print(f"N = {n}, decoder {flops / 1e6:.3f} MFLOP/call, matmul {gflops:.1f} GFLOP/s")
     rows = [
         ("floor (FLOPs x N / matmul rate)", floor_ms, 1.0),
-        (f"mc (fused={explainer.decoder_fused}, chunk {CHUNK_SIZE})", mc_ms, mc_ms / floor_ms),
+        (f"mc (fused={explainer.decoder_fused}, chunk {explainer.chunk_size})", mc_ms, mc_ms / floor_ms),
         ("mc, batch of 16, per explanation", mc_batch_ms, mc_batch_ms / floor_ms),
         ("linear", linear_ms, linear_ms / floor_ms),
         (f"naive ({n_naive} calls, scaled)", naive, naive / floor_ms),
