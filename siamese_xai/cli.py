@@ -125,10 +125,13 @@ def _cmd_explain_split(args):
     out_dir = _writable_dir(args.out)
     result = shards.explain_split(
         explainer, x, out_dir, labels=y, shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 1, source={"dataset": "mnist", "split": args.split, "limit": args.limit},
+        force=args.force, num_workers=args.num_workers, worker_index=args.worker_index,
     )
-    print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
-          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
+    worker = f"worker {args.worker_index} of {args.num_workers}: " if args.num_workers > 1 else ""
+    print(f"{worker}{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
+          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written"
+          + (f", {result['shards_skipped']} taken by another process" if result["shards_skipped"] else "") + ")")
 
 
 def _cmd_export(args):
@@ -249,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Explains every image of the split and writes OUT/shard-NNNNN.npz (masks, mean changes, classes, "
             "distances, J, sigma; see siamese_xai.shards) and OUT/manifest.json. Killed and run again with the "
-            "same command, it keeps the finished shards and computes the rest."
+            "same command, it keeps the finished shards and computes the rest. W processes or machines sharing "
+            "OUT on a shared disk each run it with --num-workers W --worker-index I."
         ),
     )
     split.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train`")
@@ -258,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--limit", type=_positive_int, metavar="K", help="only the first K images of the split")
     split.add_argument("--shard-size", type=_positive_int, default=500, metavar="M", help="images per shard (default 500)")
     split.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="images per explainer call (default 32)")
+    split.add_argument("--force", action="store_true", help="start OUT over if it holds results computed with other settings")
+    split.add_argument("--num-workers", type=_positive_int, default=1, metavar="W", help="processes sharing the split (default 1)")
+    split.add_argument("--worker-index", type=_non_negative_int, default=0, metavar="I", help="this process takes shards I, I+W, ... (default 0)")
     _add_explain_options(split, full=True)
     split.set_defaults(func=_cmd_explain_split)
 

@@ -276,7 +276,7 @@ class SiameseExplainer:
             ValueError: a file cannot be read (named in the message).
         """
         run = runs.load_run(path)
-        options.setdefault("run_id", getattr(run, "run_id", None))
+        options.setdefault("run_id", run.run_id)
         return cls(run.embed, run.decoder, run.prototypes, config, **options)
 
     @classmethod
@@ -302,8 +302,11 @@ class SiameseExplainer:
         return type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
                           **self._options)
 
-    def save(self, path):
-        """Writes `snn.keras`, `decoder.keras` and `prototypes.npy` to a run folder that `from_run` reads.
+    def save(self, path) -> str:
+        """Writes `snn.keras`, `decoder.keras`, `prototypes.npy` and `run.json` to a run folder that `from_run` reads.
+
+        Returns:
+            The run's identity.
 
         Raises:
             TypeError: `embed` or `decoder` is not a Keras model.

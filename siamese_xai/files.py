@@ -48,18 +48,24 @@ def atomic_path(path, suffix: str | None = None):
         raise
 
 
-def remove_stale_temporaries(folder) -> list:
+def remove_stale_temporaries(folder, names=None) -> list:
     """Removes the temporary files (or folders) a killed `atomic_path` left in `folder`.
 
     A process killed by a signal (SIGKILL, a power cut) cannot clean up; the
     next run of the same command calls this first. Only names of
     `atomic_path`'s form (`.NAME.RANDOM.tmpSUFFIX`) are touched.
 
+    Args:
+        folder: the folder.
+        names: only the temporaries of these final file names (other
+            processes may be writing the rest); all when None.
+
     Returns:
         The removed paths.
     """
     removed = []
-    for tmp in Path(folder).glob(".*.tmp*"):
+    patterns = [".*.tmp*"] if names is None else [f".{name}.*.tmp*" for name in names]
+    for tmp in (t for pattern in patterns for t in Path(folder).glob(pattern)):
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:

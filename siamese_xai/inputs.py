@@ -44,8 +44,10 @@ def read_image(path, shape=(28, 28)):
             gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     except UnidentifiedImageError:
         raise ValueError(f"{str(path)!r} is not an image Pillow can read (expected a PNG or JPEG)") from None
-    except OSError as err:
-        raise ValueError(f"{str(path)!r} could not be read as an image: {err}") from None
+    except Exception as err:  # noqa: BLE001 - Pillow's decoders raise OSError, ValueError, EOFError,
+        # SyntaxError, DecompressionBombError, ... for broken or hostile files: all mean "cannot be read"
+        detail = " ".join(str(err).split())
+        raise ValueError(f"{str(path)!r} could not be read as an image: {type(err).__name__}: {detail}") from None
     if gray.shape != tuple(shape):
         raise ValueError(
             f"Image {str(path)!r} must be {shape[1]}x{shape[0]} pixels (width x height). "

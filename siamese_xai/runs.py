@@ -7,16 +7,24 @@ A run folder holds everything the explainer and the later steps need:
     prototypes.npy       (C, D) float32 class prototypes
     encoder.keras        e, the explainable autoencoder's encoder (training runs)
     decoder_joint.keras  g before the decoder fine-tuning (training runs)
+    run.json             the run's identity (a content hash of f, g and the prototypes)
     config.json          the TrainConfig (training runs)
     metrics.json         measured quality and stage times (training runs)
     checkpoints/, logs/  training checkpoints and TensorBoard logs
 
 Every file is written atomically (`siamese_xai.files`), so a folder never
 holds a half-written model.
+
+A run's identity, `run_id`, is a SHA-256 of the prototypes and of every
+weight of f and g (shapes and values, in the models' weight order), not of the
+files (a `.keras` file records when it was saved). It is written to
+`run.json` when the run is saved and checked when it is loaded, and every
+explanation, explain-split folder and SavedModel made from the run carries it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +39,7 @@ DECODER_FILE = "decoder.keras"
 PROTOTYPES_FILE = "prototypes.npy"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
+IDENTITY_FILE = "run.json"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 
@@ -48,6 +57,7 @@ class Run:
         decoder: g, a Keras model `(B, D) -> (B, *image_shape)`.
         prototypes: `(C, D)` float32.
         encoder: e, when it was asked for (training runs have one).
+        run_id: the run's identity (see the module docstring).
     """
 
     path: Path
@@ -55,6 +65,36 @@ class Run:
     decoder: object
     prototypes: np.ndarray
     encoder: object = None
+    run_id: str = ""
+
+
+def run_id(embed, decoder, prototypes) -> str:
+    """The identity of a run: a SHA-256 (16 hex digits) of the prototypes and every weight of f and g.
+
+    Args:
+        embed: f, a Keras model.
+        decoder: g, a Keras model.
+        prototypes: `(C, D)`.
+    """
+    digest = hashlib.sha256()
+
+    def add(name, array):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+
+    add("prototypes", np.asarray(prototypes, np.float32))
+    for part, model in (("f", embed), ("g", decoder)):
+        for i, w in enumerate(model.weights):
+            add(f"{part}{i}", np.asarray(w))
+    return digest.hexdigest()[:16]
+
+
+def write_identity(path, embed, decoder, prototypes) -> str:
+    """Writes `run.json` with the run's identity; returns it."""
+    identity = run_id(embed, decoder, prototypes)
+    files.write_json(Path(path) / IDENTITY_FILE, {"run_id": identity})
+    return identity
 
 
 def _read(path: Path, name: str, loader):
@@ -90,16 +130,28 @@ def load_run(path, encoder: bool = False) -> Run:
     for name in needed:
         if not (path / name).is_file():
             raise FileNotFoundError(f"The run folder {str(path)!r} has no {name!r}.")
+    embed = load_model(path, SNN_FILE)
+    decoder = load_model(path, DECODER_FILE)
+    prototypes = _read(path, PROTOTYPES_FILE, lambda p: np.load(p, allow_pickle=False))
+    identity = run_id(embed, decoder, prototypes)
+    if (path / IDENTITY_FILE).is_file():
+        recorded = _read(path, IDENTITY_FILE, files.read_json).get("run_id")
+        if recorded != identity:
+            raise ValueError(
+                f"The run folder {str(path)!r} changed after it was saved: {IDENTITY_FILE} records run_id "
+                f"{recorded!r} but {SNN_FILE}, {DECODER_FILE} and {PROTOTYPES_FILE} give {identity!r}"
+            )
     return Run(
         path=path,
-        embed=load_model(path, SNN_FILE),
-        decoder=load_model(path, DECODER_FILE),
-        prototypes=_read(path, PROTOTYPES_FILE, lambda p: np.load(p, allow_pickle=False)),
+        embed=embed,
+        decoder=decoder,
+        prototypes=prototypes,
         encoder=load_model(path, ENCODER_FILE) if encoder else None,
+        run_id=identity,
     )
 
 
-def save_run(path, embed, decoder, prototypes, encoder=None) -> Path:
+def save_run(path, embed, decoder, prototypes, encoder=None) -> str:
     """Writes the explainer's files (and `encoder.keras` when given) to a run folder.
 
     Args:
@@ -110,7 +162,7 @@ def save_run(path, embed, decoder, prototypes, encoder=None) -> Path:
         encoder: e, optional.
 
     Returns:
-        The folder's path.
+        The run's identity (also written to `run.json`).
 
     Raises:
         TypeError: a network is not a Keras model.
@@ -126,4 +178,4 @@ def save_run(path, embed, decoder, prototypes, encoder=None) -> Path:
     files.write_npy(path / PROTOTYPES_FILE, np.asarray(prototypes, np.float32))
     if encoder is not None:
         files.save_model(encoder, path / ENCODER_FILE)
-    return path
+    return write_identity(path, embed, decoder, prototypes)

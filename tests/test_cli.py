@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 
@@ -17,7 +18,12 @@ def test_train_tiny_end_to_end(tmp_path, capsys):
     assert (out / "decoder.keras").is_file()
 
 
-def test_missing_data_is_one_line_exit_2(tmp_path, capsys):
+def test_missing_data_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    from siamese_xai import data
+
+    # The verdict must not depend on whether this machine is online: the download
+    # host probe says "unreachable", as it does here and in CI (no real download is tried).
+    monkeypatch.setattr(data, "_network_reachable", lambda timeout=3.0: False)
     code = cli.main(["train", "--tiny", "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
@@ -98,12 +104,12 @@ def test_explain_errors_are_one_line_exit_2(tiny_run, tmp_path, capsys, argv_tai
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err and "Traceback" not in err
-    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 def test_help_names_every_command(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     text = capsys.readouterr().out
-    for command in ("train", "explain", "export"):
-        assert command in text
+    listed = set(re.findall(r"^    (\S+)", text, flags=re.M))  # the command list, not its wrapped help lines
+    assert {"train", "explain", "explain-split", "export"} <= listed, text

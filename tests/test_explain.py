@@ -542,13 +542,31 @@ def test_from_data_uses_class_means(table1_decoder):
     assert ex.num_classes == 3 and ex.embedding_dim == D and ex.image_shape == SHAPE
 
 
+class CallCounter(keras.layers.Layer):
+    """The identity, counting how often the model it sits in is run (inside a tf.function too)."""
+
+    def build(self, input_shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+    def call(self, x):
+        self.calls.assign_add(1.0)
+        return x
+
+
 def test_keras_embed_is_a_black_box_called_once(run_dir, table1_decoder):
     _, snn, protos = run_dir
+    inputs = keras.Input(SHAPE)
+    counter = CallCounter()
+    counted = keras.Model(inputs, snn(counter(inputs)))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        ex = SiameseExplainer(snn, table1_decoder, protos, ExplainConfig.tiny(s=2, q=20))
-        e = ex.explain(images(1, seed=16)[0])
-    np.testing.assert_allclose(e.embedding, snn(images(1, seed=16)).numpy(), rtol=1e-5, atol=1e-6)
+        ex = SiameseExplainer(counted, table1_decoder, protos, ExplainConfig.tiny(s=2, q=20))
+        before = float(counter.calls.numpy())
+        e = ex.explain(images(3, seed=16))
+        assert float(counter.calls.numpy()) == before + 1  # one call for the whole batch
+        ex.explain(images(2, seed=16), reference=images(1, seed=17)[0])
+        assert float(counter.calls.numpy()) == before + 2  # images and reference together
+    np.testing.assert_allclose(e.embedding, snn(images(3, seed=16)).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_fused_decoder_that_disagrees_is_dropped(monkeypatch, embed, table1_decoder, prototypes):

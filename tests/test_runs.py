@@ -1,0 +1,69 @@
+"""The run folder: loading, saving, and the run's identity."""
+
+import numpy as np
+import pytest
+
+from siamese_xai import files, runs
+from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.models import build_decoder, build_siamese_subnetwork
+
+
+@pytest.fixture(scope="module")
+def networks():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    snn, decoder = build_siamese_subnetwork(6), build_decoder(6)
+    prototypes = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    return snn, decoder, prototypes
+
+
+def test_save_then_load_gives_the_same_networks_and_identity(networks, tmp_path):
+    snn, decoder, prototypes = networks
+    identity = runs.save_run(tmp_path, snn, decoder, prototypes)
+    assert files.read_json(tmp_path / runs.IDENTITY_FILE) == {"run_id": identity}
+    assert len(identity) == 16 and identity == runs.run_id(snn, decoder, prototypes)
+    run = runs.load_run(tmp_path)
+    assert run.run_id == identity and run.encoder is None
+    np.testing.assert_array_equal(run.prototypes, prototypes)
+    for a, b in zip(run.embed.weights + run.decoder.weights, snn.weights + decoder.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_identity_changes_with_any_weight_or_prototype(networks):
+    snn, decoder, prototypes = networks
+    base = runs.run_id(snn, decoder, prototypes)
+    other = prototypes.copy()
+    other[2, 5] = np.nextafter(other[2, 5], np.inf)  # one ulp
+    assert runs.run_id(snn, decoder, other) != base
+    w = decoder.weights[-1]
+    old = np.asarray(w).copy()
+    w.assign(old + 1e-6)
+    try:
+        assert runs.run_id(snn, decoder, prototypes) != base
+    finally:
+        w.assign(old)
+    assert runs.run_id(snn, decoder, prototypes) == base
+
+
+def test_a_run_changed_after_saving_is_refused(networks, tmp_path):
+    snn, decoder, prototypes = networks
+    runs.save_run(tmp_path, snn, decoder, prototypes)
+    files.write_npy(tmp_path / runs.PROTOTYPES_FILE, prototypes + 1)
+    with pytest.raises(ValueError, match=r"changed after it was saved: run.json records run_id '[0-9a-f]{16}'"):
+        runs.load_run(tmp_path)
+    with pytest.raises(ValueError, match="changed after it was saved"):
+        SiameseExplainer.from_run(tmp_path)
+
+
+def test_explainer_save_round_trip_carries_the_identity(networks, tmp_path):
+    snn, decoder, prototypes = networks
+    ex = SiameseExplainer(snn, decoder, prototypes, ExplainConfig.tiny(s=2, q=10))
+    assert ex.run_id is None
+    identity = ex.save(tmp_path / "run")
+    loaded = SiameseExplainer.from_run(tmp_path / "run", ExplainConfig.tiny(s=2, q=10))
+    assert loaded.run_id == identity
+    e = loaded.explain(np.zeros((2, 28, 28, 1), np.float32))
+    assert e.run_id == identity and e.to_dict()["run_id"] == identity
+    with pytest.raises(TypeError, match="`embed` must be a Keras model to be saved"):
+        SiameseExplainer(lambda x: snn(x), decoder, prototypes).save(tmp_path / "nope")
