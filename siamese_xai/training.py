@@ -426,7 +426,8 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
                 f"Received: a config that differs from {config_path}"
             )
     if force:
-        for name in (runs.SNN_FILE, runs.ENCODER_FILE, runs.DECODER_JOINT_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE, runs.METRICS_FILE):
+        for name in (runs.SNN_FILE, runs.ENCODER_FILE, runs.DECODER_JOINT_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE,
+                     runs.METRICS_FILE, runs.IDENTITY_FILE):
             (run_dir / name).unlink(missing_ok=True)
         import shutil
 
@@ -476,4 +477,5 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     metrics["train_prototype_accuracy"] = prototypes.prototype_accuracy(h_train, y_train, protos)
     metrics["seconds"] = seconds
     files.write_json(metrics_path, metrics)
+    runs.write_identity(run_dir, snn, decoder, protos)  # last: the finished run's recorded identity
     return metrics

@@ -100,7 +100,8 @@ def untrained_run(tmp_path):
     x, y = load_mnist("train")
     snn, decoder = build_siamese_subnetwork(20), build_decoder(20)
     protos = compute_prototypes(snn, x[:500], y[:500], num_classes=10)
-    return runs.save_run(tmp_path / "run", snn, decoder, protos)
+    runs.save_run(tmp_path / "run", snn, decoder, protos)
+    return tmp_path / "run"
 
 
 def test_quick_mode_end_to_end(untrained_run, tmp_path):

@@ -64,11 +64,14 @@ def test_summary_on_a_linear_toy():
 
 
 def test_paper_run_figures_on_the_tiny_run(tiny_run):
+    from siamese_xai import files, runs
     from siamese_xai.explain import ExplainConfig
 
     run_dir, _ = tiny_run
     run = paper.PaperRun(run_dir, config=ExplainConfig(n_perturbations=64))
     e, record = run.explain_figure("fig9")
+    # train_run recorded the finished run's identity, and the explanation carries it
+    assert e.run_id == files.read_json(run_dir / runs.IDENTITY_FILE)["run_id"] == run.explainer.run_id
     assert record["true_class"] == 4 and record["figure"] == "fig9"
     assert record["N"] == 64 and len(record["J"]) == record["s"] == 5
     assert record["nearest_prototypes"][0]["distance"] <= record["nearest_prototypes"][1]["distance"]
