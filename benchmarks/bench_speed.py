@@ -39,8 +39,10 @@ import numpy as np
 import tensorflow as tf
 
 from siamese_xai import files
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.explain import ExplainConfig, SiameseExplainer, decoder_evaluator
+from siamese_xai.metrics import mask_iou
 from siamese_xai.models import build_decoder
+from siamese_xai.prototypes import embed_in_batches, nearest_prototype
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,8 +84,8 @@ def naive_ms(explainer, x, n_naive):
     """One eager decoder call per perturbation, `n_naive` of them, scaled to N."""
     cfg = explainer.config
     dec = explainer.decoder
-    h = np.asarray(explainer._call_embed(x[None]))[0]
-    c = explainer.prototypes[np.argmin(np.linalg.norm(explainer.prototypes - h, axis=1))]
+    h = embed_in_batches(explainer.embed, x[None])[0]
+    c = explainer.prototypes[nearest_prototype(h[None], explainer.prototypes)[0][0]]
     dist = np.abs(h - c)
     idx = np.argsort(dist, kind="stable")[: cfg.s]
     sigma = cfg.sigma_scale * dist.min()
@@ -105,7 +107,8 @@ def jit_check(decoder, explainer, rows, repeats):
     codes = tf.random.normal((rows, explainer.embedding_dim), seed=3)
     out = {}
     for fused in (False, True):
-        dec = explainer.replace(fuse_decoder=fused)._dec
+        # the decoder evaluation the explainer builds (checked against the decoder on the prototypes)
+        dec = decoder_evaluator(decoder, fused, explainer.prototypes)
         for jit in (False, True):
             fn = tf.function(lambda c, dec=dec: tf.reduce_sum(tf.abs(dec.internal(c) - 0.5), axis=0), jit_compile=jit)
             ms = median_ms(lambda fn=fn: fn(codes).numpy(), repeats)
@@ -134,14 +137,16 @@ def spearman(a, b):
     return float(spearmanr(np.ravel(a), np.ravel(b)).statistic)
 
 
+def variant(explainer, **options):
+    """The same explainer with other `chunk_size` / `fuse_decoder` options."""
+    return SiameseExplainer(explainer.embed, explainer.decoder, explainer.prototypes, explainer.config, **options)
+
+
 def linear_vs_mc(explainer, images, seed=0):
-    mc = explainer.replace(method="mc").explain_batch(images, seed=seed)
-    lin = explainer.replace(method="linear").explain_batch(images, seed=seed)
-    ious, rhos = [], []
-    for a, b in zip(mc, lin):
-        union = np.logical_or(a.mask, b.mask).sum()
-        ious.append(np.logical_and(a.mask, b.mask).sum() / union if union else 1.0)
-        rhos.append(spearman(a.mean_abs_change, b.mean_abs_change))
+    mc = explainer.replace(method="mc").explain(images, seed=seed)
+    lin = explainer.replace(method="linear").explain(images, seed=seed)
+    ious = [mask_iou(mc.mask[i], lin.mask[i]) for i in range(len(images))]
+    rhos = [spearman(mc.mean_abs_change[i], lin.mean_abs_change[i]) for i in range(len(images))]
     return {
         "images": len(images),
         "mean_iou": float(np.mean(ious)),
@@ -206,15 +211,15 @@ def main(argv=None):
     variants = {}
     chunks = (500, 1000, 2500) if args.quick else (250, 500, 1000, 2500, 5000)
     for fused in (True, False):
-        for chunk in chunks if fused else (config.chunk_size,):
-            ex = explainer.replace(chunk_size=chunk, fuse_decoder=fused)
+        for chunk in chunks if fused else (explainer.chunk_size,):
+            ex = variant(explainer, chunk_size=chunk, fuse_decoder=fused)
             variants[f"{'fused' if fused else 'plain'}_chunk{chunk}"] = per_explanation(ex)
     batch = images[:16]
-    explainer.explain_batch(batch)
-    mc_batch_ms = median_ms(lambda: explainer.explain_batch(batch), max(1, repeats // 3)) / len(batch)
+    explainer.explain(batch)
+    mc_batch_ms = median_ms(lambda: explainer.explain(batch), max(1, repeats // 3)) / len(batch)
     n_naive = 100 if args.quick else 300
     naive = naive_ms(explainer, images[0], n_naive)
-    jit = jit_check(decoder, explainer, rows=config.chunk_size, repeats=repeats)
+    jit = jit_check(decoder, explainer, rows=explainer.chunk_size, repeats=repeats)
     accuracy = linear_vs_mc(explainer, images) if args.run else None
 
     result = {
@@ -228,7 +233,7 @@ def main(argv=None):
             "n_perturbations": n,
             "s": config.s,
             "q": config.q,
-            "chunk_size": config.chunk_size,
+            "chunk_size": explainer.chunk_size,
             "decoder_fused": explainer.decoder_fused,
         },
         "quick": bool(args.quick),
@@ -258,7 +263,7 @@ def main(argv=None):
     print(f"N = {n}, decoder {flops / 1e6:.3f} MFLOP/call, matmul {gflops:.1f} GFLOP/s")
     rows = [
         ("floor (FLOPs x N / matmul rate)", floor_ms, 1.0),
-        (f"mc (fused={explainer.decoder_fused}, chunk {config.chunk_size})", mc_ms, mc_ms / floor_ms),
+        (f"mc (fused={explainer.decoder_fused}, chunk {explainer.chunk_size})", mc_ms, mc_ms / floor_ms),
         ("mc, batch of 16, per explanation", mc_batch_ms, mc_batch_ms / floor_ms),
         ("linear", linear_ms, linear_ms / floor_ms),
         (f"naive ({n_naive} calls, scaled)", naive, naive / floor_ms),

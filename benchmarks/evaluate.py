@@ -20,7 +20,7 @@ only re-renders RESULTS.md and the figure from results.json. Writes, atomically:
 - `figures/deletion_curves.png`: the mean deletion curves.
 
 Every method explains d(x) = ||f(x) - c_k||^2, k the SNN's class (see
-`siamese_xai.evaluation`). The library holds the logic; this script chooses
+`siamese_xai.metrics`; the baselines are in `benchmarks/baselines.py`). The library holds the logic; this script chooses
 the settings, loops over methods and writes the files.
 """
 
@@ -37,17 +37,18 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "reproduce"))  # paper.py: the machine description the report uses too
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # baselines.py, also when loaded by path (the test)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from siamese_xai import evaluation as ev# noqa: E402
-from siamese_xai import files, runs# noqa: E402
+import baselines as bl  # noqa: E402
+import paper  # noqa: E402
+from siamese_xai import files, metrics, runs  # noqa: E402
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
 from siamese_xai.explain import ExplainConfig, SiameseExplainer  # noqa: E402
-from siamese_xai.paper import machine_description  # noqa: E402
-from siamese_xai.prototypes import prototypes_from_embeddings  # noqa: E402
 
 # Per mode: images for deletion/insertion and ground truth, images and seeds
 # for stability, images timed one by one, the baselines' budgets, the
@@ -85,18 +86,18 @@ DESCRIPTIONS = {
 }
 
 
-def method_functions(explainer: SiameseExplainer, scalar: ev.DistanceScalar, settings: dict) -> dict:
+def method_functions(explainer: SiameseExplainer, scalar: metrics.DistanceScalar, settings: dict) -> dict:
     """name -> fn(xs (B, 28, 28, 1), classes (B,), seed) -> (B, 28, 28) importance."""
     linear = explainer.replace(method="linear")
     return {
-        "mc": lambda x, c, s: ev.method_maps(explainer, x, c, s),
-        "linear": lambda x, c, s: ev.method_maps(linear, x, c, s),
-        "random": lambda x, c, s: ev.random_maps(x, c, s),
-        "occlusion": lambda x, c, s: ev.occlusion_maps(scalar, x, c),
-        "kernelshap": lambda x, c, s: ev.kernelshap_maps(scalar, x, c, s, nsamples=settings["shap_nsamples"]),
-        "distance_explainer": lambda x, c, s: ev.rise_distance_maps(scalar, x, c, s, n_masks=settings["rise_masks"]),
-        "gradient": lambda x, c, s: ev.gradient_maps(scalar, x, c),
-        "integrated_gradients": lambda x, c, s: ev.integrated_gradients_maps(scalar, x, c, steps=settings["ig_steps"]),
+        "mc": lambda x, c, s: bl.method_maps(explainer, x, c, s),
+        "linear": lambda x, c, s: bl.method_maps(linear, x, c, s),
+        "random": lambda x, c, s: bl.random_maps(x, c, s),
+        "occlusion": lambda x, c, s: bl.occlusion_maps(scalar, x, c),
+        "kernelshap": lambda x, c, s: bl.kernelshap_maps(scalar, x, c, s, nsamples=settings["shap_nsamples"]),
+        "distance_explainer": lambda x, c, s: bl.rise_distance_maps(scalar, x, c, s, n_masks=settings["rise_masks"]),
+        "gradient": lambda x, c, s: bl.gradient_maps(scalar, x, c),
+        "integrated_gradients": lambda x, c, s: bl.integrated_gradients_maps(scalar, x, c, steps=settings["ig_steps"]),
     }
 
 
@@ -113,7 +114,7 @@ def evaluate_dataset(name, explainer, x, regions, settings, log=print):
     Returns:
         `(records, mean_curves)`: one record per method; name -> mean curves.
     """
-    scalar = ev.DistanceScalar(explainer.embed, explainer.prototypes)
+    scalar = metrics.DistanceScalar(explainer.embed, explainer.prototypes)
     classes = scalar.classify(x)
     fns = method_functions(explainer, scalar, settings)
     n_stab = min(settings["n_stability"], len(x))
@@ -122,31 +123,31 @@ def evaluate_dataset(name, explainer, x, regions, settings, log=print):
         t0 = time.perf_counter()
         fn = fns[method]
         maps = fn(x, classes, settings["seeds"][0])
-        cur = ev.deletion_insertion(scalar, x, classes, maps)
+        cur = metrics.deletion_insertion(scalar, x, classes, maps)
         rec = {
             "dataset": name,
             "method": method,
             "kind": kind,
             "description": DESCRIPTIONS[method],
             "n_images": int(len(x)),
-            "deletion_auc": ev.mean_ci(cur["deletion_auc"]),
-            "insertion_auc": ev.mean_ci(cur["insertion_auc"]),
-            "deletion_class_auc": ev.mean_ci(cur["deletion_class_auc"]),
-            "insertion_class_auc": ev.mean_ci(cur["insertion_class_auc"]),
+            "deletion_auc": metrics.mean_ci(cur["deletion_auc"]),
+            "insertion_auc": metrics.mean_ci(cur["insertion_auc"]),
+            "deletion_class_auc": metrics.mean_ci(cur["deletion_class_auc"]),
+            "insertion_class_auc": metrics.mean_ci(cur["insertion_class_auc"]),
         }
         if deterministic:
             rec["stability"] = {"mean": 1.0, "ci95": 0.0, "n": 0, "note": "deterministic: 1 by construction"}
         else:
             per_seed = [maps[:n_stab]] + [fn(x[:n_stab], classes[:n_stab], s) for s in settings["seeds"][1:]]
-            rec["stability"] = ev.mean_ci(ev.stability(np.stack(per_seed), Q))
+            rec["stability"] = metrics.mean_ci(metrics.stability(np.stack(per_seed), Q))
             rec["stability"]["seeds"] = len(settings["seeds"])
         if regions is not None:
-            gt = ev.ground_truth_scores(maps, regions)
-            rec["gt_share"] = ev.mean_ci(gt["share"])
-            rec["pointing"] = ev.mean_ci(gt["pointing"])
+            gt = metrics.ground_truth_scores(maps, regions)
+            rec["gt_share"] = metrics.mean_ci(gt["share"])
+            rec["pointing"] = metrics.mean_ci(gt["pointing"])
         else:
             rec["gt_share"] = rec["pointing"] = None
-        rec["seconds_per_explanation"] = ev.median_seconds(lambda b, c: fn(b, c, 0), x, classes, settings["n_cost"])
+        rec["seconds_per_explanation"] = bl.median_seconds(lambda b, c: fn(b, c, 0), x, classes, settings["n_cost"])
         rec["wall_seconds"] = round(time.perf_counter() - t0, 1)
         curves[method] = {k: cur[k].mean(0).tolist() for k in ("deletion_distance", "insertion_distance",
                                                                "deletion_same_class", "insertion_same_class")}
@@ -158,15 +159,24 @@ def evaluate_dataset(name, explainer, x, regions, settings, log=print):
     return records, curves
 
 
+# What the synthetic run folder was trained with, written beside the run's files
+# (last, so its presence means the models are complete) and checked before reuse.
+SYNTHETIC_STAMP_FILE = "evaluation_config.json"
+
+
 def synthetic_run(run_dir, mnist_train, settings, verbose=0):
     """Trains (or loads) f, the autoencoder and the decoder on the synthetic data set.
 
-    The same training code as `train_run`, on `make_synthetic(mnist_train, ...)`.
+    The same training code as `train_run` (`train_siamese`, then
+    `fit_explainer` for the autoencoder, the decoder and the prototypes), on
+    `make_synthetic(mnist_train, ...)`; the run folder is written by
+    `runs.save_run`.
 
     Returns:
         `(explainer, train_accuracy)`.
     """
     from siamese_xai import training
+    from siamese_xai.fitting import fit_explainer
 
     run_dir = Path(run_dir)
     e_snn, e_ae, e_dec = settings["synth_epochs"]
@@ -175,23 +185,17 @@ def synthetic_run(run_dir, mnist_train, settings, verbose=0):
         autoencoder=AutoencoderConfig(epochs=e_ae),
         decoder=DecoderConfig(epochs=e_dec),
     )
-    x, y, _ = ev.make_synthetic(mnist_train, settings["synth_train"], seed=0)
+    x, y, _ = bl.make_synthetic(mnist_train, settings["synth_train"], seed=0)
     stamp = {"config": config.to_dict(), "synth_train": settings["synth_train"], "seed": 0}
-    files = [run_dir / n for n in (runs.SNN_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE, "evaluation_config.json")]
-    if all(f.exists() for f in files) and files.read_json(run_dir / "evaluation_config.json") == stamp:
+    stamp_path = run_dir / SYNTHETIC_STAMP_FILE
+    if stamp_path.exists() and files.read_json(stamp_path) == stamp:
         explainer = SiameseExplainer.from_run(run_dir, ExplainConfig())
     else:
         snn = training.train_siamese(x, y, config, verbose=verbose)
-        h = training.predict(snn, x)
-        _, decoder = training.train_autoencoder(x, h, config, verbose=verbose)
-        decoder = training.finetune_decoder(decoder, x, h, config, verbose=verbose)
-        protos = prototypes_from_embeddings(h, y, 10)
-        files.save_model(snn, run_dir / runs.SNN_FILE)
-        files.save_model(decoder, run_dir / runs.DECODER_FILE)
-        files.write_npy(run_dir / runs.PROTOTYPES_FILE, protos)
-        files.write_json(run_dir / "evaluation_config.json", stamp)
-        explainer = SiameseExplainer(snn, decoder, protos, ExplainConfig())
-    scalar = ev.DistanceScalar(explainer.embed, explainer.prototypes)
+        explainer = fit_explainer(snn, x, y, config, num_classes=10, explain_config=ExplainConfig(), verbose=verbose)
+        runs.save_run(run_dir, snn, explainer.decoder, explainer.prototypes)
+        files.write_json(stamp_path, stamp)
+    scalar = metrics.DistanceScalar(explainer.embed, explainer.prototypes)
     return explainer, float((scalar.classify(x) == y).mean())
 
 
@@ -336,7 +340,7 @@ DISCUSSION = """## Reading the numbers
   NumPy with every model call batched (B x 29 images per call), tested on a
   toy where the right ordering is known. The `distance-explainer` package
   needs `dianna`, which pulls torch and CUDA wheels, so its algorithm is
-  re-implemented in `siamese_xai.evaluation.rise_distance_maps` (with d in place
+  re-implemented in `benchmarks/baselines.py`'s `rise_distance_maps` (with d in place
   of its cosine distance). xplique pins tensorflow<=2.20 (as the issue notes; not
   re-checked here), so gradient saliency and Integrated Gradients are short
   `tf.GradientTape` functions."""
@@ -405,8 +409,8 @@ def main(argv=None) -> dict:
         ts = time.perf_counter()
         synth, train_acc = synthetic_run(synth_dir, x_train, settings)
         train_s = time.perf_counter() - ts
-        xs, ys, regions = ev.make_synthetic(x_test, settings["synth_test"], seed=1)
-        scalar = ev.DistanceScalar(synth.embed, synth.prototypes)
+        xs, ys, regions = bl.make_synthetic(x_test, settings["synth_test"], seed=1)
+        scalar = metrics.DistanceScalar(synth.embed, synth.prototypes)
         pred = scalar.classify(xs)
         test_acc = float((pred == ys).mean())
         # ground truth is only defined where the network decides by the square
@@ -430,7 +434,7 @@ def main(argv=None) -> dict:
             ),
         }
 
-    machine = machine_description()
+    machine = paper.machine_description()
     results = {
         "mode": mode,
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},

@@ -32,7 +32,8 @@ def main():
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from siamese_xai import files, paper, plotting
+    import paper
+    from siamese_xai import files, plotting
 
     t0 = time.perf_counter()
     run = paper.PaperRun(args.run)

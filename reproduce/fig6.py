@@ -7,7 +7,7 @@ Command (run by `make reproduce` after training):
 Run time: about 8 seconds on a 2-core CPU (4 s of it the explanation and plot). Writes figures/fig6.png (the
 quadruple: input, reconstruction g(f(x)), input with the mask, the mask) and
 figures/fig6.json (test index, classes, distances, J, sigma, s, q, N). The
-test image is chosen by the rule in `siamese_xai.paper`'s docstring.
+test image is chosen by the rule in `reproduce/paper.py`'s docstring.
 """
 
 from _figure import main

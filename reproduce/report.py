@@ -22,7 +22,8 @@ def main():
     parser.add_argument("--out", default="figures")
     parser.add_argument("--reproduce-seconds", type=float, help="wall time of the whole `make reproduce`, if measured")
     args = parser.parse_args()
-    from siamese_xai import files, paper, runs
+    import paper
+    from siamese_xai import files, runs
 
     metrics = files.read_json(os.path.join(args.run, runs.METRICS_FILE))
     config = files.read_json(os.path.join(args.run, runs.CONFIG_FILE))

@@ -29,7 +29,8 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from siamese_xai import paper, plotting
+    import paper
+    from siamese_xai import plotting
 
     run = paper.PaperRun(args.run)
     index, _ = paper.select_example(paper.figure_spec("fig5"), run.y, run.summary)

@@ -26,16 +26,15 @@ def main():
     parser.add_argument("--figures", default="figures", help="where the committed copy of the grid goes")
     args = parser.parse_args()
 
-    import keras
-
     from siamese_xai import data, files, plotting, runs, training
     from siamese_xai.config import TrainConfig
 
     metrics = training.train_run(TrainConfig.paper(), args.out, data_dir=args.data_dir, force=args.force)
     x, _ = data.load_mnist("test", args.data_dir)
-    load = lambda name: keras.models.load_model(os.path.join(args.out, name), compile=False)
-    snn, encoder, decoder = load(runs.SNN_FILE), load(runs.ENCODER_FILE), load(runs.DECODER_FILE)
-    fig = plotting.plot_reconstructions(x[:16], decoder(snn(x[:16])).numpy(), decoder(encoder(x[:16])).numpy())
+    run = runs.load_run(args.out, encoder=True)
+    fig = plotting.plot_reconstructions(
+        x[:16], run.decoder(run.embed(x[:16])).numpy(), run.decoder(run.encoder(x[:16])).numpy()
+    )
     for folder in (args.out, args.figures):
         with files.atomic_path(os.path.join(folder, "reconstructions.png")) as tmp:
             fig.savefig(tmp, dpi=120, format="png")

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from siamese_xai import data, files, losses, models, prototypes, runs
 from siamese_xai.config import TrainConfig
+from siamese_xai.distribute import STRATEGIES, make_strategy  # noqa: F401 (the CLI's names)
 
 # Seed offsets so the three stages draw different initial weights and orders.
 _SNN_SEED, _AE_SEED, _DEC_SEED = 0, 1000, 2000
@@ -332,19 +333,12 @@ def _check_embeddings(x, h, embedding_dim):
 
 
 def predict(model, x, batch_size: int = 1000) -> np.ndarray:
-    """`model(x)` in batches, as a NumPy array.
+    """`model(x)` in batches of 1000, as a float32 NumPy array: `prototypes.embed_in_batches`.
 
-    Args:
-        model: a Keras model (called with `training=False`) or any callable
-            from a batch to a batch, e.g. a black-box embedding.
-        x: `(n, ...)` inputs.
-        batch_size: inputs per call.
-
-    Returns:
-        `(n, ...)` outputs.
+    Kept for callers of the old name; the batch size is the one `train_run`
+    uses, so the same model gives the same arrays bit for bit.
     """
-    call = (lambda b: model(b, training=False)) if isinstance(model, keras.Model) else model
-    return np.concatenate([np.asarray(call(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+    return prototypes.embed_in_batches(model, x, batch_size)
 
 
 def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dict:
@@ -361,10 +355,11 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
         g(e(x))), `recon_sse_decoder` (the same for g(f(x))) and
         `alignment_sse` (mean ||e(x) - f(x)||^2).
     """
-    h = predict(snn, x, batch_size)
-    code = predict(encoder, x, batch_size)
-    rec_e = predict(decoder, code, batch_size)
-    rec_f = predict(decoder, h, batch_size)
+    batched = lambda model, inputs: prototypes.embed_in_batches(model, inputs, batch_size)
+    h = batched(snn, x)
+    code = batched(encoder, x)
+    rec_e = batched(decoder, code)
+    rec_f = batched(decoder, h)
     sse = lambda a, b: float(np.mean(np.sum((a - b).reshape(len(a), -1) ** 2, axis=1)))
     # How much of an image the embedding keeps beyond its class: the contrastive
     # loss pulls same-class embeddings together, and the decoder can only
@@ -384,35 +379,6 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
         "alignment_sse": float(np.mean(np.sum((code - h) ** 2, axis=1))),
         "num_test_images": int(len(x)),
     }
-
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-def make_strategy(strategy=None):
-    """Turns a strategy name (or a strategy) into a `tf.distribute.Strategy`.
-
-    Args:
-        strategy: None or "default" (the default strategy: one device),
-            "mirrored" (`MirroredStrategy` over this machine's GPUs, or its
-            CPU), "multiworker" (`MultiWorkerMirroredStrategy`; the cluster
-            comes from the `TF_CONFIG` environment variable, see README), or a
-            `tf.distribute.Strategy`, returned as is.
-
-    Raises:
-        ValueError: an unknown name or another type.
-    """
-    if isinstance(strategy, tf.distribute.Strategy):
-        return strategy
-    if strategy is None or strategy == "default":
-        return tf.distribute.get_strategy()
-    if strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if strategy == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(
-        f"`strategy` must be one of {', '.join(STRATEGIES)} or a tf.distribute.Strategy. Received: strategy={strategy!r}"
-    )
 
 
 def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force: bool = False, verbose: int = 1) -> dict:
@@ -460,11 +426,12 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
                 f"Received: a config that differs from {config_path}"
             )
     if force:
-        for name in (runs.SNN_FILE, runs.ENCODER_FILE, runs.DECODER_JOINT_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE, runs.METRICS_FILE):
+        for name in (runs.SNN_FILE, runs.ENCODER_FILE, runs.DECODER_JOINT_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE,
+                     runs.METRICS_FILE, runs.IDENTITY_FILE):
             (run_dir / name).unlink(missing_ok=True)
         import shutil
 
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run_dir / runs.CHECKPOINTS_DIR, ignore_errors=True)
     files.write_json(config_path, config.to_dict())
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -476,7 +443,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         if path.exists():
             if verbose:
                 print(f"[{name}] {path} exists, skipping")
-            return keras.models.load_model(path, compile=False)
+            return runs.load_model(run_dir, path.name)
         t0 = time.perf_counter()
         model = train_fn()
         seconds[name] = round(time.perf_counter() - t0, 1)
@@ -484,7 +451,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         return model
 
     snn = stage("snn", run_dir / runs.SNN_FILE, lambda: train_siamese(x_train, y_train, config, run_dir, strategy, verbose))
-    h_train = predict(snn, x_train)
+    h_train = prototypes.embed_in_batches(snn, x_train, 1000)
     protos = prototypes.prototypes_from_embeddings(h_train, y_train, 10)
     files.write_npy(run_dir / runs.PROTOTYPES_FILE, protos)
 
@@ -498,7 +465,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     if not (run_dir / runs.ENCODER_FILE).exists():
         (run_dir / runs.DECODER_JOINT_FILE).unlink(missing_ok=True)
     encoder = stage("autoencoder", run_dir / runs.ENCODER_FILE, joint)
-    decoder_joint = pair.get("decoder") or keras.models.load_model(run_dir / runs.DECODER_JOINT_FILE, compile=False)
+    decoder_joint = pair.get("decoder") or runs.load_model(run_dir, runs.DECODER_JOINT_FILE)
     decoder = stage(
         "decoder", run_dir / runs.DECODER_FILE, lambda: finetune_decoder(decoder_joint, x_train, h_train, config, run_dir, strategy, verbose)
     )
@@ -510,4 +477,5 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     metrics["train_prototype_accuracy"] = prototypes.prototype_accuracy(h_train, y_train, protos)
     metrics["seconds"] = seconds
     files.write_json(metrics_path, metrics)
+    runs.write_identity(run_dir, snn, decoder, protos)  # last: the finished run's recorded identity
     return metrics

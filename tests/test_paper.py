@@ -1,7 +1,13 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from siamese_xai import paper
+# reproduce/paper.py is the reproduction harness, not the library: its scripts import it as `paper`
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))
+
+import paper  # noqa: E402
 
 
 def _summary(predicted, errors, distances=None):
@@ -57,26 +63,44 @@ def test_summary_on_a_linear_toy():
     np.testing.assert_allclose(s["recon_sse"], 0.0, atol=1e-6)
 
 
-def test_mask_iou():
-    a = np.zeros((4, 4), bool)
-    b = np.zeros((4, 4), bool)
-    assert paper.mask_iou(a, b) == 1.0
-    a[0, :2] = True
-    b[0, 1:3] = True
-    assert paper.mask_iou(a, b) == pytest.approx(1 / 3)
-
-
 def test_paper_run_figures_on_the_tiny_run(tiny_run):
+    from siamese_xai import files, runs
     from siamese_xai.explain import ExplainConfig
 
     run_dir, _ = tiny_run
     run = paper.PaperRun(run_dir, config=ExplainConfig(n_perturbations=64))
     e, record = run.explain_figure("fig9")
+    # train_run recorded the finished run's identity, and the explanation carries it
+    assert e.run_id == files.read_json(run_dir / runs.IDENTITY_FILE)["run_id"] == run.explainer.run_id
     assert record["true_class"] == 4 and record["figure"] == "fig9"
     assert record["N"] == 64 and len(record["J"]) == record["s"] == 5
     assert record["nearest_prototypes"][0]["distance"] <= record["nearest_prototypes"][1]["distance"]
+    assert len(e) == 1 and record["J"] == e.indices[0].tolist() and record["mask_pixels"] == record["q"]
+    assert record["predicted_class"] == int(np.argmin(e.distances[0])) == record["explained_class"]
     e2, record2 = run.explain_figure("fig9")
     assert record2 == record  # deterministic for a seed
+    with pytest.raises(ValueError, match="one image"):
+        paper.explanation_record(run.explainer.explain(run.x[:2]), 0, 4, 1.0)
     curve = paper.convergence_curve(run.explainer, run.x[:2], [16, 64], reference_n=256, seeds=(0, 1))
     assert set(curve) == {16, 64} and all(len(v) == 4 for v in curve.values())
     assert all(((0 <= v) & (v <= 1)).all() for v in curve.values())
+
+
+def test_report_renders_every_figure_and_the_run_numbers():
+    figure = lambda name, sse, ink: {
+        "figure": name, "test_index": 7, "true_class": 4, "predicted_class": 9, "explained_class": 9,
+        "nearest_prototypes": [{"class": 9, "distance": 0.25}, {"class": 4, "distance": 0.5}], "recon_sse": sse,
+        "J": [1, 2], "sigma": 0.001, "s": 2, "q": 100, "N": 5000, "mask_on_ink": ink, "selection": f"rule of {name}",
+    }
+    figures = [figure(spec.name, 10.0 * (i + 1), 0.5) for i, spec in enumerate(paper.PAPER_FIGURES)]
+    metrics = {"prototype_accuracy": 0.9916, "recon_sse_decoder": 38.84, "recon_sse_autoencoder": 56.6,
+               "alignment_sse": 0.192, "seconds": {"snn": 127.0}}
+    config = {"embedding_dim": 20, "seed": 0, "snn": {}, "autoencoder": {}, "decoder": {}}
+    convergence = {"iou_mean": {"50": 0.5, "500": 0.9, "5000": 0.99}, "seconds": 10.7}
+    text = paper.render_report(metrics, config, figures, convergence, "a test machine")
+    assert "99.16%" in text and "38.84" in text and "Machine: a test machine." in text
+    for spec in paper.PAPER_FIGURES:
+        assert f"[{spec.name}]({spec.name}.png)" in text and f"rule of {spec.name}" in text
+    # Figs. 4-7 are the "good" ones: their mean error, 25.0, is quoted against the test-set mean
+    assert "(mean 25.0) against a test-set mean of 38.8" in text
+    assert "0.9 at N = 500" in text

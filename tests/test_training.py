@@ -192,3 +192,66 @@ def test_train_killed_mid_epoch_and_rerun_ends_with_the_same_weights(tmp_path, k
         b = keras.models.load_model(tmp_path / "whole" / name, compile=False).get_weights()
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v, err_msg=name)
+
+
+# fit_explainer: the explainer for a network trained elsewhere, in one call
+
+
+def _black_box(dim, seed=3):
+    """A fixed random Keras embedding: f is a black box to the explainer, trained or not."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(dim)], name="black_box"
+    )
+
+
+def test_fit_explainer_trains_a_decoder_for_a_black_box_embedding():
+    from siamese_xai.explain import ExplainConfig
+    from siamese_xai.fitting import fit_explainer
+    from siamese_xai.models import build_decoder
+
+    x, y = _mnist_subset(2000)
+    f = _black_box(12)
+    cfg = TrainConfig.tiny(embedding_dim=12)
+    explainer = fit_explainer(f, x, y, cfg, explain_config=ExplainConfig.tiny(), verbose=0)
+    # the prototypes are the class means of f(x)
+    h = f(x).numpy().astype(np.float64)
+    means = np.stack([h[y == k].mean(0) for k in range(10)])
+    np.testing.assert_allclose(explainer.prototypes, means, rtol=1e-5, atol=1e-6)
+    # the decoder learned to invert f on images it never saw: far better than untrained
+    x_test, _ = data.load_mnist("test")
+    x_test = x_test[:500]
+    h_test = f(x_test)
+    sse = lambda dec: float(np.mean(np.sum((dec(h_test).numpy() - x_test).reshape(len(x_test), -1) ** 2, 1)))
+    untrained = build_decoder(12)
+    assert sse(explainer.decoder) < 0.5 * sse(untrained), (sse(explainer.decoder), sse(untrained))
+    # and it explains: q pixels per image, the config it was given
+    e = explainer.explain(x_test[:3], seed=0)
+    assert e.mask.shape == (3, 28, 28, 1) and e.config == ExplainConfig.tiny()
+    assert e.mask.reshape(3, -1).sum(1).tolist() == [e.config.q] * 3
+
+
+def test_fit_explainer_reads_d_from_the_embedding_and_writes_a_run_folder(tmp_path):
+    from siamese_xai import runs
+    from siamese_xai.explain import SiameseExplainer
+    from siamese_xai.fitting import fit_explainer
+
+    x, y = _mnist_subset(256)
+    f = _black_box(7)
+    # config=None: the paper's stage settings for D = 7 (8 epochs of 2 steps each here)
+    explainer = fit_explainer(f, x, y, run_dir=tmp_path / "own", verbose=0)
+    assert explainer.embedding_dim == 7 and explainer.decoder.input_shape == (None, 7)
+    loaded = SiameseExplainer.from_run(tmp_path / "own")
+    np.testing.assert_array_equal(loaded.prototypes, explainer.prototypes)
+    assert (tmp_path / "own" / runs.ENCODER_FILE).is_file()
+    assert any((tmp_path / "own" / runs.CHECKPOINTS_DIR / "decoder").iterdir())
+
+
+def test_fit_explainer_refuses_a_config_of_another_length_before_training():
+    from siamese_xai.fitting import fit_explainer
+
+    x, y = _mnist_subset(64)
+    with pytest.raises(ValueError, match=r"config.embedding_dim.*7.*Received: config.embedding_dim=20"):
+        fit_explainer(_black_box(7), x, y, TrainConfig.tiny(), verbose=0)
+    with pytest.raises(ValueError, match=r"y.shape=\(63,\)"):
+        fit_explainer(_black_box(7), x, y[:63], TrainConfig.tiny(embedding_dim=7), verbose=0)

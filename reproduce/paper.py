@@ -1,5 +1,9 @@
 """The paper's experiments: which MNIST test images Figs. 4-9 show, and the report.
 
+Part of the reproduction harness, not of the library: the scripts in this
+folder import it as `paper` (they run as `python reproduce/NAME.py`, which
+puts this folder on `sys.path`).
+
 The paper shows six quadruples and no numbers. This module fixes, by rules, which
 test images stand in for its figures, so that a rerun with the same run folder
 and seed makes the same figures, and collects the numbers a reader needs
@@ -28,7 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siamese_xai.prototypes import nearest_prototype
+from siamese_xai.metrics import mask_iou
+from siamese_xai.prototypes import embed_in_batches, nearest_prototype
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,8 @@ def test_set_summary(embed, decoder, prototypes, x, batch_size: int = 1000) -> d
         A dict with `predicted` `(n,)`, `distances` `(n, C)` and `recon_sse`
         `(n,)` (sum of squared errors of g(f(x))).
     """
-    h = np.concatenate([np.asarray(embed(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
-    rec = np.concatenate([np.asarray(decoder(h[i : i + batch_size])) for i in range(0, len(h), batch_size)])
+    h = embed_in_batches(embed, x, batch_size)
+    rec = embed_in_batches(decoder, h, batch_size)
     predicted, distances = nearest_prototype(h, prototypes)
     sse = np.sum((rec - x).reshape(len(x), -1) ** 2, axis=1)
     return {"predicted": predicted, "distances": distances, "recon_sse": sse}
@@ -139,28 +144,35 @@ def select_example(spec: FigureSpec, y, summary: dict):
 
 
 def explanation_record(explanation, index: int, true_class: int, recon_sse: float, note: str = "") -> dict:
-    """The numbers REPORT.md shows for one explained test image (JSON-ready); `explanation` holds that image alone."""
-    e, cfg = explanation, explanation.config
-    distances, mask, image = e.distances[0], e.mask[0], e.input[0]
+    """The numbers REPORT.md shows for one explained test image (JSON-ready).
+
+    Args:
+        explanation: an `Explanation` of one image (B = 1).
+        index, true_class, recon_sse, note: the test image's index, label,
+            SSE of g(f(x)) and how it was chosen.
+    """
+    if len(explanation) != 1:
+        raise ValueError(f"`explanation` must hold one image. Received: {len(explanation)} images")
+    distances = explanation.distances[0]
+    mask, image = explanation.mask[0], explanation.input[0]
+    explained = int(explanation.explained_class[0])
+    cfg = explanation.config
     order = np.argsort(distances, kind="stable")
-    explained = int(e.explained_class[0])
     return {
         "test_index": int(index),
         "true_class": int(true_class),
-        "predicted_class": int(e.predicted_class[0]),
+        "predicted_class": int(explanation.predicted_class[0]),
         "explained_class": None if explained < 0 else explained,
-        "nearest_prototypes": [
-            {"class": int(c), "distance": round(float(distances[c]), 4)} for c in order[:2]
-        ],
+        "nearest_prototypes": [{"class": int(c), "distance": round(float(distances[c]), 4)} for c in order[:2]],
         "recon_sse": round(float(recon_sse), 3),
-        "J": [int(j) for j in e.indices[0]],
-        "sigma": float(e.sigma[0]),
+        "J": [int(j) for j in explanation.indices[0]],
+        "sigma": float(explanation.sigma[0]),
         "s": int(cfg.s),
         "q": int(cfg.q),
         "N": int(cfg.n_perturbations),
         "direction": cfg.direction,
         "method": cfg.method,
-        "seed": int(e.seed),
+        "seed": int(explanation.seed),
         "mask_pixels": int(mask.sum()),
         "mask_on_ink": round(float((image[mask] > 0.5).mean()) if mask.any() else 0.0, 3),
         "selection": note,
@@ -220,13 +232,6 @@ class PaperRun:
         record["figure"] = name
         record["caption"] = spec.caption
         return e, record
-
-
-def mask_iou(a, b) -> float:
-    """Intersection over union of two boolean masks (1.0 when both are empty)."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def convergence_curve(explainer, images, n_values, reference_n: int = 20000, seeds=(0, 1, 2, 3, 4)):

@@ -1,0 +1,43 @@
+"""The package's shape: library apart from the harness, no private imports, short modules."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = sorted((ROOT / "siamese_xai").glob("*.py"))
+HARNESS = sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "reproduce").glob("*.py"))
+HARNESS_MODULES = {p.stem for p in HARNESS}
+
+
+def _imports(path):
+    """(module, name) for every import in a file; name is None for `import module`."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield from ((node.module or "", alias.name) for alias in node.names)
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.name)
+def test_the_library_does_not_import_the_harness(path):
+    wrong = [m for m, _ in _imports(path) if m.split(".")[0] in HARNESS_MODULES | {"benchmarks", "reproduce"}]
+    assert not wrong, f"{path.name} imports the harness: {wrong}"
+
+
+@pytest.mark.parametrize("path", HARNESS + [ROOT / "siamese_xai" / "cli.py"], ids=lambda p: p.name)
+def test_scripts_import_no_private_names(path):
+    private = [
+        f"{m}.{n}" if n else m
+        for m, n in _imports(path)
+        if (n or "").startswith("_") and m != "__future__"
+        or m.startswith("siamese_xai") and any(part.startswith("_") for part in m.split("."))
+    ]
+    assert not private, f"{path.name} imports private names: {private}"
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.name)
+def test_library_modules_stay_under_500_lines(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= 500, f"{path.name} has {lines} lines"

@@ -1,0 +1,126 @@
+import math
+
+import numpy as np
+import pytest
+
+from siamese_xai import metrics
+
+P = 28 * 28
+
+
+class LinearEmbed:
+    """h = x @ W with W non-zero only on a known set S of pixels: d depends on S alone."""
+
+    def __init__(self, support, dim=3, seed=0):
+        rng = np.random.default_rng(seed)
+        self.w = np.zeros((P, dim))
+        self.w[support] = np.abs(rng.normal(1.0, 0.2, (len(support), dim)))
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return (np.asarray(x, np.float64).reshape(len(x), -1) @ self.w).astype(np.float32)
+
+
+@pytest.fixture
+def toy():
+    """Images, a linear embedding on a known support, and prototypes c_b = f(x_b): image b is class b."""
+    rng = np.random.default_rng(1)
+    xs = rng.uniform(0.2, 1.0, (4, 28, 28, 1)).astype(np.float32)
+    support = rng.choice(P, 60, replace=False)
+    f = LinearEmbed(support)
+    h = f(xs)
+    protos = np.concatenate([h, h.mean(0, keepdims=True) + 100.0])
+    true_maps = np.zeros((4, P), np.float32)
+    true_maps[:, support] = xs.reshape(4, -1)[:, support] * f.w[support].sum(1)
+    return xs, f, protos, true_maps.reshape(4, 28, 28)
+
+
+def test_distance_scalar_matches_hand_computation(toy):
+    xs, f, protos, _ = toy
+    scalar = metrics.DistanceScalar(f, protos)
+    d, near = scalar(xs, np.zeros(4, int))
+    h = f(xs).astype(np.float64)
+    np.testing.assert_allclose(d, ((h - protos[0]) ** 2).sum(1), rtol=1e-6)
+    np.testing.assert_array_equal(near, np.arange(4))
+    d3, _ = scalar(xs, np.full(4, 3))
+    np.testing.assert_allclose(d3, ((h - protos[3]) ** 2).sum(1), rtol=1e-6)
+    np.testing.assert_array_equal(scalar.classify(xs), np.arange(4))
+    assert scalar.calls == 3 * len(xs)
+    with pytest.raises(ValueError, match="classes"):
+        scalar(xs, np.zeros(3, int))
+    with pytest.raises(ValueError, match=r"xs.shape=\(4, 28, 28\)"):
+        scalar(xs[..., 0], np.zeros(4, int))
+
+
+def test_deletion_auc_of_true_ordering_beats_random(toy):
+    xs, f, protos, true_maps = toy
+    scalar = metrics.DistanceScalar(f, protos)
+    classes = np.arange(4)
+    true = metrics.deletion_insertion(scalar, xs, classes, true_maps)
+    rand = metrics.deletion_insertion(scalar, xs, classes, np.random.default_rng(0).random((4, 28, 28)))
+    assert true["fraction"][0] == 0 and true["fraction"][-1] == 1 and len(true["fraction"]) == 29
+    # deleting the pixels d depends on drives d up at once; inserting them first brings it down at once
+    assert np.all(true["deletion_auc"] > rand["deletion_auc"])
+    assert np.all(true["insertion_auc"] < rand["insertion_auc"])
+    # both curves end where the other starts: the blank image and x itself
+    np.testing.assert_allclose(true["deletion_distance"][:, -1], true["insertion_distance"][:, 0], rtol=1e-6)
+    np.testing.assert_allclose(true["deletion_distance"][:, 0], true["insertion_distance"][:, -1], rtol=1e-6)
+    # x itself is its own class; the AUC is the trapezoid area under the curve
+    assert np.all(true["deletion_same_class"][:, 0] == 1.0)
+    np.testing.assert_allclose(true["deletion_auc"], np.trapezoid(true["deletion_distance"], true["fraction"], axis=1))
+    # every curve point is one image through f, in one call per curve
+    calls = f.calls
+    metrics.deletion_insertion(scalar, xs, classes, true_maps, steps=7)
+    assert f.calls - calls == 2
+    with pytest.raises(ValueError, match="finite"):
+        metrics.deletion_insertion(scalar, xs, classes, np.full((4, 28, 28), np.nan))
+
+
+def test_ground_truth_scores_by_hand():
+    regions = np.zeros((2, 28, 28), bool)
+    regions[:, 0:4, 0:4] = True
+    maps = np.zeros((2, 28, 28))
+    maps[0, 0:4, 0:4] = 1.0  # exactly the region
+    maps[1, 10:14, 10:14] = 1.0  # elsewhere
+    maps[1, 0, 0] = 0.5  # in the region, but the 17th largest: just outside the top 16
+    gt = metrics.ground_truth_scores(maps, regions)
+    np.testing.assert_allclose(gt["share"], [1.0, 0.0])
+    np.testing.assert_allclose(gt["pointing"], [1.0, 0.0])
+    with pytest.raises(ValueError, match="regions"):
+        metrics.ground_truth_scores(maps, regions[:, :10])
+
+
+def test_stability_and_mean_ci():
+    rng = np.random.default_rng(0)
+    m = rng.random((3, 28, 28))
+    assert np.allclose(metrics.stability(np.stack([m, m, m]), q=50), 1.0)
+    other = metrics.stability(np.stack([m, rng.random((3, 28, 28))]), q=50)
+    assert np.all(other < 0.3)
+    with pytest.raises(ValueError, match="maps_per_seed"):
+        metrics.stability(m[None], q=50)
+    s = metrics.mean_ci([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["n"] == 3
+    assert math.isclose(s["ci95"], 1.96 * 1.0 / math.sqrt(3))
+    assert metrics.mean_ci([5.0]) == {"mean": 5.0, "ci95": 0.0, "n": 1}
+
+
+def test_top_q_mask_by_hand():
+    maps = np.array([[[3.0, 1.0], [2.0, 2.0]]])
+    # the two largest: 3 and the first 2 in raster order
+    np.testing.assert_array_equal(metrics.top_q_mask(maps, 2), [[[True, False], [True, False]]])
+    assert metrics.top_q_mask(maps, 4).all()
+    with pytest.raises(ValueError, match="q=5"):
+        metrics.top_q_mask(maps, 5)
+
+
+def test_mask_iou():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    assert metrics.mask_iou(a, b) == 1.0
+    a[0, :2] = True
+    b[0, 1:3] = True
+    assert metrics.mask_iou(a, b) == pytest.approx(1 / 3)
+    assert metrics.mask_iou(a, a) == 1.0
+    with pytest.raises(ValueError, match=r"b.shape=\(2, 4\)"):
+        metrics.mask_iou(a, b[:2])
