@@ -66,3 +66,53 @@ def _kill_when_exists(cmd, ready, timeout: float = 120.0, poll: float = 0.02):
 def kill_when_exists():
     """`kill_when_exists(cmd, ready_path)`: run a command and SIGKILL it once a file appears."""
     return _kill_when_exists
+
+
+STOP_HOOK_DIR = Path(__file__).resolve().parent / "stop_hook"
+
+
+def _stop_and_kill(cmd, env, log_path, timeout: float = 240.0, poll: float = 0.05):
+    """Runs `cmd` until it stops itself (SIGSTOP, see `stop_hook/sitecustomize.py`), then SIGKILLs it.
+
+    Args:
+        cmd: the command.
+        env: its environment; put `STOP_HOOK_DIR` on its PYTHONPATH and set
+            SIAMESE_XAI_STOP_AT to choose where it stops.
+        log_path: where its stdout and stderr go.
+        timeout: seconds to wait for it to stop; then it is killed and the test fails.
+
+    Returns:
+        The process's exit status (-9: killed by SIGKILL).
+    """
+    import signal
+    import subprocess
+    import time
+
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            # WUNTRACED reports a stopped child without reaping it
+            pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
+            if pid and os.WIFSTOPPED(status):
+                break
+            if pid:  # it ended without stopping: the stop point was never reached
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                pytest.fail(f"{cmd} exited ({proc.returncode}) before its stop point:\n"
+                            + Path(log_path).read_text()[-3000:])
+            if time.monotonic() > deadline:
+                pytest.fail(f"{cmd} did not reach its stop point in {timeout:.0f} s:\n" + Path(log_path).read_text()[-3000:])
+            time.sleep(poll)
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(timeout=30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+@pytest.fixture
+def stop_and_kill():
+    """`stop_and_kill(cmd, env, log_path)`: run a command to its stop point and SIGKILL it there."""
+    return _stop_and_kill

@@ -168,27 +168,79 @@ def test_predict_takes_any_black_box():
     assert calls == [4, 2]
 
 
-@pytest.mark.slow  # about 50 s on 2 cores: three tiny training runs, two of them in fresh processes
-def test_train_killed_mid_epoch_and_rerun_ends_with_the_same_weights(tmp_path, kill_when_exists):
-    """A real kill (SIGKILL to the CLI process), not an exception: resume from the last checkpoint."""
+# 512 images in batches of 64: 8 steps per epoch and 2 epochs (16 steps) per stage, a
+# checkpoint after steps 3 and 6 of each epoch and at its end (global steps 3, 6, 8, 11, 14, 16).
+_KILL_TAIL = ["--tiny", "--train-limit", "512", "--epochs", "2", "--checkpoint-every", "3", "--seed", "5", "--quiet"]
+_STEPS_PER_STAGE = 16
+# (stage, global step after which the process is killed, the checkpoint the rerun must
+# resume from: (epoch, step_in_epoch, global step)), worked out by hand from the rule above.
+_KILL_POINTS = [
+    ("snn", 13, (1, 3, 11)),  # second epoch: two trained steps are lost
+    ("autoencoder", 5, (0, 3, 3)),  # first epoch
+    ("decoder", 16, (1, 6, 14)),  # the stage's last step, before its final checkpoint
+]
+_MODEL_FILES = {"snn": "snn.keras", "autoencoder": "encoder.keras", "decoder": "decoder.keras"}
+
+
+def _steps_logged(path, stage):
+    """The global steps of `stage` that a process trained, from the stop hook's step log."""
+    if not path.exists():
+        return []
+    return [int(step) for name, step in (line.split() for line in path.read_text().splitlines()) if name == stage]
+
+
+def test_train_killed_in_each_stage_resumes_from_its_checkpoint(tmp_path, stop_and_kill):
+    """SIGKILL a real `siamese-xai train` mid-epoch in each stage in turn; each rerun resumes mid-epoch.
+
+    One run folder goes through four processes: the first is killed in the
+    Siamese stage, the second resumes it and is killed in the autoencoder
+    stage, the third in the decoder stage, the fourth finishes. Each resumed
+    stage must restore its last checkpoint (step_in_epoch > 0), train only the
+    steps after it (counted by the stop hook, and recorded by `fit` in
+    logs/sessions.jsonl) and end with the weights of an uninterrupted run.
+    """
+    import os
+    import signal
     import subprocess
     import sys
 
+    from conftest import STOP_HOOK_DIR
+
     from siamese_xai import cli
 
-    # 512 images in batches of 64: 8 steps per epoch, 2 epochs per stage, a checkpoint every 3 steps
-    tail = ["--tiny", "--train-limit", "512", "--epochs", "2", "--checkpoint-every", "3", "--seed", "5"]
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "siamese_xai.cli", "train", "--out", str(run)] + tail
-    env = kill_when_exists(cmd, run / "checkpoints" / "snn" / "checkpoint")
-    assert not (run / "snn.keras").exists()  # killed inside the first stage
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "resumed at step" in rerun.stdout or "epoch 2/2" in rerun.stdout.split("[snn]")[1]
+    cmd = [sys.executable, "-m", "siamese_xai.cli", "train", "--out", str(run)] + _KILL_TAIL
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(STOP_HOOK_DIR), os.environ.get("PYTHONPATH")])))
+    step_logs = [tmp_path / f"steps-{i}.log" for i in range(len(_KILL_POINTS) + 1)]
+    for i, (stage, step, _) in enumerate(_KILL_POINTS):
+        status = stop_and_kill(cmd, dict(env, SIAMESE_XAI_STOP_AT=f"{stage}:{step}", SIAMESE_XAI_STEP_LOG=str(step_logs[i])),
+                               tmp_path / f"process-{i}.log")
+        assert status == -signal.SIGKILL
+        assert _steps_logged(step_logs[i], stage)[-1] == step  # it was killed where it was meant to be
+        assert not (run / _MODEL_FILES[stage]).exists()  # inside the stage
+    last = subprocess.run(cmd, env=dict(env, SIAMESE_XAI_STEP_LOG=str(step_logs[-1])), capture_output=True, text=True, timeout=300)
+    assert last.returncode == 0, last.stderr[-3000:]
 
-    assert cli.main(["train", "--out", str(tmp_path / "whole"), "--quiet"] + tail) == 0
-    for name in ("snn.keras", "encoder.keras", "decoder.keras"):
+    sessions = {s["stage"]: s for s in training.read_sessions(run)}
+    assert len(training.read_sessions(run)) == 3  # killed calls record nothing; each stage finished once
+    for i, (stage, step, (epoch, step_in_epoch, global_step)) in enumerate(_KILL_POINTS):
+        # what the process after the kill trained of this stage: only the steps after the checkpoint
+        assert _steps_logged(step_logs[i + 1], stage) == list(range(global_step + 1, _STEPS_PER_STAGE + 1)), stage
+        assert sessions[stage] == dict(
+            sessions[stage], restored_from=f"ckpt-{global_step}", restored_epoch=epoch,
+            restored_step_in_epoch=step_in_epoch, restored_global_step=global_step,
+            steps_run=_STEPS_PER_STAGE - global_step, global_step=_STEPS_PER_STAGE, steps_total=_STEPS_PER_STAGE,
+        ), stage
+
+    whole = tmp_path / "whole"
+    assert cli.main(["train", "--out", str(whole)] + _KILL_TAIL) == 0
+    for s in training.read_sessions(whole):  # from scratch: nothing restored, every step trained
+        assert (s["restored_from"], s["restored_global_step"], s["steps_run"]) == (None, 0, _STEPS_PER_STAGE), s
+    for name in ("snn.keras", "encoder.keras", "decoder_joint.keras", "decoder.keras"):
         a = keras.models.load_model(run / name, compile=False).get_weights()
-        b = keras.models.load_model(tmp_path / "whole" / name, compile=False).get_weights()
+        b = keras.models.load_model(whole / name, compile=False).get_weights()
+        assert len(a) == len(b) > 0
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v, err_msg=name)
+    np.testing.assert_array_equal(np.load(run / "prototypes.npy"), np.load(whole / "prototypes.npy"))
