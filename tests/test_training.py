@@ -83,30 +83,28 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_interrupted_training_resumes_mid_epoch_to_the_same_weights(tmp_path):
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
     x, y = _mnist_subset()
-    cfg = _small_config()  # 8 steps per epoch, 2 epochs, a checkpoint every 3 steps
+    cfg = _small_config()  # 8 steps per epoch, 2 epochs, checkpoints after steps 3, 6 and 8 of each epoch
     reference = training.train_siamese(x, y, cfg, run_dir=tmp_path / "ref", verbose=0).get_weights()
 
-    real_update = keras.utils.Progbar.update
-    calls = {"n": 0}
-
-    def crash_at_step_11(self, current, values=None, finalize=None):
-        calls["n"] += 1
-        if calls["n"] == 11:  # mid second epoch, two steps after the checkpoint at step 9
+    def crash_after_step_13(step, values):
+        if step == 13:  # mid second epoch, two steps after the checkpoint at global step 11
             raise KeyboardInterrupt
-        return real_update(self, current, values, finalize)
 
-    monkeypatch.setattr(keras.utils.Progbar, "update", crash_at_step_11)
     with pytest.raises(KeyboardInterrupt):
-        training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=1)
-    monkeypatch.setattr(keras.utils.Progbar, "update", real_update)
-    assert (tmp_path / "run" / "checkpoints" / "snn").is_dir()
+        training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=0, on_step=crash_after_step_13)
+    assert training.read_sessions(tmp_path / "run") == []  # the interrupted call recorded nothing
 
-    resumed = training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=1)
+    steps = []
+    resumed = training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=0, on_step=lambda s, v: steps.append(s))
+    assert steps == [12, 13, 14, 15, 16]  # only what follows the checkpoint: resumed, not retrained
+    [session] = training.read_sessions(tmp_path / "run")
+    assert session == dict(session, restored_from="ckpt-11", restored_epoch=1, restored_step_in_epoch=3,
+                           restored_global_step=11, steps_run=5, global_step=16, steps_total=16)
     for u, v in zip(reference, resumed.get_weights()):
         np.testing.assert_array_equal(u, v)
 
