@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from siamese_xai import data, training
+from siamese_xai import data, prototypes, training
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
 
 
@@ -25,17 +25,28 @@ def test_tiny_run_writes_the_run_folder(tiny_run):
     assert TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())) == TrainConfig.tiny()
     # TensorBoard logs were written
     assert any((run_dir / "logs" / "snn").iterdir())
+    # each stage trained once, from scratch, every step of its one epoch (2000 images in batches of 64)
+    sessions = training.read_sessions(run_dir)
+    assert [s["stage"] for s in sessions] == ["snn", "autoencoder", "decoder"]
+    for s in sessions:
+        assert (s["restored_from"], s["restored_global_step"], s["steps_run"], s["steps_total"]) == (None, 0, 32, 32), s
     assert not list(run_dir.glob(".*tmp*")), "no temporary files left behind"
 
 
 def test_saved_models_reload_and_agree(tiny_run):
+    """The saved files give back the trained models: the metrics computed before saving, recomputed from the files."""
     run_dir, metrics = tiny_run
     snn = keras.models.load_model(run_dir / "snn.keras", compile=False)
     dec = keras.models.load_model(run_dir / "decoder.keras", compile=False)
     x, y = data.load_mnist("test")
-    h = snn(x[:200]).numpy()
-    assert h.shape == (200, 20)
-    assert dec(h).shape == (200, 28, 28, 1)
+    h = training.predict(snn, x)
+    assert h.shape == (10000, 20)
+    protos = np.load(run_dir / "prototypes.npy")
+    assert prototypes.prototype_accuracy(h, y, protos) == metrics["prototype_accuracy"]
+    recon = training.predict(dec, h)
+    assert recon.shape == (10000, 28, 28, 1)
+    sse = float(np.mean(np.sum((x - recon).reshape(len(x), -1) ** 2, axis=1)))
+    assert sse == pytest.approx(metrics["recon_sse_decoder"], rel=1e-6)
 
 
 def test_rerun_skips_finished_stages(tiny_run, capsys):
@@ -43,8 +54,9 @@ def test_rerun_skips_finished_stages(tiny_run, capsys):
     before = (run_dir / "snn.keras").stat().st_mtime_ns
     again = training.train_run(TrainConfig.tiny(), run_dir, verbose=1)
     assert (run_dir / "snn.keras").stat().st_mtime_ns == before
-    assert "skipping" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("exists, skipping") == 3
     assert again["prototype_accuracy"] == metrics["prototype_accuracy"]
+    assert len(training.read_sessions(run_dir)) == 3  # no stage trained again
 
 
 def test_rerun_with_another_config_is_refused(tiny_run):
@@ -197,19 +209,17 @@ def test_train_killed_in_each_stage_resumes_from_its_checkpoint(tmp_path, stop_a
     steps after it (counted by the stop hook, and recorded by `fit` in
     logs/sessions.jsonl) and end with the weights of an uninterrupted run.
     """
-    import os
     import signal
     import subprocess
     import sys
 
-    from conftest import STOP_HOOK_DIR
+    from conftest import hook_env
 
     from siamese_xai import cli
 
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "siamese_xai.cli", "train", "--out", str(run)] + _KILL_TAIL
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(STOP_HOOK_DIR), os.environ.get("PYTHONPATH")])))
+    env = hook_env(TF_CPP_MIN_LOG_LEVEL="3")
     step_logs = [tmp_path / f"steps-{i}.log" for i in range(len(_KILL_POINTS) + 1)]
     for i, (stage, step, _) in enumerate(_KILL_POINTS):
         status = stop_and_kill(cmd, dict(env, SIAMESE_XAI_STOP_AT=f"{stage}:{step}", SIAMESE_XAI_STEP_LOG=str(step_logs[i])),
