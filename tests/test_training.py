@@ -243,7 +243,9 @@ def test_train_killed_in_each_stage_resumes_from_its_checkpoint(tmp_path, stop_a
 
     whole = tmp_path / "whole"
     assert cli.main(["train", "--out", str(whole)] + _KILL_TAIL) == 0
-    for s in training.read_sessions(whole):  # from scratch: nothing restored, every step trained
+    scratch = training.read_sessions(whole)
+    assert [s["stage"] for s in scratch] == ["snn", "autoencoder", "decoder"]
+    for s in scratch:  # from scratch: nothing restored, every step trained
         assert (s["restored_from"], s["restored_global_step"], s["steps_run"]) == (None, 0, _STEPS_PER_STAGE), s
     for name in ("snn.keras", "encoder.keras", "decoder_joint.keras", "decoder.keras"):
         a = keras.models.load_model(run / name, compile=False).get_weights()
