@@ -21,7 +21,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test reproduce clean bench evaluate .force
+.PHONY: setup test test-fast reproduce clean bench evaluate .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The whole suite, slow tests included (what CI runs).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
+
+# The inner loop: everything but the tests marked slow.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 # The paper's reproduction end to end: train, Figs. 4-9 and two more, the report.
 reproduce: setup figures/REPORT.md

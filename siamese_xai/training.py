@@ -13,6 +13,7 @@ with the same weights.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,15 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
 
     Returns:
         The last epoch's mean metrics, e.g. `{"loss": ...}`.
+
+    With a `run_dir`, each call that finishes appends one JSON line to
+    `run_dir/logs/sessions.jsonl` (this worker's folder under multi-worker
+    training; `read_sessions` reads it): the stage, the checkpoint it resumed
+    from (`restored_from`, None when it started from scratch), the restored
+    `restored_epoch`, `restored_step_in_epoch` and `restored_global_step`,
+    `steps_run` (steps trained in this call), `global_step` and `steps_total`
+    at the end, and `seconds`. A stage that was killed twice and then
+    finished shows one line, of the finishing call.
     """
     strategy = strategy or tf.distribute.get_strategy()
     run_dir = _worker_dir(run_dir, strategy)
@@ -106,11 +116,12 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
     ckpt = tf.train.Checkpoint(optimizer=stage.optimizer, epoch=epoch_var, step_in_epoch=step_var, **stage.trackables)
-    manager = writer = None
+    manager = writer = restored_from = None
     if run_dir is not None:
         manager = tf.train.CheckpointManager(ckpt, Path(run_dir) / "checkpoints" / stage.name, max_to_keep=2)
-        if manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        restored_from = manager.latest_checkpoint
+        if restored_from:
+            ckpt.restore(restored_from).assert_existing_objects_matched()
         if chief:
             writer = tf.summary.create_file_writer(str(Path(run_dir) / "logs" / stage.name))
 
@@ -140,6 +151,10 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
 
     results = {}
     global_step = int(epoch_var.numpy()) * stage.steps_per_epoch + int(step_var.numpy())
+    session = {"stage": stage.name, "restored_from": Path(restored_from).name if restored_from else None,
+               "restored_epoch": int(epoch_var.numpy()), "restored_step_in_epoch": int(step_var.numpy()),
+               "restored_global_step": global_step, "steps_run": 0}
+    t0 = time.perf_counter()
     while int(epoch_var.numpy()) < stage.epochs:
         epoch = int(epoch_var.numpy())
         start = int(step_var.numpy())
@@ -158,6 +173,7 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
                 trackers[k].update_state(v)
             step_var.assign_add(1)
             global_step += 1
+            session["steps_run"] += 1
             if writer is not None:
                 with writer.as_default(step=global_step):
                     for k, v in values.items():
@@ -178,7 +194,28 @@ def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200,
                 for k, v in results.items():
                     tf.summary.scalar(f"{stage.name}/epoch_{k}", v)
             writer.flush()
+    if run_dir is not None:
+        session.update(global_step=global_step, steps_total=stage.epochs * stage.steps_per_epoch,
+                       seconds=round(time.perf_counter() - t0, 1))
+        _record_session(run_dir, session)
     return results
+
+
+SESSIONS_FILE = "logs/sessions.jsonl"
+
+
+def _record_session(run_dir, session: dict) -> None:
+    """Appends one line to `run_dir/logs/sessions.jsonl` (atomically: a kill leaves the old file)."""
+    path = Path(run_dir) / SESSIONS_FILE
+    old = path.read_text() if path.exists() else ""
+    with files.atomic_path(path) as tmp:
+        tmp.write_text(old + json.dumps(session, sort_keys=True) + "\n")
+
+
+def read_sessions(run_dir) -> list:
+    """The training sessions recorded in `run_dir/logs/sessions.jsonl`, oldest first (see `fit`)."""
+    path = Path(run_dir) / SESSIONS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
 def _steps(n, batch_size):

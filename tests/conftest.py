@@ -66,3 +66,67 @@ def _kill_when_exists(cmd, ready, timeout: float = 120.0, poll: float = 0.02):
 def kill_when_exists():
     """`kill_when_exists(cmd, ready_path)`: run a command and SIGKILL it once a file appears."""
     return _kill_when_exists
+
+
+STOP_HOOK_DIR = Path(__file__).resolve().parent / "stop_hook"
+
+
+def hook_env(env=None, **extra):
+    """`env` (default: os.environ) with `STOP_HOOK_DIR` first on PYTHONPATH, plus `extra`."""
+    env = dict(os.environ if env is None else env, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STOP_HOOK_DIR), env.get("PYTHONPATH")]))
+    return env
+
+
+def wait_until_stopped(proc, timeout: float, log_path=None, poll: float = 0.05):
+    """Waits until `proc` stops itself (SIGSTOP, see `stop_hook/sitecustomize.py`); fails the test if it ends or times out."""
+    import time
+
+    def tail():
+        return Path(log_path).read_text()[-3000:] if log_path and Path(log_path).exists() else ""
+
+    deadline = time.monotonic() + timeout
+    while True:
+        # WUNTRACED reports a stopped child without reaping it
+        pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
+        if pid and os.WIFSTOPPED(status):
+            return
+        if pid:  # it ended without stopping: the stop point was never reached
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            pytest.fail(f"{proc.args} exited ({proc.returncode}) before its stop point:\n{tail()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{proc.args} did not reach its stop point in {timeout:.0f} s:\n{tail()}")
+        time.sleep(poll)
+
+
+def _stop_and_kill(cmd, env, log_path, timeout: float = 240.0):
+    """Runs `cmd` until it stops itself at its stop point, then SIGKILLs it there.
+
+    Args:
+        cmd: the command.
+        env: its environment, from `hook_env(SIAMESE_XAI_STOP_AT=...)`.
+        log_path: where its stdout and stderr go.
+        timeout: seconds to wait for it to stop; then it is killed and the test fails.
+
+    Returns:
+        The process's exit status (-9: killed by SIGKILL).
+    """
+    import signal
+    import subprocess
+
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_stopped(proc, timeout, log_path)
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(timeout=30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+@pytest.fixture
+def stop_and_kill():
+    """`stop_and_kill(cmd, env, log_path)`: run a command to its stop point and SIGKILL it there."""
+    return _stop_and_kill

@@ -15,6 +15,9 @@ devices, so each distributed check runs in a fresh Python process:
         steps of both networks (checkpointing into OUT_DIR/run) and writes its
         final weights to OUT_DIR/weights-I.npz (I = its task index), its loss
         trajectory and its share of a global batch to OUT_DIR/info-I.json.
+        Killed and started again with the same TF_CONFIG and OUT_DIR, it
+        resumes from its checkpoints in OUT_DIR/run (the loss trajectory then
+        holds only the steps trained after the restart).
 """
 
 import json

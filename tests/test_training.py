@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from siamese_xai import data, training
+from siamese_xai import data, prototypes, training
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
 
 
@@ -25,17 +25,28 @@ def test_tiny_run_writes_the_run_folder(tiny_run):
     assert TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())) == TrainConfig.tiny()
     # TensorBoard logs were written
     assert any((run_dir / "logs" / "snn").iterdir())
+    # each stage trained once, from scratch, every step of its one epoch (2000 images in batches of 64)
+    sessions = training.read_sessions(run_dir)
+    assert [s["stage"] for s in sessions] == ["snn", "autoencoder", "decoder"]
+    for s in sessions:
+        assert (s["restored_from"], s["restored_global_step"], s["steps_run"], s["steps_total"]) == (None, 0, 32, 32), s
     assert not list(run_dir.glob(".*tmp*")), "no temporary files left behind"
 
 
 def test_saved_models_reload_and_agree(tiny_run):
+    """The saved files give back the trained models: the metrics computed before saving, recomputed from the files."""
     run_dir, metrics = tiny_run
     snn = keras.models.load_model(run_dir / "snn.keras", compile=False)
     dec = keras.models.load_model(run_dir / "decoder.keras", compile=False)
     x, y = data.load_mnist("test")
-    h = snn(x[:200]).numpy()
-    assert h.shape == (200, 20)
-    assert dec(h).shape == (200, 28, 28, 1)
+    h = training.predict(snn, x)
+    assert h.shape == (10000, 20)
+    protos = np.load(run_dir / "prototypes.npy")
+    assert prototypes.prototype_accuracy(h, y, protos) == metrics["prototype_accuracy"]
+    recon = training.predict(dec, h)
+    assert recon.shape == (10000, 28, 28, 1)
+    sse = float(np.mean(np.sum((x - recon).reshape(len(x), -1) ** 2, axis=1)))
+    assert sse == pytest.approx(metrics["recon_sse_decoder"], rel=1e-6)
 
 
 def test_rerun_skips_finished_stages(tiny_run, capsys):
@@ -43,8 +54,9 @@ def test_rerun_skips_finished_stages(tiny_run, capsys):
     before = (run_dir / "snn.keras").stat().st_mtime_ns
     again = training.train_run(TrainConfig.tiny(), run_dir, verbose=1)
     assert (run_dir / "snn.keras").stat().st_mtime_ns == before
-    assert "skipping" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("exists, skipping") == 3
     assert again["prototype_accuracy"] == metrics["prototype_accuracy"]
+    assert len(training.read_sessions(run_dir)) == 3  # no stage trained again
 
 
 def test_rerun_with_another_config_is_refused(tiny_run):
@@ -83,30 +95,28 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_interrupted_training_resumes_mid_epoch_to_the_same_weights(tmp_path):
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
     x, y = _mnist_subset()
-    cfg = _small_config()  # 8 steps per epoch, 2 epochs, a checkpoint every 3 steps
+    cfg = _small_config()  # 8 steps per epoch, 2 epochs, checkpoints after steps 3, 6 and 8 of each epoch
     reference = training.train_siamese(x, y, cfg, run_dir=tmp_path / "ref", verbose=0).get_weights()
 
-    real_update = keras.utils.Progbar.update
-    calls = {"n": 0}
-
-    def crash_at_step_11(self, current, values=None, finalize=None):
-        calls["n"] += 1
-        if calls["n"] == 11:  # mid second epoch, two steps after the checkpoint at step 9
+    def crash_after_step_13(step, values):
+        if step == 13:  # mid second epoch, two steps after the checkpoint at global step 11
             raise KeyboardInterrupt
-        return real_update(self, current, values, finalize)
 
-    monkeypatch.setattr(keras.utils.Progbar, "update", crash_at_step_11)
     with pytest.raises(KeyboardInterrupt):
-        training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=1)
-    monkeypatch.setattr(keras.utils.Progbar, "update", real_update)
-    assert (tmp_path / "run" / "checkpoints" / "snn").is_dir()
+        training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=0, on_step=crash_after_step_13)
+    assert training.read_sessions(tmp_path / "run") == []  # the interrupted call recorded nothing
 
-    resumed = training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=1)
+    steps = []
+    resumed = training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=0, on_step=lambda s, v: steps.append(s))
+    assert steps == [12, 13, 14, 15, 16]  # only what follows the checkpoint: resumed, not retrained
+    [session] = training.read_sessions(tmp_path / "run")
+    assert session == dict(session, restored_from="ckpt-11", restored_epoch=1, restored_step_in_epoch=3,
+                           restored_global_step=11, steps_run=5, global_step=16, steps_total=16)
     for u, v in zip(reference, resumed.get_weights()):
         np.testing.assert_array_equal(u, v)
 
@@ -168,30 +178,82 @@ def test_predict_takes_any_black_box():
     assert calls == [4, 2]
 
 
-@pytest.mark.slow  # about 50 s on 2 cores: three tiny training runs, two of them in fresh processes
-def test_train_killed_mid_epoch_and_rerun_ends_with_the_same_weights(tmp_path, kill_when_exists):
-    """A real kill (SIGKILL to the CLI process), not an exception: resume from the last checkpoint."""
+# 512 images in batches of 64: 8 steps per epoch and 2 epochs (16 steps) per stage, a
+# checkpoint after steps 3 and 6 of each epoch and at its end (global steps 3, 6, 8, 11, 14, 16).
+_KILL_TAIL = ["--tiny", "--train-limit", "512", "--epochs", "2", "--checkpoint-every", "3", "--seed", "5", "--quiet"]
+_STEPS_PER_STAGE = 16
+# (stage, global step after which the process is killed, the checkpoint the rerun must
+# resume from: (epoch, step_in_epoch, global step)), worked out by hand from the rule above.
+_KILL_POINTS = [
+    ("snn", 13, (1, 3, 11)),  # second epoch: two trained steps are lost
+    ("autoencoder", 5, (0, 3, 3)),  # first epoch
+    ("decoder", 16, (1, 6, 14)),  # the stage's last step, before its final checkpoint
+]
+_MODEL_FILES = {"snn": "snn.keras", "autoencoder": "encoder.keras", "decoder": "decoder.keras"}
+
+
+def _steps_logged(path, stage):
+    """The global steps of `stage` that a process trained, from the stop hook's step log."""
+    if not path.exists():
+        return []
+    return [int(step) for name, step in (line.split() for line in path.read_text().splitlines()) if name == stage]
+
+
+def test_train_killed_in_each_stage_resumes_from_its_checkpoint(tmp_path, stop_and_kill):
+    """SIGKILL a real `siamese-xai train` mid-epoch in each stage in turn; each rerun resumes mid-epoch.
+
+    One run folder goes through four processes: the first is killed in the
+    Siamese stage, the second resumes it and is killed in the autoencoder
+    stage, the third in the decoder stage, the fourth finishes. Each resumed
+    stage must restore its last checkpoint (step_in_epoch > 0), train only the
+    steps after it (counted by the stop hook, and recorded by `fit` in
+    logs/sessions.jsonl) and end with the weights of an uninterrupted run.
+    """
+    import signal
     import subprocess
     import sys
 
+    from conftest import hook_env
+
     from siamese_xai import cli
 
-    # 512 images in batches of 64: 8 steps per epoch, 2 epochs per stage, a checkpoint every 3 steps
-    tail = ["--tiny", "--train-limit", "512", "--epochs", "2", "--checkpoint-every", "3", "--seed", "5"]
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "siamese_xai.cli", "train", "--out", str(run)] + tail
-    env = kill_when_exists(cmd, run / "checkpoints" / "snn" / "checkpoint")
-    assert not (run / "snn.keras").exists()  # killed inside the first stage
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "resumed at step" in rerun.stdout or "epoch 2/2" in rerun.stdout.split("[snn]")[1]
+    cmd = [sys.executable, "-m", "siamese_xai.cli", "train", "--out", str(run)] + _KILL_TAIL
+    env = hook_env(TF_CPP_MIN_LOG_LEVEL="3")
+    step_logs = [tmp_path / f"steps-{i}.log" for i in range(len(_KILL_POINTS) + 1)]
+    for i, (stage, step, _) in enumerate(_KILL_POINTS):
+        status = stop_and_kill(cmd, dict(env, SIAMESE_XAI_STOP_AT=f"{stage}:{step}", SIAMESE_XAI_STEP_LOG=str(step_logs[i])),
+                               tmp_path / f"process-{i}.log")
+        assert status == -signal.SIGKILL
+        assert _steps_logged(step_logs[i], stage)[-1] == step  # it was killed where it was meant to be
+        assert not (run / _MODEL_FILES[stage]).exists()  # inside the stage
+    last = subprocess.run(cmd, env=dict(env, SIAMESE_XAI_STEP_LOG=str(step_logs[-1])), capture_output=True, text=True, timeout=300)
+    assert last.returncode == 0, last.stderr[-3000:]
 
-    assert cli.main(["train", "--out", str(tmp_path / "whole"), "--quiet"] + tail) == 0
-    for name in ("snn.keras", "encoder.keras", "decoder.keras"):
+    sessions = {s["stage"]: s for s in training.read_sessions(run)}
+    assert len(training.read_sessions(run)) == 3  # killed calls record nothing; each stage finished once
+    for i, (stage, step, (epoch, step_in_epoch, global_step)) in enumerate(_KILL_POINTS):
+        # what the process after the kill trained of this stage: only the steps after the checkpoint
+        assert _steps_logged(step_logs[i + 1], stage) == list(range(global_step + 1, _STEPS_PER_STAGE + 1)), stage
+        assert sessions[stage] == dict(
+            sessions[stage], restored_from=f"ckpt-{global_step}", restored_epoch=epoch,
+            restored_step_in_epoch=step_in_epoch, restored_global_step=global_step,
+            steps_run=_STEPS_PER_STAGE - global_step, global_step=_STEPS_PER_STAGE, steps_total=_STEPS_PER_STAGE,
+        ), stage
+
+    whole = tmp_path / "whole"
+    assert cli.main(["train", "--out", str(whole)] + _KILL_TAIL) == 0
+    scratch = training.read_sessions(whole)
+    assert [s["stage"] for s in scratch] == ["snn", "autoencoder", "decoder"]
+    for s in scratch:  # from scratch: nothing restored, every step trained
+        assert (s["restored_from"], s["restored_global_step"], s["steps_run"]) == (None, 0, _STEPS_PER_STAGE), s
+    for name in ("snn.keras", "encoder.keras", "decoder_joint.keras", "decoder.keras"):
         a = keras.models.load_model(run / name, compile=False).get_weights()
-        b = keras.models.load_model(tmp_path / "whole" / name, compile=False).get_weights()
+        b = keras.models.load_model(whole / name, compile=False).get_weights()
+        assert len(a) == len(b) > 0
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v, err_msg=name)
+    np.testing.assert_array_equal(np.load(run / "prototypes.npy"), np.load(whole / "prototypes.npy"))
 
 
 # fit_explainer: the explainer for a network trained elsewhere, in one call
