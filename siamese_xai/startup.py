@@ -16,8 +16,10 @@ descriptor 2 at a temporary file while TensorFlow is imported and its devices
 are listed, then restores it; if the import fails, what was captured is
 written back so that the cause is not lost. It also sets
 `TF_CPP_MIN_LOG_LEVEL=2` (unless set already) for the rest of the process,
-which hides TensorFlow's C++ INFO and WARNING lines but keeps its errors.
-absl's Python logger is left alone: no command prints through it.
+which hides TensorFlow's C++ INFO and WARNING lines but keeps its errors,
+and lowers absl's Python logger to errors: tensorflow-datasets warns through
+it on routine events (`WARNING:absl:Variant folder .../fashion_mnist/3.0.1
+has no dataset_info.json` before its own, clearer, "not found" error).
 """
 
 from __future__ import annotations
@@ -78,3 +80,6 @@ def quiet_start(verbose: bool = False) -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # the CUDA platform's cuInit error comes here
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)

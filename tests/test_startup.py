@@ -69,6 +69,21 @@ def test_quiet_start_sets_the_log_level_unless_verbose(monkeypatch):
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
 
 
+def test_quiet_start_keeps_absl_warnings_out(caplog):
+    from absl import logging as absl_logging
+
+    before = absl_logging.get_verbosity()
+    try:
+        startup.quiet_start(verbose=True)
+        assert absl_logging.get_verbosity() == before
+        startup.quiet_start()
+        absl_logging.warning("routine tensorflow-datasets chatter")
+        absl_logging.error("a real error")
+    finally:
+        absl_logging.set_verbosity(before)
+    assert "chatter" not in caplog.text and "a real error" in caplog.text
+
+
 def test_an_error_is_exactly_one_line_in_a_clean_environment(tmp_path, cli_imports_lazily):
     missing = tmp_path / "no-such-folder"
     result = _cli("explain", "--run", missing, "mnist:test:0", "--out", tmp_path / "o")
