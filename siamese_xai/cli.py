@@ -285,10 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from siamese_xai.startup import quiet_start
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # inside the try, so that Ctrl-C during the slow import ends like any other interruption
+        quiet_start(verbose=args.verbose)
         args.func(args)
     except KeyboardInterrupt:
         print("siamese-xai: interrupted; run the same command again to resume", file=sys.stderr)

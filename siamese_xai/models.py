@@ -4,9 +4,34 @@ Every builder returns a named functional `keras.Model`. The autoencoder mirrors
 Table 1 of the paper layer for layer (see `../shared/paper/METHOD.md`); the
 Siamese subnetwork is this project's choice, since the paper treats it as a
 black box.
+
+Any image shape `(H, W, C)`: the builders take `image_shape` (default
+`(28, 28, 1)`, which gives Table 1 exactly, with the same layers in the same
+order, so the same seed gives the same weights). Other shapes follow the same
+pattern, one rule per layer kind:
+
+- every 2x2 max-pooling rounds up: a side s becomes ceil(s / 2) ('same'
+  padding; written 'valid' where both sides are even, which is the same
+  thing and keeps Table 1's layers for 28x28). The encoder's three poolings
+  give the sides s0 = H, s1, s2, s3 (28, 14, 7, 4 for MNIST) and its code
+  grid is s3 x s3' x 8 (4x4x8 = 128 for MNIST);
+- the decoder's Dense2 has as many units as that grid and is reshaped to it;
+  each UpSampling2D doubles the sides (2 s_{k+1} = s_k, or s_k + 1 where s_k
+  is odd) and the conv after it brings them back to the encoder's s_k: a 3x3
+  'same' kernel where both sides are already right, a 2x2 'valid' kernel
+  where both are one too large (Table 1's decoder Conv1, 8x8 -> 7x7), and
+  where only one is, a 2x2 'valid' kernel after a one-pixel zero padding at
+  the end of the other side (a 2x2 'same' kernel in that direction only).
+  The decoder's output is therefore exactly `(H, W, C)` by construction, with
+  no cropping or resizing, and its last conv has C filters and a sigmoid.
+
+Parameter counts grow with the image only through the flattened grids (the
+encoder's Dense1, the decoder's Dense2, the Siamese network's Dense1).
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import layers
@@ -22,34 +47,80 @@ def _check_dim(embedding_dim):
         )
 
 
-def build_siamese_subnetwork(embedding_dim: int = 20, name: str = "snn") -> keras.Model:
+def _check_image_shape(image_shape):
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    if (shape is None or len(shape) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        raise ValueError(
+            "`image_shape` must be (height, width, channels), three positive integers. "
+            f"Received: image_shape={image_shape!r}"
+        )
+    return shape
+
+
+def _halved(side):
+    return math.ceil(side / 2)
+
+
+def _pool(size, name):
+    """2x2 max-pooling that rounds up; 'valid' (the same result) where both sides are even."""
+    padding = "valid" if size[0] % 2 == 0 and size[1] % 2 == 0 else "same"
+    return layers.MaxPooling2D(2, padding=padding, name=name)
+
+
+def _encoder_sides(image_shape):
+    """The encoder's spatial sizes: the input, then after each of its three poolings."""
+    sizes = [tuple(image_shape[:2])]
+    for _ in range(3):
+        sizes.append(tuple(_halved(v) for v in sizes[-1]))
+    return sizes
+
+
+def _upsampled_conv(x, filters, target, activation, name):
+    """The conv after an UpSampling2D: brings the doubled sides back to `target` (see the module docstring)."""
+    extra = tuple(int(got - want) for got, want in zip(x.shape[1:3], target))
+    if extra == (0, 0):
+        return layers.Conv2D(filters, 3, padding="same", activation=activation, name=name)(x)
+    if extra != (1, 1):
+        # one side is one too large: pad the other by one at its end, then a 2x2 'valid' kernel
+        x = layers.ZeroPadding2D(((0, 1 - extra[0]), (0, 1 - extra[1])), name=f"{name}_pad")(x)
+    return layers.Conv2D(filters, 2, padding="valid", activation=activation, name=name)(x)
+
+
+def build_siamese_subnetwork(embedding_dim: int = 20, name: str = "snn", image_shape=IMAGE_SHAPE) -> keras.Model:
     """Builds the Siamese subnetwork f: image -> embedding.
 
     A small conv net (two conv blocks and a dense head). Both branches of the
     Siamese network are this one model called twice, so they share weights.
     The embedding layer is linear: contrastive embeddings take any real value.
 
+    Its poolings round up (see the module docstring), so any `image_shape`
+    works; the flattened grid is ceil(H / 4) x ceil(W / 4) x 64.
+
     Args:
         embedding_dim: D, the length of the embedding h = f(x).
         name: the model's name.
+        image_shape: `(H, W, C)` of the input images.
 
     Returns:
-        A `keras.Model` from `(batch, 28, 28, 1)` float32 in [0, 1] to
+        A `keras.Model` from `(batch, H, W, C)` float32 in [0, 1] to
         `(batch, embedding_dim)`.
     """
     _check_dim(embedding_dim)
-    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    image_shape = _check_image_shape(image_shape)
+    sides = _encoder_sides(image_shape)
+    inputs = keras.Input(image_shape, name="image")
     x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = _pool(sides[0], "pool1")(x)
     x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2")(x)
-    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = _pool(sides[1], "pool2")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(128, activation="relu", name="dense1")(x)
     outputs = layers.Dense(embedding_dim, name="embedding")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_encoder(embedding_dim: int = 20, name: str = "encoder") -> keras.Model:
+def build_encoder(embedding_dim: int = 20, name: str = "encoder", image_shape=IMAGE_SHAPE) -> keras.Model:
     """Builds the encoder e of the explainable autoencoder (Table 1, left).
 
     Conv layers use 3x3 kernels with 'same' padding; Pooling3 uses 'same'
@@ -57,53 +128,70 @@ def build_encoder(embedding_dim: int = 20, name: str = "encoder") -> keras.Model
     output is trained to equal the Siamese embedding f(x), which takes negative
     values, so a ReLU there could not match it. Every other layer uses ReLU.
 
+    Other image shapes: each pooling rounds up (module docstring), so the
+    flattened code grid is ceil(H / 8) x ceil(W / 8) x 8.
+
     Args:
         embedding_dim: D, the code length; must equal the Siamese embedding size.
         name: the model's name.
+        image_shape: `(H, W, C)` of the input images; `(28, 28, 1)` is Table 1.
 
     Returns:
-        A `keras.Model` from `(batch, 28, 28, 1)` to `(batch, embedding_dim)`.
+        A `keras.Model` from `(batch, H, W, C)` to `(batch, embedding_dim)`.
     """
     _check_dim(embedding_dim)
-    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    image_shape = _check_image_shape(image_shape)
+    sides = _encoder_sides(image_shape)
+    inputs = keras.Input(image_shape, name="image")
     x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = _pool(sides[0], "pool1")(x)
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
-    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = _pool(sides[1], "pool2")(x)
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv3")(x)
-    x = layers.MaxPooling2D(2, padding="same", name="pool3")(x)
+    x = _pool(sides[2], "pool3")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(40, activation="relu", name="dense1")(x)
     outputs = layers.Dense(embedding_dim, name="dense2")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_decoder(embedding_dim: int = 20, name: str = "decoder") -> keras.Model:
+def build_decoder(embedding_dim: int = 20, name: str = "decoder", image_shape=IMAGE_SHAPE) -> keras.Model:
     """Builds the decoder g of the explainable autoencoder (Table 1, right).
 
     Decoder Conv1 uses a 2x2 kernel with 'valid' padding (8x8 -> 7x7, the only
     small kernel that gives Table 1's shape); Conv2 and Conv3 use 3x3 'same'.
     ReLU everywhere except the output layer, which is a sigmoid.
 
+    Other image shapes mirror the encoder's sides (module docstring): Dense2
+    has ceil(H / 8) * ceil(W / 8) * 8 units, reshaped to that grid; the conv
+    after each upsampling is 3x3 'same' where the doubled sides already equal
+    the encoder's, 2x2 'valid' where they are one too large (with a one-pixel
+    zero padding, a layer named `convK_pad`, where only one side is), so
+    the output is exactly `(H, W, C)`; the last conv has C filters.
+
     Args:
         embedding_dim: D, the code length.
         name: the model's name.
+        image_shape: `(H, W, C)` of the images to reconstruct; `(28, 28, 1)` is Table 1.
 
     Returns:
-        A `keras.Model` from `(batch, embedding_dim)` to `(batch, 28, 28, 1)`
+        A `keras.Model` from `(batch, embedding_dim)` to `(batch, H, W, C)`
         with values in (0, 1).
     """
     _check_dim(embedding_dim)
+    image_shape = _check_image_shape(image_shape)
+    sides = _encoder_sides(image_shape)
+    grid = (*sides[3], 8)
     inputs = keras.Input((embedding_dim,), name="code")
     x = layers.Dense(40, activation="relu", name="dense1")(inputs)
-    x = layers.Dense(128, activation="relu", name="dense2")(x)
-    x = layers.Reshape((4, 4, 8), name="reshape")(x)
+    x = layers.Dense(grid[0] * grid[1] * grid[2], activation="relu", name="dense2")(x)
+    x = layers.Reshape(grid, name="reshape")(x)
     x = layers.UpSampling2D(2, name="upsampling1")(x)
-    x = layers.Conv2D(8, 2, padding="valid", activation="relu", name="conv1")(x)
+    x = _upsampled_conv(x, 8, sides[2], "relu", "conv1")
     x = layers.UpSampling2D(2, name="upsampling2")(x)
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = _upsampled_conv(x, 16, sides[1], "relu", "conv2")
     x = layers.UpSampling2D(2, name="upsampling3")(x)
-    outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="conv3")(x)
+    outputs = _upsampled_conv(x, image_shape[2], sides[0], "sigmoid", "conv3")
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -115,8 +203,8 @@ def build_autoencoder(encoder: keras.Model, decoder: keras.Model, name: str = "a
         decoder: from `build_decoder`, with the same code length.
 
     Returns:
-        A `keras.Model` from `(batch, 28, 28, 1)` to
-        `[(batch, 28, 28, 1) reconstruction, (batch, D) code]`.
+        A `keras.Model` from `(batch, H, W, C)` (the encoder's input shape) to
+        `[(batch, H, W, C) reconstruction, (batch, D) code]`.
     """
     enc_dim = encoder.output_shape[-1]
     dec_dim = decoder.input_shape[-1]
@@ -125,7 +213,13 @@ def build_autoencoder(encoder: keras.Model, decoder: keras.Model, name: str = "a
             "`encoder` code length must equal `decoder` input length. "
             f"Received: encoder output {enc_dim}, decoder input {dec_dim}"
         )
-    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    image_shape = tuple(encoder.input_shape[1:])
+    if tuple(decoder.output_shape[1:]) != image_shape:
+        raise ValueError(
+            "`decoder` must reconstruct the encoder's image shape. "
+            f"Received: encoder input {image_shape}, decoder output {tuple(decoder.output_shape[1:])}"
+        )
+    inputs = keras.Input(image_shape, name="image")
     code = encoder(inputs)
     recon = decoder(code)
     return keras.Model(inputs, [recon, code], name=name)

@@ -1,4 +1,5 @@
 import gzip
+import re
 import shutil
 import socket
 
@@ -139,3 +140,241 @@ def test_image_dataset_is_a_seeded_permutation():
     order_b = np.concatenate([b[0].numpy()[:, 0] for b in data.make_image_dataset((x,), 4, seed=5)])
     np.testing.assert_array_equal(order_a, order_b)
     assert sorted(order_a.tolist()) == list(range(10))
+
+
+# ---------------------------------------------------------------------------
+# load_dataset: image folders and tensorflow-datasets sets by name
+
+from PIL import Image  # noqa: E402
+
+
+def _save(path, pixels):
+    """Writes a uint8 (h, w), (h, w, 3) or (h, w, 4) array as a PNG (grayscale, RGB or RGBA)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(path)
+
+
+def _pattern(tag, shape):
+    """A uint8 image whose first pixel is `tag`, so a test can tell which file it came from."""
+    image = np.random.default_rng(tag).integers(0, 256, shape, dtype=np.uint8)
+    image.reshape(-1)[0] = tag
+    return image
+
+
+def _one_line(err):
+    return "\n" not in str(err.value)
+
+
+def test_class_folders_split_is_seeded_stratified_and_complementary(tmp_path):
+    counts = {"emu": 4, "cat": 10, "dog": 5}
+    tag = 0
+    for cls, n in counts.items():
+        for i in range(n):
+            _save(tmp_path / cls / f"{i:02d}.png", _pattern(tag, (32, 32, 3)))
+            tag += 1
+    train = data.load_dataset(tmp_path, split="train", test_fraction=0.2, seed=0)
+    test = data.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=0)
+    assert train.class_names == test.class_names == ("cat", "dog", "emu")  # sorted folder names
+    assert train.x.shape[1:] == (32, 32, 3) and train.x.dtype == np.float32 and train.y.dtype == np.int64
+    # round(n_k * 0.2) per class, at least one: cat 2, dog 1, emu 1
+    assert np.bincount(test.y).tolist() == [2, 1, 1] and np.bincount(train.y).tolist() == [8, 4, 3]
+    tags = lambda d: sorted(np.round(d.x[:, 0, 0, 0] * 255).astype(int).tolist())  # noqa: E731
+    assert sorted(tags(train) + tags(test)) == list(range(19))  # every image once
+    again = data.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=0)
+    np.testing.assert_array_equal(again.x, test.x)
+    other = data.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=1)
+    assert tags(other) != tags(test)
+    # the labels follow the folders: cat's images are tags 4..13 (emu 0..3 was written first)
+    assert set(np.round(train.x[train.y == 0][:, 0, 0, 0] * 255).astype(int)) <= set(range(4, 14))
+
+
+def test_train_and_test_folders_keep_pixels_and_order(tmp_path):
+    written = {}
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("b", "a"):
+            for i in range(n):
+                pixels = _pattern(len(written), (20, 36))  # grayscale, odd size
+                _save(tmp_path / split / cls / f"img{i}.png", pixels)
+                written[(split, cls, i)] = pixels
+    for split, n in (("train", 3), ("test", 2)):
+        x, y, names = data.load_dataset(tmp_path, split=split)
+        assert names == ("a", "b") and x.shape == (2 * n, 20, 36, 1)
+        assert y.tolist() == [0] * n + [1] * n  # class order, then file-name order
+        expected = np.stack([written[(split, cls, i)] for cls in names for i in range(n)])[..., None]
+        np.testing.assert_array_equal(x, expected.astype(np.float32) / 255.0)
+
+
+def test_any_colour_image_makes_the_set_rgb(tmp_path):
+    gray, rgb, rgba = _pattern(1, (8, 8)), _pattern(2, (8, 8, 3)), _pattern(3, (8, 8, 4))
+    _save(tmp_path / "train" / "g" / "0.png", gray)
+    _save(tmp_path / "train" / "c" / "0.png", rgb)
+    _save(tmp_path / "train" / "c" / "1.png", rgba)
+    for cls in ("c", "g"):
+        _save(tmp_path / "test" / cls / "0.png", gray)
+    x, y, names = data.load_dataset(tmp_path, split="train")
+    assert names == ("c", "g") and x.shape == (3, 8, 8, 3)
+    np.testing.assert_array_equal(x[0], rgb / np.float32(255))
+    np.testing.assert_array_equal(x[1], rgba[..., :3] / np.float32(255))  # alpha dropped
+    np.testing.assert_array_equal(x[2], np.repeat(gray[..., None], 3, axis=2) / np.float32(255))  # gray repeated
+    x_test, _, _ = data.load_dataset(tmp_path, split="test")  # all grayscale: one channel
+    assert x_test.shape == (2, 8, 8, 1)
+
+
+def test_different_sizes_are_refused_unless_a_size_is_asked_for(tmp_path):
+    _save(tmp_path / "a" / "0.png", _pattern(0, (16, 16)))
+    _save(tmp_path / "a" / "1.png", _pattern(1, (16, 16)))
+    _save(tmp_path / "b" / "0.png", _pattern(2, (21, 13)))
+    _save(tmp_path / "b" / "1.png", _pattern(3, (16, 16)))
+    with pytest.raises(ValueError, match=r"images in .* have different sizes: .*/a/0\.png is 16x16, .*/b/0\.png is 21x13; "
+                                         r"pass image_size=\(H, W\)") as err:
+        data.load_dataset(tmp_path, split="train", test_fraction=0.5)
+    assert str(tmp_path) in str(err.value) and _one_line(err)
+    x, y, _ = data.load_dataset(tmp_path, split="train", image_size=(16, 16), test_fraction=0.5, seed=3)
+    assert x.shape == (2, 16, 16, 1) and x.min() >= 0.0 and x.max() <= 1.0
+    both = np.concatenate([x, data.load_dataset(tmp_path, split="test", image_size=(16, 16), test_fraction=0.5,
+                                                seed=3).x])
+    unchanged = [_pattern(t, (16, 16))[..., None] / np.float32(255) for t in (0, 1, 3)]  # 16x16 ones are not resampled
+    for image in unchanged:
+        assert any(np.array_equal(image, b) for b in both)
+
+
+def _bad_layouts():
+    def no_class_folders(root):
+        (root / "readme.txt").write_text("loose files beside class folders are ignored")
+
+    def one_class(root):
+        _save(root / "cat" / "0.png", _pattern(0, (8, 8)))
+
+    def empty_class(root):
+        _save(root / "cat" / "0.png", _pattern(0, (8, 8)))
+        (root / "dog").mkdir()
+
+    def text_file(root):
+        _save(root / "cat" / "0.png", _pattern(0, (8, 8)))
+        _save(root / "dog" / "0.png", _pattern(1, (8, 8)))
+        (root / "dog" / "notes.txt").write_text("not an image")
+
+    def fake_png(root):
+        _save(root / "cat" / "0.png", _pattern(0, (8, 8)))
+        (root / "dog").mkdir()
+        (root / "dog" / "0.png").write_bytes(b"\x89PNG but truncated")
+
+    def nested_folder(root):
+        _save(root / "cat" / "0.png", _pattern(0, (8, 8)))
+        _save(root / "dog" / "more" / "0.png", _pattern(1, (8, 8)))
+
+    def train_without_test(root):
+        for cls in ("cat", "dog"):
+            _save(root / "train" / cls / "0.png", _pattern(0, (8, 8)))
+
+    def train_test_classes_differ(root):
+        for cls in ("cat", "dog"):
+            _save(root / "train" / cls / "0.png", _pattern(0, (8, 8)))
+        for cls in ("cat", "emu"):
+            _save(root / "test" / cls / "0.png", _pattern(0, (8, 8)))
+
+    def class_of_one_image(root):
+        for i in range(3):
+            _save(root / "cat" / f"{i}.png", _pattern(i, (8, 8)))
+        _save(root / "dog" / "0.png", _pattern(9, (8, 8)))
+
+    return [
+        (no_class_folders, r"image folder {root} has no class folders"),
+        (one_class, r"image folder {root} has one class folder \('cat'\); at least two are needed"),
+        (empty_class, r"class folder {root}/dog is empty"),
+        (text_file, r"{root}/dog/notes.txt is not an image"),
+        (fake_png, r"{root}/dog/0.png is not an image"),
+        (nested_folder, r"{root}/dog/more is a folder inside class folder {root}/dog"),
+        (train_without_test, r"image folder {root} has a train folder but no test folder"),
+        (train_test_classes_differ, r"image folder {root}: train and test have different class folders"),
+        (class_of_one_image, r"class folder {root}/dog has 1 image; a train/test split needs at least 2"),
+    ]
+
+
+@pytest.mark.parametrize("make, pattern", _bad_layouts(), ids=lambda v: getattr(v, "__name__", ""))
+def test_bad_layouts_give_one_line_naming_the_folder(tmp_path, make, pattern):
+    root = tmp_path / "images"
+    root.mkdir()
+    make(root)
+    with pytest.raises(ValueError, match=pattern.format(root=re.escape(str(root)))) as err:
+        data.load_dataset(root, split="train")
+    assert _one_line(err)
+
+
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data_dir=.*no-such.*not a folder") as err:
+        data.load_dataset(tmp_path / "no-such", split="train")
+    assert _one_line(err)
+
+
+def test_sklearn_digits_round_trip_bit_exact(tmp_path):
+    """The 8x8 digits (values 0..16) stored as PNG as round(v * 255 / 16) and read back unchanged."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.round(digits.images * 255 / 16).astype(np.uint8)
+    split = np.arange(len(pixels)) % 5 == 0  # every fifth to test
+    for i, (image, label) in enumerate(zip(pixels, digits.target)):
+        _save(tmp_path / ("test" if split[i] else "train") / str(label) / f"{i:04d}.png", image)
+    for name, mask in (("train", ~split), ("test", split)):
+        x, y, names = data.load_dataset(tmp_path, split=name)
+        assert names == tuple("0123456789")
+        order = np.flatnonzero(mask)[np.argsort(digits.target[mask], kind="stable")]  # class, then file name
+        np.testing.assert_array_equal(y, digits.target[order])
+        np.testing.assert_array_equal(x, pixels[order][..., None].astype(np.float32) / 255.0)
+        np.testing.assert_array_equal(np.round(x * 255).astype(np.uint8)[..., 0], pixels[order])
+
+
+def test_default_and_mnist_by_name_are_load_mnist_bit_for_bit(raw_mnist_dir):
+    x, y = data.load_mnist("test")
+    default = data.load_dataset(split="test")
+    assert default.x is x and default.y is y and default.class_names == tuple(str(k) for k in range(10))
+    by_name = data.load_dataset(dataset="mnist", split="test")  # the generic tensorflow-datasets path
+    np.testing.assert_array_equal(by_name.x, x)
+    np.testing.assert_array_equal(by_name.y, y)
+    assert by_name.x.dtype == np.float32 and by_name.class_names == default.class_names
+    idx = data.load_dataset(raw_mnist_dir, split="test")
+    np.testing.assert_array_equal(idx.x, data.load_mnist("test", data_dir=raw_mnist_dir)[0])
+
+
+def test_a_prepared_tfds_set_keeps_its_label_names(tmp_path):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "label": tfds.features.ClassLabel(names=["kitten", "puppy"]),
+    })
+    examples = [{"image": _pattern(i, (5 + i % 2, 7, 3)), "label": i % 2} for i in range(6)]
+    signature = {"image": tf.TensorSpec((None, None, 3), tf.uint8), "label": tf.TensorSpec((), tf.int64)}
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="tiny_pets", version="1.0.0", features=features, data_dir=tmp_path,
+        split_datasets={"train": tf.data.Dataset.from_generator(lambda: iter(examples), output_signature=signature)},
+    )
+    with pytest.raises(ValueError, match=r"images in tensorflow-datasets set 'tiny_pets' \(train\) have different sizes"):
+        data.load_dataset(tmp_path, dataset="tiny_pets")
+    x, y, names = data.load_dataset(tmp_path, dataset="tiny_pets", image_size=(6, 7))
+    assert names == ("kitten", "puppy") and x.shape == (6, 6, 7, 3) and np.bincount(y).tolist() == [3, 3]
+    # the 6x7 images come back unresampled, labelled as written
+    for image, label in zip(x, y):
+        tag = int(round(image[0, 0, 0] * 255))
+        if tag % 2 == 1:
+            np.testing.assert_array_equal(image, examples[tag]["image"] / np.float32(255))
+            assert label == examples[tag]["label"]
+
+
+def test_an_unprepared_tfds_set_is_one_clear_error(tmp_path):
+    with pytest.raises(data.DataNotFoundError, match=rf"'fashion_mnist' is not prepared in {re.escape(str(tmp_path))}.*"
+                                                     r"tfds build fashion_mnist") as err:
+        data.load_dataset(tmp_path, dataset="fashion_mnist")
+    assert _one_line(err)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"image_size": (28,)}, "image_size"), ({"image_size": (0, 28)}, "image_size"),
+    ({"test_fraction": 1.0}, "test_fraction"), ({"test_fraction": 0}, "test_fraction"),
+    ({"split": "validation"}, "split"),
+])
+def test_bad_arguments_are_named(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`|{name}="):
+        data.load_dataset(**kwargs)
