@@ -31,18 +31,12 @@ def _cli(*args):
 
 @pytest.fixture(scope="module")
 def cli_imports_lazily():
-    """xfails the command-line tests while `import siamese_xai.cli` still imports TensorFlow.
-
-    Then TensorFlow prints its start-up lines before `main()` can read
-    `--verbose`; `siamese_xai/__init__.py` must import its public names lazily.
-    """
+    """The command line's import loads no TensorFlow (`siamese_xai/__init__.py` is lazy), so main() can hide it."""
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, siamese_xai.cli; sys.exit(int('tensorflow' in sys.modules))"],
         env=_clean_env(), capture_output=True, timeout=300,
     )
-    if probe.returncode != 0:
-        pytest.xfail("`import siamese_xai.cli` imports TensorFlow (siamese_xai/__init__.py is eager), "
-                     "so its start-up lines come before main() runs")
+    assert probe.returncode == 0, "`import siamese_xai.cli` imports TensorFlow before main() can silence it"
 
 
 def test_silenced_stderr_fd_hides_c_level_writes(capfd):
