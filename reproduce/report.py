@@ -10,7 +10,6 @@ figures/REPORT.md.
 """
 
 import argparse
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,23 +1,14 @@
-"""Training: the Siamese network, the explainable autoencoder, the decoder fine-tuning.
+"""Training: the Siamese network, the explainable autoencoder, the decoder fine-tuning, and a whole run.
 
-One custom loop (`fit`) serves all three stages. It runs under a
-`tf.distribute` strategy (the default strategy when none is given): a
-`tf.function` step calls `strategy.run` on each replica, per-example losses are
-divided by the global batch size, and the replicas' losses are summed with
-`strategy.reduce`. Progress goes to a `keras.utils.Progbar`, scalars to
-TensorBoard through `tf.summary`, and state (models, optimizer, position in
-the data) to a `tf.train.CheckpointManager`, so that a killed run restarted
-with the same command resumes where its last checkpoint left off and ends
-with the same weights.
+The three stages share one custom loop, `siamese_xai.loop.fit` (a
+`tf.distribute` strategy, checkpoints, TensorBoard, resumable); this module
+defines each stage's data, losses and models, and `train_run` chains them into
+a run folder.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -26,6 +17,7 @@ import tensorflow as tf
 from siamese_xai import data, files, losses, models, prototypes, runs
 from siamese_xai.config import TrainConfig
 from siamese_xai.distribute import STRATEGIES, make_strategy  # noqa: F401 (the CLI's names)
+from siamese_xai.loop import SESSIONS_FILE, Stage, fit, is_chief, read_sessions, worker_dir  # noqa: F401 (public here too)
 
 # Seed offsets so the three stages draw different initial weights and orders.
 _SNN_SEED, _AE_SEED, _DEC_SEED = 0, 1000, 2000
@@ -34,188 +26,6 @@ _SNN_SEED, _AE_SEED, _DEC_SEED = 0, 1000, 2000
 def _kernels(*ms):
     """Kernels of all Dense/Conv layers: what R(W) penalises (not biases)."""
     return [w for m in ms for w in m.trainable_weights if w.path.endswith("kernel")]
-
-
-@dataclass
-class _Stage:
-    """What `fit` needs to know about one training stage."""
-
-    name: str
-    variables: list
-    # per-example losses and a dict of per-example metrics from a batch
-    per_example: Callable
-    # regularizer (a scalar for the whole model, added once per step)
-    regularizer: Callable
-    # make_dataset(epoch, skip_batches) -> tf.data.Dataset of batches
-    make_dataset: Callable
-    steps_per_epoch: int
-    epochs: int
-    optimizer: keras.optimizers.Optimizer
-    trackables: dict
-
-
-def _worker_dir(run_dir, strategy):
-    """Where this worker keeps its state: `run_dir` on the chief, a sub-folder elsewhere.
-
-    Under `MultiWorkerMirroredStrategy` TensorFlow asks every worker to take
-    part in each checkpoint save, but only the chief should write the run
-    folder. TensorFlow's tutorials send the other workers' saves to a
-    temporary folder that is deleted; here they go to
-    `run_dir/workers/worker-I` and are kept (on the worker's own disk, or
-    beside the chief's on a shared one), so two workers never write the same
-    file and each can restore from its own copy after a restart.
-    """
-    if run_dir is None:
-        return None
-    extended = strategy.extended
-    if getattr(extended, "should_checkpoint", True):
-        return Path(run_dir)
-    task_id = getattr(getattr(strategy, "cluster_resolver", None), "task_id", 0) or 0
-    run_dir = Path(run_dir)
-    if run_dir.parent.name == "workers" and run_dir.name == f"worker-{task_id}":
-        return run_dir  # already this worker's folder (train_run maps it once)
-    return run_dir / "workers" / f"worker-{task_id}"
-
-
-def is_chief(strategy=None) -> bool:
-    """Whether this process writes the run folder (True except on non-chief multi-worker workers)."""
-    strategy = strategy or tf.distribute.get_strategy()
-    return bool(getattr(strategy.extended, "should_checkpoint", True))
-
-
-def fit(stage: _Stage, run_dir=None, strategy=None, checkpoint_every: int = 200, verbose: int = 1,
-        on_step: Callable | None = None) -> dict:
-    """Runs one stage's custom training loop, resuming from its checkpoint if any.
-
-    Args:
-        stage: the stage's models, losses and data.
-        run_dir: the run folder; checkpoints go to `run_dir/checkpoints/NAME`
-            and TensorBoard logs to `run_dir/logs/NAME`. None: no checkpoints,
-            no logs.
-        strategy: a `tf.distribute.Strategy`; None uses the default strategy.
-        checkpoint_every: steps between checkpoints.
-        verbose: 1 shows a progress bar.
-        on_step: called as `on_step(global_step, values)` after every step,
-            `values` a dict of the step's reduced scalars (e.g. `"loss"`).
-
-    Returns:
-        The last epoch's mean metrics, e.g. `{"loss": ...}`.
-
-    With a `run_dir`, each call that finishes appends one JSON line to
-    `run_dir/logs/sessions.jsonl` (this worker's folder under multi-worker
-    training; `read_sessions` reads it): the stage, the checkpoint it resumed
-    from (`restored_from`, None when it started from scratch), the restored
-    `restored_epoch`, `restored_step_in_epoch` and `restored_global_step`,
-    `steps_run` (steps trained in this call), `global_step` and `steps_total`
-    at the end, and `seconds`. A stage that was killed twice and then
-    finished shows one line, of the finishing call.
-    """
-    strategy = strategy or tf.distribute.get_strategy()
-    run_dir = _worker_dir(run_dir, strategy)
-    chief = is_chief(strategy)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-    ckpt = tf.train.Checkpoint(optimizer=stage.optimizer, epoch=epoch_var, step_in_epoch=step_var, **stage.trackables)
-    manager = writer = restored_from = None
-    if run_dir is not None:
-        manager = tf.train.CheckpointManager(ckpt, Path(run_dir) / "checkpoints" / stage.name, max_to_keep=2)
-        restored_from = manager.latest_checkpoint
-        if restored_from:
-            ckpt.restore(restored_from).assert_existing_objects_matched()
-        if chief:
-            writer = tf.summary.create_file_writer(str(Path(run_dir) / "logs" / stage.name))
-
-    trackers = {}
-
-    @tf.function
-    def train_step(batch):
-        def replica_step(*b):
-            with tf.GradientTape() as tape:
-                per_ex, extras = stage.per_example(*b)
-                # The global batch is counted across replicas: the last batch of
-                # an epoch may split unevenly, and dividing by the local size
-                # times the replica count would then weight examples unequally.
-                global_batch = tf.distribute.get_replica_context().all_reduce(
-                    tf.distribute.ReduceOp.SUM, tf.shape(per_ex)[0]
-                )
-                loss = tf.nn.compute_average_loss(per_ex, global_batch_size=global_batch)
-                loss += stage.regularizer() / strategy.num_replicas_in_sync
-            grads = tape.gradient(loss, stage.variables)
-            stage.optimizer.apply(grads, stage.variables)
-            out = {"loss": loss}
-            out.update({k: tf.nn.compute_average_loss(v, global_batch_size=global_batch) for k, v in extras.items()})
-            return out
-
-        per_replica = strategy.run(replica_step, args=tuple(batch))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
-
-    results = {}
-    global_step = int(epoch_var.numpy()) * stage.steps_per_epoch + int(step_var.numpy())
-    session = {"stage": stage.name, "restored_from": Path(restored_from).name if restored_from else None,
-               "restored_epoch": int(epoch_var.numpy()), "restored_step_in_epoch": int(step_var.numpy()),
-               "restored_global_step": global_step, "steps_run": 0}
-    t0 = time.perf_counter()
-    while int(epoch_var.numpy()) < stage.epochs:
-        epoch = int(epoch_var.numpy())
-        start = int(step_var.numpy())
-        if verbose:
-            print(f"[{stage.name}] epoch {epoch + 1}/{stage.epochs}" + (f" (resumed at step {start})" if start else ""))
-            bar = keras.utils.Progbar(stage.steps_per_epoch, unit_name="step")
-        dist = strategy.experimental_distribute_dataset(stage.make_dataset(epoch, start))
-        for t in trackers.values():
-            t.reset_state()
-        for batch in dist:
-            values = train_step(batch)
-            if not trackers:
-                with strategy.scope():
-                    trackers.update({k: keras.metrics.Mean(name=k) for k in values})
-            for k, v in values.items():
-                trackers[k].update_state(v)
-            step_var.assign_add(1)
-            global_step += 1
-            session["steps_run"] += 1
-            if writer is not None:
-                with writer.as_default(step=global_step):
-                    for k, v in values.items():
-                        tf.summary.scalar(f"{stage.name}/{k}", v)
-            if on_step is not None:
-                on_step(global_step, {k: float(v) for k, v in values.items()})
-            if verbose:
-                bar.update(int(step_var.numpy()), [(k, float(v)) for k, v in values.items()])
-            if manager is not None and int(step_var.numpy()) % checkpoint_every == 0:
-                manager.save(checkpoint_number=global_step)
-        results = {k: float(t.result()) for k, t in trackers.items()}
-        epoch_var.assign_add(1)
-        step_var.assign(0)
-        if manager is not None:
-            manager.save(checkpoint_number=global_step)
-        if writer is not None:
-            with writer.as_default(step=int(epoch_var.numpy())):
-                for k, v in results.items():
-                    tf.summary.scalar(f"{stage.name}/epoch_{k}", v)
-            writer.flush()
-    if run_dir is not None:
-        session.update(global_step=global_step, steps_total=stage.epochs * stage.steps_per_epoch,
-                       seconds=round(time.perf_counter() - t0, 1))
-        _record_session(run_dir, session)
-    return results
-
-
-SESSIONS_FILE = "logs/sessions.jsonl"
-
-
-def _record_session(run_dir, session: dict) -> None:
-    """Appends one line to `run_dir/logs/sessions.jsonl` (atomically: a kill leaves the old file)."""
-    path = Path(run_dir) / SESSIONS_FILE
-    old = path.read_text() if path.exists() else ""
-    with files.atomic_path(path) as tmp:
-        tmp.write_text(old + json.dumps(session, sort_keys=True) + "\n")
-
-
-def read_sessions(run_dir) -> list:
-    """The training sessions recorded in `run_dir/logs/sessions.jsonl`, oldest first (see `fit`)."""
-    path = Path(run_dir) / SESSIONS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
 def _steps(n, batch_size):
@@ -254,7 +64,7 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
         per_ex = losses.contrastive_loss(h_i, h_j, z, cfg.tau)
         return per_ex, {"distance2": losses.squared_distance(h_i, h_j)}
 
-    stage = _Stage(
+    stage = Stage(
         name="snn",
         variables=snn.trainable_variables,
         per_example=per_example,
@@ -303,7 +113,7 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
         per_ex = losses.joint_autoencoder_loss(xb, recon, hb, code, cfg.alpha, cfg.beta)
         return per_ex, {"recon_sse": losses.reconstruction_sse(xb, recon), "alignment_sse": losses.squared_distance(hb, code)}
 
-    stage = _Stage(
+    stage = Stage(
         name="autoencoder",
         variables=variables,
         per_example=per_example,
@@ -346,7 +156,7 @@ def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=
         sse = losses.reconstruction_sse(xb, tuned(hb, training=True))
         return sse, {}
 
-    stage = _Stage(
+    stage = Stage(
         name="decoder",
         variables=tuned.trainable_variables,
         per_example=per_example,
@@ -437,7 +247,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
 
     Under `MultiWorkerMirroredStrategy` every worker runs this with the same
     arguments; the chief writes `run_dir`, the other workers write the same
-    files to `run_dir/workers/worker-I` (see `_worker_dir`).
+    files to `run_dir/workers/worker-I` (see `siamese_xai.loop.worker_dir`).
 
     Returns:
         The metrics written to `metrics.json`.
@@ -448,7 +258,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     x_test, y_test = data.load_mnist("test", data_dir)
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
-    run_dir = _worker_dir(run_dir, strategy)
+    run_dir = worker_dir(run_dir, strategy)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -6,7 +6,7 @@ import socket
 import numpy as np
 import pytest
 
-from siamese_xai import data
+from siamese_xai import data, datasets
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -172,17 +172,17 @@ def test_class_folders_split_is_seeded_stratified_and_complementary(tmp_path):
         for i in range(n):
             _save(tmp_path / cls / f"{i:02d}.png", _pattern(tag, (32, 32, 3)))
             tag += 1
-    train = data.load_dataset(tmp_path, split="train", test_fraction=0.2, seed=0)
-    test = data.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=0)
+    train = datasets.load_dataset(tmp_path, split="train", test_fraction=0.2, seed=0)
+    test = datasets.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=0)
     assert train.class_names == test.class_names == ("cat", "dog", "emu")  # sorted folder names
     assert train.x.shape[1:] == (32, 32, 3) and train.x.dtype == np.float32 and train.y.dtype == np.int64
     # round(n_k * 0.2) per class, at least one: cat 2, dog 1, emu 1
     assert np.bincount(test.y).tolist() == [2, 1, 1] and np.bincount(train.y).tolist() == [8, 4, 3]
     tags = lambda d: sorted(np.round(d.x[:, 0, 0, 0] * 255).astype(int).tolist())  # noqa: E731
     assert sorted(tags(train) + tags(test)) == list(range(19))  # every image once
-    again = data.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=0)
+    again = datasets.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=0)
     np.testing.assert_array_equal(again.x, test.x)
-    other = data.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=1)
+    other = datasets.load_dataset(tmp_path, split="test", test_fraction=0.2, seed=1)
     assert tags(other) != tags(test)
     # the labels follow the folders: cat's images are tags 4..13 (emu 0..3 was written first)
     assert set(np.round(train.x[train.y == 0][:, 0, 0, 0] * 255).astype(int)) <= set(range(4, 14))
@@ -197,7 +197,7 @@ def test_train_and_test_folders_keep_pixels_and_order(tmp_path):
                 _save(tmp_path / split / cls / f"img{i}.png", pixels)
                 written[(split, cls, i)] = pixels
     for split, n in (("train", 3), ("test", 2)):
-        x, y, names = data.load_dataset(tmp_path, split=split)
+        x, y, names = datasets.load_dataset(tmp_path, split=split)
         assert names == ("a", "b") and x.shape == (2 * n, 20, 36, 1)
         assert y.tolist() == [0] * n + [1] * n  # class order, then file-name order
         expected = np.stack([written[(split, cls, i)] for cls in names for i in range(n)])[..., None]
@@ -211,12 +211,12 @@ def test_any_colour_image_makes_the_set_rgb(tmp_path):
     _save(tmp_path / "train" / "c" / "1.png", rgba)
     for cls in ("c", "g"):
         _save(tmp_path / "test" / cls / "0.png", gray)
-    x, y, names = data.load_dataset(tmp_path, split="train")
+    x, y, names = datasets.load_dataset(tmp_path, split="train")
     assert names == ("c", "g") and x.shape == (3, 8, 8, 3)
     np.testing.assert_array_equal(x[0], rgb / np.float32(255))
     np.testing.assert_array_equal(x[1], rgba[..., :3] / np.float32(255))  # alpha dropped
     np.testing.assert_array_equal(x[2], np.repeat(gray[..., None], 3, axis=2) / np.float32(255))  # gray repeated
-    x_test, _, _ = data.load_dataset(tmp_path, split="test")  # all grayscale: one channel
+    x_test, _, _ = datasets.load_dataset(tmp_path, split="test")  # all grayscale: one channel
     assert x_test.shape == (2, 8, 8, 1)
 
 
@@ -227,11 +227,11 @@ def test_different_sizes_are_refused_unless_a_size_is_asked_for(tmp_path):
     _save(tmp_path / "b" / "1.png", _pattern(3, (16, 16)))
     with pytest.raises(ValueError, match=r"images in .* have different sizes: .*/a/0\.png is 16x16, .*/b/0\.png is 21x13; "
                                          r"pass image_size=\(H, W\)") as err:
-        data.load_dataset(tmp_path, split="train", test_fraction=0.5)
+        datasets.load_dataset(tmp_path, split="train", test_fraction=0.5)
     assert str(tmp_path) in str(err.value) and _one_line(err)
-    x, y, _ = data.load_dataset(tmp_path, split="train", image_size=(16, 16), test_fraction=0.5, seed=3)
+    x, y, _ = datasets.load_dataset(tmp_path, split="train", image_size=(16, 16), test_fraction=0.5, seed=3)
     assert x.shape == (2, 16, 16, 1) and x.min() >= 0.0 and x.max() <= 1.0
-    both = np.concatenate([x, data.load_dataset(tmp_path, split="test", image_size=(16, 16), test_fraction=0.5,
+    both = np.concatenate([x, datasets.load_dataset(tmp_path, split="test", image_size=(16, 16), test_fraction=0.5,
                                                 seed=3).x])
     unchanged = [_pattern(t, (16, 16))[..., None] / np.float32(255) for t in (0, 1, 3)]  # 16x16 ones are not resampled
     for image in unchanged:
@@ -297,13 +297,13 @@ def test_bad_layouts_give_one_line_naming_the_folder(tmp_path, make, pattern):
     root.mkdir()
     make(root)
     with pytest.raises(ValueError, match=pattern.format(root=re.escape(str(root)))) as err:
-        data.load_dataset(root, split="train")
+        datasets.load_dataset(root, split="train")
     assert _one_line(err)
 
 
 def test_a_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="data_dir=.*no-such.*not a folder") as err:
-        data.load_dataset(tmp_path / "no-such", split="train")
+        datasets.load_dataset(tmp_path / "no-such", split="train")
     assert _one_line(err)
 
 
@@ -317,7 +317,7 @@ def test_sklearn_digits_round_trip_bit_exact(tmp_path):
     for i, (image, label) in enumerate(zip(pixels, digits.target)):
         _save(tmp_path / ("test" if split[i] else "train") / str(label) / f"{i:04d}.png", image)
     for name, mask in (("train", ~split), ("test", split)):
-        x, y, names = data.load_dataset(tmp_path, split=name)
+        x, y, names = datasets.load_dataset(tmp_path, split=name)
         assert names == tuple("0123456789")
         order = np.flatnonzero(mask)[np.argsort(digits.target[mask], kind="stable")]  # class, then file name
         np.testing.assert_array_equal(y, digits.target[order])
@@ -327,13 +327,13 @@ def test_sklearn_digits_round_trip_bit_exact(tmp_path):
 
 def test_default_and_mnist_by_name_are_load_mnist_bit_for_bit(raw_mnist_dir):
     x, y = data.load_mnist("test")
-    default = data.load_dataset(split="test")
+    default = datasets.load_dataset(split="test")
     assert default.x is x and default.y is y and default.class_names == tuple(str(k) for k in range(10))
-    by_name = data.load_dataset(dataset="mnist", split="test")  # the generic tensorflow-datasets path
+    by_name = datasets.load_dataset(dataset="mnist", split="test")  # the generic tensorflow-datasets path
     np.testing.assert_array_equal(by_name.x, x)
     np.testing.assert_array_equal(by_name.y, y)
     assert by_name.x.dtype == np.float32 and by_name.class_names == default.class_names
-    idx = data.load_dataset(raw_mnist_dir, split="test")
+    idx = datasets.load_dataset(raw_mnist_dir, split="test")
     np.testing.assert_array_equal(idx.x, data.load_mnist("test", data_dir=raw_mnist_dir)[0])
 
 
@@ -352,8 +352,8 @@ def test_a_prepared_tfds_set_keeps_its_label_names(tmp_path):
         split_datasets={"train": tf.data.Dataset.from_generator(lambda: iter(examples), output_signature=signature)},
     )
     with pytest.raises(ValueError, match=r"images in tensorflow-datasets set 'tiny_pets' \(train\) have different sizes"):
-        data.load_dataset(tmp_path, dataset="tiny_pets")
-    x, y, names = data.load_dataset(tmp_path, dataset="tiny_pets", image_size=(6, 7))
+        datasets.load_dataset(tmp_path, dataset="tiny_pets")
+    x, y, names = datasets.load_dataset(tmp_path, dataset="tiny_pets", image_size=(6, 7))
     assert names == ("kitten", "puppy") and x.shape == (6, 6, 7, 3) and np.bincount(y).tolist() == [3, 3]
     # the 6x7 images come back unresampled, labelled as written
     for image, label in zip(x, y):
@@ -366,7 +366,7 @@ def test_a_prepared_tfds_set_keeps_its_label_names(tmp_path):
 def test_an_unprepared_tfds_set_is_one_clear_error(tmp_path):
     with pytest.raises(data.DataNotFoundError, match=rf"'fashion_mnist' is not prepared in {re.escape(str(tmp_path))}.*"
                                                      r"tfds build fashion_mnist") as err:
-        data.load_dataset(tmp_path, dataset="fashion_mnist")
+        datasets.load_dataset(tmp_path, dataset="fashion_mnist")
     assert _one_line(err)
 
 
@@ -377,4 +377,4 @@ def test_an_unprepared_tfds_set_is_one_clear_error(tmp_path):
 ])
 def test_bad_arguments_are_named(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`|{name}="):
-        data.load_dataset(**kwargs)
+        datasets.load_dataset(**kwargs)
