@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -63,9 +64,54 @@ def _cmd_train(args):
             config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=value)})
     metrics = training.train_run(
         config, args.out, data_dir=args.data_dir, strategy=_make_strategy(args.strategy), force=args.force,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 1, dataset=args.dataset, image_size=args.image_size,
+        test_fraction=args.test_fraction,
     )
     print(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def _load_tower(path):
+    """A user's embedding network: a `.keras` file or a SavedModel folder (its serving signature)."""
+    from siamese_xai import runs
+
+    path = Path(path)
+    if not path.exists():
+        raise CLIError(f"--embed {str(path)!r} does not exist (expected a .keras file or a SavedModel folder)")
+    if path.is_dir():
+        return runs.SavedModelTower(path)
+    return runs.load_model(path.parent, path.name)
+
+
+def _cmd_fit(args):
+    from siamese_xai import datasets, runs
+    from siamese_xai.config import TrainConfig
+    from siamese_xai.fitting import fit_explainer
+
+    load = dict(data_dir=args.data_dir, dataset=args.dataset, image_size=args.image_size,
+                test_fraction=args.test_fraction, seed=args.seed or 0)
+    x, y, class_names = datasets.load_dataset(split="train", **load)
+    tower = _load_tower(args.embed)
+    config = None
+    if args.tiny or args.epochs or args.seed is not None:
+        import dataclasses
+
+        from siamese_xai.prototypes import embed_in_batches
+
+        dim = embed_in_batches(tower, x[:2]).shape[1]
+        config = (TrainConfig.tiny if args.tiny else TrainConfig.paper)(embedding_dim=dim, seed=args.seed or 0)
+        for stage in ("autoencoder", "decoder"):
+            if args.epochs:
+                config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=args.epochs)})
+    explainer = fit_explainer(tower, x, y, config, num_classes=len(class_names), run_dir=args.out,
+                              verbose=0 if args.quiet else 1)
+    runs.write_class_names(args.out, class_names)
+    x_test, y_test, _ = datasets.load_dataset(split="test", **load)
+    e = explainer.explain(x_test[:1])  # a check that the run explains
+    print(json.dumps({"run": str(args.out), "run_id": runs.load_run(args.out).run_id,
+                      "classes": list(class_names), "embedding_dim": explainer.embedding_dim,
+                      "image_shape": list(explainer.image_shape), "num_train": len(x), "num_test": len(x_test),
+                      "example": {"predicted": e.class_name(e.predicted_class[0]),
+                                  "true": class_names[int(y_test[0])]}}, indent=2))
 
 
 def _explanation_json(e, label, note) -> dict:
@@ -171,6 +217,23 @@ def _add_explain_options(p, full: bool = False):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _image_size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 32x32, received {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sides, received {text!r}")
+    return (h, w)
+
+
+def _add_data_options(p):
+    p.add_argument("--dataset", metavar="NAME", help="a prepared tensorflow-datasets image set by name (default: MNIST)")
+    p.add_argument("--image-size", type=_image_size, metavar="HxW", help="resize images of other sizes to HxW (else sizes must agree)")
+    p.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
+                   help="test share of an image folder without train/ and test/ (default 0.2, seeded and stratified)")
+
+
 def _explain_config(args):
     """The ExplainConfig the command's options ask for (paper defaults otherwise)."""
     from siamese_xai.explain import ExplainConfig
@@ -215,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a tensorflow-datasets folder holding mnist/, or a folder of the four raw MNIST IDX files "
         "(default: $TFDS_DATA_DIR)",
     )
+    _add_data_options(train)
     train.add_argument("--embedding-dim", type=_positive_int, metavar="D", help="embedding length D (default 20, Table 1)")
     train.add_argument("--epochs", type=_positive_int, help="epochs of every stage (overrides the defaults)")
     train.add_argument("--snn-epochs", type=_positive_int, help="epochs of the Siamese network")
@@ -228,6 +292,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="retrain every stage even if RUN has them")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_cmd_train)
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit the explainer to your own Siamese tower (a .keras file) on your data",
+        description=(
+            "Trains the explainable autoencoder against your embedding network (joint loss), fine-tunes the decoder "
+            "on its embeddings and computes the class prototypes, then writes a run folder that explain, "
+            "explain-split and export use like any other."
+        ),
+    )
+    fit.add_argument("--embed", required=True, metavar="MODEL", help="your tower: a .keras file, (B, H, W, C) -> (B, D)")
+    fit.add_argument("--out", required=True, type=Path, metavar="RUN", help="the run folder to write")
+    fit.add_argument("--data-dir", metavar="DIR", help="an image folder (DIR/<class>/... or DIR/train, DIR/test), a tfds folder, or raw MNIST")
+    _add_data_options(fit)
+    fit.add_argument("--epochs", type=_positive_int, help="epochs of the autoencoder and the decoder stages")
+    fit.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
+    fit.add_argument("--tiny", action="store_true", help="one short epoch per stage (for trying things)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.set_defaults(func=_cmd_fit)
 
     explain = sub.add_parser(
         "explain",

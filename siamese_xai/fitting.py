@@ -96,6 +96,6 @@ def fit_explainer(
     strategy = training.make_strategy(strategy)
     encoder, decoder = training.train_autoencoder(x, h, config, run_dir, strategy, verbose)
     decoder = training.finetune_decoder(decoder, x, h, config, run_dir, strategy, verbose)
-    if run_dir is not None and isinstance(embed, keras.Model) and training.is_chief(strategy):
+    if run_dir is not None and isinstance(embed, (keras.Model, runs.SavedModelTower)) and training.is_chief(strategy):
         runs.save_run(run_dir, embed, decoder, protos, encoder=encoder)
     return SiameseExplainer(embed, decoder, protos, explain_config)

@@ -40,6 +40,8 @@ class Stage:
     epochs: int
     optimizer: keras.optimizers.Optimizer
     trackables: dict
+    # images(): {tag: (n, H, W, C) in [0, 1]} written to TensorBoard after every epoch, or None
+    images: Callable | None = None
 
 
 def worker_dir(run_dir, strategy):
@@ -181,6 +183,8 @@ def fit(stage: Stage, run_dir=None, strategy=None, checkpoint_every: int = 200, 
             with writer.as_default(step=int(epoch_var.numpy())):
                 for k, v in results.items():
                     tf.summary.scalar(f"{stage.name}/epoch_{k}", v)
+                for tag, images in (stage.images() if stage.images else {}).items():
+                    tf.summary.image(f"{stage.name}/{tag}", tf.clip_by_value(images, 0.0, 1.0), max_outputs=len(images))
             writer.flush()
     if run_dir is not None:
         session.update(global_step=global_step, steps_total=stage.epochs * stage.steps_per_epoch,

@@ -2,7 +2,8 @@
 
 A run folder holds everything the explainer and the later steps need:
 
-    snn.keras            f, the Siamese subnetwork (the embedding)
+    snn.keras            f, the Siamese subnetwork (the embedding), or
+    snn_savedmodel/      f as a TensorFlow SavedModel (a user's tower; its serving signature is called)
     decoder.keras        g, the decoder the explainer perturbs
     prototypes.npy       (C, D) float32 class prototypes
     encoder.keras        e, the explainable autoencoder's encoder (training runs)
@@ -26,6 +27,7 @@ explanation, explain-split folder and SavedModel made from the run carries it.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ import numpy as np
 from siamese_xai import files
 
 SNN_FILE = "snn.keras"
+SNN_SAVEDMODEL_DIR = "snn_savedmodel"
 ENCODER_FILE = "encoder.keras"
 DECODER_JOINT_FILE = "decoder_joint.keras"
 DECODER_FILE = "decoder.keras"
@@ -71,6 +74,38 @@ class Run:
     encoder: object = None
     run_id: str = ""
     class_names: tuple = ()
+
+
+class SavedModelTower:
+    """A SavedModel's `serving_default` signature as an embedding f: `(B, *image_shape)` float32 -> `(B, D)`.
+
+    Args:
+        path: the SavedModel folder.
+
+    Raises:
+        ValueError: the folder is not a SavedModel with a one-input `serving_default` signature.
+    """
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.path = Path(path)
+        try:
+            self._loaded = tf.saved_model.load(str(self.path))
+            self._signature = self._loaded.signatures["serving_default"]
+            (self._input,) = self._signature.structured_input_signature[1]
+        except Exception as err:  # noqa: BLE001 - any failure means: not a usable SavedModel
+            detail = " ".join(str(err).split())
+            raise ValueError(
+                f"{str(self.path)!r} must be a SavedModel with a one-input serving_default signature: {detail}"
+            ) from None
+        self.weights = list(self._loaded.variables)
+
+    def __call__(self, x):
+        import tensorflow as tf
+
+        out = self._signature(**{self._input: tf.convert_to_tensor(x, tf.float32)})
+        return next(iter(out.values()))
 
 
 def run_id(embed, decoder, prototypes) -> str:
@@ -131,11 +166,12 @@ def load_run(path, encoder: bool = False) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"`path` must be a run folder. Received: path={str(path)!r} (not a folder)")
-    needed = EXPLAINER_FILES + ((ENCODER_FILE,) if encoder else ())
+    savedmodel = not (path / SNN_FILE).exists() and (path / SNN_SAVEDMODEL_DIR).is_dir()
+    needed = tuple(n for n in EXPLAINER_FILES if not (savedmodel and n == SNN_FILE)) + ((ENCODER_FILE,) if encoder else ())
     for name in needed:
         if not (path / name).is_file():
             raise FileNotFoundError(f"The run folder {str(path)!r} has no {name!r}.")
-    embed = load_model(path, SNN_FILE)
+    embed = SavedModelTower(path / SNN_SAVEDMODEL_DIR) if savedmodel else load_model(path, SNN_FILE)
     decoder = load_model(path, DECODER_FILE)
     prototypes = _read(path, PROTOTYPES_FILE, lambda p: np.load(p, allow_pickle=False))
     identity = run_id(embed, decoder, prototypes)
@@ -190,10 +226,20 @@ def save_run(path, embed, decoder, prototypes, encoder=None, class_names=None) -
     import keras
 
     for name, model in (("embed", embed), ("decoder", decoder), ("encoder", encoder)):
-        if model is not None and not isinstance(model, keras.Model):
-            raise TypeError(f"`{name}` must be a Keras model to be saved in a run folder. Received: {name}={model!r}")
+        if model is not None and not isinstance(model, keras.Model) and not (
+            name == "embed" and isinstance(model, SavedModelTower)
+        ):
+            raise TypeError(
+                f"`{name}` must be a Keras model (or, for embed, a SavedModelTower) to be saved in a run folder. "
+                f"Received: {name}={model!r}"
+            )
     path = Path(path)
-    files.save_model(embed, path / SNN_FILE)
+    if isinstance(embed, SavedModelTower):
+        if embed.path.resolve() != (path / SNN_SAVEDMODEL_DIR).resolve():
+            with files.atomic_path(path / SNN_SAVEDMODEL_DIR, suffix="") as tmp:
+                shutil.copytree(embed.path, tmp)
+    else:
+        files.save_model(embed, path / SNN_FILE)
     files.save_model(decoder, path / DECODER_FILE)
     files.write_npy(path / PROTOTYPES_FILE, np.asarray(prototypes, np.float32))
     if encoder is not None:

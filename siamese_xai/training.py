@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import data, files, losses, models, prototypes, runs
+from siamese_xai import data, datasets, files, losses, models, prototypes, runs
 from siamese_xai.config import TrainConfig
 from siamese_xai.distribute import STRATEGIES, make_strategy  # noqa: F401 (the CLI's names)
 from siamese_xai.loop import SESSIONS_FILE, Stage, fit, is_chief, read_sessions, worker_dir  # noqa: F401 (public here too)
@@ -52,7 +52,7 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed + _SNN_SEED)
     with strategy.scope():
-        snn = models.build_siamese_subnetwork(config.embedding_dim)
+        snn = models.build_siamese_subnetwork(config.embedding_dim, image_shape=tuple(x.shape[1:]))
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(snn.trainable_variables)
     num_pairs = cfg.pairs_per_epoch or len(x)
@@ -100,8 +100,8 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
     _check_embeddings(x, h, config.embedding_dim)
     keras.utils.set_random_seed(config.seed + _AE_SEED)
     with strategy.scope():
-        encoder = models.build_encoder(config.embedding_dim)
-        decoder = models.build_decoder(config.embedding_dim)
+        encoder = models.build_encoder(config.embedding_dim, image_shape=tuple(x.shape[1:]))
+        decoder = models.build_decoder(config.embedding_dim, image_shape=tuple(x.shape[1:]))
         variables = encoder.trainable_variables + decoder.trainable_variables
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(variables)
@@ -123,6 +123,7 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
         epochs=cfg.epochs,
         optimizer=optimizer,
         trackables={"encoder": encoder, "decoder": decoder},
+        images=_image_summaries(x, h, decoder, encoder),
     )
     fit(stage, run_dir, strategy, config.checkpoint_every, verbose, on_step)
     return encoder, decoder
@@ -166,9 +167,29 @@ def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=
         epochs=cfg.epochs,
         optimizer=optimizer,
         trackables={"decoder": tuned},
+        images=_image_summaries(x, h, tuned),
     )
     fit(stage, run_dir, strategy, config.checkpoint_every, verbose, on_step)
     return tuned
+
+
+SUMMARY_IMAGES = 8
+
+
+def _image_summaries(x, h, decoder, encoder=None):
+    """TensorBoard images after each epoch: the first 8 training images x, g(f(x)) and (with e) g(e(x)).
+
+    Inference calls only: they draw no random numbers, so the weights are the same with or without them.
+    """
+    x0, h0 = x[:SUMMARY_IMAGES], h[:SUMMARY_IMAGES]
+
+    def images():
+        out = {"x": x0, "g_f_x": decoder(h0, training=False)}
+        if encoder is not None:
+            out["g_e_x"] = decoder(encoder(x0, training=False), training=False)
+        return out
+
+    return images
 
 
 def _check_embeddings(x, h, embedding_dim):
@@ -228,22 +249,28 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
     }
 
 
-def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force: bool = False, verbose: int = 1) -> dict:
-    """Trains all three stages on MNIST and writes the run folder.
+def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force: bool = False, verbose: int = 1, *,
+              dataset=None, image_size=None, test_fraction: float = 0.2) -> dict:
+    """Trains all three stages on a labelled image set (MNIST by default) and writes the run folder.
 
     Each stage whose model file already exists is loaded instead of trained
     (unless `force`); a stage interrupted mid-way resumes from its checkpoint.
     The run folder then holds `snn.keras`, `encoder.keras`,
     `decoder_joint.keras` (the decoder before fine-tuning), `decoder.keras`,
-    `prototypes.npy` (C x D), `config.json` and `metrics.json`.
+    `prototypes.npy` (C x D), `classes.json` (the class names), `config.json`,
+    `metrics.json` (with a `data` record: where the images came from, their
+    shape and counts) and `run.json` (the run's identity).
 
     Args:
         config: the training config.
         run_dir: the run folder (created if missing).
-        data_dir: MNIST's location (see `siamese_xai.data.load_mnist`).
+        data_dir: MNIST's location, or an image folder (see `siamese_xai.datasets.load_dataset`).
         strategy: a `tf.distribute.Strategy` or its name (see `make_strategy`).
         force: retrain every stage, discarding old models and checkpoints.
         verbose: 1 shows progress.
+        dataset: a prepared tensorflow-datasets image classification set by name.
+        image_size: `(H, W)` to resize images of other sizes to (else sizes must agree).
+        test_fraction: the test share of an image folder without train/ and test/.
 
     Under `MultiWorkerMirroredStrategy` every worker runs this with the same
     arguments; the chief writes `run_dir`, the other workers write the same
@@ -254,8 +281,12 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     """
     strategy = make_strategy(strategy)
     # data first: a missing data set must not leave a half-made run folder behind
-    x_train, y_train = data.load_mnist("train", data_dir)
-    x_test, y_test = data.load_mnist("test", data_dir)
+    load = dict(data_dir=data_dir, dataset=dataset, image_size=image_size, test_fraction=test_fraction, seed=config.seed)
+    x_train, y_train, class_names = datasets.load_dataset(split="train", **load)
+    x_test, y_test, _ = datasets.load_dataset(split="test", **load)
+    data_record = {"data_dir": None if data_dir is None else str(data_dir), "dataset": dataset,
+                   "image_shape": list(x_train.shape[1:]), "num_train": len(x_train), "num_test": len(x_test),
+                   "class_names": list(class_names)}
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     run_dir = worker_dir(run_dir, strategy)
@@ -299,7 +330,8 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
 
     snn = stage("snn", run_dir / runs.SNN_FILE, lambda: train_siamese(x_train, y_train, config, run_dir, strategy, verbose))
     h_train = prototypes.embed_in_batches(snn, x_train, 1000)
-    protos = prototypes.prototypes_from_embeddings(h_train, y_train, 10)
+    protos = prototypes.prototypes_from_embeddings(h_train, y_train, len(class_names))
+    runs.write_class_names(run_dir, class_names)
     files.write_npy(run_dir / runs.PROTOTYPES_FILE, protos)
 
     pair = {}
@@ -323,6 +355,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     metrics["recon_sse_decoder_before_finetune"] = joint_metrics["recon_sse_decoder"]
     metrics["train_prototype_accuracy"] = prototypes.prototype_accuracy(h_train, y_train, protos)
     metrics["seconds"] = seconds
+    metrics["data"] = data_record
     files.write_json(metrics_path, metrics)
     runs.write_identity(run_dir, snn, decoder, protos)  # last: the finished run's recorded identity
     return metrics

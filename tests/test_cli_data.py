@@ -1,0 +1,97 @@
+"""The command line on a user's own data: an image folder, class names, and `fit` for a user's tower."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from siamese_xai import cli, runs
+
+SIZE = 16
+CLASSES = ("bars", "dots", "ring")
+
+
+def _draw(kind, rng):
+    img = np.zeros((SIZE, SIZE, 3), np.uint8)
+    colour = rng.integers(128, 256, 3)
+    if kind == "bars":
+        img[:, rng.integers(0, 4)::4] = colour
+    elif kind == "dots":
+        img[rng.integers(0, 3)::3, rng.integers(0, 3)::3] = colour
+    else:
+        yy, xx = np.mgrid[:SIZE, :SIZE]
+        r = np.hypot(yy - SIZE / 2 + rng.normal(), xx - SIZE / 2 + rng.normal())
+        img[(r > 4) & (r < 6.5)] = colour
+    return img
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(0)
+    for kind in CLASSES:
+        (root / kind).mkdir()
+        for i in range(40):
+            Image.fromarray(_draw(kind, rng), "RGB").save(root / kind / f"{i:03d}.png")
+    Image.fromarray(_draw("ring", rng), "RGB").save(root.parent / "query.png")
+    return root
+
+
+def test_train_and_explain_an_image_folder(image_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--tiny", "--data-dir", str(image_folder), "--out", str(run), "--quiet",
+                     "--embedding-dim", "6"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["data"]["image_shape"] == [SIZE, SIZE, 3] and metrics["data"]["class_names"] == list(CLASSES)
+    assert metrics["data"]["num_train"] + metrics["data"]["num_test"] == 120
+    assert runs.load_run(run).class_names == CLASSES
+
+    out = tmp_path / "out"
+    assert cli.main(["explain", "--run", str(run), str(image_folder.parent / "query.png"), "--out", str(out),
+                     "--n", "32", "--q", "20", "--s", "3", "--quiet"]) == 0
+    line = capsys.readouterr().out.strip()
+    record = json.loads((out / "query.json").read_text())
+    assert record["class_names"] == list(CLASSES)
+    predicted = CLASSES[record["predicted_class"][0]]
+    assert line.startswith(f"query: SNN class {predicted}, explained class {predicted}")
+    assert np.array(record["mask"]).shape == (1, SIZE, SIZE, 3)
+    assert (out / "query.png").stat().st_size > 1000
+
+
+def _tower():
+    import keras
+
+    keras.utils.set_random_seed(5)
+    return keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(5)], name="tower")
+
+
+@pytest.mark.parametrize("kind", ["keras", "savedmodel"])
+def test_fit_explains_a_users_tower(image_folder, tmp_path, capsys, kind):
+    tower = _tower()
+    if kind == "keras":
+        path = tmp_path / "tower.keras"
+        tower.save(path)
+    else:
+        path = tmp_path / "tower_savedmodel"
+        tower.export(str(path), verbose=False)
+    run = tmp_path / "run"
+    assert cli.main(["fit", "--embed", str(path), "--data-dir", str(image_folder), "--out", str(run), "--tiny",
+                     "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["classes"] == list(CLASSES) and summary["embedding_dim"] == 5
+    loaded = runs.load_run(run)
+    assert loaded.run_id == summary["run_id"] and loaded.class_names == CLASSES
+    x = np.random.default_rng(1).random((2, SIZE, SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(loaded.embed(x)), tower(x).numpy(), rtol=1e-5, atol=1e-6)
+    out = tmp_path / "out"
+    assert cli.main(["explain", "--run", str(run), str(image_folder.parent / "query.png"), "--out", str(out),
+                     "--n", "16", "--q", "10", "--quiet"]) == 0
+    assert json.loads((out / "query.json").read_text())["run_id"] == summary["run_id"]
+
+
+def test_fit_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["fit", "--embed", str(tmp_path / "none.keras"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--embed" in err and "does not exist" in err
