@@ -21,7 +21,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-fast reproduce clean bench evaluate .force
+.PHONY: setup test test-fast reproduce clean bench evaluate digits .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ figures/REPORT.md: reproduce/report.py $(FIGS) $(FORCE_DEP) | $(VENV)/.installed
 # The evaluation against baselines (full mode, about 15 minutes on 2 cores).
 evaluate: setup $(RUN)/metrics.json
 	$(PY) benchmarks/evaluate.py --run $(RUN)
+
+# The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
+digits: setup
+	$(PY) reproduce/digits.py --work runs/digits --out figures
 
 bench: setup
 	$(PY) benchmarks/bench_speed.py --run $(RUN)
