@@ -4,7 +4,7 @@ Command (`make digits`):
 
     .venv/bin/python reproduce/digits.py --work runs/digits --out figures
 
-Run time: about 3 minutes on a 2-core CPU. The digits go through the same path
+Run time: about 2 minutes on a 2-core CPU (102 s measured). The digits go through the same path
 a user's data does: they are written as an image folder (`WORK/images/<digit>/
 NNNN.png`, values 0..16 scaled to round(v * 255 / 16)), `siamese_xai.training.
 train_run` trains on it with a seeded, stratified 80/20 split (Table 1's
