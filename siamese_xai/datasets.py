@@ -45,9 +45,10 @@ def _class_folders(folder: Path) -> dict:
     """`{class name: sorted image paths}` for a folder of class folders; checks the layout."""
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
     if not classes:
-        raise ValueError(
-            f"image folder {folder} has no class folders: expected {folder}/<class>/<image> "
-            f"or {folder}/train/<class>/<image> and {folder}/test/<class>/<image>"
+        raise DataNotFoundError(
+            f"{folder} holds no data set: no class folders of images ({folder}/<class>/<image>, or "
+            f"{folder}/train/<class>/<image> and {folder}/test/<class>/<image>), no MNIST (the four raw IDX "
+            "files, or a tensorflow-datasets folder holding mnist/); pass one of those as --data-dir (data_dir=)"
         )
     if len(classes) == 1:
         raise ValueError(f"image folder {folder} has one class folder ({classes[0].name!r}); at least two are needed")

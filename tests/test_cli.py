@@ -27,7 +27,8 @@ def test_missing_data_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     code = cli.main(["train", "--tiny", "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.count("\n") == 1 and err.startswith("siamese-xai: error: MNIST")
+    assert err.count("\n") == 1 and err.startswith("siamese-xai: error: ")
+    assert "holds no data set" in err and "MNIST" in err and "--data-dir" in err
     assert "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing written
 
