@@ -57,7 +57,8 @@ class _ExplainerModule(tf.Module):
         h = tf.cast(h, tf.float32)
         batch = tf.shape(h)[0]
         out = self._explainer.graph(
-            h, tf.fill([batch], tf.constant(-1, tf.int64)), tf.zeros_like(h), tf.zeros([batch], tf.bool), seed
+            h, tf.fill([batch], tf.constant(-1, tf.int64)), tf.zeros_like(h), tf.zeros([batch], tf.bool), seed,
+            images=images,
         )
         out.pop("explained_class")  # always the predicted class here
         return {"embedding": h, **out}
