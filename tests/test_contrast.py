@@ -255,8 +255,9 @@ def test_cli_method_contrast(keras_run, tmp_path, capsys):
     ex = SiameseExplainer.from_run(keras_run, ExplainConfig(method="contrast", n_perturbations=64, q=30))
     from siamese_xai.inputs import read_image
 
-    own = int(ex.explain(read_image(tmp_path / "a.png")[0]).explained_class[0])
-    l = (own + 2) % 4
+    e = ex.explain(read_image(tmp_path / "a.png")[0])
+    own, runner = int(e.explained_class[0]), int(e.contrast_class[0])
+    l = min({0, 1, 2, 3} - {own, runner})  # not the default, so the flag must get through
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out), "--n", "64",
                      "--q", "30", "--method", "contrast", "--contrast-class", str(l), "--quiet"])
     assert code == 0, capsys.readouterr().err
