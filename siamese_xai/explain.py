@@ -70,7 +70,8 @@ class ExplainConfig:
     """The method's parameters (Part 2); how fast it runs is set on the explainer.
 
     Attributes:
-        n_perturbations: N, perturbations per explanation (the paper's 5000).
+        n_perturbations: N, perturbations per explanation (the paper's 5000);
+            with `method="contrast"`, the points on the path from h to c_l.
         s: how many embedding coordinates to perturb, those closest to the
             reference (the set J). The paper gives no value for its
             experiments (its Fig. 3 shows s = 2 in two dimensions). Default 5,
