@@ -13,8 +13,9 @@ and returns a dict of `(B, ...)` tensors named like `Explanation`'s fields:
 which is also `explained_class`), `distances` `(B, C)`, `indices` (J,
 int64), `sigma`, `reference_distance` and `contrast_class` (-1; for an
 explainer with `method="contrast"`, the runner-up class each input is
-contrasted with, and the other fields as `siamese_xai.contrast` defines them). For the same seed these equal
-`explainer.explain(images, seed=seed)` up to float rounding.
+contrasted with, and the other fields as `siamese_xai.contrast` defines
+them). For the same seed these equal `explainer.explain(images, seed=seed)`
+up to float rounding.
 
 Usage, in any process with TensorFlow:
 
