@@ -96,7 +96,8 @@ class ExplainConfig:
             over the same N draws; close to `"mc"` because sigma is small.
             `"contrast"`: not the paper's question but "why class k rather
             than class l": decode the path from h to c_l (N points) and mark
-            the q pixels that darken most (see `siamese_xai.contrast`);
+            the q pixels of x that darken most, max(-S_p, 0) * x_p (see
+            `siamese_xai.contrast`);
             `direction` and `sigma_scale` do not apply.
         sigma_scale: sigma = sigma_scale * min_j |h_j - c_j| (the paper's 0.1).
     """

@@ -76,9 +76,10 @@ class Explanation:
             from h to c_l replaces the perturbations (t_i = (i - 1/2) / N,
             h_i = h + t_i (c_l - h)); `mean_abs_change` and
             `mean_signed_change` are the means of |g(h_i) - g(h)| and
-            g(h_i) - g(h) over the path (negative: evidence for k that x
-            has; positive: evidence for l that x lacks), the mask is the q
-            pixels with the most negative signed change, `sigma` and
+            g(h_i) - g(h) over the path (negative: where class k has ink
+            that class l lacks; positive: the reverse), the mask is the q
+            pixels with the largest max(-S_p, 0) * x_p (S =
+            `mean_signed_change`: what in x makes it k rather than l), `sigma` and
             `reference_distance` are ||h - c_l||, `indices` the s coordinates
             the path moves most.
         config: the `ExplainConfig` that produced it.
