@@ -135,3 +135,101 @@ def check_targets(target_class, batch: int, num_classes: int):
             f"Received: {len(targets)} classes"
         )
     return np.array([one(t) for t in targets], np.int64)
+
+
+def _output_shape(model):
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, tuple) and shape and isinstance(shape[-1], (int, type(None))):
+        return shape
+    return None
+
+
+def check_networks(embed, decoder, prototypes, config):
+    """Checks that f, g and the prototypes agree on D and the image shape, and that s and q fit.
+
+    Returns:
+        `(prototypes, image_shape)`: `(C, D)` float32 (read-only) and the decoder's output shape.
+    """
+    import tensorflow as tf
+
+    if not callable(embed):
+        raise TypeError(f"`embed` must be callable. Received: embed={embed!r}")
+    if not callable(decoder):
+        raise TypeError(f"`decoder` must be callable. Received: decoder={decoder!r}")
+    p = to_numpy(prototypes)
+    if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 1 or p.dtype.kind not in "fiu":
+        raise ValueError(
+            "`prototypes` must be a 2-D numeric array (C, D). "
+            f"Received: prototypes.shape={p.shape}, dtype={p.dtype}"
+        )
+    p = p.astype(np.float32)
+    if not np.isfinite(p).all():
+        raise ValueError("`prototypes` must be finite. Received: NaN or inf values")
+    num_classes, dim = p.shape
+
+    dec_in = getattr(decoder, "input_shape", None)
+    if isinstance(dec_in, tuple) and dec_in and dec_in[-1] is not None and dec_in[-1] != dim:
+        raise ValueError(
+            f"`decoder` must take codes of length D={dim}, the prototypes' width. "
+            f"Received: decoder input shape {dec_in}"
+        )
+    emb_out = _output_shape(embed)
+    if emb_out is not None and emb_out[-1] is not None and (len(emb_out) != 2 or emb_out[-1] != dim):
+        raise ValueError(
+            f"`embed` must return embeddings of shape (B, D) with D={dim}, the prototypes' width. "
+            f"Received: embed output shape {emb_out}"
+        )
+    try:
+        probe = to_numpy(decoder(tf.zeros((1, dim), tf.float32)))
+    except Exception as err:  # any failure here means g cannot take these codes
+        raise ValueError(
+            f"`decoder` must map (B, D={dim}) float32 codes to images. Received: an error on a (1, {dim}) "
+            f"input: {err}"
+        ) from err
+    if probe.ndim < 2 or probe.shape[0] != 1:
+        raise ValueError(
+            f"`decoder` must map (B, D) codes to (B, *image_shape) images. Received: output shape {probe.shape}"
+        )
+    image_shape = tuple(int(d) for d in probe.shape[1:])
+    size = int(np.prod(image_shape))
+    emb_in = getattr(embed, "input_shape", None)
+    known = isinstance(emb_in, tuple) and len(emb_in) > 1 and all(d is not None for d in emb_in[1:])
+    if known and tuple(emb_in[1:]) != image_shape:
+        raise ValueError(
+            f"`embed` must take images of the decoder's output shape {image_shape}. "
+            f"Received: embed input shape {emb_in}"
+        )
+    if config.s > dim:
+        raise ValueError(f"`s` must be at most the embedding length D={dim}. Received: s={config.s}")
+    if config.q > size:
+        raise ValueError(
+            f"`q` must be at most the number of pixels {size} (image shape {image_shape}). Received: q={config.q}"
+        )
+    p.flags.writeable = False
+    return p, image_shape
+
+
+def check_embeddings(out, batch: int, dim: int):
+    """f's output for `batch` images as `(batch, D)` finite float32 (a one-entry dict is unwrapped)."""
+    if isinstance(out, dict):
+        if len(out) != 1:
+            raise ValueError(
+                f"`embed` must return one array (or a dict with one entry). Received: a dict with keys {sorted(out)}"
+            )
+        out = next(iter(out.values()))
+    h = to_numpy(out)
+    if h.shape != (batch, dim):
+        raise ValueError(
+            f"`embed` must return one embedding of length D={dim} (the decoder's input length and "
+            f"the prototypes' width) per input, shape {(batch, dim)}. Received: shape {h.shape}"
+        )
+    h = h.astype(np.float32)
+    bad = ~np.isfinite(h).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"`embed` must return finite embeddings. Received: NaN or inf for inputs {np.flatnonzero(bad).tolist()}"
+        )
+    return h

@@ -57,11 +57,12 @@ import tensorflow as tf
 from siamese_xai import _checks, runs
 from siamese_xai._fusion import decoder_evaluator
 from siamese_xai._graph import explain_graph
+from siamese_xai.contrast import contrast_graph
 from siamese_xai.explanation import Explanation
 from siamese_xai.prototypes import compute_prototypes
 
 DIRECTIONS = ("toward_prototype", "positive")
-METHODS = ("mc", "linear")
+METHODS = ("mc", "linear", "contrast")
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class ExplainConfig:
     """The method's parameters (Part 2); how fast it runs is set on the explainer.
 
     Attributes:
-        n_perturbations: N, perturbations per explanation (the paper's 5000).
+        n_perturbations: N, perturbations per explanation (the paper's 5000);
+            with `method="contrast"`, the points on the path from h to c_l.
         s: how many embedding coordinates to perturb, those closest to the
             reference (the set J). The paper gives no value for its
             experiments (its Fig. 3 shows s = 2 in two dimensions). Default 5,
@@ -92,6 +94,11 @@ class ExplainConfig:
             `"linear"`: replace the decoder by its first-order expansion at h
             (its Jacobian columns for J, by forward-mode JVPs) and average
             over the same N draws; close to `"mc"` because sigma is small.
+            `"contrast"`: not the paper's question but "why class k rather
+            than class l": decode the path from h to c_l (N points) and mark
+            the q pixels of x that darken most, max(-S_p, 0) * x_p (see
+            `siamese_xai.contrast`);
+            `direction` and `sigma_scale` do not apply.
         sigma_scale: sigma = sigma_scale * min_j |h_j - c_j| (the paper's 0.1).
     """
 
@@ -118,16 +125,6 @@ class ExplainConfig:
     def replace(self, **changes) -> ExplainConfig:
         """Returns a copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
-
-
-def _output_shape(model):
-    try:
-        shape = model.output_shape
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    if isinstance(shape, tuple) and shape and isinstance(shape[-1], (int, type(None))):
-        return shape
-    return None
 
 
 class SiameseExplainer:
@@ -178,62 +175,11 @@ class SiameseExplainer:
             config = ExplainConfig()
         if not isinstance(config, ExplainConfig):
             raise TypeError(f"`config` must be an ExplainConfig. Received: config={config!r}")
-        if not callable(embed):
-            raise TypeError(f"`embed` must be callable. Received: embed={embed!r}")
-        if not callable(decoder):
-            raise TypeError(f"`decoder` must be callable. Received: decoder={decoder!r}")
         _checks.check_positive_int("chunk_size", chunk_size)
         if not isinstance(fuse_decoder, bool):
             raise ValueError(f"`fuse_decoder` must be True or False. Received: fuse_decoder={fuse_decoder!r}")
-        p = _checks.to_numpy(prototypes)
-        if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 1 or p.dtype.kind not in "fiu":
-            raise ValueError(
-                "`prototypes` must be a 2-D numeric array (C, D). "
-                f"Received: prototypes.shape={p.shape}, dtype={p.dtype}"
-            )
-        p = p.astype(np.float32)
-        if not np.isfinite(p).all():
-            raise ValueError("`prototypes` must be finite. Received: NaN or inf values")
+        p, image_shape = _checks.check_networks(embed, decoder, prototypes, config)
         num_classes, dim = p.shape
-
-        dec_in = getattr(decoder, "input_shape", None)
-        if isinstance(dec_in, tuple) and dec_in and dec_in[-1] is not None and dec_in[-1] != dim:
-            raise ValueError(
-                f"`decoder` must take codes of length D={dim}, the prototypes' width. "
-                f"Received: decoder input shape {dec_in}"
-            )
-        emb_out = _output_shape(embed)
-        if emb_out is not None and emb_out[-1] is not None and (len(emb_out) != 2 or emb_out[-1] != dim):
-            raise ValueError(
-                f"`embed` must return embeddings of shape (B, D) with D={dim}, the prototypes' width. "
-                f"Received: embed output shape {emb_out}"
-            )
-        try:
-            probe = _checks.to_numpy(decoder(tf.zeros((1, dim), tf.float32)))
-        except Exception as err:  # any failure here means g cannot take these codes
-            raise ValueError(
-                f"`decoder` must map (B, D={dim}) float32 codes to images. Received: an error on a (1, {dim}) "
-                f"input: {err}"
-            ) from err
-        if probe.ndim < 2 or probe.shape[0] != 1:
-            raise ValueError(
-                f"`decoder` must map (B, D) codes to (B, *image_shape) images. Received: output shape {probe.shape}"
-            )
-        image_shape = tuple(int(d) for d in probe.shape[1:])
-        size = int(np.prod(image_shape))
-        emb_in = getattr(embed, "input_shape", None)
-        known = isinstance(emb_in, tuple) and len(emb_in) > 1 and all(d is not None for d in emb_in[1:])
-        if known and tuple(emb_in[1:]) != image_shape:
-            raise ValueError(
-                f"`embed` must take images of the decoder's output shape {image_shape}. "
-                f"Received: embed input shape {emb_in}"
-            )
-        if config.s > dim:
-            raise ValueError(f"`s` must be at most the embedding length D={dim}. Received: s={config.s}")
-        if config.q > size:
-            raise ValueError(
-                f"`q` must be at most the number of pixels {size} (image shape {image_shape}). Received: q={config.q}"
-            )
 
         if class_names is None:
             class_names = [str(k) for k in range(num_classes)]
@@ -256,8 +202,9 @@ class SiameseExplainer:
         probe_codes = p[rng.integers(0, num_classes, 16)] + rng.normal(0, p.std() + 1.0, (16, dim))
         self._dec = decoder_evaluator(decoder, fuse_decoder, probe_codes)
         internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
+        graph_fn = contrast_graph if config.method == "contrast" else explain_graph
         self._graph = functools.partial(
-            explain_graph, decoder=self._dec, internal_shape=internal_shape, config=config, chunk_size=int(chunk_size)
+            graph_fn, decoder=self._dec, internal_shape=internal_shape, config=config, chunk_size=int(chunk_size)
         )
         self._core = tf.function(
             self.graph,
@@ -267,6 +214,8 @@ class SiameseExplainer:
                 tf.TensorSpec((None, dim), tf.float32, name="references"),
                 tf.TensorSpec((None,), tf.bool, name="use_reference"),
                 tf.TensorSpec((), tf.int64, name="seed"),
+                tf.TensorSpec((None,), tf.int64, name="contrasts"),
+                tf.TensorSpec((None,) + image_shape, tf.float32, name="images"),
             ],
         )
 
@@ -380,7 +329,7 @@ class SiameseExplainer:
 
     # -- explanations -------------------------------------------------------
 
-    def explain(self, x, target_class=None, reference=None, seed: int = 0) -> Explanation:
+    def explain(self, x, target_class=None, reference=None, seed: int = 0, contrast_class=None) -> Explanation:
         """Explains the SNN's class of one image or a batch (or "why class k?", or "why close to this image?").
 
         Every input uses the same perturbation draws (seeded by `seed` only),
@@ -400,7 +349,13 @@ class SiameseExplainer:
                 replace the prototypes: J are the coordinates where f(x) is
                 closest to f(reference), and the perturbations move f(x) toward
                 it (a pair explanation; `explained_class` is then -1).
-            seed: seed of the perturbation draws.
+            seed: seed of the perturbation draws (the `"contrast"` path is
+                deterministic: recorded, unused).
+            contrast_class: `method="contrast"` only: None (each input's
+                runner-up prototype), one class for all, or B classes: l in
+                "why class k rather than class l". With `reference`, the
+                reference's embedding is the contrast instead, and
+                `target_class` may then name k.
 
         Returns:
             An `Explanation` of B inputs (B = 1 for one image).
@@ -412,9 +367,29 @@ class SiameseExplainer:
         seed = _checks.check_seed(seed)
         batch = len(xs)
         targets = _checks.check_targets(target_class, batch, self._num_classes)
+        contrast = self._config.method == "contrast"
+        if contrast_class is not None and not contrast:
+            raise ValueError(
+                f'`contrast_class` needs method="contrast". Received: contrast_class={contrast_class!r} with '
+                f"method={self._config.method!r}"
+            )
+        if contrast_class is not None and reference is not None:
+            raise ValueError(
+                "`contrast_class` must be None when `reference` is given (the reference is the contrast). "
+                f"Received: contrast_class={contrast_class!r}"
+            )
+        try:
+            contrasts = _checks.check_targets(contrast_class, batch, self._num_classes)
+        except ValueError as err:  # the same rules as target_class, under this argument's name
+            raise ValueError(str(err).replace("target_class", "contrast_class")) from None
+        if contrast and reference is None and self._num_classes < 2:
+            raise ValueError(
+                'method="contrast" needs at least 2 classes or a `reference`. '
+                f"Received: prototypes of {self._num_classes} class"
+            )
         refs = None
         if reference is not None:
-            if target_class is not None:
+            if target_class is not None and not contrast:
                 raise ValueError(
                     "`target_class` must be None when `reference` is given (the reference replaces the prototype). "
                     f"Received: target_class={target_class!r}"
@@ -433,11 +408,26 @@ class SiameseExplainer:
         elif len(h_ref) == 1:
             h_ref = np.repeat(h_ref, batch, axis=0)
         use_ref = np.full(batch, refs is not None)
+        if contrast and contrast_class is not None:
+            own = np.where(targets < 0, self._nearest(h), targets)
+            same = np.flatnonzero(own == contrasts)
+            if same.size:
+                raise ValueError(
+                    "`contrast_class` must differ from the explained class. Received: the same class for inputs "
+                    f"{same.tolist()} (class {own[same].tolist()})"
+                )
         out = self._core(tf.constant(h), tf.constant(targets), tf.constant(h_ref), tf.constant(use_ref),
-                         tf.constant(seed, tf.int64))
+                         tf.constant(seed, tf.int64), tf.constant(contrasts), tf.constant(xs))
         out = {k: v.numpy() for k, v in out.items()}
         zero = np.flatnonzero(out["sigma"] == 0)
-        if zero.size:
+        if zero.size and contrast:
+            warnings.warn(
+                f"h equals the contrast c_l for inputs {zero.tolist()}: the path has length 0, so there is no "
+                "change and the mask is empty.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif zero.size:
             warnings.warn(
                 f"sigma = 0 for inputs {zero.tolist()}: some h_j equals c_j exactly, so the perturbations are zero "
                 "and so is the explanation (empty mask).",
@@ -451,7 +441,7 @@ class SiameseExplainer:
         """Why f finds x1 close to (or far from) x2: `explain(x1, reference=x2, seed=seed)`."""
         return self.explain(x1, reference=x2, seed=seed)
 
-    def graph(self, h, targets, references, use_reference, seed):
+    def graph(self, h, targets, references, use_reference, seed, contrasts=None, images=None):
         """The explanation of embeddings as a traceable function of tensors (see `siamese_xai._graph`).
 
         Args:
@@ -460,11 +450,27 @@ class SiameseExplainer:
             references: `(B, D)` float32 embeddings replacing the prototype where `use_reference`.
             use_reference: `(B,)` bool.
             seed: scalar int64.
+            contrasts: `(B,)` int64 contrast classes, -1 for the runner-up
+                (`method="contrast"` only; None: all -1).
+            images: `(B, *image_shape)` float32 the inputs (`method="contrast"`
+                only, where they weigh the mask; required there).
 
         Returns:
             A dict of `(B, ...)` tensors named like `Explanation`'s fields.
         """
-        return self._graph(h, tf.constant(self._prototypes), targets, references, use_reference, seed)
+        prototypes = tf.constant(self._prototypes)
+        if contrasts is None:
+            contrasts = tf.fill(tf.shape(targets), tf.constant(-1, tf.int64))
+        if self._config.method == "contrast":
+            if images is None:
+                raise ValueError('`images` must be given with method="contrast" (they weigh the mask). Received: None')
+            return self._graph(h, images, prototypes, targets, contrasts, references, use_reference)
+        out = self._graph(h, prototypes, targets, references, use_reference, seed)
+        return {**out, "contrast_class": tf.fill(tf.shape(targets), tf.constant(-1, tf.int64))}
+
+    def _nearest(self, h):
+        d = ((h[:, None, :].astype(np.float64) - self._prototypes[None].astype(np.float64)) ** 2).sum(-1)
+        return d.argmin(axis=1)
 
     def _empty(self, xs, seed):
         b, d, s = 0, self._dim, self._config.s
@@ -479,22 +485,4 @@ class SiameseExplainer:
 
     def _call_embed(self, xs):
         out = self._embed_fn(tf.constant(xs) if self._embed_fn is not self._embed else xs)
-        if isinstance(out, dict):
-            if len(out) != 1:
-                raise ValueError(
-                    f"`embed` must return one array (or a dict with one entry). Received: a dict with keys {sorted(out)}"
-                )
-            out = next(iter(out.values()))
-        h = _checks.to_numpy(out)
-        if h.shape != (len(xs), self._dim):
-            raise ValueError(
-                f"`embed` must return one embedding of length D={self._dim} (the decoder's input length and "
-                f"the prototypes' width) per input, shape {(len(xs), self._dim)}. Received: shape {h.shape}"
-            )
-        h = h.astype(np.float32)
-        bad = ~np.isfinite(h).all(axis=1)
-        if bad.any():
-            raise ValueError(
-                f"`embed` must return finite embeddings. Received: NaN or inf for inputs {np.flatnonzero(bad).tolist()}"
-            )
-        return h
+        return _checks.check_embeddings(out, len(xs), self._dim)

@@ -20,6 +20,7 @@ FIELDS = {
     "predicted_class": np.int64,
     "distances": np.float32,
     "explained_class": np.int64,
+    "contrast_class": np.int64,
     "reference_distance": np.float32,
     "indices": np.int64,
     "sigma": np.float32,
@@ -57,6 +58,10 @@ class Explanation:
         explained_class: `(B,)` int64, the class explained (`predicted_class`
             unless a target class was asked for); -1 where a reference image
             replaced the prototype.
+        contrast_class: `(B,)` int64, l in "why class k rather than class l"
+            (`method="contrast"`; -1 where a reference image took its place),
+            -1 for the paper's methods. Optional when constructing: None
+            fills -1.
         reference_distance: `(B,)`, ||h - c||.
         indices: `(B, s)` int64, J: the perturbed embedding coordinates, by
             increasing |h_j - c_j| (ties: lower index first).
@@ -67,6 +72,16 @@ class Explanation:
         mask: `(B, H, W, C)` bool, the q pixels with the largest Delta_p (ties:
             lower flat index first); pixels with Delta_p == 0 are never in it,
             so it holds fewer than q pixels when fewer change (none when sigma == 0).
+            With `method="contrast"` (see `siamese_xai.contrast`): the path
+            from h to c_l replaces the perturbations (t_i = (i - 1/2) / N,
+            h_i = h + t_i (c_l - h)); `mean_abs_change` and
+            `mean_signed_change` are the means of |g(h_i) - g(h)| and
+            g(h_i) - g(h) over the path (negative: where class k has ink
+            that class l lacks; positive: the reverse), the mask is the q
+            pixels with the largest max(-S_p, 0) * x_p (S =
+            `mean_signed_change`: what in x makes it k rather than l), `sigma` and
+            `reference_distance` are ||h - c_l||, `indices` the s coordinates
+            the path moves most.
         config: the `ExplainConfig` that produced it.
         seed: the seed of the perturbation draws.
         run_id: the identity of the run folder the explainer came from, or None.
@@ -90,10 +105,13 @@ class Explanation:
     seed: int
     run_id: str | None = None
     class_names: tuple | None = None
+    contrast_class: np.ndarray | None = None
 
     def __post_init__(self):
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.contrast_class is None:  # the paper's methods have no contrast class
+            object.__setattr__(self, "contrast_class", np.full(len(np.asarray(self.mask)), -1, np.int64))
         batch = None
         for name, dtype in FIELDS.items():
             a = getattr(self, name)
@@ -148,6 +166,7 @@ class Explanation:
             f"s={cfg.s}, q={cfg.q}, N={cfg.n_perturbations}, seed={self.seed})\n"
             f"  predicted_class={classes(self.predicted_class)}\n"
             f"  explained_class={classes(self.explained_class)}"
+            + (f"\n  contrast_class={classes(self.contrast_class)}" if cfg.method == "contrast" else "")
             + ("" if self.run_id is None else f"\n  run_id={self.run_id!r}")
         )
 
@@ -184,6 +203,8 @@ class Explanation:
                 arrays = {name: data[name] for name in data.files}
         except (OSError, ValueError) as err:
             raise ValueError(f"`path` must be an explanation file written by Explanation.save. Received: {path!r} ({err})") from None
+        if "contrast_class" not in arrays and "mask" in arrays:  # a file from before the field existed
+            arrays["contrast_class"] = np.full(len(arrays["mask"]), -1, np.int64)
         missing = [name for name in (*FIELDS, _META_KEY) if name not in arrays]
         meta = json.loads(str(arrays.pop(_META_KEY))) if _META_KEY in arrays else {}
         if missing or meta.get("format") != _FORMAT:

@@ -11,8 +11,11 @@ and returns a dict of `(B, ...)` tensors named like `Explanation`'s fields:
 `mask` (bool), `mean_abs_change`, `mean_signed_change`, `reconstruction`,
 `embedding`, `reference`, `predicted_class` (int64, the nearest prototype,
 which is also `explained_class`), `distances` `(B, C)`, `indices` (J,
-int64), `sigma` and `reference_distance`. For the same seed these equal
-`explainer.explain(images, seed=seed)` up to float rounding.
+int64), `sigma`, `reference_distance` and `contrast_class` (-1; for an
+explainer with `method="contrast"`, the runner-up class each input is
+contrasted with, and the other fields as `siamese_xai.contrast` defines
+them). For the same seed these equal `explainer.explain(images, seed=seed)`
+up to float rounding.
 
 Usage, in any process with TensorFlow:
 
@@ -57,7 +60,8 @@ class _ExplainerModule(tf.Module):
         h = tf.cast(h, tf.float32)
         batch = tf.shape(h)[0]
         out = self._explainer.graph(
-            h, tf.fill([batch], tf.constant(-1, tf.int64)), tf.zeros_like(h), tf.zeros([batch], tf.bool), seed
+            h, tf.fill([batch], tf.constant(-1, tf.int64)), tf.zeros_like(h), tf.zeros([batch], tf.bool), seed,
+            images=images,
         )
         out.pop("explained_class")  # always the predicted class here
         return {"embedding": h, **out}

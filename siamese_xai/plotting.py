@@ -29,6 +29,8 @@ def _check(explanation, index):
         predicted_class=explanation.class_name(explanation.predicted_class[index]),
         explained_class=int(explanation.explained_class[index]),
         explained_name=explanation.class_name(explanation.explained_class[index]),
+        contrast_name=(explanation.class_name(explanation.contrast_class[index])
+                       if explanation.config.method == "contrast" else None),
         q=explanation.config.q,
     )
     return types.SimpleNamespace(**one)
@@ -66,6 +68,9 @@ def _show(ax, img, title, **kwargs):
 def _subject(explanation):
     if explanation.explained_class < 0:
         return "the pair"
+    if explanation.contrast_name is not None:
+        other = "the reference" if explanation.contrast_name == "-" else explanation.contrast_name
+        return f"{explanation.explained_name} vs {other}"
     return f"class {explanation.explained_name}"
 
 

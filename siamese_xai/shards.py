@@ -36,6 +36,7 @@ Each shard holds, for its images `index` (positions in the split):
     label               (n,) int64, the true labels (-1 when not given)
     predicted_class     (n,) int64, the SNN's class
     explained_class     (n,) int64
+    contrast_class      (n,) int64, the contrasted class of method="contrast" (-1 otherwise)
     distances           (n, C) float32, to every prototype
     indices             (n, s) int64, J
     sigma               (n,) float32
@@ -64,8 +65,8 @@ from siamese_xai._checks import check_images, check_positive_int, check_seed, is
 
 MANIFEST_FILE = "manifest.json"
 # Per image: its position and true label, then the Explanation fields of the same names.
-STORED = ("predicted_class", "explained_class", "distances", "indices", "sigma", "mask", "mean_abs_change",
-          "mean_signed_change")
+STORED = ("predicted_class", "explained_class", "contrast_class", "distances", "indices", "sigma", "mask",
+          "mean_abs_change", "mean_signed_change")
 FIELDS = ("index", "label") + STORED
 
 
