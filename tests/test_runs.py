@@ -65,7 +65,7 @@ def test_explainer_save_round_trip_carries_the_identity(networks, tmp_path):
     assert loaded.run_id == identity
     e = loaded.explain(np.zeros((2, 28, 28, 1), np.float32))
     assert e.run_id == identity and e.to_dict()["run_id"] == identity
-    with pytest.raises(TypeError, match="`embed` must be a Keras model to be saved"):
+    with pytest.raises(TypeError, match=r"`embed` must be a Keras model \(or, for embed, a SavedModelTower\) to be saved"):
         SiameseExplainer(lambda x: snn(x), decoder, prototypes).save(tmp_path / "nope")
 
 
