@@ -13,7 +13,7 @@ endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 RUN := runs/paper
-FIGS := $(foreach n,4 5 6 7 8 9,figures/fig$(n).png) figures/sq_grid.png figures/convergence.png
+FIGS := $(foreach n,4 5 6 7 8 9,figures/fig$(n).png) figures/fig9_contrast.png figures/sq_grid.png figures/convergence.png
 # `make reproduce FORCE=1` reruns every step; otherwise a step whose outputs
 # are newer than its inputs is skipped (and training skips finished stages).
 ifdef FORCE
