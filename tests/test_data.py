@@ -1,7 +1,6 @@
 import gzip
 import re
 import shutil
-import socket
 
 import numpy as np
 import pytest
