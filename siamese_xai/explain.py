@@ -38,9 +38,11 @@ Edge cases (each tested):
   prototypes' width: `ValueError` when the explainer is built where it can be
   checked (Keras models), else on the first call.
 
-Precision: sigma is small, so the image changes are small (often 1e-4..1e-2)
-and `"mc"`, which subtracts two float32 decoder outputs, carries rounding of
-about 1e-7 / change (1e-5..1e-3 relative). `"linear"` does not subtract.
+Precision: sigma is small, so the image changes are small (often 1e-4..1e-2).
+Subtracting two float32 decodings would lose a few percent of the weaker
+changes; `"mc"` instead carries d through the decoder's layers
+(`siamese_xai._exact`), so Delta_p equals a float64 evaluation of the
+paper's formula to float32 precision. `"linear"` does not subtract either.
 """
 
 from __future__ import annotations
@@ -162,6 +164,14 @@ class SiameseExplainer:
             3.5x faster on Table 1's decoder). It is checked against the
             decoder when the explainer is built and dropped, with a warning,
             if they differ by more than 1e-4.
+        exact_differences: `"mc"` computes each change g(h + d) - g(h) by
+            carrying d through the decoder layer by layer (no subtraction of
+            two nearby float32 images; equal to a float64 evaluation to
+            float32 precision on the change). Applies to chain decoders of
+            Dense / Conv2D / Reshape / Flatten / UpSampling2D layers with
+            relu, sigmoid or linear activations; for any other decoder the
+            images are subtracted, with a `RuntimeWarning`. False: always
+            subtract (the earlier behaviour, kept for comparisons).
         run_id: the identity of the run folder the networks came from, copied
             into every explanation (set by `from_run`).
 
@@ -171,7 +181,7 @@ class SiameseExplainer:
     """
 
     def __init__(self, embed, decoder, prototypes, config: ExplainConfig | None = None, *, chunk_size: int = 1000,
-                 fuse_decoder: bool = True, run_id: str | None = None):
+                 fuse_decoder: bool = True, exact_differences: bool = True, run_id: str | None = None):
         if config is None:
             config = ExplainConfig()
         if not isinstance(config, ExplainConfig):
@@ -183,6 +193,10 @@ class SiameseExplainer:
         _checks.check_positive_int("chunk_size", chunk_size)
         if not isinstance(fuse_decoder, bool):
             raise ValueError(f"`fuse_decoder` must be True or False. Received: fuse_decoder={fuse_decoder!r}")
+        if not isinstance(exact_differences, bool):
+            raise ValueError(
+                f"`exact_differences` must be True or False. Received: exact_differences={exact_differences!r}"
+            )
         p = _checks.to_numpy(prototypes)
         if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 1 or p.dtype.kind not in "fiu":
             raise ValueError(
@@ -234,7 +248,8 @@ class SiameseExplainer:
             )
 
         self._embed, self._decoder, self._config = embed, decoder, config
-        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder, "run_id": run_id}
+        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder,
+                         "exact_differences": exact_differences, "run_id": run_id}
         # A Keras model is still called as a black box, through a tf.function:
         # same result, without eager Keras's per-call overhead (~4 ms).
         self._embed_fn = tf.function(embed, reduce_retracing=True) if isinstance(embed, keras.Model) else embed
@@ -244,7 +259,16 @@ class SiameseExplainer:
         self._image_shape = image_shape
         rng = np.random.default_rng(0)
         probe_codes = p[rng.integers(0, num_classes, 16)] + rng.normal(0, p.std() + 1.0, (16, dim))
-        self._dec = decoder_evaluator(decoder, fuse_decoder, probe_codes)
+        self._dec = decoder_evaluator(decoder, fuse_decoder, probe_codes,
+                                      exact=exact_differences and config.method == "mc")
+        if exact_differences and config.method == "mc" and self._dec.exact is None:
+            warnings.warn(
+                f"`mc` subtracts two float32 decodings for this decoder ({self._dec.exact_note}): the change "
+                "carries rounding of about 1e-7 / change relative. A chain of Dense / Conv2D / Reshape / "
+                "UpSampling2D layers with relu, sigmoid or linear activations gets the exact change.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
         self._graph = functools.partial(
             explain_graph, decoder=self._dec, internal_shape=internal_shape, config=config, chunk_size=int(chunk_size)
@@ -353,6 +377,11 @@ class SiameseExplainer:
     def image_shape(self) -> tuple:
         """The shape of one image, the decoder's output shape."""
         return self._image_shape
+
+    @property
+    def decoder_exact(self) -> bool:
+        """Whether `mc` carries the change g(h + d) - g(h) through the layers (no subtraction of two images)."""
+        return self._dec.exact is not None
 
     @property
     def decoder_fused(self) -> bool:
