@@ -216,14 +216,13 @@ class _Decoder:
         steps, layout, i = [], None, 0
         while i < len(chain):
             if i in pairs:
-                last = i + 2 == len(chain)
                 if layout is not None and not (layout.exact and max(layout.bh, layout.bw) <= self.MAX_CELL_IN):
                     steps.append(layout.to_space)
                     layout = None
                 if layout is None:
                     h, w, c = chain[i].input.shape[1:]
                     layout = _Layout((1, 1), (0, 0), (h, w), (h, w), c)
-                op = _FusedUpConv(chain[i], chain[i + 1], layout, last)
+                op = _FusedUpConv(chain[i], chain[i + 1], layout, i + 2 == len(chain))
                 steps.append(op)
                 layout = op.layout
                 i += 2
