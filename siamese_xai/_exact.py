@@ -107,8 +107,8 @@ def _act_delta(act, base, dz, groups):
         neg_z, min_z = base
         out = tf.maximum(dzg, neg_z) + min_z
     else:  # sigmoid
-        z, sig_neg_z = base
-        out = tf.sigmoid(z + dzg) * sig_neg_z * -tf.math.expm1(-dzg)
+        z, minus_sig_neg_z = base  # -sigmoid(-z) = -(1 - sigmoid(z)), without the subtraction
+        out = tf.sigmoid(z + dzg) * (tf.math.expm1(-dzg) * minus_sig_neg_z)
     return tf.reshape(out, shape)
 
 
@@ -117,7 +117,7 @@ def _act_base(act, z):
     if act == "relu":
         return (-z, tf.minimum(z, 0.0))
     if act == "sigmoid":
-        return (z, tf.sigmoid(-z))
+        return (z, -tf.sigmoid(-z))
     return None
 
 
