@@ -68,17 +68,19 @@ def _group_sums(decoder, method, hg, bg, eps, n, num_chunks):
     for k in tf.range(num_chunks):
         e = eps[k * n : (k + 1) * n][None]  # (1, n, s), broadcast over the group
         if exact is not None:
-            # The change carried through the layers: no two nearby images are subtracted.
-            diff = tf.reshape(exact.delta_from_basis(terms, e[0], bg), (g, tf.shape(e)[1], -1))
-            sum_sgn += tf.reduce_sum(diff, axis=1)
+            # The change carried through the layers (no two nearby images are
+            # subtracted), summed over the block inside the last activation.
+            part_abs, part_sgn = exact.sums_from_basis(terms, e[0], bg)
+            sum_abs += tf.reshape(part_abs, (g, -1))
+            sum_sgn += tf.reshape(part_sgn, (g, -1))
         elif method == "mc":
             codes = hg[:, None, :] + tf.matmul(e, bg)
             y = decoder.internal(tf.reshape(codes, (-1, dim)))
             diff = tf.reshape(y, (g, tf.shape(e)[1], -1)) - x0[:, None, :]
             sum_sgn += tf.reduce_sum(diff, axis=1)
+            sum_abs += tf.reduce_sum(tf.abs(diff), axis=1)
         else:
-            diff = tf.matmul(e, cols)
-        sum_abs += tf.reduce_sum(tf.abs(diff), axis=1)
+            sum_abs += tf.reduce_sum(tf.abs(tf.matmul(e, cols)), axis=1)
     if method == "linear":
         # The signed change is linear in eps: its sum needs no N x P matrix.
         sum_sgn = tf.matmul(tf.reduce_sum(eps, axis=0)[None, None], cols)[:, 0]
