@@ -170,3 +170,34 @@ def test_exact_rule_that_disagrees_is_dropped(monkeypatch):
     dec = scaled_table1_decoder()
     ev = decoder_evaluator(dec, True, np.random.default_rng(0).normal(size=(8, D)), exact=True)
     assert ev.exact is None and "differed" in ev.exact_note
+
+
+def test_chain_with_activation_layer_and_trailing_reshape_is_exact():
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((D,))
+    x = keras.layers.Dense(32, activation="relu")(inputs)
+    x = keras.layers.Dense(28 * 28)(x)
+    x = keras.layers.Activation("sigmoid")(x)
+    dec = keras.Model(inputs, keras.layers.Reshape((28, 28, 1))(x))
+    for w in dec.weights:
+        w.assign(w * 3.0)
+    rng = np.random.default_rng(9)
+    proj = rng.normal(0, 0.2, (784, D)).astype(np.float32)
+    protos = rng.normal(0, 1, (3, D)).astype(np.float32)
+    embed = lambda x: (np.asarray(x, np.float64).reshape(len(x), -1) @ proj).astype(np.float32)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ex = SiameseExplainer(embed, dec, protos, ExplainConfig.tiny(n_perturbations=100, s=3, q=50), chunk_size=30)
+    assert ex.decoder_exact and not ex.decoder_fused
+    e = ex.explain(rng.random((2, 28, 28, 1)).astype(np.float32), seed=3)
+    from siamese_xai._graph import perturbation_draws
+
+    eps = perturbation_draws(tf.constant(3, tf.int64), 100, 3).numpy().astype(np.float64)
+    g64 = float64_decoder(_chain_layers(dec))
+    for b in range(2):
+        h = e.embedding[b].astype(np.float64)
+        idx = e.indices[b]
+        codes = np.repeat(h[None], 100, axis=0)
+        codes[:, idx] += eps * e.sigma[b] * np.sign(e.reference[b][idx] - h[idx])
+        want = np.abs(g64(codes).reshape(100, -1) - g64(h[None]).reshape(1, -1)).mean(0)
+        assert np.all(np.abs(e.mean_abs_change[b].reshape(-1) - want) <= 1e-5 * want.max())
