@@ -1,21 +1,29 @@
-"""Speed of the explainer on the Table 1 decoder, against a naive loop and a FLOP floor.
+"""Speed of the explainer on the Table 1 decoder against a FLOP floor, and how exact `mc` is.
 
-Command (from the project root):
+Command (from the project root; `make bench` runs it with `--run runs/paper`):
 
     .venv/bin/python benchmarks/bench_speed.py [--run runs/paper] [--quick]
 
-Run time on the 2-core CPU (quiet): about 1 min (full, with --run), about
-20 s with --quick. Writes `benchmarks/speed.json` (atomically) and prints a table:
+Run time on the 2-core CPU: about 4 min with `--run` (the float64 reference
+of the exactness figures takes half of it), about 1 min with --quick.
+Writes `benchmarks/speed.json` (atomically) and prints:
 
-- the median ms per explanation (one `explain` call each) for `mc` at
-  N = 5000 and for `linear`, with the chunk size and fused / plain decoder
-  variants of `mc`, and an XLA (`jit_compile`) check of the decoding step;
+- the floor: decoder FLOPs (its Dense and Conv2D layers as Keras runs them)
+  x N / this machine's float32 matmul throughput (a 2048^2 `tf.matmul`);
+- `mc` at N = 5000 for one image and per image in a batch of 16, and
+  `linear`, each as ms and as a multiple of the floor. The floor's matmul and
+  these calls are timed in the same rounds, interleaved, and the medians are
+  compared, so a machine shared with other work slows both alike;
+- variants of `mc` (chunk size, fused / plain decoder, exact / subtracted
+  changes) and the decoding of 1000 perturbations alone, with and without
+  XLA (`jit_compile`);
 - the naive explanation (one decoder call per perturbation, timed on a few
   hundred perturbations and scaled to N) and its ratio to `mc`;
-- the floor: decoder FLOPs x N / this machine's float32 matmul throughput
-  (a large `tf.matmul` timed in the same run), and `mc`'s ratio to it;
-- with `--run`: how closely `linear` matches `mc` on MNIST test images (mean
-  top-q mask IoU and Spearman rank correlation of the per-pixel change).
+- with `--run`: Delta_p of `mc` with the subtraction of two float32 images
+  (before issue 13) and with the exact change (now), both against the same
+  draws evaluated in float64 (`bench_exactness.py`), and `linear` against
+  the exact `mc` (top-q mask IoU and Spearman rank correlation) on the first
+  100 MNIST test images.
 
 Without `--run` the timings use a randomly initialised Table 1 decoder (D =
 20), random prototypes and a random linear "embedding" (a NumPy function);
@@ -39,32 +47,15 @@ import numpy as np
 import tensorflow as tf
 
 from siamese_xai import files
-from siamese_xai.explain import ExplainConfig, SiameseExplainer, decoder_evaluator
-from siamese_xai.metrics import mask_iou
+
+tf.get_logger().setLevel("ERROR")  # each explainer variant traces its own tf.function of the same models
+from siamese_xai.explain import ExplainConfig, SiameseExplainer
 from siamese_xai.models import build_decoder
-from siamese_xai.prototypes import embed_in_batches, nearest_prototype
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-
-def median_ms(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
-
-
-def matmul_gflops(size=2048, repeats=7):
-    """Float32 matmul throughput of this machine (GFLOP/s), median of `repeats`."""
-    a = tf.random.normal((size, size), seed=1)
-    b = tf.random.normal((size, size), seed=2)
-    mm = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    ms = median_ms(lambda: mm().numpy(), repeats, warmup=2)
-    return 2 * size**3 / (ms * 1e-3) / 1e9
+from bench_exactness import exactness, print_table  # noqa: E402
 
 
 def decoder_flops(decoder):
@@ -84,8 +75,8 @@ def naive_ms(explainer, x, n_naive):
     """One eager decoder call per perturbation, `n_naive` of them, scaled to N."""
     cfg = explainer.config
     dec = explainer.decoder
-    h = embed_in_batches(explainer.embed, x[None])[0]
-    c = explainer.prototypes[nearest_prototype(h[None], explainer.prototypes)[0][0]]
+    h = np.asarray(explainer._call_embed(x[None]))[0]
+    c = explainer.prototypes[np.argmin(np.linalg.norm(explainer.prototypes - h, axis=1))]
     dist = np.abs(h - c)
     idx = np.argsort(dist, kind="stable")[: cfg.s]
     sigma = cfg.sigma_scale * dist.min()
@@ -101,19 +92,44 @@ def naive_ms(explainer, x, n_naive):
     return 1e3 * elapsed * cfg.n_perturbations / n_naive
 
 
-def jit_check(decoder, explainer, rows, repeats):
-    """ms per N decoded rows for the plain and fused decoder, with and without XLA."""
-    n = explainer.config.n_perturbations
-    codes = tf.random.normal((rows, explainer.embedding_dim), seed=3)
-    out = {}
-    for fused in (False, True):
-        # the decoder evaluation the explainer builds (checked against the decoder on the prototypes)
-        dec = decoder_evaluator(decoder, fused, explainer.prototypes)
-        for jit in (False, True):
-            fn = tf.function(lambda c, dec=dec: tf.reduce_sum(tf.abs(dec.internal(c) - 0.5), axis=0), jit_compile=jit)
-            ms = median_ms(lambda fn=fn: fn(codes).numpy(), repeats)
-            out[f"{'fused' if fused else 'plain'}{'_jit' if jit else ''}"] = ms * n / rows
-    return out
+def decode_check(explainer, rows, repeats):
+    """ms per N decoded perturbations of one input (exact change, fused and plain subtraction), with and without XLA."""
+    cfg = explainer.config
+    n, dim = cfg.n_perturbations, explainer.embedding_dim
+    h = tf.constant(explainer.prototypes[:1] + 0.01)
+    basis = tf.constant(np.eye(dim, dtype=np.float32)[None, : cfg.s] * 1e-4)
+    eps = tf.abs(tf.random.normal((rows, cfg.s), seed=3))
+    codes = h + tf.matmul(eps, basis[0])
+    fns = {}
+    for jit in (False, True):
+        tag = "_jit" if jit else ""
+        dec = explainer._dec
+        if dec.exact is not None:
+            _, terms = dec.exact.base(h)
+            fns[f"exact{tag}"] = tf.function(
+                lambda dec=dec, terms=terms: tf.reduce_sum(tf.abs(dec.exact.delta_from_basis(terms, eps, basis)), 0),
+                jit_compile=jit)
+        for fused in (True, False):
+            d = SiameseExplainer(explainer.embed, explainer.decoder, explainer.prototypes, cfg, fuse_decoder=fused,
+                                 exact_differences=False)._dec
+            fns[f"{'fused' if fused else 'plain'}_subtract{tag}"] = tf.function(
+                lambda d=d: tf.reduce_sum(tf.abs(d.internal(codes) - 0.5), axis=0), jit_compile=jit)
+    times = interleaved({k: (lambda f=f: f().numpy()) for k, f in fns.items()}, repeats)
+    return {k: v * n / rows for k, v in times.items()}
+
+
+def interleaved(fns, repeats, warmup=1):
+    """Median ms of each function, timed in rounds (one call of each per round) so that load affects all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: 1e3 * float(np.median(v)) for k, v in times.items()}
 
 
 def rankdata(a):
@@ -137,16 +153,14 @@ def spearman(a, b):
     return float(spearmanr(np.ravel(a), np.ravel(b)).statistic)
 
 
-def variant(explainer, **options):
-    """The same explainer with other `chunk_size` / `fuse_decoder` options."""
-    return SiameseExplainer(explainer.embed, explainer.decoder, explainer.prototypes, explainer.config, **options)
-
-
 def linear_vs_mc(explainer, images, seed=0):
     mc = explainer.replace(method="mc").explain(images, seed=seed)
     lin = explainer.replace(method="linear").explain(images, seed=seed)
-    ious = [mask_iou(mc.mask[i], lin.mask[i]) for i in range(len(images))]
-    rhos = [spearman(mc.mean_abs_change[i], lin.mean_abs_change[i]) for i in range(len(images))]
+    ious, rhos = [], []
+    for a, b in zip(mc, lin):
+        union = np.logical_or(a.mask, b.mask).sum()
+        ious.append(np.logical_and(a.mask, b.mask).sum() / union if union else 1.0)
+        rhos.append(spearman(a.mean_abs_change, b.mean_abs_change))
     return {
         "images": len(images),
         "mean_iou": float(np.mean(ious)),
@@ -179,55 +193,73 @@ def mnist_test_images(n):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", help="a trained run folder (adds the linear-vs-mc accuracy on MNIST)")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and images (about 20 s)")
+    parser.add_argument("--run", help="a trained run folder (adds the exactness and linear-vs-mc figures on MNIST)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and images (about 1 min)")
     parser.add_argument("--out", default=str(HERE / "speed.json"))
     args = parser.parse_args(argv)
-    repeats = 3 if args.quick else 15
+    repeats = 5 if args.quick else 15
     started = time.time()
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     config = ExplainConfig()
     if args.run:
         explainer = SiameseExplainer.from_run(args.run, config)
         images = mnist_test_images(100 if not args.quick else 20)
-        decoder = explainer.decoder
     else:
         embed, decoder, prototypes, images = random_setup()
         explainer = SiameseExplainer(embed, decoder, prototypes, config)
+    decoder = explainer.decoder
     n = config.n_perturbations
-    gflops = matmul_gflops(repeats=repeats + 2)
     flops = decoder_flops(decoder)
-    floor_ms = flops * n / (gflops * 1e9) * 1e3
+    size = 2048
+    a = tf.random.normal((size, size), seed=1)
+    b = tf.random.normal((size, size), seed=2)
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
 
-    def per_explanation(ex, k=repeats):
-        ex.explain(images[0])  # trace
+    def one_image(ex):
         it = iter(range(10**9))
-        return median_ms(lambda: ex.explain(images[next(it) % len(images)]), k)
+        return lambda: ex.explain(images[next(it) % len(images)])
 
-    mc_ms = per_explanation(explainer)
-    linear = explainer.replace(method="linear")
-    linear_ms = per_explanation(linear, max(repeats, 10))
-    variants = {}
-    chunks = (500, 1000, 2500) if args.quick else (250, 500, 1000, 2500, 5000)
-    for fused in (True, False):
-        for chunk in chunks if fused else (explainer.chunk_size,):
-            ex = variant(explainer, chunk_size=chunk, fuse_decoder=fused)
-            variants[f"{'fused' if fused else 'plain'}_chunk{chunk}"] = per_explanation(ex)
     batch = images[:16]
-    explainer.explain(batch)
-    mc_batch_ms = median_ms(lambda: explainer.explain(batch), max(1, repeats // 3)) / len(batch)
+    linear = explainer.replace(method="linear")
+    main_fns = {
+        "matmul": lambda: matmul().numpy(),
+        "mc": one_image(explainer),
+        "mc_batch16": lambda: explainer.explain(batch),
+        "linear": one_image(linear),
+    }
+    times = interleaved(main_fns, repeats, warmup=2)
+    gflops = 2 * size**3 / (times["matmul"] * 1e-3) / 1e9
+    floor_ms = flops * n / (gflops * 1e9) * 1e3
+    mc_ms, linear_ms = times["mc"], times["linear"]
+    mc_batch_ms = times["mc_batch16"] / len(batch)
+
+    variants = {}
+    for chunk in (500, 1000, 2500) if args.quick else (250, 500, 1000, 2500, 5000):
+        variants[f"fused_exact_chunk{chunk}"] = SiameseExplainer(
+            explainer.embed, decoder, explainer.prototypes, config, chunk_size=chunk)
+    variants["fused_subtract_chunk1000"] = SiameseExplainer(
+        explainer.embed, decoder, explainer.prototypes, config, exact_differences=False)
+    variants["plain_exact_chunk1000"] = SiameseExplainer(
+        explainer.embed, decoder, explainer.prototypes, config, fuse_decoder=False)
+    variants["plain_subtract_chunk1000"] = SiameseExplainer(
+        explainer.embed, decoder, explainer.prototypes, config, fuse_decoder=False, exact_differences=False)
+    variant_ms = interleaved({k: one_image(v) for k, v in variants.items()}, max(3, repeats // 3))
     n_naive = 100 if args.quick else 300
     naive = naive_ms(explainer, images[0], n_naive)
-    jit = jit_check(decoder, explainer, rows=explainer.chunk_size, repeats=repeats)
+    decode = decode_check(explainer, rows=1000, repeats=max(3, repeats // 2))
+    load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
+    exact = exactness(args.run, 20 if args.quick else 100) if args.run else None
     accuracy = linear_vs_mc(explainer, images) if args.run else None
 
     result = {
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "processor": platform.processor(),
             "tensorflow": tf.__version__,
             "load_average_at_start": load_start,
+            "load_average_after_timing": load_end,
         },
         "config": {
             "n_perturbations": n,
@@ -235,24 +267,30 @@ def main(argv=None):
             "q": config.q,
             "chunk_size": explainer.chunk_size,
             "decoder_fused": explainer.decoder_fused,
+            "decoder_exact": explainer.decoder_exact,
         },
         "quick": bool(args.quick),
         "run": args.run,
+        "timing": "interleaved rounds, medians; floor and mc from the same rounds",
         "matmul_gflops": gflops,
         "decoder_flops": flops,
         "floor_ms": floor_ms,
         "mc_ms": mc_ms,
         "mc_over_floor": mc_ms / floor_ms,
         "mc_batch16_ms_per_explanation": mc_batch_ms,
+        "mc_batch16_over_floor": mc_batch_ms / floor_ms,
         "linear_ms": linear_ms,
+        "linear_over_floor": linear_ms / floor_ms,
         "naive_ms": naive,
         "naive_perturbations_timed": n_naive,
         "naive_over_mc": naive / mc_ms,
-        "mc_variants_ms": variants,
-        "decode_n_rows_ms": jit,
-        "linear_vs_mc": accuracy,
+        "mc_variants_ms": variant_ms,
+        "decode_n_rows_ms": decode,
+        "exactness": exact,
+        "linear_vs_exact_mc": accuracy,
         "targets": {
             "mc_within_3x_floor": mc_ms <= 3 * floor_ms,
+            "mc_batch_within_2.5x_floor": mc_batch_ms <= 2.5 * floor_ms,
             "linear_under_10ms": linear_ms < 10,
             "linear_mean_iou_at_least_0.9": None if accuracy is None else accuracy["mean_iou"] >= 0.9,
         },
@@ -260,24 +298,29 @@ def main(argv=None):
     }
     files.write_json(args.out, result)
 
-    print(f"N = {n}, decoder {flops / 1e6:.3f} MFLOP/call, matmul {gflops:.1f} GFLOP/s")
+    print(f"N = {n}, decoder {flops / 1e6:.3f} MFLOP/call, matmul {gflops:.1f} GFLOP/s, "
+          f"load average {load_start} at start, {load_end} after timing ({os.cpu_count()} CPUs)")
     rows = [
         ("floor (FLOPs x N / matmul rate)", floor_ms, 1.0),
-        (f"mc (fused={explainer.decoder_fused}, chunk {explainer.chunk_size})", mc_ms, mc_ms / floor_ms),
+        (f"mc (fused={explainer.decoder_fused}, exact={explainer.decoder_exact}, chunk {explainer.chunk_size})",
+         mc_ms, mc_ms / floor_ms),
         ("mc, batch of 16, per explanation", mc_batch_ms, mc_batch_ms / floor_ms),
         ("linear", linear_ms, linear_ms / floor_ms),
         (f"naive ({n_naive} calls, scaled)", naive, naive / floor_ms),
     ]
-    rows += [(f"mc {k}", v, v / floor_ms) for k, v in variants.items()]
-    rows += [(f"decode {n} rows only: {k}", v, v / floor_ms) for k, v in jit.items()]
-    print(f"{'':48s} {'ms':>9s} {'x floor':>8s}")
+    rows += [(f"mc {k}", v, v / floor_ms) for k, v in variant_ms.items()]
+    rows += [(f"decode {n} rows only: {k}", v, v / floor_ms) for k, v in decode.items()]
+    print(f"{'':60s} {'ms':>9s} {'x floor':>8s}")
     for name, ms, ratio in rows:
-        print(f"{name:48s} {ms:9.1f} {ratio:8.2f}")
+        print(f"{name:60s} {ms:9.1f} {ratio:8.2f}")
     print(f"naive / mc = {naive / mc_ms:.1f}x")
+    if exact:
+        print_table(exact)
     if accuracy:
         print(
-            f"linear vs mc on {accuracy['images']} MNIST test images: mean IoU {accuracy['mean_iou']:.3f} "
-            f"(min {accuracy['min_iou']:.3f}), mean Spearman {accuracy['mean_spearman']:.3f}"
+            f"linear vs exact mc on {accuracy['images']} MNIST test images: mean IoU {accuracy['mean_iou']:.3f} "
+            f"(min {accuracy['min_iou']:.3f}), mean Spearman {accuracy['mean_spearman']:.4f} "
+            f"(min {accuracy['min_spearman']:.4f})"
         )
     print(f"targets: {result['targets']}  ->  {args.out}")
     return result

@@ -233,3 +233,50 @@ def check_embeddings(out, batch: int, dim: int):
             f"`embed` must return finite embeddings. Received: NaN or inf for inputs {np.flatnonzero(bad).tolist()}"
         )
     return h
+
+
+def check_request(x, target_class, reference, seed, contrast_class, image_shape, num_classes, method):
+    """The arguments of `SiameseExplainer.explain`, checked together (they constrain each other).
+
+    Returns:
+        `(xs, seed, targets, contrasts, refs)`: `(B, *image_shape)` float32, the
+        seed, `(B,)` target and contrast classes (-1: the default), and the
+        reference images `(1 or B, *image_shape)` or None.
+    """
+    xs, _ = check_images(x, image_shape, "x")
+    seed = check_seed(seed)
+    batch = len(xs)
+    targets = check_targets(target_class, batch, num_classes)
+    contrast = method == "contrast"
+    if contrast_class is not None and not contrast:
+        raise ValueError(
+            f'`contrast_class` needs method="contrast". Received: contrast_class={contrast_class!r} with '
+            f"method={method!r}"
+        )
+    if contrast_class is not None and reference is not None:
+        raise ValueError(
+            "`contrast_class` must be None when `reference` is given (the reference is the contrast). "
+            f"Received: contrast_class={contrast_class!r}"
+        )
+    try:
+        contrasts = check_targets(contrast_class, batch, num_classes)
+    except ValueError as err:  # the same rules as target_class, under this argument's name
+        raise ValueError(str(err).replace("target_class", "contrast_class")) from None
+    if contrast and reference is None and num_classes < 2:
+        raise ValueError(
+            'method="contrast" needs at least 2 classes or a `reference`. '
+            f"Received: prototypes of {num_classes} class"
+        )
+    refs = None
+    if reference is not None:
+        if target_class is not None and not contrast:
+            raise ValueError(
+                "`target_class` must be None when `reference` is given (the reference replaces the prototype). "
+                f"Received: target_class={target_class!r}"
+            )
+        refs, _ = check_images(reference, image_shape, "reference")
+        if len(refs) not in (1, batch):
+            raise ValueError(
+                f"`reference` must be one image or one per input ({batch}). Received: {len(refs)} images"
+            )
+    return xs, seed, targets, contrasts, refs

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from siamese_xai._checks import to_numpy
+from siamese_xai._exact import exact_chain
 
 # The decoder, as the explainer evaluates it.
 #
@@ -107,17 +108,33 @@ class _FusedUpConv:
         self.layout = _Layout((bh, bw), (oh, ow), (nh, nw), (out_h, out_w), conv.filters)
         self.cells_in = layout_in.bh * layout_in.bw * self.cin
 
-    def __call__(self, x):
-        """Cells in -> cells out (`self.layout`), bias and activation applied."""
-        kernel = tf.convert_to_tensor(self.conv.kernel)
-        w = tf.einsum("rsqt,RSQT,tTio->rRsSiqQo", self.sel_h, self.sel_w, kernel)
+    def linear(self, x):
+        """Cells in -> cells out (`self.layout`), the convolution alone (no bias, no activation)."""
+        kernel = tf.cast(self.conv.kernel, x.dtype)  # float64 for the exact path's unperturbed pass
+        sel_h, sel_w = tf.cast(self.sel_h, x.dtype), tf.cast(self.sel_w, x.dtype)
+        w = tf.einsum("rsqt,RSQT,tTio->rRsSiqQo", sel_h, sel_w, kernel)
         w = tf.reshape(w, (self.sel_h.shape[0], self.sel_w.shape[0], self.cells_in, self.layout.shape[-1]))
         x = tf.pad(x, [[0, 0], [self.pad_h, max(self.pad_h_hi, 0)], [self.pad_w, max(self.pad_w_hi, 0)], [0, 0]])
         if self.pad_h_hi < 0 or self.pad_w_hi < 0:
             x = x[:, : x.shape[1] + min(self.pad_h_hi, 0), : x.shape[2] + min(self.pad_w_hi, 0), :]
-        y = tf.nn.conv2d(x, w, strides=1, padding="VALID")
+        return tf.nn.conv2d(x, w, strides=1, padding="VALID")
+
+    @property
+    def bias(self):
+        """The bias per output cell channel, or None."""
+        if self.conv.bias is None:
+            return None
+        return tf.tile(tf.convert_to_tensor(self.conv.bias), [self.layout.bh * self.layout.bw])
+
+    @property
+    def activation(self):
+        return self.conv.activation
+
+    def __call__(self, x):
+        """Cells in -> cells out (`self.layout`), bias and activation applied."""
+        y = self.linear(x)
         if self.conv.bias is not None:
-            y = tf.nn.bias_add(y, tf.tile(tf.convert_to_tensor(self.conv.bias), [self.layout.bh * self.layout.bw]))
+            y = tf.nn.bias_add(y, self.bias)
         return self.conv.activation(y)
 
 
@@ -175,11 +192,22 @@ class _Decoder:
     # the regrouped kernel mostly zeros.
     MAX_CELL_IN = 2
 
-    def __init__(self, decoder, fuse):
+    def __init__(self, decoder, fuse, exact=False):
         self.decoder = decoder
         self.steps = None
         self.out_layout = None
-        chain = _chain_layers(decoder) if fuse else None
+        self.exact = None  # an `ExactChain` when the exact change applies
+        self.exact_note = "not requested"
+        chain = _chain_layers(decoder)
+        self._fuse(chain if fuse else None)
+        if exact:
+            found = exact_chain(self.steps if self.steps is not None else chain)
+            if isinstance(found, str):
+                self.exact_note = found
+            else:
+                self.exact, self.exact_note = found, None
+
+    def _fuse(self, chain):
         if chain is None:
             return
         pairs = [i for i in range(len(chain) - 1) if _fusable(chain[i], chain[i + 1])]
@@ -188,14 +216,13 @@ class _Decoder:
         steps, layout, i = [], None, 0
         while i < len(chain):
             if i in pairs:
-                last = i + 2 == len(chain)
                 if layout is not None and not (layout.exact and max(layout.bh, layout.bw) <= self.MAX_CELL_IN):
                     steps.append(layout.to_space)
                     layout = None
                 if layout is None:
                     h, w, c = chain[i].input.shape[1:]
                     layout = _Layout((1, 1), (0, 0), (h, w), (h, w), c)
-                op = _FusedUpConv(chain[i], chain[i + 1], layout, last)
+                op = _FusedUpConv(chain[i], chain[i + 1], layout, i + 2 == len(chain))
                 steps.append(op)
                 layout = op.layout
                 i += 2
@@ -226,8 +253,7 @@ class _Decoder:
         return self.to_image(self.internal(codes))
 
 
-
-def decoder_evaluator(decoder, fuse: bool, probe_codes) -> _Decoder:
+def decoder_evaluator(decoder, fuse: bool, probe_codes, exact: bool = False) -> _Decoder:
     """The evaluation of `decoder` the explainer uses.
 
     With `fuse`, each `UpSampling2D(nearest) -> Conv2D` pair of a chain-shaped
@@ -236,18 +262,26 @@ def decoder_evaluator(decoder, fuse: bool, probe_codes) -> _Decoder:
     `probe_codes`; where they differ by more than 1e-4 (relative to the
     output's scale) it is dropped with a `RuntimeWarning`.
 
+    With `exact`, the evaluator also carries changes g(h + d) - g(h) through
+    the layers without subtracting two images (`siamese_xai._exact`), where
+    every layer has a rule; it is checked against the decoder's own
+    difference for large d on `probe_codes`. Where it does not apply, or
+    disagrees, `exact` is None and `exact_note` says why.
+
     Args:
         decoder: g, `(B, D) -> (B, *image_shape)`.
         fuse: try the fused evaluation.
         probe_codes: `(n, D)` float32 codes to check the fusion on.
+        exact: build the exact change evaluation.
 
     Returns:
         An object with `internal(codes)` (the output in an internal layout),
-        `to_image(y)` (that layout -> `(B, *image_shape)`), `__call__` and `fused`.
+        `to_image(y)` (that layout -> `(B, *image_shape)`), `__call__`, `fused`,
+        `exact` and `exact_note`.
     """
-    evaluator = _Decoder(decoder, fuse)
+    evaluator = _Decoder(decoder, fuse, exact)
+    codes = tf.constant(np.asarray(probe_codes, np.float32))
     if evaluator.fused:
-        codes = tf.constant(np.asarray(probe_codes, np.float32))
         ref = to_numpy(decoder(codes))
         got = evaluator(codes).numpy()
         if ref.shape != got.shape or np.abs(ref - got).max() > 1e-4 * max(1.0, float(np.abs(ref).max())):
@@ -256,5 +290,30 @@ def decoder_evaluator(decoder, fuse: bool, probe_codes) -> _Decoder:
                 RuntimeWarning,
                 stacklevel=3,
             )
-            evaluator = _Decoder(decoder, fuse=False)
+            evaluator = _Decoder(decoder, False, exact)
+    if evaluator.exact is not None and not _exact_agrees(evaluator, decoder, codes):
+        evaluator.exact = None
+        evaluator.exact_note = "its exact change differed from the decoder's own g(h + d) - g(h) on probe codes"
     return evaluator
+
+
+def _exact_agrees(evaluator, decoder, codes):
+    """The exact change against the decoder's own difference, for changes large enough that rounding is small."""
+    n, dim = codes.shape
+    s = min(3, dim)
+    rng = np.random.default_rng(1)
+    basis = np.zeros((n, s, dim), np.float32)
+    for i in range(n):
+        basis[i, np.arange(s), rng.choice(dim, s, replace=False)] = rng.choice([-0.05, 0.05], s)
+    eps = np.abs(rng.normal(size=(4, s))).astype(np.float32)
+    try:
+        _, terms = evaluator.exact.base(codes)
+        got = evaluator.to_image(evaluator.exact.delta_from_basis(terms, tf.constant(eps), tf.constant(basis)))
+        got = got.numpy().reshape(n, 4, -1)
+    except Exception:  # a rule that does not fit this decoder: fall back
+        return False
+    d = np.einsum("ks,nsd->nkd", eps, basis)
+    ref = to_numpy(decoder((codes.numpy()[:, None] + d).reshape(-1, dim))).reshape(n, 4, -1)
+    ref = ref - to_numpy(decoder(codes)).reshape(n, 1, -1)
+    scale = max(float(np.abs(ref).max()), 1e-12)
+    return got.shape == ref.shape and float(np.abs(got - ref).max()) <= 1e-3 * scale

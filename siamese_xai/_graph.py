@@ -36,8 +36,10 @@ def _group_sums(decoder, method, hg, bg, eps, n, num_chunks):
     """Sums of |change| and change over all N perturbations, for a group of G inputs.
 
     Args:
-        decoder: the decoder's evaluation (`internal(codes)`).
-        method: "mc" or "linear".
+        decoder: the decoder's evaluation (`internal(codes)`, and `exact`: the
+            exact change evaluation or None).
+        method: "mc" (with `decoder.exact`, the changes are carried through
+            the layers; without, two float32 decodings are subtracted) or "linear".
         hg: `(G, D)` embeddings.
         bg: `(G, s, D)` code change per unit |eps_j|.
         eps: `(N, s)` |eps|.
@@ -49,7 +51,12 @@ def _group_sums(decoder, method, hg, bg, eps, n, num_chunks):
     """
     dim, s = hg.shape[-1], bg.shape[1]
     g = tf.shape(hg)[0]
-    x0 = tf.reshape(decoder.internal(hg), (g, -1))
+    exact = decoder.exact if method == "mc" else None
+    if exact is not None:
+        x0, terms = exact.base(hg)
+        x0 = tf.reshape(x0, (g, -1))
+    else:
+        x0 = tf.reshape(decoder.internal(hg), (g, -1))
     if method == "linear":
         codes = tf.repeat(hg, s, axis=0)
         with tf.autodiff.ForwardAccumulator(codes, tf.reshape(bg, (-1, dim))) as acc:
@@ -60,14 +67,20 @@ def _group_sums(decoder, method, hg, bg, eps, n, num_chunks):
     sum_sgn = tf.zeros_like(x0)
     for k in tf.range(num_chunks):
         e = eps[k * n : (k + 1) * n][None]  # (1, n, s), broadcast over the group
-        if method == "mc":
+        if exact is not None:
+            # The change carried through the layers (no two nearby images are
+            # subtracted), summed over the block inside the last activation.
+            part_abs, part_sgn = exact.sums_from_basis(terms, e[0], bg)
+            sum_abs += tf.reshape(part_abs, (g, -1))
+            sum_sgn += tf.reshape(part_sgn, (g, -1))
+        elif method == "mc":
             codes = hg[:, None, :] + tf.matmul(e, bg)
             y = decoder.internal(tf.reshape(codes, (-1, dim)))
             diff = tf.reshape(y, (g, tf.shape(e)[1], -1)) - x0[:, None, :]
             sum_sgn += tf.reduce_sum(diff, axis=1)
+            sum_abs += tf.reduce_sum(tf.abs(diff), axis=1)
         else:
-            diff = tf.matmul(e, cols)
-        sum_abs += tf.reduce_sum(tf.abs(diff), axis=1)
+            sum_abs += tf.reduce_sum(tf.abs(tf.matmul(e, cols)), axis=1)
     if method == "linear":
         # The signed change is linear in eps: its sum needs no N x P matrix.
         sum_sgn = tf.matmul(tf.reduce_sum(eps, axis=0)[None, None], cols)[:, 0]

@@ -38,9 +38,11 @@ Edge cases (each tested):
   prototypes' width: `ValueError` when the explainer is built where it can be
   checked (Keras models), else on the first call.
 
-Precision: sigma is small, so the image changes are small (often 1e-4..1e-2)
-and `"mc"`, which subtracts two float32 decoder outputs, carries rounding of
-about 1e-7 / change (1e-5..1e-3 relative). `"linear"` does not subtract.
+Precision: sigma is small, so the image changes are small (often 1e-4..1e-2).
+Subtracting two float32 decodings would lose a few percent of the weaker
+changes; `"mc"` instead carries d through the decoder's layers
+(`siamese_xai._exact`), so Delta_p equals a float64 evaluation of the
+paper's formula to float32 precision. `"linear"` does not subtract either.
 """
 
 from __future__ import annotations
@@ -159,6 +161,14 @@ class SiameseExplainer:
             3.5x faster on Table 1's decoder). It is checked against the
             decoder when the explainer is built and dropped, with a warning,
             if they differ by more than 1e-4.
+        exact_differences: `"mc"` computes each change g(h + d) - g(h) by
+            carrying d through the decoder layer by layer (no subtraction of
+            two nearby float32 images; equal to a float64 evaluation to
+            float32 precision on the change). Applies to chain decoders of
+            Dense / Conv2D / Reshape / Flatten / UpSampling2D layers with
+            relu, sigmoid or linear activations; for any other decoder the
+            images are subtracted, with a `RuntimeWarning`. False: always
+            subtract (the earlier behaviour, kept for comparisons).
         run_id: the identity of the run folder the networks came from, copied
             into every explanation (set by `from_run`).
         class_names: the classes' names in label order (e.g. "ankle boot"),
@@ -170,7 +180,8 @@ class SiameseExplainer:
     """
 
     def __init__(self, embed, decoder, prototypes, config: ExplainConfig | None = None, *, chunk_size: int = 1000,
-                 fuse_decoder: bool = True, run_id: str | None = None, class_names=None):
+                 fuse_decoder: bool = True, exact_differences: bool = True, run_id: str | None = None,
+                 class_names=None):
         if config is None:
             config = ExplainConfig()
         if not isinstance(config, ExplainConfig):
@@ -178,6 +189,10 @@ class SiameseExplainer:
         _checks.check_positive_int("chunk_size", chunk_size)
         if not isinstance(fuse_decoder, bool):
             raise ValueError(f"`fuse_decoder` must be True or False. Received: fuse_decoder={fuse_decoder!r}")
+        if not isinstance(exact_differences, bool):
+            raise ValueError(
+                f"`exact_differences` must be True or False. Received: exact_differences={exact_differences!r}"
+            )
         p, image_shape = _checks.check_networks(embed, decoder, prototypes, config)
         num_classes, dim = p.shape
 
@@ -189,8 +204,8 @@ class SiameseExplainer:
                 f"`class_names` must name each of the {num_classes} classes. Received: {len(class_names)} names"
             )
         self._embed, self._decoder, self._config = embed, decoder, config
-        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder, "run_id": run_id,
-                         "class_names": class_names}
+        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder,
+                         "exact_differences": exact_differences, "run_id": run_id, "class_names": class_names}
         # A Keras model is still called as a black box, through a tf.function:
         # same result, without eager Keras's per-call overhead (~4 ms).
         self._embed_fn = tf.function(embed, reduce_retracing=True) if isinstance(embed, keras.Model) else embed
@@ -200,7 +215,16 @@ class SiameseExplainer:
         self._image_shape = image_shape
         rng = np.random.default_rng(0)
         probe_codes = p[rng.integers(0, num_classes, 16)] + rng.normal(0, p.std() + 1.0, (16, dim))
-        self._dec = decoder_evaluator(decoder, fuse_decoder, probe_codes)
+        self._dec = decoder_evaluator(decoder, fuse_decoder, probe_codes,
+                                      exact=exact_differences and config.method == "mc")
+        if exact_differences and config.method == "mc" and self._dec.exact is None:
+            warnings.warn(
+                f"`mc` subtracts two float32 decodings for this decoder ({self._dec.exact_note}): the change "
+                "carries rounding of about 1e-7 / change relative. A chain of Dense / Conv2D / Reshape / "
+                "UpSampling2D layers with relu, sigmoid or linear activations gets the exact change.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
         graph_fn = contrast_graph if config.method == "contrast" else explain_graph
         self._graph = functools.partial(
@@ -323,6 +347,11 @@ class SiameseExplainer:
         return self._image_shape
 
     @property
+    def decoder_exact(self) -> bool:
+        """Whether `mc` carries the change g(h + d) - g(h) through the layers (no subtraction of two images)."""
+        return self._dec.exact is not None
+
+    @property
     def decoder_fused(self) -> bool:
         """Whether the fused (sub-pixel) evaluation of the decoder is in use."""
         return self._dec.fused
@@ -363,42 +392,10 @@ class SiameseExplainer:
         Raises:
             ValueError, TypeError: a bad argument (named in the message).
         """
-        xs, _ = _checks.check_images(x, self._image_shape, "x")
-        seed = _checks.check_seed(seed)
-        batch = len(xs)
-        targets = _checks.check_targets(target_class, batch, self._num_classes)
-        contrast = self._config.method == "contrast"
-        if contrast_class is not None and not contrast:
-            raise ValueError(
-                f'`contrast_class` needs method="contrast". Received: contrast_class={contrast_class!r} with '
-                f"method={self._config.method!r}"
-            )
-        if contrast_class is not None and reference is not None:
-            raise ValueError(
-                "`contrast_class` must be None when `reference` is given (the reference is the contrast). "
-                f"Received: contrast_class={contrast_class!r}"
-            )
-        try:
-            contrasts = _checks.check_targets(contrast_class, batch, self._num_classes)
-        except ValueError as err:  # the same rules as target_class, under this argument's name
-            raise ValueError(str(err).replace("target_class", "contrast_class")) from None
-        if contrast and reference is None and self._num_classes < 2:
-            raise ValueError(
-                'method="contrast" needs at least 2 classes or a `reference`. '
-                f"Received: prototypes of {self._num_classes} class"
-            )
-        refs = None
-        if reference is not None:
-            if target_class is not None and not contrast:
-                raise ValueError(
-                    "`target_class` must be None when `reference` is given (the reference replaces the prototype). "
-                    f"Received: target_class={target_class!r}"
-                )
-            refs, _ = _checks.check_images(reference, self._image_shape, "reference")
-            if len(refs) not in (1, batch):
-                raise ValueError(
-                    f"`reference` must be one image or one per input ({batch}). Received: {len(refs)} images"
-                )
+        xs, seed, targets, contrasts, refs = _checks.check_request(
+            x, target_class, reference, seed, contrast_class, self._image_shape, self._num_classes, self._config.method
+        )
+        batch, contrast = len(xs), self._config.method == "contrast"
         if batch == 0:
             return self._empty(xs, seed)
         h = self._call_embed(xs if refs is None else np.concatenate([xs, refs]))

@@ -99,6 +99,7 @@ def export_explainer(explainer: SiameseExplainer, path) -> None:
         "embedding_dim": explainer.embedding_dim,
         "num_classes": explainer.num_classes,
         "decoder_fused": explainer.decoder_fused,
+        "decoder_exact": explainer.decoder_exact,
         "inputs": {"images": "float32 (B, *image_shape) in [0, 1]", "seed": "int64 scalar"},
         "outputs": sorted(serve.structured_outputs),
     }
