@@ -40,12 +40,10 @@ def float64_delta(explainer, e, seed=0, chunk=1000):
     """Delta_p (and the reconstruction) of each input of `e`, in float64, with the explainer's draws."""
     import tensorflow as tf
 
-    from siamese_xai._exact import float64_decoder
-    from siamese_xai._fusion import _chain_layers
-    from siamese_xai._graph import perturbation_draws
+    from siamese_xai.precision import float64_decoder, perturbation_draws
 
     cfg = explainer.config
-    g64 = float64_decoder(_chain_layers(explainer.decoder))
+    g64 = float64_decoder(explainer.decoder)
     eps = perturbation_draws(tf.constant(seed, tf.int64), cfg.n_perturbations, cfg.s).numpy().astype(np.float64)
     out = []
     for b in range(len(e)):

@@ -17,6 +17,8 @@ Writes `benchmarks/speed.json` (atomically) and prints:
 - variants of `mc` (chunk size, fused / plain decoder, exact / subtracted
   changes) and the decoding of 1000 perturbations alone, with and without
   XLA (`jit_compile`);
+- cost at size: `mc` and `linear` with randomly initialised generalised
+  decoders for 28x28x1, 32x32x3 and 64x64x3 images, each with its own floor;
 - the naive explanation (one decoder call per perturbation, timed on a few
   hundred perturbations and scaled to N) and its ratio to `mc`;
 - with `--run`: Delta_p of `mc` with the subtraction of two float32 images
@@ -51,6 +53,7 @@ from siamese_xai import files
 tf.get_logger().setLevel("ERROR")  # each explainer variant traces its own tf.function of the same models
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
 from siamese_xai.models import build_decoder
+from siamese_xai.prototypes import embed_in_batches
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -75,7 +78,7 @@ def naive_ms(explainer, x, n_naive):
     """One eager decoder call per perturbation, `n_naive` of them, scaled to N."""
     cfg = explainer.config
     dec = explainer.decoder
-    h = np.asarray(explainer._call_embed(x[None]))[0]
+    h = embed_in_batches(explainer.embed, x[None])[0]
     c = explainer.prototypes[np.argmin(np.linalg.norm(explainer.prototypes - h, axis=1))]
     dist = np.abs(h - c)
     idx = np.argsort(dist, kind="stable")[: cfg.s]
@@ -184,6 +187,44 @@ def random_setup(dim=20, classes=10):
     return embed, decoder, prototypes, images
 
 
+SIZES = ((28, 28, 1), (32, 32, 3), (64, 64, 3))
+
+
+def cost_at_size(matmul_gflops_fn, repeats, dim=20, classes=10):
+    """mc and linear on randomly initialised generalised decoders of other image shapes, each with its floor.
+
+    Returns:
+        `{"HxWxC": {decoder_flops, floor_ms, mc_ms, mc_over_floor, linear_ms, linear_over_floor, fused, exact}}`.
+    """
+    out = {}
+    for shape in SIZES:
+        keras.utils.set_random_seed(0)
+        decoder = build_decoder(dim, image_shape=shape)
+        rng = np.random.default_rng(0)
+        proj = rng.normal(0, 0.1, (int(np.prod(shape)), dim)).astype(np.float32)
+        prototypes = rng.normal(0, 1, (classes, dim)).astype(np.float32)
+        images = rng.random((8,) + shape).astype(np.float32)
+        embed = lambda x, proj=proj: np.asarray(x, np.float32).reshape(len(x), -1) @ proj
+        mc = SiameseExplainer(embed, decoder, prototypes, ExplainConfig())
+        linear = mc.replace(method="linear")
+        it = iter(range(10**9))
+        times = interleaved({
+            "matmul": matmul_gflops_fn,
+            "mc": lambda: mc.explain(images[next(it) % len(images)]),
+            "linear": lambda: linear.explain(images[next(it) % len(images)]),
+        }, repeats, warmup=1)
+        gflops = 2 * 2048**3 / (times["matmul"] * 1e-3) / 1e9
+        flops = decoder_flops(decoder)
+        floor_ms = flops * mc.config.n_perturbations / (gflops * 1e9) * 1e3
+        out["x".join(map(str, shape))] = {
+            "decoder_flops": flops, "matmul_gflops": gflops, "floor_ms": floor_ms,
+            "mc_ms": times["mc"], "mc_over_floor": times["mc"] / floor_ms,
+            "linear_ms": times["linear"], "linear_over_floor": times["linear"] / floor_ms,
+            "fused": mc.decoder_fused, "exact": mc.decoder_exact,
+        }
+    return out
+
+
 def mnist_test_images(n):
     import tensorflow_datasets as tfds
 
@@ -249,6 +290,7 @@ def main(argv=None):
     naive = naive_ms(explainer, images[0], n_naive)
     decode = decode_check(explainer, rows=1000, repeats=max(3, repeats // 2))
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
+    sizes = cost_at_size(lambda: matmul().numpy(), max(3, repeats // 3))
     exact = exactness(args.run, 20 if args.quick else 100) if args.run else None
     accuracy = linear_vs_mc(explainer, images) if args.run else None
 
@@ -288,6 +330,7 @@ def main(argv=None):
         "decode_n_rows_ms": decode,
         "exactness": exact,
         "linear_vs_exact_mc": accuracy,
+        "cost_at_size": sizes,
         "targets": {
             "mc_within_3x_floor": mc_ms <= 3 * floor_ms,
             "mc_batch_within_2.5x_floor": mc_batch_ms <= 2.5 * floor_ms,
@@ -314,6 +357,11 @@ def main(argv=None):
     for name, ms, ratio in rows:
         print(f"{name:60s} {ms:9.1f} {ratio:8.2f}")
     print(f"naive / mc = {naive / mc_ms:.1f}x")
+    print("cost at size (random generalised decoders, D = 20, N = 5000):")
+    for shape, r in sizes.items():
+        print(f"  {shape:9s} decoder {r['decoder_flops'] / 1e6:7.3f} MFLOP, floor {r['floor_ms']:7.1f} ms, "
+              f"mc {r['mc_ms']:7.1f} ms ({r['mc_over_floor']:.2f}x), linear {r['linear_ms']:6.1f} ms "
+              f"({r['linear_over_floor']:.2f}x), fused={r['fused']}, exact={r['exact']}")
     if exact:
         print_table(exact)
     if accuracy:

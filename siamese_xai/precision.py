@@ -1,0 +1,29 @@
+"""Checking the explainer's arithmetic against float64: a float64 twin of a decoder, and the explainer's draws.
+
+`benchmarks/bench_exactness.py` uses these to measure how far `mc`'s Delta_p
+is from the same formula evaluated in float64 with the same perturbations.
+"""
+
+from __future__ import annotations
+
+from siamese_xai._exact import float64_decoder as _float64_chain
+from siamese_xai._fusion import _chain_layers
+from siamese_xai._graph import perturbation_draws
+
+__all__ = ["float64_decoder", "perturbation_draws"]
+
+
+def float64_decoder(decoder):
+    """g evaluated in float64, layer by layer: a function from `(B, D)` codes to `(B, ...)` float64 outputs.
+
+    Args:
+        decoder: a chain-shaped Keras decoder of Dense / Conv2D / Reshape /
+            Flatten / UpSampling2D layers with relu, sigmoid or linear activations.
+
+    Raises:
+        ValueError: the decoder is not a chain of Keras layers.
+    """
+    chain = _chain_layers(decoder)
+    if chain is None:
+        raise ValueError(f"`decoder` must be a chain of Keras layers for a float64 twin. Received: {decoder!r}")
+    return _float64_chain(chain)
