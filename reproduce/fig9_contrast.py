@@ -38,7 +38,10 @@ def main():
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from siamese_xai import files, paper, plotting
+    import paper
+
+    from siamese_xai import files, plotting
+    from siamese_xai.metrics import mask_iou
 
     t0 = time.perf_counter()
     run = paper.PaperRun(args.run, args.data_dir)
@@ -91,7 +94,7 @@ def main():
         "q": contrast.config.q,
         "n_path_points": contrast.config.n_perturbations,
         "mask_pixels": {"mc": int(m_mc.sum()), "contrast": int(m_c.sum())},
-        "mask_iou_mc_vs_contrast": paper.mask_iou(m_mc, m_c),
+        "mask_iou_mc_vs_contrast": mask_iou(m_mc, m_c),
         "share_of_mask_on_ink(x>0.5)": {"mc": float((m_mc & ink).sum() / max(1, m_mc.sum())),
                                         "contrast": float((m_c & ink).sum() / max(1, m_c.sum()))},
         "signed_change": {"min": float(s.min()), "max": float(s.max()),
