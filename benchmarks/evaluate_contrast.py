@@ -50,7 +50,8 @@ import baselines as bl  # noqa: E402
 from siamese_xai import metrics  # noqa: E402
 from siamese_xai import files  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
-from siamese_xai.paper import machine_description  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))  # paper.py: the machine description
+from paper import machine_description  # noqa: E402
 from synthetic_varying import make_varying_synthetic, train_varying_run  # noqa: E402
 
 TARGET = 0.8  # the target for the contrastive explanation's ground-truth share

@@ -7,7 +7,7 @@ Command (after training; not part of `make reproduce` yet):
 Run time: about 15 seconds on a 2-core CPU (most of it loading MNIST and
 selecting the image). Writes figures/fig9_contrast.png: the top row is the
 paper's explanation of Fig. 9's image (the 4 the network places in class 9,
-chosen by the rule in `siamese_xai.paper`), the bottom row the contrastive
+chosen by the rule in `reproduce/paper.py`), the bottom row the contrastive
 one (`method="contrast"`, explained class 9, contrast class 4): input,
 reconstruction g(h), input with the mask, the mask, the signed change (blue:
 darkens, red: brightens, moving toward the reference) and the decoded
@@ -82,7 +82,7 @@ def main():
     record = {
         "figure": "fig9_contrast",
         "test_index": int(index),
-        "selection": note or "the 4 classified as 9 nearest the 9 prototype (siamese_xai.paper)",
+        "selection": note or "the 4 classified as 9 nearest the 9 prototype (reproduce/paper.py)",
         "true_class": int(run.y[index]),
         "predicted_class": k,
         "explained_class": int(e_c.explained_class[0]),
