@@ -83,3 +83,7 @@ def quiet_start(verbose: bool = False) -> None:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
+    # TensorFlow's Python warnings (e.g. "5 out of the last 9 calls ... triggered tf.function retracing",
+    # which training on a small image folder prints: the last batch of each epoch has another shape)
+    # are advice for developers, not results; --verbose shows them.
+    tf.get_logger().setLevel("ERROR")

@@ -104,3 +104,20 @@ def test_a_normal_command_prints_only_its_result(tiny_run, tmp_path, cli_imports
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("mnist-test-0: SNN class"), result.stdout
+
+
+def test_quiet_start_keeps_tensorflow_python_warnings_out():
+    import logging
+
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    before = logger.level
+    try:
+        logger.setLevel(logging.WARNING)
+        startup.quiet_start(verbose=True)
+        assert logger.level == logging.WARNING
+        startup.quiet_start()
+        assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
+    finally:
+        logger.setLevel(before)
