@@ -26,6 +26,13 @@ def nearest_prototype_tensors(h, prototypes):
     return tf.argmin(distances, axis=1, output_type=tf.int64), distances
 
 
+def top_q_mask(scores, q, shape):
+    """The q largest of each row of `scores` `(B, P)` that are > 0 (ties: lower index first), reshaped to `shape`."""
+    _, top = tf.math.top_k(scores, k=q)
+    in_top = tf.reduce_any(tf.equal(top[:, :, None], tf.range(tf.shape(scores)[1])[None, None, :]), axis=1)
+    return tf.reshape(tf.logical_and(in_top, scores > 0), shape)
+
+
 def perturbation_draws(seed, n, s):
     """`(N, s)` |eps|, the same block for every input: `|stateless_normal([N, s], seed=[seed, 0], philox)|`."""
     seeds = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
@@ -159,11 +166,7 @@ def explain_graph(h, prototypes, targets, references, use_reference, seed, *, de
     x0 = image(ta_x0)
     mean_abs = image(ta_abs, nonzero / n_all)
     mean_sgn = image(ta_sgn, nonzero / n_all)
-    flat = tf.reshape(mean_abs, (batch, -1))
-    size = tf.shape(flat)[1]
-    _, top = tf.math.top_k(flat, k=q)  # ties: lower index first
-    in_top = tf.reduce_any(tf.equal(top[:, :, None], tf.range(size)[None, None, :]), axis=1)
-    mask = tf.reshape(tf.logical_and(in_top, flat > 0), tf.shape(mean_abs))
+    mask = top_q_mask(tf.reshape(mean_abs, (batch, -1)), q, tf.shape(mean_abs))
     return {
         "predicted_class": predicted,
         "distances": distances,

@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from siamese_xai._graph import nearest_prototype_tensors
+from siamese_xai._graph import nearest_prototype_tensors, top_q_mask
 
 
 def runner_up(distances, explained):
@@ -185,10 +185,7 @@ def contrast_graph(h, images, prototypes, targets, contrasts, references, use_re
     mean_sgn = image(ta_sgn, 1.0 / n_all)
     flat = tf.reshape(mean_sgn, (batch, -1))
     evidence = tf.nn.relu(-flat) * tf.reshape(tf.cast(images, tf.float32), (batch, -1))  # E_p
-    size = tf.shape(flat)[1]
-    _, top = tf.math.top_k(evidence, k=q)  # ties: lower index first
-    in_top = tf.reduce_any(tf.equal(top[:, :, None], tf.range(size)[None, None, :]), axis=1)
-    mask = tf.reshape(tf.logical_and(in_top, evidence > 0), tf.shape(mean_sgn))
+    mask = top_q_mask(evidence, q, tf.shape(mean_sgn))
     return {
         "predicted_class": predicted,
         "distances": distances,
