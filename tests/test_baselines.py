@@ -14,35 +14,15 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import baselines as bl  # noqa: E402
 
+from linear_toy import P, linear_toy  # noqa: E402
+
 from siamese_xai import metrics  # noqa: E402
 
-P = 28 * 28
-
-
-class LinearEmbed:
-    """h = x @ W with W non-zero only on a known set S of pixels: d depends on S alone."""
-
-    def __init__(self, support, dim=3, seed=0):
-        rng = np.random.default_rng(seed)
-        self.w = np.zeros((P, dim))
-        self.w[support] = np.abs(rng.normal(1.0, 0.2, (len(support), dim)))
-        self.calls = 0
-
-    def __call__(self, x):
-        self.calls += 1
-        return (np.asarray(x, np.float64).reshape(len(x), -1) @ self.w).astype(np.float32)
 
 
 @pytest.fixture
 def toy():
-    """Images, a linear embedding on a known support, and prototypes c_b = f(x_b): image b is class b."""
-    rng = np.random.default_rng(1)
-    xs = rng.uniform(0.2, 1.0, (4, 28, 28, 1)).astype(np.float32)
-    support = rng.choice(P, 60, replace=False)
-    f = LinearEmbed(support)
-    h = f(xs)
-    protos = np.concatenate([h, h.mean(0, keepdims=True) + 100.0])
-    return xs, f, protos, support
+    return linear_toy()
 
 
 def test_occlusion_and_gradient_free_baselines_find_the_support(toy):

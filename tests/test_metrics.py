@@ -3,34 +3,16 @@ import math
 import numpy as np
 import pytest
 
+from linear_toy import P, linear_toy
+
 from siamese_xai import metrics
 
-P = 28 * 28
-
-
-class LinearEmbed:
-    """h = x @ W with W non-zero only on a known set S of pixels: d depends on S alone."""
-
-    def __init__(self, support, dim=3, seed=0):
-        rng = np.random.default_rng(seed)
-        self.w = np.zeros((P, dim))
-        self.w[support] = np.abs(rng.normal(1.0, 0.2, (len(support), dim)))
-        self.calls = 0
-
-    def __call__(self, x):
-        self.calls += 1
-        return (np.asarray(x, np.float64).reshape(len(x), -1) @ self.w).astype(np.float32)
 
 
 @pytest.fixture
 def toy():
-    """Images, a linear embedding on a known support, and prototypes c_b = f(x_b): image b is class b."""
-    rng = np.random.default_rng(1)
-    xs = rng.uniform(0.2, 1.0, (4, 28, 28, 1)).astype(np.float32)
-    support = rng.choice(P, 60, replace=False)
-    f = LinearEmbed(support)
-    h = f(xs)
-    protos = np.concatenate([h, h.mean(0, keepdims=True) + 100.0])
+    """The linear toy, with the true importance of each pixel (x_p times its weight in f)."""
+    xs, f, protos, support = linear_toy()
     true_maps = np.zeros((4, P), np.float32)
     true_maps[:, support] = xs.reshape(4, -1)[:, support] * f.w[support].sum(1)
     return xs, f, protos, true_maps.reshape(4, 28, 28)
