@@ -111,15 +111,18 @@ def check_images(x, image_shape, name, single=None):
     return x.reshape((1 if is_one else x.shape[0],) + tuple(image_shape)), is_one
 
 
-def check_targets(target_class, batch: int, num_classes: int):
-    """`target_class` (None, one class, or one per input) as a `(batch,)` int64 array, -1 for "own class"."""
+def check_targets(target_class, batch: int, num_classes: int, name: str = "target_class"):
+    """`target_class` (None, one class, or one per input) as a `(batch,)` int64 array, -1 for the default.
+
+    `name` is the argument's name in the messages (`target_class` or `contrast_class`).
+    """
 
     def one(t):
         if t is None:
             return -1
         if not is_int(t) or not 0 <= int(t) < num_classes:
             raise ValueError(
-                f"`target_class` must be None or an integer in [0, {num_classes}). Received: target_class={t!r}"
+                f"`{name}` must be None or an integer in [0, {num_classes}). Received: {name}={t!r}"
             )
         return int(t)
 
@@ -131,7 +134,7 @@ def check_targets(target_class, batch: int, num_classes: int):
         return np.full(batch, one(target_class), np.int64)  # not a sequence: `one` says why
     if len(targets) != batch:
         raise ValueError(
-            f"`target_class` must be None, one class, or one class per input ({batch}). "
+            f"`{name}` must be None, one class, or one class per input ({batch}). "
             f"Received: {len(targets)} classes"
         )
     return np.array([one(t) for t in targets], np.int64)
@@ -258,10 +261,7 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
             "`contrast_class` must be None when `reference` is given (the reference is the contrast). "
             f"Received: contrast_class={contrast_class!r}"
         )
-    try:
-        contrasts = check_targets(contrast_class, batch, num_classes)
-    except ValueError as err:  # the same rules as target_class, under this argument's name
-        raise ValueError(str(err).replace("target_class", "contrast_class")) from None
+    contrasts = check_targets(contrast_class, batch, num_classes, "contrast_class")
     if contrast and reference is None and num_classes < 2:
         raise ValueError(
             'method="contrast" needs at least 2 classes or a `reference`. '
