@@ -33,6 +33,32 @@ def top_q_mask(scores, q, shape):
     return tf.reshape(tf.logical_and(in_top, scores > 0), shape)
 
 
+def tiled_images(batch, group, group_sums, decoder, internal_shape, scale):
+    """Runs `group_sums(g0, g1) -> (x0, sum_abs, sum_signed)` over tiles of `group` inputs; returns the three as images.
+
+    The sums are multiplied by `scale` (`(B, 1)` or a scalar); the images are in
+    `(B, *image_shape)`, rearranged from the decoder's internal layout once.
+    """
+    num_groups = (batch + group - 1) // group
+    ta_x0 = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
+    ta_abs = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
+    ta_sgn = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
+    for gi in tf.range(num_groups):
+        g0 = gi * group
+        x0_flat, acc_abs, acc_sgn = group_sums(g0, tf.minimum(batch, g0 + group))
+        ta_x0 = ta_x0.write(gi, x0_flat)
+        ta_abs = ta_abs.write(gi, acc_abs)
+        ta_sgn = ta_sgn.write(gi, acc_sgn)
+
+    def image(ta, factor=None):
+        flat = ta.concat()
+        if factor is not None:
+            flat = flat * factor
+        return decoder.to_image(tf.reshape(flat, (-1,) + tuple(internal_shape)))
+
+    return image(ta_x0), image(ta_abs, scale), image(ta_sgn, scale)
+
+
 def perturbation_draws(seed, n, s):
     """`(N, s)` |eps|, the same block for every input: `|stateless_normal([N, s], seed=[seed, 0], philox)|`."""
     seeds = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
@@ -143,29 +169,11 @@ def explain_graph(h, prototypes, targets, references, use_reference, seed, *, de
     eps = perturbation_draws(seed, n_all, s)
 
     batch = tf.shape(h)[0]
-    num_groups = (batch + group - 1) // group
-    ta_x0 = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-    ta_abs = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-    ta_sgn = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-    for gi in tf.range(num_groups):
-        g0 = gi * group
-        g1 = tf.minimum(batch, g0 + group)
-        x0_flat, acc_abs, acc_sgn = _group_sums(decoder, config.method, h[g0:g1], basis[g0:g1], eps, n, num_chunks)
-        ta_x0 = ta_x0.write(gi, x0_flat)
-        ta_abs = ta_abs.write(gi, acc_abs)
-        ta_sgn = ta_sgn.write(gi, acc_sgn)
-
     nonzero = tf.cast(sigma > 0, tf.float32)[:, None]  # sigma == 0: no perturbation, no change
-
-    def image(ta, scale=None):
-        flat = ta.concat()
-        if scale is not None:
-            flat = flat * scale
-        return decoder.to_image(tf.reshape(flat, (-1,) + tuple(internal_shape)))
-
-    x0 = image(ta_x0)
-    mean_abs = image(ta_abs, nonzero / n_all)
-    mean_sgn = image(ta_sgn, nonzero / n_all)
+    x0, mean_abs, mean_sgn = tiled_images(
+        batch, group, lambda g0, g1: _group_sums(decoder, config.method, h[g0:g1], basis[g0:g1], eps, n, num_chunks),
+        decoder, internal_shape, nonzero / n_all,
+    )
     mask = top_q_mask(tf.reshape(mean_abs, (batch, -1)), q, tf.shape(mean_abs))
     return {
         "predicted_class": predicted,

@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from siamese_xai._graph import nearest_prototype_tensors, top_q_mask
+from siamese_xai._graph import nearest_prototype_tensors, tiled_images, top_q_mask
 
 
 def runner_up(distances, explained):
@@ -162,27 +162,10 @@ def contrast_graph(h, images, prototypes, targets, contrasts, references, use_re
     t = path_points(n_all)
 
     batch = tf.shape(h)[0]
-    num_groups = (batch + group - 1) // group
-    ta_x0 = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-    ta_abs = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-    ta_sgn = tf.TensorArray(tf.float32, size=num_groups, infer_shape=False)
-    for gi in tf.range(num_groups):
-        g0 = gi * group
-        g1 = tf.minimum(batch, g0 + group)
-        x0_flat, acc_abs, acc_sgn = _group_sums(decoder, h[g0:g1], delta[g0:g1], t, n, num_chunks)
-        ta_x0 = ta_x0.write(gi, x0_flat)
-        ta_abs = ta_abs.write(gi, acc_abs)
-        ta_sgn = ta_sgn.write(gi, acc_sgn)
-
-    def image(ta, scale=None):
-        flat = ta.concat()
-        if scale is not None:
-            flat = flat * scale
-        return decoder.to_image(tf.reshape(flat, (-1,) + tuple(internal_shape)))
-
-    x0 = image(ta_x0)
-    mean_abs = image(ta_abs, 1.0 / n_all)
-    mean_sgn = image(ta_sgn, 1.0 / n_all)
+    x0, mean_abs, mean_sgn = tiled_images(
+        batch, group, lambda g0, g1: _group_sums(decoder, h[g0:g1], delta[g0:g1], t, n, num_chunks),
+        decoder, internal_shape, 1.0 / n_all,
+    )
     flat = tf.reshape(mean_sgn, (batch, -1))
     evidence = tf.nn.relu(-flat) * tf.reshape(tf.cast(images, tf.float32), (batch, -1))  # E_p
     mask = top_q_mask(evidence, q, tf.shape(mean_sgn))
