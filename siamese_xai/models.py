@@ -58,6 +58,24 @@ def _check_image_shape(image_shape):
     return shape
 
 
+# Not the paper's: a decoder larger than Table 1 (twice the channels, a four times wider Dense1),
+# the `build_decoder` options of the decoder study (`benchmarks/decoder_study.py`).
+LARGE_DECODER = {"dense_units": 160, "channels": (16, 16, 32)}
+
+
+def _check_width(dense_units, channels):
+    def positive(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if not positive(dense_units):
+        raise ValueError(f"`dense_units` must be a positive integer. Received: dense_units={dense_units!r}")
+    if not (isinstance(channels, (tuple, list)) and len(channels) == 3 and all(positive(v) for v in channels)):
+        raise ValueError(
+            "`channels` must be three positive integers (grid, conv1, conv2). "
+            f"Received: channels={channels!r}"
+        )
+
+
 def _halved(side):
     return math.ceil(side / 2)
 
@@ -155,7 +173,8 @@ def build_encoder(embedding_dim: int = 20, name: str = "encoder", image_shape=IM
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_decoder(embedding_dim: int = 20, name: str = "decoder", image_shape=IMAGE_SHAPE) -> keras.Model:
+def build_decoder(embedding_dim: int = 20, name: str = "decoder", image_shape=IMAGE_SHAPE, *,
+                  dense_units: int = 40, channels=(8, 8, 16)) -> keras.Model:
     """Builds the decoder g of the explainable autoencoder (Table 1, right).
 
     Decoder Conv1 uses a 2x2 kernel with 'valid' padding (8x8 -> 7x7, the only
@@ -173,6 +192,12 @@ def build_decoder(embedding_dim: int = 20, name: str = "decoder", image_shape=IM
         embedding_dim: D, the code length.
         name: the model's name.
         image_shape: `(H, W, C)` of the images to reconstruct; `(28, 28, 1)` is Table 1.
+        dense_units: Dense1's width (Table 1: 40).
+        channels: `(grid, conv1, conv2)`, the channels of the reshaped grid
+            (Table 1: 8, so Dense2 has 4 * 4 * 8 = 128 units) and the filters
+            of decoder Conv1 and Conv2 (Table 1: 8 and 16). Other values are
+            not the paper's: `LARGE_DECODER` is the larger decoder of
+            `benchmarks/decoder_study.py`.
 
     Returns:
         A `keras.Model` from `(batch, embedding_dim)` to `(batch, H, W, C)`
@@ -180,16 +205,17 @@ def build_decoder(embedding_dim: int = 20, name: str = "decoder", image_shape=IM
     """
     _check_dim(embedding_dim)
     image_shape = _check_image_shape(image_shape)
+    _check_width(dense_units, channels)
     sides = _encoder_sides(image_shape)
-    grid = (*sides[3], 8)
+    grid = (*sides[3], channels[0])
     inputs = keras.Input((embedding_dim,), name="code")
-    x = layers.Dense(40, activation="relu", name="dense1")(inputs)
+    x = layers.Dense(dense_units, activation="relu", name="dense1")(inputs)
     x = layers.Dense(grid[0] * grid[1] * grid[2], activation="relu", name="dense2")(x)
     x = layers.Reshape(grid, name="reshape")(x)
     x = layers.UpSampling2D(2, name="upsampling1")(x)
-    x = _upsampled_conv(x, 8, sides[2], "relu", "conv1")
+    x = _upsampled_conv(x, channels[1], sides[2], "relu", "conv1")
     x = layers.UpSampling2D(2, name="upsampling2")(x)
-    x = _upsampled_conv(x, 16, sides[1], "relu", "conv2")
+    x = _upsampled_conv(x, channels[2], sides[1], "relu", "conv2")
     x = layers.UpSampling2D(2, name="upsampling3")(x)
     outputs = _upsampled_conv(x, image_shape[2], sides[0], "sigmoid", "conv3")
     return keras.Model(inputs, outputs, name=name)

@@ -81,7 +81,8 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
     return snn
 
 
-def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, verbose: int = 1, on_step=None):
+def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, verbose: int = 1, on_step=None,
+                      decoder_options=None):
     """Trains the explainable autoencoder with the joint loss; f is fixed.
 
     `alpha ||x - g(e(x))||^2 + beta ||h - e(x)||^2 + lambda R(W)`
@@ -91,6 +92,8 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
         h: `(n, D)` their Siamese embeddings f(x), computed once (f is frozen).
         config: the training config (uses `config.autoencoder`).
         run_dir, strategy, verbose, on_step: as in `train_siamese`.
+        decoder_options: keyword arguments of `models.build_decoder` (None:
+            Table 1's decoder; `models.LARGE_DECODER` is a larger one, not the paper's).
 
     Returns:
         `(encoder, decoder)`.
@@ -101,7 +104,7 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
     keras.utils.set_random_seed(config.seed + _AE_SEED)
     with strategy.scope():
         encoder = models.build_encoder(config.embedding_dim, image_shape=tuple(x.shape[1:]))
-        decoder = models.build_decoder(config.embedding_dim, image_shape=tuple(x.shape[1:]))
+        decoder = models.build_decoder(config.embedding_dim, image_shape=tuple(x.shape[1:]), **(decoder_options or {}))
         variables = encoder.trainable_variables + decoder.trainable_variables
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(variables)
