@@ -152,7 +152,7 @@ class MarginScalar:
 # training (resumable: a folder per unit, its settings stamped, each stage's model file kept)
 
 
-def _unit(folder: Path, stamp: dict) -> dict:
+def open_unit(folder: Path, stamp: dict) -> dict:
     """Opens a unit folder for `stamp`: models trained under other settings are removed. Returns its info."""
     folder.mkdir(parents=True, exist_ok=True)
     info_path = folder / "info.json"
@@ -199,7 +199,7 @@ def siamese_unit(work, mode, dataset, dim, x, y, paper_run=None):
     config = _train_config(mode, dataset, dim)
     stamp = {"snn": config.to_dict()["snn"], "embedding_dim": dim, "seed": config.seed, "train_images": len(x)}
     folder = Path(work) / dataset / f"snn-D{dim}"
-    info = _unit(folder, stamp)
+    info = open_unit(folder, stamp)
     source = Path(paper_run) if paper_run else None
     if (source is not None and not (folder / runs.SNN_FILE).exists() and (source / runs.CONFIG_FILE).is_file()):
         paper = files.read_json(source / runs.CONFIG_FILE)
@@ -226,7 +226,7 @@ def decoder_unit(work, mode, dataset, dim, beta, decoder, snn, x):
     stamp = {"config": config.to_dict(), "decoder": decoder, "decoder_options": DECODERS[decoder],
              "train_images": len(x)}
     folder = Path(work) / dataset / f"D{dim}-beta{beta:g}-{decoder}"
-    info = _unit(folder, stamp)
+    info = open_unit(folder, stamp)
     h = embed_in_batches(snn, x, 1000)
     joint = _stage(folder, info, "autoencoder", runs.DECODER_JOINT_FILE, lambda: training.train_autoencoder(
         x, h, config, verbose=0, decoder_options=DECODERS[decoder])[1])
@@ -417,7 +417,9 @@ def render_markdown(results: dict) -> str:
     acc = ", ".join(f"{k} {v:.3f}" for k, v in results["synthetic_test_accuracy"].items())
     secs = results["training_seconds_by_stage"]
     lines += ["", f"Synthetic test accuracy of f: {acc}. Training time summed over the study's units (s): "
-              + ", ".join(f"{k} {v}" for k, v in secs.items()) + ".", ""]
+              + ", ".join(f"{k} {secs[k]}" for k in ("snn", "autoencoder", "decoder")) + f"; evaluation {sum(results['evaluation_seconds'].values()):.1f} s; "
+              f"training and evaluation together {results['study_seconds_total']} s (the sum over resumed runs; the "
+              f"last run's wall time, {results['wall_seconds']:.0f} s, counts only what it did not reuse).", ""]
     return "\n".join(lines)
 
 
@@ -434,6 +436,8 @@ def _axis(ax, results):
     for i, r in enumerate(recs):
         if not r["paper_decoder"]:
             ax.axvspan(i - 0.4, i + 0.4, color="0.9", zorder=0)
+        if i and r["embedding_dim"] != recs[i - 1]["embedding_dim"]:
+            ax.axvline(i - 0.5, color="0.6", lw=0.8)
 
 
 def plot_reconstruction(results: dict, ax=None):
@@ -558,6 +562,7 @@ def main(argv=None) -> dict:
         for dim in (10, 20):
             gt_tests[ds, dim], accuracy[f"{ds}/D{dim}"] = _correct(*snns[ds, dim], *tests[ds], m["n_gt"])
 
+    eval_seconds = {f"mnist/snn-D{dim}": references[f"D{dim}"]["seconds"] for dim in (10, 20)}
     configs = []
     for dim, beta, decoder in CONFIGS:
         name = config_name(dim, beta, decoder)
@@ -574,6 +579,7 @@ def main(argv=None) -> dict:
             else:
                 rec[ds] = _cached(folder, eval_stamp, lambda: synthetic_scores(snn, g, protos, gt_tests[ds, dim],
                                                                                 m["n_perturbations"]))
+            eval_seconds[f"{ds}/{name}"] = rec[ds]["seconds"]
             print(f"{name} {ds}: done ({time.perf_counter() - t_start:.0f} s)", flush=True)
         configs.append(rec)
     _compare(configs)
@@ -609,14 +615,17 @@ def main(argv=None) -> dict:
         "paper_run": paper,
         "training_seconds": training_seconds,
         "training_seconds_by_stage": stage_sums,
+        "evaluation_seconds": eval_seconds,
+        "study_seconds_total": round(sum(stage_sums.values()) + sum(eval_seconds.values()), 1),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     files.write_json(out / "decoder_study.json", result)
+    saved = files.read_json(out / "decoder_study.json")  # the table and the figure come from the file itself
     with files.atomic_path(out / "decoder_study.md") as tmp:
-        tmp.write_text(render_markdown(result))
-    plot_study(result, figures / "decoder_study.png")
+        tmp.write_text(render_markdown(saved))
+    plot_study(saved, figures / "decoder_study.png")
     print(f"wrote {out / 'decoder_study.json'} ({result['wall_seconds']} s)")
-    return result
+    return saved
 
 
 if __name__ == "__main__":
