@@ -589,7 +589,9 @@ def main(argv=None) -> dict:
         snn, protos = snns["mnist", 20]
         run = runs.load_run(paper_run)
         same = bool(np.allclose(run.prototypes, protos, atol=1e-5))
-        paper = {"name": "paper run (full schedule)", "path": str(paper_run), "same_snn_and_prototypes": same,
+        absolute = Path(os.path.abspath(paper_run))
+        shown = absolute.relative_to(ROOT) if absolute.is_relative_to(ROOT) else paper_run
+        paper = {"name": "paper run (full schedule)", "path": str(shown), "same_snn_and_prototypes": same,
                  "config": files.read_json(paper_run / runs.CONFIG_FILE),
                  "mnist": mnist_scores(snn, run.decoder, protos, x_recon, xs_mnist, m["n_perturbations"])}
     class_means = np.stack([x_train[y_train == c].mean(0) for c in range(10)])
@@ -606,8 +608,8 @@ def main(argv=None) -> dict:
                           "and the decoder on the first ae_train images for ae_epochs and dec_epochs; synthetic sets: "
                           "synth_train images, synth_epochs = (f, autoencoder, decoder), synth_pairs pairs per epoch"),
         "configurations": configs,
-        "mnist_snn": {f"D{dim}": ("the paper run's, " + snns["mnist-info", dim]["reused_from"]
-                                  if "reused_from" in snns["mnist-info", dim] else "trained here") for dim in (10, 20)},
+        "mnist_snn": {f"D{dim}": ("the paper run's f, reused" if "reused_from" in snns["mnist-info", dim]
+                                  else "trained here") for dim in (10, 20)},
         "reference_config": {"beta": 10, "decoder": REFERENCE[1]},
         "mnist_model_free": references,
         "mnist_class_mean_image_sse": metrics.mean_ci(per_image_sse(x_recon, class_means[k_true])),
