@@ -163,3 +163,8 @@ def test_a_unit_keeps_its_models_for_the_same_settings_and_drops_them_for_others
     assert not (tmp_path / "decoder.keras").exists() and not (tmp_path / "eval.json").exists()
     assert other == {"stamp": {"beta": 100}, "seconds": {}}
     assert files.read_json(tmp_path / "info.json") == other
+    (tmp_path / "decoder.keras").write_text("a model")
+    ds.open_unit(tmp_path, {"channels": (16, 32)})  # a tuple reads back from info.json as a list
+    (tmp_path / "decoder.keras").write_text("a model")
+    ds.open_unit(tmp_path, {"channels": (16, 32)})
+    assert (tmp_path / "decoder.keras").exists()
