@@ -9,8 +9,9 @@ Run time: the committed full run's training and evaluation took
 `study_seconds_total` (2432 s) on the 2-core machine shared with four other
 jobs (per unit: `training_seconds`, `evaluation_seconds`; its D = 10
 Siamese stage took 460 s there, the paper run's 163 s on the quiet
-machine); a rerun that reuses every model and evaluation, about 6 minutes
-there. The quick mode: 1-4 minutes.
+machine); the committed JSON itself comes from a rerun that reused every
+model and evaluation (its `wall_seconds`, under a minute). The quick mode:
+1-4 minutes.
 
 Configurations: beta in {1, 10, 100} x D in {10, 20} with Table 1's decoder,
 plus one decoder larger than Table 1 (`siamese_xai.models.LARGE_DECODER`:
