@@ -375,13 +375,17 @@ def _protocol(settings, seed, order, work) -> dict:
                        f"the first {settings['n_prototype_images']} MNIST training images"),
         "explained_class": "fixed at every stage: the trained f's nearest prototype of each image",
         "contrast_class": "fixed at every stage: the trained f's runner-up prototype of each image (contrast only)",
-        "decoder_kept": "methods without a suffix: g as trained for the original f",
+        "decoder_kept": ("methods without a suffix: g as trained for the original f, so the map can change only "
+                         "through what f gives the method (h, J, sigma, the prototypes, the path to c_l)"),
         "decoder_refit": (f"methods with the suffix _refit: g fine-tuned on (f(x) -> x) for the stage's f, from the "
                           f"trained g, {settings['refit_epochs']} epochs over the first {settings['n_refit_images']} "
                           "training images, the run's decoder settings (training.finetune_decoder), at "
                           + ("every stage" if settings["refit_stages"] == "all" else "full randomisation only")
                           + "; at the trained stage g is the trained decoder"),
         "baselines": "explain d(x) = ||f(x) - c_k||^2 with the stage's f and prototypes (no decoder)",
+        "reconstruction": ("stage_details: sse_decoder_kept / sse_decoder_refit, the mean ||g(f(x)) - x||^2 over the "
+                           "evaluated images with the stage's f; sse_mean_training_image: the same error of the mean "
+                           "training image, what a decoder that ignores its input can reach"),
         "controls": "model-free maps: they read no model, so they must not change",
         "similarity": (f"per image against the trained f's map of the same method: Spearman rank correlation of the "
                        f"maps and of their absolute values, SSIM of min-max scaled maps (tf.image.ssim), IoU of the "
