@@ -297,6 +297,8 @@ def decoder_evaluator(decoder, fuse: bool, probe_codes, exact: bool = False) -> 
     if evaluator.exact is not None and not _exact_agrees(evaluator, decoder, codes):
         evaluator.exact = evaluator.kinks = None
         evaluator.exact_note = "its exact change differed from the decoder's own g(h + d) - g(h) on probe codes"
+    if evaluator.kinks is not None:
+        _image_positions(evaluator, codes.shape[1])
     if evaluator.kinks is not None and not _kinks_agree(evaluator, codes):
         evaluator.kinks = None
     return evaluator
@@ -324,6 +326,21 @@ def _exact_agrees(evaluator, decoder, codes):
     return got.shape == ref.shape and float(np.abs(got - ref).max()) <= 1e-3 * scale
 
 
+def _image_positions(evaluator, dim):
+    """Tells `evaluator.kinks` which positions of the last step's output reach the image (the rest is padding)."""
+    plan = evaluator.kinks
+    x = tf.zeros((1, dim), tf.float64)
+    for st in plan.chain.steps[: plan.last + 1]:
+        x = st.fn(x) if st.kind != "act" else x
+    size = int(np.prod(x.shape[1:]))
+    y = tf.reshape(tf.range(size, dtype=tf.float64), x.shape)
+    for st in plan.chain.steps[plan.last + 1 :]:
+        y = st.fn(y)
+    keep = np.unique(evaluator.to_image(y).numpy().astype(np.int64))
+    if len(keep) < size:
+        plan.keep, plan.size = keep, size
+
+
 def _kinks_agree(evaluator, codes):
     """The split into sources (`siamese_xai._kinks`) against the layer-by-layer exact change, on probe codes.
 
@@ -340,10 +357,11 @@ def _kinks_agree(evaluator, codes):
     basis = tf.constant(basis)
     try:
         prepared = evaluator.kinks.prepare(codes, basis, eps, cap=10**9)
-        got = np.concatenate([t.numpy().reshape(n, -1) for t in evaluator.kinks.sums(prepared, 0, 16)], axis=1)
+        image = lambda sums: np.concatenate(  # noqa: E731 (padding positions of an internal layout dropped)
+            [evaluator.to_image(t).numpy().reshape(n, -1) for t in sums], axis=1)
+        got = image(evaluator.kinks.sums(prepared, 0, 16))
         _, terms = evaluator.exact.base(codes)
-        ref = np.concatenate([t.numpy().reshape(n, -1) for t in evaluator.exact.sums_from_basis(terms, eps, basis)],
-                             axis=1)
+        ref = image(evaluator.exact.sums_from_basis(terms, eps, basis))
     except Exception:  # a rule that does not fit this decoder: keep the layer-by-layer path
         return False
     scale = np.maximum(np.abs(ref).max(axis=1, keepdims=True), 1e-30)

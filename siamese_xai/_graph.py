@@ -65,6 +65,16 @@ def perturbation_draws(seed, n, s):
     return tf.abs(tf.random.stateless_normal([n, s], seed=seeds, alg="philox"))
 
 
+def kink_cap(chunk_size, group, n_all):
+    """The most candidate units near a kink per input and layer (`siamese_xai._kinks`) before the layer path is used.
+
+    Their per-draw changes (group x N x cap float64) then stay within about
+    the memory of one block of the layer path (chunk_size rows of the widest
+    activation).
+    """
+    return max(64, chunk_size * 2048 // (group * n_all))
+
+
 def _sum_blocks(num_chunks, block, like):
     """Sums `block(k) -> (part_abs, part_sgn)` over k < num_chunks, each reshaped like `like` `(G, P)`."""
     def body(k, acc_abs, acc_sgn):
@@ -180,9 +190,7 @@ def explain_graph(h, prototypes, targets, references, use_reference, seed, *, de
     n = min(n_all, chunk_size)
     group = max(1, chunk_size // n_all)
     num_chunks = -(-n_all // n)
-    # Candidate units near a kink per input and layer: their per-draw changes
-    # (group x N x cap float64) stay within about the memory of one block.
-    cap = max(64, chunk_size * 2048 // (group * n_all))
+    cap = kink_cap(chunk_size, group, n_all)
 
     predicted, distances = nearest_prototype_tensors(h, prototypes)
     explained = tf.where(use_reference, tf.constant(-1, tf.int64), tf.where(targets < 0, predicted, targets))

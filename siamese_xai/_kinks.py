@@ -32,6 +32,7 @@ before the last one is not relu or linear.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from siamese_xai import _exact
@@ -53,6 +54,10 @@ class KinkPlan:
 
     def __init__(self, chain: _exact.ExactChain, last: int):
         self.chain, self.last = chain, last
+        # The positions of the last step's (flattened, `size` long) output
+        # that reach the image, where the others are padding of an internal
+        # layout (set by `siamese_xai._fusion`); None: all.
+        self.keep, self.size = None, None
 
     def prepare(self, codes, basis, eps, cap):
         """The float64 pass of the codes and of the sources through the layers.
@@ -66,17 +71,21 @@ class KinkPlan:
         Returns:
             A dict: `x0` the output g(h) `(G, ...)` in the internal layout,
             float32; `terms` the exact path's per-step terms (as
-            `ExactChain.base`); `coef` `(G, N, r)` and `jac` `(G, r, ...)`
-            float32 (the last pre-activation's change is `coef @ jac`);
+            `ExactChain.base`); `coef` `(G, N, r)` and `jac` `(G, r, P)`
+            float32 (the last pre-activation's change at the `keep`
+            positions is `coef @ jac`); `last_terms` the last activation's
+            terms at those positions; `last_shape` its output's shape per row;
             `ok` (scalar bool: no layer had more than `cap` candidates);
             `candidates` and `crossed` (scalar int64: units summed over the
-            inputs and layers).
+            inputs and layers); `crossing_draws` `(G, N)` bool, the draws
+            that move some unit across its kink.
         """
         groups, dim = tf.shape(codes)[0], basis.shape[2]
         x = tf.cast(codes, tf.float64)
         rows = tf.reshape(tf.cast(basis, tf.float64), (-1, dim))  # (G * r, ...): the sources' images
         coef = tf.tile(tf.cast(eps, tf.float64)[None], tf.stack([groups, 1, 1]))
-        stats = {"ok": tf.constant(True), "candidates": tf.constant(0, tf.int64), "crossed": tf.constant(0, tf.int64)}
+        stats = {"ok": tf.constant(True), "candidates": tf.constant(0, tf.int64), "crossed": tf.constant(0, tf.int64),
+                 "crossing_draws": tf.zeros(tf.stack([groups, tf.shape(eps)[0]]), tf.bool)}
         terms, jac = [], None
         for i, st in enumerate(self.chain.steps):
             if st.kind == "shape":
@@ -93,11 +102,17 @@ class KinkPlan:
             terms.append(_exact._act_base(st.act, tf.cast(z, tf.float32)))
             x = _exact._apply_act(st.act, z)
             if i == self.last:
-                r = tf.shape(coef)[2]
-                jac = tf.cast(tf.reshape(rows, tf.concat([[groups, r], tf.shape(rows)[1:]], 0)), tf.float32)
+                last_shape = tf.shape(z)[1:]
+                jac = tf.cast(tf.reshape(rows, tf.stack([groups, tf.shape(coef)[2], -1])), tf.float32)
+                last_terms = None if terms[-1] is None else tuple(tf.reshape(t, (groups, 1, -1)) for t in terms[-1])
+                if self.keep is not None:
+                    jac = tf.gather(jac, self.keep, axis=2)
+                    last_terms = None if last_terms is None else tuple(tf.gather(t, self.keep, axis=2)
+                                                                       for t in last_terms)
             elif st.act == "relu":
                 rows, coef = self._through_relu(z, rows, coef, cap, stats)
-        return {"x0": tf.cast(x, tf.float32), "terms": terms, "coef": tf.cast(coef, tf.float32), "jac": jac, **stats}
+        return {"x0": tf.cast(x, tf.float32), "terms": terms, "coef": tf.cast(coef, tf.float32), "jac": jac,
+                "last_terms": last_terms, "last_shape": last_shape, **stats}
 
     @staticmethod
     def _through_relu(z, rows, coef, cap, stats):
@@ -117,6 +132,7 @@ class KinkPlan:
         moved = zc[:, None] + dz
         crosses = tf.logical_and(tf.where(zc[:, None] > 0, moved < 0, moved > 0), valid[:, None])
         crossed = tf.reduce_any(crosses, axis=1)  # (G, k)
+        stats["crossing_draws"] = tf.logical_or(stats["crossing_draws"], tf.reduce_any(crosses, axis=2))
         pick, keep = _first(crossed, tf.reduce_max(tf.reduce_sum(tf.cast(crossed, tf.int32), axis=1)))
         stats["crossed"] += tf.cast(tf.reduce_sum(tf.cast(crossed, tf.int32)), tf.int64)
         zk = tf.gather(zc, pick, batch_dims=1)[:, None]  # (G, 1, k2)
@@ -132,11 +148,15 @@ class KinkPlan:
     def sums(self, prepared, lo, hi):
         """Sums over draws lo..hi-1 of |change| and change, `(G, ...)` each in the internal layout."""
         coef, jac = prepared["coef"][:, lo:hi], prepared["jac"]
-        groups, n = tf.shape(coef)[0], tf.shape(coef)[1]
-        dz = tf.matmul(coef, tf.reshape(jac, tf.stack([groups, tf.shape(jac)[1], -1])))  # (G, n, P)
-        dz = tf.reshape(dz, tf.concat([[groups * n], tf.shape(jac)[2:]], 0))
-        st = self.chain.steps[self.last]
-        sums = _exact._act_sums(st.act, prepared["terms"][self.last], dz, groups)
+        groups = tf.shape(coef)[0]
+        dz = tf.reshape(tf.matmul(coef, jac), (-1, tf.shape(jac)[2]))  # (G * n, P)
+        sums = _exact._act_sums(self.chain.steps[self.last].act, prepared["last_terms"], dz, groups)
+        if self.keep is not None:  # zeros at the padding positions
+            inverse = np.full(self.size, len(self.keep), np.int64)
+            inverse[self.keep] = np.arange(len(self.keep))
+            sums = tuple(tf.gather(tf.pad(t, [[0, 0], [0, 1]]), inverse, axis=1) for t in sums)
+        shape = tf.concat([[groups], prepared["last_shape"]], 0)
+        sums = tuple(tf.reshape(t, shape) for t in sums)
         for tail in self.chain.steps[self.last + 1 :]:  # rearrangements of each row commute with the sums
             sums = tuple(tail.fn(t) for t in sums)
         return sums
