@@ -54,7 +54,7 @@ def kink_stats(explainer, images, seed=0):
     """The crossing fraction, candidates, crossed units and sources on `images`, one image at a time."""
     import tensorflow as tf
 
-    from siamese_xai._graph import kink_cap, perturbation_draws
+    from siamese_xai.precision import kink_cap, perturbation_draws
 
     plan = explainer._dec.kinks
     if plan is None:
@@ -94,8 +94,7 @@ def profile(explainer, image, repeats=7, rows=1000, seed=0):
     import tensorflow as tf
 
     from bench_speed import interleaved
-    from siamese_xai import _exact
-    from siamese_xai._graph import perturbation_draws
+    from siamese_xai.precision import act_delta, act_sums, perturbation_draws
 
     chain, plan = explainer._dec.exact, explainer._dec.kinks
     cfg = explainer.config
@@ -112,14 +111,14 @@ def profile(explainer, image, repeats=7, rows=1000, seed=0):
         last = i == len(chain.steps) - 1
         if i == 0 and chain.first_is_dense:
             first_rows = tf.reshape(first.fn(tf.reshape(basis, (-1, basis.shape[2]))), (1, cfg.s, -1))
-            fn = tf.function(lambda st=st, base=base, r=first_rows: _exact._act_delta(
+            fn = tf.function(lambda st=st, base=base, r=first_rows: act_delta(
                 st.act, base, tf.matmul(eps[None], r)[0], 1))
         elif st.kind == "shape":
             fn = tf.function(lambda st=st, x=dx: st.fn(x))
         elif last:
-            fn = tf.function(lambda st=st, base=base, x=dx: _exact._act_sums(st.act, base, st.fn(x), 1))
+            fn = tf.function(lambda st=st, base=base, x=dx: act_sums(st.act, base, st.fn(x), 1))
         else:
-            fn = tf.function(lambda st=st, base=base, x=dx: _exact._act_delta(
+            fn = tf.function(lambda st=st, base=base, x=dx: act_delta(
                 st.act, base, st.fn(x) if st.kind == "affine" else x, 1))
         out = fn()
         parts[f"layers: {st.name} ({st.kind}{'' if st.kind == 'shape' else ', ' + st.act})"] = fn
@@ -134,7 +133,7 @@ def profile(explainer, image, repeats=7, rows=1000, seed=0):
             lambda: plan.prepare(h, basis, eps_all, 10**6)["coef"])
         parts[f"sources: coef @ S (r = {coef.shape[2]})"] = matmul
         parts[f"sources: {last.name} rule + sums"] = tf.function(
-            lambda: _exact._act_sums(last.act, prepared["terms"][plan.last], dz, 1))
+            lambda: act_sums(last.act, prepared["terms"][plan.last], dz, 1))
     times = interleaved({k: (lambda f=f: tf.nest.map_structure(lambda t: t.numpy(), f())) for k, f in parts.items()},
                         repeats)
     return {"rows": rows, "ms": times}
