@@ -4,8 +4,8 @@ Command (from the project root; `make bench` runs it with `--run runs/paper`):
 
     .venv/bin/python benchmarks/bench_speed.py [--run runs/paper] [--quick]
 
-Run time on the 2-core CPU: about 4 min with `--run` (the float64 reference
-of the exactness figures takes half of it), about 1 min with --quick.
+Run time on the 2-core CPU: about 5 min with `--run` (the float64 reference
+of the exactness figures takes a third of it), about 1.5 min with --quick.
 Writes `benchmarks/speed.json` (atomically) and prints:
 
 - the floor: decoder FLOPs (its Dense and Conv2D layers as Keras runs them)
