@@ -127,13 +127,13 @@ def profile(explainer, image, repeats=7, rows=1000, seed=0):
         prepared = plan.prepare(h, basis, eps_all, 10**6)
         coef, jac = prepared["coef"][:, :rows], prepared["jac"]
         last = chain.steps[plan.last]
-        matmul = tf.function(lambda: tf.matmul(coef, tf.reshape(jac, (1, jac.shape[1], -1))))
-        dz = tf.reshape(matmul(), (rows,) + tuple(jac.shape[2:]))
+        matmul = tf.function(lambda: tf.matmul(coef, jac))  # (1, rows, P): the image's positions only
+        dz = tf.reshape(matmul(), (rows, -1))
         parts["sources: float64 pass, all N (per image)"] = tf.function(
             lambda: plan.prepare(h, basis, eps_all, 10**6)["coef"])
         parts[f"sources: coef @ S (r = {coef.shape[2]})"] = matmul
         parts[f"sources: {last.name} rule + sums"] = tf.function(
-            lambda: act_sums(last.act, prepared["terms"][plan.last], dz, 1))
+            lambda: act_sums(last.act, prepared["last_terms"], dz, 1))
     times = interleaved({k: (lambda f=f: tf.nest.map_structure(lambda t: t.numpy(), f())) for k, f in parts.items()},
                         repeats)
     return {"rows": rows, "ms": times}
