@@ -100,11 +100,9 @@ def _step_of(step):
 # The elementwise rules are XLA-compiled (one pass over memory instead of two
 # to five; the convolutions stay with TensorFlow's kernels, which XLA's CPU
 # backend runs slower). Module-level functions: traced once per shape.
-def _relu_rule(dzg, neg_z, min_z):
+@tf.function(jit_compile=True)
+def _relu_delta(dzg, neg_z, min_z):
     return tf.maximum(dzg, neg_z) + min_z
-
-
-_relu_delta = tf.function(_relu_rule, jit_compile=True)
 
 
 def _sigmoid_rule(dzg, z, minus_sig_neg_z):
@@ -137,17 +135,11 @@ def _grouped(dz, groups):
     return tf.reshape(dz, tf.concat([[groups, -1], tf.shape(dz)[1:]], 0))
 
 
-def _act_delta(act, base, dz, groups, jit=True):
-    """act(z + dz) - act(z) without subtracting nearby numbers; `base` holds z's precomputed terms.
-
-    `jit=False` for a varying number of rows (XLA would compile each new shape).
-    """
+def _act_delta(act, base, dz, groups):
+    """act(z + dz) - act(z) without subtracting nearby numbers; `base` holds z's precomputed terms."""
     if act == "linear":
         return dz
-    if jit:
-        rule = _relu_delta if act == "relu" else _sigmoid_delta
-    else:
-        rule = _relu_rule if act == "relu" else _sigmoid_rule
+    rule = _relu_delta if act == "relu" else _sigmoid_delta
     return tf.reshape(rule(_grouped(dz, groups), *base), tf.shape(dz))
 
 
@@ -203,18 +195,15 @@ class ExactChain:
             x = _apply_act(st.act, z)
         return tf.cast(x, tf.float32), terms
 
-    def delta(self, terms, dx, groups, start=0, jit=True):
-        """The exact change of the output for input changes `dx` (`(G * n, ...)`, G groups of n rows).
-
-        `jit=False`: the activation rules without XLA (for row counts that vary from call to call).
-        """
+    def delta(self, terms, dx, groups, start=0):
+        """The exact change of the output for input changes `dx` (`(G * n, ...)`, G groups of n rows)."""
         for st, base in zip(self.steps[start:], terms[start:]):
             if st.kind == "shape":
                 dx = st.fn(dx)
                 continue
             if st.kind == "affine":
                 dx = st.fn(dx)
-            dx = _act_delta(st.act, base, dx, groups, jit=jit)
+            dx = _act_delta(st.act, base, dx, groups)
         return dx
 
     def sums_from_basis(self, terms, eps, basis):

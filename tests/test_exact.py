@@ -166,7 +166,7 @@ def test_decoder_without_exact_rules_falls_back_to_the_subtraction_with_a_warnin
 def test_exact_rule_that_disagrees_is_dropped(monkeypatch):
     from siamese_xai import _exact
 
-    monkeypatch.setattr(_exact, "_act_delta", lambda act, base, dz, groups, jit=True: dz)  # activations ignored: wrong
+    monkeypatch.setattr(_exact, "_act_delta", lambda act, base, dz, groups: dz)  # activations ignored: wrong
     dec = scaled_table1_decoder()
     ev = decoder_evaluator(dec, True, np.random.default_rng(0).normal(size=(8, D)), exact=True)
     assert ev.exact is None and "differed" in ev.exact_note
