@@ -301,6 +301,12 @@ def decoder_evaluator(decoder, fuse: bool, probe_codes, exact: bool = False) -> 
         _image_positions(evaluator, codes.shape[1])
     if evaluator.kinks is not None and not _kinks_agree(evaluator, codes):
         evaluator.kinks = None
+        warnings.warn(
+            "The exact change split at the decoder's ReLU kinks differed from the layer-by-layer exact change on "
+            "probe codes; using the layer-by-layer path (the same result, slower).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return evaluator
 
 
