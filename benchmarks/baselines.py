@@ -84,9 +84,9 @@ def edge_maps(xs, classes=None, seed=0) -> np.ndarray:
     from scipy import ndimage
 
     xs = _check_images(xs)[..., 0].astype(np.float64)
-    gx = ndimage.sobel(xs, axis=2, mode="nearest")
-    gy = ndimage.sobel(xs, axis=1, mode="nearest")
-    return np.hypot(gx, gy).astype(np.float32)
+    # one image at a time: on a (B, H, W) array sobel would also smooth across the batch axis
+    return np.stack([np.hypot(ndimage.sobel(x, axis=1, mode="nearest"), ndimage.sobel(x, axis=0, mode="nearest"))
+                     for x in xs]).astype(np.float32)
 
 
 def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
