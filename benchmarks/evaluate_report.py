@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import baselines as bl
 from siamese_xai import files, metrics
 
 METHODS = (
@@ -55,6 +56,7 @@ DESCRIPTIONS = {
 ORDERINGS = ("intensity", "edge")
 VERDICT_KEYS = (("deletion_auc", True, "d"), ("deletion_margin_auc", False, "margin"))
 THIS_PROJECT = ("mc", "linear", "contrast")
+KERNELSHAP_CELL = 4  # baselines.kernelshap_maps' default superpixel side
 GT_TARGET = 0.8  # the issue's target for the contrastive explanation's ground-truth share on the varying set
 
 
@@ -157,16 +159,25 @@ def _met(flag):
 WORDS = {"better": "better", "worse": "worse", "overlap": "no difference shown"}
 
 
+def square_columns(cell: int | None = None):
+    """The constant set's square columns, and those whose 4 pixels fall in two superpixel columns of side `cell`."""
+    cell = cell or KERNELSHAP_CELL
+    cols = sorted({c for _, c in bl.SQUARE_POSITIONS})
+    return cols, [c for c in cols if c // cell != (c + bl.SQUARE - 1) // cell]
+
+
 def _about(ds, meta, mode):
     if ds == "mnist":
         return f"The trained run `{meta['run']}`, the first {meta['n_images']} MNIST test images (tfds order)."
     if ds == "constant":
         m = meta["mechanism"]
+        cols, straddle = square_columns()
         ious = ", ".join(f"{s}: {v:.3f}" for s, v in m["mask_iou_vs_sigma_scale"].items())
         return (
             "**A negative control for the paper's method.** A 4×4 square of intensity 1 whose position (5 along "
-            "the top edge, 5 along the bottom; columns 0, 6, 12, 18, 24, so the squares at columns 6 and 18 "
-            "straddle KernelSHAP's 4-pixel superpixel grid) decides the class, drawn over a random MNIST digit: "
+            f"the top edge, 5 along the bottom; columns {cols}, so the squares at columns {straddle} straddle "
+            f"KernelSHAP's {KERNELSHAP_CELL}-pixel superpixel grid, which caps its ceiling) decides the class, drawn "
+            "over a random MNIST digit: "
             "the square is the same in every image of a class, and the paper's method moves h toward the class's "
             f"own prototype. Measured on {m['n_images']} of the scored images: the decoder ({m['decoder_output']} "
             f"output) decodes g(f(x)) = {m['decoded_in_square']:.3f} on average in the square (minimum "

@@ -119,6 +119,12 @@ def test_verdict_rules_by_hand():
     assert not row["reads_model"] and "does not change" in row["verdict"]
 
 
+def test_straddling_columns():
+    # columns 6-9 cross the 8 boundary and 18-21 the 20 boundary; 0, 12 and 24 start a 4-pixel cell
+    assert report.square_columns() == ([0, 6, 12, 18, 24], [6, 18])
+    assert report.square_columns(cell=8) == ([0, 6, 12, 18, 24], [6])  # 6-9 crosses 8; 18-21 lies in 16-23
+
+
 def test_randomisation_file_is_read_only_for_the_evaluated_run(tmp_path):
     path = tmp_path / "randomisation.json"
     assert report.randomisation_changes(path, "abc") is None
