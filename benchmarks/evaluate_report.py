@@ -172,7 +172,7 @@ def _about(ds, meta, mode):
     if ds == "constant":
         m = meta["mechanism"]
         cols, straddle = square_columns()
-        ious = ", ".join(f"{s}: {v:.3f}" for s, v in m["mask_iou_vs_sigma_scale"].items())
+        ious = ", ".join(f"{s}: {_fmt(v)}" for s, v in m["mask_iou_vs_sigma_scale"].items())
         return (
             "**A negative control for the paper's method.** A 4×4 square of intensity 1 whose position (5 along "
             f"the top edge, 5 along the bottom; columns {cols}, so the squares at columns {straddle} straddle "
@@ -180,10 +180,10 @@ def _about(ds, meta, mode):
             "over a random MNIST digit: "
             "the square is the same in every image of a class, and the paper's method moves h toward the class's "
             f"own prototype. Measured on {m['n_images']} of the scored images: the decoder ({m['decoder_output']} "
-            f"output) decodes g(f(x)) = {m['decoded_in_square']:.3f} on average in the square (minimum "
-            f"{m['decoded_in_square_min']:.3f}), where the sigmoid's slope y(1−y) is {m['sigmoid_slope_ratio']:.3f} "
+            f"output) decodes g(f(x)) = {_fmt(m['decoded_in_square'])} on average in the square (minimum "
+            f"{m['decoded_in_square_min']:.3f}), where the sigmoid's slope y(1−y) is {_fmt(m['sigmoid_slope_ratio'])} "
             f"of its slope at mid-grey ({m['times_flatter']:.1f}× flatter); mean Delta_p in the square is "
-            f"{m['delta_in_square_over_outside']:.3f}× its mean outside; {m['mask_share_in_square']:.3f} of the "
+            f"{_fmt(m['delta_in_square_over_outside'])}× its mean outside; {_fmt(m['mask_share_in_square'])} of the "
             f"mc mask's pixels are in the square; IoU of the mc mask at sigma_scale s with the one at the paper's "
             f"0.1: {ious}. f, the autoencoder and the decoder were trained with the project's training code on "
             f"{meta['synth_train']} such images (epochs SNN/autoencoder/decoder {meta['epochs']}); nearest-prototype "

@@ -73,14 +73,15 @@ def negative_control_mechanism(explainer, xs, classes, regions, seed: int = 0) -
         regions: `(n, 28, 28)` bool the squares.
 
     Returns:
-        A dict of numbers: `decoded_in_square` (mean g(f(x)) over the square's
-        pixels), `decoded_in_square_min`, `sigmoid_slope_ratio` (mean of
-        y (1 - y) / 0.25 there) and `times_flatter` (1 / that), `decoder_output`
-        (the last layer's activation name), `delta_in_square_over_outside`
+        A dict; per-image values as `mean_ci` over the images:
+        `decoded_in_square` (g(f(x)) averaged over the square's pixels),
+        `sigmoid_slope_ratio` (y (1 - y) / 0.25 there), `delta_in_square_over_outside`
         (mean Delta_p inside the square over mean Delta_p outside),
-        `mask_share_in_square` (of the q mask pixels), and
-        `mask_iou_vs_sigma_scale` (sigma_scale -> mean IoU of the mc mask with
-        the one at the paper's 0.1), `n_images`.
+        `mask_share_in_square` (of the mc mask's pixels), `mask_iou_vs_sigma_scale`
+        (sigma_scale -> IoU of the mc mask with the one at the paper's 0.1);
+        and numbers: `decoded_in_square_min` (over all square pixels),
+        `times_flatter` (1 / the mean slope ratio), `decoder_output` (the last
+        layer's activation name), `n_images`.
     """
     classes = [int(c) for c in classes]
     base = explainer.replace(sigma_scale=0.1)
@@ -93,19 +94,21 @@ def negative_control_mechanism(explainer, xs, classes, regions, seed: int = 0) -
     for scale in SIGMA_SCALES:
         other = e if scale == 0.1 else explainer.replace(sigma_scale=scale).explain(xs, target_class=classes, seed=seed)
         m = np.asarray(other.mask[..., 0], bool)
-        ious[str(scale)] = float(np.mean([metrics.mask_iou(mask[i], m[i]) for i in range(len(xs))]))
-    ratio = sigmoid_slope_ratio(inside)
+        ious[str(scale)] = metrics.mean_ci([metrics.mask_iou(mask[i], m[i]) for i in range(len(xs))])
+    per_image = lambda v: metrics.mean_ci([v[i][regions[i]].mean() for i in range(len(xs))])  # noqa: E731
+    slope = per_image(sigmoid_slope_ratio(recon))
     last = explainer.decoder.layers[-1] if hasattr(explainer.decoder, "layers") else None
     activation = getattr(getattr(last, "activation", None), "__name__", "unknown")
     return {
         "n_images": int(len(xs)),
         "decoder_output": activation,
-        "decoded_in_square": float(inside.mean()),
+        "decoded_in_square": per_image(recon),
         "decoded_in_square_min": float(inside.min()),
-        "sigmoid_slope_ratio": float(ratio.mean()),
-        "times_flatter": float(1.0 / ratio.mean()),
-        "delta_in_square_over_outside": float(delta[regions].mean() / delta[~regions].mean()),
-        "mask_share_in_square": float((mask & regions).sum() / mask.sum()),
+        "sigmoid_slope_ratio": slope,
+        "times_flatter": float(1.0 / slope["mean"]),
+        "delta_in_square_over_outside": metrics.mean_ci(
+            [delta[i][regions[i]].mean() / delta[i][~regions[i]].mean() for i in range(len(xs))]),
+        "mask_share_in_square": metrics.mean_ci((mask & regions).sum(axis=(1, 2)) / mask.sum(axis=(1, 2))),
         "mask_iou_vs_sigma_scale": ious,
     }
 

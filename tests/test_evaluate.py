@@ -77,9 +77,10 @@ def test_quick_mode_end_to_end(untrained_run, tmp_path):
     assert recs["varying"]["kernelshap"]["ceiling"]["mean"] == 1.0  # grid-aligned squares
     assert 0.5 <= recs["constant"]["kernelshap"]["ceiling"]["mean"] <= 1.0  # columns 6 and 18 straddle the grid
     mech = results["datasets"]["constant"]["mechanism"]
-    assert mech["decoder_output"] == "sigmoid" and 0 < mech["decoded_in_square"] < 1
-    assert math.isclose(mech["times_flatter"] * mech["sigmoid_slope_ratio"], 1.0)
-    assert set(mech["mask_iou_vs_sigma_scale"]) == {"0.01", "0.1", "1.0"} and mech["mask_iou_vs_sigma_scale"]["0.1"] == 1.0
+    assert mech["decoder_output"] == "sigmoid" and 0 < mech["decoded_in_square"]["mean"] < 1
+    assert math.isclose(mech["times_flatter"] * mech["sigmoid_slope_ratio"]["mean"], 1.0)
+    ious = mech["mask_iou_vs_sigma_scale"]
+    assert set(ious) == {"0.01", "0.1", "1.0"} and ious["0.1"]["mean"] == 1.0
     assert set(results["datasets"]["varying"]["contrast_ablations"]) >= {"contrast", "contrast_S_only", "contrast_unsigned"}
     # verdicts for every method but the orderings; no randomisation file, so none can have shown it reads the model
     assert set(results["verdicts"]["mnist"]) == set(methods) - {"intensity", "edge"}
@@ -149,3 +150,10 @@ def test_targets_from_records():
     records[0]["deletion_margin_auc"] = _rec(0.055)  # within the intensity ordering's interval
     assert not report.targets(results)["contrast_mnist_margin_deletion"]["met"]
     assert np.isclose(v["threshold"], 0.8)
+
+
+def test_sigmoid_slope_ratio_by_hand():
+    import ground_truth
+
+    # y (1 - y) / 0.25: 1 at mid-grey; at 0.98, 0.0196 / 0.25 = 0.0784 (12.8 times flatter)
+    np.testing.assert_allclose(ground_truth.sigmoid_slope_ratio([0.5, 0.98, 0.0]), [1.0, 0.0784, 0.0])
