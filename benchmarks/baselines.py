@@ -7,8 +7,12 @@ random ordering; occlusion with a sliding patch; KernelSHAP on a grid of
 superpixels (the `shap` package); a RISE-style distance explainer following
 the `distance-explainer` package's algorithm (the package itself needs torch
 through `dianna`, so it is re-implemented here in a few lines); gradient
-saliency and Integrated Gradients (white-box; they need f's gradients).
-`method_maps` gives this method's own map in the same form. See
+saliency and Integrated Gradients (white-box; they need f's gradients); and
+two model-free sanity orderings that never look at f: the input intensity
+x_p (`intensity_maps`) and the Sobel edge magnitude of x (`edge_maps`).
+`method_maps` and `contrast_maps` give this project's own maps in the same
+form. `OracleScalar` replaces the network by the ground truth itself, to
+measure what a baseline can score at best on a synthetic set. See
 `benchmarks/RESULTS.md` for what was used and why.
 
 This is the evaluation harness (`benchmarks/evaluate.py` imports it), not
@@ -60,6 +64,71 @@ def random_maps(xs, classes, seed=0) -> np.ndarray:
     """A uniformly random ordering: `(B, H, W)` draws from U(0, 1)."""
     xs = _check_images(xs)
     return np.random.default_rng(seed).random(xs.shape[:3]).astype(np.float32)
+
+
+def intensity_maps(xs, classes=None, seed=0) -> np.ndarray:
+    """The input-intensity ordering x_p: model-free (deletion then removes ink first).
+
+    Returns:
+        `(B, H, W)` float32, the images themselves.
+    """
+    return _check_images(xs)[..., 0].copy()
+
+
+def edge_maps(xs, classes=None, seed=0) -> np.ndarray:
+    """The edge-map ordering: Sobel gradient magnitude of x (`scipy.ndimage.sobel`), model-free.
+
+    Returns:
+        `(B, H, W)` float32 sqrt(Sx^2 + Sy^2) of each image (borders: nearest-pixel extension).
+    """
+    from scipy import ndimage
+
+    xs = _check_images(xs)[..., 0].astype(np.float64)
+    # one image at a time: on a (B, H, W) array sobel would also smooth across the batch axis
+    return np.stack([np.hypot(ndimage.sobel(x, axis=1, mode="nearest"), ndimage.sobel(x, axis=0, mode="nearest"))
+                     for x in xs]).astype(np.float32)
+
+
+def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
+    """The contrastive method's ranking E_p = max(-S_p, 0) x_p, why class k rather than the runner-up.
+
+    Args:
+        explainer: a `SiameseExplainer` (any method; `method="contrast"` is used).
+        xs: `(B, H, W, 1)`; classes: `(B,)` the explained classes k.
+        return_explanation: also return the `Explanation` (for its other fields).
+
+    Returns:
+        `(B, H, W)` float32 (and the `Explanation` when asked).
+    """
+    xs = _check_images(xs)
+    if explainer.config.method != "contrast":
+        explainer = explainer.replace(method="contrast")
+    e = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed)
+    maps = (np.maximum(-np.asarray(e.mean_signed_change[..., 0]), 0) * xs[..., 0]).astype(np.float32)
+    return (maps, e) if return_explanation else maps
+
+
+class OracleScalar:
+    """A model of the ground truth itself: d(x) = -(ink of x inside image b's true region), b = `classes[i]`.
+
+    Duck-types `DistanceScalar.__call__` for the black-box baselines, with the
+    image's index in place of its class, so a baseline's code runs unchanged
+    and its score with this scalar is the most it can reach on the set (its
+    ceiling). The nearest class it returns is always 0 (not used).
+
+    Args:
+        regions: `(n, H, W)` bool true regions.
+    """
+
+    def __init__(self, regions):
+        self.regions = np.asarray(regions, np.float64)
+        if self.regions.ndim != 3:
+            raise ValueError(f"`regions` must be (n, H, W). Received: regions.shape={self.regions.shape}")
+
+    def __call__(self, xs, classes):
+        xs = np.asarray(xs, np.float64)[..., 0]
+        d = -(xs * self.regions[np.asarray(classes, np.int64)]).sum(axis=(1, 2))
+        return d, np.zeros(len(xs), np.int64)
 
 
 def occlusion_maps(scalar: DistanceScalar, xs, classes, patch: int = 6, stride: int = 2, value: float = 0.0) -> np.ndarray:

@@ -8,8 +8,9 @@ are run, and the JSON says so) and all 10,000 with `method="linear"`, with the
 paper's defaults (s = 5, q = 100), shards of 500 images, batches of 32, into
 a temporary folder. The load average before and after each method is
 recorded, since the 2-core machine is often shared. Writes
-`benchmarks/explain_split.json`. About 2 minutes per 1000 `mc` images on the
-2-core machine when it is quiet.
+`benchmarks/explain_split.json`. Under a minute per 1000 `mc` images on the
+2-core machine, even when it is shared (the exact change as sources split at
+the ReLU kinks; carried through every layer it took about 2 minutes quiet).
 """
 
 import argparse

@@ -4,8 +4,8 @@ Command (from the project root; `make bench` runs it with `--run runs/paper`):
 
     .venv/bin/python benchmarks/bench_speed.py [--run runs/paper] [--quick]
 
-Run time on the 2-core CPU: about 4 min with `--run` (the float64 reference
-of the exactness figures takes half of it), about 1 min with --quick.
+Run time on the 2-core CPU: about 5 min with `--run` (the float64 reference
+of the exactness figures takes a third of it), about 1.5 min with --quick.
 Writes `benchmarks/speed.json` (atomically) and prints:
 
 - the floor: decoder FLOPs (its Dense and Conv2D layers as Keras runs them)
@@ -15,8 +15,11 @@ Writes `benchmarks/speed.json` (atomically) and prints:
   these calls are timed in the same rounds, interleaved, and the medians are
   compared, so a machine shared with other work slows both alike;
 - variants of `mc` (chunk size, fused / plain decoder, exact / subtracted
-  changes) and the decoding of 1000 perturbations alone, with and without
-  XLA (`jit_compile`);
+  changes, the exact change as sources split at the ReLU kinks (the default)
+  or carried through every layer) and the decoding of 1000 perturbations
+  alone, with and without XLA (`jit_compile`);
+- how often the draws cross a ReLU kink, the sources per image, and a
+  profile of both exact paths per part (`bench_kinks.py`);
 - cost at size: `mc` and `linear` with randomly initialised generalised
   decoders for 28x28x1, 32x32x3 and 64x64x3 images, each with its own floor;
 - the naive explanation (one decoder call per perturbation, timed on a few
@@ -59,6 +62,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_exactness import exactness, print_table  # noqa: E402
+from bench_kinks import kink_stats, print_kinks, print_profile, profile  # noqa: E402
 
 
 def decoder_flops(decoder):
@@ -281,6 +285,9 @@ def main(argv=None):
             explainer.embed, decoder, explainer.prototypes, config, chunk_size=chunk)
     variants["fused_subtract_chunk1000"] = SiameseExplainer(
         explainer.embed, decoder, explainer.prototypes, config, exact_differences=False)
+    variants["fused_exact_layers_chunk1000"] = layers = SiameseExplainer(
+        explainer.embed, decoder, explainer.prototypes, config)
+    layers._dec.kinks = None  # the change carried through every layer (before the split at the kinks)
     variants["plain_exact_chunk1000"] = SiameseExplainer(
         explainer.embed, decoder, explainer.prototypes, config, fuse_decoder=False)
     variants["plain_subtract_chunk1000"] = SiameseExplainer(
@@ -289,7 +296,9 @@ def main(argv=None):
     n_naive = 100 if args.quick else 300
     naive = naive_ms(explainer, images[0], n_naive)
     decode = decode_check(explainer, rows=1000, repeats=max(3, repeats // 2))
+    parts = profile(explainer, images[0], repeats=max(3, repeats // 2))
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
+    kinks = kink_stats(explainer, images[:100])
     sizes = cost_at_size(lambda: matmul().numpy(), max(3, repeats // 3))
     exact = exactness(args.run, 20 if args.quick else 100) if args.run else None
     accuracy = linear_vs_mc(explainer, images) if args.run else None
@@ -327,6 +336,8 @@ def main(argv=None):
         "naive_perturbations_timed": n_naive,
         "naive_over_mc": naive / mc_ms,
         "mc_variants_ms": variant_ms,
+        "kinks": kinks,
+        "profile": parts,
         "decode_n_rows_ms": decode,
         "exactness": exact,
         "linear_vs_exact_mc": accuracy,
@@ -357,6 +368,9 @@ def main(argv=None):
     for name, ms, ratio in rows:
         print(f"{name:60s} {ms:9.1f} {ratio:8.2f}")
     print(f"naive / mc = {naive / mc_ms:.1f}x")
+    if kinks:
+        print_kinks(kinks)
+    print_profile(parts)
     print("cost at size (random generalised decoders, D = 20, N = 5000):")
     for shape, r in sizes.items():
         print(f"  {shape:9s} decoder {r['decoder_flops'] / 1e6:7.3f} MFLOP, floor {r['floor_ms']:7.1f} ms, "

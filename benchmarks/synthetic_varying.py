@@ -16,7 +16,7 @@ Every square sits exactly on a cell of the 4-pixel grid, the grid of
 KernelSHAP's superpixels in `benchmarks/baselines.py` (`superpixel_grid(cell=4)`),
 so a method that ranks whole cells can still put its 16 top pixels exactly on
 the square: every baseline's ground-truth ceiling is 1 by construction (the
-occlusion patch is 6x6 and not grid-aligned; `evaluate_contrast.py` measures
+occlusion patch is 6x6 and not grid-aligned; `evaluate.py` measures
 its ceiling with an oracle).
 
 `train_varying_run` trains f, the explainable autoencoder and the decoder on

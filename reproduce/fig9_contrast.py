@@ -1,6 +1,6 @@
 """Fig. 9's image explained contrastively: why 9 rather than 4, beside the paper's explanation.
 
-Command (after training; not part of `make reproduce` yet):
+Command (after training; part of `make reproduce`):
 
     .venv/bin/python reproduce/fig9_contrast.py --run runs/paper --out figures
 
@@ -13,7 +13,8 @@ reconstruction g(h), input with the mask, the mask, the signed change (blue:
 darkens, red: brightens, moving toward the reference) and the decoded
 reference (g(c_9) for the paper's method, g(c_4) for the contrast). And
 figures/fig9_contrast.json: the test index, classes, distances, both masks'
-sizes and overlap, the path length, and the share of each mask on x's ink.
+sizes and overlap, the path length, the share of each mask on x's ink and
+among the pixels where g(c_9) and g(c_4) differ most.
 """
 
 import argparse
@@ -99,6 +100,12 @@ def main():
                                         "contrast": float((m_c & ink).sum() / max(1, m_c.sum()))},
         "signed_change": {"min": float(s.min()), "max": float(s.max()),
                           "pixels_darkening": int((s < 0).sum()), "pixels_brightening": int((s > 0).sum())},
+        # where g(c_k) and g(c_l) differ most (`paper.class_difference_shares`), for both masks
+        "class_difference": {
+            name: paper.class_difference_shares(m[..., None], *run.explainer.decoder(
+                run.explainer.prototypes[[k, int(e_c.contrast_class[0])]]).numpy())
+            for name, m in (("mc", m_mc), ("contrast", m_c))
+        },
         "mask_rows_cols": np.argwhere(m_c).tolist(),
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from siamese_xai._checks import to_numpy
 from siamese_xai._exact import exact_chain
+from siamese_xai._kinks import kink_plan
 
 # The decoder, as the explainer evaluates it.
 #
@@ -198,6 +199,7 @@ class _Decoder:
         self.out_layout = None
         self.exact = None  # an `ExactChain` when the exact change applies
         self.exact_note = "not requested"
+        self.kinks = None  # a `KinkPlan`: the exact change as a few sources, where the chain's kinks allow
         chain = _chain_layers(decoder)
         self._fuse(chain if fuse else None)
         if exact:
@@ -206,6 +208,7 @@ class _Decoder:
                 self.exact_note = found
             else:
                 self.exact, self.exact_note = found, None
+                self.kinks = kink_plan(found)
 
     def _fuse(self, chain):
         if chain is None:
@@ -292,8 +295,18 @@ def decoder_evaluator(decoder, fuse: bool, probe_codes, exact: bool = False) -> 
             )
             evaluator = _Decoder(decoder, False, exact)
     if evaluator.exact is not None and not _exact_agrees(evaluator, decoder, codes):
-        evaluator.exact = None
+        evaluator.exact = evaluator.kinks = None
         evaluator.exact_note = "its exact change differed from the decoder's own g(h + d) - g(h) on probe codes"
+    if evaluator.kinks is not None:
+        _image_positions(evaluator, codes.shape[1])
+    if evaluator.kinks is not None and not _kinks_agree(evaluator, codes):
+        evaluator.kinks = None
+        warnings.warn(
+            "The exact change split at the decoder's ReLU kinks differed from the layer-by-layer exact change on "
+            "probe codes; using the layer-by-layer path (the same result, slower).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return evaluator
 
 
@@ -317,3 +330,45 @@ def _exact_agrees(evaluator, decoder, codes):
     ref = ref - to_numpy(decoder(codes)).reshape(n, 1, -1)
     scale = max(float(np.abs(ref).max()), 1e-12)
     return got.shape == ref.shape and float(np.abs(got - ref).max()) <= 1e-3 * scale
+
+
+def _image_positions(evaluator, dim):
+    """Tells `evaluator.kinks` which positions of the last step's output reach the image (the rest is padding)."""
+    plan = evaluator.kinks
+    x = tf.zeros((1, dim), tf.float64)
+    for st in plan.chain.steps[: plan.last + 1]:
+        x = st.fn(x) if st.kind != "act" else x
+    size = int(np.prod(x.shape[1:]))
+    y = tf.reshape(tf.range(size, dtype=tf.float64), x.shape)
+    for st in plan.chain.steps[plan.last + 1 :]:
+        y = st.fn(y)
+    keep = np.unique(evaluator.to_image(y).numpy().astype(np.int64))
+    if len(keep) < size:
+        plan.keep, plan.size = keep, size
+
+
+def _kinks_agree(evaluator, codes):
+    """The split into sources (`siamese_xai._kinks`) against the layer-by-layer exact change, on probe codes.
+
+    Changes of 1e-3..1e-1 of a code move many units across their kinks, so both the linear pattern and the
+    crossed units are checked.
+    """
+    n, dim = codes.shape
+    s = min(3, dim)
+    rng = np.random.default_rng(2)
+    basis = np.zeros((n, s, dim), np.float32)
+    for i in range(n):
+        basis[i, np.arange(s), rng.choice(dim, s, replace=False)] = rng.choice([-1.0, 1.0], s) * 10.0 ** -(1 + i % 3)
+    eps = tf.constant(np.abs(rng.normal(size=(16, s))).astype(np.float32))
+    basis = tf.constant(basis)
+    try:
+        prepared = evaluator.kinks.prepare(codes, basis, eps, cap=10**9)
+        image = lambda sums: np.concatenate(  # noqa: E731 (padding positions of an internal layout dropped)
+            [evaluator.to_image(t).numpy().reshape(n, -1) for t in sums], axis=1)
+        got = image(evaluator.kinks.sums(prepared, 0, 16))
+        _, terms = evaluator.exact.base(codes)
+        ref = image(evaluator.exact.sums_from_basis(terms, eps, basis))
+    except Exception:  # a rule that does not fit this decoder: keep the layer-by-layer path
+        return False
+    scale = np.maximum(np.abs(ref).max(axis=1, keepdims=True), 1e-30)
+    return got.shape == ref.shape and float((np.abs(got - ref) / scale).max()) <= 1e-4

@@ -65,19 +65,44 @@ def perturbation_draws(seed, n, s):
     return tf.abs(tf.random.stateless_normal([n, s], seed=seeds, alg="philox"))
 
 
-def _group_sums(decoder, method, hg, bg, eps, n, num_chunks):
+def kink_cap(chunk_size, group, n_all):
+    """The most candidate units near a kink per input and layer (`siamese_xai._kinks`) before the layer path is used.
+
+    Their per-draw changes (group x N x cap float64) then stay within about
+    the memory of one block of the layer path (chunk_size rows of the widest
+    activation).
+    """
+    return max(64, chunk_size * 2048 // (group * n_all))
+
+
+def _sum_blocks(num_chunks, block, like):
+    """Sums `block(k) -> (part_abs, part_sgn)` over k < num_chunks, each reshaped like `like` `(G, P)`."""
+    def body(k, acc_abs, acc_sgn):
+        part_abs, part_sgn = block(k)
+        return k + 1, acc_abs + tf.reshape(part_abs, tf.shape(like)), acc_sgn + tf.reshape(part_sgn, tf.shape(like))
+
+    zeros = tf.zeros_like(like)
+    _, sum_abs, sum_sgn = tf.while_loop(lambda k, *_: k < num_chunks, body, (tf.constant(0), zeros, zeros))
+    return sum_abs, sum_sgn
+
+
+def _group_sums(decoder, method, hg, bg, eps, n, num_chunks, cap):
     """Sums of |change| and change over all N perturbations, for a group of G inputs.
 
     Args:
-        decoder: the decoder's evaluation (`internal(codes)`, and `exact`: the
-            exact change evaluation or None).
-        method: "mc" (with `decoder.exact`, the changes are carried through
-            the layers; without, two float32 decodings are subtracted) or "linear".
+        decoder: the decoder's evaluation (`internal(codes)`; `exact`: the
+            exact change evaluation or None; `kinks`: its split into sources
+            at the ReLU kinks, or None).
+        method: "mc" (with `decoder.exact`, the exact change: as
+            `coef @ S` where `decoder.kinks` applies and at most `cap` units
+            of a layer are near their kink, else carried through the layers;
+            without, two float32 decodings are subtracted) or "linear".
         hg: `(G, D)` embeddings.
         bg: `(G, s, D)` code change per unit |eps_j|.
         eps: `(N, s)` |eps|.
         n: perturbations per block.
         num_chunks: blocks, ceil(N / n).
+        cap: the most candidate units per input and layer for `decoder.kinks`.
 
     Returns:
         `(x0, sum_abs, sum_signed)`, each `(G, P)` in the decoder's internal layout.
@@ -85,38 +110,51 @@ def _group_sums(decoder, method, hg, bg, eps, n, num_chunks):
     dim, s = hg.shape[-1], bg.shape[1]
     g = tf.shape(hg)[0]
     exact = decoder.exact if method == "mc" else None
+    kinks = getattr(decoder, "kinks", None) if exact is not None else None
+
+    def block(k):
+        return eps[k * n : (k + 1) * n][None]  # (1, n, s), broadcast over the group
+
+    if kinks is not None:
+        prepared = kinks.prepare(hg, bg, eps, cap)
+        x0 = tf.reshape(prepared["x0"], (g, -1))
+        terms = prepared["terms"]
+        sum_abs, sum_sgn = tf.cond(
+            prepared["ok"],
+            # One matmul and the last activation's rule per block (see siamese_xai._kinks).
+            lambda: _sum_blocks(num_chunks, lambda k: kinks.sums(prepared, k * n, (k + 1) * n), x0),
+            # Too many units near a kink (a large sigma): the change carried through every layer.
+            lambda: _sum_blocks(num_chunks, lambda k: exact.sums_from_basis(terms, block(k)[0], bg), x0),
+        )
+        return x0, sum_abs, sum_sgn
     if exact is not None:
         x0, terms = exact.base(hg)
         x0 = tf.reshape(x0, (g, -1))
-    else:
-        x0 = tf.reshape(decoder.internal(hg), (g, -1))
+        # The change carried through the layers (no two nearby images are
+        # subtracted), summed over the block inside the last activation.
+        sum_abs, sum_sgn = _sum_blocks(num_chunks, lambda k: exact.sums_from_basis(terms, block(k)[0], bg), x0)
+        return x0, sum_abs, sum_sgn
+    x0 = tf.reshape(decoder.internal(hg), (g, -1))
     if method == "linear":
         codes = tf.repeat(hg, s, axis=0)
         with tf.autodiff.ForwardAccumulator(codes, tf.reshape(bg, (-1, dim))) as acc:
             y = decoder.internal(codes)
         # cols[g, j] = sigma * sign_j * dg/dh_{J_j}: the change per unit |eps_j|, to first order.
         cols = tf.reshape(acc.jvp(y, unconnected_gradients=tf.UnconnectedGradients.ZERO), (g, s, -1))
-    sum_abs = tf.zeros_like(x0)
-    sum_sgn = tf.zeros_like(x0)
-    for k in tf.range(num_chunks):
-        e = eps[k * n : (k + 1) * n][None]  # (1, n, s), broadcast over the group
-        if exact is not None:
-            # The change carried through the layers (no two nearby images are
-            # subtracted), summed over the block inside the last activation.
-            part_abs, part_sgn = exact.sums_from_basis(terms, e[0], bg)
-            sum_abs += tf.reshape(part_abs, (g, -1))
-            sum_sgn += tf.reshape(part_sgn, (g, -1))
-        elif method == "mc":
-            codes = hg[:, None, :] + tf.matmul(e, bg)
-            y = decoder.internal(tf.reshape(codes, (-1, dim)))
-            diff = tf.reshape(y, (g, tf.shape(e)[1], -1)) - x0[:, None, :]
-            sum_sgn += tf.reduce_sum(diff, axis=1)
-            sum_abs += tf.reduce_sum(tf.abs(diff), axis=1)
-        else:
-            sum_abs += tf.reduce_sum(tf.abs(tf.matmul(e, cols)), axis=1)
-    if method == "linear":
+        sum_abs, _ = _sum_blocks(num_chunks, lambda k: (tf.reduce_sum(tf.abs(tf.matmul(block(k), cols)), axis=1),
+                                                        tf.zeros_like(x0)), x0)
         # The signed change is linear in eps: its sum needs no N x P matrix.
         sum_sgn = tf.matmul(tf.reduce_sum(eps, axis=0)[None, None], cols)[:, 0]
+        return x0, sum_abs, sum_sgn
+
+    def subtract(k):
+        e = block(k)
+        codes = hg[:, None, :] + tf.matmul(e, bg)
+        y = decoder.internal(tf.reshape(codes, (-1, dim)))
+        diff = tf.reshape(y, (g, tf.shape(e)[1], -1)) - x0[:, None, :]
+        return tf.reduce_sum(tf.abs(diff), axis=1), tf.reduce_sum(diff, axis=1)
+
+    sum_abs, sum_sgn = _sum_blocks(num_chunks, subtract, x0)
     return x0, sum_abs, sum_sgn
 
 
@@ -152,6 +190,7 @@ def explain_graph(h, prototypes, targets, references, use_reference, seed, *, de
     n = min(n_all, chunk_size)
     group = max(1, chunk_size // n_all)
     num_chunks = -(-n_all // n)
+    cap = kink_cap(chunk_size, group, n_all)
 
     predicted, distances = nearest_prototype_tensors(h, prototypes)
     explained = tf.where(use_reference, tf.constant(-1, tf.int64), tf.where(targets < 0, predicted, targets))
@@ -171,7 +210,8 @@ def explain_graph(h, prototypes, targets, references, use_reference, seed, *, de
     batch = tf.shape(h)[0]
     nonzero = tf.cast(sigma > 0, tf.float32)[:, None]  # sigma == 0: no perturbation, no change
     x0, mean_abs, mean_sgn = tiled_images(
-        batch, group, lambda g0, g1: _group_sums(decoder, config.method, h[g0:g1], basis[g0:g1], eps, n, num_chunks),
+        batch, group,
+        lambda g0, g1: _group_sums(decoder, config.method, h[g0:g1], basis[g0:g1], eps, n, num_chunks, cap),
         decoder, internal_shape, nonzero / n_all,
     )
     mask = top_q_mask(tf.reshape(mean_abs, (batch, -1)), q, tf.shape(mean_abs))

@@ -43,6 +43,12 @@ Subtracting two float32 decodings would lose a few percent of the weaker
 changes; `"mc"` instead carries d through the decoder's layers
 (`siamese_xai._exact`), so Delta_p equals a float64 evaluation of the
 paper's formula to float32 precision. `"linear"` does not subtract either.
+On a decoder of ReLU layers the same exact change is computed as `coef @ S`
+per draw: d is non-zero on s coordinates, every layer but the activations is
+affine, and the few units that some draw moves across their ReLU kink are
+carried as sources of their own (`siamese_xai._kinks`;
+`benchmarks/bench_kinks.py` counts them): a few multiply-adds per pixel and
+draw instead of a decoding.
 """
 
 from __future__ import annotations
@@ -167,7 +173,10 @@ class SiameseExplainer:
             float32 precision on the change). Applies to chain decoders of
             Dense / Conv2D / Reshape / Flatten / UpSampling2D layers with
             relu, sigmoid or linear activations; for any other decoder the
-            images are subtracted, with a `RuntimeWarning`. False: always
+            images are subtracted, with a `RuntimeWarning`. Where every
+            activation before the last is relu or linear, the change is
+            computed as a few sources split at the ReLU kinks (the same
+            function, far fewer FLOPs; `siamese_xai._kinks`). False: always
             subtract (the earlier behaviour, kept for comparisons).
         run_id: the identity of the run folder the networks came from, copied
             into every explanation (set by `from_run`).

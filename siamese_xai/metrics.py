@@ -11,17 +11,23 @@ to c_k". The metrics:
 
 - deletion / insertion curves (`deletion_insertion`): pixels are set to the
   baseline (0, MNIST's background) in the order of importance, or added back
-  to a blank image in that order; the curves track the raw d (not normalised:
-  d(x) is often close to 0 for well-classified images, so a ratio to it would
-  explode) and whether the nearest prototype is still class k. Area under
-  each curve by the trapezoid rule over the fraction of pixels. A faithful
-  map gives a *large* deletion AUC of d (the distance grows as soon as the
-  important pixels go) and a *small* insertion AUC of d;
+  to a blank image in that order; the curves track the raw d, d normalised
+  per image by d(blank) - d(x) (`normalised_auc`; a ratio to d(x) alone
+  would explode, d(x) is often near 0), the margin
+  m(x) = d(x, c_l) - d(x, c_k) with l the runner-up prototype of the
+  unperturbed x (fixed per image; `margin_curves`), and whether the nearest
+  prototype is still class k. Area under each curve by the trapezoid rule
+  over the fraction of pixels. A faithful map gives a *large* deletion AUC
+  of d (the distance grows as soon as the important pixels go), a *small*
+  insertion AUC of d, a *small* deletion AUC of the margin (x stops being
+  "k rather than l" at once) and a *large* insertion AUC of the margin;
 - stability (`stability`): the mean pairwise top-q IoU (`mask_iou`) of the
   maps of one image under several seeds;
 - ground truth (`ground_truth_scores`): the share of the top-|R| pixels inside
   a known region R, and the pointing game (is the top pixel in R);
-- `mean_ci`: a mean with its 95% interval, for any per-image value.
+- `mean_ci`: a mean with its 95% Student-t interval, for any per-image value;
+  `interval_verdict`: is one mean better than another with the two 95%
+  intervals not overlapping.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from siamese_xai.prototypes import embed_in_batches, nearest_prototype
 
@@ -97,33 +104,103 @@ class DistanceScalar:
         diff = h.astype(np.float64) - self.prototypes[classes].astype(np.float64)
         return (diff * diff).sum(-1), nearest_prototype(h, self.prototypes)[0]
 
+    def all_distances(self, xs) -> np.ndarray:
+        """`(B, C)` float64 squared distances ||f(x_b) - c_j||^2 to every prototype."""
+        h = self.embeddings(xs).astype(np.float64)
+        diff = h[:, None, :] - self.prototypes[None].astype(np.float64)
+        return (diff * diff).sum(-1)
+
     def classify(self, xs) -> np.ndarray:
         """`(B,)` int64 nearest-prototype classes of `xs`."""
         return nearest_prototype(self.embeddings(xs), self.prototypes)[0]
 
 
+def runner_up(distances, classes) -> np.ndarray:
+    """The nearest prototype other than the explained class.
+
+    Args:
+        distances: `(B, C)` distances to every prototype (C >= 2).
+        classes: `(B,)` the explained class k of each row.
+
+    Returns:
+        `(B,)` int64 argmin_{j != k} distances[b, j] (ties: lower index first).
+    """
+    d = np.array(distances, np.float64)
+    classes = np.asarray(classes, np.int64)
+    if d.ndim != 2 or d.shape[1] < 2 or classes.shape != (len(d),):
+        raise ValueError(f"`distances` must be (B, C >= 2) and `classes` (B,). Received: distances.shape={d.shape}, "
+                         f"classes.shape={classes.shape}")
+    d[np.arange(len(d)), classes] = np.inf
+    return np.argmin(d, axis=1).astype(np.int64)
+
+
+def margin_curves(distances, classes, contrasts) -> np.ndarray:
+    """The margin m = d(., c_l) - d(., c_k) along curves.
+
+    Args:
+        distances: `(B, T, C)` squared distances of each curve point to every prototype.
+        classes: `(B,)` k; contrasts: `(B,)` l (fixed per image).
+
+    Returns:
+        `(B, T)` float64; positive while the point is closer to c_k than to c_l.
+    """
+    d = np.asarray(distances, np.float64)
+    b = np.arange(len(d))
+    return d[b, :, np.asarray(contrasts, np.int64)] - d[b, :, np.asarray(classes, np.int64)]
+
+
+def normalised_auc(curves, fraction, start, end, min_gap: float = 1e-6) -> np.ndarray:
+    """Area under (curve - start) / (end - start), per image: the curve rescaled to run from 0 to 1.
+
+    For deletion of d, `start` = d(x) and `end` = d(blank); for insertion of
+    d the same two values (the insertion curve runs from d(blank) down to
+    d(x), so its rescaled curve runs from 1 to 0). The rescaled area is in
+    [0, 1] when the curve stays between its end points and compares images
+    whose d(x) and d(blank) differ.
+
+    Args:
+        curves: `(B, T)` values; fraction: `(T,)` the x axis.
+        start, end: `(B,)` the two values that map to 0 and 1.
+        min_gap: where end - start <= min_gap the rescaling is undefined
+            (the blank image is not farther from c_k than x): NaN.
+
+    Returns:
+        `(B,)` float64, NaN where undefined.
+    """
+    curves = np.asarray(curves, np.float64)
+    gap = np.asarray(end, np.float64) - np.asarray(start, np.float64)
+    ok = gap > min_gap
+    scaled = (curves - np.asarray(start, np.float64)[:, None]) / np.where(ok, gap, 1.0)[:, None]
+    return np.where(ok, np.trapezoid(scaled, np.asarray(fraction, np.float64), axis=1), np.nan)
+
+
 def deletion_insertion(scalar: DistanceScalar, xs, classes, maps, steps: int = 28, baseline: float = 0.0, seed: int = 0) -> dict:
-    """Deletion and insertion curves of d and of "the nearest prototype is still class k".
+    """Deletion and insertion curves of d, of the margin and of "the nearest prototype is still class k".
 
     Pixels are ranked by `maps` (descending; ties broken by a fixed random
     permutation, so a constant map acts like a random ordering). At step t the
     first `t * ceil(P / steps)` pixels are set to `baseline` (deletion) or
     copied from x into a `baseline` image (insertion). All B x (steps + 1)
-    images of each curve go through f in one call per curve.
+    images of each curve go through f in one call per curve; d, the margin
+    and the nearest class come from the same embeddings.
 
     Args:
         scalar: the `DistanceScalar`.
-        xs: `(B, H, W, 1)` images; classes: `(B,)` the explained classes.
+        xs: `(B, H, W, 1)` images; classes: `(B,)` the explained classes k.
         maps: `(B, H, W)` importance, larger = more important.
         steps: points of each curve after the first.
         baseline: the value of a removed pixel.
         seed: seeds the tie-break permutation.
 
     Returns:
-        A dict with `fraction` `(steps + 1,)`, `deletion_distance`,
-        `insertion_distance`, `deletion_same_class`, `insertion_same_class`
-        (each `(B, steps + 1)`), and `deletion_auc`, `insertion_auc`,
-        `deletion_class_auc`, `insertion_class_auc` (each `(B,)`).
+        A dict with `fraction` `(steps + 1,)`; `contrast_class` `(B,)` (l, the
+        runner-up of the unperturbed x); `deletion_distance`,
+        `insertion_distance`, `deletion_margin`, `insertion_margin`,
+        `deletion_same_class`, `insertion_same_class` (each `(B, steps + 1)`);
+        and `deletion_auc`, `insertion_auc` (raw d), `deletion_auc_normalised`,
+        `insertion_auc_normalised` (NaN where d(blank) <= d(x)),
+        `deletion_margin_auc`, `insertion_margin_auc`, `deletion_class_auc`,
+        `insertion_class_auc` (each `(B,)`).
     """
     xs = _check_images(xs)
     b, h, w, _ = xs.shape
@@ -133,6 +210,8 @@ def deletion_insertion(scalar: DistanceScalar, xs, classes, maps, steps: int = 2
     if not np.isfinite(maps).all():
         raise ValueError("`maps` must be finite. Received: NaN or inf")
     classes = np.asarray(classes, np.int64)
+    if classes.shape != (b,):
+        raise ValueError(f"`classes` must be ({b},). Received: classes.shape={classes.shape}")
     p = h * w
     per_step = -(-p // steps)
     tie = np.random.default_rng(seed).permutation(p)
@@ -142,33 +221,76 @@ def deletion_insertion(scalar: DistanceScalar, xs, classes, maps, steps: int = 2
     ranks[np.arange(b)[:, None], order] = np.arange(p)[None]
     removed = ranks[:, None, :] < (np.arange(steps + 1) * per_step)[None, :, None]  # (B, T, P)
     flat = xs.reshape(b, 1, p)
-    out = {"fraction": np.minimum(np.arange(steps + 1) * per_step, p) / p}
-    rep = np.repeat(classes, steps + 1)
+    fraction = np.minimum(np.arange(steps + 1) * per_step, p) / p
+    out = {"fraction": fraction}
+    curves = {}
     for name, imgs in (
         ("deletion", np.where(removed, baseline, flat)),
         ("insertion", np.where(removed, flat, baseline)),
     ):
-        d, near = scalar(imgs.reshape(-1, h, w, 1).astype(np.float32), rep)
-        d = d.reshape(b, steps + 1)
-        same = (near == rep).reshape(b, steps + 1).astype(np.float64)
+        curves[name] = scalar.all_distances(imgs.reshape(-1, h, w, 1).astype(np.float32)).reshape(b, steps + 1, -1)
+    contrasts = runner_up(curves["deletion"][:, 0], classes)  # step 0 of deletion is x itself
+    out["contrast_class"] = contrasts
+    for name, dist in curves.items():
+        d = dist[np.arange(b), :, classes]
+        same = (np.argmin(dist, axis=-1) == classes[:, None]).astype(np.float64)
+        margin = margin_curves(dist, classes, contrasts)
         out[f"{name}_distance"] = d
+        out[f"{name}_margin"] = margin
         out[f"{name}_same_class"] = same
-        out[f"{name}_auc"] = np.trapezoid(d, out["fraction"], axis=1)
-        out[f"{name}_class_auc"] = np.trapezoid(same, out["fraction"], axis=1)
+        out[f"{name}_auc"] = np.trapezoid(d, fraction, axis=1)
+        out[f"{name}_margin_auc"] = np.trapezoid(margin, fraction, axis=1)
+        out[f"{name}_class_auc"] = np.trapezoid(same, fraction, axis=1)
+    d_x, d_blank = out["deletion_distance"][:, 0], out["deletion_distance"][:, -1]
+    for name in curves:
+        out[f"{name}_auc_normalised"] = normalised_auc(out[f"{name}_distance"], fraction, d_x, d_blank)
     return out
 
 
-def mean_ci(values) -> dict:
-    """Mean and 95% normal-approximation confidence half-width of per-image values.
+def mean_ci(values, drop_nan: bool = False) -> dict:
+    """Mean and 95% Student-t confidence half-width of per-image values.
+
+    Args:
+        values: per-image values.
+        drop_nan: leave out NaN values (counted in `"dropped"`) instead of failing.
 
     Returns:
-        `{"mean", "ci95", "n"}` (ci95 = 1.96 * sd / sqrt(n); 0 for n = 1).
+        `{"mean", "ci95", "n"}` (ci95 = t_{0.975, n-1} * sd / sqrt(n); 0 for
+        n = 1), plus `"dropped"` when `drop_nan`.
     """
     v = np.asarray(values, np.float64).ravel()
+    dropped = int(np.isnan(v).sum())
+    if drop_nan:
+        v = v[~np.isnan(v)]
     if v.size == 0:
-        raise ValueError("`values` must not be empty. Received: 0 values")
-    half = 1.96 * v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else 0.0
-    return {"mean": float(v.mean()), "ci95": float(half), "n": int(v.size)}
+        raise ValueError(f"`values` must not be empty. Received: 0 values{f' ({dropped} NaN dropped)' if dropped else ''}")
+    if not np.isfinite(v).all():
+        raise ValueError("`values` must be finite. Received: NaN or inf (pass drop_nan=True to leave NaN out)")
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
+    out = {"mean": float(v.mean()), "ci95": half, "n": int(v.size)}
+    if drop_nan:
+        out["dropped"] = dropped
+    return out
+
+
+def interval_verdict(a: dict, b: dict, higher_is_better: bool) -> str:
+    """Whether `a` is better than `b` with their 95% intervals not overlapping.
+
+    Args:
+        a, b: `mean_ci` results.
+        higher_is_better: the direction in which a value is better.
+
+    Returns:
+        `"better"` (a's whole interval on the better side of b's), `"worse"`
+        (the reverse) or `"overlap"`.
+    """
+    lo_a, hi_a = a["mean"] - a["ci95"], a["mean"] + a["ci95"]
+    lo_b, hi_b = b["mean"] - b["ci95"], b["mean"] + b["ci95"]
+    if lo_a > hi_b:
+        return "better" if higher_is_better else "worse"
+    if hi_a < lo_b:
+        return "worse" if higher_is_better else "better"
+    return "overlap"
 
 
 def top_q_mask(maps, q: int) -> np.ndarray:

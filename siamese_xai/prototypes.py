@@ -104,3 +104,22 @@ def prototype_accuracy(h, y, prototypes) -> float:
     """Share of embeddings whose nearest prototype is their label."""
     classes, _ = nearest_prototype(h, prototypes)
     return float((classes == np.asarray(y)).mean())
+
+
+def between_class_sq_distance(means) -> float:
+    """Mean squared distance between two *different* class means.
+
+    Args:
+        means: `(C, D)` class means (C >= 2).
+
+    Returns:
+        `mean_{k != l} ||means_k - means_l||^2`, over the C (C - 1) ordered
+        pairs: the C zero distances of a class to itself are left out (with
+        them the mean is (C - 1) / C of this, 10% low for 10 classes).
+    """
+    means = np.asarray(means, dtype=np.float64)
+    if means.ndim != 2 or len(means) < 2:
+        raise ValueError(f"`means` must be (C, D) with C >= 2. Received: shape {means.shape}")
+    sq = np.sum((means[:, None] - means[None]) ** 2, axis=-1)
+    c = len(means)
+    return float(sq.sum() / (c * (c - 1)))

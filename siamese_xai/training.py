@@ -238,7 +238,7 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
     y = np.asarray(y)
     class_means = np.stack([h[y == k].mean(0) for k in range(len(protos))])
     within = float(np.mean(np.sum((h - class_means[y]) ** 2, axis=1)))
-    between = float(np.mean(np.sum((class_means[:, None] - class_means[None]) ** 2, axis=-1)))
+    between = prototypes.between_class_sq_distance(class_means)  # pairs k != l only
     image_means = np.stack([x[y == k].mean(0) for k in range(len(protos))])
     return {
         "embedding_within_class_sq_spread": within,

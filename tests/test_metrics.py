@@ -59,6 +59,31 @@ def test_deletion_auc_of_true_ordering_beats_random(toy):
         metrics.deletion_insertion(scalar, xs, classes, np.full((4, 28, 28), np.nan))
 
 
+def test_margin_and_normalised_curves_follow_their_definitions(toy):
+    xs, f, protos, true_maps = toy
+    scalar = metrics.DistanceScalar(f, protos)
+    classes = np.arange(4)
+    cur = metrics.deletion_insertion(scalar, xs, classes, true_maps)
+    h = f(xs).astype(np.float64)
+    d_all = ((h[:, None] - protos[None].astype(np.float64)) ** 2).sum(-1)  # (4, 5) by hand
+    d_all[np.arange(4), classes] = np.inf
+    runner = d_all.argmin(1)
+    np.testing.assert_array_equal(cur["contrast_class"], runner)
+    # the unperturbed x: m(x) = d(x, c_l) - d(x, c_k), with d(x, c_k) = 0 here (c_b = f(x_b))
+    np.testing.assert_allclose(cur["deletion_margin"][:, 0], d_all[np.arange(4), runner], rtol=1e-5)
+    np.testing.assert_allclose(cur["insertion_margin"][:, -1], cur["deletion_margin"][:, 0], rtol=1e-6)
+    blank = ((protos[runner] ** 2).sum(1) - (protos[classes] ** 2).sum(1)).astype(np.float64)
+    np.testing.assert_allclose(cur["deletion_margin"][:, -1], blank, rtol=1e-5)  # f(blank) = 0
+    np.testing.assert_allclose(cur["deletion_margin_auc"], np.trapezoid(cur["deletion_margin"], cur["fraction"], axis=1))
+    d = cur["deletion_distance"]
+    scaled = (d - d[:, :1]) / (d[:, -1:] - d[:, :1])
+    np.testing.assert_allclose(cur["deletion_auc_normalised"], np.trapezoid(scaled, cur["fraction"], axis=1))
+    rand = metrics.deletion_insertion(scalar, xs, classes, np.random.default_rng(0).random((4, 28, 28)))
+    assert np.all(cur["deletion_auc_normalised"] > rand["deletion_auc_normalised"])
+    assert np.all(cur["insertion_auc_normalised"] < rand["insertion_auc_normalised"])
+    assert np.all((cur["deletion_auc_normalised"] > 0) & (cur["deletion_auc_normalised"] <= 1))
+
+
 def test_ground_truth_scores_by_hand():
     regions = np.zeros((2, 28, 28), bool)
     regions[:, 0:4, 0:4] = True
@@ -83,8 +108,49 @@ def test_stability_and_mean_ci():
         metrics.stability(m[None], q=50)
     s = metrics.mean_ci([1.0, 2.0, 3.0])
     assert s["mean"] == 2.0 and s["n"] == 3
-    assert math.isclose(s["ci95"], 1.96 * 1.0 / math.sqrt(3))
+    # Student t with 2 degrees of freedom: t_0.975 = 4.302653 (tables), sd = 1
+    assert math.isclose(s["ci95"], 4.302653 / math.sqrt(3), rel_tol=1e-6)
     assert metrics.mean_ci([5.0]) == {"mean": 5.0, "ci95": 0.0, "n": 1}
+    dropped = metrics.mean_ci([1.0, np.nan, 3.0], drop_nan=True)
+    assert dropped["mean"] == 2.0 and dropped["n"] == 2 and dropped["dropped"] == 1
+    with pytest.raises(ValueError, match="finite"):
+        metrics.mean_ci([1.0, np.nan])
+    with pytest.raises(ValueError, match="1 NaN dropped"):
+        metrics.mean_ci([np.nan], drop_nan=True)
+
+
+def test_interval_verdict_by_hand():
+    a = {"mean": 1.0, "ci95": 0.1}
+    b = {"mean": 0.8, "ci95": 0.05}  # [0.75, 0.85] below [0.9, 1.1]
+    assert metrics.interval_verdict(a, b, higher_is_better=True) == "better"
+    assert metrics.interval_verdict(b, a, higher_is_better=True) == "worse"
+    assert metrics.interval_verdict(a, b, higher_is_better=False) == "worse"
+    assert metrics.interval_verdict(b, a, higher_is_better=False) == "better"
+    touching = {"mean": 0.8, "ci95": 0.11}  # [0.69, 0.91] reaches into [0.9, 1.1]
+    assert metrics.interval_verdict(a, touching, higher_is_better=True) == "overlap"
+
+
+def test_runner_up_and_margin_by_hand():
+    distances = np.array([[1.0, 0.5, 3.0], [2.0, 1.0, 0.1]])
+    # row 0 explains class 1: of classes 0 and 2 the nearer is 0; row 1 explains 2: of 0 and 1, 1
+    np.testing.assert_array_equal(metrics.runner_up(distances, [1, 2]), [0, 1])
+    with pytest.raises(ValueError, match="classes.shape"):
+        metrics.runner_up(distances, [1])
+    curves = np.array([[[1.0, 0.5, 3.0], [2.0, 2.5, 0.0]]])  # one image, two curve points, three prototypes
+    # m = d(., c_l) - d(., c_k) with k = 1, l = 0: 1 - 0.5 and 2 - 2.5
+    np.testing.assert_allclose(metrics.margin_curves(curves, [1], [0]), [[0.5, -0.5]])
+
+
+def test_normalised_auc_by_hand():
+    fraction = np.array([0.0, 0.5, 1.0])
+    curves = np.array([[1.0, 2.0, 3.0], [1.0, 3.0, 3.0], [3.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3.0, 2.0, 1.0]])
+    start = np.array([1.0, 1.0, 1.0, 2.0, 3.0])
+    end = np.array([3.0, 3.0, 3.0, 2.0, 1.0])
+    got = metrics.normalised_auc(curves, fraction, start, end)
+    # rescaled: [0, .5, 1] -> 0.5; [0, 1, 1] -> 0.75; [1, 0, 0] -> 0.25; end == start and end < start
+    # (the blank image nearer to c_k than x): undefined
+    np.testing.assert_allclose(got[:3], [0.5, 0.75, 0.25])
+    assert np.isnan(got[3]) and np.isnan(got[4])
 
 
 def test_top_q_mask_by_hand():

@@ -77,6 +77,9 @@ def test_paper_run_figures_on_the_tiny_run(tiny_run):
     assert record["nearest_prototypes"][0]["distance"] <= record["nearest_prototypes"][1]["distance"]
     assert len(e) == 1 and record["J"] == e.indices[0].tolist() and record["mask_pixels"] == record["q"]
     assert record["predicted_class"] == int(np.argmin(e.distances[0])) == record["explained_class"]
+    d = record["class_difference"]
+    assert d["k"] == record["explained_class"] and d["l"] == record["nearest_prototypes"][1]["class"]
+    assert d["chance"] == record["q"] / 784 and 0 <= d["share_in_top_abs"] <= 1
     e2, record2 = run.explain_figure("fig9")
     assert record2 == record  # deterministic for a seed
     with pytest.raises(ValueError, match="one image"):
@@ -87,12 +90,14 @@ def test_paper_run_figures_on_the_tiny_run(tiny_run):
 
 
 def test_report_renders_every_figure_and_the_run_numbers():
-    figure = lambda name, sse, ink: {
+    figure = lambda name, sse, ink, i: {
         "figure": name, "test_index": 7, "true_class": 4, "predicted_class": 9, "explained_class": 9,
         "nearest_prototypes": [{"class": 9, "distance": 0.25}, {"class": 4, "distance": 0.5}], "recon_sse": sse,
         "J": [1, 2], "sigma": 0.001, "s": 2, "q": 100, "N": 5000, "mask_on_ink": ink, "selection": f"rule of {name}",
+        "class_difference": {"k": 9, "l": 4, "share_in_top_abs": 0.1 * (i + 1), "share_in_top_k_over_l": 0.05 * (i + 1),
+                             "chance": 100 / 784},
     }
-    figures = [figure(spec.name, 10.0 * (i + 1), 0.5) for i, spec in enumerate(paper.PAPER_FIGURES)]
+    figures = [figure(spec.name, 10.0 * (i + 1), 0.5, i) for i, spec in enumerate(paper.PAPER_FIGURES)]
     metrics = {"prototype_accuracy": 0.9916, "recon_sse_decoder": 38.84, "recon_sse_autoencoder": 56.6,
                "alignment_sse": 0.192, "seconds": {"snn": 127.0}}
     config = {"embedding_dim": 20, "seed": 0, "snn": {}, "autoencoder": {}, "decoder": {}}
@@ -104,3 +109,19 @@ def test_report_renders_every_figure_and_the_run_numbers():
     # Figs. 4-7 are the "good" ones: their mean error, 25.0, is quoted against the test-set mean
     assert "(mean 25.0) against a test-set mean of 38.8" in text
     assert "0.9 at N = 500" in text
+    # Fig. 9 (the sixth record) quotes its own class-difference shares, chance and Figs. 4-7's means (0.25, 0.125)
+    fig9_row = next(line for line in text.splitlines() if line.startswith("| Fig. 9"))
+    assert "60% lies among the q pixels where g(c_9) and g(c_4) differ most and 30% among" in fig9_row
+    assert "a random mask: 13%" in fig9_row and "25% and 12% on average" in fig9_row
+
+
+def test_class_difference_shares_by_hand():
+    # 2x2 image: g(c_k) - g(c_l) = [[0.9, -0.8], [0.1, 0.0]]; q = 2
+    g_k = np.array([[1.0, 0.1], [0.2, 0.5]])[..., None]
+    g_l = np.array([[0.1, 0.9], [0.1, 0.5]])[..., None]
+    mask = np.array([[True, False], [True, False]])[..., None]
+    d = paper.class_difference_shares(mask, g_k, g_l)
+    # top |diff|: pixels 0 and 1 -> mask holds pixel 0 only: 1/2; top diff: pixels 0 and 2 -> 2/2
+    assert d == {"share_in_top_abs": 0.5, "share_in_top_k_over_l": 1.0, "chance": 0.5}
+    with pytest.raises(ValueError, match="`mask` must mark"):
+        paper.class_difference_shares(np.zeros_like(mask), g_k, g_l)

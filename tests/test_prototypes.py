@@ -40,3 +40,12 @@ def test_errors_name_the_argument():
         prototypes.nearest_prototype(np.zeros((2, 3)), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="classes \\[1\\] missing"):
         prototypes.prototypes_from_embeddings(np.zeros((2, 2)), [0, 2])
+
+
+def test_between_class_distance_leaves_out_the_diagonal():
+    # 1-D means 0, 1, 3: pair distances 1, 9, 4 (each counted twice) -> 14 / 3;
+    # with the three zero self-distances the mean would be 28 / 9.
+    assert prototypes.between_class_sq_distance([[0.0], [1.0], [3.0]]) == pytest.approx(14 / 3)
+    assert prototypes.between_class_sq_distance([[0.0, 0.0], [3.0, 4.0]]) == pytest.approx(25.0)
+    with pytest.raises(ValueError, match="`means` must be"):
+        prototypes.between_class_sq_distance([[1.0, 2.0]])
