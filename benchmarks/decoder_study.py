@@ -130,33 +130,6 @@ def runner_up(h, prototypes):
     return order[:, 0].astype(np.int64), order[:, 1].astype(np.int64)
 
 
-class MarginScalar:
-    """m(x) = ||f(x) - c_l||^2 - ||f(x) - c_k||^2, image b's own (k_b, l_b): how much nearer c_k than c_l.
-
-    Called as `metrics.DistanceScalar` is, but `classes` are image indices b
-    (each image has its own pair), so `metrics.deletion_insertion` runs
-    unchanged; the "same class" it returns is b where c_k is still nearest, else -1.
-
-    Args:
-        embed: f, `(B, H, W, 1) -> (B, D)`.
-        prototypes: `(C, D)`.
-        explained, contrast: `(n,)` k and l of each image.
-    """
-
-    def __init__(self, embed, prototypes, explained, contrast):
-        self.embed = embed
-        self.prototypes = np.asarray(prototypes, np.float64)
-        self.k, self.l = np.asarray(explained, np.int64), np.asarray(contrast, np.int64)
-
-    def __call__(self, xs, index):
-        h = embed_in_batches(self.embed, np.asarray(xs, np.float32), 2048).astype(np.float64)
-        index = np.asarray(index, np.int64)
-        d = ((h[:, None] - self.prototypes[None]) ** 2).sum(-1)
-        rows = np.arange(len(h))
-        margin = d[rows, self.l[index]] - d[rows, self.k[index]]
-        return margin, np.where(d.argmin(1) == self.k[index], index, -1)
-
-
 # ---------------------------------------------------------------------------
 # training (resumable: a folder per unit, its settings stamped, each stage's model file kept)
 
@@ -274,19 +247,19 @@ def _cached(folder: Path, stamp: dict, compute):
     return result
 
 
-def _faithfulness(scalar, margin, xs, k, maps) -> dict:
+def _faithfulness(scalar, xs, k, maps) -> dict:
+    """Deletion and insertion AUCs of d, and the deletion AUC of the margin to the runner-up l of x."""
     d = metrics.deletion_insertion(scalar, xs, k, maps)
-    m = metrics.deletion_insertion(margin, xs, np.arange(len(xs)), maps)
     return {"deletion_auc_d": metrics.mean_ci(d["deletion_auc"]), "insertion_auc_d": metrics.mean_ci(d["insertion_auc"]),
-            "deletion_auc_margin": metrics.mean_ci(m["deletion_auc"])}
+            "deletion_auc_margin": metrics.mean_ci(d["deletion_margin_auc"])}
 
 
 def mnist_references(snn, protos, xs) -> dict:
     """The model-free orderings of the same f (input intensity, random): `{name: faithfulness}`."""
-    k, l = runner_up(embed_in_batches(snn, xs, 1000), protos)
-    scalar, margin = metrics.DistanceScalar(snn, protos), MarginScalar(snn, protos, k, l)
-    return {"input_intensity": _faithfulness(scalar, margin, xs, k, xs[..., 0]),
-            "random": _faithfulness(scalar, margin, xs, k, bl.random_maps(xs, k, seed=0))}
+    k, _ = runner_up(embed_in_batches(snn, xs, 1000), protos)
+    scalar = metrics.DistanceScalar(snn, protos)
+    return {"input_intensity": _faithfulness(scalar, xs, k, xs[..., 0]),
+            "random": _faithfulness(scalar, xs, k, bl.random_maps(xs, k, seed=0))}
 
 
 def mnist_scores(snn, decoder, protos, x_recon, xs, n_perturbations) -> dict:
@@ -298,12 +271,12 @@ def mnist_scores(snn, decoder, protos, x_recon, xs, n_perturbations) -> dict:
     out = {"recon_sse": metrics.mean_ci(per_image_sse(x_recon, rec)),
            "template_sse": metrics.mean_ci(per_image_sse(templates[k], rec))}
     k, l = runner_up(embed_in_batches(snn, xs, 1000), protos)
-    scalar, margin = metrics.DistanceScalar(snn, protos), MarginScalar(snn, protos, k, l)
+    scalar = metrics.DistanceScalar(snn, protos)
     explainer = SiameseExplainer(snn, decoder, protos, ExplainConfig(n_perturbations=n_perturbations))
     e_mc = explainer.explain(xs, target_class=k.tolist(), seed=0)
     e_con = explainer.replace(method="contrast").explain(xs, target_class=k.tolist(), contrast_class=l.tolist(), seed=0)
-    out["mc"] = _faithfulness(scalar, margin, xs, k, e_mc.mean_abs_change[..., 0])
-    out["contrast"] = _faithfulness(scalar, margin, xs, k, _contrast_map(e_con))
+    out["mc"] = _faithfulness(scalar, xs, k, e_mc.mean_abs_change[..., 0])
+    out["contrast"] = _faithfulness(scalar, xs, k, _contrast_map(e_con))
     return out
 
 
