@@ -108,6 +108,11 @@ def add_verdicts(results: dict, randomisation_path) -> None:
             for m in recs if m not in ORDERINGS
         }
         results["datasets"][ds]["randomisation"] = "read" if changes is not None else "not measured"
+    # `make evaluate` runs the randomisation check first: its time counts toward the 20-minute target
+    path = Path(randomisation_path)
+    check = files.read_json(path) if path.is_file() else {}
+    mnist_id = results["datasets"].get("mnist", {}).get("run_id")
+    results["randomisation_seconds"] = check.get("seconds") if check.get("run_id") == mnist_id else None
     results["targets"] = targets(results)
 
 
@@ -305,9 +310,14 @@ def _targets_md(results):
                      f"{_fmt(v['occlusion'])}: {WORDS[v['verdicts']['occlusion']]}).")
         c = t["contrast_mnist_changes_under_randomisation"]
         lines.append(f"- MNIST, contrast's map changes under the randomisation check: {_met(c['met'])}.")
+    extra = results.get("randomisation_seconds")
+    total = results["seconds"] + (extra or 0)
     lines.append(f"- `make evaluate` in full mode under 20 minutes: {results['mode']} mode here, "
-                 f"{results['seconds']:.0f} s" + (f" ({_met(results['seconds'] < 1200)})." if results["mode"] == "full"
-                                                  else " (only a full run decides it)."))
+                 f"{results['seconds']:.0f} s"
+                 + (f" + {extra:.0f} s for the randomisation check = {total:.0f} s" if extra is not None
+                    else " (the randomisation check's time not known)")
+                 + (f" ({_met(total < 1200)})." if results["mode"] == "full" and extra is not None
+                    else " (only a full run with its randomisation check decides it)."))
     return lines + [""]
 
 

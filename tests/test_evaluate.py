@@ -157,3 +157,19 @@ def test_sigmoid_slope_ratio_by_hand():
 
     # y (1 - y) / 0.25: 1 at mid-grey; at 0.98, 0.0196 / 0.25 = 0.0784 (12.8 times flatter)
     np.testing.assert_allclose(ground_truth.sigmoid_slope_ratio([0.5, 0.98, 0.0]), [1.0, 0.0784, 0.0])
+
+
+def test_make_evaluate_time_counts_the_randomisation_check(tmp_path):
+    # `make evaluate` runs the randomisation check and then evaluate.py: 1000 s + 150 s is under 20 minutes,
+    # 1000 s + 250 s is not, and a check of another run leaves the total undecided
+    path = tmp_path / "randomisation.json"
+    results = {"mode": "full", "seconds": 1000.0, "records": [], "datasets": {"mnist": {"run_id": "abc"}}}
+    for seconds, word in ((150.0, "**met**"), (250.0, "**missed**")):
+        files.write_json(path, {"run_id": "abc", "seconds": seconds, "methods": {}})
+        report.add_verdicts(results, path)
+        line = next(x for x in report._targets_md(results) if "20 minutes" in x)
+        assert f"1000 s + {seconds:.0f} s for the randomisation check = {1000 + seconds:.0f} s ({word})" in line
+    files.write_json(path, {"run_id": "another run", "seconds": 10.0, "methods": {}})
+    report.add_verdicts(results, path)
+    line = next(x for x in report._targets_md(results) if "20 minutes" in x)
+    assert "not known" in line and "met" not in line
