@@ -28,7 +28,7 @@ is the same for every configuration (`MODES`, recorded in the JSON):
 - the constant-square set (`baselines.make_synthetic`, the negative control)
   and the varying set (`synthetic_varying.make_varying_synthetic`): 5,000
   images each, f, autoencoder and decoder at 2, 8, 8 epochs (as
-  `evaluate_contrast.py`).
+  the varying run of `benchmarks/evaluate.py`).
 
 Measured per configuration: g(f(x)) SSE per MNIST test image, and
 ||g(f(x)) - g(c_k)||^2 (how far the decoded image is from its class's decoded
