@@ -289,7 +289,7 @@ def render_markdown(results: dict) -> str:
                   f"| {r['seconds_per_explanation']:.3g} |" for r in recs]
         lines += ["", _ranking(recs, results["higher_is_better"]), ""]
     lines += ["![Mean deletion curves of d and of the margin](../figures/deletion_curves.png)", "", "## Methods", ""]
-    lines += [f"- `{m}` ({kind}): {DESCRIPTIONS[m]}" for m, kind, _ in METHODS]
+    lines += [f"- `{m}`, {kind}: {DESCRIPTIONS[m]}" for m, kind, _ in METHODS]
     lines += ["", TOOLS]
     return "\n".join(lines) + "\n"
 
