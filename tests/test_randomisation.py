@@ -91,7 +91,7 @@ def test_map_similarity_on_hand_made_maps():
 
 def test_summarise_and_the_changes_verdict_by_hand():
     s = rz.summarise([1.0, 2.0, 3.0])
-    half = 1.96 * 1.0 / math.sqrt(3)  # sd = 1
+    half = 4.302653 * 1.0 / math.sqrt(3)  # sd = 1; Student t_{0.975, 2} = 4.302653 (metrics.mean_ci)
     assert s == pytest.approx({"mean": 2.0, "lo": 2.0 - half, "hi": 2.0 + half, "n": 3})
 
     def stage(hi_signed, hi_abs):
