@@ -4,7 +4,7 @@ Command (what `make reproduce` runs first):
 
     .venv/bin/python reproduce/train.py --out runs/paper
 
-Run time: about 5 minutes on a 2-core CPU (317 s measured, see README). Writes the
+Run time: 5 to 11 minutes on a 2-core CPU (REPORT.md has the measured stage times). Writes the
 run folder `runs/paper/` (snn.keras, encoder.keras, decoder.keras,
 prototypes.npy, config.json, metrics.json, checkpoints/, logs/) and
 `runs/paper/reconstructions.png` (copied to `figures/`): 16 MNIST test images
