@@ -169,17 +169,32 @@ def _cmd_explain(args):
 
 
 def _cmd_explain_split(args):
-    from siamese_xai import data, shards
+    from siamese_xai import data, datasets, files, runs, shards
     from siamese_xai.explain import SiameseExplainer
 
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
-    x, y = data.load_mnist(args.split, args.data_dir)
+    kind = datasets.data_kind(args.data_dir, args.dataset)
+    if kind == "mnist" and args.image_size is None:
+        x, y = data.load_mnist(args.split, args.data_dir)
+        source = {"dataset": "mnist", "split": args.split, "limit": args.limit}
+    else:
+        # an image folder is split as it was for training: with the run's seed (0 if the run does not say)
+        config_path = Path(args.run) / runs.CONFIG_FILE
+        seed = files.read_json(config_path).get("seed", 0) if config_path.is_file() else 0
+        x, y, _ = datasets.load_dataset(args.data_dir, args.dataset, split=args.split, image_size=args.image_size,
+                                        test_fraction=args.test_fraction, seed=seed)
+        source = {"dataset": kind, "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve()),
+                  "split": args.split, "limit": args.limit, "image_size": args.image_size,
+                  "test_fraction": args.test_fraction, "split_seed": seed}
+    if tuple(x.shape[1:]) != tuple(explainer.image_shape):
+        raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
+                       f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
     if args.limit is not None:
         x, y = x[: args.limit], y[: args.limit]
     out_dir = _writable_dir(args.out)
     result = shards.explain_split(
         explainer, x, out_dir, labels=y, shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
-        verbose=0 if args.quiet else 1, source={"dataset": "mnist", "split": args.split, "limit": args.limit},
+        verbose=0 if args.quiet else 1, source=source,
         force=args.force, num_workers=args.num_workers, worker_index=args.worker_index,
     )
     worker = f"worker {args.worker_index} of {args.num_workers}: " if args.num_workers > 1 else ""
@@ -215,15 +230,30 @@ def _add_explain_options(p, full: bool = False):
     p.add_argument("--s", type=_positive_int, metavar="S", help="embedding coordinates to perturb (default 5)")
     p.add_argument("--q", type=_positive_int, metavar="Q", help="pixels in the mask (default 100)")
     p.add_argument("--n", type=_positive_int, metavar="N", help="perturbations (default 5000, the paper's)")
-    if not full:
-        return
+    p.add_argument("--sigma-scale", type=_positive_float, metavar="F",
+                   help="sigma = F * min_j |h_j - c_j| (default 0.1, the paper's); not used by --method contrast")
     p.add_argument("--method", choices=("mc", "linear", "contrast"),
                    help="mc: decode N perturbations (the paper); linear: first-order, faster; contrast: why the "
                    "SNN's class rather than the runner-up (or --contrast-class), from the decoded path to its prototype")
+    if not full:
+        return
     p.add_argument("--direction", choices=("toward_prototype", "positive"), help="perturb toward the prototype (default) or by +|eps| (the literal reading)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
-    p.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs and splits (default: $TFDS_DATA_DIR)")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR); "
+                   "for explain-split also an image folder (DIR/<class>/... or DIR/train, DIR/test)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _positive_float(text):
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}")
+    return value
 
 
 def _image_size(text):
@@ -247,7 +277,8 @@ def _explain_config(args):
     """The ExplainConfig the command's options ask for (paper defaults otherwise)."""
     from siamese_xai.explain import ExplainConfig
 
-    options = (("s", "s"), ("q", "q"), ("n", "n_perturbations"), ("method", "method"), ("direction", "direction"))
+    options = (("s", "s"), ("q", "q"), ("n", "n_perturbations"), ("method", "method"), ("direction", "direction"),
+               ("sigma_scale", "sigma_scale"))
     changes = {field: getattr(args, name) for name, field in options if getattr(args, name, None) is not None}
     return ExplainConfig().replace(**changes)
 
@@ -343,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     split = sub.add_parser(
         "explain-split",
-        help="explain every image of an MNIST split, in resumable shards",
+        help="explain every image of a split (MNIST, an image folder or a tfds set), in resumable shards",
         description=(
             "Explains every image of the split and writes OUT/shard-NNNNN.npz (masks, mean changes, classes, "
             "distances, J, sigma; see siamese_xai.shards) and OUT/manifest.json. Killed and run again with the "
@@ -352,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     split.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train`")
-    split.add_argument("--split", choices=("train", "test"), default="test", help="the MNIST split (default test)")
+    split.add_argument("--split", choices=("train", "test"), default="test",
+                       help="the split (default test; an image folder is split as for `train`, with the run's seed)")
     split.add_argument("--out", required=True, metavar="DIR", help="folder for the shards")
     split.add_argument("--limit", type=_positive_int, metavar="K", help="only the first K images of the split")
     split.add_argument("--shard-size", type=_positive_int, default=500, metavar="M", help="images per shard (default 500)")
@@ -361,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--num-workers", type=_positive_int, default=1, metavar="W", help="processes sharing the split (default 1)")
     split.add_argument("--worker-index", type=_non_negative_int, default=0, metavar="I", help="this process takes shards I, I+W, ... (default 0)")
     _add_explain_options(split, full=True)
+    _add_data_options(split)
     split.set_defaults(func=_cmd_explain_split)
 
     export = sub.add_parser(

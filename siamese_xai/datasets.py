@@ -215,6 +215,26 @@ def _check_image_size(image_size):
     return tuple(int(v) for v in size)
 
 
+def data_kind(data_dir=None, dataset=None) -> str:
+    """What `load_dataset(data_dir, dataset)` reads: "mnist", "image_folder" or "tfds:NAME".
+
+    Args:
+        data_dir: as in `load_dataset`.
+        dataset: as in `load_dataset`.
+
+    Returns:
+        "tfds:NAME" when `dataset` is given; "mnist" when `data_dir` is None,
+        a tensorflow-datasets folder or a folder of the raw MNIST IDX files;
+        "image_folder" otherwise (the folder's layout is checked when it is read).
+    """
+    if dataset is not None:
+        return f"tfds:{dataset}"
+    folder = None if data_dir is None else Path(data_dir)
+    if folder is None or not folder.is_dir() or _is_tfds_dir(folder) or any(_idx_files(folder, split) for split in ("train", "test")):
+        return "mnist"
+    return "image_folder"
+
+
 def load_dataset(data_dir=None, dataset=None, split: str = "train", image_size=None,
                  test_fraction: float = 0.2, seed: int = 0) -> LabelledImages:
     """Loads a labelled image set: MNIST, an image folder, or a tensorflow-datasets set by name.

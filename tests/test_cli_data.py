@@ -95,3 +95,56 @@ def test_fit_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["fit", "--embed", str(tmp_path / "none.keras"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--embed" in err and "does not exist" in err
+
+
+def test_explain_split_reads_the_image_folder_it_was_trained_on(image_folder, tmp_path, capsys):
+    from siamese_xai import datasets, shards
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "--tiny", "--data-dir", str(image_folder), "--out", str(run), "--quiet",
+                     "--embedding-dim", "6", "--seed", "3"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "split"
+    argv = ["explain-split", "--run", str(run), "--data-dir", str(image_folder), "--split", "test", "--out", str(out),
+            "--limit", "7", "--shard-size", "4", "--n", "16", "--q", "10", "--s", "3", "--sigma-scale", "0.5", "--quiet"]
+    assert cli.main(argv) == 0
+    assert "7 images in 2 shards" in capsys.readouterr().out
+    # the test split of training (the run's seed 3), not the seed-0 split nor the training images
+    _, y_test, _ = datasets.load_dataset(image_folder, split="test", seed=3)
+    results = shards.load_split_results(out)
+    np.testing.assert_array_equal(results["label"], y_test[:7])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"]["dataset"] == "image_folder" and manifest["source"]["split_seed"] == 3
+    assert json.dumps(manifest).count('"sigma_scale": 0.5') == 1
+    # the same folder at another size: refused in one line, naming the run's shape
+    assert cli.main(argv[:-1] + ["--image-size", "8x8", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"({SIZE}, {SIZE}, 3)" in err and "--image-size" in err
+
+
+def test_data_kind_names_what_load_dataset_reads(image_folder, tmp_path):
+    from siamese_xai import datasets
+
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):  # only the names matter here
+        (tmp_path / name).touch()
+    assert datasets.data_kind() == "mnist" and datasets.data_kind(tmp_path) == "mnist"
+    assert datasets.data_kind(image_folder) == "image_folder"
+    assert datasets.data_kind(image_folder, "fashion_mnist") == "tfds:fashion_mnist"
+
+
+def test_sigma_scale_and_export_method_reach_the_explainer(tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run
+    out = tmp_path / "out"
+    assert cli.main(["explain", "--run", str(run_dir), "mnist:test:0", "--out", str(out), "--n", "16",
+                     "--sigma-scale", "0.25", "--quiet"]) == 0
+    record = json.loads((out / "mnist_test_0.json").read_text()) if (out / "mnist_test_0.json").exists() else \
+        json.loads(next(out.glob("*.json")).read_text())
+    assert record["config"]["sigma_scale"] == 0.25
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "sm"), "--method", "linear",
+                     "--sigma-scale", "0.5", "--n", "16"]) == 0
+    saved = json.loads((tmp_path / "sm" / "assets.extra" / "explainer.json").read_text())
+    assert json.dumps(saved).count('"method": "linear"') == 1 and json.dumps(saved).count('"sigma_scale": 0.5') == 1
+    for bad in ("0", "-1", "nan", "x"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["explain", "--run", "r", "i.png", "--out", "o", "--sigma-scale", bad])
+    assert "--sigma-scale" in capsys.readouterr().err
