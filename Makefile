@@ -11,6 +11,9 @@ ifeq ($(origin TFDS_DATA_DIR), undefined)
   endif
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Scripts run through the package's quiet start-up: progress and results, not TensorFlow's
+# start-up lines (`make ... SIAMESE_XAI_VERBOSE=1` shows them).
+RUN_PY := $(PY) -m siamese_xai.startup
 
 RUN := runs/paper
 FIGS := $(foreach n,4 5 6 7 8 9,figures/fig$(n).png) figures/fig9_contrast.png figures/sq_grid.png figures/convergence.png
@@ -43,27 +46,27 @@ test-fast: setup
 reproduce: setup figures/REPORT.md
 
 $(RUN)/metrics.json: $(FORCE_DEP) | $(VENV)/.installed
-	$(PY) reproduce/train.py --out $(RUN) $(TRAIN_FLAGS)
+	$(RUN_PY) reproduce/train.py --out $(RUN) $(TRAIN_FLAGS)
 
 figures/%.png: reproduce/%.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed
-	$(PY) $< --run $(RUN) --out figures
+	$(RUN_PY) $< --run $(RUN) --out figures
 
 figures/REPORT.md: reproduce/report.py $(FIGS) $(FORCE_DEP) | $(VENV)/.installed
-	$(PY) reproduce/report.py --run $(RUN) --out figures
+	$(RUN_PY) reproduce/report.py --run $(RUN) --out figures
 
 # The evaluation on MNIST and the two synthetic sets against baselines and model-free orderings, after the
 # model-parameter randomisation check whose result (benchmarks/randomisation.json) its verdicts read. Full mode;
 # the times of both are in their JSON files (`seconds`); the first run also trains runs/synthetic and runs/varying.
 evaluate: setup $(RUN)/metrics.json
-	$(PY) benchmarks/randomisation.py --run $(RUN)
-	$(PY) benchmarks/evaluate.py --run $(RUN)
+	$(RUN_PY) benchmarks/randomisation.py --run $(RUN)
+	$(RUN_PY) benchmarks/evaluate.py --run $(RUN)
 
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup
-	$(PY) reproduce/digits.py --work runs/digits --out figures
+	$(RUN_PY) reproduce/digits.py --work runs/digits --out figures
 
 bench: setup
-	$(PY) benchmarks/bench_speed.py --run $(RUN)
+	$(RUN_PY) benchmarks/bench_speed.py --run $(RUN)
 
 clean:
 	rm -rf $(VENV) runs

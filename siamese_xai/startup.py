@@ -20,12 +20,19 @@ which hides TensorFlow's C++ INFO and WARNING lines but keeps its errors,
 and lowers absl's Python logger to errors: tensorflow-datasets warns through
 it on routine events (`WARNING:absl:Variant folder .../fashion_mnist/3.0.1
 has no dataset_info.json` before its own, clearer, "not found" error).
+
+The reproduction and benchmark scripts start the same way when run through
+this module (what the Makefile does):
+
+    python -m siamese_xai.startup reproduce/train.py --out runs/paper
+    python -m siamese_xai.startup -m some.module --flag
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import sys
 import tempfile
 
@@ -87,3 +94,40 @@ def quiet_start(verbose: bool = False) -> None:
     # which training on a small image folder prints: the last batch of each epoch has another shape)
     # are advice for developers, not results; --verbose shows them.
     tf.get_logger().setLevel("ERROR")
+
+
+def run_quietly(argv) -> None:
+    """Runs a script (or `-m MODULE`) as `__main__` after a quiet TensorFlow start-up.
+
+    The script sees `sys.argv` as if it had been run directly, and its folder
+    is first on `sys.path` (as `python script.py` would put it), so it runs
+    unchanged; only TensorFlow's start-up lines are gone. The environment
+    variable `SIAMESE_XAI_VERBOSE=1` shows them.
+
+    Args:
+        argv: `[SCRIPT, *args]` or `["-m", MODULE, *args]`.
+
+    Raises:
+        ValueError: `argv` names no script or module, or the script does not exist.
+    """
+    argv = list(argv)
+    if not argv or argv[0] == "-m" and len(argv) < 2:
+        raise ValueError(f"`argv` must be [SCRIPT, ARGS...] or ['-m', MODULE, ARGS...]. Received: argv={argv!r}")
+    if argv[0] != "-m" and not os.path.isfile(argv[0]):
+        raise ValueError(f"`argv` must start with a script file. Received: {argv[0]!r} (no such file)")
+    quiet_start(verbose=bool(os.environ.get("SIAMESE_XAI_VERBOSE")))
+    if argv[0] == "-m":
+        sys.argv = [argv[1], *argv[2:]]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = argv
+        sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+        runpy.run_path(argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    try:
+        run_quietly(sys.argv[1:])
+    except ValueError as err:
+        print(f"python -m siamese_xai.startup: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -121,3 +121,26 @@ def test_quiet_start_keeps_tensorflow_python_warnings_out():
         assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
     finally:
         logger.setLevel(before)
+
+
+def test_scripts_start_quietly_through_the_runner():
+    # benchmarks/bench_speed.py imports TensorFlow at the top, so even --help passes through its start-up
+    proc = subprocess.run([sys.executable, "-m", "siamese_xai.startup", str(ROOT / "benchmarks" / "bench_speed.py"),
+                           "--help"], env=_clean_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("usage: bench_speed.py")
+    assert not CPP_LOG_LINE.search(proc.stderr) and "absl::InitializeLog" not in proc.stderr, proc.stderr
+
+
+def test_the_runner_refuses_a_missing_script(capsys):
+    with pytest.raises(ValueError, match="no such file"):
+        startup.run_quietly(["reproduce/no_such_script.py"])
+    with pytest.raises(ValueError, match="argv"):
+        startup.run_quietly([])
+
+
+def test_the_makefile_runs_every_script_through_the_runner():
+    recipes = [line.strip() for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("\t")]
+    scripts = [line for line in recipes if "reproduce/" in line or "benchmarks/" in line or "$<" in line]
+    assert scripts and all(line.startswith("$(RUN_PY) ") for line in scripts), scripts
+    assert "RUN_PY := $(PY) -m siamese_xai.startup" in (ROOT / "Makefile").read_text()
