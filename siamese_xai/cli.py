@@ -65,9 +65,19 @@ def _cmd_train(args):
     metrics = training.train_run(
         config, args.out, data_dir=args.data_dir, strategy=_make_strategy(args.strategy), force=args.force,
         verbose=0 if args.quiet else 1, dataset=args.dataset, image_size=args.image_size,
-        test_fraction=args.test_fraction,
+        test_fraction=args.test_fraction, min_steps=_min_steps(args),
     )
     print(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def _min_steps(args) -> int:
+    """--min-steps, or the default minimum unless the schedule was chosen (--tiny, --epochs, a stage's epochs)."""
+    from siamese_xai.config import DEFAULT_MIN_STEPS
+
+    if args.min_steps is not None:
+        return args.min_steps
+    chosen = args.tiny or any(getattr(args, name, None) for name in ("epochs", "snn_epochs", "ae_epochs", "decoder_epochs"))
+    return 0 if chosen else DEFAULT_MIN_STEPS
 
 
 def _load_tower(path):
@@ -91,17 +101,16 @@ def _cmd_fit(args):
                 test_fraction=args.test_fraction, seed=args.seed or 0)
     x, y, class_names = datasets.load_dataset(split="train", **load)
     tower = _load_tower(args.embed)
-    config = None
-    if args.tiny or args.epochs or args.seed is not None:
-        import dataclasses
+    import dataclasses
 
-        from siamese_xai.prototypes import embed_in_batches
+    from siamese_xai.prototypes import embed_in_batches
 
-        dim = embed_in_batches(tower, x[:2]).shape[1]
-        config = (TrainConfig.tiny if args.tiny else TrainConfig.paper)(embedding_dim=dim, seed=args.seed or 0)
-        for stage in ("autoencoder", "decoder"):
-            if args.epochs:
-                config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=args.epochs)})
+    dim = embed_in_batches(tower, x[:2]).shape[1]
+    config = (TrainConfig.tiny if args.tiny else TrainConfig.paper)(embedding_dim=dim, seed=args.seed or 0)
+    for stage in ("autoencoder", "decoder"):
+        if args.epochs:
+            config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=args.epochs)})
+    config = config.with_min_steps(_min_steps(args), len(x[: config.train_limit]))
     explainer = fit_explainer(tower, x, y, config, num_classes=len(class_names), run_dir=args.out,
                               verbose=0 if args.quiet else 1)
     runs.write_class_names(args.out, class_names)
@@ -328,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-limit", type=_positive_int, metavar="N", help="train on the first N training images only")
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS", help="steps between checkpoints (default 200; 10 with --tiny)")
     train.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored or multiworker")
+    train.add_argument("--min-steps", type=_non_negative_int, metavar="STEPS",
+                       help="train each stage at least STEPS steps, raising its epochs on small data (default 200 "
+                       "unless --tiny or epochs are given; 0: none; MNIST's schedule already has more)")
     train.add_argument("--tiny", action="store_true", help="a seconds-long configuration on 2,000 images (for trying things)")
     train.add_argument("--force", action="store_true", help="retrain every stage even if RUN has them")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -348,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(fit)
     fit.add_argument("--epochs", type=_positive_int, help="epochs of the autoencoder and the decoder stages")
     fit.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
+    fit.add_argument("--min-steps", type=_non_negative_int, metavar="STEPS",
+                     help="train each stage at least STEPS steps (default 200 unless --tiny or --epochs; 0: none)")
     fit.add_argument("--tiny", action="store_true", help="one short epoch per stage (for trying things)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
     fit.set_defaults(func=_cmd_fit)

@@ -253,7 +253,7 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
 
 
 def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force: bool = False, verbose: int = 1, *,
-              dataset=None, image_size=None, test_fraction: float = 0.2) -> dict:
+              dataset=None, image_size=None, test_fraction: float = 0.2, min_steps: int = 0) -> dict:
     """Trains all three stages on a labelled image set (MNIST by default) and writes the run folder.
 
     Each stage whose model file already exists is loaded instead of trained
@@ -274,6 +274,9 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         dataset: a prepared tensorflow-datasets image classification set by name.
         image_size: `(H, W)` to resize images of other sizes to (else sizes must agree).
         test_fraction: the test share of an image folder without train/ and test/.
+        min_steps: each stage trains at least this many steps (`TrainConfig.with_min_steps`;
+            0, the default, keeps `config`'s epochs). The config written to
+            `config.json` is the one trained, with the raised epochs.
 
     Under `MultiWorkerMirroredStrategy` every worker runs this with the same
     arguments; the chief writes `run_dir`, the other workers write the same
@@ -292,6 +295,11 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
                    "class_names": list(class_names)}
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
+    fitted = config.with_min_steps(min_steps, len(x_train))
+    if fitted != config and verbose:
+        print(f"{len(x_train)} training images: epochs raised to {fitted.snn.epochs} / {fitted.autoencoder.epochs} / "
+              f"{fitted.decoder.epochs} (Siamese network / autoencoder / decoder) for at least {min_steps} steps each")
+    config = fitted
     run_dir = worker_dir(run_dir, strategy)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
