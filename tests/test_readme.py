@@ -46,3 +46,31 @@ def test_own_network_example_runs_as_written(project_folder):
     exec(compile(python_blocks()[1], "README.md (Your own Siamese network)", "exec"), namespace)
     e = namespace["explainer"].explain(namespace["x"][:2])
     assert len(e) == 2 and e.mask.any()
+
+
+DOCS = sorted((README.parent / "docs").glob("*.md"))
+
+
+def test_readme_is_a_short_front_page():
+    assert len(README.read_text().splitlines()) <= 250
+    headings = [line for line in README.read_text().splitlines() if line.startswith("## ")]
+    assert headings[:5] == ["## Install", "## Explain your Siamese network", "## Reproduce the paper",
+                            "## Command line", "## Results"]
+
+
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
+def test_pages_speak_of_the_project_only(page):
+    # the log file `sessions.jsonl` is a name in the code, not a word about the project's history
+    text = page.read_text().replace("sessions.jsonl", "")
+    for word in (r"\bissues?\b", r"\bsessions?\b", r"\.\./shared", r"\bshared/", r"\bhelpers?\b", r"\bthe lead\b"):
+        found = re.search(word, text, flags=re.I)
+        assert not found, f"{page.name}: {text[max(0, found.start() - 60): found.end() + 60]!r}"
+
+
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
+def test_links_stay_inside_the_repository_and_resolve(page):
+    root = README.parent.resolve()
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+        assert "://" not in target, f"{page.name} links outside the repository: {target}"
+        path = (page.parent / target).resolve()
+        assert path.is_relative_to(root) and path.exists(), f"{page.name}: {target} does not resolve"
