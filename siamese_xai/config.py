@@ -3,7 +3,7 @@
 The paper gives the autoencoder (Table 1), the code length and the explainer's
 N and sigma, but no training hyper-parameters; the defaults below are this
 project's choices, tuned so that the whole training stage runs in minutes on
-a 2-core CPU (see README, "What was tuned").
+a 2-core CPU (see docs/choices.md, "What was tuned").
 """
 
 from __future__ import annotations

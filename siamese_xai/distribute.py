@@ -14,7 +14,7 @@ def make_strategy(strategy=None):
         strategy: None or "default" (the default strategy: one device),
             "mirrored" (`MirroredStrategy` over this machine's GPUs, or its
             CPU), "multiworker" (`MultiWorkerMirroredStrategy`; the cluster
-            comes from the `TF_CONFIG` environment variable, see README), or a
+            comes from the `TF_CONFIG` environment variable, see docs/scale.md), or a
             `tf.distribute.Strategy`, returned as is.
 
     Raises:

@@ -106,6 +106,6 @@ SNN_SHAPES = [
 def test_siamese_subnetwork_shapes_and_parameter_count():
     snn = models.build_siamese_subnetwork(20)
     assert _shapes(snn) == SNN_SHAPES
-    # conv 3x3: 1*9*32+32, 32*9*64+64; dense 3136*128+128, 128*20+20 (README: 423k)
+    # conv 3x3: 1*9*32+32, 32*9*64+64; dense 3136*128+128, 128*20+20 (docs/choices.md: 423k)
     assert snn.count_params() == 320 + 18496 + 401536 + 2580 == 422932
     assert snn.get_layer("embedding").activation.__name__ == "linear"  # embeddings take any real value
