@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="STEPS", help="steps between checkpoints (default 200; 10 with --tiny)")
     train.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored or multiworker")
     train.add_argument("--min-steps", type=_non_negative_int, metavar="STEPS",
-                       help="train each stage at least STEPS steps, raising its epochs on small data (default 200 "
+                       help="train each stage at least STEPS steps, raising its epochs on small data (default 400 "
                        "unless --tiny or epochs are given; 0: none; MNIST's schedule already has more)")
     train.add_argument("--tiny", action="store_true", help="a seconds-long configuration on 2,000 images (for trying things)")
     train.add_argument("--force", action="store_true", help="retrain every stage even if RUN has them")
@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=_positive_int, help="epochs of the autoencoder and the decoder stages")
     fit.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
     fit.add_argument("--min-steps", type=_non_negative_int, metavar="STEPS",
-                     help="train each stage at least STEPS steps (default 200 unless --tiny or --epochs; 0: none)")
+                     help="train each stage at least STEPS steps (default 400 unless --tiny or --epochs; 0: none)")
     fit.add_argument("--tiny", action="store_true", help="one short epoch per stage (for trying things)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
     fit.set_defaults(func=_cmd_fit)
