@@ -172,20 +172,33 @@ def _cmd_explain_split(args):
     from siamese_xai import data, shards
     from siamese_xai.explain import SiameseExplainer
 
+    if args.beam_option and args.runner != "beam":
+        raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
-    x, y = data.load_mnist(args.split, args.data_dir)
-    if args.limit is not None:
-        x, y = x[: args.limit], y[: args.limit]
     out_dir = _writable_dir(args.out)
-    result = shards.explain_split(
-        explainer, x, out_dir, labels=y, shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
-        verbose=0 if args.quiet else 1, source={"dataset": "mnist", "split": args.split, "limit": args.limit},
-        force=args.force, num_workers=args.num_workers, worker_index=args.worker_index,
-    )
-    worker = f"worker {args.worker_index} of {args.num_workers}: " if args.num_workers > 1 else ""
-    print(f"{worker}{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
-          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written"
-          + (f", {result['shards_skipped']} taken by another process" if result["shards_skipped"] else "") + ")")
+    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
+                   verbose=0 if args.quiet else "auto", force=args.force)
+    if args.runner == "beam":
+        from siamese_xai import beam
+
+        source = beam.MnistSource(args.split, args.data_dir, args.limit)
+        result = beam.explain_split_beam(args.run, explainer, source, out_dir, beam_options=args.beam_option,
+                                         **options)
+    else:
+        x, y = data.load_mnist(args.split, args.data_dir)
+        if args.limit is not None:
+            x, y = x[: args.limit], y[: args.limit]
+        result = shards.explain_split(explainer, x, out_dir, labels=y, **options,
+                                      source={"dataset": "mnist", "split": args.split, "limit": args.limit})
+    print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
+          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
+
+
+def _cmd_report(args):
+    from siamese_xai import report
+
+    path = report.write_report(args.split_dir, args.out, data_dir=args.data_dir, limit=args.max_items)
+    print(f"gallery written to {path}")
 
 
 def _cmd_export(args):
@@ -347,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Explains every image of the split and writes OUT/shard-NNNNN.npz (masks, mean changes, classes, "
             "distances, J, sigma; see siamese_xai.shards) and OUT/manifest.json. Killed and run again with the "
-            "same command, it keeps the finished shards and computes the rest. W processes or machines sharing "
-            "OUT on a shared disk each run it with --num-workers W --worker-index I."
+            "same command, it keeps the finished shards and computes the rest. --runner beam computes the shards on "
+            "Apache Beam (pip install 'siamese-xai[beam]'; the DirectRunner, or Flink, Spark, Dataflow through "
+            "--beam-option) into the same folder."
         ),
     )
     split.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train`")
@@ -358,10 +372,29 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--shard-size", type=_positive_int, default=500, metavar="M", help="images per shard (default 500)")
     split.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="images per explainer call (default 32)")
     split.add_argument("--force", action="store_true", help="start OUT over if it holds results computed with other settings")
-    split.add_argument("--num-workers", type=_positive_int, default=1, metavar="W", help="processes sharing the split (default 1)")
-    split.add_argument("--worker-index", type=_non_negative_int, default=0, metavar="I", help="this process takes shards I, I+W, ... (default 0)")
+    split.add_argument("--runner", choices=("local", "beam"), default="local",
+                       help="local: this process (default); beam: an Apache Beam pipeline (the [beam] extra)")
+    split.add_argument("--beam-option", action="append", default=[], metavar="OPT",
+                       help="a Beam pipeline option, repeatable, e.g. --beam-option=--runner=FlinkRunner "
+                       "(default: the DirectRunner, multi-processing, one worker per core)")
     _add_explain_options(split, full=True)
     split.set_defaults(func=_cmd_explain_split)
+
+    report = sub.add_parser(
+        "report",
+        help="write a static HTML gallery of an explain-split folder",
+        description=(
+            "Writes one self-contained HTML page (no server, no network): counts per true and predicted class, the "
+            "confusion of the nearest-prototype decision, the margin's distribution, each class's mean mask and mean "
+            "signed change, and a gallery of the explanations to sort and filter by class, margin and distance."
+        ),
+    )
+    report.add_argument("split_dir", metavar="SPLIT_DIR", help="a folder written by explain-split")
+    report.add_argument("--out", metavar="HTML", help="the page to write (default SPLIT_DIR/report.html)")
+    report.add_argument("--data-dir", metavar="DIR", help="MNIST's location, to draw the images (default: $TFDS_DATA_DIR)")
+    report.add_argument("--max-items", type=_positive_int, metavar="K",
+                        help="gallery items: the K nearest the decision boundary (default: every image)")
+    report.set_defaults(func=_cmd_report)
 
     export = sub.add_parser(
         "export",
