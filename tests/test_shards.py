@@ -131,3 +131,19 @@ def test_manifest_records_what_was_computed_and_refuses_any_difference(explainer
     assert result["shards_written"] == 2 and result["shards_kept"] == 0
     assert json.loads((out / "manifest.json").read_text())["run_id"] == "0123456789abcdef"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old folder is gone, nothing half-replaced
+
+
+def test_progress_shows_images_rate_and_time_left_only_when_asked_or_on_a_terminal(explainer, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert shards.progress_bar(10, "auto") is None and shards.progress_bar(10, 0) is None
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert shards.progress_bar(10, "auto") is not None
+
+    x, _ = data.load_mnist("test")
+    capsys.readouterr()
+    shards.explain_split(explainer, x[:12], tmp_path / "a", shard_size=6, batch_size=4, verbose=1)
+    shown = capsys.readouterr().out
+    assert "12/12" in shown and "image" in shown  # Keras's Progbar: images done, the rate per image
+    shards.explain_split(explainer, x[:12], tmp_path / "b", shard_size=6, batch_size=4, verbose=0)
+    assert capsys.readouterr().out == ""
