@@ -174,13 +174,16 @@ def _cmd_explain_split(args):
 
     if args.beam_option and args.runner != "beam":
         raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
+    if args.runner == "beam":
+        try:  # before the slow loading, so that a missing extra is said at once
+            from siamese_xai import beam
+        except ImportError as err:
+            raise CLIError(" ".join(str(err).split())) from None
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     out_dir = _writable_dir(args.out)
     options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
                    verbose=0 if args.quiet else "auto", force=args.force)
     if args.runner == "beam":
-        from siamese_xai import beam
-
         source = beam.MnistSource(args.split, args.data_dir, args.limit)
         result = beam.explain_split_beam(args.run, explainer, source, out_dir, beam_options=args.beam_option,
                                          **options)

@@ -54,6 +54,20 @@ def split_dir(tiny_run, tmp_path_factory):
     return out
 
 
+def test_max_items_keeps_the_misclassified_then_the_smallest_margins(split_dir, tmp_path):
+    import json
+
+    page = report.write_report(split_dir, tmp_path / "k.html", limit=10)
+    data = json.loads(page.read_text().split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    results = shards.load_split_results(split_dir)
+    margin = report.margins(results["distances"])
+    wrong = results["label"] != results["predicted_class"]
+    expected = sorted(np.lexsort((margin, ~wrong))[:10].tolist())
+    assert [item[0] for item in data["items"]] == [int(results["index"][i]) for i in expected]
+    assert [item[5] for item in data["items"]] == list(range(10))  # their places in the sprite sheet
+    assert sum(wrong[expected]) == min(10, int(wrong.sum()))
+
+
 def _chromium():
     """A headless Chromium driven by Selenium, from the distribution's packages (never downloaded)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [test] extra")
