@@ -59,6 +59,19 @@ def test_sources_read_the_slices_load_gives(tmp_path):
     np.testing.assert_array_equal(records.read(8, 20)[0], x[8:20])
     rebuilt = sources.from_description(records.describe())
     np.testing.assert_array_equal(rebuilt.read(10, 14)[1], y[10:14])
+    # an image folder: DIR/<class>/<image>, the seeded stratified test share
+    from PIL import Image
+
+    for k, name in enumerate(["circle", "triangle"]):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.round(x[10 * k + i, ..., 0] * 255).astype(np.uint8)).save(tmp_path / "folder" / name / f"{i}.png")
+    folder = sources.ImageFolderSource(tmp_path / "folder", "train", test_fraction=0.4)
+    fx, fy = folder.load()
+    assert fx.shape == (6, 28, 28, 1) and sorted(fy.tolist()) == [0, 0, 0, 1, 1, 1]
+    np.testing.assert_array_equal(folder.read(2, 5)[0], fx[2:5])
+    np.testing.assert_array_equal(sources.from_description(folder.describe()).read(1, 4)[1], fy[1:4])
+
     with pytest.raises(FileNotFoundError, match="matches no TFRecord file"):
         sources.TFRecordSource(str(tmp_path / "none-*.tfrecord"), (28, 28, 1)).load()
     with pytest.raises(ValueError, match="`source` must describe MNIST"):
