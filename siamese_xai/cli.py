@@ -181,35 +181,59 @@ def _cmd_explain_split(args):
     from siamese_xai import data, datasets, files, runs, shards
     from siamese_xai.explain import SiameseExplainer
 
+    if args.beam_option and args.runner != "beam":
+        raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
+    if args.runner == "beam":
+        try:  # before the slow loading, so that a missing extra is said at once
+            from siamese_xai import beam
+        except ImportError as err:
+            raise CLIError(" ".join(str(err).split())) from None
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     kind = datasets.data_kind(args.data_dir, args.dataset)
-    if kind == "mnist" and args.image_size is None:
-        x, y = data.load_mnist(args.split, args.data_dir)
-        source = {"dataset": "mnist", "split": args.split, "limit": args.limit}
-    else:
+    seed = 0
+    if kind != "mnist" or args.image_size is not None:
         # an image folder is split as it was for training: with the run's seed (0 if the run does not say)
         config_path = Path(args.run) / runs.CONFIG_FILE
         seed = files.read_json(config_path).get("seed", 0) if config_path.is_file() else 0
-        x, y, _ = datasets.load_dataset(args.data_dir, args.dataset, split=args.split, image_size=args.image_size,
-                                        test_fraction=args.test_fraction, seed=seed)
-        source = {"dataset": kind, "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve()),
-                  "split": args.split, "limit": args.limit, "image_size": args.image_size,
-                  "test_fraction": args.test_fraction, "split_seed": seed}
-    if tuple(x.shape[1:]) != tuple(explainer.image_shape):
-        raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
-                       f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
-    if args.limit is not None:
-        x, y = x[: args.limit], y[: args.limit]
     out_dir = _writable_dir(args.out)
-    result = shards.explain_split(
-        explainer, x, out_dir, labels=y, shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
-        verbose=0 if args.quiet else 1, source=source,
-        force=args.force, num_workers=args.num_workers, worker_index=args.worker_index,
-    )
-    worker = f"worker {args.worker_index} of {args.num_workers}: " if args.num_workers > 1 else ""
-    print(f"{worker}{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
-          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written"
-          + (f", {result['shards_skipped']} taken by another process" if result["shards_skipped"] else "") + ")")
+    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
+                   verbose=0 if args.quiet else "auto", force=args.force)
+    if args.runner == "beam":
+        if kind == "mnist" and args.image_size is None:
+            source = beam.MnistSource(args.split, args.data_dir, args.limit)
+        elif kind == "image_folder" and args.limit is None:
+            source = beam.ImageFolderSource(args.data_dir, args.split, args.image_size, args.test_fraction, seed)
+        else:
+            raise CLIError(f"--runner beam reads MNIST (with --limit) or a whole image folder; received data {kind}"
+                           + ("" if args.limit is None else f" with --limit {args.limit}") + ": use --runner local")
+        result = beam.explain_split_beam(args.run, explainer, source, out_dir, beam_options=args.beam_option,
+                                         **options)
+    else:
+        if kind == "mnist" and args.image_size is None:
+            x, y = data.load_mnist(args.split, args.data_dir)
+            source = {"dataset": "mnist", "split": args.split, "limit": args.limit}
+        else:
+            x, y, _ = datasets.load_dataset(args.data_dir, args.dataset, split=args.split,
+                                            image_size=args.image_size, test_fraction=args.test_fraction, seed=seed)
+            source = {"dataset": kind,
+                      "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve()),
+                      "split": args.split, "limit": args.limit, "image_size": args.image_size,
+                      "test_fraction": args.test_fraction, "split_seed": seed}
+        if tuple(x.shape[1:]) != tuple(explainer.image_shape):
+            raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
+                           f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
+        if args.limit is not None:
+            x, y = x[: args.limit], y[: args.limit]
+        result = shards.explain_split(explainer, x, out_dir, labels=y, source=source, **options)
+    print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
+          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
+
+
+def _cmd_report(args):
+    from siamese_xai import report
+
+    path = report.write_report(args.split_dir, args.out, data_dir=args.data_dir, limit=args.max_items)
+    print(f"gallery written to {path}")
 
 
 def _cmd_export(args):
@@ -392,8 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Explains every image of the split and writes OUT/shard-NNNNN.npz (masks, mean changes, classes, "
             "distances, J, sigma; see siamese_xai.shards) and OUT/manifest.json. Killed and run again with the "
-            "same command, it keeps the finished shards and computes the rest. W processes or machines sharing "
-            "OUT on a shared disk each run it with --num-workers W --worker-index I."
+            "same command, it keeps the finished shards and computes the rest. --runner beam computes the shards on "
+            "Apache Beam (pip install 'siamese-xai[beam]'; the DirectRunner, or Flink, Spark, Dataflow through "
+            "--beam-option) into the same folder."
         ),
     )
     split.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train`")
@@ -404,11 +429,30 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--shard-size", type=_positive_int, default=500, metavar="M", help="images per shard (default 500)")
     split.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="images per explainer call (default 32)")
     split.add_argument("--force", action="store_true", help="start OUT over if it holds results computed with other settings")
-    split.add_argument("--num-workers", type=_positive_int, default=1, metavar="W", help="processes sharing the split (default 1)")
-    split.add_argument("--worker-index", type=_non_negative_int, default=0, metavar="I", help="this process takes shards I, I+W, ... (default 0)")
+    split.add_argument("--runner", choices=("local", "beam"), default="local",
+                       help="local: this process (default); beam: an Apache Beam pipeline (the [beam] extra)")
+    split.add_argument("--beam-option", action="append", default=[], metavar="OPT",
+                       help="a Beam pipeline option, repeatable, e.g. --beam-option=--runner=FlinkRunner "
+                       "(default: the DirectRunner, multi-processing, one worker per core)")
     _add_explain_options(split, full=True)
     _add_data_options(split)
     split.set_defaults(func=_cmd_explain_split)
+
+    report = sub.add_parser(
+        "report",
+        help="write a static HTML gallery of an explain-split folder",
+        description=(
+            "Writes one self-contained HTML page (no server, no network): counts per true and predicted class, the "
+            "confusion of the nearest-prototype decision, the margin's distribution, each class's mean mask and mean "
+            "signed change, and a gallery of the explanations to sort and filter by class, margin and distance."
+        ),
+    )
+    report.add_argument("split_dir", metavar="SPLIT_DIR", help="a folder written by explain-split")
+    report.add_argument("--out", metavar="HTML", help="the page to write (default SPLIT_DIR/report.html)")
+    report.add_argument("--data-dir", metavar="DIR", help="MNIST's location, to draw the images (default: $TFDS_DATA_DIR)")
+    report.add_argument("--max-items", type=_positive_int, metavar="K",
+                        help="gallery items: the K nearest the decision boundary (default: every image)")
+    report.set_defaults(func=_cmd_report)
 
     export = sub.add_parser(
         "export",

@@ -177,6 +177,29 @@ def load_mnist(split: str = "train", data_dir=None, download: bool = True):
     return x, y
 
 
+def has_mnist_idx(folder, split: str) -> bool:
+    """Whether `folder` holds the raw IDX files of MNIST's `split`."""
+    _check_split(split)
+    return _idx_files(Path(folder), split) is not None
+
+
+def load_mnist_slice(split: str, start: int, stop: int, data_dir=None):
+    """Images `start..stop-1` of MNIST's `split` from a tensorflow-datasets copy, reading only those.
+
+    Equals `load_mnist(split, data_dir)[start:stop]` (the same records, the
+    same scaling) without reading the rest of the split.
+
+    Returns:
+        `(x, y)`: `(stop - start, 28, 28, 1)` float32 images and `(stop - start,)` int64 labels.
+    """
+    import tensorflow_datasets as tfds
+
+    _check_split(split)
+    images, labels = tfds.as_numpy(tfds.load("mnist", split=f"{split}[{int(start)}:{int(stop)}]", batch_size=-1,
+                                             as_supervised=True, data_dir=data_dir, download=False))
+    return _to_float(images), labels.astype(np.int64)
+
+
 def sample_pairs(y, num_pairs: int, seed: int, epoch: int = 0):
     """Draws balanced pairs of example indices.
 

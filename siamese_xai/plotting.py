@@ -7,6 +7,7 @@ Explanation holds a batch; 0 by default) and an optional matplotlib `ax` (or
 
 from __future__ import annotations
 
+import textwrap
 import types
 
 import matplotlib.pyplot as plt
@@ -15,6 +16,8 @@ import numpy as np
 from siamese_xai.explanation import Explanation
 
 MASK_COLOR = (1.0, 0.15, 0.1)
+TITLE_SIZE = 9
+PANEL_INCHES = 2.1  # the width of one panel of a new quadruple figure
 
 
 def _check(explanation, index):
@@ -59,10 +62,24 @@ def _show(ax, img, title, **kwargs):
     if np.ndim(img) == 2:
         kwargs.setdefault("cmap", "gray")
     ax.imshow(img, interpolation="nearest", **kwargs)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_fit(ax, title), fontsize=TITLE_SIZE)
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
+
+
+def _fit(ax, title):
+    """`title` wrapped to the width of `ax`, so that neighbouring titles never run into each other."""
+    spec = ax.get_subplotspec()
+    if spec is not None:  # the grid cell: what a constrained (or tight) layout gives the panel and its title
+        grid = spec.get_gridspec()
+        cols = spec.colspan
+        share = (cols.stop - cols.start) / grid.ncols
+    else:
+        share = ax.get_position().width
+    width_pt = 0.92 * share * ax.figure.get_figwidth() * 72
+    chars = max(8, int(width_pt / (0.56 * TITLE_SIZE)))  # 0.56 em: an average glyph of the default sans font
+    return textwrap.fill(title, chars, break_long_words=True, break_on_hyphens=False)
 
 
 def _subject(explanation):
@@ -135,15 +152,22 @@ def plot_explanation(explanation, axes=None, *, index: int = 0):
         explanation: an `Explanation`.
         index: which of its inputs to draw.
         axes: four matplotlib Axes (any shape holding 4); a new 1 x 4 figure
-            when None.
+            when None, sized to the image's aspect (constrained layout, so
+            that neither the images nor the titles, wrapped to their panel's
+            width, leave much white space or overlap, whatever the image size
+            and the class names' length).
 
     Returns:
         The four Axes, as a `(4,)` object array.
     """
     original = explanation
-    _check(explanation, index)
-    if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(8.0, 2.4))
+    one = _check(explanation, index)
+    new_figure = axes is None
+    if new_figure:
+        h, w = np.shape(one.input)[:2]
+        # room for two lines of title above each panel
+        size = (4 * PANEL_INCHES, PANEL_INCHES * h / w + 2.6 * TITLE_SIZE / 72 + 0.15)
+        _, axes = plt.subplots(1, 4, figsize=size, layout="constrained")
     flat = np.asarray(axes, dtype=object).ravel()
     if flat.size != 4:
         raise ValueError(f"`axes` must hold 4 matplotlib Axes. Received: {flat.size}")
@@ -151,6 +175,9 @@ def plot_explanation(explanation, axes=None, *, index: int = 0):
     plot_reconstruction(original, flat[1], index=index)
     plot_overlay(original, flat[2], index=index)
     plot_mask(original, flat[3], index=index)
+    if new_figure:  # as tall as the longest (wrapped) title needs
+        lines = max(ax.get_title().count("\n") + 1 for ax in flat)
+        flat[0].figure.set_figheight(PANEL_INCHES * h / w + 1.5 * lines * TITLE_SIZE / 72 + 0.2)
     return flat
 
 

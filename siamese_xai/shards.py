@@ -1,34 +1,30 @@
-"""Explaining a whole split, in shards, resumably, by one process or several.
+"""Explaining a whole split, in shards, resumably.
 
-`explain_split` feeds the images through a `tf.data` pipeline and writes the
-explanations in shards of `shard_size` images, `OUT/shard-00000.npz`, ...,
-each written atomically (a temporary name, then a rename), so a shard file is
-either complete or absent.
+`explain_split` explains the images in batches and writes the explanations in
+shards of `shard_size` images, `OUT/shard-00000.npz`, ..., each written
+atomically (a temporary name, then a rename), so a shard file is either
+complete or absent.
 
 `OUT/manifest.json` records what is being computed: the run's identity
 (`run_id`), where the images come from (`source`, e.g. the split) and a
 SHA-256 of the images themselves, their number, the shard and batch sizes,
-every explanation parameter, the seed and the number of workers. It is
-written first; a later call into the same folder with anything different is
-refused with one line naming what differs (so results of two models or two
-data sets never mix), and `force=True` starts the folder over: the old folder
-is renamed away in one step and deleted after the new one exists, so a
-half-replaced folder never exists.
+every explanation parameter, the seed and the class names. It is written first; a later call
+into the same folder with anything different is refused with one line naming
+what differs (so results of two models or two data sets never mix), and
+`force=True` starts the folder over: the old folder is renamed away in one
+step and deleted after the new one exists, so a half-replaced folder never
+exists.
 
 Killed at any moment and run again, the call keeps the finished shards,
 redoes the one that was being computed and writes the rest: every
-explanation is seeded by `seed` alone and does not depend on the batch it was
-computed in, so the result equals an uninterrupted run's.
+explanation is seeded by `seed` alone, and a shard's batches are the same
+whoever computes it (`explain_shard`), so the result equals an uninterrupted
+run's bit for bit.
 
-Several processes or machines (sharing the folder on a shared disk) can
-explain one split together: `num_workers=W, worker_index=I` takes the shards
-I, I + W, I + 2W, ... Before computing a shard a worker claims it by creating
-`OUT/.claim-NNNNN` exclusively (`O_CREAT | O_EXCL`: of two processes, one
-wins), so two workers never write the same file; the claim names the worker,
-its host and pid. A restarted worker removes its own dead claims and redoes
-those shards; a claim held by a live process of the same worker index on this
-host makes it stop with an error (that worker is already running). The merged
-result (`load_split_results`) equals a one-process run's bit for bit.
+Many machines: `siamese_xai.beam` runs the same shards on Apache Beam (the
+DirectRunner, Flink, Spark, Dataflow), through `prepare_split`,
+`explain_shard` and `write_shard` here, into the same folder layout; a
+folder one path started, the other finishes.
 
 Each shard holds, for its images `index` (positions in the split):
 
@@ -52,16 +48,15 @@ import hashlib
 import json
 import os
 import shutil
-import socket
+import sys
 import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from siamese_xai import files
-from siamese_xai._checks import check_images, check_positive_int, check_seed, is_int
+from siamese_xai._checks import check_images, check_positive_int, check_seed
 
 MANIFEST_FILE = "manifest.json"
 # Per image: its position and true label, then the Explanation fields of the same names.
@@ -74,11 +69,7 @@ def shard_name(i: int) -> str:
     return f"shard-{i:05d}.npz"
 
 
-def _claim_path(out_dir: Path, i: int) -> Path:
-    return out_dir / f".claim-{i:05d}"
-
-
-def _manifest(explainer, images, labels, shard_size, batch_size, seed, source, num_workers):
+def _manifest(explainer, images, labels, shard_size, batch_size, seed, source):
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
     digest.update(np.ascontiguousarray(labels).tobytes())
     return {
@@ -92,7 +83,7 @@ def _manifest(explainer, images, labels, shard_size, batch_size, seed, source, n
         "batch_size": int(batch_size),
         "seed": int(seed),
         "explain_config": dataclasses.asdict(explainer.config),
-        "num_workers": int(num_workers),
+        "class_names": [str(c) for c in explainer.class_names],
         "fields": list(FIELDS),
     }
 
@@ -110,7 +101,7 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         try:
-            os.link(tmp, path)  # fails if another worker wrote it first
+            os.link(tmp, path)  # fails if another process wrote it first
         except FileExistsError:
             pass
         finally:
@@ -134,50 +125,133 @@ def _start_over(out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def prepare_split(explainer, images, out_dir, labels=None, shard_size: int = 500, batch_size: int = 32,
+                  seed: int = 0, *, source=None, force: bool = False):
+    """Checks the arguments, writes or checks `OUT/manifest.json`; returns what is left to compute.
+
+    Args: as `explain_split`'s.
+
+    Returns:
+        `(manifest, images, labels, todo)`: the manifest, the images as
+        `(n, *image_shape)` float32, the `(n,)` int64 labels, and the shard
+        numbers without a finished file, ascending.
+
+    Raises:
+        ValueError: a bad argument, or `out_dir` holds results computed with
+            other settings (named in the message).
+        OSError: `out_dir` cannot be created or written.
+    """
+    for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
+        check_positive_int(name, value)
+    seed = check_seed(seed)
+    # every image is checked (shape, dtype, NaN / inf, range) before anything is written
+    images, _ = check_images(images, explainer.image_shape, "images", single=False)
+    n = len(images)
+    if labels is None:
+        labels = np.full(n, -1, np.int64)
+    labels = np.asarray(labels, np.int64)
+    if labels.shape != (n,):
+        raise ValueError(f"`labels` must have shape ({n},), one per image. Received: labels.shape={labels.shape}")
+    json.dumps(source)  # must be JSON-ready: fail before anything is written
+    manifest = _manifest(explainer, images, labels, shard_size, batch_size, seed, source)
+    out_dir = Path(out_dir)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(err.errno, f"`out_dir` {str(out_dir)!r} cannot be created: {err.strerror}") from None
+    if force and (out_dir / MANIFEST_FILE).exists() and files.read_json(out_dir / MANIFEST_FILE) != manifest:
+        _start_over(out_dir)
+    _check_manifest(out_dir, manifest)
+    names = [shard_name(i) for i in range(manifest["num_shards"])]
+    files.remove_stale_temporaries(out_dir, names)  # a half-written shard of a killed run
+    # a shard file exists only when complete (atomic writes), so existence is enough
+    todo = [i for i, name in enumerate(names) if not (out_dir / name).is_file()]
+    return manifest, images, labels, todo
 
 
-def _release_own_claims(out_dir: Path, mine, worker_index: int) -> None:
-    """Removes the claims a dead process of this worker left on unfinished shards; stops if one is alive."""
-    host = socket.gethostname()
-    for i in mine:
-        claim = _claim_path(out_dir, i)
-        try:
-            holder = json.loads(claim.read_text() or "{}")
-        except FileNotFoundError:
-            continue
-        except ValueError:
-            holder = {}  # killed while writing its claim
-        if holder.get("worker") not in (None, worker_index):
-            continue  # another worker's: not ours to touch
-        if holder.get("host") == host and holder.get("pid") not in (None, os.getpid()) and _pid_alive(holder["pid"]):
-            raise ValueError(
-                f"`worker_index` {worker_index} is already running on {host} (pid {holder['pid']}, claim {claim.name}); "
-                "start each worker index once"
-            )
-        claim.unlink(missing_ok=True)
+def shard_bounds(manifest: dict, shard: int) -> tuple:
+    """`(start, stop)`: the positions of shard `shard`'s images in the split."""
+    start = shard * manifest["shard_size"]
+    return start, min(start + manifest["shard_size"], manifest["num_images"])
 
 
-def _claim(out_dir: Path, i: int, worker_index: int) -> bool:
-    try:
-        fd = os.open(_claim_path(out_dir, i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps({"worker": worker_index, "host": socket.gethostname(), "pid": os.getpid()}))
-    return True
+def batch_bounds(manifest: dict, shard: int) -> list:
+    """The `(start, stop)` of each `explain` call of shard `shard`: `batch_size` images, the last fewer.
+
+    Every path that computes a shard calls `explain` on exactly these
+    batches, which is what makes their results equal bit for bit.
+    """
+    start, stop = shard_bounds(manifest, shard)
+    return [(b, min(b + manifest["batch_size"], stop)) for b in range(start, stop, manifest["batch_size"])]
+
+
+def explain_batch(explainer, images, index, labels, seed: int) -> dict:
+    """Explains one batch and returns its shard record.
+
+    Args:
+        explainer: a `SiameseExplainer`.
+        images: `(b, *image_shape)` float32.
+        index: `(b,)` their positions in the split.
+        labels: `(b,)` their true labels.
+        seed: the seed of the perturbation draws.
+
+    Returns:
+        `{field: (b, ...) array}` for every name in `FIELDS`.
+    """
+    e = explainer.explain(images, seed=seed)
+    return {"index": np.asarray(index, np.int64), "label": np.asarray(labels, np.int64),
+            **{k: getattr(e, k) for k in STORED}}
+
+
+def join_records(parts) -> dict:
+    """Concatenates batch records (in any order) into one record sorted by `index`."""
+    parts = sorted(parts, key=lambda p: int(p["index"][0]))
+    return {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
+
+
+def write_shard(out_dir, shard: int, record: dict) -> Path:
+    """Writes one shard file atomically; returns its path."""
+    path = Path(out_dir) / shard_name(shard)
+    with files.atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **record)
+    return path
+
+
+def explain_shard(explainer, manifest: dict, shard: int, images, labels, on_batch=None) -> dict:
+    """Explains shard `shard` in its batches (`batch_bounds`) and returns its record.
+
+    Args:
+        explainer: a `SiameseExplainer` of the manifest's run and parameters.
+        manifest: the folder's manifest (`prepare_split`).
+        shard: the shard number.
+        images: `(m, *image_shape)` float32, the shard's images only.
+        labels: `(m,)` their labels.
+        on_batch: called with the number of images after each batch (progress).
+    """
+    start, _ = shard_bounds(manifest, shard)
+    parts = []
+    for a, b in batch_bounds(manifest, shard):
+        parts.append(explain_batch(explainer, images[a - start:b - start], np.arange(a, b), labels[a - start:b - start],
+                                   manifest["seed"]))
+        if on_batch is not None:
+            on_batch(b - a)
+    return join_records(parts)
+
+
+def progress_bar(total: int, verbose):
+    """A Keras progress bar over `total` images (done, rate, time left), or None when quiet.
+
+    `verbose="auto"` shows it only when stdout is a terminal, so that logs and
+    pipes stay free of carriage-return updates.
+    """
+    if verbose == "auto":
+        verbose = sys.stdout.isatty()
+    return keras.utils.Progbar(total, unit_name="image") if verbose else None
 
 
 def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500, batch_size: int = 32,
-                  seed: int = 0, verbose: int = 1, *, source=None, force: bool = False, num_workers: int = 1,
-                  worker_index: int = 0) -> dict:
+                  seed: int = 0, verbose=1, *, source=None, force: bool = False) -> dict:
     """Explains every image, writing shards as it goes; resumes a previous call.
 
     Args:
@@ -189,101 +263,33 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         batch_size: images per `explain` call (memory: the `mc` method
             holds `batch_size * chunk_size` decoded images).
         seed: seed of the perturbation draws (the same for every image).
-        verbose: 1 shows a progress bar.
+        verbose: 1 shows a progress bar (images done, rate, time left), 0
+            none, "auto" one only when stdout is a terminal.
         source: JSON-ready description of where the images come from (e.g.
             `{"dataset": "mnist", "split": "test"}`), recorded in the manifest.
-        force: start `out_dir` over if it holds other results (one worker only).
-        num_workers: W, processes sharing the split.
-        worker_index: I in [0, W): this process takes shards I, I + W, ...
+        force: start `out_dir` over if it holds other results.
 
     Returns:
-        The manifest, with `shards_kept` (finished before this call, of this
-        worker's), `shards_written` (by this call) and `shards_skipped`
-        (claimed by another process) added.
+        The manifest, with `shards_kept` (finished before this call) and
+        `shards_written` (by this call) added.
 
     Raises:
         ValueError: a bad argument, or `out_dir` holds results computed with
             other settings (named in the message).
         OSError: `out_dir` cannot be created or written.
     """
-    for name, value in (("shard_size", shard_size), ("batch_size", batch_size), ("num_workers", num_workers)):
-        check_positive_int(name, value)
-    if not is_int(worker_index) or not 0 <= worker_index < num_workers:
-        raise ValueError(f"`worker_index` must be an integer in [0, {num_workers}). Received: worker_index={worker_index!r}")
-    if force and num_workers > 1:
-        raise ValueError(
-            "`force` starts the whole folder over, which would discard the other workers' shards; delete the folder "
-            f"before starting the workers instead. Received: force=True with num_workers={num_workers}"
-        )
-    seed = check_seed(seed)
-    # every image is checked (shape, dtype, NaN / inf, range) before anything is written
-    images, _ = check_images(images, explainer.image_shape, "images", single=False)
-    n = len(images)
-    if labels is None:
-        labels = np.full(n, -1, np.int64)
-    labels = np.asarray(labels, np.int64)
-    if labels.shape != (n,):
-        raise ValueError(f"`labels` must have shape ({n},), one per image. Received: labels.shape={labels.shape}")
-    json.dumps(source)  # must be JSON-ready: fail before anything is written
-    manifest = _manifest(explainer, images, labels, shard_size, batch_size, seed, source, num_workers)
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OSError(err.errno, f"`out_dir` {str(out_dir)!r} cannot be created: {err.strerror}") from None
-    if force and (out_dir / MANIFEST_FILE).exists() and files.read_json(out_dir / MANIFEST_FILE) != manifest:
-        _start_over(out_dir)
-    _check_manifest(out_dir, manifest)
-
-    num_shards = manifest["num_shards"]
-    mine = list(range(worker_index, num_shards, num_workers))
-    files.remove_stale_temporaries(out_dir, [shard_name(i) for i in mine])  # a half-written shard of a killed run
-    # a shard file exists only when complete (atomic writes), so existence is enough
-    done = [i for i in mine if (out_dir / shard_name(i)).is_file()]
-    _release_own_claims(out_dir, [i for i in mine if i not in done], worker_index)
-    todo = np.array([i for i in mine if i not in done], np.int64)
-    sizes = {i: min(shard_size, n - i * shard_size) for i in mine}
-    bar = keras.utils.Progbar(sum(sizes.values()), unit_name="image") if verbose else None
-    finished = sum(sizes[i] for i in done)
+    manifest, images, labels, todo = prepare_split(explainer, images, out_dir, labels, shard_size, batch_size, seed,
+                                                   source=source, force=force)
+    n = manifest["num_images"]
+    bar = progress_bar(n, verbose)
     if bar is not None:
-        bar.update(finished)
-
-    # The pipeline yields each remaining shard's images in batches; the
-    # images stay in host memory, the pipeline gathers and prefetches.
-    x_all = tf.constant(images)
-
-    def shard_batches(shard):
-        start = shard * shard_size
-        idx = tf.range(start, tf.minimum(start + shard_size, n), dtype=tf.int64)
-        return tf.data.Dataset.from_tensor_slices(idx).batch(batch_size).map(
-            lambda b: (tf.fill(tf.shape(b), shard), b, tf.gather(x_all, b))
-        )
-
-    written, skipped = [], []
-
-    def run_shard(shard):
-        parts = []
-        for _, idx, xb in tf.data.Dataset.from_tensors(tf.constant(shard, tf.int64)).flat_map(shard_batches).prefetch(2):
-            idx = idx.numpy()
-            e = explainer.explain(xb.numpy(), seed=seed)
-            parts.append({"index": idx, "label": labels[idx], **{k: getattr(e, k) for k in STORED}})
-            if bar is not None:
-                bar.add(len(idx))
-        record = {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
-        with files.atomic_path(out_dir / shard_name(shard), suffix=".npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **record)
-
-    for shard in todo.tolist():
-        if (out_dir / shard_name(shard)).is_file() or not _claim(out_dir, shard, worker_index):
-            skipped.append(shard)
-            continue
-        try:
-            run_shard(shard)
-        finally:
-            _claim_path(out_dir, shard).unlink(missing_ok=True)
-        written.append(shard)
-    return {**manifest, "shards_kept": len(done), "shards_written": len(written), "shards_skipped": len(skipped)}
+        bar.update(n - sum(b - a for a, b in (shard_bounds(manifest, i) for i in todo)))
+    for shard in todo:
+        a, b = shard_bounds(manifest, shard)
+        record = explain_shard(explainer, manifest, shard, images[a:b], labels[a:b],
+                               on_batch=None if bar is None else bar.add)
+        write_shard(out_dir, shard, record)
+    return {**manifest, "shards_kept": manifest["num_shards"] - len(todo), "shards_written": len(todo)}
 
 
 def load_split_results(out_dir) -> dict:
@@ -291,7 +297,7 @@ def load_split_results(out_dir) -> dict:
 
     Raises:
         FileNotFoundError: the folder has no manifest, or a shard is missing
-            (the run was interrupted, or a worker has not finished: run it again).
+            (the run was interrupted: run it again).
     """
     out_dir = Path(out_dir)
     if not (out_dir / MANIFEST_FILE).is_file():

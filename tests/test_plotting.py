@@ -109,7 +109,37 @@ def test_titles_use_class_names_and_rgb_images_are_drawn_in_colour():
     names = tuple(f"class-{k}" for k in range(10))
     e = Explanation(**rgb, config=ExplainConfig(q=5), seed=0, class_names=names)
     axes = plotting.plot_explanation(e)
-    assert axes[0].get_title() == "input (SNN: class-9)" and axes[2].get_title() == "explanation of class class-4"
+    # titles are wrapped to their panel's width: compare them with the line breaks undone
+    titles = [" ".join(ax.get_title().split()) for ax in axes]
+    assert titles[0] == "input (SNN: class-9)" and titles[2] == "explanation of class class-4"
     np.testing.assert_array_equal(axes[0].images[0].get_array(), e.input[0])  # (8, 6, 3): in colour
     overlay = axes[2].images[1].get_array()
     np.testing.assert_array_equal(overlay[..., 3] > 0, e.mask[0].any(axis=-1))
+
+
+def _rgb_explanation(h, w, names):
+    rng = np.random.default_rng(2)
+    one = make_explanation()
+    arrays = {f: getattr(one, f) for f in FIELDS}
+    for f in ("input", "reconstruction", "mean_abs_change", "mean_signed_change"):
+        arrays[f] = rng.random((1, h, w, 3)).astype(np.float32)
+    arrays["mask"] = rng.random((1, h, w, 3)) > 0.8
+    return Explanation(**arrays, config=ExplainConfig(q=5), seed=0, class_names=names)
+
+
+@pytest.mark.parametrize("h, w", [(8, 8), (28, 28), (32, 32), (64, 64), (32, 96), (96, 32)])
+def test_quadruple_is_legible_with_long_names_and_not_mostly_white_space(h, w):
+    names = tuple(f"triangle vs circle, variant {k} of a long-named class" for k in range(10))
+    axes = plotting.plot_explanation(_rgb_explanation(h, w, names))
+    fig = axes[0].figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    titles = [ax.title.get_window_extent(renderer) for ax in axes]
+    for left, right in zip(titles, titles[1:]):
+        assert left.x1 <= right.x0, (left, right)  # neighbouring titles never run into each other
+    for box in titles:  # nor off the figure (constrained layout sets the top title at the edge: 0.03 px over, measured)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1 + 1
+    assert all(ax.title.get_fontsize() >= 8 for ax in axes)
+    # the images and their titles cover most of the figure, whatever its aspect
+    shown = sum(box.width * box.height for ax in axes for box in (ax.get_window_extent(renderer), ax.title.get_window_extent(renderer)))
+    assert shown / (fig.bbox.width * fig.bbox.height) > 0.5

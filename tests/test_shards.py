@@ -101,7 +101,7 @@ def test_manifest_records_what_was_computed_and_refuses_any_difference(explainer
     shards.explain_split(explainer, x[:20], out, labels=y[:20], shard_size=10, batch_size=5, verbose=0, source=source)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["run_id"] == explainer.run_id and len(manifest["run_id"]) == 16
-    assert manifest["source"] == source and manifest["batch_size"] == 5 and manifest["num_workers"] == 1
+    assert manifest["source"] == source and manifest["batch_size"] == 5
     assert manifest["explain_config"]["n_perturbations"] == explainer.config.n_perturbations
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
@@ -131,63 +131,19 @@ def test_manifest_records_what_was_computed_and_refuses_any_difference(explainer
     assert result["shards_written"] == 2 and result["shards_kept"] == 0
     assert json.loads((out / "manifest.json").read_text())["run_id"] == "0123456789abcdef"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old folder is gone, nothing half-replaced
-    with pytest.raises(ValueError, match="`force` starts the whole folder over"):
-        shards.explain_split(explainer, x[:20], out, force=True, num_workers=2, verbose=0)
 
 
-def test_two_workers_one_killed_and_restarted_equal_one_process(tiny_run, tmp_path, kill_when_exists):
-    run_dir, _ = tiny_run
-    limit, shard_size, n = 240, 20, 500
-    out = tmp_path / "shared"
-
-    def cmd(index):
-        return [sys.executable, "-m", "siamese_xai.cli", "explain-split", "--run", str(run_dir), "--split", "test",
-                "--limit", str(limit), "--shard-size", str(shard_size), "--n", str(n), "--out", str(out), "--quiet",
-                "--num-workers", "2", "--worker-index", str(index)]
-
-    worker0 = subprocess.Popen(cmd(0), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        # worker 1 is killed once its first shard is written, while worker 0 keeps going
-        env = kill_when_exists(cmd(1), out / shards.shard_name(1), poll=0.05)
-        assert not (out / shards.shard_name(11)).exists()  # worker 1 had not finished
-        rerun = subprocess.run(cmd(1), env=env, capture_output=True, text=True, timeout=300)
-        assert rerun.returncode == 0, rerun.stderr[-2000:]
-        assert "worker 1 of 2" in rerun.stdout and "kept from an earlier run" in rerun.stdout
-        out0, err0 = worker0.communicate(timeout=300)
-        assert worker0.returncode == 0, err0[-2000:]
-    finally:
-        if worker0.poll() is None:
-            worker0.kill()
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] + [shards.shard_name(i) for i in range(12)]
-
-    x, y = data.load_mnist("test")
-    explainer = SiameseExplainer.from_run(run_dir, ExplainConfig(n_perturbations=n))
-    shards.explain_split(explainer, x[:limit], tmp_path / "one", labels=y[:limit], shard_size=shard_size, verbose=0,
-                         source={"dataset": "mnist", "split": "test", "limit": limit}, num_workers=2)
-    shards.explain_split(explainer, x[:limit], tmp_path / "one", labels=y[:limit], shard_size=shard_size, verbose=0,
-                         source={"dataset": "mnist", "split": "test", "limit": limit}, num_workers=2, worker_index=1)
-    _assert_same(shards.load_split_results(out), shards.load_split_results(tmp_path / "one"))
-
-
-def test_claims_keep_two_processes_off_one_shard(explainer, tmp_path):
-    import os
-    import socket
+def test_progress_shows_images_rate_and_time_left_only_when_asked_or_on_a_terminal(explainer, tmp_path, capsys,
+                                                                                    monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert shards.progress_bar(10, "auto") is None and shards.progress_bar(10, 0) is None
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert shards.progress_bar(10, "auto") is not None
 
     x, _ = data.load_mnist("test")
-    out = tmp_path / "out"
-    out.mkdir()
-    # a live process of another worker holds shard 1's claim: this worker leaves it alone
-    other = {"worker": 1, "host": socket.gethostname(), "pid": os.getppid()}
-    (out / ".claim-00001").write_text(json.dumps(other))
-    result = shards.explain_split(explainer, x[:30], out, shard_size=10, verbose=0, num_workers=1)
-    assert (result["shards_written"], result["shards_skipped"]) == (2, 1)
-    assert not (out / shards.shard_name(1)).exists()
-    # a live process of the same worker index on this host: refuse to run twice
-    (out / ".claim-00001").write_text(json.dumps({**other, "worker": 0}))
-    with pytest.raises(ValueError, match="`worker_index` 0 is already running"):
-        shards.explain_split(explainer, x[:30], out, shard_size=10, verbose=0)
-    # a dead one's claim is released and its shard redone
-    (out / ".claim-00001").write_text(json.dumps({**other, "worker": 0, "pid": 2**22 + 12345}))
-    result = shards.explain_split(explainer, x[:30], out, shard_size=10, verbose=0)
-    assert (result["shards_kept"], result["shards_written"]) == (2, 1)
-    assert not list(out.glob(".claim-*"))
+    capsys.readouterr()
+    shards.explain_split(explainer, x[:12], tmp_path / "a", shard_size=6, batch_size=4, verbose=1)
+    shown = capsys.readouterr().out
+    assert "12/12" in shown and "image" in shown  # Keras's Progbar: images done, the rate per image
+    shards.explain_split(explainer, x[:12], tmp_path / "b", shard_size=6, batch_size=4, verbose=0)
+    assert capsys.readouterr().out == ""

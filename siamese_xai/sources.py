@@ -1,0 +1,161 @@
+"""Where the images of an explain-split folder come from: small picklable descriptions of a data set.
+
+Each source has `describe()` (the JSON the manifest records as `source`),
+`load()` (every image and label: `(n, H, W, C)` float32 in [0, 1], `(n,)`
+int64) and `read(start, stop)` (images `start..stop-1` only, what a worker of
+`siamese_xai.beam` reads). `from_description` rebuilds a source from a
+manifest's `source`, so that `siamese_xai.report` can draw the images.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+
+import numpy as np
+
+
+class MnistSource:
+    """MNIST's `split` (tensorflow-datasets, or the raw IDX files in `data_dir`), the first `limit` images.
+
+    Workers read their slice with tfds's split slicing (`"test[500:1000]"`),
+    so none of them reads more than its shard.
+    """
+
+    def __init__(self, split: str = "test", data_dir=None, limit: int | None = None):
+        self.split, self.data_dir, self.limit = split, None if data_dir is None else str(data_dir), limit
+
+    def describe(self) -> dict:
+        return {"dataset": "mnist", "split": self.split, "limit": self.limit}
+
+    def load(self):
+        from siamese_xai import data
+
+        x, y = data.load_mnist(self.split, self.data_dir)
+        return (x, y) if self.limit is None else (x[: self.limit], y[: self.limit])
+
+    def read(self, start: int, stop: int):
+        from siamese_xai import data
+
+        if self.data_dir is not None and data.has_mnist_idx(self.data_dir, self.split):
+            x, y = data.load_mnist(self.split, self.data_dir)
+            return x[start:stop], y[start:stop]
+        return data.load_mnist_slice(self.split, start, stop, self.data_dir or os.environ.get("TFDS_DATA_DIR"))
+
+
+@functools.lru_cache(maxsize=2)
+def _folder_images(folder, split, image_size, test_fraction, seed):
+    from siamese_xai.datasets import load_dataset
+
+    x, y, _ = load_dataset(data_dir=folder, split=split, image_size=image_size, test_fraction=test_fraction, seed=seed)
+    return x, y
+
+
+class ImageFolderSource:
+    """An image folder as `siamese_xai.datasets.load_dataset` reads it (`DIR/<class>/<image>`, or train/ and test/).
+
+    A worker reads the folder's split once per process (cached) and takes its
+    shards from it: the split's order and its stratified test share depend on
+    every file name, which only a listing of the whole folder gives.
+    """
+
+    def __init__(self, folder, split: str = "test", image_size=None, test_fraction: float = 0.2, seed: int = 0):
+        self.folder, self.split = str(folder), split
+        self.image_size = None if image_size is None else tuple(image_size)
+        self.test_fraction, self.seed = float(test_fraction), int(seed)
+
+    def _all(self):
+        return _folder_images(self.folder, self.split, self.image_size, self.test_fraction, self.seed)
+
+    def describe(self) -> dict:
+        return {"image_folder": os.path.abspath(self.folder), "split": self.split,
+                "image_size": None if self.image_size is None else list(self.image_size),
+                "test_fraction": self.test_fraction, "seed": self.seed}
+
+    def load(self):
+        return self._all()
+
+    def read(self, start: int, stop: int):
+        x, y = self._all()
+        return x[start:stop], y[start:stop]
+
+
+class TFRecordSource:
+    """`tf.train.Example` records: an encoded image (PNG, JPEG, ...) under `image_key`, an int64 `label_key`.
+
+    Args:
+        pattern: a file or glob (files read in sorted order), or a list of files (read in that order).
+        image_shape: `(H, W, C)`; images are decoded to C channels and must be H x W.
+        image_key: the feature holding the encoded image bytes.
+        label_key: the feature holding the label (-1 where absent), or None.
+    """
+
+    def __init__(self, pattern, image_shape, image_key: str = "image", label_key: str | None = "label"):
+        self.pattern = [str(p) for p in pattern] if isinstance(pattern, (list, tuple)) else str(pattern)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.image_key, self.label_key = image_key, label_key
+
+    def _files(self):
+        if isinstance(self.pattern, list):
+            missing = [p for p in self.pattern if not os.path.isfile(p)]
+            if missing:
+                raise FileNotFoundError(f"`pattern` names TFRecord files that do not exist: {missing[:3]}")
+            return list(self.pattern)
+        found = sorted(glob.glob(self.pattern))
+        if not found:
+            raise FileNotFoundError(f"`pattern` {self.pattern!r} matches no TFRecord file")
+        return found
+
+    def describe(self) -> dict:
+        return {"tfrecord": [os.path.abspath(f) for f in self._files()], "image_shape": list(self.image_shape),
+                "image_key": self.image_key,
+                "label_key": self.label_key}
+
+    def _read(self, start=0, stop=None):
+        import tensorflow as tf
+
+        dataset = tf.data.TFRecordDataset(self._files()).skip(start)
+        if stop is not None:
+            dataset = dataset.take(stop - start)
+        spec = {self.image_key: tf.io.FixedLenFeature([], tf.string)}
+        if self.label_key is not None:
+            spec[self.label_key] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+        images, labels = [], []
+        for record in dataset:
+            example = tf.io.parse_single_example(record, spec)
+            image = tf.io.decode_image(example[self.image_key], channels=self.image_shape[-1], expand_animations=False)
+            if tuple(image.shape) != self.image_shape:
+                raise ValueError(f"a record of {self.pattern!r} holds an image of shape {tuple(image.shape)}; "
+                                 f"`image_shape` is {self.image_shape}")
+            images.append(image.numpy())
+            labels.append(int(example[self.label_key]) if self.label_key is not None else -1)
+        x = (np.stack(images) if images else np.zeros((0,) + self.image_shape, np.uint8)).astype(np.float32) / 255.0
+        return x, np.asarray(labels, np.int64)
+
+    def load(self):
+        return self._read()
+
+    def read(self, start: int, stop: int):
+        return self._read(start, stop)
+
+
+def from_description(source: dict, data_dir=None):
+    """The source a manifest's `source` describes.
+
+    Args:
+        source: the manifest's `source` dict.
+        data_dir: MNIST's location (for `{"dataset": "mnist", ...}`), or None.
+
+    Raises:
+        ValueError: the description names no known source (e.g. images passed as an array).
+    """
+    source = source or {}
+    if source.get("dataset") == "mnist":
+        return MnistSource(source.get("split", "test"), data_dir, source.get("limit"))
+    if "image_folder" in source:
+        return ImageFolderSource(source["image_folder"], source.get("split", "test"), source.get("image_size"),
+                                 source.get("test_fraction", 0.2), source.get("seed", 0))
+    if "tfrecord" in source:
+        return TFRecordSource(source["tfrecord"], source["image_shape"], source.get("image_key", "image"), source.get("label_key", "label"))
+    raise ValueError(f"`source` must describe MNIST, an image folder or TFRecord files. Received: source={source!r}")

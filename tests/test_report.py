@@ -1,0 +1,141 @@
+"""The HTML gallery of an explain-split folder (siamese_xai.report), driven in headless Chromium."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from siamese_xai import cli, report, shards
+
+
+def test_summary_counts_confusion_and_margins_by_hand():
+    results = {
+        "label": np.array([0, 1, 1, 2, -1]),
+        "predicted_class": np.array([0, 1, 2, 2, 0]),
+        "distances": np.array([[0.1, 0.5, 0.3], [0.4, 0.2, 0.9], [0.6, 0.5, 0.45], [1.0, 1.0, 0.0], [0.2, 0.7, 0.3]]),
+    }
+    s = report.summarize(results, 3)
+    np.testing.assert_array_equal(s["true_counts"], [1, 2, 1])  # the unlabelled image is not counted
+    np.testing.assert_array_equal(s["predicted_counts"], [2, 1, 2])
+    np.testing.assert_array_equal(s["confusion"], [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+    assert s["accuracy"] == pytest.approx(3 / 4)
+    np.testing.assert_allclose(s["margin"], [0.2, 0.2, 0.05, 1.0, 0.1])  # 2nd nearest minus nearest
+    np.testing.assert_allclose(s["distance"], [0.1, 0.2, 0.45, 0.0, 0.2])
+
+
+def test_tiles_show_input_mask_and_signed_change():
+    images = np.zeros((2, 4, 5, 1), np.float32)
+    images[1] = 1.0
+    masks = np.zeros((2, 4, 5, 1), bool)
+    masks[0, 1, 2] = True
+    change = np.zeros((2, 4, 5, 1), np.float32)
+    change[0, 0, 0], change[0, 3, 4] = 2.0, -1.0
+    t = report.tiles(images, masks, change)
+    assert t.shape == (2, 4, 17, 3)
+    np.testing.assert_array_equal(t[1, :, :5], 1.0)  # the white input
+    np.testing.assert_array_equal(t[:, :, 5], 1.0)  # the gap
+    assert t[0, 1, 6 + 2, 0] > 0.6 > t[0, 1, 6 + 2, 2]  # the masked pixel is red over black
+    np.testing.assert_array_equal(t[0, 0, 6:11][[0, 1, 3, 4]], 0.0)  # unmasked black stays black
+    red, blue = t[0, 0, 12], t[0, 3, 16]  # +max: the colour map's (dark) red end; -max / 2: blue
+    assert red[0] > max(red[1], red[2]) and blue[2] > max(blue[0], blue[1])
+
+
+@pytest.fixture(scope="module")
+def split_dir(tiny_run, tmp_path_factory):
+    from siamese_xai import data
+    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+
+    explainer = SiameseExplainer.from_run(tiny_run[0], ExplainConfig.tiny())
+    x, y = data.load_mnist("test")
+    out = tmp_path_factory.mktemp("split")
+    shards.explain_split(explainer, x[:150], out, labels=y[:150], shard_size=64, verbose=0,
+                         source={"dataset": "mnist", "split": "test", "limit": 150})
+    return out
+
+
+def test_max_items_keeps_the_misclassified_then_the_smallest_margins(split_dir, tmp_path):
+    import json
+
+    page = report.write_report(split_dir, tmp_path / "k.html", limit=10)
+    data = json.loads(page.read_text().split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    results = shards.load_split_results(split_dir)
+    margin = report.margins(results["distances"])
+    wrong = results["label"] != results["predicted_class"]
+    expected = sorted(np.lexsort((margin, ~wrong))[:10].tolist())
+    assert [item[0] for item in data["items"]] == [int(results["index"][i]) for i in expected]
+    assert [item[5] for item in data["items"]] == list(range(10))  # their places in the sprite sheet
+    assert sum(wrong[expected]) == min(10, int(wrong.sum()))
+
+
+def _chromium():
+    """A headless Chromium driven by Selenium, from the distribution's packages (never downloaded)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [test] extra")
+    browser, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not (browser and driver):
+        message = "headless Chromium is needed: apt-get install -y chromium chromium-driver (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+
+
+@pytest.mark.slow
+def test_gallery_page_in_headless_chromium(split_dir, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    page = tmp_path / "gallery.html"
+    assert cli.main(["report", str(split_dir), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # nothing fetched: no server, no network
+    results = shards.load_split_results(split_dir)
+    wrong = int(((results["label"] != results["predicted_class"])).sum())
+    assert 0 < wrong < 150  # the tiny run errs sometimes, so the filter has something to show
+
+    browser = _chromium()
+    try:
+        browser.get(page.as_uri())
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        items = browser.find_elements(By.CSS_SELECTOR, "#gallery .item")
+        assert len(items) == min(150, report.PAGE_SIZE)
+        assert browser.find_element(By.ID, "count").text == f"{report.PAGE_SIZE} of 150 shown"
+        browser.find_element(By.ID, "more").click()
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery .item")) == 150
+
+        def margins():
+            return [float(e.get_attribute("data-margin")) for e in browser.find_elements(By.CSS_SELECTOR, "#gallery .item")]
+
+        before = margins()
+        Select(browser.find_element(By.ID, "sort")).select_by_value("margin-asc")
+        after = margins()
+        # reordered, smallest margin first (a new order shows the first page again)
+        assert after == sorted(before)[:report.PAGE_SIZE] and after != before[:report.PAGE_SIZE]
+
+        browser.find_element(By.ID, "wrong").click()  # misclassified: one click
+        shown = browser.find_elements(By.CSS_SELECTOR, "#gallery .item")
+        assert len(shown) == wrong
+        assert all(e.get_attribute("data-true") != e.get_attribute("data-pred") for e in shown)
+        Select(browser.find_element(By.ID, "true")).select_by_value("7")
+        assert all(e.get_attribute("data-true") == "7" for e in browser.find_elements(By.CSS_SELECTOR, "#gallery .item"))
+
+        browser.find_element(By.ID, "reset").click()
+        browser.find_element(By.ID, "near").click()  # near the boundary: one click
+        assert margins()[:5] == sorted(before)[:5]
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+        shot = tmp_path / "gallery.png"
+        assert browser.save_screenshot(str(shot))
+    finally:
+        browser.quit()
+    pixels = np.asarray(Image.open(shot).convert("RGB"), np.float32)
+    assert pixels.shape[0] >= 800 and pixels.shape[1] >= 1300  # the viewport of a 1400 x 1000 window
+    # not blank: many colours, and a real spread of brightness
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50 and pixels.std() > 20
