@@ -205,3 +205,36 @@ def render_band_table(own: dict, seeds_record: dict | None, min_seeds: int = MIN
             f"{'—' if ok is None else ('yes' if ok else '**no**')} |"
         )
     return lines + [""]
+
+
+def render_claims_table(claims: dict | None, seeds_record: dict | None, min_seeds: int = MIN_SEEDS) -> list:
+    """Markdown lines: one verdict row per paper claim, for this run and across seeds (see reproduce/claims.py)."""
+    lines = ["## The paper's claims as statistics", ""]
+    if not claims:
+        return lines + ["No figures/claims.json: run `reproduce/claims.py` (part of `make reproduce`).", ""]
+    per_image = claims.get("per_image", {})
+    lines += [
+        "Computed by reproduce/claims.py by the rules in its docstring, declared before any number was seen: masks "
+        "scored against class differences of the mean training images (data, not the decoder g), paired tests, "
+        f"Holm's correction over the three claims. This run: {len(per_image.get('correct_index', []))} correctly "
+        f"classified images of a fixed subset of {claims.get('subset_size')} test images and all "
+        f"{len(per_image.get('confused_index', []))} misclassified test images.",
+        "",
+    ]
+    enough = bool(seeds_record) and len(seeds_record.get("seeds_done", [])) >= min_seeds
+    lines += ["| claim | measure | this run: value [95% CI], n | Holm p | this run | seeds | across seeds |",
+              "|---|---|---|---|---|---|---|"]
+    for name in CLAIM_NAMES:
+        c = claims["claims"][name]
+        if enough:
+            s = seeds_record["claims"][name]
+            by_seed = ", ".join(f"{seed}: {v}" for seed, v in s["verdicts"].items())
+            overall = s["verdict"]
+        else:
+            done = len(seeds_record.get("seeds_done", [])) if seeds_record else 0
+            by_seed, overall = f"{done} of {min_seeds} seeds done", "not shown (no seed band yet)"
+        lines.append(
+            f"| {c['statement']} | {c['measure']} | {c['effect']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}], "
+            f"n = {c['n']} | {c['p_holm']:.2g} | {c['verdict']} | {by_seed} | **{overall}** |"
+        )
+    return lines + [""]
