@@ -161,3 +161,20 @@ def test_two_tiny_seeds_resume_after_an_interruption_and_summarise(tmp_path, mon
     assert per_seed[1]["metrics.alignment_sse"] != per_seed[2]["metrics.alignment_sse"]
     assert set(record["claims"]) == set(bands.CLAIM_NAMES)
     assert record["claims"]["fig8"]["verdict"] == "not shown (2 of 5 seeds)"  # never a verdict from two seeds
+
+
+def test_claims_table_has_one_verdict_row_per_claim_from_the_json():
+    claim = lambda v, e: {"statement": f"claim {v}", "measure": "m", "effect": e, "ci95": [e - 0.1, e + 0.1], "n": 40,
+                          "p_holm": 0.001, "verdict": v}
+    claims = {"claims": {"fig4_7": claim("holds", 0.3), "fig8": claim("does not hold", 0.2), "fig9": claim("not shown", 0.0)},
+              "per_image": {"correct_index": [0] * 40, "confused_index": [1] * 7}, "subset_size": 50}
+    seeds = {"seeds_done": [1, 2, 3, 4, 5], "claims": {
+        name: {"verdicts": {str(s): "holds" for s in range(1, 6)}, "verdict": f"overall {name}"} for name in bands.CLAIM_NAMES}}
+    rows = [line for line in bands.render_claims_table(claims, seeds) if line.startswith("| claim ")][1:]  # after the header
+    assert len(rows) == 3
+    assert rows[0].startswith("| claim holds | m | 0.300 [0.200, 0.400], n = 40 | 0.001 | holds |")
+    assert rows[1].endswith("| **overall fig8** |")
+    assert "40 correctly classified images of a fixed subset of 50 test images and all 7 misclassified" in "\n".join(
+        bands.render_claims_table(claims, seeds))
+    few = bands.render_claims_table(claims, {"seeds_done": [1, 2], "claims": seeds["claims"]})
+    assert all(line.endswith("| **not shown (no seed band yet)** |") for line in few[-4:-1])
