@@ -178,3 +178,33 @@ def test_claims_table_has_one_verdict_row_per_claim_from_the_json():
         bands.render_claims_table(claims, seeds))
     few = bands.render_claims_table(claims, {"seeds_done": [1, 2], "claims": seeds["claims"]})
     assert all(line.endswith("| **not shown (no seed band yet)** |") for line in few[-4:-1])
+
+
+def _fake_seed_record(seed):
+    return {"quantities": {"metrics.prototype_accuracy": 0.99 + seed / 1000, "fig8.mask_on_ink": 0.1 * seed},
+            "claims": {name: {"verdict": "holds", "effect": 0.1 * seed} for name in bands.CLAIM_NAMES},
+            "figures": {"fig4": seed}, "explain_config": {"q": 100}}
+
+
+def test_run_seeds_skips_finished_seeds_and_trains_the_others_with_their_seed(tmp_path, monkeypatch):
+    """The bookkeeping of `make seeds` without training: finished seeds are read, the others trained with their seed."""
+    import seeds
+    from siamese_xai import files, training
+    from siamese_xai.config import TrainConfig
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    files.write_json(work / "seed-1" / seeds.QUANTITIES_FILE, _fake_seed_record(1))
+    trained = []
+    monkeypatch.setattr(training, "train_run", lambda config, run_dir, **kw: trained.append((config.seed, str(run_dir))))
+    monkeypatch.setattr(seeds, "seed_record", lambda run_dir, *a, **kw: _fake_seed_record(int(str(run_dir)[-1])))
+    record = seeds.run_seeds([1, 2, 3, 4, 5], work, out, TrainConfig.tiny(), verbose=0)
+    assert trained == [(s, str(work / f"seed-{s}")) for s in (2, 3, 4, 5)]  # seed 1 was finished
+    assert record["seeds_done"] == [1, 2, 3, 4, 5] and record == files.read_json(out / "seeds.json")
+    acc = record["quantities"]["metrics.prototype_accuracy"]
+    assert acc["mean"] == pytest.approx(0.993) and (acc["min"], acc["max"]) == pytest.approx((0.991, 0.995))
+    assert record["claims"]["fig8"] == {"verdicts": {str(s): "holds" for s in range(1, 6)},
+                                        "effects": {str(s): pytest.approx(0.1 * s) for s in range(1, 6)}, "verdict": "holds"}
+    assert "seed" not in record["train_config"]  # the seed is what varies
+    trained.clear()
+    seeds.run_seeds([1, 2, 3, 4, 5], work, out, TrainConfig.tiny(), verbose=0)
+    assert trained == []  # a rerun only collects
