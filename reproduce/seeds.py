@@ -66,7 +66,7 @@ def seed_record(run_dir, data_dir=None, explain_config=None, subset_size=None, r
 
 
 def run_seeds(seeds, work, out, train_config, data_dir=None, explain_config=None, subset_size=None,
-              reference_n: int = 20000, verbose: int = 1) -> dict:
+              reference_n: int = 20000, verbose: int = 1, collect_only: bool = False) -> dict:
     """Trains (or resumes) and measures every seed, then writes OUT/seeds.json; returns its record.
 
     Args:
@@ -78,17 +78,20 @@ def run_seeds(seeds, work, out, train_config, data_dir=None, explain_config=None
         explain_config: the explainer's config (None: the paper's).
         subset_size: the claims' test subset (None: claims.SUBSET_SIZE).
         reference_n: N of the convergence check's reference.
+        collect_only: summarise the finished seeds and train none (`seeds_done` says which).
     """
     import bands
     from siamese_xai import files, training
 
-    per_seed = {}
+    per_seed, summary = {}, None
     for seed in seeds:
         run_dir = os.path.join(work, f"seed-{seed}")
         path = os.path.join(run_dir, QUANTITIES_FILE)
         if os.path.exists(path):
             if verbose:
                 print(f"seed {seed}: {path} exists, skipping")
+        elif collect_only:
+            continue
         else:
             if verbose:
                 print(f"seed {seed}: training {run_dir}", flush=True)
@@ -123,15 +126,16 @@ def main():
     parser.add_argument("--out", default="figures", help="where seeds.json goes")
     parser.add_argument("--data-dir", help="MNIST's location (default: $TFDS_DATA_DIR)")
     parser.add_argument("--tiny", action="store_true", help="TrainConfig.tiny() and small explanations (tests)")
+    parser.add_argument("--collect", action="store_true", help="only summarise the seeds already finished; train none")
     args = parser.parse_args()
     from siamese_xai.config import TrainConfig
     from siamese_xai.explain import ExplainConfig
 
     if args.tiny:
         run_seeds(args.seeds, args.work, args.out, TrainConfig.tiny(), args.data_dir, ExplainConfig.tiny(),
-                  subset_size=100, reference_n=256, verbose=0)
+                  subset_size=100, reference_n=256, verbose=0, collect_only=args.collect)
     else:
-        run_seeds(args.seeds, args.work, args.out, TrainConfig.paper(), args.data_dir)
+        run_seeds(args.seeds, args.work, args.out, TrainConfig.paper(), args.data_dir, collect_only=args.collect)
     print(f"seeds -> {args.out}/seeds.json")
 
 

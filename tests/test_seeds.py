@@ -197,6 +197,9 @@ def test_run_seeds_skips_finished_seeds_and_trains_the_others_with_their_seed(tm
     trained = []
     monkeypatch.setattr(training, "train_run", lambda config, run_dir, **kw: trained.append((config.seed, str(run_dir))))
     monkeypatch.setattr(seeds, "seed_record", lambda run_dir, *a, **kw: _fake_seed_record(int(str(run_dir)[-1])))
+    partial = seeds.run_seeds([1, 2, 3, 4, 5], work, out, TrainConfig.tiny(), verbose=0, collect_only=True)
+    assert trained == [] and partial["seeds_done"] == [1] and partial["seeds_planned"] == [1, 2, 3, 4, 5]
+    assert partial["claims"]["fig8"]["verdict"] == "not shown (1 of 5 seeds)"
     record = seeds.run_seeds([1, 2, 3, 4, 5], work, out, TrainConfig.tiny(), verbose=0)
     assert trained == [(s, str(work / f"seed-{s}")) for s in (2, 3, 4, 5)]  # seed 1 was finished
     assert record["seeds_done"] == [1, 2, 3, 4, 5] and record == files.read_json(out / "seeds.json")
