@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-fast reproduce clean bench evaluate digits .force
+.PHONY: setup test test-fast reproduce clean bench evaluate digits seeds .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,9 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 # The paper's reproduction end to end: train, Figs. 4-9 and two more, the report.
+# The last lines say, per quantity, whether this run falls inside the band across seeds (figures/seeds.json).
 reproduce: setup figures/REPORT.md
+	$(RUN_PY) reproduce/report.py --run $(RUN) --out figures --check-band
 
 $(RUN)/metrics.json: $(FORCE_DEP) | $(VENV)/.installed
 	$(RUN_PY) reproduce/train.py --out $(RUN) $(TRAIN_FLAGS)
@@ -51,7 +53,11 @@ $(RUN)/metrics.json: $(FORCE_DEP) | $(VENV)/.installed
 figures/%.png: reproduce/%.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed
 	$(RUN_PY) $< --run $(RUN) --out figures
 
-figures/REPORT.md: reproduce/report.py $(FIGS) $(FORCE_DEP) | $(VENV)/.installed
+# The paper's figure claims as tests over many test images (reproduce/claims.py's docstring has the rules).
+figures/claims.json: reproduce/claims.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed
+	$(RUN_PY) reproduce/claims.py --run $(RUN) --out figures
+
+figures/REPORT.md: reproduce/report.py $(FIGS) figures/claims.json $(FORCE_DEP) | $(VENV)/.installed
 	$(RUN_PY) reproduce/report.py --run $(RUN) --out figures
 
 # The evaluation on MNIST and the two synthetic sets against baselines and model-free orderings, after the
@@ -64,6 +70,10 @@ evaluate: setup $(RUN)/metrics.json
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup
 	$(RUN_PY) reproduce/digits.py --work runs/digits --out figures
+
+# The whole reproduction with training seeds 1-5 (one full training each; resumable: rerun after an interruption).
+seeds: setup
+	$(RUN_PY) reproduce/seeds.py --work runs/seeds --out figures
 
 bench: setup
 	$(RUN_PY) benchmarks/bench_speed.py --run $(RUN)

@@ -180,7 +180,11 @@ def explanation_record(explanation, index: int, true_class: int, recon_sse: floa
 
 
 def class_difference_shares(mask, decoded_k, decoded_l) -> dict:
-    """How much of a mask lies where the decoded prototypes of two classes differ most.
+    """How much of a mask lies where the decoded prototypes of two classes differ most (a diagnostic).
+
+    Circular as evidence for the method: the mask comes from decoding with g, and
+    g(c_k) - g(c_l) are g's own class templates. The paper's claims are judged in
+    reproduce/claims.py against the data's class means instead.
 
     The paper reads Figs. 4-9 as showing what makes the digit its class and
     not another; this measures it. With q = mask.sum(), the q pixels of largest
@@ -329,7 +333,8 @@ def _difference_text(record: dict, good: list) -> str:
         return "."
     mean = lambda key: np.mean([f["class_difference"][key] for f in good if "class_difference" in f])
     return (
-        f". Of its mask, {d['share_in_top_abs']:.0%} lies among the q pixels where g(c_{d['k']}) and g(c_{d['l']}) "
+        f". Diagnostic only (g's own class templates judge a mask that g made, so this cannot support the claim; "
+        f"the verdicts are in the claims table below): of its mask, {d['share_in_top_abs']:.0%} lies among the q pixels where g(c_{d['k']}) and g(c_{d['l']}) "
         f"differ most and {d['share_in_top_k_over_l']:.0%} among the q where g(c_{d['k']}) is the brighter "
         f"(ink of {d['k']} that {d['l']} lacks); a random mask: {d['chance']:.0%}; Figs. 4-7 against their own "
         f"runner-up class: {mean('share_in_top_abs'):.0%} and {mean('share_in_top_k_over_l'):.0%} on average."

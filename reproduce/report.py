@@ -5,8 +5,13 @@ Command (the last step of `make reproduce`):
     .venv/bin/python reproduce/report.py --run runs/paper --out figures
 
 Run time: a few seconds. Reads runs/paper/metrics.json, runs/paper/config.json
-and figures/*.json (written by the figure scripts) and writes
-figures/REPORT.md.
+and figures/*.json (written by the figure scripts, reproduce/claims.py and, if
+present, reproduce/seeds.py) and writes figures/REPORT.md.
+
+    .venv/bin/python reproduce/report.py --run runs/paper --out figures --check-band
+
+prints instead, for every quantity, whether this run falls inside the band
+across training seeds of figures/seeds.json (the last lines of `make reproduce`).
 """
 
 import argparse
@@ -20,15 +25,24 @@ def main():
     parser.add_argument("--run", default="runs/paper")
     parser.add_argument("--out", default="figures")
     parser.add_argument("--reproduce-seconds", type=float, help="wall time of the whole `make reproduce`, if measured")
+    parser.add_argument("--check-band", action="store_true", help="print this run against the seed band; write nothing")
     args = parser.parse_args()
+    import bands
     import paper
     from siamese_xai import files, runs
 
+    optional = lambda name: files.read_json(os.path.join(args.out, name)) if os.path.exists(os.path.join(args.out, name)) else None
     metrics = files.read_json(os.path.join(args.run, runs.METRICS_FILE))
-    config = files.read_json(os.path.join(args.run, runs.CONFIG_FILE))
     figures = [files.read_json(os.path.join(args.out, f"{spec.name}.json")) for spec in paper.PAPER_FIGURES]
     convergence = files.read_json(os.path.join(args.out, "convergence.json"))
+    claims, seeds = optional("claims.json"), optional("seeds.json")
+    own = bands.run_quantities(metrics, figures, convergence, claims)
+    if args.check_band:
+        print("\n".join(bands.check_lines(own, seeds or {})))
+        return
+    config = files.read_json(os.path.join(args.run, runs.CONFIG_FILE))
     text = paper.render_report(metrics, config, figures, convergence, paper.machine_description())
+    text = text.rstrip("\n") + "\n\n" + "\n".join(bands.render_claims_table(claims, seeds) + bands.render_band_table(own, seeds))
     with files.atomic_path(os.path.join(args.out, "REPORT.md")) as tmp:
         tmp.write_text(text)
     print(f"report -> {args.out}/REPORT.md")

@@ -113,6 +113,7 @@ def test_report_renders_every_figure_and_the_run_numbers():
     fig9_row = next(line for line in text.splitlines() if line.startswith("| Fig. 9"))
     assert "60% lies among the q pixels where g(c_9) and g(c_4) differ most and 30% among" in fig9_row
     assert "a random mask: 13%" in fig9_row and "25% and 12% on average" in fig9_row
+    assert "Diagnostic only (g's own class templates" in fig9_row  # never quoted as evidence for the claim
 
 
 def test_class_difference_shares_by_hand():

@@ -1,0 +1,213 @@
+"""The band across training seeds (reproduce/bands.py) and `make seeds` (reproduce/seeds.py) on tiny configs."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# reproduce/ is the reproduction harness: its scripts import each other by module name
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))
+
+import bands  # noqa: E402
+
+
+def test_band_is_the_prediction_interval_by_hand():
+    out = bands.band([1, 2, 3, 4, 5])
+    # sd = sqrt(2.5); t_{0.975, 4} = 2.776445; half = 2.776445 * sqrt(2.5) * sqrt(1.2) = 2.776445 * sqrt(3)
+    half = 2.7764451051977987 * math.sqrt(3.0)
+    assert (out["n"], out["mean"], out["min"], out["max"]) == (5, 3.0, 1.0, 5.0)
+    assert out["sd"] == pytest.approx(math.sqrt(2.5))
+    assert out["band"] == pytest.approx([3.0 - half, 3.0 + half])
+    assert bands.band([7.0]) == {"n": 1, "mean": 7.0, "min": 7.0, "max": 7.0, "sd": None, "band": None}
+    with pytest.raises(ValueError, match="at least one seed"):
+        bands.band([])
+
+
+def test_inside_counts_the_edges_and_a_zero_width_band():
+    s = bands.band([1, 2, 3, 4, 5])
+    assert bands.inside(s["band"][1], s) and bands.inside(3.0, s)
+    assert not bands.inside(s["band"][1] + 1e-6, s)
+    flat = bands.band([41.29] * 5)  # a data-only quantity: equal on every seed
+    assert bands.inside(41.29, flat) and not bands.inside(41.3, flat)
+    assert bands.inside(1.0, bands.band([1.0])) is None
+
+
+def _record(seeds_values):
+    per_seed = {s: {"metrics.prototype_accuracy": v, "fig8.mask_on_ink": v / 10} for s, v in seeds_values.items()}
+    return {"seeds_done": sorted(per_seed), "quantities": bands.summarise(per_seed)}
+
+
+def test_summarise_keeps_values_by_seed_and_common_quantities_only():
+    per_seed = {1: {"a": 1.0, "b": 2.0}, 2: {"a": 3.0}}
+    out = bands.summarise(per_seed)
+    assert list(out) == ["a"]
+    assert out["a"]["values"] == {"1": 1.0, "2": 3.0} and out["a"]["mean"] == 2.0
+
+
+def test_check_lines_needs_five_seeds_and_says_inside_or_outside():
+    few = _record({1: 0.99, 2: 0.991})
+    assert bands.check_lines({"metrics.prototype_accuracy": 0.99}, few) == [
+        "seed band: not available (2 of the 5 seeds needed are in seeds.json)"
+    ]
+    record = _record({1: 0.990, 2: 0.991, 3: 0.992, 4: 0.989, 5: 0.990})
+    lines = bands.check_lines({"metrics.prototype_accuracy": 0.9905, "fig8.mask_on_ink": 0.5}, record)
+    assert len(lines) == 2
+    assert lines[0].startswith("OUTSIDE fig8.mask_on_ink = 0.5;")
+    assert lines[1].startswith("inside  metrics.prototype_accuracy = 0.9905;")
+
+
+def test_across_seeds_verdict():
+    assert bands.across_seeds_verdict(["holds"] * 5) == "holds"
+    assert bands.across_seeds_verdict(["does not hold"] * 6) == "does not hold"
+    assert bands.across_seeds_verdict(["holds"] * 4 + ["not shown"]) == "not shown (seeds disagree: 4 holds, 1 not shown)"
+    assert bands.across_seeds_verdict(["holds"] * 4) == "not shown (4 of 5 seeds)"
+
+
+def _figure(name, sse, ink):
+    return {"figure": name, "recon_sse": sse, "nearest_prototypes": [{"class": 1, "distance": 0.1}], "sigma": 1e-4,
+            "mask_on_ink": ink, "class_difference": {"share_in_top_abs": 0.2, "share_in_top_k_over_l": 0.3}}
+
+
+def test_run_quantities_names_every_report_number():
+    metrics = {"prototype_accuracy": 0.99, "recon_sse_decoder": 38.8, "seconds": {"snn": 80.0}}
+    figures = [_figure(f"fig{i}", 10.0 * i, 0.1 * (i - 3)) for i in range(4, 10)]
+    claims = {"claims": {n: {"effect": 0.5} for n in bands.CLAIM_NAMES}}
+    out = bands.run_quantities(metrics, figures, {"iou_mean": {"50": 0.9, "500": 0.97, "5000": 0.98}}, claims)
+    assert out["metrics.prototype_accuracy"] == 0.99 and "metrics.seconds" not in out  # wall times left out
+    assert out["fig8.recon_sse"] == 80.0 and out["fig9.share_in_top_k_over_l"] == 0.3
+    assert out["figs4_7.mask_on_ink"] == pytest.approx(np.mean([0.1, 0.2, 0.3, 0.4]))
+    assert out["convergence.iou_500"] == 0.97 and out["claims.fig9.effect"] == 0.5
+    assert len(out) == 2 + 6 * 6 + 1 + 3 + 3
+
+
+def test_tables_show_no_band_from_too_few_seeds():
+    text = "\n".join(bands.render_band_table({"metrics.prototype_accuracy": 0.99}, _record({1: 0.99})))
+    assert "No band yet: seeds.json holds 1 of the 5" in text
+    record = _record({1: 0.990, 2: 0.991, 3: 0.992, 4: 0.989, 5: 0.990})
+    table = bands.render_band_table({"metrics.prototype_accuracy": 0.9905, "fig8.mask_on_ink": 0.5}, record)
+    row = next(line for line in table if "fig8.mask_on_ink" in line)
+    assert row.endswith("| **no** |")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_two_tiny_seeds_resume_after_an_interruption_and_summarise(tmp_path, monkeypatch):
+    """Seed 1 finishes; seed 2 is interrupted inside its Siamese stage; the rerun skips 1 and resumes 2.
+
+    The interruption is an exception raised after global step 25 (the tiny config
+    checkpoints every 10 steps), in this process; a SIGKILL of a real training
+    process is tested in tests/test_training.py.
+    """
+    import inspect
+
+    import seeds
+    from siamese_xai import training
+    from siamese_xai.config import TrainConfig
+    from siamese_xai.explain import ExplainConfig
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    kwargs = dict(explain_config=ExplainConfig.tiny(), subset_size=100, reference_n=256, verbose=0)
+    seeds.run_seeds([1], work, out, TrainConfig.tiny(), **kwargs)
+    first = (work / "seed-1" / seeds.QUANTITIES_FILE).read_bytes()
+
+    real_fit, signature, steps = training.fit, inspect.signature(training.fit), []
+
+    def fit_stopping_at(stop):
+        def fit(*args, **kw):
+            bound = signature.bind(*args, **kw)
+            name = bound.arguments["stage"].name
+
+            def on_step(global_step, values):
+                steps.append((name, global_step))
+                if (name, global_step) == stop:
+                    raise _Interrupted
+
+            bound.arguments["on_step"] = on_step
+            return real_fit(*bound.args, **bound.kwargs)
+
+        return fit
+
+    monkeypatch.setattr(training, "fit", fit_stopping_at(("snn", 25)))
+    with pytest.raises(_Interrupted):
+        seeds.run_seeds([1, 2], work, out, TrainConfig.tiny(), **kwargs)
+    assert not (work / "seed-2" / seeds.QUANTITIES_FILE).exists()
+    assert json.loads((out / "seeds.json").read_text())["seeds_done"] == [1]  # seed 1 was skipped, not redone
+
+    steps.clear()
+    monkeypatch.setattr(training, "fit", fit_stopping_at(None))
+    record = seeds.run_seeds([1, 2], work, out, TrainConfig.tiny(), **kwargs)
+    assert (work / "seed-1" / seeds.QUANTITIES_FILE).read_bytes() == first
+    snn_steps = [s for name, s in steps if name == "snn"]
+    assert snn_steps[0] == 21  # from the checkpoint at step 20, not from the start
+    assert [s["stage"] for s in training.read_sessions(work / "seed-2")] == ["snn", "autoencoder", "decoder"]
+    assert training.read_sessions(work / "seed-2")[0]["restored_from"] == "ckpt-20"
+
+    assert record == json.loads((out / "seeds.json").read_text())
+    assert record["seeds_done"] == [1, 2]
+    per_seed = {s: json.loads((work / f"seed-{s}" / seeds.QUANTITIES_FILE).read_text())["quantities"] for s in (1, 2)}
+    assert set(record["quantities"]) == set(per_seed[1]) and len(per_seed[1]) >= 50
+    for name, s in record["quantities"].items():
+        v = np.array([per_seed[1][name], per_seed[2][name]])
+        assert (s["mean"], s["min"], s["max"]) == pytest.approx((v.mean(), v.min(), v.max())), name
+        assert s["sd"] == pytest.approx(v.std(ddof=1)), name
+    # the seed reached the weights and the pair draws: the two trainings differ
+    assert per_seed[1]["metrics.recon_sse_decoder"] != per_seed[2]["metrics.recon_sse_decoder"]
+    assert per_seed[1]["metrics.alignment_sse"] != per_seed[2]["metrics.alignment_sse"]
+    assert set(record["claims"]) == set(bands.CLAIM_NAMES)
+    assert record["claims"]["fig8"]["verdict"] == "not shown (2 of 5 seeds)"  # never a verdict from two seeds
+
+
+def test_claims_table_has_one_verdict_row_per_claim_from_the_json():
+    claim = lambda v, e: {"statement": f"claim {v}", "measure": "m", "effect": e, "ci95": [e - 0.1, e + 0.1], "n": 40,
+                          "p_holm": 0.001, "verdict": v}
+    claims = {"claims": {"fig4_7": claim("holds", 0.3), "fig8": claim("does not hold", 0.2), "fig9": claim("not shown", 0.0)},
+              "per_image": {"correct_index": [0] * 40, "confused_index": [1] * 7}, "subset_size": 50}
+    seeds = {"seeds_done": [1, 2, 3, 4, 5], "claims": {
+        name: {"verdicts": {str(s): "holds" for s in range(1, 6)}, "verdict": f"overall {name}"} for name in bands.CLAIM_NAMES}}
+    rows = [line for line in bands.render_claims_table(claims, seeds) if line.startswith("| claim ")][1:]  # after the header
+    assert len(rows) == 3
+    assert rows[0].startswith("| claim holds | m | 0.300 [0.200, 0.400], n = 40 | 0.001 | holds |")
+    assert rows[1].endswith("| **overall fig8** |")
+    assert "40 correctly classified images of a fixed subset of 50 test images and all 7 misclassified" in "\n".join(
+        bands.render_claims_table(claims, seeds))
+    few = bands.render_claims_table(claims, {"seeds_done": [1, 2], "claims": seeds["claims"]})
+    assert all(line.endswith("| **not shown (no seed band yet)** |") for line in few[-4:-1])
+
+
+def _fake_seed_record(seed):
+    return {"quantities": {"metrics.prototype_accuracy": 0.99 + seed / 1000, "fig8.mask_on_ink": 0.1 * seed},
+            "claims": {name: {"verdict": "holds", "effect": 0.1 * seed} for name in bands.CLAIM_NAMES},
+            "figures": {"fig4": seed}, "explain_config": {"q": 100}}
+
+
+def test_run_seeds_skips_finished_seeds_and_trains_the_others_with_their_seed(tmp_path, monkeypatch):
+    """The bookkeeping of `make seeds` without training: finished seeds are read, the others trained with their seed."""
+    import seeds
+    from siamese_xai import files, training
+    from siamese_xai.config import TrainConfig
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    files.write_json(work / "seed-1" / seeds.QUANTITIES_FILE, _fake_seed_record(1))
+    trained = []
+    monkeypatch.setattr(training, "train_run", lambda config, run_dir, **kw: trained.append((config.seed, str(run_dir))))
+    monkeypatch.setattr(seeds, "seed_record", lambda run_dir, *a, **kw: _fake_seed_record(int(str(run_dir)[-1])))
+    partial = seeds.run_seeds([1, 2, 3, 4, 5], work, out, TrainConfig.tiny(), verbose=0, collect_only=True)
+    assert trained == [] and partial["seeds_done"] == [1] and partial["seeds_planned"] == [1, 2, 3, 4, 5]
+    assert partial["claims"]["fig8"]["verdict"] == "not shown (1 of 5 seeds)"
+    record = seeds.run_seeds([1, 2, 3, 4, 5], work, out, TrainConfig.tiny(), verbose=0)
+    assert trained == [(s, str(work / f"seed-{s}")) for s in (2, 3, 4, 5)]  # seed 1 was finished
+    assert record["seeds_done"] == [1, 2, 3, 4, 5] and record == files.read_json(out / "seeds.json")
+    acc = record["quantities"]["metrics.prototype_accuracy"]
+    assert acc["mean"] == pytest.approx(0.993) and (acc["min"], acc["max"]) == pytest.approx((0.991, 0.995))
+    assert record["claims"]["fig8"] == {"verdicts": {str(s): "holds" for s in range(1, 6)},
+                                        "effects": {str(s): pytest.approx(0.1 * s) for s in range(1, 6)}, "verdict": "holds"}
+    assert "seed" not in record["train_config"]  # the seed is what varies
+    trained.clear()
+    seeds.run_seeds([1, 2, 3, 4, 5], work, out, TrainConfig.tiny(), verbose=0)
+    assert trained == []  # a rerun only collects
