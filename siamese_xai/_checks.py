@@ -150,8 +150,8 @@ def _output_shape(model):
     return None
 
 
-def check_networks(embed, decoder, prototypes, config):
-    """Checks that f, g and the prototypes agree on D and the image shape, and that s and q fit.
+def check_networks(embed, decoder, prototypes, config=None):
+    """Checks that f, g and the prototypes agree on D and the image shape, and that s and q fit (given a config).
 
     Returns:
         `(prototypes, image_shape)`: `(C, D)` float32 (read-only) and the decoder's output shape.
@@ -205,9 +205,9 @@ def check_networks(embed, decoder, prototypes, config):
             f"`embed` must take images of the decoder's output shape {image_shape}. "
             f"Received: embed input shape {emb_in}"
         )
-    if config.s > dim:
+    if config is not None and config.s > dim:
         raise ValueError(f"`s` must be at most the embedding length D={dim}. Received: s={config.s}")
-    if config.q > size:
+    if config is not None and config.q > size:
         raise ValueError(
             f"`q` must be at most the number of pixels {size} (image shape {image_shape}). Received: q={config.q}"
         )
