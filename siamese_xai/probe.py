@@ -6,7 +6,9 @@ answer from f. For an input x with embedding h = f(x):
 1. k: the explained class (the nearest prototype, or `target_class`);
    l: the contrast class (the runner-up, or `contrast_class`). The decision
    between them is the margin
-       m(x) = ||f(x) - c_l|| - ||f(x) - c_k||      (> 0: x is nearer k),
+       m(x) = ||f(x) - c_l||^2 - ||f(x) - c_k||^2      (> 0: x is nearer k),
+   in the squared distances of the project's explained scalar
+   (`siamese_xai.metrics.DistanceScalar`),
    and "x is classed l" means that c_l is the nearest prototype of f(x).
 2. The proposal p (what x would look like as l, drawn by the decoder g):
    `"prototype"`: p = clip(g(c_l), 0, 1); `"shift"`: p = clip(x + g(c_l) - g(h), 0, 1),
@@ -237,8 +239,9 @@ class ProbeExplainer:
         return _checks.to_numpy(self._decoder(tf.constant(codes, tf.float32))).astype(np.float32)
 
     def _distances(self, h) -> np.ndarray:
+        """`(n, K)` float64 squared distances ||h - c_j||^2."""
         diff = h.astype(np.float64)[:, None, :] - self._prototypes.astype(np.float64)[None]
-        return np.sqrt((diff * diff).sum(-1))
+        return (diff * diff).sum(-1)
 
     # -- explanations -------------------------------------------------------
 
@@ -327,7 +330,7 @@ class ProbeExplainer:
             mask[i] = cells
             counterfactual[i] = np.where(cells, proposal[i], xs[i])
         return ProbeExplanation(
-            input=xs, proposal=proposal, embedding=h, distances=dist, predicted_class=predicted, explained_class=k,
+            input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted, explained_class=k,
             contrast_class=l, margin=margin0, ranking=ranking, regions=regions, region_drop=region_drop, mask=mask,
             set_size=found, flips=flips, final_margin=final_margin, counterfactual=counterfactual, n_calls=calls,
             config=cfg, cell=cell, run_id=self._run_id, class_names=self._class_names,

@@ -41,7 +41,7 @@ class ProbeExplanation:
         predicted_class: `(B,)` the nearest prototype's class.
         explained_class: `(B,)` k.
         contrast_class: `(B,)` l.
-        margin: `(B,)` m(x) = ||h - c_l|| - ||h - c_k||.
+        margin: `(B,)` m(x) = ||h - c_l||^2 - ||h - c_k||^2.
         ranking: `(B, H, W, C)` the measured margin drop delta_r of each
             candidate region spread over its pixels in proportion to |p - x|
             (larger: more evidence for k over l); 0 outside the candidates.

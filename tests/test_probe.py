@@ -43,7 +43,7 @@ PROTOTYPES = np.array([[4.0, 0.0], [0.0, 4.0]], np.float32)
 
 
 def toy_image():
-    """A inked, B half-inked, C inked: h = (4, 2), class 0, margin sqrt(20) - 2."""
+    """A inked, B half-inked, C inked: h = (4, 2), class 0, margin 20 - 4."""
     return region(A) + region(B, 0.5) + region(C)
 
 
@@ -51,15 +51,17 @@ def test_hand_computed_regions_margin_and_flip():
     f = ToyEmbed()
     probe = ProbeExplainer(f, toy_decoder, PROTOTYPES, ProbeConfig(cell=2))
     e = probe.explain(toy_image())
-    m0 = math.sqrt(20) - 2  # ||(4,2)-(0,4)|| - ||(4,2)-(4,0)||
+    m0 = 16.0  # ||(4,2)-(0,4)||^2 - ||(4,2)-(4,0)||^2 = 20 - 4
     assert e.explained_class.tolist() == [0] and e.contrast_class.tolist() == [1]
     np.testing.assert_allclose(e.margin, [m0], rtol=1e-6)
+    np.testing.assert_allclose(e.distances, [[2.0, math.sqrt(20)]], rtol=1e-6)  # Euclidean, like Explanation
     # candidates by |p - x| per cell: A (4), C (4, later cell id), B (2); the grid is centred on
     # u's centroid (2.3, 3.9) -> origin offset 1, so A, B and C are one cell each
     assert e.regions[0][A].tolist() == [[0, 0], [0, 0]]
     assert (e.regions[0][C] == 1).all() and (e.regions[0][B] == 2).all()
     assert (e.regions[0][e.regions[0] >= 0].size) == 12
-    # painting A with g(c_1) (0 there): h = (0, 2), margin -m0; painting B: h = (4, 4), margin 0; C: no change
+    # painting A with g(c_1) (0 there): h = (0, 2), margin 4 - 20 = -m0; painting B: h = (4, 4), margin 0;
+    # C: no change
     np.testing.assert_allclose(e.region_drop[0, :3], [2 * m0, 0.0, m0], rtol=1e-6)
     assert np.isnan(e.region_drop[0, 3:]).all()
     # ranking: each cell's drop spread by |p - x| (A: 1 per pixel of 4; B: 0.5 per pixel of 2)
