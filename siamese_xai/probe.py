@@ -71,6 +71,8 @@ from siamese_xai import _checks, runs
 from siamese_xai.probe_explanation import ProbeExplanation
 
 PROPOSALS = ("prototype", "shift")
+CANDIDATES = ("change", "ink")
+SPREADS = ("change", "ink", "removed", "uniform")
 
 
 @dataclass(frozen=True)
@@ -83,17 +85,25 @@ class ProbeConfig:
             costs one image through f).
         proposal: `"prototype"` (paint g(c_l)) or `"shift"` (paint
             clip(x + g(c_l) - g(h), 0, 1)).
+        candidates: which cells are probed: `"change"` (those where p differs
+            from x, the largest |p - x| first) or `"ink"` (those holding ink
+            of x that p changes, the most ink first); see `candidate_regions`.
+        spread: how `ranking` spreads a region's drop over its pixels; see `spread_drops`.
     """
 
     cell: int | None = None
     max_regions: int = 40
     proposal: str = "prototype"
+    candidates: str = "change"
+    spread: str = "change"
 
     def __post_init__(self):
         if self.cell is not None:
             _checks.check_positive_int("cell", self.cell)
         _checks.check_positive_int("max_regions", self.max_regions)
         _checks.check_choice("proposal", self.proposal, PROPOSALS)
+        _checks.check_choice("candidates", self.candidates, CANDIDATES)
+        _checks.check_choice("spread", self.spread, SPREADS)
 
     def replace(self, **changes) -> ProbeConfig:
         return dataclasses.replace(self, **changes)
@@ -134,25 +144,60 @@ def grid_cells(weights, cell: int) -> np.ndarray:
     return rows[:, None] * ncols + cols[None, :]
 
 
-def candidate_regions(x, p, cell: int, max_regions: int):
-    """The candidate regions of one image: grid cells where p differs from x, the largest changes first.
+def candidate_regions(x, p, cell: int, max_regions: int, rule: str = "change") -> np.ndarray:
+    """The candidate regions of one image: grid cells, the largest first by the selection weight.
 
     Args:
         x, p: `(H, W, C)` the image and the proposal.
         cell, max_regions: as in `ProbeConfig`.
+        rule: the selection weight s_p: `"change"`: sum_channels |p - x|
+            (cells where painting changes something); `"ink"`: sum_channels x
+            (cells holding ink). The grid is anchored on the centroid of s.
 
     Returns:
-        `(regions, u)`: `(H, W)` int32 candidate index (-1: none) and
-        `(H, W, C)` float64 |p - x|.
+        `(H, W)` int32 candidate index (0 = the largest weight; ties: lower
+        cell id first), -1 outside every candidate.
     """
-    u = np.abs(p.astype(np.float64) - x.astype(np.float64))
-    ids = grid_cells(u.sum(-1), cell)
-    sums = np.bincount(ids.ravel(), weights=u.sum(-1).ravel())
+    x64 = x.astype(np.float64)
+    weight = (np.abs(p.astype(np.float64) - x64) if rule == "change" else x64).sum(-1)
+    ids = grid_cells(weight, cell)
+    sums = np.bincount(ids.ravel(), weights=weight.ravel())
+    if rule == "ink":  # a cell where the proposal equals x would cost a call and change nothing
+        moved = np.bincount(ids.ravel(), weights=np.abs(p.astype(np.float64) - x64).sum(-1).ravel(),
+                            minlength=len(sums))
+        sums = np.where(moved > 0, sums, 0.0)
     live = np.flatnonzero(sums > 0)
     order = live[np.argsort(-sums[live], kind="stable")][:max_regions]
     lookup = np.full(len(sums), -1, np.int32)
     lookup[order] = np.arange(len(order), dtype=np.int32)
-    return lookup[ids], u
+    return lookup[ids]
+
+
+def spread_drops(x, p, regions, drops, rule: str = "change") -> np.ndarray:
+    """The per-pixel ranking of one image: each region's measured drop spread over its pixels.
+
+    Args:
+        x, p: `(H, W, C)` the image and the proposal.
+        regions: `(H, W)` candidate index, -1 outside.
+        drops: `(n,)` the measured margin drop of each candidate.
+        rule: the pixel weight w_p within a region: `"change"`: |p - x|;
+            `"ink"`: x; `"removed"`: max(x - p, 0); `"uniform"`: 1. A region
+            whose weights are all 0 shares its drop evenly.
+
+    Returns:
+        `(H, W, C)` float32 with sum over region r's pixels = drops[r]; 0 outside.
+    """
+    x, p = x.astype(np.float64), p.astype(np.float64)
+    w = {"change": np.abs(p - x), "ink": x, "removed": np.maximum(x - p, 0.0), "uniform": np.ones_like(x)}[rule]
+    n = len(drops)
+    inside = regions >= 0
+    if n == 0:
+        return np.zeros(x.shape, np.float32)
+    r = np.maximum(regions, 0)
+    total = np.bincount(regions[inside], weights=w[inside].sum(-1), minlength=n)
+    size = np.bincount(regions[inside], minlength=n) * x.shape[-1]
+    share = np.where((total[r] > 0)[..., None], w / np.maximum(total[r], 1e-300)[..., None], 1.0 / size[r][..., None])
+    return np.where(inside[..., None], share * np.asarray(drops, np.float64)[r][..., None], 0.0).astype(np.float32)
 
 
 class ProbeExplainer:
@@ -290,15 +335,13 @@ class ProbeExplainer:
 
         # candidates and the one-region images, all images of the batch in one list
         regions = np.full((b,) + self._image_shape[:2], -1, np.int32)
-        weights = np.zeros((b,) + self._image_shape, np.float64)
         counts = np.zeros(b, np.int64)
         probes, owner = [], []
         for i in range(b):
-            regions[i], weights[i] = candidate_regions(xs[i], proposal[i], cell, cfg.max_regions)
+            regions[i] = candidate_regions(xs[i], proposal[i], cell, cfg.max_regions, cfg.candidates)
             counts[i] = regions[i].max() + 1
             for r in range(counts[i]):
-                m = (regions[i] == r)[..., None]
-                probes.append(np.where(m, proposal[i], xs[i]))
+                probes.append(np.where((regions[i] == r)[..., None], proposal[i], xs[i]))
                 owner.append(i)
         hp = self._f(np.stack(probes)) if probes else np.zeros((0, h.shape[1]), np.float32)
         dp = self._distances(hp)
@@ -308,17 +351,11 @@ class ProbeExplainer:
         region_drop = np.full((b, cfg.max_regions), np.nan, np.float32)
         ranking = np.zeros((b,) + self._image_shape, np.float32)
         orders = []
-        start = 0
+        starts = np.concatenate([[0], np.cumsum(counts)])
         for i in range(b):
-            d_i = drops[start : start + counts[i]]
-            start += counts[i]
+            d_i = drops[starts[i] : starts[i + 1]]
             region_drop[i, : counts[i]] = d_i
-            if counts[i]:
-                cell_u = np.bincount(regions[i][regions[i] >= 0].ravel(),
-                                     weights=weights[i][regions[i] >= 0].sum(-1).ravel(), minlength=counts[i])
-                share = np.where(regions[i][..., None] >= 0,
-                                 weights[i] / cell_u[np.maximum(regions[i], 0)][..., None], 0.0)
-                ranking[i] = (share * np.where(regions[i] >= 0, d_i[np.maximum(regions[i], 0)], 0.0)[..., None])
+            ranking[i] = spread_drops(xs[i], proposal[i], regions[i], d_i, cfg.spread)
             orders.append(np.argsort(-d_i, kind="stable"))
 
         found, flips, final_margin, calls = self._search(xs, proposal, regions, orders, counts, k, l, predicted, margin0)
