@@ -250,10 +250,10 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
     seed = check_seed(seed)
     batch = len(xs)
     targets = check_targets(target_class, batch, num_classes)
-    contrast = method == "contrast"
+    contrast = method == "template_contrast"
     if contrast_class is not None and not contrast:
         raise ValueError(
-            f'`contrast_class` needs method="contrast". Received: contrast_class={contrast_class!r} with '
+            f'`contrast_class` needs method="template_contrast". Received: contrast_class={contrast_class!r} with '
             f"method={method!r}"
         )
     if contrast_class is not None and reference is not None:
@@ -264,7 +264,7 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
     contrasts = check_targets(contrast_class, batch, num_classes, "contrast_class")
     if contrast and reference is None and num_classes < 2:
         raise ValueError(
-            'method="contrast" needs at least 2 classes or a `reference`. '
+            'method="template_contrast" needs at least 2 classes or a `reference`. '
             f"Received: prototypes of {num_classes} class"
         )
     refs = None
