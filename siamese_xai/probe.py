@@ -24,10 +24,13 @@ answer from f. For an input x with embedding h = f(x):
 4. f decides. Each candidate r is painted alone, x_r = x (1 - M_r) + p M_r,
    and the map is the measured drop of the margin,
        delta_r = m(x) - m(x_r)     (> 0: region r holds evidence for k over l),
-   one image through f per candidate, all in batched calls. `ranking` spreads
-   delta_r over the cell's pixels in proportion to u_p (so it sums to delta_r
-   over the cell, and within a cell the pixels the proposal changes most come
-   first); pixels outside every candidate are 0.
+   one image through f per candidate, all in batched calls. `drop_map`
+   spreads delta_r over the cell's pixels in proportion to u_p (so it sums to
+   delta_r over the cell, and within a cell the pixels the proposal changes
+   most come first); pixels outside every candidate are 0. `ranking`, the
+   order of the pixels, puts first the pixels of positive cells where x > p:
+   what x *has* that makes it k rather than l (a removal can act only on
+   those); then the rest by `drop_map`, including where x lacks l's ink.
 5. The smallest flipping set. The candidates are ordered by delta_r (largest
    first, ties: candidate order); P_j paints the first j. P_n (all candidates)
    is checked first; if it flips the decision (c_l nearest), a bisection over
@@ -88,7 +91,11 @@ class ProbeConfig:
         candidates: which cells are probed: `"change"` (those where p differs
             from x, the largest |p - x| first) or `"ink"` (those holding ink
             of x that p changes, the most ink first); see `candidate_regions`.
-        spread: how `ranking` spreads a region's drop over its pixels; see `spread_drops`.
+        spread: how `drop_map` spreads a region's drop over its pixels; see `spread_drops`.
+        has_first: rank first the pixels of positive regions where x
+            exceeds p (the evidence for k that x has), then the rest (the
+            evidence that x lacks, and the other regions); see `ranking_of`.
+            False: rank by `drop_map` alone.
     """
 
     cell: int | None = None
@@ -96,6 +103,7 @@ class ProbeConfig:
     proposal: str = "prototype"
     candidates: str = "change"
     spread: str = "change"
+    has_first: bool = True
 
     def __post_init__(self):
         if self.cell is not None:
@@ -104,6 +112,8 @@ class ProbeConfig:
         _checks.check_choice("proposal", self.proposal, PROPOSALS)
         _checks.check_choice("candidates", self.candidates, CANDIDATES)
         _checks.check_choice("spread", self.spread, SPREADS)
+        if not isinstance(self.has_first, bool):
+            raise ValueError(f"`has_first` must be True or False. Received: has_first={self.has_first!r}")
 
     def replace(self, **changes) -> ProbeConfig:
         return dataclasses.replace(self, **changes)
@@ -198,6 +208,29 @@ def spread_drops(x, p, regions, drops, rule: str = "change") -> np.ndarray:
     size = np.bincount(regions[inside], minlength=n) * x.shape[-1]
     share = np.where((total[r] > 0)[..., None], w / np.maximum(total[r], 1e-300)[..., None], 1.0 / size[r][..., None])
     return np.where(inside[..., None], share * np.asarray(drops, np.float64)[r][..., None], 0.0).astype(np.float32)
+
+
+def ranking_of(xs, proposal, drop_map) -> np.ndarray:
+    """The order of the pixels: the evidence x has first, then the evidence x lacks.
+
+    Where a region's drop is positive, painting p there moves f toward l; its
+    pixels where x > p are ink (or colour) of x that p removes, what x *has*
+    that makes it k; its pixels where x < p are what x *lacks* of l. Removing
+    pixels (what a deletion or imputation does) can act only on the first
+    kind, so they come first: ranking = drop_map + L on those pixels, L = 1 +
+    max |drop_map| of the image, and drop_map elsewhere. Only its order means
+    something; `drop_map` holds the values.
+
+    Args:
+        xs, proposal, drop_map: `(B, H, W, C)`.
+
+    Returns:
+        `(B, H, W, C)` float32.
+    """
+    m = drop_map.astype(np.float64)
+    lift = 1.0 + np.abs(m).reshape(len(m), -1).max(axis=1, initial=0.0)
+    has = (m > 0) & (xs > proposal)
+    return np.where(has, m + lift.reshape((-1,) + (1,) * (m.ndim - 1)), m).astype(np.float32)
 
 
 class ProbeExplainer:
@@ -349,13 +382,13 @@ class ProbeExplainer:
         drops = margin0[owner] - (dp[np.arange(len(owner)), l[owner]] - dp[np.arange(len(owner)), k[owner]])
 
         region_drop = np.full((b, cfg.max_regions), np.nan, np.float32)
-        ranking = np.zeros((b,) + self._image_shape, np.float32)
+        drop_map = np.zeros((b,) + self._image_shape, np.float32)
         orders = []
         starts = np.concatenate([[0], np.cumsum(counts)])
         for i in range(b):
             d_i = drops[starts[i] : starts[i + 1]]
             region_drop[i, : counts[i]] = d_i
-            ranking[i] = spread_drops(xs[i], proposal[i], regions[i], d_i, cfg.spread)
+            drop_map[i] = spread_drops(xs[i], proposal[i], regions[i], d_i, cfg.spread)
             orders.append(np.argsort(-d_i, kind="stable"))
 
         found, flips, final_margin, calls = self._search(xs, proposal, regions, orders, counts, k, l, predicted, margin0)
@@ -368,7 +401,8 @@ class ProbeExplainer:
             counterfactual[i] = np.where(cells, proposal[i], xs[i])
         return ProbeExplanation(
             input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted, explained_class=k,
-            contrast_class=l, margin=margin0, ranking=ranking, regions=regions, region_drop=region_drop, mask=mask,
+            contrast_class=l, margin=margin0, drop_map=drop_map,
+            ranking=ranking_of(xs, proposal, drop_map) if cfg.has_first else drop_map, regions=regions, region_drop=region_drop, mask=mask,
             set_size=found, flips=flips, final_margin=final_margin, counterfactual=counterfactual, n_calls=calls,
             config=cfg, cell=cell, run_id=self._run_id, class_names=self._class_names,
         )

@@ -17,6 +17,7 @@ FIELDS = {
     "explained_class": np.int64,
     "contrast_class": np.int64,
     "margin": np.float32,
+    "drop_map": np.float32,
     "ranking": np.float32,
     "regions": np.int32,
     "region_drop": np.float32,
@@ -42,10 +43,15 @@ class ProbeExplanation:
         explained_class: `(B,)` k.
         contrast_class: `(B,)` l.
         margin: `(B,)` m(x) = ||h - c_l||^2 - ||h - c_k||^2.
-        ranking: `(B, H, W, C)` the measured margin drop delta_r of each
-            candidate region spread over its pixels in proportion to |p - x|
-            (larger: more evidence for k over l); 0 outside the candidates.
-            Rank pixels by it.
+        drop_map: `(B, H, W, C)` the measured margin drop delta_r of each
+            candidate region spread over its pixels (by default in proportion
+            to |p - x|; it sums to delta_r over the region; larger: more
+            evidence for k over l); 0 outside the candidates.
+        ranking: `(B, H, W, C)` the map the pixels are ranked by (larger
+            first): `drop_map`, with the pixels of positive regions where x
+            exceeds p (the evidence x has) lifted above all others
+            (`siamese_xai.probe.ranking_of`; `has_first=False`: `drop_map`
+            itself). Only its order is meaningful.
         regions: `(B, H, W)` int32 the candidate index of each pixel
             (0..n-1, in the order of `region_drop`), -1 outside every candidate.
         region_drop: `(B, max_regions)` delta_r per candidate, NaN past n.
@@ -69,6 +75,7 @@ class ProbeExplanation:
     explained_class: np.ndarray
     contrast_class: np.ndarray
     margin: np.ndarray
+    drop_map: np.ndarray
     ranking: np.ndarray
     regions: np.ndarray
     region_drop: np.ndarray

@@ -64,10 +64,15 @@ def test_hand_computed_regions_margin_and_flip():
     # C: no change
     np.testing.assert_allclose(e.region_drop[0, :3], [2 * m0, 0.0, m0], rtol=1e-6)
     assert np.isnan(e.region_drop[0, 3:]).all()
-    # ranking: each cell's drop spread by |p - x| (A: 1 per pixel of 4; B: 0.5 per pixel of 2)
-    np.testing.assert_allclose(e.ranking[0][A], 2 * m0 / 4, rtol=1e-6)
+    # drop_map: each cell's drop spread by |p - x| (A: 1 per pixel of 4; B: 0.5 per pixel of 2)
+    np.testing.assert_allclose(e.drop_map[0][A], 2 * m0 / 4, rtol=1e-6)
+    np.testing.assert_allclose(e.drop_map[0][B], m0 / 4, rtol=1e-6)
+    assert (e.drop_map[0][C] == 0).all() and e.drop_map[0].sum() == pytest.approx(3 * m0, rel=1e-6)
+    # ranking: A's ink (x = 1 > p = 0, x has it) is lifted by 1 + max drop_map = 1 + m0 / 2; B (x = 0.5 < p = 1:
+    # what x lacks of class 1) keeps its value
+    np.testing.assert_allclose(e.ranking[0][A], 2 * m0 / 4 + 1 + m0 / 2, rtol=1e-6)
     np.testing.assert_allclose(e.ranking[0][B], m0 / 4, rtol=1e-6)
-    assert (e.ranking[0][C] == 0).all() and e.ranking[0].sum() == pytest.approx(3 * m0, rel=1e-6)
+    assert (e.ranking[0][C] == 0).all()
     # the smallest flipping set is A alone, found after P_3 (flips) and the prefix P_1 (flips)
     assert e.flips.tolist() == [True] and e.set_size.tolist() == [1]
     np.testing.assert_array_equal(e.mask[0], region(A).astype(bool))
@@ -75,6 +80,19 @@ def test_hand_computed_regions_margin_and_flip():
     np.testing.assert_array_equal(e.counterfactual[0], np.where(region(A) > 0, 0.0, toy_image()))
     # f calls: x, 3 single regions, P_3, P_1
     assert e.n_calls.tolist() == [6] and f.images == 6
+
+
+def test_ranking_puts_what_x_has_first():
+    """A pixel where x > p in a positive region outranks every other pixel; has_first=False ranks by drop_map."""
+    x = region(A) * 0.5 + region(B, 0.25)  # h = (2, 1): class 0, p = g(c_1) inks B fully, blanks A
+    e = ProbeExplainer(ToyEmbed(), toy_decoder, PROTOTYPES, ProbeConfig(cell=2)).explain(x)
+    # m(x) = 13 - 5 = 8; painting A: h = (0, 1), m = 9 - 17, drop 16 over 4 pixels; painting B: h = (2, 4),
+    # m = 4 - 20, drop 24 over 4 pixels: B's pixels (what x lacks) carry more of the drop than A's (what x has)
+    np.testing.assert_allclose(e.drop_map[0][A], 4.0, rtol=1e-6)
+    np.testing.assert_allclose(e.drop_map[0][B], 6.0, rtol=1e-6)
+    assert e.ranking[0][A].min() > e.ranking[0][B].max()
+    plain = ProbeExplainer(ToyEmbed(), toy_decoder, PROTOTYPES, ProbeConfig(cell=2, has_first=False)).explain(x)
+    np.testing.assert_array_equal(plain.ranking, plain.drop_map)
 
 
 def test_no_flip_is_reported_not_assumed():
@@ -116,7 +134,7 @@ def test_batch_size_and_batch_independence():
     f1 = ToyEmbed()
     one_by_one = ProbeExplainer(f1, toy_decoder, PROTOTYPES, ProbeConfig(cell=2), batch_size=1)
     alone = [one_by_one.explain(x) for x in xs]
-    for name in ("ranking", "mask", "flips", "set_size", "final_margin", "counterfactual", "n_calls", "region_drop"):
+    for name in ("ranking", "drop_map", "mask", "flips", "set_size", "final_margin", "counterfactual", "n_calls", "region_drop"):
         a = getattr(together, name)
         b = np.concatenate([getattr(e, name) for e in alone])
         np.testing.assert_array_equal(a, b, err_msg=name)
@@ -175,6 +193,9 @@ def test_any_image_shape_and_channels():
         ({"cell": 0}, "`cell` must be a positive integer"),
         ({"max_regions": 0}, "`max_regions` must be a positive integer"),
         ({"proposal": "blur"}, "`proposal` must be one of"),
+        ({"candidates": "all"}, "`candidates` must be one of"),
+        ({"spread": "max"}, "`spread` must be one of"),
+        ({"has_first": 1}, "`has_first` must be True or False"),
     ],
 )
 def test_bad_config(kwargs, match):
