@@ -293,3 +293,17 @@ def test_old_name_is_accepted_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match="'contrast' is now 'template_contrast'"):
         cfg = ExplainConfig(method="contrast")
     assert cfg.method == "template_contrast" and cfg == ExplainConfig(method="template_contrast")
+
+
+def test_ranking_is_the_map_the_mask_holds_the_top_of(setup):
+    """e.ranking, for every method: the mask is its q largest positive values (ties: lower flat index first)."""
+    emb, kernel, protos, ex = setup
+    x = images(3, seed=6)
+    for e in (ex.explain(x), ex.replace(method="mc").explain(x, seed=1), ex.replace(method="linear").explain(x, seed=1)):
+        r = e.ranking.reshape(len(e), -1).astype(np.float64)
+        order = np.argsort(-r, axis=1, kind="stable")[:, : e.config.q]
+        expected = np.zeros_like(r, bool)
+        np.put_along_axis(expected, order, True, axis=1)
+        np.testing.assert_array_equal(e.mask.reshape(len(e), -1), expected & (r > 0), err_msg=e.config.method)
+    e = ex.explain(x)
+    np.testing.assert_array_equal(e.ranking, np.maximum(-e.mean_signed_change, 0) * e.input)
