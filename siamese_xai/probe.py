@@ -228,7 +228,7 @@ def ranking_of(xs, proposal, drop_map) -> np.ndarray:
         `(B, H, W, C)` float32.
     """
     m = drop_map.astype(np.float64)
-    lift = 1.0 + np.abs(m).reshape(len(m), -1).max(axis=1, initial=0.0)
+    lift = 1.0 + np.abs(m).max(axis=tuple(range(1, m.ndim)), initial=0.0)
     has = (m > 0) & (xs > proposal)
     return np.where(has, m + lift.reshape((-1,) + (1,) * (m.ndim - 1)), m).astype(np.float32)
 
@@ -369,16 +369,18 @@ class ProbeExplainer:
         # candidates and the one-region images, all images of the batch in one list
         regions = np.full((b,) + self._image_shape[:2], -1, np.int32)
         counts = np.zeros(b, np.int64)
-        probes, owner = [], []
         for i in range(b):
             regions[i] = candidate_regions(xs[i], proposal[i], cell, cfg.max_regions, cfg.candidates)
             counts[i] = regions[i].max() + 1
-            for r in range(counts[i]):
-                probes.append(np.where((regions[i] == r)[..., None], proposal[i], xs[i]))
-                owner.append(i)
-        hp = self._f(np.stack(probes)) if probes else np.zeros((0, h.shape[1]), np.float32)
-        dp = self._distances(hp)
-        owner = np.asarray(owner, np.int64)
+        owner = np.repeat(np.arange(b), counts)
+        which = np.concatenate([np.arange(c) for c in counts]) if b else np.zeros(0, np.int64)
+        # the one-region images are made a call of f at a time, so memory holds batch_size of them, not B x n
+        dp = np.zeros((len(owner), len(self._prototypes)))
+        for s0 in range(0, len(owner), self._batch_size):
+            rows = range(s0, min(s0 + self._batch_size, len(owner)))
+            chunk = np.stack([np.where((regions[owner[j]] == which[j])[..., None], proposal[owner[j]], xs[owner[j]])
+                              for j in rows])
+            dp[s0 : s0 + len(chunk)] = self._distances(self._f(chunk))
         drops = margin0[owner] - (dp[np.arange(len(owner)), l[owner]] - dp[np.arange(len(owner)), k[owner]])
 
         region_drop = np.full((b, cfg.max_regions), np.nan, np.float32)

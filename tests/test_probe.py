@@ -244,3 +244,9 @@ def test_plot_probe_draws_four_panels_and_checks_its_input():
     with pytest.raises(TypeError, match="`explanation` must be a ProbeExplanation"):
         plotting.plot_probe(object())
     matplotlib.pyplot.close("all")
+
+
+def test_empty_batch_asks_f_nothing():
+    f = ToyEmbed()
+    e = ProbeExplainer(f, toy_decoder, PROTOTYPES).explain(np.zeros((0, H, W, 1), np.float32))
+    assert len(e) == 0 and e.ranking.shape == (0, H, W, 1) and f.images == 0
