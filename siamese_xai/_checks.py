@@ -32,6 +32,17 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_renamed_choice(name, value, choices, renamed):
+    """`value`, or its new name with a DeprecationWarning where `renamed` maps it; then checked against `choices`."""
+    if isinstance(value, str) and value in renamed:
+        import warnings
+
+        warnings.warn(f"{name}={value!r} is now {renamed[value]!r}; the old name will be removed",
+                      DeprecationWarning, stacklevel=4)
+        value = renamed[value]
+    return check_choice(name, value, choices)
+
+
 def check_positive_finite(name, value):
     if (
         not isinstance(value, (int, float, np.floating, np.integer))

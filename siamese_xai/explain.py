@@ -71,8 +71,7 @@ from siamese_xai.prototypes import compute_prototypes
 
 DIRECTIONS = ("toward_prototype", "positive")
 METHODS = ("mc", "linear", "template_contrast")
-# Earlier names, still accepted with a DeprecationWarning.
-RENAMED = {"contrast": "template_contrast"}
+RENAMED = {"contrast": "template_contrast"}  # earlier names, accepted with a DeprecationWarning
 
 
 @dataclass(frozen=True)
@@ -127,12 +126,7 @@ class ExplainConfig:
         _checks.check_positive_int("s", self.s)
         _checks.check_positive_int("q", self.q)
         _checks.check_choice("direction", self.direction, DIRECTIONS)
-        if self.method in RENAMED:
-            warnings.warn(f"method={self.method!r} is now {RENAMED[self.method]!r} (a contrast of decoded class "
-                          "templates gated by the input); the old name will be removed", DeprecationWarning,
-                          stacklevel=3)
-            object.__setattr__(self, "method", RENAMED[self.method])
-        _checks.check_choice("method", self.method, METHODS)
+        object.__setattr__(self, "method", _checks.check_renamed_choice("method", self.method, METHODS, RENAMED))
         _checks.check_positive_finite("sigma_scale", self.sigma_scale)
 
     @classmethod

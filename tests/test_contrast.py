@@ -290,7 +290,7 @@ def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
 
 
 def test_old_name_is_accepted_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="'contrast' is now 'template_contrast'"):
+    with pytest.warns(DeprecationWarning, match="method='contrast' is now 'template_contrast'"):
         cfg = ExplainConfig(method="contrast")
     assert cfg.method == "template_contrast" and cfg == ExplainConfig(method="template_contrast")
 
