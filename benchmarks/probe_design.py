@@ -13,8 +13,13 @@ l; each variant's map is scored by the margin m = d(x, c_l) - d(x, c_k)
 (squared distances) under ROAD most-relevant-first (MoRF, lower is better)
 and least-relevant-first (LeRF, higher is better), and by deletion with zero
 fill over all pixels (lower is better), with the flip rate and the mean f
-calls per image beside them. Occlusion (`benchmarks/baselines.py`, the
-distance d of class k) is scored beside them for scale.
+calls per image beside them. The baselines of `benchmarks/baselines.py`
+(occlusion, KernelSHAP, the RISE distance explainer, Integrated Gradients;
+each explains the distance d of class k) and the intensity ordering are
+scored on the same images, and the default is compared with each by a
+paired two-sided Wilcoxon signed-rank test (Holm over the five references,
+per metric): a design-time estimate on training images, not the benchmark's
+verdict. Per-image values go to `benchmarks/probe_design.npz`.
 
 Variants (`VARIANTS`, each a change of `ProbeConfig`'s defaults): stage A,
 the ranking rule: the spread of a region's drop over its pixels
@@ -61,11 +66,37 @@ def spread_maps(e, rule: str) -> np.ndarray:
     return out
 
 
-def score(scalar, xs, k, l, maps, mean_image) -> dict:
+def score(scalar, xs, k, l, maps, mean_image, per_image=None, name=None) -> dict:
+    """The three areas' means; their per-image values go to `per_image[name + "/" + metric]`."""
     road = road_curves(scalar, xs, k, l, maps)
     zero = removal_curves(scalar, xs, k, l, maps, fill_images(xs, "zero", mean_image))
-    return {"road_morf": float(road["morf_auc"].mean()), "road_lerf": float(road["lerf_auc"].mean()),
-            "deletion_zero": float(zero["deletion_auc"].mean())}
+    values = {"road_morf": road["morf_auc"], "road_lerf": road["lerf_auc"], "deletion_zero": zero["deletion_auc"]}
+    if per_image is not None:
+        per_image.update({f"{name}/{m}": np.asarray(v, np.float64) for m, v in values.items()})
+    return {m: float(np.mean(v)) for m, v in values.items()}
+
+
+REFERENCES = {
+    "occlusion": lambda scalar, xs, k: bl.occlusion_maps(scalar, xs, k),
+    "kernelshap": lambda scalar, xs, k: bl.kernelshap_maps(scalar, xs, k, seed=0),
+    "distance_explainer": lambda scalar, xs, k: bl.rise_distance_maps(scalar, xs, k, seed=0),
+    "integrated_gradients": lambda scalar, xs, k: bl.integrated_gradients_maps(scalar, xs, k),
+    "intensity": lambda scalar, xs, k: xs[..., 0].copy(),
+}
+
+
+def paired(per_image, a, refs, metric="road_morf") -> dict:
+    """Two-sided Wilcoxon signed-rank p of a - ref per reference, Holm-adjusted over the references."""
+    from scipy.stats import wilcoxon
+
+    raw = {r: float(wilcoxon(per_image[f"{a}/{metric}"] - per_image[f"{r}/{metric}"]).pvalue) for r in refs}
+    order = sorted(raw, key=raw.get)
+    adjusted, running = {}, 0.0
+    for i, r in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * raw[r]))
+        adjusted[r] = running
+    return {r: {"median_difference": float(np.median(per_image[f"{a}/{metric}"] - per_image[f"{r}/{metric}"])),
+                "p": raw[r], "p_holm": adjusted[r]} for r in refs}
 
 
 def main(argv=None) -> dict:
@@ -87,7 +118,7 @@ def main(argv=None) -> dict:
     k = dist.argmin(1)
     l = np.where(np.arange(dist.shape[1])[None] == k[:, None], np.inf, dist).argmin(1)
     rows = []
-    explained = {}
+    explained, per_image = {}, {}
     for changes in VARIANTS if args.variants is None else VARIANTS[: args.variants]:
         cfg = ProbeConfig(**changes)
         key = (cfg.cell, cfg.proposal, cfg.candidates, cfg.max_regions)
@@ -104,17 +135,28 @@ def main(argv=None) -> dict:
         row = {"config": {**dataclasses.asdict(cfg), "cell": e.cell}, "flip_rate": float(e.flips.mean()),
                "mean_set_size": float(e.set_size.mean()), "mean_calls": float(e.n_calls.mean()),
                "max_calls": int(e.n_calls.max()), "explain_seconds": round(seconds, 2)}
-        row.update(score(scalar, xs, k, l, maps, mean_image))
+        is_default = cfg == ProbeConfig()
+        row.update(score(scalar, xs, k, l, maps, mean_image, per_image, "default" if is_default else None))
+        row["default"] = is_default
         rows.append(row)
         print(row, flush=True)
-    occ = bl.occlusion_maps(scalar, xs, k)
-    reference = {"method": "occlusion (6x6 patch, stride 2, of d)", **score(scalar, xs, k, l, occ, mean_image)}
-    inten = {"method": "intensity x_p", **score(scalar, xs, k, l, xs[..., 0], mean_image)}
-    print(reference, inten)
+    references = []
+    for name, fn in REFERENCES.items():
+        before = scalar.calls
+        t = time.perf_counter()
+        maps = fn(scalar, xs, k)
+        row = {"method": name, "mean_calls": (scalar.calls - before) / len(xs),
+               "explain_seconds": round(time.perf_counter() - t, 2), **score(scalar, xs, k, l, maps, mean_image,
+                                                                              per_image, name)}
+        references.append(row)
+        print(row, flush=True)
     out = {"images": "MNIST training split, indices " + f"{int(idx.min())}..{int(idx.max())} (n={args.n}, seed 20)",
            "run_id": run.run_id, "load_average_at_end": os.getloadavg()[0],
            "lower_is_better": ["road_morf", "deletion_zero"], "higher_is_better": ["road_lerf"],
-           "variants": rows, "references": [reference, inten]}
+           "variants": rows, "references": references,
+           "default_vs_references": {m: paired(per_image, "default", list(REFERENCES), m)
+                                     for m in ("road_morf", "road_lerf", "deletion_zero")}}
+    np.savez(Path(args.out).with_suffix(".npz"), **per_image)
     files.write_json(args.out, out)
     return out
 
