@@ -50,11 +50,12 @@ from siamese_xai import files, runs  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
 from siamese_xai.faithfulness import fill_images, removal_curves, road_curves  # noqa: E402
 from siamese_xai.metrics import DistanceScalar  # noqa: E402
-from siamese_xai.probe import SPREADS, ProbeConfig, ProbeExplainer, ranking_of, spread_drops  # noqa: E402
+from siamese_xai.probe import SPREADS, ProbeConfig, ProbeExplainer, ranking_of, smoothed, spread_drops  # noqa: E402
 
 # Stage A: the ranking rule on the first configuration; stage B: the other choices, with the default ranking rule.
 VARIANTS = ([{"spread": spread, "has_first": has_first} for spread in SPREADS for has_first in (True, False)]
-            + [{"cell": 3}, {"cell": 5}, {"proposal": "shift"}, {"candidates": "ink"}, {"max_regions": 20}])
+            + [{"smooth": 0.0}, {"smooth": 1.0}, {"cell": 3}, {"cell": 5}, {"proposal": "shift"}, {"candidates": "ink"},
+               {"max_regions": 20}])
 
 
 def spread_maps(e, rule: str) -> np.ndarray:
@@ -129,7 +130,7 @@ def main(argv=None) -> dict:
             explained[key] = (e, time.perf_counter() - t)
         e, seconds = explained[key]
         assert (e.explained_class == k).all() and (e.contrast_class == l).all()
-        maps = spread_maps(e, cfg.spread)
+        maps = smoothed(spread_maps(e, cfg.spread)[..., None], cfg.smooth_for(e.input.shape[1:]))[..., 0]
         if cfg.has_first:
             maps = ranking_of(e.input, e.proposal, maps[..., None])[..., 0]
         row = {"config": {**dataclasses.asdict(cfg), "cell": e.cell}, "flip_rate": float(e.flips.mean()),

@@ -98,6 +98,10 @@ class ProbeConfig:
             exceeds p (the evidence for k that x has), then the rest (the
             evidence that x lacks, and the other regions); see `ranking_of`.
             False: rank by `drop_map` alone.
+        smooth: sigma in pixels of the Gaussian that smooths `drop_map`
+            before it is ranked (None: half the cell side, 2 px on 28x28; 0:
+            none), so that a pixel's rank also weighs the neighbouring
+            cells' measurements instead of the grid's block edges.
     """
 
     cell: int | None = None
@@ -106,6 +110,7 @@ class ProbeConfig:
     candidates: str = "change"
     spread: str = "change"
     has_first: bool = True
+    smooth: float | None = None
 
     def __post_init__(self):
         if self.cell is not None:
@@ -114,6 +119,9 @@ class ProbeConfig:
         _checks.check_choice("proposal", self.proposal, PROPOSALS)
         _checks.check_choice("candidates", self.candidates, CANDIDATES)
         _checks.check_choice("spread", self.spread, SPREADS)
+        if self.smooth is not None and (not isinstance(self.smooth, (int, float)) or isinstance(self.smooth, bool)
+                                        or not 0 <= self.smooth < float("inf")):
+            raise ValueError(f"`smooth` must be None or a finite number >= 0. Received: smooth={self.smooth!r}")
         if not isinstance(self.has_first, bool):
             raise ValueError(f"`has_first` must be True or False. Received: has_first={self.has_first!r}")
 
@@ -123,6 +131,10 @@ class ProbeConfig:
     def cell_for(self, image_shape) -> int:
         """The cell side used on images of `image_shape` `(H, W, C)`."""
         return self.cell if self.cell is not None else max(2, round(min(image_shape[0], image_shape[1]) / 7))
+
+    def smooth_for(self, image_shape) -> float:
+        """The Gaussian sigma in pixels that smooths the map before ranking: `smooth`, or half the cell side."""
+        return float(self.smooth) if self.smooth is not None else self.cell_for(image_shape) / 2
 
     def max_calls(self) -> int:
         """The most images through f per explained image: 1 + n + 1 + ceil(log2 n)."""
@@ -210,6 +222,24 @@ def spread_drops(x, p, regions, drops, rule: str = "change") -> np.ndarray:
     size = np.bincount(regions[inside], minlength=n) * x.shape[-1]
     share = np.where((total[r] > 0)[..., None], w / np.maximum(total[r], 1e-300)[..., None], 1.0 / size[r][..., None])
     return np.where(inside[..., None], share * np.asarray(drops, np.float64)[r][..., None], 0.0).astype(np.float32)
+
+
+def smoothed(maps, sigma: float) -> np.ndarray:
+    """`(B, H, W, C)` each map blurred over H and W by a Gaussian of `sigma` px (symmetric borders, 4 sigma)."""
+    maps = np.asarray(maps, np.float64)
+    if sigma <= 0:
+        return maps.astype(np.float32)
+    radius = int(4.0 * sigma + 0.5)
+    t = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (t / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = maps
+    for axis in (1, 2):
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="symmetric")
+        out = sum(w * np.take(padded, np.arange(i, i + out.shape[axis]), axis=axis) for i, w in enumerate(kernel))
+    return out.astype(np.float32)
 
 
 def ranking_of(xs, proposal, drop_map) -> np.ndarray:
@@ -395,6 +425,7 @@ class ProbeExplainer:
             drop_map[i] = spread_drops(xs[i], proposal[i], regions[i], d_i, cfg.spread)
             orders.append(np.argsort(-d_i, kind="stable"))
 
+        smooth = smoothed(drop_map, cfg.smooth_for(self._image_shape))
         found, flips, final_margin, calls = self._search(xs, proposal, regions, orders, counts, k, l, predicted, margin0)
         calls += 1 + counts
         mask = np.zeros((b,) + self._image_shape, bool)
@@ -406,7 +437,7 @@ class ProbeExplainer:
         return ProbeExplanation(
             input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted, explained_class=k,
             contrast_class=l, margin=margin0, drop_map=drop_map,
-            ranking=ranking_of(xs, proposal, drop_map) if cfg.has_first else drop_map, regions=regions, region_drop=region_drop, mask=mask,
+            ranking=ranking_of(xs, proposal, smooth) if cfg.has_first else smooth, regions=regions, region_drop=region_drop, mask=mask,
             set_size=found, flips=flips, final_margin=final_margin, counterfactual=counterfactual, n_calls=calls,
             config=cfg, cell=cell, run_id=self._run_id, class_names=self._class_names,
         )

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from siamese_xai.probe import ProbeConfig, ProbeExplainer, grid_cells
+from siamese_xai.probe import ProbeConfig, ProbeExplainer, grid_cells, ranking_of, smoothed
 
 H = W = 8
 A = (slice(1, 3), slice(1, 3))  # f reads it (coordinate 0)
@@ -49,7 +49,7 @@ def toy_image():
 
 def test_hand_computed_regions_margin_and_flip():
     f = ToyEmbed()
-    probe = ProbeExplainer(f, toy_decoder, PROTOTYPES, ProbeConfig(cell=2))
+    probe = ProbeExplainer(f, toy_decoder, PROTOTYPES, ProbeConfig(cell=2, smooth=0))
     e = probe.explain(toy_image())
     m0 = 16.0  # ||(4,2)-(0,4)||^2 - ||(4,2)-(4,0)||^2 = 20 - 4
     assert e.explained_class.tolist() == [0] and e.contrast_class.tolist() == [1]
@@ -85,13 +85,13 @@ def test_hand_computed_regions_margin_and_flip():
 def test_ranking_puts_what_x_has_first():
     """A pixel where x > p in a positive region outranks every other pixel; has_first=False ranks by drop_map."""
     x = region(A) * 0.5 + region(B, 0.25)  # h = (2, 1): class 0, p = g(c_1) inks B fully, blanks A
-    e = ProbeExplainer(ToyEmbed(), toy_decoder, PROTOTYPES, ProbeConfig(cell=2)).explain(x)
+    e = ProbeExplainer(ToyEmbed(), toy_decoder, PROTOTYPES, ProbeConfig(cell=2, smooth=0)).explain(x)
     # m(x) = 13 - 5 = 8; painting A: h = (0, 1), m = 9 - 17, drop 16 over 4 pixels; painting B: h = (2, 4),
     # m = 4 - 20, drop 24 over 4 pixels: B's pixels (what x lacks) carry more of the drop than A's (what x has)
     np.testing.assert_allclose(e.drop_map[0][A], 4.0, rtol=1e-6)
     np.testing.assert_allclose(e.drop_map[0][B], 6.0, rtol=1e-6)
     assert e.ranking[0][A].min() > e.ranking[0][B].max()
-    plain = ProbeExplainer(ToyEmbed(), toy_decoder, PROTOTYPES, ProbeConfig(cell=2, has_first=False)).explain(x)
+    plain = ProbeExplainer(ToyEmbed(), toy_decoder, PROTOTYPES, ProbeConfig(cell=2, has_first=False, smooth=0)).explain(x)
     np.testing.assert_array_equal(plain.ranking, plain.drop_map)
 
 
@@ -196,6 +196,8 @@ def test_any_image_shape_and_channels():
         ({"candidates": "all"}, "`candidates` must be one of"),
         ({"spread": "max"}, "`spread` must be one of"),
         ({"has_first": 1}, "`has_first` must be True or False"),
+        ({"smooth": -1.0}, "`smooth` must be None or a finite number >= 0"),
+        ({"smooth": float("nan")}, "`smooth` must be None or a finite number >= 0"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -250,3 +252,18 @@ def test_empty_batch_asks_f_nothing():
     f = ToyEmbed()
     e = ProbeExplainer(f, toy_decoder, PROTOTYPES).explain(np.zeros((0, H, W, 1), np.float32))
     assert len(e) == 0 and e.ranking.shape == (0, H, W, 1) and f.images == 0
+
+
+def test_smoothing_is_a_gaussian_and_feeds_the_ranking():
+    """A unit impulse becomes the normalised Gaussian kernel; the default sigma is half the cell side."""
+    impulse = np.zeros((1, 21, 21, 1))
+    impulse[0, 10, 10, 0] = 1.0
+    out = smoothed(impulse, 2.0)[0, ..., 0]
+    g = np.exp(-0.5 * (np.arange(-8, 9) / 2.0) ** 2)
+    g /= g.sum()
+    np.testing.assert_allclose(out[2:19, 2:19], np.outer(g, g), atol=1e-7)
+    assert out.sum() == pytest.approx(1.0, abs=1e-6)
+    assert ProbeConfig(cell=4).smooth_for((28, 28, 1)) == 2.0 and ProbeConfig().smooth_for((28, 28, 1)) == 2.0
+    e = ProbeExplainer(ToyEmbed(), toy_decoder, PROTOTYPES, ProbeConfig(cell=2)).explain(batch())
+    expected = ranking_of(e.input, e.proposal, smoothed(e.drop_map, 1.0))
+    np.testing.assert_array_equal(e.ranking, expected)
