@@ -28,9 +28,11 @@ answer from f. For an input x with embedding h = f(x):
    spreads delta_r over the cell's pixels in proportion to u_p (so it sums to
    delta_r over the cell, and within a cell the pixels the proposal changes
    most come first); pixels outside every candidate are 0. `ranking`, the
-   order of the pixels, puts first the pixels of positive cells where x > p:
-   what x *has* that makes it k rather than l (a removal can act only on
-   those); then the rest by `drop_map`, including where x lacks l's ink.
+   order of the pixels, is `drop_map` smoothed by a Gaussian of half a cell
+   (`smooth`, so a pixel's rank weighs its neighbouring cells' measurements,
+   not the grid's block edges), with the pixels of positive places where
+   x > p first: what x *has* that makes it k rather than l (a removal can act
+   only on those); then the rest, including where x lacks l's ink.
 5. The smallest flipping set. The candidates are ordered by delta_r (largest
    first, ties: candidate order); P_j paints the first j. P_n (all candidates)
    is checked first; if it flips the decision (c_l nearest), a bisection over
@@ -58,7 +60,7 @@ only asked about rows), bit for bit when f returns the same row in any batch.
 
 What was fixed, and on what data: the defaults (the proposal g(c_l), the
 candidates by change, the cell rule, max_regions = 40, the |p - x| spread
-inside a cell, and ranking what x has first) were chosen on MNIST training
+inside a cell, the smoothing of half a cell, and ranking what x has first) were chosen on MNIST training
 images only (`benchmarks/probe_design.py`, `benchmarks/probe_design.json`),
 never on the test images a benchmark uses nor on any ground-truth set, and
 they were fixed before any benchmark number of this method was seen.
