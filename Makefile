@@ -55,15 +55,15 @@ figures/REPORT.md: reproduce/report.py $(FIGS) $(FORCE_DEP) | $(VENV)/.installed
 # model-parameter randomisation check whose result (benchmarks/randomisation.json) its verdicts read. Full mode;
 # the times of both are in their JSON files (`seconds`); the first run also trains runs/synthetic and runs/varying.
 evaluate: setup $(RUN)/metrics.json
-	$(PY) benchmarks/randomisation.py --run $(RUN)
-	$(PY) benchmarks/evaluate.py --run $(RUN)
+	$(PY) -m benchmarks.randomisation --run $(RUN)
+	$(PY) -m benchmarks.evaluate --run $(RUN)
 
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup
 	$(PY) reproduce/digits.py --work runs/digits --out figures
 
 bench: setup
-	$(PY) benchmarks/bench_speed.py --run $(RUN)
+	$(PY) -m benchmarks.bench_speed --run $(RUN)
 
 clean:
 	rm -rf $(VENV) runs

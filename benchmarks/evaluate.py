@@ -28,7 +28,7 @@ set (`baselines.make_synthetic`, a negative control for the paper's method);
 the varying-square set (`synthetic_varying.py`). Every method explains
 d(x) = ||f(x) - c_k||^2, k the network's class, and is also scored on the
 margin d(x, c_l) - d(x, c_k), l the runner-up (see `siamese_xai.metrics`;
-the baselines are in `benchmarks/baselines.py`). The library holds the
+the baselines are in `siamese_xai/baselines.py`). The library holds the
 logic; this script chooses the settings, loops over methods and writes files.
 """
 
@@ -37,29 +37,25 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "reproduce"))  # paper.py: the machine description the report uses too
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # baselines.py, also when loaded by path (the test)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import baselines as bl  # noqa: E402
-import evaluate_report as report  # noqa: E402
-import ground_truth as gtx  # noqa: E402
-import paper  # noqa: E402
+from siamese_xai import baselines as bl  # noqa: E402
+from benchmarks import evaluate_report as report  # noqa: E402
+from benchmarks import ground_truth as gtx  # noqa: E402
+from siamese_xai.machine import machine_description  # noqa: E402
 from siamese_xai import files, metrics, runs  # noqa: E402
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
 from siamese_xai.explain import ExplainConfig, SiameseExplainer  # noqa: E402
-from synthetic_varying import CELL, CLASS_CELLS, make_varying_synthetic, train_varying_run  # noqa: E402
+from benchmarks.synthetic_varying import CELL, CLASS_CELLS, make_varying_synthetic, train_varying_run  # noqa: E402
 
 # Per mode: images per set, images and seeds for stability, images timed one
 # by one, the baselines' budgets, the synthetic runs' training, images for the
@@ -324,7 +320,7 @@ def main(argv=None) -> dict:
         curves["constant"], datasets["constant"] = evaluate_constant(x_train, x_test, settings, synth_dir, records)
         curves["varying"], datasets["varying"] = evaluate_varying(x_train, x_test, settings, vary_dir, records)
 
-    machine = paper.machine_description()
+    machine = machine_description()
     results = {
         "mode": mode,
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import baselines as bl
+from siamese_xai import baselines as bl
 from siamese_xai import files, metrics
 
 METHODS = (
@@ -348,7 +348,7 @@ whether the nearest prototype is still class k. The curves are NumPy in
 `siamese_xai.metrics`, with every model call batched, tested on a toy where
 the right ordering is known. The `distance-explainer` package needs `dianna`,
 which pulls torch, so its algorithm is re-implemented in
-`benchmarks/baselines.py` (`rise_distance_maps`, with d in place of its
+`siamese_xai/baselines.py` (`rise_distance_maps`, with d in place of its
 cosine distance); gradient saliency and Integrated Gradients are short
 `tf.GradientTape` functions."""
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import baselines as bl
+from siamese_xai import baselines as bl
 from siamese_xai import metrics
 
 MODEL_FREE = ("random", "intensity", "edge")

@@ -48,7 +48,7 @@ What is kept and what is recomputed, and why (also in the JSON's "protocol"):
   trained stage the two variants coincide (the trained g *is* stage 3's
   output for that f).
 - The baselines (occlusion, KernelSHAP, the distance explainer, gradient,
-  Integrated Gradients; `benchmarks/baselines.py`) explain d with the
+  Integrated Gradients; `siamese_xai/baselines.py`) explain d with the
   randomised f and the recomputed prototypes; they use no decoder.
 - Model-free controls (the input intensity x, from `baselines.intensity_maps`
   when that module has it, and `baselines.edge_maps` when it has that) do
@@ -73,23 +73,19 @@ import argparse
 import dataclasses
 import datetime
 import os
-import sys
 import time
 import zlib
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "reproduce"))  # paper.py: the machine description
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # baselines.py, also when loaded by path (the test)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 
-import baselines as bl  # noqa: E402
+from siamese_xai import baselines as bl  # noqa: E402
 from siamese_xai import files, metrics, runs, training  # noqa: E402
 from siamese_xai.config import TrainConfig  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
@@ -325,7 +321,7 @@ class DecoderMethods:
 
 
 def baseline_maps(embed, prototypes, xs, k, settings, seed: int = 0) -> dict:
-    """The baselines' maps of d(x) = ||f(x) - c_k||^2 (`benchmarks/baselines.py`) and the model-free controls'.
+    """The baselines' maps of d(x) = ||f(x) - c_k||^2 (`siamese_xai/baselines.py`) and the model-free controls'.
 
     Returns:
         name -> `(B, 28, 28)` float32 map.
@@ -530,9 +526,9 @@ def main(argv=None) -> dict:
 
 
 def _machine() -> str:
-    import paper
+    from siamese_xai.machine import machine_description
 
-    return paper.machine_description()
+    return machine_description()
 
 
 if __name__ == "__main__":

@@ -1,27 +1,21 @@
 """benchmarks/evaluate.py end to end in quick mode, and the verdict rules of benchmarks/evaluate_report.py."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
 
-import evaluate_report as report  # noqa: E402
+from benchmarks import evaluate_report as report  # noqa: E402
 
 from siamese_xai import files  # noqa: E402
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_script", BENCHMARKS / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import evaluate
+
+    return evaluate
 
 
 @pytest.fixture

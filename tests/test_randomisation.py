@@ -6,25 +6,13 @@ not); the end-to-end quick run on a tiny trained run against what must hold
 whatever the network: a model-free map never changes, a gradient map does.
 """
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("randomisation_script", BENCHMARKS / "randomisation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rz = _load_script()
+from benchmarks import randomisation as rz
 
 
 # ---------------------------------------------------------------------------
