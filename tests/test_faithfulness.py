@@ -116,3 +116,13 @@ def test_maps_of_the_wrong_shape_are_refused():
     x = toy_images()
     with pytest.raises(ValueError, match="maps"):
         fa.removal_curves(TOY, x, [0, 0], [1, 1], np.zeros((2, 5, 5)), fa.fill_images(x, "zero"))
+
+
+def test_a_stack_is_imputed_as_each_image_alone():
+    rng = np.random.default_rng(0)
+    xs = rng.random((3, 7, 7, 1)).astype(np.float32)
+    removed = rng.random((3, 7, 7)) < 0.6
+    stacked = fa.noisy_linear_imputation(xs, removed, noise=0.0)
+    alone = np.stack([fa.noisy_linear_imputation(xs[i], removed[i], noise=0.0) for i in range(3)])
+    np.testing.assert_allclose(stacked, alone, atol=1e-6)  # float64 solves of the same equations, cast to float32
+    assert stacked.shape == xs.shape
