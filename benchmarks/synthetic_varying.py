@@ -19,8 +19,9 @@ the square: every baseline's ground-truth ceiling is 1 by construction (the
 occlusion patch is 6x6 and not grid-aligned; `evaluate.py` measures
 its ceiling with an oracle).
 
-`train_varying_run` trains f, the explainable autoencoder and the decoder on
-it with the project's own training functions (`siamese_xai.training`).
+`train_synthetic_run` trains f, the explainable autoencoder and the decoder on
+any ground-truth set with the project's own training functions
+(`siamese_xai.training`); `train_varying_run` on this one.
 """
 
 from __future__ import annotations
@@ -37,11 +38,8 @@ def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pa
                       verbose: int = 0):
     """Trains f, the autoencoder and the decoder on `make_varying_synthetic` data (or loads them).
 
-    Uses `siamese_xai.training` (the paper run's code) with its default
-    learning rates; a run folder with the same settings is reused.
-
     Args:
-        run_dir: where `snn.keras`, `decoder.keras`, `prototypes.npy` and `varying_config.json` go.
+        run_dir: the run folder.
         digits: `(m, 28, 28, 1)` MNIST training digits to draw under the squares.
         n_train: training images.
         epochs: (Siamese network, autoencoder, decoder fine-tuning).
@@ -49,8 +47,35 @@ def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pa
         seed: the data set's and the training's seed.
 
     Returns:
+        `(explainer, info)` as `train_synthetic_run`.
+    """
+    x, y, _, _ = make_varying_synthetic(digits, n_train, seed=seed)
+    stamp = {"n_train": n_train, "data_seed": seed, "layout": LAYOUT, "intensity": list(INTENSITY)}
+    return train_synthetic_run(run_dir, x, y, epochs, pairs, stamp, seed=seed, verbose=verbose,
+                               stamp_name="varying_config.json")
+
+
+def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stamp=None, num_classes: int = 10,
+                        seed: int = 0, verbose: int = 0, stamp_name: str = "synthetic_config.json"):
+    """Trains f, the autoencoder and the decoder on a ground-truth set (or loads them when already trained).
+
+    Uses `siamese_xai.training` (the paper run's code) with its default
+    learning rates; a run folder whose stamp (the settings and `stamp`) is the
+    same is reused. The stamp file is written last, so its presence means the
+    models are complete.
+
+    Args:
+        run_dir: where `snn.keras`, `decoder.keras`, `prototypes.npy` and the stamp go.
+        x: `(n, 28, 28, 1)` training images; y: `(n,)` their classes.
+        epochs: (Siamese network, autoencoder, decoder fine-tuning).
+        pairs: pairs per Siamese epoch.
+        stamp: what identifies the data (recorded and compared).
+        num_classes: classes (prototypes).
+        seed: the training's seed.
+
+    Returns:
         `(explainer, info)`: a `SiameseExplainer` (paper defaults) and a dict
-        with the training accuracy and wall times.
+        with the training accuracy, reconstruction error and wall times.
     """
     from siamese_xai import files, runs, training
     from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
@@ -64,14 +89,10 @@ def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pa
         autoencoder=AutoencoderConfig(epochs=epochs[1]),
         decoder=DecoderConfig(epochs=epochs[2]),
     )
-    stamp = {"config": config.to_dict(), "n_train": n_train, "data_seed": seed, "layout": LAYOUT,
-             "intensity": list(INTENSITY)}
-    x, y, _, _ = make_varying_synthetic(digits, n_train, seed=seed)
-    stamp_file = run_dir / "varying_config.json"
+    stamp = {"config": config.to_dict(), **(stamp or {})}
+    stamp_file = run_dir / stamp_name
     if stamp_file.is_file() and files.read_json(stamp_file).get("stamp") == stamp:
-        explainer = SiameseExplainer.from_run(run_dir)
-        info = files.read_json(stamp_file)["info"]
-        return explainer, info
+        return SiameseExplainer.from_run(run_dir), files.read_json(stamp_file)["info"]
     t0 = time.perf_counter()
     snn = training.train_siamese(x, y, config, verbose=verbose)
     t1 = time.perf_counter()
@@ -80,7 +101,7 @@ def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pa
     t2 = time.perf_counter()
     decoder = training.finetune_decoder(decoder, x, h, config, verbose=verbose)
     t3 = time.perf_counter()
-    protos = prototypes_from_embeddings(h, y, 10)
+    protos = prototypes_from_embeddings(h, y, num_classes)
     recon = training.predict(decoder, h)
     info = {
         "train_accuracy": float(prototype_accuracy(h, y, protos)),
