@@ -143,10 +143,10 @@ def _cmd_explain(args):
             print(f"note: {note}", file=sys.stderr)
     images = np.stack([image for image, _, _, _ in resolved])
     contrast = {} if args.contrast_class is None else {"contrast_class": args.contrast_class}
-    if args.contrast_class is not None and explainer.config.method != "contrast":
-        raise CLIError(f"--contrast-class needs --method contrast; received --method {explainer.config.method}")
+    if args.contrast_class is not None and explainer.config.method != "template_contrast":
+        raise CLIError(f"--contrast-class needs --method template_contrast; received --method {explainer.config.method}")
     if other is not None:
-        target = {} if args.target_class is None or explainer.config.method != "contrast" else {"target_class": args.target_class}
+        target = {} if args.target_class is None or explainer.config.method != "template_contrast" else {"target_class": args.target_class}
         explanation = explainer.explain(images, reference=other[0], seed=args.seed, **contrast, **target)
     else:
         explanation = explainer.explain(images, target_class=args.target_class, seed=args.seed, **contrast)
@@ -161,7 +161,7 @@ def _cmd_explain(args):
             bar.update(i + 1)
         if args.quiet or bar is None:
             what = "pair" if other is not None else f"class {e.class_name(e.explained_class[0])}"
-            if explainer.config.method == "contrast":
+            if explainer.config.method == "template_contrast":
                 against = "the other image" if other is not None else f"class {e.class_name(e.contrast_class[0])}"
                 what = f"class {e.class_name(e.explained_class[0])} rather than {against}"
             print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {what}, J={e.indices[0].tolist()}, "
@@ -217,9 +217,10 @@ def _add_explain_options(p, full: bool = False):
     p.add_argument("--n", type=_positive_int, metavar="N", help="perturbations (default 5000, the paper's)")
     if not full:
         return
-    p.add_argument("--method", choices=("mc", "linear", "contrast"),
-                   help="mc: decode N perturbations (the paper); linear: first-order, faster; contrast: why the "
-                   "SNN's class rather than the runner-up (or --contrast-class), from the decoded path to its prototype")
+    p.add_argument("--method", choices=("mc", "linear", "template_contrast", "contrast"),
+                   help="mc: decode N perturbations (the paper); linear: first-order, faster; template_contrast: why "
+                   "the SNN's class rather than the runner-up (or --contrast-class), from the decoded class templates "
+                   "gated by the input (contrast: its earlier name)")
     p.add_argument("--direction", choices=("toward_prototype", "positive"), help="perturb toward the prototype (default) or by +|eps| (the literal reading)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs and splits (default: $TFDS_DATA_DIR)")
@@ -337,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target-class", type=_non_negative_int, metavar="K", help="explain 'why class K?' instead of the SNN's own class")
     explain.add_argument("--pair", metavar="OTHER", help="explain why INPUT is close to (or far from) OTHER, an image or mnist:test:INDEX")
     explain.add_argument("--contrast-class", type=_non_negative_int, metavar="L",
-                         help="with --method contrast: explain 'why class K rather than class L?' (default: the runner-up)")
+                         help="with --method template_contrast: explain 'why class K rather than class L?' (default: the runner-up)")
     _add_explain_options(explain, full=True)
     explain.set_defaults(func=_cmd_explain)
 
