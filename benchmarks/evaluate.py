@@ -116,11 +116,17 @@ def evaluate_dataset(name, explainer, x, regions, settings, mean_image=None, log
         t0 = time.perf_counter()
         fn = fns[method.name]
         calls = scalar.calls
-        maps = np.asarray(fn(x, classes, settings["seeds"][0]), np.float32)
-        f_calls = (scalar.calls - calls) / len(x) if method.scalar_only or method.kind == registry.WHITE_BOX else 1.0
+        maps, extras = registry.split(fn(x, classes, settings["seeds"][0]))
+        if "n_calls" in extras:  # the method counts its own calls of f
+            f_calls = float(np.mean(extras["n_calls"]))
+        else:  # a decoder method runs f once, on x; the others through the scalar
+            f_calls = (scalar.calls - calls) / len(x) if method.scalar_only or method.kind == registry.WHITE_BOX else 1.0
         all_maps[method.name] = maps
         rec = {"dataset": name, "method": method.name, "kind": method.kind, "description": method.description,
                "n_images": int(len(x)), "f_calls_per_image": float(f_calls)}
+        for key, v in extras.items():
+            rec["flip_rate" if key == "flips" else key] = metrics.mean_ci(v)
+            per_image.setdefault("flip_rate" if key == "flips" else key, {})[method.name] = np.asarray(v, np.float64)
         if regions is None:
             values, curves[method.name] = faithfulness_values(scalar, x, classes, contrasts, maps, mean_image)
         else:
@@ -132,7 +138,7 @@ def evaluate_dataset(name, explainer, x, regions, settings, mean_image=None, log
             rec[key] = metrics.mean_ci(v)
         # A deterministic method is measured too (one rerun with another seed), not assumed to be stable.
         seeds = settings["seeds"][1:2] if method.deterministic else settings["seeds"][1:]
-        per_seed = [maps[:n_stab]] + [fn(x[:n_stab], classes[:n_stab], s) for s in seeds]
+        per_seed = [maps[:n_stab]] + [registry.split(fn(x[:n_stab], classes[:n_stab], s))[0] for s in seeds]
         rec["stability"] = metrics.mean_ci(metrics.stability(np.stack(per_seed), Q))
         rec["seconds_per_explanation"] = bl.median_seconds(lambda b, c: fn(b, c, 0), x, classes, settings["n_cost"])
         rec["wall_seconds"] = round(time.perf_counter() - t0, 1)

@@ -266,7 +266,7 @@ class DecoderMethods:
 
     def __init__(self, decoder, embed, prototypes, n_perturbations: int, contrast_points: int):
         configs = {m: ExplainConfig(n_perturbations=n_perturbations, method=m) for m in ("mc", "linear")}
-        configs["template_contrast"] = ExplainConfig(n_perturbations=contrast_points, method="contrast")
+        configs["template_contrast"] = ExplainConfig(n_perturbations=contrast_points, method="template_contrast")
         self._graphs = {m: tf.function(SiameseExplainer(embed, decoder, prototypes, c).graph) for m, c in configs.items()}
 
     def __call__(self, h, xs, k, l, prototypes, seed: int = 0) -> dict:
@@ -301,7 +301,7 @@ def baseline_maps(embed, prototypes, xs, k, settings, seed: int = 0) -> dict:
     """
     scalar = metrics.DistanceScalar(embed, prototypes)
     fns = registry.method_functions(None, scalar, settings, names=[m.name for m in registry.METHODS if not m.decoder])
-    return {name: np.asarray(fn(xs, k, seed), np.float32) for name, fn in fns.items()}
+    return {name: registry.split(fn(xs, k, seed))[0] for name, fn in fns.items()}
 
 
 def other_decoder_maps(embed, decoder, prototypes, xs, k, settings, seed: int = 0) -> dict:
@@ -311,7 +311,7 @@ def other_decoder_maps(embed, decoder, prototypes, xs, k, settings, seed: int = 
         return {}
     explainer = SiameseExplainer(embed, decoder, prototypes, ExplainConfig(n_perturbations=settings["n_perturbations"]))
     fns = registry.method_functions(explainer, metrics.DistanceScalar(embed, prototypes), settings, names=names)
-    return {name: np.asarray(fn(xs, k, seed), np.float32) for name, fn in fns.items()}
+    return {name: registry.split(fn(xs, k, seed))[0] for name, fn in fns.items()}
 
 
 def _reconstruction_sse(decoder, h, xs) -> float:

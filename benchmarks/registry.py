@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from siamese_xai import baselines as bl
 from siamese_xai.faithfulness import FILLS
 
@@ -65,8 +67,21 @@ def _explainer_maps(method):
 
 
 def _template_contrast(ctx):
-    e = ctx.explainer.replace(method="contrast")
+    e = ctx.explainer.replace(method="template_contrast")
     return lambda x, c, s: bl.contrast_maps(e, x, c, s)
+
+
+def _probe(ctx):
+    from siamese_xai.probe import ProbeExplainer
+
+    e = ProbeExplainer(ctx.explainer.embed, ctx.explainer.decoder, ctx.explainer.prototypes)
+
+    def fn(x, c, s):
+        ex = e.explain(x, target_class=[int(v) for v in c])
+        extras = {"n_calls": np.asarray(ex.n_calls, np.float64), "flips": np.asarray(ex.flips, np.float64),
+                  "set_size": np.asarray(ex.set_size, np.float64)}
+        return np.asarray(ex.ranking, np.float32).reshape(len(x), *np.shape(x)[1:3]), extras
+    return fn
 
 
 METHODS = (
@@ -80,6 +95,10 @@ METHODS = (
            "a contrast of the decoded class templates along the path from h to c_l (l the runner-up), gated by "
            "the input: E_p = max(-S_p, 0) x_p; f is never run on a changed input",
            _template_contrast, decoder=True),
+    Method("probe", THIS_PROJECT, True,
+           "asks f: cells of the image painted with the decoder's proposal g(c_l), each scored by the measured "
+           "drop of the margin; the smallest flipping set found by bisection and checked by f (siamese_xai.probe)",
+           _probe, decoder=True),
     Method("random", MODEL_FREE, False, "uniformly random pixel ordering",
            lambda ctx: bl.random_maps, scalar_only=True),
     Method("intensity", MODEL_FREE, True, "the input intensity x_p (no model)",
@@ -103,6 +122,12 @@ METHODS = (
 )
 BY_NAME = {m.name: m for m in METHODS}
 JUDGED = tuple(m.name for m in METHODS if m.kind == THIS_PROJECT)
+
+
+def split(result):
+    """`(maps, extras)` from a map function's return value (maps alone, or maps and a dict of per-image values)."""
+    maps, extras = result if isinstance(result, tuple) else (result, {})
+    return np.asarray(maps, np.float32), extras
 
 
 def method_functions(explainer, scalar, settings: dict, names=None) -> dict:

@@ -90,7 +90,7 @@ def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
     """The contrastive method's ranking E_p = max(-S_p, 0) x_p, why class k rather than the runner-up.
 
     Args:
-        explainer: a `SiameseExplainer` (any method; `method="contrast"` is used).
+        explainer: a `SiameseExplainer` (any method; `method="template_contrast"` is used).
         xs: `(B, H, W, 1)`; classes: `(B,)` the explained classes k.
         return_explanation: also return the `Explanation` (for its other fields).
 
@@ -98,8 +98,8 @@ def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
         `(B, H, W)` float32 (and the `Explanation` when asked).
     """
     xs = _check_images(xs)
-    if explainer.config.method != "contrast":
-        explainer = explainer.replace(method="contrast")
+    if explainer.config.method != "template_contrast":
+        explainer = explainer.replace(method="template_contrast")
     e = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed)
     maps = (np.maximum(-np.asarray(e.mean_signed_change[..., 0]), 0) * xs[..., 0]).astype(np.float32)
     return (maps, e) if return_explanation else maps

@@ -262,6 +262,9 @@ def road_curves(scalar, xs, classes, contrasts, maps, fractions=ROAD_FRACTIONS, 
 def prototype_logits(embed, prototypes, input_shape=(28, 28, 1)):
     """A Keras model `(B, H, W, C) -> (B, num_classes)` of -||f(x) - c_j||^2: its argmax is the nearest prototype.
 
+    The last layer carries a linear `activation` attribute, which classifier
+    tools inspect (Quantus' TensorFlow wrapper reads it to strip a softmax).
+
     Args:
         embed: f, a Keras model `(B, H, W, C) -> (B, D)`.
         prototypes: `(num_classes, D)`.
@@ -272,8 +275,16 @@ def prototype_logits(embed, prototypes, input_shape=(28, 28, 1)):
     protos = np.asarray(prototypes, np.float32)
     if protos.ndim != 2:
         raise ValueError(f"`prototypes` must be (num_classes, D). Received: prototypes.shape={protos.shape}")
+
+    class NegativeSquaredDistances(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.activation = keras.activations.linear
+
+        def call(self, h):
+            diff = keras.ops.expand_dims(h, 1) - keras.ops.expand_dims(keras.ops.convert_to_tensor(protos), 0)
+            return -keras.ops.sum(diff * diff, axis=-1)
+
     inp = keras.Input(input_shape)
-    h = embed(inp)
-    c = keras.ops.convert_to_tensor(protos)
-    diff = keras.ops.expand_dims(h, 1) - keras.ops.expand_dims(c, 0)
-    return keras.Model(inp, -keras.ops.sum(diff * diff, axis=-1), name="prototype_logits")
+    return keras.Model(inp, NegativeSquaredDistances(name="negative_squared_distances")(embed(inp)),
+                       name="prototype_logits")

@@ -37,6 +37,8 @@ def untrained_run(tmp_path):
     return tmp_path / "run"
 
 
+# minutes: three small ground-truth networks are trained and every method scored on four sets
+@pytest.mark.slow
 def test_quick_mode_end_to_end(untrained_run, tmp_path):
     script = _load_script()
     results = script.main(["--quick", "--run", str(untrained_run), "--out", str(tmp_path), "--figures", str(tmp_path),

@@ -177,6 +177,8 @@ def test_decoder_methods_equal_explain_with_the_stages_prototypes(tiny):
                                rtol=1e-4, atol=1e-7)
 
 
+# minutes: a tiny run's cascade, an explainer retrained from scratch, every registered method
+@pytest.mark.slow
 def test_quick_run_end_to_end(tiny_run, tmp_path):
     from siamese_xai import runs
 
