@@ -46,8 +46,9 @@ def targets(results: dict) -> dict:
     rand = results.get("randomisation") or {}
     total = None if seconds is None or rand.get("seconds") is None else seconds + rand["seconds"]
     out["make_evaluate_minutes"] = {
-        "rule": f"randomisation check + evaluation under {MINUTES_TARGET} minutes on this 2-core machine",
+        "rule": f"randomisation check + evaluation under {MINUTES_TARGET} minutes on this 2-core machine (full mode)",
         "evaluation_seconds": seconds, "randomisation_seconds": rand.get("seconds"),
+        "measured": f"evaluation {seconds} s ({results.get('mode')} mode), randomisation check {rand.get('seconds')} s",
         "met": None if total is None or results.get("mode") != "full" else total < MINUTES_TARGET * 60}
     if ASKS_F not in registry.BY_NAME or _record(results, "mnist", ASKS_F) is None:
         out["asks_f"] = {"met": None, "rule": f"`{ASKS_F}` is not registered in this run"}
@@ -56,21 +57,29 @@ def targets(results: dict) -> dict:
     rows = {b: beats.get(b, {}) for b in TARGET_RIVALS}
     out["beats_rivals_on_margin"] = {
         "rule": f"{ASKS_F} beats {', '.join(TARGET_RIVALS)} (primary metric, Holm p < 0.05, worse under no baseline)",
-        "rows": rows, "met": all(r.get("beats") for r in rows.values())}
+        "rows": rows, "met": all(r.get("beats") for r in rows.values()),
+        "measured": "; ".join(f"vs {b}: {'beats' if r.get('beats') else WORDS.get(r.get('primary'), 'n/a')}"
+                              + (f", worse on {', '.join(r['worse_on'])}" if r.get("worse_on") else "")
+                              for b, r in rows.items())}
     calls = {m: _record(results, "mnist", m)["f_calls_per_image"] for m in (ASKS_F, *CALL_RIVALS)}
     out["f_calls"] = {"rule": f"{ASKS_F}'s f calls at most one fifth of {' and '.join(CALL_RIVALS)}'s",
-                      "calls": calls, "met": all(calls[ASKS_F] <= calls[m] / 5 for m in CALL_RIVALS)}
+                      "calls": calls, "met": all(calls[ASKS_F] <= calls[m] / 5 for m in CALL_RIVALS),
+                      "measured": ", ".join(f"{m} {c:.0f}" for m, c in calls.items())}
     flips = _record(results, "mnist", ASKS_F).get("flip_rate")
     out["flips"] = {"rule": f"the found set flips the decision on at least {FLIP_TARGET:.0%} of the images",
-                    "flip_rate": flips, "met": None if flips is None else flips["mean"] >= FLIP_TARGET}
+                    "flip_rate": flips, "met": None if flips is None else flips["mean"] >= FLIP_TARGET,
+                    "measured": f"flip rate {_fmt(flips)}"}
     verdict = (rand.get("methods") or {}).get(ASKS_F, {}).get("verdict")
     out["randomisation"] = {"rule": "its map changes under the randomisation check with the explainer retrained",
-                            "verdict": verdict, "met": None if verdict is None else verdict == "changes"}
+                            "verdict": verdict, "met": None if verdict is None else verdict == "changes",
+                            "measured": f"verdict: {verdict or 'not measured on this run'}"}
     mine, shap = _record(results, "shapes", ASKS_F), _record(results, "shapes", "kernelshap")
     out["shapes_rank_accuracy"] = {
         "rule": "relevance rank accuracy on the shapes set at least KernelSHAP's (means)",
         "asks_f": None if mine is None else mine["rank_accuracy"], "kernelshap": None if shap is None else shap["rank_accuracy"],
-        "met": None if mine is None or shap is None else mine["rank_accuracy"]["mean"] >= shap["rank_accuracy"]["mean"]}
+        "met": None if mine is None or shap is None else mine["rank_accuracy"]["mean"] >= shap["rank_accuracy"]["mean"],
+        "measured": f"{ASKS_F} {_fmt(None if mine is None else mine['rank_accuracy'])}, "
+                    f"kernelshap {_fmt(None if shap is None else shap['rank_accuracy'])}"}
     return out
 
 
@@ -147,7 +156,7 @@ def render_markdown(results: dict) -> str:
         "",
     ]
     for name, t in results.get("targets", {}).items():
-        lines.append(f"- `{name}`: {t['rule']}: {_met(t['met'])}.")
+        lines.append(f"- `{name}`: {t['rule']}: {_met(t['met'])}" + (f" ({t['measured']})." if t.get("measured") else "."))
     lines.append("")
     for ds, meta in results["datasets"].items():
         lines += [f"## {ds}", ""]
