@@ -148,6 +148,17 @@ class Explanation:
     def image_shape(self) -> tuple:
         return tuple(self.input.shape[1:])
 
+    @property
+    def ranking(self) -> np.ndarray:
+        """`(B, H, W, C)` float32 the map whose q largest positive values are the mask (ties: lower flat index first).
+
+        `mean_abs_change` (Delta_p) for the paper's methods; max(-S_p, 0) * x_p
+        for `method="template_contrast"` (S = `mean_signed_change`, x = `input`).
+        """
+        if self.config.method == "template_contrast":
+            return (np.maximum(-self.mean_signed_change, 0) * self.input).astype(np.float32)
+        return self.mean_abs_change
+
     def class_name(self, k: int) -> str:
         """The name of class k ("0", "1", ... without class names); "-" for -1 (a reference image)."""
         k = int(k)

@@ -116,6 +116,10 @@ class ProbeExplanation:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def class_name(self, k: int) -> str:
+        """The name of class k ("0", "1", ... without class names)."""
+        return self.class_names[int(k)] if self.class_names is not None else str(int(k))
+
     def __repr__(self) -> str:
         return (f"ProbeExplanation(B={len(self)}, proposal={self.config.proposal!r}, cell={self.cell}, "
                 f"flips={int(self.flips.sum())}/{len(self)}, mean n_calls={float(np.mean(self.n_calls)) if len(self) else 0:.1f})")

@@ -293,3 +293,39 @@ def test_old_name_is_accepted_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match="'contrast' is now 'template_contrast'"):
         cfg = ExplainConfig(method="contrast")
     assert cfg.method == "template_contrast" and cfg == ExplainConfig(method="template_contrast")
+
+
+def test_ranking_is_the_map_the_mask_holds_the_top_of(setup):
+    """e.ranking, for every method: the mask is its q largest positive values (ties: lower flat index first)."""
+    emb, kernel, protos, ex = setup
+    x = images(3, seed=6)
+    for e in (ex.explain(x), ex.replace(method="mc").explain(x, seed=1), ex.replace(method="linear").explain(x, seed=1)):
+        r = e.ranking.reshape(len(e), -1).astype(np.float64)
+        order = np.argsort(-r, axis=1, kind="stable")[:, : e.config.q]
+        expected = np.zeros_like(r, bool)
+        np.put_along_axis(expected, order, True, axis=1)
+        np.testing.assert_array_equal(e.mask.reshape(len(e), -1), expected & (r > 0), err_msg=e.config.method)
+    e = ex.explain(x)
+    np.testing.assert_array_equal(e.ranking, np.maximum(-e.mean_signed_change, 0) * e.input)
+
+
+def test_cli_method_probe(keras_run, tmp_path, capsys):
+    """`explain --method probe` writes the probe's figure and JSON; its record is f's verdict on the run."""
+    from PIL import Image
+
+    from siamese_xai.inputs import read_image
+    from siamese_xai.probe import ProbeExplainer
+
+    Image.fromarray((images(1, seed=5)[0, ..., 0] * 255).astype("uint8"), "L").save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
+                     "--method", "probe", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "a.json").read_text())
+    e = ProbeExplainer.from_run(keras_run).explain(read_image(tmp_path / "a.png")[0])
+    for field in ("explained_class", "contrast_class", "flips", "set_size", "n_calls"):
+        assert record[field] == getattr(e, field)[0].tolist(), field
+    assert f"{record['n_calls']} f calls" in capsys.readouterr().out and (out / "a.png").is_file()
+    code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
+                     "--method", "probe", "--pair", str(tmp_path / "a.png")])
+    assert code == 2 and "--pair is not available with --method probe" in capsys.readouterr().err

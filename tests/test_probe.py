@@ -226,3 +226,21 @@ def test_result_is_frozen():
     with pytest.raises(ValueError):
         e.ranking[0, 0, 0, 0] = 1.0
     assert len(e[1:3]) == 2 and len(list(e)) == len(e)
+
+
+def test_plot_probe_draws_four_panels_and_checks_its_input():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from siamese_xai import plotting
+
+    e = ProbeExplainer(ToyEmbed(), toy_decoder, PROTOTYPES, ProbeConfig(cell=2), class_names=["zero", "one"]).explain(
+        batch())
+    axes = plotting.plot_probe(e, index=0)
+    assert len(axes) == 4 and axes[0].get_title() == "input: zero rather than one?"
+    assert axes[3].get_title() == "1 regions painted, f: one"
+    with pytest.raises(ValueError, match="`index` must be an integer in"):
+        plotting.plot_probe(e, index=len(e))
+    with pytest.raises(TypeError, match="`explanation` must be a ProbeExplanation"):
+        plotting.plot_probe(object())
+    matplotlib.pyplot.close("all")
