@@ -30,17 +30,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-import baselines as bl  # noqa: E402
+from siamese_xai import baselines as bl  # noqa: E402
 from siamese_xai import files, runs  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
 from siamese_xai.faithfulness import fill_images, removal_curves, road_curves  # noqa: E402
