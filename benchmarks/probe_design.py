@@ -3,7 +3,7 @@
 Command (from the repository root; TFDS_DATA_DIR must point at MNIST; needs
 `siamese_xai.faithfulness`, the benchmark's ROAD and removal curves):
 
-    .venv/bin/python benchmarks/probe_design.py --run runs/paper          # about 2-4 minutes on 2 cores
+    .venv/bin/python -m benchmarks.probe_design --run runs/paper          # about 2-4 minutes on 2 cores
 
 Writes `benchmarks/probe_design.json`. The images are `--n` training images
 drawn with a fixed seed from the last 10,000 of MNIST's training split, never
@@ -35,17 +35,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-import baselines as bl  # noqa: E402
+from siamese_xai import baselines as bl  # noqa: E402
 from siamese_xai import files, runs  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
 from siamese_xai.faithfulness import fill_images, removal_curves, road_curves  # noqa: E402
