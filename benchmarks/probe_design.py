@@ -3,7 +3,7 @@
 Command (from the repository root; TFDS_DATA_DIR must point at MNIST; needs
 `siamese_xai.faithfulness`, the benchmark's ROAD and removal curves):
 
-    .venv/bin/python -m benchmarks.probe_design --run runs/paper          # about 2-4 minutes on 2 cores
+    .venv/bin/python -m benchmarks.probe_design --run runs/paper          # 8-25 minutes on 2 shared cores
 
 Writes `benchmarks/probe_design.json`. The images are `--n` training images
 drawn with a fixed seed from the last 10,000 of MNIST's training split, never
