@@ -60,12 +60,13 @@ figures/claims.json: reproduce/claims.py $(RUN)/metrics.json $(FORCE_DEP) | $(VE
 figures/REPORT.md: reproduce/report.py $(FIGS) figures/claims.json $(FORCE_DEP) | $(VENV)/.installed
 	$(RUN_PY) reproduce/report.py --run $(RUN) --out figures
 
-# The evaluation on MNIST and the two synthetic sets against baselines and model-free orderings, after the
-# model-parameter randomisation check whose result (benchmarks/randomisation.json) its verdicts read. Full mode;
-# the times of both are in their JSON files (`seconds`); the first run also trains runs/synthetic and runs/varying.
+# The benchmark (docs/evaluation.md): the model-parameter randomisation check, then every registered method on
+# MNIST (ROAD and deletion/insertion of the margin, paired Wilcoxon-Holm verdicts) and on three ground-truth sets.
+# Full mode; the times of both are in their JSON files (`seconds`); the first run also trains runs/synthetic,
+# runs/varying and runs/shapes.
 evaluate: setup $(RUN)/metrics.json
-	$(RUN_PY) benchmarks/randomisation.py --run $(RUN)
-	$(RUN_PY) benchmarks/evaluate.py --run $(RUN)
+	$(RUN_PY) -m benchmarks.randomisation --run $(RUN)
+	$(RUN_PY) -m benchmarks.evaluate --run $(RUN)
 
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup
@@ -76,7 +77,7 @@ seeds: setup
 	$(RUN_PY) reproduce/seeds.py --work runs/seeds --out figures
 
 bench: setup
-	$(RUN_PY) benchmarks/bench_speed.py --run $(RUN)
+	$(RUN_PY) -m benchmarks.bench_speed --run $(RUN)
 
 clean:
 	rm -rf $(VENV) runs

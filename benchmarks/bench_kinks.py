@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
@@ -145,7 +143,6 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--out", default=str(HERE / "kinks.json"))
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(HERE))
     from siamese_xai import SiameseExplainer, files, load_mnist
 
     t = time.time()

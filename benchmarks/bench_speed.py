@@ -40,12 +40,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras
 import numpy as np
@@ -59,10 +57,9 @@ from siamese_xai.models import build_decoder
 from siamese_xai.prototypes import embed_in_batches
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-from bench_exactness import exactness, print_table  # noqa: E402
-from bench_kinks import kink_stats, print_kinks, print_profile, profile  # noqa: E402
+from benchmarks.bench_exactness import exactness, print_table  # noqa: E402
+from benchmarks.bench_kinks import kink_stats, print_kinks, print_profile, profile  # noqa: E402
 
 
 def decoder_flops(decoder):

@@ -63,20 +63,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "reproduce"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-import baselines as bl  # noqa: E402
-from paper import machine_description  # noqa: E402
+from siamese_xai import baselines as bl  # noqa: E402
+from siamese_xai.machine import machine_description  # noqa: E402
 from siamese_xai import files, metrics, models, runs, training  # noqa: E402
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
 from siamese_xai.explain import ExplainConfig, SiameseExplainer  # noqa: E402
 from siamese_xai.prototypes import embed_in_batches, prototypes_from_embeddings  # noqa: E402
-from synthetic_varying import make_varying_synthetic  # noqa: E402
+from benchmarks.synthetic_varying import make_varying_synthetic  # noqa: E402
 
 DECODERS = {"table1": {}, "large": dict(models.LARGE_DECODER)}
 CONFIGS = tuple((d, beta, "table1") for d in (10, 20) for beta in (1, 10, 100)) + ((20, 10, "large"),)

@@ -1,8 +1,8 @@
 """Ground-truth extras of the evaluation: ceilings, the negative control's mechanism, the contrast ablations.
 
-`benchmarks/evaluate.py` calls these on its two synthetic sets:
+`python -m benchmarks.evaluate` calls these on the constant and varying sets:
 
-- `ceilings`: each method's ground-truth share when the network is replaced
+- `ceilings`: each method's relevance rank accuracy when the network is replaced
   by `baselines.OracleScalar` (a model of the ground truth itself), i.e. the
   most the method can score on the set. Measured for the black-box baselines;
   a model-free ordering's map does not depend on the model, so its ceiling is
@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
-import baselines as bl
+from benchmarks import registry
+from siamese_xai import baselines as bl
 from siamese_xai import metrics
+from siamese_xai.synthetic import CELL, CLASS_CELLS
 
-MODEL_FREE = ("random", "intensity", "edge")
-ORACLE_MEASURED = ("occlusion", "kernelshap", "distance_explainer")
+MODEL_FREE = tuple(m.name for m in registry.METHODS if m.kind == registry.MODEL_FREE)
+ORACLE_MEASURED = tuple(m.name for m in registry.METHODS if m.scalar_only and m.kind != registry.MODEL_FREE)
 SIGMA_SCALES = (0.01, 0.1, 1.0)  # the paper's 0.1, and ten times smaller and larger
 
 
@@ -38,7 +40,7 @@ def ceilings(method_names, scores: dict, oracle_fns: dict, xs, regions) -> dict:
 
     Args:
         method_names: the evaluated methods.
-        scores: name -> the method's own `mean_ci` ground-truth share (model-free methods reuse it).
+        scores: name -> the method's own `mean_ci` relevance rank accuracy (model-free methods reuse it).
         oracle_fns: name -> fn(xs, index, seed) -> `(B, H, W)` maps, the baseline driven by the oracle.
         xs: `(n, H, W, 1)` images; regions: `(n, H, W)` bool their squares.
 
@@ -51,7 +53,7 @@ def ceilings(method_names, scores: dict, oracle_fns: dict, xs, regions) -> dict:
         if name in MODEL_FREE:
             out[name] = {**scores[name], "how": "model-free: the map does not depend on the model, so its score"}
         elif name in oracle_fns:
-            share = metrics.ground_truth_scores(oracle_fns[name](xs, index, 0), regions)["share"]
+            share = metrics.region_scores(oracle_fns[name](xs, index, 0), regions)["rank_accuracy"]
             out[name] = {**metrics.mean_ci(share), "how": "measured with the oracle scalar"}
         else:
             out[name] = {"mean": 1.0, "how": "pixel-level map: 1 by construction"}
@@ -140,4 +142,22 @@ def contrast_ablations(explainer, xs, classes, regions, other_cells, seed: int =
         for name in ("contrast", "contrast_S_only")
     }
     out["mask_pixels_mean"] = float(np.asarray(e.mask).sum(axis=(1, 2, 3)).mean())
+    return out
+
+
+def add_ceilings(records, explainer, settings, xs, regions) -> None:
+    """Puts each method's relevance-rank-accuracy ceiling (`ceilings`) into its record (`"ceiling"`)."""
+    recs = {r["method"]: r for r in records}
+    ctx_fns = registry.method_functions(None, bl.OracleScalar(regions), settings, names=ORACLE_MEASURED)
+    found = ceilings(list(recs), {k: r["rank_accuracy"] for k, r in recs.items()}, ctx_fns, xs, regions)
+    for k, r in recs.items():
+        r["ceiling"] = found[k]
+
+
+def other_cells(ys, cells):
+    """`(n, 28, 28)` bool: the cell of each image's class (varying set) that the image does not use."""
+    out = np.zeros((len(ys), 28, 28), bool)
+    for i, (k, c) in enumerate(zip(ys, cells)):
+        r0, c0 = CLASS_CELLS[k][1 - c]
+        out[i, r0 : r0 + CELL, c0 : c0 + CELL] = True
     return out

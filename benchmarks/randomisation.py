@@ -1,70 +1,42 @@
-"""The model-parameter randomisation check (Adebayo et al. 2018, "Sanity checks for saliency maps").
+"""The model-parameter randomisation check (Adebayo et al. 2018), able to fail: floors, ceilings, a retrained explainer.
 
 Commands (from the project root; TFDS_DATA_DIR must point at MNIST):
 
-    .venv/bin/python benchmarks/randomisation.py --run runs/paper                 # full: 100 images
-    .venv/bin/python benchmarks/randomisation.py --run RUN --quick --out FILE.json  # a few images (the test)
+    python -m benchmarks.randomisation --run runs/paper                 # full: 100 images
+    python -m benchmarks.randomisation --run RUN --quick --out FILE.json  # a few images (the test)
 
-Writes `benchmarks/randomisation.json` (or `--out`) atomically. Run time on
-the 2-core CPU: quick about 35-40 s; full 488 s measured while the machine was
-shared (load average 8; the process used 254 s of user CPU time), recorded
-in the JSON (`seconds`, `seconds_by_part`) with the machine and its load.
+Writes `benchmarks/randomisation.json` (or `--out`) atomically, with its wall
+time (`seconds`, `seconds_by_part`), the machine and its load.
 
 Cascading randomisation: the Siamese subnetwork f is copied (the run folder
 is never written) and its weighted layers are re-initialised one at a time
 from the top (the embedding layer) down to the first convolution, each with
-the layer's own initializers (Glorot-uniform kernels, zero biases), seeded by
-`--seed` and the stage. After each step every method explains the same
-images again, and its map is compared with the map it gave for the trained
-f: Spearman rank correlation of the maps (signed, and of their absolute
-values), SSIM of the min-max-normalised maps (`tf.image.ssim`; scikit-image
-is not installed), and the IoU of the top-q masks (q = 100). A method whose
-map does not change when f does has not shown that it reads f.
+the layer's own initializers, seeded by `--seed` and the stage. After each
+step every registered method (`benchmarks/registry.py`) explains the same
+images again and its map is compared with its trained-f map: top-q IoU
+(q = 100), SSIM of the min-max-normalised maps (`tf.image.ssim`), Spearman
+rank correlation of the maps and of their absolute values.
 
-What is kept and what is recomputed, and why (also in the JSON's "protocol"):
+The verdict (docs/evaluation.md) puts the similarity s at full randomisation
+between a floor and a ceiling, per image: the floor is the similarity of the
+trained-f maps of two *different* images (image i and i + 1), what any two
+maps of the method share (a template shares a lot); the ceiling is the
+similarity of the same image's map computed twice with two seeds (1 for a
+deterministic method). r = (s - floor) / (ceiling - floor); the map
+**changes** when the upper end of the 95% interval of mean r is below 0.5 on
+both IoU and SSIM; it is **undecided (template)** when ceiling - floor is
+under 0.05 (the map barely depends on the image).
 
-- The explained quantity is d(x) = ||f(x) - c_k||^2 for every method. The
-  prototypes c_k are part of f's output by definition (class means of f over
-  the training images), so after each step they are recomputed with the
-  randomised f, from the same `n_prototype_images` training images at every
-  stage, the trained stage included (so that only f differs between stages).
-- The explained class k is kept fixed: the trained network's class of each
-  image (its nearest prototype). The contrastive method's contrast class l is
-  kept fixed too: the trained network's runner-up. Every stage asks the same
-  question of a different network; a randomised f would otherwise change the
-  question as well as the answer.
-- The paper's method (`mc`, `linear`) and the contrastive one (`contrast`)
-  also depend on the decoder g, which was trained for the original f. Two
-  variants: (a) `decoder kept` (names without a suffix): g stays as trained,
-  so the map can change only through what f gives the method (h, the
-  coordinates J, sigma, the prototypes and the path to c_l); (b) `decoder
-  refit` (suffix `_refit`): the paper's stage 3 run again for the randomised
-  f, i.e. the trained decoder fine-tuned on (f(x) -> x) pairs of
-  `n_refit_images` training images (`training.finetune_decoder`, the run's
-  own decoder settings, `refit_epochs` epochs). The refit decoders'
-  reconstruction error is reported beside the kept decoder's and beside that
-  of the mean training image (what a decoder that ignores its input can
-  reach), so a reader sees whether g could invert the random f. At the
-  trained stage the two variants coincide (the trained g *is* stage 3's
-  output for that f).
-- The baselines (occlusion, KernelSHAP, the distance explainer, gradient,
-  Integrated Gradients; `benchmarks/baselines.py`) explain d with the
-  randomised f and the recomputed prototypes; they use no decoder.
-- Model-free controls (the input intensity x, from `baselines.intensity_maps`
-  when that module has it, and `baselines.edge_maps` when it has that) do
-  not read f at all: their maps must not change, a check of the check.
-
-`changes` (per method) is computed from the numbers: the map changed when,
-at full randomisation, the upper 95% bound of the mean Spearman correlation
-of the signed maps with the trained ones is below `THRESHOLD` (0.5): a rank
-correlation below it means that less than a quarter of the variance of the
-ranks is shared with the trained map's. The signed map is the ordering each
-method's evaluation ranks pixels by (`benchmarks/evaluate.py`) and its mask
-takes. `changes_abs` applies the same rule to the absolute values (for maps
-that are never negative the two coincide): a signed map can change its
-signs while the magnitudes stay where the input has ink (Adebayo et al.'s
-observation about gradient x input), so a reader sees both. The raw numbers
-of every stage are kept beside the verdicts.
+The decoder methods also depend on the explainer trained for f. Their
+verdict is decided by the **retrained** variant: at full randomisation the
+explainable autoencoder and the decoder are trained from scratch on the
+randomised f (the paper's stages 2 and 3, shortened: `n_retrain_images`
+images, `retrain_epochs` epochs), and k and l are recomputed from the
+randomised f. The variant with the trained decoder kept (suffix `_kept`)
+is a diagnostic. The prototypes are recomputed with each stage's f from the
+same training images. Model-free orderings read no model: they must come
+out "does not change" (a check of the check). The Spearman rule of earlier
+versions is kept beside each verdict as `changes_spearman` (a diagnostic).
 """
 
 from __future__ import annotations
@@ -73,23 +45,19 @@ import argparse
 import dataclasses
 import datetime
 import os
-import sys
 import time
 import zlib
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "reproduce"))  # paper.py: the machine description
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # baselines.py, also when loaded by path (the test)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 
-import baselines as bl  # noqa: E402
+from benchmarks import registry  # noqa: E402
 from siamese_xai import files, metrics, runs, training  # noqa: E402
 from siamese_xai.config import TrainConfig  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
@@ -99,11 +67,14 @@ from siamese_xai.prototypes import compute_prototypes, nearest_prototype  # noqa
 Q = 100  # top-q masks: the explainer's own default mask size
 THRESHOLD = 0.5  # `changes`: the upper 95% bound of the Spearman correlation at full randomisation is below this
 MODES = {
-    "quick": dict(n_images=4, n_prototype_images=1000, n_refit_images=1000, refit_epochs=1, refit_stages="last",
+    "quick": dict(n_images=4, n_prototype_images=1000, n_retrain_images=500, retrain_epochs=(1, 1),
                   n_perturbations=500, contrast_points=200, shap_nsamples=60, rise_masks=200, ig_steps=8),
-    "full": dict(n_images=100, n_prototype_images=5000, n_refit_images=5000, refit_epochs=8, refit_stages="all",
+    "full": dict(n_images=100, n_prototype_images=5000, n_retrain_images=5000, retrain_epochs=(4, 4),
                  n_perturbations=5000, contrast_points=1000, shap_nsamples=100, rise_masks=300, ig_steps=32),
 }
+RELATIVE_THRESHOLD = 0.5  # `changes`: the upper 95% bound of mean relative similarity is below this, on IoU and SSIM
+TEMPLATE_GAP = 0.05  # ceiling - floor below this: the map barely depends on the image (undecided)
+VERDICT_KEYS = ("iou_top_q", "ssim")
 
 
 # ---------------------------------------------------------------------------
@@ -256,23 +227,21 @@ def _pair(a, b):
 # ---------------------------------------------------------------------------
 # every method's maps at one stage
 
-METHODS = {
-    # name: (kind, decoder, description)
-    "mc": ("this method", "kept", "the paper's method (s = 5, q = 100); map Delta_p (`mean_abs_change`)"),
-    "linear": ("this method", "kept", "the paper's method, the decoder's first-order expansion; map Delta_p"),
-    "contrast": ("contrastive method", "kept",
-                 "method='contrast' against the trained f's runner-up l; map E_p = max(-S_p, 0) x_p"),
-    "mc_refit": ("this method", "refit", "as mc, with the decoder fine-tuned on the randomised f"),
-    "linear_refit": ("this method", "refit", "as linear, with the decoder fine-tuned on the randomised f"),
-    "contrast_refit": ("contrastive method", "refit", "as contrast, with the decoder fine-tuned on the randomised f"),
-    "occlusion": ("black-box baseline", None, "6x6 zero patch, stride 2; mean rise of d"),
-    "kernelshap": ("black-box baseline", None, "shap.KernelExplainer of -d on 49 4x4 superpixels"),
-    "distance_explainer": ("black-box baseline", None, "RISE masks (8x8 grid, p_keep 0.5), top/bottom 20% by d"),
-    "gradient": ("white-box reference", None, "|grad_x d|"),
-    "integrated_gradients": ("white-box reference", None, "Integrated Gradients of -d from the blank image"),
-    "intensity": ("model-free control", None, "the input intensity x_p itself (reads no model)"),
-    "edge": ("model-free control", None, "baselines.edge_maps (reads no model)"),
-}
+DECODER_MAPS = ("mc", "linear", "template_contrast")  # `DecoderMethods` computes these from one traced graph each
+
+
+def method_info(name: str) -> dict:
+    """Kind, variant and description of a method's entry in randomisation.json (from `benchmarks.registry`)."""
+    base = name[: -len("_kept")] if name.endswith("_kept") else name
+    m = registry.BY_NAME.get(base)
+    if m is None:
+        return {"kind": "unregistered", "variant": None, "description": name}
+    if not m.decoder:
+        return {"kind": m.kind, "variant": None, "description": m.description}
+    if name.endswith("_kept"):
+        return {"kind": m.kind, "variant": "decoder kept (diagnostic)", "description": m.description}
+    return {"kind": m.kind, "variant": "explainer retrained from scratch on the randomised f (decides)",
+            "description": m.description}
 
 
 class DecoderMethods:
@@ -297,7 +266,7 @@ class DecoderMethods:
 
     def __init__(self, decoder, embed, prototypes, n_perturbations: int, contrast_points: int):
         configs = {m: ExplainConfig(n_perturbations=n_perturbations, method=m) for m in ("mc", "linear")}
-        configs["contrast"] = ExplainConfig(n_perturbations=contrast_points, method="contrast")
+        configs["template_contrast"] = ExplainConfig(n_perturbations=contrast_points, method="template_contrast")
         self._graphs = {m: tf.function(SiameseExplainer(embed, decoder, prototypes, c).graph) for m, c in configs.items()}
 
     def __call__(self, h, xs, k, l, prototypes, seed: int = 0) -> dict:
@@ -319,30 +288,30 @@ class DecoderMethods:
                     seed=tf.constant(seed, tf.int64), contrasts=tf.constant(l), images=tf.constant(xs, tf.float32))
         out = {m: self._graphs[m](references=tf.constant(p[k]), **args)["mean_abs_change"].numpy()[..., 0]
                for m in ("mc", "linear")}
-        signed = self._graphs["contrast"](references=tf.constant(p[l]), **args)["mean_signed_change"].numpy()
-        out["contrast"] = np.maximum(-signed[..., 0], 0) * np.asarray(xs)[..., 0]
+        signed = self._graphs["template_contrast"](references=tf.constant(p[l]), **args)["mean_signed_change"].numpy()
+        out["template_contrast"] = np.maximum(-signed[..., 0], 0) * np.asarray(xs)[..., 0]
         return {m: v.astype(np.float32) for m, v in out.items()}
 
 
 def baseline_maps(embed, prototypes, xs, k, settings, seed: int = 0) -> dict:
-    """The baselines' maps of d(x) = ||f(x) - c_k||^2 (`benchmarks/baselines.py`) and the model-free controls'.
+    """The maps of every registered method that uses no decoder, for this f and its prototypes.
 
     Returns:
         name -> `(B, 28, 28)` float32 map.
     """
     scalar = metrics.DistanceScalar(embed, prototypes)
-    out = {
-        "occlusion": bl.occlusion_maps(scalar, xs, k),
-        "kernelshap": bl.kernelshap_maps(scalar, xs, k, seed, nsamples=settings["shap_nsamples"]),
-        "distance_explainer": bl.rise_distance_maps(scalar, xs, k, seed, n_masks=settings["rise_masks"]),
-        "gradient": bl.gradient_maps(scalar, xs, k),
-        "integrated_gradients": bl.integrated_gradients_maps(scalar, xs, k, steps=settings["ig_steps"]),
-    }
-    intensity = getattr(bl, "intensity_maps", None)
-    out["intensity"] = intensity(xs, k) if intensity else np.asarray(xs[..., 0], np.float32)
-    if getattr(bl, "edge_maps", None):
-        out["edge"] = bl.edge_maps(xs, k)
-    return out
+    fns = registry.method_functions(None, scalar, settings, names=[m.name for m in registry.METHODS if not m.decoder])
+    return {name: registry.split(fn(xs, k, seed))[0] for name, fn in fns.items()}
+
+
+def other_decoder_maps(embed, decoder, prototypes, xs, k, settings, seed: int = 0) -> dict:
+    """The maps of registered decoder methods that `DecoderMethods` does not compute, through the registry."""
+    names = [m.name for m in registry.METHODS if m.decoder and m.name not in DECODER_MAPS]
+    if not names:
+        return {}
+    explainer = SiameseExplainer(embed, decoder, prototypes, ExplainConfig(n_perturbations=settings["n_perturbations"]))
+    fns = registry.method_functions(explainer, metrics.DistanceScalar(embed, prototypes), settings, names=names)
+    return {name: registry.split(fn(xs, k, seed))[0] for name, fn in fns.items()}
 
 
 def _reconstruction_sse(decoder, h, xs) -> float:
@@ -351,16 +320,47 @@ def _reconstruction_sse(decoder, h, xs) -> float:
     return float(((rec - xs) ** 2).reshape(len(xs), -1).sum(1).mean())
 
 
-def refit_decoder(decoder, embed, x, config: TrainConfig, epochs: int):
-    """The paper's stage 3 for another f: the decoder fine-tuned on (f(x) -> x), starting from `decoder`.
+def retrain_explainer(embed, x, config: TrainConfig, epochs=(4, 4)):
+    """The paper's stages 2 and 3 from scratch for another f: a new explainable autoencoder, then its decoder tuned.
+
+    Shortened: `len(x)` images and `epochs` = (autoencoder, decoder) epochs
+    instead of the run's own, with the run's other settings.
 
     Returns:
-        `(decoder, steps)`: the fine-tuned copy (the original is untouched) and the optimizer steps taken.
+        `(decoder, steps)`: the new g and the optimizer steps taken.
     """
     h = metrics.DistanceScalar(embed, np.zeros((1, 1))).embeddings(x)
-    config = config.replace(decoder=dataclasses.replace(config.decoder, epochs=epochs), train_limit=None)
-    tuned = training.finetune_decoder(decoder, x, h, config, verbose=0)
-    return tuned, epochs * -(-len(x) // config.decoder.batch_size)
+    config = config.replace(autoencoder=dataclasses.replace(config.autoencoder, epochs=epochs[0]),
+                            decoder=dataclasses.replace(config.decoder, epochs=epochs[1]), train_limit=None)
+    _, decoder = training.train_autoencoder(x, h, config, verbose=0)
+    decoder = training.finetune_decoder(decoder, x, h, config, verbose=0)
+    steps = epochs[0] * -(-len(x) // config.autoencoder.batch_size) + epochs[1] * -(-len(x) // config.decoder.batch_size)
+    return decoder, steps
+
+
+def relative_similarity(similarity, floor, ceiling) -> np.ndarray:
+    """Per image (s - floor) / (ceiling - floor); where ceiling <= floor, NaN (no room between them)."""
+    s, f, c = (np.asarray(v, np.float64) for v in (similarity, floor, ceiling))
+    gap = c - f
+    return np.where(gap > 0, (s - f) / np.where(gap > 0, gap, 1.0), np.nan)
+
+
+def verdict(similarity: dict, floor: dict, ceiling: dict) -> dict:
+    """The rule of docs/evaluation.md on per-image similarities, floors and ceilings (dicts keyed by VERDICT_KEYS).
+
+    Returns:
+        `{"verdict": "changes" / "does not change" / "undecided (template)", "relative": key -> summary}`.
+    """
+    rel, gaps = {}, {}
+    for key in VERDICT_KEYS:
+        r = relative_similarity(similarity[key], floor[key], ceiling[key])
+        gaps[key] = float(np.mean(ceiling[key]) - np.mean(floor[key]))
+        rel[key] = summarise(r[np.isfinite(r)]) if np.isfinite(r).sum() >= 2 else None
+    if any(g < TEMPLATE_GAP for g in gaps.values()) or any(v is None for v in rel.values()):
+        word = "undecided (template)"
+    else:
+        word = "changes" if all(v["hi"] < RELATIVE_THRESHOLD for v in rel.values()) else "does not change"
+    return {"verdict": word, "relative": rel, "ceiling_minus_floor": gaps}
 
 
 def _layer_initializers(layer) -> dict:
@@ -375,61 +375,64 @@ def _protocol(settings, seed, order, work) -> dict:
         "initializers": {name: _layer_initializers(work.get_layer(name)) for name in order},
         "prototypes": (f"recomputed at every stage (the trained one included) as the class means of the stage's f over "
                        f"the first {settings['n_prototype_images']} MNIST training images"),
-        "explained_class": "fixed at every stage: the trained f's nearest prototype of each image",
-        "contrast_class": "fixed at every stage: the trained f's runner-up prototype of each image (contrast only)",
-        "decoder_kept": ("methods without a suffix: g as trained for the original f, so the map can change only "
-                         "through what f gives the method (h, J, sigma, the prototypes, the path to c_l)"),
-        "decoder_refit": (f"methods with the suffix _refit: g fine-tuned on (f(x) -> x) for the stage's f, from the "
-                          f"trained g, {settings['refit_epochs']} epochs over the first {settings['n_refit_images']} "
-                          "training images, the run's decoder settings (training.finetune_decoder), at "
-                          + ("every stage" if settings["refit_stages"] == "all" else "full randomisation only")
-                          + "; at the trained stage g is the trained decoder"),
+        "explained_class": ("cascade stages: fixed, the trained f's nearest prototype (and runner-up l for the "
+                            "contrast); the retrained variant at full randomisation: recomputed from the randomised f"),
+        "decoder_kept": ("methods with the suffix _kept: g as trained for the original f, so the map can change only "
+                         "through what f gives the method (diagnostic only)"),
+        "retrained": (f"decoder methods without a suffix, at full randomisation: the explainable autoencoder and the "
+                      f"decoder trained from scratch on the randomised f (the paper's stages 2-3, shortened to the "
+                      f"first {settings['n_retrain_images']} training images and {list(settings['retrain_epochs'])} "
+                      "(autoencoder, decoder) epochs), k and l recomputed from the randomised f; this variant "
+                      "decides their verdict"),
         "baselines": "explain d(x) = ||f(x) - c_k||^2 with the stage's f and prototypes (no decoder)",
-        "reconstruction": ("stage_details: sse_decoder_kept / sse_decoder_refit, the mean ||g(f(x)) - x||^2 over the "
-                           "evaluated images with the stage's f; sse_mean_training_image: the same error of the mean "
-                           "training image, what a decoder that ignores its input can reach"),
-        "controls": "model-free maps: they read no model, so they must not change",
+        "floor": ("per image, the similarity of the trained-f maps of image i and image i + 1 (the last with the "
+                  "first): what two different images' maps share"),
+        "ceiling": ("per image, the similarity of the trained-f maps of the same image under seeds s and s + 1 for a "
+                    "method that draws at random; 1 for a deterministic one"),
+        "verdict": (f"relative similarity r = (s - floor) / (ceiling - floor) per image at full randomisation; "
+                    f"changes when the upper end of the 95% Student-t interval of mean r is below "
+                    f"{RELATIVE_THRESHOLD} for both {VERDICT_KEYS}; undecided (template) when mean ceiling - mean "
+                    f"floor < {TEMPLATE_GAP}"),
         "similarity": (f"per image against the trained f's map of the same method: Spearman rank correlation of the "
                        f"maps and of their absolute values, SSIM of min-max scaled maps (tf.image.ssim), IoU of the "
-                       f"top-{Q} masks; mean with a 95% normal interval (lo, hi) over the images"),
-        "changes": (f"true when, at full randomisation, the upper 95% bound of the mean Spearman correlation of "
-                    f"the signed maps is below {THRESHOLD}; changes_abs: the same for the absolute values"),
+                       f"top-{Q} masks; mean with its 95% Student-t interval (lo, hi) over the images"),
         "images": f"the first {settings['n_images']} MNIST test images (tfds order)",
         "settings": settings,
         "seed": seed,
     }
 
 
+def _all_maps(decoder_methods, embed, decoder, prototypes, h, xs, k, l, settings, seed):
+    maps = decoder_methods(h, xs, k, l, prototypes, seed)
+    maps.update(other_decoder_maps(embed, decoder, prototypes, xs, k, settings, seed))
+    return maps
+
+
 def cascade_check(embed, decoder, xs, xp, yp, xr, train_config: TrainConfig, settings: dict, seed: int = 0,
                   log=print) -> dict:
-    """The cascading randomisation of f, and every method's similarity to its trained-f map at each stage.
+    """The cascading randomisation of f, every method's similarity to its trained-f map, floors, ceilings, verdicts.
 
     Args:
         embed: the trained f, a Keras model (a copy is randomised; `embed` is untouched).
         decoder: the trained g.
-        xs: `(n, 28, 28, 1)` the explained images.
+        xs: `(n, 28, 28, 1)` the explained images (n >= 2).
         xp, yp: `(m, 28, 28, 1)` images and `(m,)` labels the prototypes are computed from.
-        xr: `(r, 28, 28, 1)` images the decoder is refitted on.
-        train_config: the run's `TrainConfig` (its decoder settings are used for the refit).
-        settings: one of `MODES` (`n_perturbations`, the baselines' budgets, `refit_epochs`,
-            `refit_stages`: "all" or "last").
+        xr: `(r, 28, 28, 1)` images the explainer is retrained on.
+        train_config: the run's `TrainConfig` (its autoencoder and decoder settings are used for the retraining).
+        settings: one of `MODES`.
         seed: seeds the re-initialisation and every method's draws.
         log: called with one line per stage.
 
     Returns:
-        A dict: `stages` (names), `stage_details` (per stage: the randomised
-        layers, the agreement of the stage's classes with k, the decoders'
-        reconstruction SSE, the refit's steps and seconds), `methods` (name ->
-        the per-stage `summarise`d similarity stats), `protocol`, and
-        `seconds_by_part`.
+        A dict: `stages`, `stage_details`, `methods` (name -> `{"stages": per-stage summaries, "floor",
+        "ceiling", "verdict", "relative", ...}`), `protocol`, `seconds_by_part`.
     """
     num_classes = int(yp.max()) + 1
     work = randomised_copy(embed)
     order = cascade_layers(work)
     stages = ["original"] + order
-    kept = None
-    first, k, l = {}, None, None
-    per_method, stage_details, seconds = {}, [], {}
+    first, floor, ceiling, k, l = {}, {}, {}, None, None
+    per_method, stage_details, seconds, last_sim = {}, [], {}, {}
 
     def timed(part, fn):
         t = time.perf_counter()
@@ -437,40 +440,68 @@ def cascade_check(embed, decoder, xs, xp, yp, xr, train_config: TrainConfig, set
         seconds[part] = round(seconds.get(part, 0) + time.perf_counter() - t, 1)
         return value
 
+    def kl(h, prototypes):
+        nearest, distances = nearest_prototype(h, prototypes)
+        return nearest, np.where(np.arange(num_classes)[None] == nearest[:, None], np.inf, distances).argmin(1)
+
+    kept = None
     for i, stage in enumerate(stages):
         if i:
             reinitialise_layer(work.get_layer(stage), seed * 1000 + i)
         prototypes = compute_prototypes(work, xp, yp, num_classes=num_classes)
         h = metrics.DistanceScalar(work, prototypes).embeddings(xs)
-        nearest, distances = nearest_prototype(h, prototypes)
+        nearest, _ = kl(h, prototypes)
         if k is None:
-            k = nearest
-            l = np.where(np.arange(num_classes)[None] == k[:, None], np.inf, distances).argmin(1)
+            k, l = kl(h, prototypes)
             kept = DecoderMethods(decoder, work, prototypes, settings["n_perturbations"], settings["contrast_points"])
-        maps = timed("this method, decoder kept", lambda: kept(h, xs, k, l, prototypes, seed))
+        maps = timed("decoder methods, decoder kept", lambda: _all_maps(
+            kept, work, decoder, prototypes, h, xs, k, l, settings, seed))
+        maps = {f"{name}_kept": m for name, m in maps.items()}
+        maps.update(timed("baselines", lambda: baseline_maps(work, prototypes, xs, k, settings, seed)))
         detail = {"stage": stage, "randomised_layers": order[:i], "class_agreement": float((nearest == k).mean()),
                   "sse_decoder_kept": _reconstruction_sse(decoder, h, xs)}
-        if i == 0 or settings["refit_stages"] == "all" or i == len(stages) - 1:
-            if i == 0:  # the trained g is stage 3's decoder for the trained f
-                refit, steps, refit_maps = decoder, 0, maps
-            else:
-                t = time.perf_counter()
-                refit, steps = refit_decoder(decoder, work, xr, train_config, settings["refit_epochs"])
-                detail["refit_seconds"] = round(time.perf_counter() - t, 1)
-                refit_maps = timed("this method, decoder refit", lambda: DecoderMethods(
-                    refit, work, prototypes, settings["n_perturbations"], settings["contrast_points"])(h, xs, k, l, prototypes, seed))
-            detail.update(sse_decoder_refit=_reconstruction_sse(refit, h, xs), refit_steps=steps)
-            maps.update({f"{name}_refit": m for name, m in refit_maps.items()})
-        maps.update(timed("baselines", lambda: baseline_maps(work, prototypes, xs, k, settings, seed)))
+        if i == 0:
+            # the trained g is stages 2-3's decoder for the trained f: the retrained variant starts from the same maps
+            maps.update({name[: -len("_kept")]: m for name, m in maps.items() if name.endswith("_kept")})
+            again = timed("ceilings", lambda: {
+                **{f"{n}_kept": m for n, m in _all_maps(kept, work, decoder, prototypes, h, xs, k, l, settings,
+                                                         seed + 1).items()},
+                **baseline_maps(work, prototypes, xs, k, settings, seed + 1)})
+            again.update({name[: -len("_kept")]: m for name, m in again.items() if name.endswith("_kept")})
+            for name, m in maps.items():
+                info = method_info(name)
+                det = registry.BY_NAME[name[: -len("_kept")] if name.endswith("_kept") else name].deterministic \
+                    if info["kind"] != "unregistered" else False
+                floor[name] = map_similarity(m, np.roll(m, -1, axis=0))
+                ceiling[name] = ({key: np.ones(len(xs)) for key in floor[name]} if det
+                                 else map_similarity(m, again[name]))
+        elif i == len(stages) - 1:
+            t = time.perf_counter()
+            retrained, steps = retrain_explainer(work, xr, train_config, settings["retrain_epochs"])
+            detail.update(retrain_seconds=round(time.perf_counter() - t, 1), retrain_steps=steps,
+                          sse_retrained=_reconstruction_sse(retrained, h, xs))
+            k2, l2 = kl(h, prototypes)
+            fresh = DecoderMethods(retrained, work, prototypes, settings["n_perturbations"], settings["contrast_points"])
+            maps.update(timed("decoder methods, retrained", lambda: _all_maps(
+                fresh, work, retrained, prototypes, h, xs, k2, l2, settings, seed)))
+            detail["retrained_classes_agree_with_trained"] = float((k2 == k).mean())
         for name, m in maps.items():
             first.setdefault(name, m)
             sim = map_similarity(first[name], m)
+            last_sim[name] = sim
             per_method.setdefault(name, []).append({"stage": stage, **{key: summarise(v) for key, v in sim.items()}})
         stage_details.append(detail)
         log(f"[{stage}] class agreement {detail['class_agreement']:.2f}, SSE kept {detail['sse_decoder_kept']:.1f}"
-            + (f" refit {detail['sse_decoder_refit']:.1f}" if "sse_decoder_refit" in detail else "") + "; "
-            + ", ".join(f"{n} {st[-1]['spearman']['mean']:.2f}" for n, st in per_method.items() if st[-1]["stage"] == stage))
-    return {"stages": stages, "stage_details": stage_details, "methods": per_method,
+            + (f" retrained {detail['sse_retrained']:.1f}" if "sse_retrained" in detail else "") + "; "
+            + ", ".join(f"{n} {st[-1]['iou_top_q']['mean']:.2f}" for n, st in per_method.items() if st[-1]["stage"] == stage))
+    methods = {}
+    for name, st in per_method.items():
+        decided = verdict(last_sim[name], floor[name], ceiling[name])
+        methods[name] = {**method_info(name), **decided, "stages": st,
+                         "floor": {key: summarise(v) for key, v in floor[name].items()},
+                         "ceiling": {key: summarise(v) for key, v in ceiling[name].items()},
+                         "changes_spearman": changes(st[-1])}
+    return {"stages": stages, "stage_details": stage_details, "methods": methods,
             "protocol": _protocol(settings, seed, order, work), "seconds_by_part": seconds}
 
 
@@ -495,7 +526,7 @@ def main(argv=None) -> dict:
     x_train, y_train = load_mnist("train", args.data_dir)
     xs = np.array(x_test[: settings["n_images"]])
     xp, yp = x_train[: settings["n_prototype_images"]], y_train[: settings["n_prototype_images"]]
-    xr = np.array(x_train[: settings["n_refit_images"]])
+    xr = np.array(x_train[: settings["n_retrain_images"]])
     trained_weights = [np.array(w) for w in run.embed.get_weights()]
     out = cascade_check(run.embed, run.decoder, xs, xp, yp, xr, train_config, settings, args.seed)
     if any(not np.array_equal(a, b) for a, b in zip(trained_weights, run.embed.get_weights())):
@@ -507,16 +538,12 @@ def main(argv=None) -> dict:
         "mode": mode,
         "n_images": int(len(xs)),
         "q": Q,
-        "threshold": THRESHOLD,
+        "relative_threshold": RELATIVE_THRESHOLD,
         "protocol": out["protocol"],
         "stages": out["stages"],
         "stage_details": out["stage_details"],
         "sse_mean_training_image": float(((xs - mean_image) ** 2).reshape(len(xs), -1).sum(1).mean()),
-        "methods": {
-            name: {"kind": METHODS[name][0], "decoder": METHODS[name][1], "description": METHODS[name][2],
-                   "changes": changes(stats[-1]), "changes_abs": changes(stats[-1], "spearman_abs"), "stages": stats}
-            for name, stats in out["methods"].items()
-        },
+        "methods": out["methods"],
         "seconds_by_part": out["seconds_by_part"],
         "machine": _machine(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -524,15 +551,15 @@ def main(argv=None) -> dict:
         "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
     }
     files.write_json(args.out, result)
-    print(f"wrote {args.out} ({result['seconds']:.0f} s, {mode} mode): changes = "
-          + ", ".join(f"{n}: {m['changes']}" for n, m in result["methods"].items()))
+    print(f"wrote {args.out} ({result['seconds']:.0f} s, {mode} mode): "
+          + ", ".join(f"{n}: {m['verdict']}" for n, m in result["methods"].items()))
     return result
 
 
 def _machine() -> str:
-    import paper
+    from siamese_xai.machine import machine_description
 
-    return paper.machine_description()
+    return machine_description()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""A ground-truth set whose deciding feature varies within each class.
+"""Training the network and explainer on the varying ground-truth set (`siamese_xai.synthetic`).
 
-`benchmarks/baselines.py`'s `make_synthetic` draws the same 4x4 square (same place,
+`siamese_xai.synthetic.make_synthetic` draws the same 4x4 square (same place,
 intensity 1) in every image of a class: a negative control for the paper's
 method, which moves h toward the class's own prototype and so only sees what
 varies within a class. Here the square still decides the class, but it varies
@@ -13,14 +13,15 @@ within the class:
 - under it, a random MNIST digit (its own label ignored).
 
 Every square sits exactly on a cell of the 4-pixel grid, the grid of
-KernelSHAP's superpixels in `benchmarks/baselines.py` (`superpixel_grid(cell=4)`),
+KernelSHAP's superpixels in `siamese_xai/baselines.py` (`superpixel_grid(cell=4)`),
 so a method that ranks whole cells can still put its 16 top pixels exactly on
 the square: every baseline's ground-truth ceiling is 1 by construction (the
 occlusion patch is 6x6 and not grid-aligned; `evaluate.py` measures
 its ceiling with an oracle).
 
-`train_varying_run` trains f, the explainable autoencoder and the decoder on
-it with the project's own training functions (`siamese_xai.training`).
+`train_synthetic_run` trains f, the explainable autoencoder and the decoder on
+any ground-truth set with the project's own training functions
+(`siamese_xai.training`); `train_varying_run` on this one.
 """
 
 from __future__ import annotations
@@ -30,65 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-CELL = 4  # the square's side, and the grid it sits on
-# The 24 cells of the border ring of the 7x7 grid of 4x4 cells, clockwise from the top-left corner.
-_RING = (
-    [(0, 4 * c) for c in range(7)]
-    + [(4 * r, 24) for r in range(1, 6)]
-    + [(24, 4 * c) for c in range(6, -1, -1)]
-    + [(4 * r, 0) for r in range(5, 0, -1)]
-)
-# Class k's two cells: adjacent on the ring; four ring cells are left empty as gaps between classes.
-_LAYOUT = "001122_334455_667788_99_"  # one character per ring cell: the class, or _ for a gap
-CLASS_CELLS = tuple(
-    tuple(_RING[i] for i, ch in enumerate(_LAYOUT) if ch == str(k)) for k in range(10)
-)
-INTENSITY = (0.4, 1.0)
-
-
-def make_varying_synthetic(digits, n: int, seed: int = 0, num_classes: int = 10):
-    """Images whose class is decided by a square whose position and intensity vary within the class.
-
-    Args:
-        digits: `(m, 28, 28, 1)` float images in [0, 1] (MNIST digits).
-        n: images to make.
-        seed: the same seed gives the same set.
-        num_classes: at most 10.
-
-    Returns:
-        `(x, y, regions, cell)`: `(n, 28, 28, 1)` float32 images, `(n,)` int64
-        classes (balanced, shuffled), `(n, 28, 28)` bool the square of each
-        image, `(n,)` int64 which of its class's two cells (0 or 1).
-    """
-    digits = np.asarray(digits, np.float32)
-    if digits.ndim != 4 or digits.shape[1:] != (28, 28, 1):
-        raise ValueError(f"`digits` must be (m, 28, 28, 1). Received: digits.shape={digits.shape}")
-    if not 1 <= num_classes <= len(CLASS_CELLS):
-        raise ValueError(f"`num_classes` must be in [1, {len(CLASS_CELLS)}]. Received: num_classes={num_classes}")
-    if n < 1:
-        raise ValueError(f"`n` must be positive. Received: n={n}")
-    rng = np.random.default_rng(seed)
-    y = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
-    x = digits[rng.integers(0, len(digits), n)].copy()
-    which = rng.integers(0, 2, n).astype(np.int64)
-    level = rng.uniform(*INTENSITY, n).astype(np.float32)
-    regions = np.zeros((n, 28, 28), bool)
-    for i in range(n):
-        r, c = CLASS_CELLS[y[i]][which[i]]
-        regions[i, r : r + CELL, c : c + CELL] = True
-        x[i, r : r + CELL, c : c + CELL, 0] = level[i]
-    return x, y, regions, which
+from siamese_xai.synthetic import CELL, CLASS_CELLS, INTENSITY, LAYOUT, make_varying_synthetic  # noqa: F401
 
 
 def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pairs: int = 8000, seed: int = 0,
                       verbose: int = 0):
     """Trains f, the autoencoder and the decoder on `make_varying_synthetic` data (or loads them).
 
-    Uses `siamese_xai.training` (the paper run's code) with its default
-    learning rates; a run folder with the same settings is reused.
-
     Args:
-        run_dir: where `snn.keras`, `decoder.keras`, `prototypes.npy` and `varying_config.json` go.
+        run_dir: the run folder.
         digits: `(m, 28, 28, 1)` MNIST training digits to draw under the squares.
         n_train: training images.
         epochs: (Siamese network, autoencoder, decoder fine-tuning).
@@ -96,8 +47,35 @@ def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pa
         seed: the data set's and the training's seed.
 
     Returns:
+        `(explainer, info)` as `train_synthetic_run`.
+    """
+    x, y, _, _ = make_varying_synthetic(digits, n_train, seed=seed)
+    stamp = {"n_train": n_train, "data_seed": seed, "layout": LAYOUT, "intensity": list(INTENSITY)}
+    return train_synthetic_run(run_dir, x, y, epochs, pairs, stamp, seed=seed, verbose=verbose,
+                               stamp_name="varying_config.json")
+
+
+def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stamp=None, num_classes: int = 10,
+                        seed: int = 0, verbose: int = 0, stamp_name: str = "synthetic_config.json"):
+    """Trains f, the autoencoder and the decoder on a ground-truth set (or loads them when already trained).
+
+    Uses `siamese_xai.training` (the paper run's code) with its default
+    learning rates; a run folder whose stamp (the settings and `stamp`) is the
+    same is reused. The stamp file is written last, so its presence means the
+    models are complete.
+
+    Args:
+        run_dir: where `snn.keras`, `decoder.keras`, `prototypes.npy` and the stamp go.
+        x: `(n, 28, 28, 1)` training images; y: `(n,)` their classes.
+        epochs: (Siamese network, autoencoder, decoder fine-tuning).
+        pairs: pairs per Siamese epoch.
+        stamp: what identifies the data (recorded and compared).
+        num_classes: classes (prototypes).
+        seed: the training's seed.
+
+    Returns:
         `(explainer, info)`: a `SiameseExplainer` (paper defaults) and a dict
-        with the training accuracy and wall times.
+        with the training accuracy, reconstruction error and wall times.
     """
     from siamese_xai import files, runs, training
     from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
@@ -111,14 +89,10 @@ def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pa
         autoencoder=AutoencoderConfig(epochs=epochs[1]),
         decoder=DecoderConfig(epochs=epochs[2]),
     )
-    stamp = {"config": config.to_dict(), "n_train": n_train, "data_seed": seed, "layout": _LAYOUT,
-             "intensity": list(INTENSITY)}
-    x, y, _, _ = make_varying_synthetic(digits, n_train, seed=seed)
-    stamp_file = run_dir / "varying_config.json"
+    stamp = {"config": config.to_dict(), **(stamp or {})}
+    stamp_file = run_dir / stamp_name
     if stamp_file.is_file() and files.read_json(stamp_file).get("stamp") == stamp:
-        explainer = SiameseExplainer.from_run(run_dir)
-        info = files.read_json(stamp_file)["info"]
-        return explainer, info
+        return SiameseExplainer.from_run(run_dir), files.read_json(stamp_file)["info"]
     t0 = time.perf_counter()
     snn = training.train_siamese(x, y, config, verbose=verbose)
     t1 = time.perf_counter()
@@ -127,7 +101,7 @@ def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pa
     t2 = time.perf_counter()
     decoder = training.finetune_decoder(decoder, x, h, config, verbose=verbose)
     t3 = time.perf_counter()
-    protos = prototypes_from_embeddings(h, y, 10)
+    protos = prototypes_from_embeddings(h, y, num_classes)
     recon = training.predict(decoder, h)
     info = {
         "train_accuracy": float(prototype_accuracy(h, y, protos)),

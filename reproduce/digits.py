@@ -18,13 +18,11 @@ baselines (random, occlusion 2x2, gradient, Integrated Gradients).
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # baselines.py
 
 # The digits are 64 pixels: q = 10 marks about 16% of the image, as q = 100 does of MNIST's 784 (13%).
 Q = 10
@@ -51,7 +49,7 @@ def main():
     parser.add_argument("--force", action="store_true", help="retrain")
     args = parser.parse_args()
 
-    import baselines
+    from siamese_xai import baselines
     import matplotlib
 
     matplotlib.use("Agg")

@@ -8,7 +8,7 @@ Run time: about 15 seconds on a 2-core CPU (most of it loading MNIST and
 selecting the image). Writes figures/fig9_contrast.png: the top row is the
 paper's explanation of Fig. 9's image (the 4 the network places in class 9,
 chosen by the rule in `reproduce/paper.py`), the bottom row the contrastive
-one (`method="contrast"`, explained class 9, contrast class 4): input,
+one (`method="template_contrast"`, explained class 9, contrast class 4): input,
 reconstruction g(h), input with the mask, the mask, the signed change (blue:
 darkens, red: brightens, moving toward the reference) and the decoded
 reference (g(c_9) for the paper's method, g(c_4) for the contrast). And
@@ -52,7 +52,7 @@ def main():
     e_mc = run.explainer.explain(x, seed=args.seed)
     k = int(e_mc.predicted_class[0])
     l = spec.digit if spec.digit != k else None  # why 9 rather than 4 (the true class)
-    contrast = run.explainer.replace(method="contrast")
+    contrast = run.explainer.replace(method="template_contrast")
     e_c = contrast.explain(x, seed=args.seed, contrast_class=l)
     runner_up = int(contrast.explain(x).contrast_class[0])
     decoded = run.explainer.decoder(np.concatenate([e_mc.reference, e_c.reference])).numpy()

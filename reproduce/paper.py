@@ -34,6 +34,7 @@ import numpy as np
 
 from siamese_xai.metrics import mask_iou
 from siamese_xai.prototypes import embed_in_batches, nearest_prototype
+from siamese_xai.machine import machine_description  # noqa: F401  (used by the figure scripts)
 
 
 @dataclass(frozen=True)
@@ -213,26 +214,6 @@ def class_difference_shares(mask, decoded_k, decoded_l) -> dict:
         "share_in_top_k_over_l": float(mask[top(diff)].sum() / q),
         "chance": q / mask.size,
     }
-
-
-def machine_description() -> str:
-    """One line naming the machine: CPU, cores, OS, Python and TensorFlow versions."""
-    import os
-
-    import tensorflow as tf
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        if names:
-            cpu = names[0]
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, TensorFlow {tf.__version__}"
-    )
 
 
 class PaperRun:

@@ -32,6 +32,17 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_renamed_choice(name, value, choices, renamed):
+    """`value`, or its new name with a DeprecationWarning where `renamed` maps it; then checked against `choices`."""
+    if isinstance(value, str) and value in renamed:
+        import warnings
+
+        warnings.warn(f"{name}={value!r} is now {renamed[value]!r}; the old name will be removed",
+                      DeprecationWarning, stacklevel=4)
+        value = renamed[value]
+    return check_choice(name, value, choices)
+
+
 def check_positive_finite(name, value):
     if (
         not isinstance(value, (int, float, np.floating, np.integer))
@@ -150,8 +161,8 @@ def _output_shape(model):
     return None
 
 
-def check_networks(embed, decoder, prototypes, config):
-    """Checks that f, g and the prototypes agree on D and the image shape, and that s and q fit.
+def check_networks(embed, decoder, prototypes, config=None):
+    """Checks that f, g and the prototypes agree on D and the image shape, and that s and q fit (given a config).
 
     Returns:
         `(prototypes, image_shape)`: `(C, D)` float32 (read-only) and the decoder's output shape.
@@ -205,9 +216,9 @@ def check_networks(embed, decoder, prototypes, config):
             f"`embed` must take images of the decoder's output shape {image_shape}. "
             f"Received: embed input shape {emb_in}"
         )
-    if config.s > dim:
+    if config is not None and config.s > dim:
         raise ValueError(f"`s` must be at most the embedding length D={dim}. Received: s={config.s}")
-    if config.q > size:
+    if config is not None and config.q > size:
         raise ValueError(
             f"`q` must be at most the number of pixels {size} (image shape {image_shape}). Received: q={config.q}"
         )
@@ -250,10 +261,10 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
     seed = check_seed(seed)
     batch = len(xs)
     targets = check_targets(target_class, batch, num_classes)
-    contrast = method == "contrast"
+    contrast = method == "template_contrast"
     if contrast_class is not None and not contrast:
         raise ValueError(
-            f'`contrast_class` needs method="contrast". Received: contrast_class={contrast_class!r} with '
+            f'`contrast_class` needs method="template_contrast". Received: contrast_class={contrast_class!r} with '
             f"method={method!r}"
         )
     if contrast_class is not None and reference is not None:
@@ -264,7 +275,7 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
     contrasts = check_targets(contrast_class, batch, num_classes, "contrast_class")
     if contrast and reference is None and num_classes < 2:
         raise ValueError(
-            'method="contrast" needs at least 2 classes or a `reference`. '
+            'method="template_contrast" needs at least 2 classes or a `reference`. '
             f"Received: prototypes of {num_classes} class"
         )
     refs = None

@@ -143,6 +143,8 @@ def _cmd_explain(args):
     from siamese_xai.explain import SiameseExplainer
 
     out_dir = _writable_dir(args.out)
+    if args.method == "probe":
+        return _explain_probe(args, out_dir)
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     shape = explainer.image_shape
     resolved = [inputs.resolve_input(spec, args.data_dir, shape) for spec in args.inputs]
@@ -152,10 +154,10 @@ def _cmd_explain(args):
             print(f"note: {note}", file=sys.stderr)
     images = np.stack([image for image, _, _, _ in resolved])
     contrast = {} if args.contrast_class is None else {"contrast_class": args.contrast_class}
-    if args.contrast_class is not None and explainer.config.method != "contrast":
-        raise CLIError(f"--contrast-class needs --method contrast; received --method {explainer.config.method}")
+    if args.contrast_class is not None and explainer.config.method != "template_contrast":  # probe: above
+        raise CLIError(f"--contrast-class needs --method template_contrast; received --method {explainer.config.method}")
     if other is not None:
-        target = {} if args.target_class is None or explainer.config.method != "contrast" else {"target_class": args.target_class}
+        target = {} if args.target_class is None or explainer.config.method != "template_contrast" else {"target_class": args.target_class}
         explanation = explainer.explain(images, reference=other[0], seed=args.seed, **contrast, **target)
     else:
         explanation = explainer.explain(images, target_class=args.target_class, seed=args.seed, **contrast)
@@ -170,11 +172,43 @@ def _cmd_explain(args):
             bar.update(i + 1)
         if args.quiet or bar is None:
             what = "pair" if other is not None else f"class {e.class_name(e.explained_class[0])}"
-            if explainer.config.method == "contrast":
+            if explainer.config.method == "template_contrast":
                 against = "the other image" if other is not None else f"class {e.class_name(e.contrast_class[0])}"
                 what = f"class {e.class_name(e.explained_class[0])} rather than {against}"
             print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {what}, J={e.indices[0].tolist()}, "
                   f"sigma={float(e.sigma[0]):.4g} -> {out_dir / (name + '.png')}")
+
+
+def _explain_probe(args, out_dir):
+    """`explain --method probe`: why class k rather than l, measured by f (`siamese_xai.probe`)."""
+    import dataclasses
+
+    import numpy as np
+
+    from siamese_xai import files, inputs, plotting
+    from siamese_xai.probe import ProbeExplainer
+
+    if args.pair:
+        raise CLIError("--pair is not available with --method probe (it asks about classes, not a reference image)")
+    probe = ProbeExplainer.from_run(args.run)
+    resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
+    images = np.stack([image for image, _, _, _ in resolved])
+    explanation = probe.explain(images, target_class=args.target_class, contrast_class=args.contrast_class)
+    for (_, name, label, note), e in zip(resolved, explanation):
+        axes = plotting.plot_probe(e)
+        plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
+        record = {field: getattr(e, field)[0].tolist() for field in (
+            "predicted_class", "explained_class", "contrast_class", "margin", "flips", "set_size", "final_margin",
+            "n_calls")}
+        record.update(true_label=label, config=dataclasses.asdict(e.config), cell=e.cell, run_id=e.run_id,
+                      found_set_pixels_row_col=np.argwhere(e.mask[0].any(axis=-1)).tolist())
+        if note:
+            record["note"] = note
+        files.write_json(out_dir / f"{name}.json", record)
+        k, l = e.class_name(e.explained_class[0]), e.class_name(e.contrast_class[0])
+        print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {k} rather than {l}: "
+              f"{int(e.set_size[0])} regions painted {'flip' if e.flips[0] else 'do not flip'} f to {l} "
+              f"({int(e.n_calls[0])} f calls) -> {out_dir / (name + '.png')}")
 
 
 def _cmd_explain_split(args):
@@ -258,16 +292,19 @@ def _writable_dir(path):
     return path
 
 
-def _add_explain_options(p, full: bool = False):
-    """The explainer's parameters; `full` adds those of commands that explain images."""
+def _add_explain_options(p, full: bool = False, probe: bool = False):
+    """The explainer's parameters; `full` adds those of commands that explain images, `probe` the method asking f."""
     p.add_argument("--s", type=_positive_int, metavar="S", help="embedding coordinates to perturb (default 5)")
     p.add_argument("--q", type=_positive_int, metavar="Q", help="pixels in the mask (default 100)")
     p.add_argument("--n", type=_positive_int, metavar="N", help="perturbations (default 5000, the paper's)")
     p.add_argument("--sigma-scale", type=_positive_float, metavar="F",
-                   help="sigma = F * min_j |h_j - c_j| (default 0.1, the paper's); not used by --method contrast")
-    p.add_argument("--method", choices=("mc", "linear", "contrast"),
-                   help="mc: decode N perturbations (the paper); linear: first-order, faster; contrast: why the "
-                   "SNN's class rather than the runner-up (or --contrast-class), from the decoded path to its prototype")
+                   help="sigma = F * min_j |h_j - c_j| (default 0.1, the paper's); not used by --method template_contrast")
+    p.add_argument("--method", choices=("mc", "linear", "template_contrast", "contrast") + (("probe",) if probe else ()),
+                   help="mc: decode N perturbations (the paper); linear: first-order, faster; template_contrast: why "
+                   "the SNN's class rather than the runner-up (or --contrast-class), from the decoded class templates "
+                   "gated by the input (contrast: its earlier name)"
+                   + ("; probe: why the SNN's class rather than the runner-up, measured by f on regions painted with "
+                      "the decoder's image of the runner-up's prototype" if probe else ""))
     if not full:
         return
     p.add_argument("--direction", choices=("toward_prototype", "positive"), help="perturb toward the prototype (default) or by +|eps| (the literal reading)")
@@ -406,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target-class", type=_non_negative_int, metavar="K", help="explain 'why class K?' instead of the SNN's own class")
     explain.add_argument("--pair", metavar="OTHER", help="explain why INPUT is close to (or far from) OTHER, an image or mnist:test:INDEX")
     explain.add_argument("--contrast-class", type=_non_negative_int, metavar="L",
-                         help="with --method contrast: explain 'why class K rather than class L?' (default: the runner-up)")
-    _add_explain_options(explain, full=True)
+                         help="with --method template_contrast: explain 'why class K rather than class L?' (default: the runner-up)")
+    _add_explain_options(explain, full=True, probe=True)
     explain.set_defaults(func=_cmd_explain)
 
     split = sub.add_parser(

@@ -1,4 +1,11 @@
-"""The contrastive explanation: why class k rather than class l (`method="contrast"`).
+"""A contrast of decoded class templates, gated by the input (`method="template_contrast"`).
+
+It answers "why class k rather than class l" from the decoder alone: it never
+runs f on a changed input, and its map is close to max(g(h) - g(c_l), 0) * x,
+the difference of two decoded templates kept where x has ink. It is the cheap
+variant; `siamese_xai.probe.ProbeExplainer` asks the same question of f itself.
+(Its earlier name, `method="contrast"`, is still accepted with a
+DeprecationWarning.)
 
 Why another question. At the paper's scale, sigma = 0.1 min_j |h_j - c_j|
 (often 1e-5..2e-4, a fraction of a percent of the within-class spread), the
@@ -32,10 +39,12 @@ The computation, for an input with embedding h = f(x):
    there that class k lacks.
 5. What x has. g(h) is the decoder's image of what f keeps of x, and f
    keeps little detail within a class (the contrastive loss pulls a class
-   together; on MNIST the within-class spread of f is 0.026 against 1.57
-   between class means), so S marks where f *expects* class-k ink, not
-   which of those pixels x inks: where f does not tell two placements of a
-   feature apart, S marks both. The input decides that:
+   together; on MNIST the mean squared within-class spread of f is two orders
+   of magnitude below the squared distance between class means, see the
+   training run's `metrics.json`: `embedding_within_class_sq_spread` and
+   `embedding_between_class_sq_distance`), so S marks where f *expects*
+   class-k ink, not which of those pixels x inks: where f does not tell two
+   placements of a feature apart, S marks both. The input decides that:
        E_p = max(-S_p, 0) * x_p
    is the evidence for k that x has, and the mask holds the q pixels with
    the largest E_p (only E_p > 0, so fewer than q when fewer pixels of x

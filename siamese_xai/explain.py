@@ -70,7 +70,8 @@ from siamese_xai.explanation import Explanation
 from siamese_xai.prototypes import compute_prototypes
 
 DIRECTIONS = ("toward_prototype", "positive")
-METHODS = ("mc", "linear", "contrast")
+METHODS = ("mc", "linear", "template_contrast")
+RENAMED = {"contrast": "template_contrast"}  # earlier names, accepted with a DeprecationWarning
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class ExplainConfig:
 
     Attributes:
         n_perturbations: N, perturbations per explanation (the paper's 5000);
-            with `method="contrast"`, the points on the path from h to c_l.
+            with `method="template_contrast"`, the points on the path from h to c_l.
         s: how many embedding coordinates to perturb, those closest to the
             reference (the set J). The paper gives no value for its
             experiments (its Fig. 3 shows s = 2 in two dimensions). Default 5,
@@ -102,10 +103,13 @@ class ExplainConfig:
             `"linear"`: replace the decoder by its first-order expansion at h
             (its Jacobian columns for J, by forward-mode JVPs) and average
             over the same N draws; close to `"mc"` because sigma is small.
-            `"contrast"`: not the paper's question but "why class k rather
-            than class l": decode the path from h to c_l (N points) and mark
-            the q pixels of x that darken most, max(-S_p, 0) * x_p (see
-            `siamese_xai.contrast`);
+            `"template_contrast"` (earlier `"contrast"`, still accepted with
+            a DeprecationWarning): not the paper's question but "why class k
+            rather than class l", from the decoder alone: a contrast of the
+            decoded class templates along the path from h to c_l (N points),
+            gated by the input: the q pixels of x with the largest
+            max(-S_p, 0) * x_p (see `siamese_xai.contrast`). It never runs f
+            on a changed input; `siamese_xai.probe.ProbeExplainer` asks f.
             `direction` and `sigma_scale` do not apply.
         sigma_scale: sigma = sigma_scale * min_j |h_j - c_j| (the paper's 0.1).
     """
@@ -122,7 +126,7 @@ class ExplainConfig:
         _checks.check_positive_int("s", self.s)
         _checks.check_positive_int("q", self.q)
         _checks.check_choice("direction", self.direction, DIRECTIONS)
-        _checks.check_choice("method", self.method, METHODS)
+        object.__setattr__(self, "method", _checks.check_renamed_choice("method", self.method, METHODS, RENAMED))
         _checks.check_positive_finite("sigma_scale", self.sigma_scale)
 
     @classmethod
@@ -235,7 +239,7 @@ class SiameseExplainer:
                 stacklevel=2,
             )
         internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
-        graph_fn = contrast_graph if config.method == "contrast" else explain_graph
+        graph_fn = contrast_graph if config.method == "template_contrast" else explain_graph
         self._graph = functools.partial(
             graph_fn, decoder=self._dec, internal_shape=internal_shape, config=config, chunk_size=int(chunk_size)
         )
@@ -387,9 +391,9 @@ class SiameseExplainer:
                 replace the prototypes: J are the coordinates where f(x) is
                 closest to f(reference), and the perturbations move f(x) toward
                 it (a pair explanation; `explained_class` is then -1).
-            seed: seed of the perturbation draws (the `"contrast"` path is
+            seed: seed of the perturbation draws (the `"template_contrast"` path is
                 deterministic: recorded, unused).
-            contrast_class: `method="contrast"` only: None (each input's
+            contrast_class: `method="template_contrast"` only: None (each input's
                 runner-up prototype), one class for all, or B classes: l in
                 "why class k rather than class l". With `reference`, the
                 reference's embedding is the contrast instead, and
@@ -404,7 +408,7 @@ class SiameseExplainer:
         xs, seed, targets, contrasts, refs = _checks.check_request(
             x, target_class, reference, seed, contrast_class, self._image_shape, self._num_classes, self._config.method
         )
-        batch, contrast = len(xs), self._config.method == "contrast"
+        batch, contrast = len(xs), self._config.method == "template_contrast"
         if batch == 0:
             return self._empty(xs, seed)
         h = self._call_embed(xs if refs is None else np.concatenate([xs, refs]))
@@ -457,8 +461,8 @@ class SiameseExplainer:
             use_reference: `(B,)` bool.
             seed: scalar int64.
             contrasts: `(B,)` int64 contrast classes, -1 for the runner-up
-                (`method="contrast"` only; None: all -1).
-            images: `(B, *image_shape)` float32 the inputs (`method="contrast"`
+                (`method="template_contrast"` only; None: all -1).
+            images: `(B, *image_shape)` float32 the inputs (`method="template_contrast"`
                 only, where they weigh the mask; required there).
 
         Returns:
@@ -467,9 +471,9 @@ class SiameseExplainer:
         prototypes = tf.constant(self._prototypes)
         if contrasts is None:
             contrasts = tf.fill(tf.shape(targets), tf.constant(-1, tf.int64))
-        if self._config.method == "contrast":
+        if self._config.method == "template_contrast":
             if images is None:
-                raise ValueError('`images` must be given with method="contrast" (they weigh the mask). Received: None')
+                raise ValueError('`images` must be given with method="template_contrast" (they weigh the mask). Received: None')
             return self._graph(h, images, prototypes, targets, contrasts, references, use_reference)
         out = self._graph(h, prototypes, targets, references, use_reference, seed)
         return {**out, "contrast_class": tf.fill(tf.shape(targets), tf.constant(-1, tf.int64))}

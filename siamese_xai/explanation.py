@@ -59,7 +59,7 @@ class Explanation:
             unless a target class was asked for); -1 where a reference image
             replaced the prototype.
         contrast_class: `(B,)` int64, l in "why class k rather than class l"
-            (`method="contrast"`; -1 where a reference image took its place),
+            (`method="template_contrast"`; -1 where a reference image took its place),
             -1 for the paper's methods. Optional when constructing: None
             fills -1.
         reference_distance: `(B,)`, ||h - c||.
@@ -72,7 +72,7 @@ class Explanation:
         mask: `(B, H, W, C)` bool, the q pixels with the largest Delta_p (ties:
             lower flat index first); pixels with Delta_p == 0 are never in it,
             so it holds fewer than q pixels when fewer change (none when sigma == 0).
-            With `method="contrast"` (see `siamese_xai.contrast`): the path
+            With `method="template_contrast"` (see `siamese_xai.contrast`): the path
             from h to c_l replaces the perturbations (t_i = (i - 1/2) / N,
             h_i = h + t_i (c_l - h)); `mean_abs_change` and
             `mean_signed_change` are the means of |g(h_i) - g(h)| and
@@ -148,6 +148,17 @@ class Explanation:
     def image_shape(self) -> tuple:
         return tuple(self.input.shape[1:])
 
+    @property
+    def ranking(self) -> np.ndarray:
+        """`(B, H, W, C)` float32 the map whose q largest positive values are the mask (ties: lower flat index first).
+
+        `mean_abs_change` (Delta_p) for the paper's methods; max(-S_p, 0) * x_p
+        for `method="template_contrast"` (S = `mean_signed_change`, x = `input`).
+        """
+        if self.config.method == "template_contrast":
+            return (np.maximum(-self.mean_signed_change, 0) * self.input).astype(np.float32)
+        return self.mean_abs_change
+
     def class_name(self, k: int) -> str:
         """The name of class k ("0", "1", ... without class names); "-" for -1 (a reference image)."""
         k = int(k)
@@ -166,7 +177,7 @@ class Explanation:
             f"s={cfg.s}, q={cfg.q}, N={cfg.n_perturbations}, seed={self.seed})\n"
             f"  predicted_class={classes(self.predicted_class)}\n"
             f"  explained_class={classes(self.explained_class)}"
-            + (f"\n  contrast_class={classes(self.contrast_class)}" if cfg.method == "contrast" else "")
+            + (f"\n  contrast_class={classes(self.contrast_class)}" if cfg.method == "template_contrast" else "")
             + ("" if self.run_id is None else f"\n  run_id={self.run_id!r}")
         )
 
@@ -196,7 +207,7 @@ class Explanation:
         Raises:
             ValueError: the file is not an explanation written by `save`.
         """
-        from siamese_xai.explain import ExplainConfig
+        from siamese_xai.explain import RENAMED, ExplainConfig
 
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -212,5 +223,7 @@ class Explanation:
                 f"`path` must be an explanation file written by Explanation.save. Received: {path!r}, "
                 f"which lacks {missing or ['its format tag']}"
             )
-        return cls(**arrays, config=ExplainConfig(**meta["config"]), seed=meta["seed"], run_id=meta["run_id"],
+        config = dict(meta["config"])
+        config["method"] = RENAMED.get(config.get("method"), config.get("method"))  # a file from before a rename
+        return cls(**arrays, config=ExplainConfig(**config), seed=meta["seed"], run_id=meta["run_id"],
                    class_names=meta.get("class_names"))

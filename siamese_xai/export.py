@@ -12,7 +12,7 @@ and returns a dict of `(B, ...)` tensors named like `Explanation`'s fields:
 `embedding`, `reference`, `predicted_class` (int64, the nearest prototype,
 which is also `explained_class`), `distances` `(B, C)`, `indices` (J,
 int64), `sigma`, `reference_distance` and `contrast_class` (-1; for an
-explainer with `method="contrast"`, the runner-up class each input is
+explainer with `method="template_contrast"`, the runner-up class each input is
 contrasted with, and the other fields as `siamese_xai.contrast` defines
 them). For the same seed these equal `explainer.explain(images, seed=seed)`
 up to float rounding.

@@ -348,3 +348,87 @@ def ground_truth_scores(maps, regions) -> dict:
     best = np.argmax(maps.reshape(len(maps), -1), axis=1)
     pointing = regions.reshape(len(maps), -1)[np.arange(len(maps)), best].astype(np.float64)
     return {"share": share.astype(np.float64), "pointing": pointing}
+
+
+def paired_test(a, b, higher_is_better: bool) -> dict:
+    """Two-sided Wilcoxon signed-rank test of paired per-image values a - b (zero differences dropped).
+
+    Args:
+        a, b: `(n,)` the two methods' values on the same images.
+        higher_is_better: the direction in which a value is better.
+
+    Returns:
+        `{"p", "median_difference", "mean_difference", "a_better_side", "n"}`:
+        `a_better_side` is True when the median of a - b (its mean if the
+        median is 0) lies on the better side; p = 1 when every difference is 0.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not np.isfinite(a).all() or not np.isfinite(b).all():
+        raise ValueError(f"`a` and `b` must be finite (n,) arrays of one shape. Received: {a.shape}, {b.shape}")
+    diff = a - b
+    p = 1.0 if not np.any(diff != 0) else float(stats.wilcoxon(diff, zero_method="wilcox").pvalue)
+    med, mean = float(np.median(diff)), float(diff.mean())
+    lean = med if med != 0 else mean
+    return {"p": p, "median_difference": med, "mean_difference": mean,
+            "a_better_side": bool(lean > 0 if higher_is_better else lean < 0), "n": int(a.size)}
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input's order.
+
+    The i-th smallest p becomes max over j <= i of min(1, (m - j + 1) p_(j)).
+    """
+    p = np.asarray(pvalues, np.float64).ravel()
+    if not ((p >= 0) & (p <= 1)).all():
+        raise ValueError(f"`pvalues` must lie in [0, 1]. Received: {p.tolist()}")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def paired_verdict(test: dict, adjusted_p: float, alpha: float = 0.05) -> str:
+    """`"better"`, `"worse"` or `"overlap"` (no difference shown) from a `paired_test` and its adjusted p."""
+    if adjusted_p >= alpha:
+        return "overlap"
+    return "better" if test["a_better_side"] else "worse"
+
+
+def region_scores(maps, regions) -> dict:
+    """Soft and hard ground-truth scores for regions of any size.
+
+    Args:
+        maps: `(B, H, W)` importance; regions: `(B, H, W)` bool, each non-empty and not the whole image.
+
+    Returns:
+        `{"rank_accuracy", "mass", "roc_auc"}`, each `(B,)`: the share of the
+        |R| top pixels (ties: first in raster order, as `top_q_mask`) inside R
+        (Arras et al.'s relevance rank accuracy, the top-|R| share); the share
+        of the positive part of the map inside R (0 where the map has no
+        positive value); the ROC-AUC of the map as a detector of R's pixels
+        (ties count one half).
+    """
+    maps = np.asarray(maps, np.float64)
+    regions = np.asarray(regions, bool)
+    if maps.shape != regions.shape or maps.ndim != 3:
+        raise ValueError(f"`regions` must have the maps' shape (B, H, W). Received: {regions.shape} vs {maps.shape}")
+    b = len(maps)
+    flat, reg = maps.reshape(b, -1), regions.reshape(b, -1)
+    sizes = reg.sum(1)
+    if (sizes == 0).any() or (sizes == reg.shape[1]).any():
+        raise ValueError("`regions` must each be non-empty and smaller than the image. Received: an empty or full region")
+    rank_acc = np.empty(b)
+    for i in range(b):
+        top = np.argsort(-flat[i], kind="stable")[: sizes[i]]
+        rank_acc[i] = reg[i, top].sum() / sizes[i]
+    pos = np.maximum(flat, 0)
+    total = pos.sum(1)
+    mass = np.where(total > 0, (pos * reg).sum(1) / np.where(total > 0, total, 1), 0.0)
+    auc = np.empty(b)
+    for i in range(b):
+        r = stats.rankdata(flat[i])  # average ranks: ties count one half
+        n1, n0 = sizes[i], reg.shape[1] - sizes[i]
+        auc[i] = (r[reg[i]].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return {"rank_accuracy": rank_acc, "mass": mass, "roc_auc": auc}

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from siamese_xai.explanation import Explanation
+from siamese_xai.probe_explanation import ProbeExplanation
 
 MASK_COLOR = (1.0, 0.15, 0.1)
 TITLE_SIZE = 9
@@ -33,7 +34,7 @@ def _check(explanation, index):
         explained_class=int(explanation.explained_class[index]),
         explained_name=explanation.class_name(explanation.explained_class[index]),
         contrast_name=(explanation.class_name(explanation.contrast_class[index])
-                       if explanation.config.method == "contrast" else None),
+                       if explanation.config.method == "template_contrast" else None),
         q=explanation.config.q,
     )
     return types.SimpleNamespace(**one)
@@ -178,6 +179,45 @@ def plot_explanation(explanation, axes=None, *, index: int = 0):
     if new_figure:  # as tall as the longest (wrapped) title needs
         lines = max(ax.get_title().count("\n") + 1 for ax in flat)
         flat[0].figure.set_figheight(PANEL_INCHES * h / w + 1.5 * lines * TITLE_SIZE / 72 + 0.2)
+    return flat
+
+
+def plot_probe(explanation, axes=None, *, index: int = 0):
+    """Draws a `ProbeExplanation`: input, proposal, the measured map, and the image f classed l.
+
+    Panels: the input (titled with k); the proposal p painted into the
+    regions; `drop_map` (red: painting there moved f toward l, blue: away);
+    the counterfactual (x with the found set painted) with the set outlined,
+    titled with f's verdict.
+
+    Args:
+        explanation: a `ProbeExplanation`.
+        axes: four matplotlib Axes; a new 1 x 4 figure when None.
+        index: which of its inputs to draw.
+
+    Returns:
+        The four Axes, as a `(4,)` object array.
+    """
+    if not isinstance(explanation, ProbeExplanation):
+        raise TypeError(f"`explanation` must be a ProbeExplanation. Received: {type(explanation).__name__}")
+    b = len(explanation)
+    if not isinstance(index, (int, np.integer)) or not -b <= index < b:
+        raise ValueError(f"`index` must be an integer in [-{b}, {b}) for {b} explanations. Received: index={index!r}")
+    if axes is None:
+        _, axes = plt.subplots(1, 4, figsize=(8.0, 2.4))
+    flat = np.asarray(axes, dtype=object).ravel()
+    if flat.size != 4:
+        raise ValueError(f"`axes` must hold 4 matplotlib Axes. Received: {flat.size}")
+    e = explanation
+    k, l = e.class_name(e.explained_class[index]), e.class_name(e.contrast_class[index])
+    _show(flat[0], _image(e.input[index]), f"input: {k} rather than {l}?")
+    _show(flat[1], _image(e.proposal[index]), f"proposal (as {l})")
+    change = np.asarray(e.drop_map[index]).mean(axis=-1)
+    bound = float(np.abs(change).max()) or 1.0
+    _show(flat[2], change, "margin drop measured by f", cmap="RdBu_r", vmin=-bound, vmax=bound)
+    verdict = f"f: {l}" if e.flips[index] else f"f: not {l}"
+    _show(flat[3], _image(e.counterfactual[index]), f"{int(e.set_size[index])} regions painted, {verdict}")
+    flat[3].contour(np.asarray(e.mask[index]).any(axis=-1).astype(float), levels=[0.5], colors=[MASK_COLOR], linewidths=0.8)
     return flat
 
 

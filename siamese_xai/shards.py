@@ -32,7 +32,7 @@ Each shard holds, for its images `index` (positions in the split):
     label               (n,) int64, the true labels (-1 when not given)
     predicted_class     (n,) int64, the SNN's class
     explained_class     (n,) int64
-    contrast_class      (n,) int64, the contrasted class of method="contrast" (-1 otherwise)
+    contrast_class      (n,) int64, the contrasted class of method="template_contrast" (-1 otherwise)
     distances           (n, C) float32, to every prototype
     indices             (n, s) int64, J
     sigma               (n,) float32

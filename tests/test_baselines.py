@@ -1,15 +1,11 @@
-"""The evaluation harness's baselines and synthetic set: benchmarks/baselines.py (evaluate.py: test_evaluate.py)."""
+"""The evaluation harness's baselines and synthetic set: siamese_xai/baselines.py (evaluate.py: test_evaluate.py)."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
 
-import baselines as bl  # noqa: E402
+from siamese_xai import baselines as bl  # noqa: E402
 
 from linear_toy import P, linear_toy  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The contrastive explanation (`method="contrast"`): why class k rather than class l.
+"""The contrast of decoded class templates (`method="template_contrast"`, earlier "contrast"): why class k rather than class l.
 
 With a linear decoder g(z) = z W + b every quantity is known by hand: along
 the path h + t (c_l - h) the change is t (c_l - h) W, so the midpoint rule's
@@ -52,7 +52,7 @@ def setup():
     kernel = rng.normal(0, 1, (D, P))
     emb = Embed()
     protos = rng.normal(0, 1, (4, D)).astype(np.float32)
-    cfg = ExplainConfig(n_perturbations=N, s=3, q=40, method="contrast")
+    cfg = ExplainConfig(n_perturbations=N, s=3, q=40, method="template_contrast")
     return emb, kernel, protos, SiameseExplainer(emb, linear_decoder(kernel), protos, cfg, chunk_size=64)
 
 
@@ -67,7 +67,7 @@ def table1():
     h = emb(images(30, seed=1))
     protos = np.stack([h[i::3].mean(0) for i in range(3)]).astype(np.float32) * 3.0
     return emb, dec, protos, SiameseExplainer(emb, dec, protos, ExplainConfig(n_perturbations=N, s=3, q=50,
-                                                                                 method="contrast"))
+                                                                                 method="template_contrast"))
 
 
 def hand(emb, kernel, protos, x, k=None, l=None, c_l=None, q=40, s=3):
@@ -201,7 +201,7 @@ def test_errors_name_the_argument(setup):
     with pytest.raises(ValueError, match="`contrast_class` must be None when `reference` is given"):
         ex.explain(x, reference=x, contrast_class=1)
     mc = ex.replace(method="mc")
-    with pytest.raises(ValueError, match='`contrast_class` needs method="contrast"'):
+    with pytest.raises(ValueError, match='`contrast_class` needs method="template_contrast"'):
         mc.explain(x, contrast_class=1)
     one_class = SiameseExplainer(emb, linear_decoder(kernel), protos[:1], ex.config)
     with pytest.raises(ValueError, match="needs at least 2 classes"):
@@ -224,7 +224,7 @@ def test_contrast_class_survives_save_load_and_old_files(setup, tmp_path):
     e.save(tmp_path / "e.npz")
     back = Explanation.load(tmp_path / "e.npz")
     np.testing.assert_array_equal(back.contrast_class, e.contrast_class)
-    assert back.config.method == "contrast" and "contrast_class" in FIELDS
+    assert back.config.method == "template_contrast" and "contrast_class" in FIELDS
     # A file written before the field existed reads back with -1.
     with np.load(tmp_path / "e.npz") as data:
         arrays = {k: data[k] for k in data.files if k != "contrast_class"}
@@ -252,23 +252,23 @@ def test_cli_method_contrast(keras_run, tmp_path, capsys):
 
     Image.fromarray((images(1, seed=5)[0, ..., 0] * 255).astype("uint8"), "L").save(tmp_path / "a.png")
     out = tmp_path / "out"
-    ex = SiameseExplainer.from_run(keras_run, ExplainConfig(method="contrast", n_perturbations=64, q=30))
+    ex = SiameseExplainer.from_run(keras_run, ExplainConfig(method="template_contrast", n_perturbations=64, q=30))
     from siamese_xai.inputs import read_image
 
     e = ex.explain(read_image(tmp_path / "a.png")[0])
     own, runner = int(e.explained_class[0]), int(e.contrast_class[0])
     l = min({0, 1, 2, 3} - {own, runner})  # not the default, so the flag must get through
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out), "--n", "64",
-                     "--q", "30", "--method", "contrast", "--contrast-class", str(l), "--quiet"])
+                     "--q", "30", "--method", "template_contrast", "--contrast-class", str(l), "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert f"rather than class {l}" in capsys.readouterr().out
     record = json.loads((out / "a.json").read_text())
-    assert record["contrast_class"] == [l] and record["config"]["method"] == "contrast"
+    assert record["contrast_class"] == [l] and record["config"]["method"] == "template_contrast"
     assert record["explained_class"] == [own]
     assert (out / "a.png").is_file()
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
                      "--contrast-class", "1"])
-    assert code == 2 and "--contrast-class needs --method contrast" in capsys.readouterr().err
+    assert code == 2 and "--contrast-class needs --method template_contrast" in capsys.readouterr().err
 
 
 def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
@@ -276,7 +276,7 @@ def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
 
     from siamese_xai.export import export_explainer
 
-    ex = SiameseExplainer.from_run(keras_run, ExplainConfig(method="contrast", n_perturbations=64, q=30))
+    ex = SiameseExplainer.from_run(keras_run, ExplainConfig(method="template_contrast", n_perturbations=64, q=30))
     export_explainer(ex, tmp_path / "sm")
     x = images(3, seed=6)
     with warnings.catch_warnings():
@@ -287,3 +287,45 @@ def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
     np.testing.assert_array_equal(out["contrast_class"].numpy(), e.contrast_class)
     np.testing.assert_array_equal(out["mask"].numpy(), e.mask)
     np.testing.assert_allclose(out["mean_signed_change"].numpy(), e.mean_signed_change, atol=1e-5)
+
+
+def test_old_name_is_accepted_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="method='contrast' is now 'template_contrast'"):
+        cfg = ExplainConfig(method="contrast")
+    assert cfg.method == "template_contrast" and cfg == ExplainConfig(method="template_contrast")
+
+
+def test_ranking_is_the_map_the_mask_holds_the_top_of(setup):
+    """e.ranking, for every method: the mask is its q largest positive values (ties: lower flat index first)."""
+    emb, kernel, protos, ex = setup
+    x = images(3, seed=6)
+    for e in (ex.explain(x), ex.replace(method="mc").explain(x, seed=1), ex.replace(method="linear").explain(x, seed=1)):
+        r = e.ranking.reshape(len(e), -1).astype(np.float64)
+        order = np.argsort(-r, axis=1, kind="stable")[:, : e.config.q]
+        expected = np.zeros_like(r, bool)
+        np.put_along_axis(expected, order, True, axis=1)
+        np.testing.assert_array_equal(e.mask.reshape(len(e), -1), expected & (r > 0), err_msg=e.config.method)
+    e = ex.explain(x)
+    np.testing.assert_array_equal(e.ranking, np.maximum(-e.mean_signed_change, 0) * e.input)
+
+
+def test_cli_method_probe(keras_run, tmp_path, capsys):
+    """`explain --method probe` writes the probe's figure and JSON; its record is f's verdict on the run."""
+    from PIL import Image
+
+    from siamese_xai.inputs import read_image
+    from siamese_xai.probe import ProbeExplainer
+
+    Image.fromarray((images(1, seed=5)[0, ..., 0] * 255).astype("uint8"), "L").save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
+                     "--method", "probe", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "a.json").read_text())
+    e = ProbeExplainer.from_run(keras_run).explain(read_image(tmp_path / "a.png")[0])
+    for field in ("explained_class", "contrast_class", "flips", "set_size", "n_calls"):
+        assert record[field] == getattr(e, field)[0].tolist(), field
+    assert f"{record['n_calls']} f calls" in capsys.readouterr().out and (out / "a.png").is_file()
+    code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
+                     "--method", "probe", "--pair", str(tmp_path / "a.png")])
+    assert code == 2 and "--pair is not available with --method probe" in capsys.readouterr().err

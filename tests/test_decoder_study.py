@@ -1,16 +1,13 @@
 """The decoder study (benchmarks/decoder_study.py) and the larger decoder it trains (models.LARGE_DECODER)."""
 
 import json
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import decoder_study as ds  # noqa: E402
+from benchmarks import decoder_study as ds  # noqa: E402
 
 from siamese_xai import files, models  # noqa: E402
 

@@ -1,14 +1,11 @@
 """The varying ground-truth set (benchmarks/synthetic_varying.py): the square decides the class and varies within it."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from synthetic_varying import CELL, CLASS_CELLS, INTENSITY, make_varying_synthetic  # noqa: E402
+from siamese_xai.synthetic import CELL, CLASS_CELLS, INTENSITY, make_varying_synthetic
 
 
 def test_cells_are_grid_aligned_disjoint_and_off_the_digit_box():

@@ -15,8 +15,8 @@ form. `OracleScalar` replaces the network by the ground truth itself, to
 measure what a baseline can score at best on a synthetic set. See
 `benchmarks/RESULTS.md` for what was used and why.
 
-This is the evaluation harness (`benchmarks/evaluate.py` imports it), not
-part of the library.
+The benchmark (`python -m benchmarks.evaluate`) and `reproduce/digits.py` use
+them; `benchmarks/registry.py` names them.
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from siamese_xai.metrics import DistanceScalar
+from siamese_xai.synthetic import SQUARE, SQUARE_POSITIONS, make_synthetic  # noqa: F401  (the harness's names)
 
-# Ten 4x4 squares, five along the top edge and five along the bottom edge,
-# outside the 20x20 box in which MNIST centres its digits.
-SQUARE = 4
-SQUARE_POSITIONS = tuple((r, c) for r in (0, 24) for c in (0, 6, 12, 18, 24))
 
 
 def _check_images(xs, name="xs"):
@@ -93,7 +90,7 @@ def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
     """The contrastive method's ranking E_p = max(-S_p, 0) x_p, why class k rather than the runner-up.
 
     Args:
-        explainer: a `SiameseExplainer` (any method; `method="contrast"` is used).
+        explainer: a `SiameseExplainer` (any method; `method="template_contrast"` is used).
         xs: `(B, H, W, 1)`; classes: `(B,)` the explained classes k.
         return_explanation: also return the `Explanation` (for its other fields).
 
@@ -101,8 +98,8 @@ def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
         `(B, H, W)` float32 (and the `Explanation` when asked).
     """
     xs = _check_images(xs)
-    if explainer.config.method != "contrast":
-        explainer = explainer.replace(method="contrast")
+    if explainer.config.method != "template_contrast":
+        explainer = explainer.replace(method="template_contrast")
     e = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed)
     maps = (np.maximum(-np.asarray(e.mean_signed_change[..., 0]), 0) * xs[..., 0]).astype(np.float32)
     return (maps, e) if return_explanation else maps
@@ -314,45 +311,6 @@ def integrated_gradients_maps(scalar: DistanceScalar, xs, classes, steps: int = 
     g = tape.gradient(neg, path).numpy().reshape(b, steps, *xs.shape[1:]).mean(1)
     scalar.calls += b * steps
     return (xs * g)[..., 0].astype(np.float32)
-
-
-# ---------------------------------------------------------------------------
-# the synthetic data set
-
-
-def make_synthetic(digits, n: int, seed: int = 0, num_classes: int = 10):
-    """Images whose class is decided by a bright square drawn over an unrelated digit.
-
-    Image i takes a random digit from `digits` (its own label is ignored) and
-    draws a 4x4 square of intensity 1 at the position of class y_i (five
-    positions along the top edge, five along the bottom edge, outside the
-    box where MNIST centres its digits).
-
-    Args:
-        digits: `(m, 28, 28, 1)` float images in [0, 1] (e.g. MNIST).
-        n: images to make.
-        seed: the same seed gives the same data set.
-        num_classes: at most 10.
-
-    Returns:
-        `(x, y, regions)`: `(n, 28, 28, 1)` float32, `(n,)` int64 classes
-        (balanced, shuffled), `(n, 28, 28)` bool the square of each image.
-    """
-    digits = _check_images(digits, "digits")
-    if digits.shape[1:3] != (28, 28):
-        raise ValueError(f"`digits` must be 28x28 images. Received: digits.shape={digits.shape}")
-    if not 1 <= num_classes <= len(SQUARE_POSITIONS):
-        raise ValueError(f"`num_classes` must be in [1, {len(SQUARE_POSITIONS)}]. Received: num_classes={num_classes}")
-    if n < 1:
-        raise ValueError(f"`n` must be positive. Received: n={n}")
-    rng = np.random.default_rng(seed)
-    y = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
-    x = digits[rng.integers(0, len(digits), n)].copy()
-    regions = np.zeros((n, 28, 28), bool)
-    for k, (r, c) in enumerate(SQUARE_POSITIONS[:num_classes]):
-        regions[y == k, r : r + SQUARE, c : c + SQUARE] = True
-    x[regions] = 1.0
-    return x, y, regions
 
 
 def median_seconds(fn, xs, classes, repeats: int | None = None) -> float:

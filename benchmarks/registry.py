@@ -1,0 +1,177 @@
+"""Every explanation method and every metric of the benchmark, each declared once.
+
+A method is added here and nowhere else: `python -m benchmarks.evaluate`,
+`benchmarks.evaluate_report`, `benchmarks.randomisation` and
+`benchmarks.ground_truth` read `METHODS` (name, kind, deterministic or not,
+description, and how to build its map function) and `METRICS` (name, kind,
+direction, description, whether it is the primary one). docs/evaluation.md
+states the rules the metrics enter.
+
+A map function is `fn(xs (B, H, W, 1), classes (B,), seed) -> (B, H, W)`,
+larger meaning more important to the decision for class k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from siamese_xai import baselines as bl
+from siamese_xai.faithfulness import FILLS
+
+THIS_PROJECT = "this project"
+MODEL_FREE = "model-free ordering"
+BLACK_BOX = "black-box baseline"
+WHITE_BOX = "white-box reference"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a method's map function may use: the explainer of the run, its scalar d, the mode's settings."""
+
+    explainer: object
+    scalar: object
+    settings: dict
+
+
+@dataclass(frozen=True)
+class Method:
+    """One explanation method.
+
+    Args:
+        name: its key in every JSON file.
+        kind: one of THIS_PROJECT, MODEL_FREE, BLACK_BOX, WHITE_BOX.
+        deterministic: the same map for every seed.
+        description: one line for RESULTS.md.
+        build: `Context -> map function`.
+        scalar_only: the map only calls `ctx.scalar(xs, classes)` (an oracle scalar can drive it).
+        decoder: the map uses the explainer's decoder g (the randomisation check retrains it).
+    """
+
+    name: str
+    kind: str
+    deterministic: bool
+    description: str
+    build: Callable = field(repr=False, compare=False)
+    scalar_only: bool = False
+    decoder: bool = False
+
+
+def _explainer_maps(method):
+    def build(ctx):
+        e = ctx.explainer.replace(method=method)
+        return lambda x, c, s: bl.method_maps(e, x, c, s)
+    return build
+
+
+def _template_contrast(ctx):
+    e = ctx.explainer.replace(method="template_contrast")
+    return lambda x, c, s: bl.contrast_maps(e, x, c, s)
+
+
+def _probe(ctx):
+    from siamese_xai.probe import ProbeExplainer
+
+    e = ProbeExplainer(ctx.explainer.embed, ctx.explainer.decoder, ctx.explainer.prototypes)
+
+    def fn(x, c, s):
+        ex = e.explain(x, target_class=[int(v) for v in c])
+        extras = {"n_calls": np.asarray(ex.n_calls, np.float64), "flips": np.asarray(ex.flips, np.float64),
+                  "set_size": np.asarray(ex.set_size, np.float64)}
+        return np.asarray(ex.ranking, np.float32).reshape(len(x), *np.shape(x)[1:3]), extras
+    return fn
+
+
+METHODS = (
+    Method("mc", THIS_PROJECT, False,
+           "the paper's method, N = 5000 decoded perturbations, s = 5 (the defaults); map = Delta_p",
+           _explainer_maps("mc"), decoder=True),
+    Method("linear", THIS_PROJECT, False,
+           "the paper's method, the decoder's first-order expansion over the same draws",
+           _explainer_maps("linear"), decoder=True),
+    Method("template_contrast", THIS_PROJECT, True,
+           "a contrast of the decoded class templates along the path from h to c_l (l the runner-up), gated by "
+           "the input: E_p = max(-S_p, 0) x_p; f is never run on a changed input",
+           _template_contrast, decoder=True),
+    Method("probe", THIS_PROJECT, True,
+           "asks f: cells of the image painted with the decoder's proposal g(c_l), each scored by the measured "
+           "drop of the margin; the smallest flipping set found by bisection and checked by f (siamese_xai.probe)",
+           _probe, decoder=True),
+    Method("random", MODEL_FREE, False, "uniformly random pixel ordering",
+           lambda ctx: bl.random_maps, scalar_only=True),
+    Method("intensity", MODEL_FREE, True, "the input intensity x_p (no model)",
+           lambda ctx: bl.intensity_maps, scalar_only=True),
+    Method("edge", MODEL_FREE, True, "the Sobel gradient magnitude of x (scipy.ndimage.sobel; no model)",
+           lambda ctx: bl.edge_maps, scalar_only=True),
+    Method("occlusion", BLACK_BOX, True, "6x6 zero patch, stride 2; map = mean rise of d over covering patches",
+           lambda ctx: lambda x, c, s: bl.occlusion_maps(ctx.scalar, x, c), scalar_only=True),
+    Method("kernelshap", BLACK_BOX, False,
+           "shap.KernelExplainer on 49 superpixels (4x4 grid), blank background, value -d",
+           lambda ctx: lambda x, c, s: bl.kernelshap_maps(ctx.scalar, x, c, s, nsamples=ctx.settings["shap_nsamples"]),
+           scalar_only=True),
+    Method("distance_explainer", BLACK_BOX, False,
+           "the distance-explainer algorithm (RISE masks, 8x8 grid, p_keep 0.5, top/bottom 20%), d as distance",
+           lambda ctx: lambda x, c, s: bl.rise_distance_maps(ctx.scalar, x, c, s, n_masks=ctx.settings["rise_masks"]),
+           scalar_only=True),
+    Method("gradient", WHITE_BOX, True, "|grad_x d| (white-box)",
+           lambda ctx: lambda x, c, s: bl.gradient_maps(ctx.scalar, x, c)),
+    Method("integrated_gradients", WHITE_BOX, True, "Integrated Gradients of -d from the blank image (white-box)",
+           lambda ctx: lambda x, c, s: bl.integrated_gradients_maps(ctx.scalar, x, c, steps=ctx.settings["ig_steps"])),
+)
+BY_NAME = {m.name: m for m in METHODS}
+JUDGED = tuple(m.name for m in METHODS if m.kind == THIS_PROJECT)
+
+
+def split(result):
+    """`(maps, extras)` from a map function's return value (maps alone, or maps and a dict of per-image values)."""
+    maps, extras = result if isinstance(result, tuple) else (result, {})
+    return np.asarray(maps, np.float32), extras
+
+
+def method_functions(explainer, scalar, settings: dict, names=None) -> dict:
+    """name -> map function for every registered method (or those in `names`)."""
+    ctx = Context(explainer, scalar, settings)
+    return {m.name: m.build(ctx) for m in METHODS if names is None or m.name in names}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One per-image number of the benchmark.
+
+    Args:
+        name: its key in results.json and per_image.npz.
+        kind: "faithfulness" (margin curves) or "ground truth".
+        higher_is_better: the better direction.
+        description: one line for RESULTS.md.
+        operator: for faithfulness: ("removal", fill, support, "deletion" / "insertion") or ("road", order).
+        primary: the metric that decides "better" in the verdict rule (one per kind).
+    """
+
+    name: str
+    kind: str
+    higher_is_better: bool
+    description: str
+    operator: tuple = ()
+    primary: bool = False
+
+
+_FILL_WORDS = {"zero": "0", "mean": "the mean training image", "blur": "x blurred (Gaussian, sigma 2 px)"}
+METRICS = (
+    Metric("road_morf", "faithfulness", False,
+           "ROAD, most relevant first: area under the margin after noisy linear imputation of 10-90% of the pixels",
+           ("road", "morf"), primary=True),
+    Metric("road_lerf", "faithfulness", True, "ROAD, least relevant first: the same area", ("road", "lerf")),
+    *(Metric(f"{direction}_{fill}{'_support' if support else ''}", "faithfulness", direction == "insertion",
+             f"{direction} of the margin, removed pixels = {_FILL_WORDS[fill]}, "
+             + ("only the ink (x > 0) ranked and removed" if support else "all pixels"),
+             ("removal", fill, support, direction))
+      for fill in FILLS for support in (False, True) for direction in ("deletion", "insertion")),
+    Metric("rank_accuracy", "ground truth", True,
+           "relevance rank accuracy: share of the |R| top pixels inside the true region R", primary=True),
+    Metric("relevance_mass", "ground truth", True, "share of the map's positive mass inside R"),
+    Metric("roc_auc", "ground truth", True, "ROC-AUC of the map as a detector of R's pixels"),
+)
+METRIC_BY_NAME = {m.name: m for m in METRICS}
+PRIMARY = {m.kind: m.name for m in METRICS if m.primary}

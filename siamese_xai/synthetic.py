@@ -1,0 +1,231 @@
+"""Synthetic ground-truth sets: images whose class is decided by a known region.
+
+- `make_synthetic` (constant): a 4x4 square at a fixed position per class over
+  a random MNIST digit. A case built for the paper's method to fail: the
+  method perturbs h toward the class's own prototype and only sees what varies
+  within a class, and this square never varies.
+- `make_varying_synthetic` (varying): the square varies in position (two
+  cells of a 4-pixel grid per class) and intensity. It was designed together
+  with the template-contrast method, and its squares lie on a 4-pixel grid.
+- `make_shapes` (shapes): fixed before any method was scored on it (see
+  docs/evaluation.md): glyphs at random positions off any grid, distractor
+  glyphs of other classes, and a class decided by missing ink (a gap).
+
+Every generator is seeded (the same seed gives the same set) and returns the
+true region of each image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Ten 4x4 squares, five along the top edge and five along the bottom edge,
+# outside the 20x20 box in which MNIST centres its digits.
+SQUARE = 4
+SQUARE_POSITIONS = tuple((r, c) for r in (0, 24) for c in (0, 6, 12, 18, 24))
+
+
+def _check_digits(digits):
+    digits = np.asarray(digits, np.float32)
+    if digits.ndim != 4 or digits.shape[-1] != 1:
+        raise ValueError(f"`digits` must be (m, H, W, 1) images. Received: digits.shape={digits.shape}")
+    return digits
+
+
+
+def make_synthetic(digits, n: int, seed: int = 0, num_classes: int = 10):
+    """Images whose class is decided by a bright square drawn over an unrelated digit.
+
+    Image i takes a random digit from `digits` (its own label is ignored) and
+    draws a 4x4 square of intensity 1 at the position of class y_i (five
+    positions along the top edge, five along the bottom edge, outside the
+    box where MNIST centres its digits).
+
+    Args:
+        digits: `(m, 28, 28, 1)` float images in [0, 1] (e.g. MNIST).
+        n: images to make.
+        seed: the same seed gives the same data set.
+        num_classes: at most 10.
+
+    Returns:
+        `(x, y, regions)`: `(n, 28, 28, 1)` float32, `(n,)` int64 classes
+        (balanced, shuffled), `(n, 28, 28)` bool the square of each image.
+    """
+    digits = _check_digits(digits)
+    if digits.shape[1:3] != (28, 28):
+        raise ValueError(f"`digits` must be 28x28 images. Received: digits.shape={digits.shape}")
+    if not 1 <= num_classes <= len(SQUARE_POSITIONS):
+        raise ValueError(f"`num_classes` must be in [1, {len(SQUARE_POSITIONS)}]. Received: num_classes={num_classes}")
+    if n < 1:
+        raise ValueError(f"`n` must be positive. Received: n={n}")
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
+    x = digits[rng.integers(0, len(digits), n)].copy()
+    regions = np.zeros((n, 28, 28), bool)
+    for k, (r, c) in enumerate(SQUARE_POSITIONS[:num_classes]):
+        regions[y == k, r : r + SQUARE, c : c + SQUARE] = True
+    x[regions] = 1.0
+    return x, y, regions
+
+
+CELL = 4  # the square's side, and the grid it sits on
+# The 24 cells of the border ring of the 7x7 grid of 4x4 cells, clockwise from the top-left corner.
+RING = (
+    [(0, 4 * c) for c in range(7)]
+    + [(4 * r, 24) for r in range(1, 6)]
+    + [(24, 4 * c) for c in range(6, -1, -1)]
+    + [(4 * r, 0) for r in range(5, 0, -1)]
+)
+# Class k's two cells: adjacent on the ring; four ring cells are left empty as gaps between classes.
+LAYOUT = "001122_334455_667788_99_"  # one character per ring cell: the class, or _ for a gap
+CLASS_CELLS = tuple(
+    tuple(RING[i] for i, ch in enumerate(LAYOUT) if ch == str(k)) for k in range(10)
+)
+INTENSITY = (0.4, 1.0)
+
+
+def make_varying_synthetic(digits, n: int, seed: int = 0, num_classes: int = 10):
+    """Images whose class is decided by a square whose position and intensity vary within the class.
+
+    Args:
+        digits: `(m, 28, 28, 1)` float images in [0, 1] (MNIST digits).
+        n: images to make.
+        seed: the same seed gives the same set.
+        num_classes: at most 10.
+
+    Returns:
+        `(x, y, regions, cell)`: `(n, 28, 28, 1)` float32 images, `(n,)` int64
+        classes (balanced, shuffled), `(n, 28, 28)` bool the square of each
+        image, `(n,)` int64 which of its class's two cells (0 or 1).
+    """
+    digits = np.asarray(digits, np.float32)
+    if digits.ndim != 4 or digits.shape[1:] != (28, 28, 1):
+        raise ValueError(f"`digits` must be (m, 28, 28, 1). Received: digits.shape={digits.shape}")
+    if not 1 <= num_classes <= len(CLASS_CELLS):
+        raise ValueError(f"`num_classes` must be in [1, {len(CLASS_CELLS)}]. Received: num_classes={num_classes}")
+    if n < 1:
+        raise ValueError(f"`n` must be positive. Received: n={n}")
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
+    x = digits[rng.integers(0, len(digits), n)].copy()
+    which = rng.integers(0, 2, n).astype(np.int64)
+    level = rng.uniform(*INTENSITY, n).astype(np.float32)
+    regions = np.zeros((n, 28, 28), bool)
+    for i in range(n):
+        r, c = CLASS_CELLS[y[i]][which[i]]
+        regions[i, r : r + CELL, c : c + CELL] = True
+        x[i, r : r + CELL, c : c + CELL, 0] = level[i]
+    return x, y, regions, which
+
+
+# 5x5 glyphs: the first 2 * num_pair_classes are the pair classes' (A_k, B_k), the rest are neutral.
+_GLYPHS = (
+    "..#..|..#..|#####|..#..|..#..",  # plus
+    "#...#|.#.#.|..#..|.#.#.|#...#",  # cross
+    "#####|#...#|#...#|#...#|#####",  # ring
+    "..#..|.#.#.|#...#|.#.#.|..#..",  # diamond
+    "#####|..#..|..#..|..#..|..#..",  # T
+    "#....|#....|#....|#....|#####",  # L
+    "#...#|#...#|#####|#...#|#...#",  # H
+    "#.#.#|.....|#.#.#|.....|#.#.#",  # dots
+    "....#|...#.|..#..|.#...|#....",  # slash
+    "#####|.....|#####|.....|#####",  # stripes
+    "##...|##...|..#..|...##|...##",  # steps
+    "#...#|.....|..#..|.....|#...#",  # five dots
+)
+GLYPHS = tuple(np.array([[ch == "#" for ch in row] for row in g.split("|")]) for g in _GLYPHS)
+GLYPH = 5
+BAR = (2, 12)  # the bar every image holds (rows, columns)
+GAP = (2, 3)  # the missing ink that decides the gap class
+
+
+def _place(occupied, size, rng):
+    """A random top-left corner where a `size` box and its one-pixel border are free, or None."""
+    h, w = occupied.shape
+    for _ in range(200):
+        r, c = int(rng.integers(0, h - size[0] + 1)), int(rng.integers(0, w - size[1] + 1))
+        if not occupied[max(r - 1, 0) : r + size[0] + 1, max(c - 1, 0) : c + size[1] + 1].any():
+            occupied[r : r + size[0], c : c + size[1]] = True
+            return r, c
+    return None
+
+
+def _shapes_image(k, num_pair_classes, distractors, rng, size=28):
+    """One image of class k: `(image (size, size), region (size, size) bool)`, or None when the items do not fit."""
+    img = np.zeros((size, size), np.float32)
+    region = np.zeros((size, size), bool)
+    occupied = np.zeros((size, size), bool)
+    gap_class = k == num_pair_classes
+    pos = _place(occupied, BAR, rng)
+    if pos is None:
+        return None
+    img[pos[0] : pos[0] + BAR[0], pos[1] : pos[1] + BAR[1]] = 1.0
+    if gap_class:
+        g = pos[1] + int(rng.integers(2, BAR[1] - GAP[1] - 1))  # never at an end: a gap, not a shorter bar
+        img[pos[0] : pos[0] + GAP[0], g : g + GAP[1]] = 0.0
+        region[pos[0] : pos[0] + GAP[0], g : g + GAP[1]] = True
+        pair = int(rng.integers(0, num_pair_classes))  # only the gap tells the image from this pair class
+    else:
+        pair = k
+    items = [(GLYPHS[2 * pair], not gap_class), (GLYPHS[2 * pair + 1], not gap_class)]
+    others = [j for j in range(num_pair_classes) if j != pair]
+    neutral = GLYPHS[2 * num_pair_classes :]
+    for i in range(distractors):
+        if i % 2 == 0 and others:  # one glyph of another pair class: alone it decides nothing
+            items.append((GLYPHS[2 * int(rng.choice(others)) + int(rng.integers(0, 2))], False))
+        else:
+            items.append((neutral[int(rng.integers(0, len(neutral)))], False))
+    for glyph, true in items:
+        pos = _place(occupied, (GLYPH, GLYPH), rng)
+        if pos is None:
+            return None
+        box = (slice(pos[0], pos[0] + GLYPH), slice(pos[1], pos[1] + GLYPH))
+        img[box] = np.maximum(img[box], glyph)
+        if true:
+            region[box] |= glyph
+    return img, region
+
+
+def make_shapes(n: int, seed: int = 0, num_pair_classes: int = 4, distractors: int = 2, noise: float = 0.0):
+    """Glyph images whose class is decided by a pair of glyphs, or by a gap in a bar (docs/evaluation.md).
+
+    Every image holds a 2 x 12 bar at a random position. A pair class k
+    (k < `num_pair_classes`) adds its two glyphs A_k, B_k at random positions
+    (any integer offset; no grid); the gap class (k = `num_pair_classes`) cuts
+    a 2 x 3 gap out of the bar and adds the two glyphs of a random pair class,
+    so that only the missing ink tells the two apart. Each image also holds
+    `distractors` glyphs, alternately one of another pair class and a
+    neutral one. Items never overlap or touch.
+
+    Args:
+        n: images to make.
+        seed: the same seed gives the same set.
+        num_pair_classes: pair classes (1 to 4); the classes are 0..num_pair_classes.
+        distractors: distractor glyphs per image (0 to 3).
+        noise: standard deviation of Gaussian background noise (clipped to [0, 1]).
+
+    Returns:
+        `(x, y, regions)`: `(n, 28, 28, 1)` float32 in [0, 1], `(n,)` int64
+        classes (balanced, shuffled), `(n, 28, 28)` bool the true region (the
+        ink of A_k and B_k, or the gap's pixels, where x is 0 without noise).
+    """
+    if n < 1:
+        raise ValueError(f"`n` must be positive. Received: n={n}")
+    if not 1 <= num_pair_classes <= 4:
+        raise ValueError(f"`num_pair_classes` must be in [1, 4]. Received: num_pair_classes={num_pair_classes}")
+    if not 0 <= distractors <= 3:
+        raise ValueError(f"`distractors` must be in [0, 3]. Received: distractors={distractors}")
+    if not 0 <= noise < 1:
+        raise ValueError(f"`noise` must be in [0, 1). Received: noise={noise}")
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % (num_pair_classes + 1)).astype(np.int64)
+    x = np.zeros((n, 28, 28, 1), np.float32)
+    regions = np.zeros((n, 28, 28), bool)
+    for i, k in enumerate(y):
+        made = None
+        while made is None:
+            made = _shapes_image(int(k), num_pair_classes, distractors, rng)
+        x[i, ..., 0], regions[i] = made
+    if noise:
+        x = np.clip(x + rng.normal(0.0, noise, x.shape).astype(np.float32), 0.0, 1.0)
+    return x, y, regions
