@@ -7,17 +7,12 @@ command line applies it unless the user chose the epochs.
 """
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from siamese_xai import cli
+from benchmarks.schedule import write_shapes_folder
+from siamese_xai import cli, commands
 from siamese_xai.config import DEFAULT_MIN_STEPS, SNNConfig, TrainConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from schedule import write_shapes_folder  # noqa: E402
 
 
 def test_with_min_steps_raises_epochs_on_small_data_only():
@@ -42,9 +37,9 @@ def test_with_min_steps_raises_epochs_on_small_data_only():
 def test_the_command_line_applies_the_minimum_unless_the_schedule_is_chosen():
     parser = cli.build_parser()
     args = lambda *extra: parser.parse_args(["train", "--out", "r", *extra])  # noqa: E731
-    assert cli._min_steps(args()) == DEFAULT_MIN_STEPS
-    assert cli._min_steps(args("--epochs", "3")) == 0 and cli._min_steps(args("--snn-epochs", "3")) == 0
-    assert cli._min_steps(args("--tiny")) == 0 and cli._min_steps(args("--min-steps", "50")) == 50
+    assert commands.min_steps(args()) == DEFAULT_MIN_STEPS
+    assert commands.min_steps(args("--epochs", "3")) == 0 and commands.min_steps(args("--snn-epochs", "3")) == 0
+    assert commands.min_steps(args("--tiny")) == 0 and commands.min_steps(args("--min-steps", "50")) == 50
 
 
 @pytest.mark.slow

@@ -1,0 +1,279 @@
+"""What each `siamese-xai` command does, once `siamese_xai.cli` has parsed its arguments.
+
+Each command is a function of the parsed `argparse.Namespace`; the work is done
+by the library, and a problem the user can fix is raised as `CLIError` (one
+line, exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+class CLIError(Exception):
+    """An error to show the user as one line, exit code 2."""
+
+
+def _make_strategy(name):
+    from siamese_xai.training import STRATEGIES, make_strategy
+
+    if name not in STRATEGIES:
+        raise CLIError(f"--strategy must be one of {', '.join(STRATEGIES)}; received {name!r}")
+    return make_strategy(name)
+
+
+def train(args):
+    from siamese_xai import training
+    from siamese_xai.config import TrainConfig
+
+    config = TrainConfig.tiny() if args.tiny else TrainConfig.paper()
+    changes = {"seed": args.seed, "embedding_dim": args.embedding_dim, "train_limit": args.train_limit,
+               "checkpoint_every": args.checkpoint_every}
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    import dataclasses
+
+    for stage, value in (("snn", args.snn_epochs), ("autoencoder", args.ae_epochs), ("decoder", args.decoder_epochs)):
+        value = value or args.epochs
+        if value is not None:
+            config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=value)})
+    metrics = training.train_run(
+        config, args.out, data_dir=args.data_dir, strategy=_make_strategy(args.strategy), force=args.force,
+        verbose=0 if args.quiet else 1, dataset=args.dataset, image_size=args.image_size,
+        test_fraction=args.test_fraction, min_steps=min_steps(args),
+    )
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def min_steps(args) -> int:
+    """--min-steps, or the default minimum unless the schedule was chosen (--tiny, --epochs, a stage's epochs)."""
+    from siamese_xai.config import DEFAULT_MIN_STEPS
+
+    if args.min_steps is not None:
+        return args.min_steps
+    chosen = args.tiny or any(getattr(args, name, None) for name in ("epochs", "snn_epochs", "ae_epochs", "decoder_epochs"))
+    return 0 if chosen else DEFAULT_MIN_STEPS
+
+
+def _load_tower(path):
+    """A user's embedding network: a `.keras` file or a SavedModel folder (its serving signature)."""
+    from siamese_xai import runs
+
+    path = Path(path)
+    if not path.exists():
+        raise CLIError(f"--embed {str(path)!r} does not exist (expected a .keras file or a SavedModel folder)")
+    if path.is_dir():
+        return runs.SavedModelTower(path)
+    return runs.load_model(path.parent, path.name)
+
+
+def fit(args):
+    from siamese_xai import datasets, runs
+    from siamese_xai.config import TrainConfig
+    from siamese_xai.fitting import fit_explainer
+
+    load = dict(data_dir=args.data_dir, dataset=args.dataset, image_size=args.image_size,
+                test_fraction=args.test_fraction, seed=args.seed or 0)
+    x, y, class_names = datasets.load_dataset(split="train", **load)
+    tower = _load_tower(args.embed)
+    import dataclasses
+
+    from siamese_xai.prototypes import embed_in_batches
+
+    dim = embed_in_batches(tower, x[:2]).shape[1]
+    config = (TrainConfig.tiny if args.tiny else TrainConfig.paper)(embedding_dim=dim, seed=args.seed or 0)
+    for stage in ("autoencoder", "decoder"):
+        if args.epochs:
+            config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=args.epochs)})
+    config = config.with_min_steps(min_steps(args), len(x[: config.train_limit]))
+    explainer = fit_explainer(tower, x, y, config, num_classes=len(class_names), run_dir=args.out,
+                              verbose=0 if args.quiet else 1)
+    runs.write_class_names(args.out, class_names)
+    x_test, y_test, _ = datasets.load_dataset(split="test", **load)
+    e = explainer.explain(x_test[:1])  # a check that the run explains
+    print(json.dumps({"run": str(args.out), "run_id": runs.load_run(args.out).run_id,
+                      "classes": list(class_names), "embedding_dim": explainer.embedding_dim,
+                      "image_shape": list(explainer.image_shape), "num_train": len(x), "num_test": len(x_test),
+                      "example": {"predicted": e.class_name(e.predicted_class[0]),
+                                  "true": class_names[int(y_test[0])]}}, indent=2))
+
+
+def _explanation_json(e, label, note) -> dict:
+    """The JSON the CLI writes for one input: every field of the Explanation, plus what the CLI knows."""
+    import numpy as np
+
+    out = e.to_dict()
+    out["true_label"] = label
+    out["mask_pixels_row_col"] = np.argwhere(e.mask[0].any(axis=-1)).tolist()
+    if note:
+        out["note"] = note
+    return out
+
+
+def explain(args):
+    import keras
+    import numpy as np
+
+    from siamese_xai import files, inputs, plotting
+    from siamese_xai.explain import SiameseExplainer
+
+    out_dir = _writable_dir(args.out)
+    if args.method == "probe":
+        return _explain_probe(args, out_dir)
+    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
+    shape = explainer.image_shape
+    resolved = [inputs.resolve_input(spec, args.data_dir, shape) for spec in args.inputs]
+    other = inputs.resolve_input(args.pair, args.data_dir, shape) if args.pair else None
+    for _, _, _, note in resolved:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    images = np.stack([image for image, _, _, _ in resolved])
+    contrast = {} if args.contrast_class is None else {"contrast_class": args.contrast_class}
+    if args.contrast_class is not None and explainer.config.method != "template_contrast":  # probe: above
+        raise CLIError(f"--contrast-class needs --method template_contrast; received --method {explainer.config.method}")
+    if other is not None:
+        target = {} if args.target_class is None or explainer.config.method != "template_contrast" else {"target_class": args.target_class}
+        explanation = explainer.explain(images, reference=other[0], seed=args.seed, **contrast, **target)
+    else:
+        explanation = explainer.explain(images, target_class=args.target_class, seed=args.seed, **contrast)
+    bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
+    for i, ((_, name, label, note), e) in enumerate(zip(resolved, explanation)):
+        if other is not None:
+            name = f"{name}__vs__{other[1]}"
+        axes = plotting.plot_explanation(e)
+        plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
+        files.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
+        if bar is not None:
+            bar.update(i + 1)
+        if args.quiet or bar is None:
+            what = "pair" if other is not None else f"class {e.class_name(e.explained_class[0])}"
+            if explainer.config.method == "template_contrast":
+                against = "the other image" if other is not None else f"class {e.class_name(e.contrast_class[0])}"
+                what = f"class {e.class_name(e.explained_class[0])} rather than {against}"
+            print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {what}, J={e.indices[0].tolist()}, "
+                  f"sigma={float(e.sigma[0]):.4g} -> {out_dir / (name + '.png')}")
+
+
+def _explain_probe(args, out_dir):
+    """`explain --method probe`: why class k rather than l, measured by f (`siamese_xai.probe`)."""
+    import dataclasses
+
+    import numpy as np
+
+    from siamese_xai import files, inputs, plotting
+    from siamese_xai.probe import ProbeExplainer
+
+    if args.pair:
+        raise CLIError("--pair is not available with --method probe (it asks about classes, not a reference image)")
+    probe = ProbeExplainer.from_run(args.run)
+    resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
+    images = np.stack([image for image, _, _, _ in resolved])
+    explanation = probe.explain(images, target_class=args.target_class, contrast_class=args.contrast_class)
+    for (_, name, label, note), e in zip(resolved, explanation):
+        axes = plotting.plot_probe(e)
+        plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
+        record = {field: getattr(e, field)[0].tolist() for field in (
+            "predicted_class", "explained_class", "contrast_class", "margin", "flips", "set_size", "final_margin",
+            "n_calls")}
+        record.update(true_label=label, config=dataclasses.asdict(e.config), cell=e.cell, run_id=e.run_id,
+                      found_set_pixels_row_col=np.argwhere(e.mask[0].any(axis=-1)).tolist())
+        if note:
+            record["note"] = note
+        files.write_json(out_dir / f"{name}.json", record)
+        k, l = e.class_name(e.explained_class[0]), e.class_name(e.contrast_class[0])
+        print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {k} rather than {l}: "
+              f"{int(e.set_size[0])} regions painted {'flip' if e.flips[0] else 'do not flip'} f to {l} "
+              f"({int(e.n_calls[0])} f calls) -> {out_dir / (name + '.png')}")
+
+
+def explain_split(args):
+    from siamese_xai import data, datasets, files, runs, shards
+    from siamese_xai.explain import SiameseExplainer
+
+    if args.beam_option and args.runner != "beam":
+        raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
+    if args.runner == "beam":
+        try:  # before the slow loading, so that a missing extra is said at once
+            from siamese_xai import beam
+        except ImportError as err:
+            raise CLIError(" ".join(str(err).split())) from None
+    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
+    kind = datasets.data_kind(args.data_dir, args.dataset)
+    seed = 0
+    if kind != "mnist" or args.image_size is not None:
+        # an image folder is split as it was for training: with the run's seed (0 if the run does not say)
+        config_path = Path(args.run) / runs.CONFIG_FILE
+        seed = files.read_json(config_path).get("seed", 0) if config_path.is_file() else 0
+    out_dir = _writable_dir(args.out)
+    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
+                   verbose=0 if args.quiet else "auto", force=args.force)
+    if args.runner == "beam":
+        if kind == "mnist" and args.image_size is None:
+            source = beam.MnistSource(args.split, args.data_dir, args.limit)
+        elif kind == "image_folder" and args.limit is None:
+            source = beam.ImageFolderSource(args.data_dir, args.split, args.image_size, args.test_fraction, seed)
+        else:
+            raise CLIError(f"--runner beam reads MNIST (with --limit) or a whole image folder; received data {kind}"
+                           + ("" if args.limit is None else f" with --limit {args.limit}") + ": use --runner local")
+        result = beam.explain_split_beam(args.run, explainer, source, out_dir, beam_options=args.beam_option,
+                                         **options)
+    else:
+        if kind == "mnist" and args.image_size is None:
+            x, y = data.load_mnist(args.split, args.data_dir)
+            source = {"dataset": "mnist", "split": args.split, "limit": args.limit}
+        else:
+            x, y, _ = datasets.load_dataset(args.data_dir, args.dataset, split=args.split,
+                                            image_size=args.image_size, test_fraction=args.test_fraction, seed=seed)
+            source = {"dataset": kind,
+                      "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve()),
+                      "split": args.split, "limit": args.limit, "image_size": args.image_size,
+                      "test_fraction": args.test_fraction, "split_seed": seed}
+        if tuple(x.shape[1:]) != tuple(explainer.image_shape):
+            raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
+                           f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
+        if args.limit is not None:
+            x, y = x[: args.limit], y[: args.limit]
+        result = shards.explain_split(explainer, x, out_dir, labels=y, source=source, **options)
+    print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
+          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
+
+
+def report(args):
+    from siamese_xai import report
+
+    path = report.write_report(args.split_dir, args.out, data_dir=args.data_dir, limit=args.max_items)
+    print(f"gallery written to {path}")
+
+
+def export(args):
+    from siamese_xai.explain import SiameseExplainer
+    from siamese_xai.export import export_explainer
+
+    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
+    export_explainer(explainer, args.out)
+    print(f"SavedModel written to {args.out}")
+
+
+def _writable_dir(path):
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"--out {str(path)!r} cannot be created: {err.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise CLIError(f"--out {str(path)!r} is not writable")
+    return path
+
+
+def _explain_config(args):
+    """The ExplainConfig the command's options ask for (paper defaults otherwise)."""
+    from siamese_xai.explain import ExplainConfig
+
+    options = (("s", "s"), ("q", "q"), ("n", "n_perturbations"), ("method", "method"), ("direction", "direction"),
+               ("sigma_scale", "sigma_scale"))
+    changes = {field: getattr(args, name) for name, field in options if getattr(args, name, None) is not None}
+    return ExplainConfig().replace(**changes)
