@@ -428,7 +428,7 @@ class SiameseExplainer:
         zero = np.flatnonzero(out["sigma"] == 0)
         if zero.size and contrast:
             warnings.warn(
-                f"h equals the contrast c_l for inputs {zero.tolist()}: the path has length 0, so there is no "
+                f"h equals the contrast c_l (to 1e-5 relative) for inputs {zero.tolist()}: the path has length 0, so there is no "
                 "change and the mask is empty.",
                 RuntimeWarning,
                 stacklevel=2,
