@@ -79,8 +79,9 @@ from siamese_xai._graph import nearest_prototype_tensors, tiled_images, top_q_ma
 # embedded twice (in one batch, or by oneDNN's AVX2 and AVX-512 kernels) differs by a few float32
 # units in the last place: for the trained paper network, the same test image embedded in batches of
 # 1 to 64 differed by up to 6e-7 ||h|| (default and AVX2 kernels alike), while the closest two of 64
-# test images of one class were 4e-2 ||h|| apart; 1e-5 lies between the two. Without it, the decodings of h in blocks of different sizes (which a CPU's kernels need not
-# round alike) gave a non-empty mask for x against itself on an AVX2 CPU.
+# test images of one class were 4e-2 ||h|| apart; 1e-5 lies between the two. Without
+# it, the decodings of h in blocks of different sizes (which a CPU's kernels need not round alike)
+# gave a non-empty mask for x against itself on an AVX2 CPU.
 ZERO_PATH_RTOL = 1e-5
 
 
