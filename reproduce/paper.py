@@ -356,6 +356,13 @@ def convergence_curve(explainer, images, n_values, reference_n: int = 20000, see
 def write_paper_figure(name: str, run_dir, out_dir, seed: int = 0, data_dir=None) -> dict:
     """Makes one of Figs. 4-9: `OUT/NAME.png` (the quadruple) and `OUT/NAME.json` (its numbers).
 
+    Args:
+        name: "fig4" ... "fig9".
+        run_dir: a run folder, or a `PaperRun` already loaded (reproduce/figures.py shares one).
+        out_dir: where the PNG and JSON go.
+        seed: seed of the perturbations.
+        data_dir: MNIST's location, when `run_dir` is a folder.
+
     Returns:
         The record written to the JSON file (with `seconds`, the wall time).
     """
@@ -365,7 +372,8 @@ def write_paper_figure(name: str, run_dir, out_dir, seed: int = 0, data_dir=None
     from siamese_xai import files, plotting
 
     t0 = time.perf_counter()
-    e, record = PaperRun(run_dir, data_dir).explain_figure(name, seed=seed)
+    run = run_dir if isinstance(run_dir, PaperRun) else PaperRun(run_dir, data_dir)
+    e, record = run.explain_figure(name, seed=seed)
     axes = plotting.plot_explanation(e)
     fig = axes[0].figure
     fig.suptitle(
