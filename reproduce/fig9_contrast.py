@@ -89,7 +89,7 @@ def write(run, out, seed: int = 0) -> dict:
     record = {
         "figure": "fig9_contrast",
         "test_index": int(index),
-        "selection": note or "the 4 classified as 9 nearest the 9 prototype (reproduce/paper.py)",
+        "selection": note,
         "true_class": int(run.y[index]),
         "predicted_class": k,
         "explained_class": int(e_c.explained_class[0]),

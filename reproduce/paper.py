@@ -476,7 +476,8 @@ def render_report(metrics: dict, config: dict, figures: list, convergence: dict,
         ),
         (
             "| Fig. 8: a poorly reconstructed 2 gets an incorrect explanation | "
-            f"The 98%-quantile 2 has SSE {poor['recon_sse']:.1f}; its mask covers {poor['mask_on_ink']:.0%} ink pixels "
+            f"The atypical 2 chosen by the rule has SSE {poor['recon_sse']:.1f} (test-set mean "
+            f"{metrics['recon_sse_decoder']:.1f}); its mask covers {poor['mask_on_ink']:.0%} ink pixels "
             f"against {np.mean([f['mask_on_ink'] for f in good]):.0%} on average for Figs. 4-7"
             + _difference_text(poor, good)
             + " |"
