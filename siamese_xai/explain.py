@@ -292,8 +292,10 @@ class SiameseExplainer:
 
     def replace(self, **config_changes) -> SiameseExplainer:
         """A new explainer around the same networks, prototypes and options, with some config fields changed."""
-        return type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
-                          **self._options)
+        new = type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
+                         **self._options)
+        new._embed_fn = self._embed_fn  # f does not depend on the config: one trace serves every variant
+        return new
 
     def save(self, path) -> str:
         """Writes `snn.keras`, `decoder.keras`, `prototypes.npy` and `run.json` to a run folder that `from_run` reads.
