@@ -4,7 +4,10 @@ Command (run by `make reproduce` after training):
 
     .venv/bin/python reproduce/figures.py --run runs/paper --out figures
 
-Loads TensorFlow, the run and the MNIST test set once, and selects the images
+Run time: figures/figures.json records each figure's (the committed one was
+measured on a 2-core machine shared with other work, load average above 20:
+sq_grid's 20 explanations at N = 5000 and convergence's N = 20,000 references
+take most of it). Loads TensorFlow, the run and the MNIST test set once, and selects the images
 once, instead of once per figure script (each script also runs alone, with the
 same arguments, and writes the same files). Writes what the scripts write:
 figures/fig4.png ... fig9.png and their JSON, fig9_contrast.png/.json,
