@@ -50,8 +50,9 @@ reproduce: setup figures/REPORT.md
 $(RUN)/metrics.json: $(FORCE_DEP) | $(VENV)/.installed
 	$(RUN_PY) reproduce/train.py --out $(RUN) $(TRAIN_FLAGS)
 
-figures/%.png: reproduce/%.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed
-	$(RUN_PY) $< --run $(RUN) --out figures
+# All figures in one process (one TensorFlow start-up, the run and MNIST loaded once).
+$(FIGS) &: reproduce/figures.py $(FIGS:figures/%.png=reproduce/%.py) reproduce/paper.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed
+	$(RUN_PY) reproduce/figures.py --run $(RUN) --out figures
 
 # The paper's figure claims as tests over many test images (reproduce/claims.py's docstring has the rules).
 figures/claims.json: reproduce/claims.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed

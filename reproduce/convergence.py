@@ -26,6 +26,14 @@ def main():
     parser.add_argument("--run", default="runs/paper")
     parser.add_argument("--out", default="figures")
     args = parser.parse_args()
+
+    import paper
+
+    write(paper.PaperRun(args.run), args.out)
+
+
+def write(run, out) -> dict:
+    """Writes OUT/convergence.png and .json for a loaded `paper.PaperRun`; returns the record."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +44,6 @@ def main():
     from siamese_xai import files, plotting
 
     t0 = time.perf_counter()
-    run = paper.PaperRun(args.run)
     indices = [paper.select_example(spec, run.y, run.summary)[0] for spec in paper.PAPER_FIGURES]
     curve = paper.convergence_curve(run.explainer, run.x[indices], N_VALUES)
     mean = np.array([curve[n].mean() for n in N_VALUES])
@@ -52,7 +59,7 @@ def main():
     ax.axvline(5000, color="gray", linestyle=":", linewidth=1)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    plotting.save_figure(fig, os.path.join(args.out, "convergence.png"))
+    plotting.save_figure(fig, os.path.join(out, "convergence.png"))
     record = {
         "test_indices": [int(i) for i in indices],
         "reference_n": 20000,
@@ -62,8 +69,9 @@ def main():
         "iou_p95": {int(n): round(float(v), 4) for n, v in zip(N_VALUES, high)},
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    files.write_json(os.path.join(args.out, "convergence.json"), record)
+    files.write_json(os.path.join(out, "convergence.json"), record)
     print("convergence: mean IoU " + ", ".join(f"N={n}: {m:.3f}" for n, m in zip(N_VALUES, mean)))
+    return record
 
 
 if __name__ == "__main__":

@@ -33,6 +33,13 @@ def main():
     parser.add_argument("--data-dir", help="MNIST's location (default: $TFDS_DATA_DIR)")
     args = parser.parse_args()
 
+    import paper
+
+    write(paper.PaperRun(args.run, args.data_dir), args.out, seed=args.seed)
+
+
+def write(run, out, seed: int = 0) -> dict:
+    """Writes OUT/fig9_contrast.png and .json for a loaded `paper.PaperRun`; returns the record."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,15 +52,14 @@ def main():
     from siamese_xai.metrics import mask_iou
 
     t0 = time.perf_counter()
-    run = paper.PaperRun(args.run, args.data_dir)
     spec = paper.figure_spec("fig9")
     index, note = paper.select_example(spec, run.y, run.summary)
     x = run.x[index]
-    e_mc = run.explainer.explain(x, seed=args.seed)
+    e_mc = run.explainer.explain(x, seed=seed)
     k = int(e_mc.predicted_class[0])
     l = spec.digit if spec.digit != k else None  # why 9 rather than 4 (the true class)
     contrast = run.explainer.replace(method="template_contrast")
-    e_c = contrast.explain(x, seed=args.seed, contrast_class=l)
+    e_c = contrast.explain(x, seed=seed, contrast_class=l)
     runner_up = int(contrast.explain(x).contrast_class[0])
     decoded = run.explainer.decoder(np.concatenate([e_mc.reference, e_c.reference])).numpy()
 
@@ -74,7 +80,7 @@ def main():
         fontsize=9,
     )
     fig.tight_layout()
-    out = Path(args.out)
+    out = Path(out)
     plotting.save_figure(fig, out / "fig9_contrast.png")
 
     ink = x[..., 0] > 0.5
@@ -83,7 +89,7 @@ def main():
     record = {
         "figure": "fig9_contrast",
         "test_index": int(index),
-        "selection": note or "the 4 classified as 9 nearest the 9 prototype (reproduce/paper.py)",
+        "selection": note,
         "true_class": int(run.y[index]),
         "predicted_class": k,
         "explained_class": int(e_c.explained_class[0]),
@@ -112,6 +118,7 @@ def main():
     files.write_json(out / "fig9_contrast.json", record)
     print(f"fig9_contrast: test #{index}, why {k} rather than {record['contrast_class']} "
           f"(runner-up {runner_up}) -> {out / 'fig9_contrast.png'}")
+    return record
 
 
 if __name__ == "__main__":

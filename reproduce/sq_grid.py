@@ -24,6 +24,14 @@ def main():
     parser.add_argument("--run", default="runs/paper")
     parser.add_argument("--out", default="figures")
     args = parser.parse_args()
+
+    import paper
+
+    write(paper.PaperRun(args.run), args.out)
+
+
+def write(run, out):
+    """Writes OUT/sq_grid.png for a loaded `paper.PaperRun`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +40,6 @@ def main():
     import paper
     from siamese_xai import plotting
 
-    run = paper.PaperRun(args.run)
     index, _ = paper.select_example(paper.figure_spec("fig5"), run.y, run.summary)
     fig, axes = plt.subplots(len(S_VALUES), len(Q_VALUES), figsize=(1.9 * len(Q_VALUES), 1.9 * len(S_VALUES)))
     for r, s in enumerate(S_VALUES):
@@ -42,8 +49,8 @@ def main():
             axes[r, c].set_title(f"s={s}, q={q}", fontsize=8)
     fig.suptitle(f"Effect of s and q (test #{index}, a 2, N=5000)", fontsize=9)
     fig.tight_layout()
-    plotting.save_figure(fig, os.path.join(args.out, "sq_grid.png"))
-    print(f"sq_grid: test #{index} -> {args.out}/sq_grid.png")
+    plotting.save_figure(fig, os.path.join(out, "sq_grid.png"))
+    print(f"sq_grid: test #{index} -> {out}/sq_grid.png")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ chain); the caller falls back to the subtraction.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -99,8 +101,15 @@ def _step_of(step):
 
 # The elementwise rules are XLA-compiled (one pass over memory instead of two
 # to five; the convolutions stay with TensorFlow's kernels, which XLA's CPU
-# backend runs slower). Module-level functions: traced once per shape.
-@tf.function(jit_compile=True)
+# backend runs slower). Module-level functions with `reduce_retracing`: every
+# layer of a decoder has its own shape, so a trace per shape would be retraced
+# once per layer and per tile size; after the first retrace the trace is
+# generalised to unknown dimensions (one per rank). XLA still compiles each
+# concrete shape once and caches it, so this changes no result.
+_xla = functools.partial(tf.function, jit_compile=True, reduce_retracing=True)
+
+
+@_xla
 def _relu_delta(dzg, neg_z, min_z):
     return tf.maximum(dzg, neg_z) + min_z
 
@@ -110,22 +119,22 @@ def _sigmoid_rule(dzg, z, minus_sig_neg_z):
     return tf.sigmoid(z + dzg) * (tf.math.expm1(-dzg) * minus_sig_neg_z)
 
 
-_sigmoid_delta = tf.function(_sigmoid_rule, jit_compile=True)
+_sigmoid_delta = _xla(_sigmoid_rule)
 
 
-@tf.function(jit_compile=True)
+@_xla
 def _relu_sums(dzg, neg_z, min_z):
     y = tf.maximum(dzg, neg_z) + min_z
     return tf.reduce_sum(tf.abs(y), axis=1), tf.reduce_sum(y, axis=1)
 
 
-@tf.function(jit_compile=True)
+@_xla
 def _sigmoid_sums(dzg, z, minus_sig_neg_z):
     y = _sigmoid_rule(dzg, z, minus_sig_neg_z)
     return tf.reduce_sum(tf.abs(y), axis=1), tf.reduce_sum(y, axis=1)
 
 
-@tf.function(jit_compile=True)
+@_xla
 def _linear_sums(dzg):
     return tf.reduce_sum(tf.abs(dzg), axis=1), tf.reduce_sum(dzg, axis=1)
 

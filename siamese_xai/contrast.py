@@ -28,6 +28,8 @@ The computation, for an input with embedding h = f(x):
 2. The path from x's embedding to the contrast: Delta = c_l - h,
    h_i = h + t_i Delta with t_i = (i - 1/2) / N, i = 1..N (N =
    `n_perturbations`): steps of the size of ||h - c_l||, not of sigma.
+   A path shorter than `ZERO_PATH_RTOL` (1e-5) x max(||h||, ||c_l||) is
+   rounding, not a move: it has length 0 and every change is exactly 0.
 3. Decode every point and average the change of each pixel p:
        S_p = (1/N) sum_i (g(h_i)_p - g(h)_p)      (`mean_signed_change`)
        A_p = (1/N) sum_i |g(h_i)_p - g(h)_p|      (`mean_abs_change`)
@@ -80,6 +82,16 @@ from __future__ import annotations
 import tensorflow as tf
 
 from siamese_xai._graph import nearest_prototype_tensors, tiled_images, top_q_mask
+
+
+# Relative to max(||h||, ||c_l||): a path shorter than this is treated as length 0. The same image
+# embedded twice (in one batch, or by oneDNN's AVX2 and AVX-512 kernels) differs by a few float32
+# units in the last place: for the trained paper network, the same test image embedded in batches of
+# 1 to 64 differed by up to 6e-7 ||h|| (default and AVX2 kernels alike), while the closest two of 64
+# test images of one class were 4e-2 ||h|| apart; 1e-5 lies between the two. Without
+# it, the decodings of h in blocks of different sizes (which a CPU's kernels need not round alike)
+# gave a non-empty mask for x against itself on an AVX2 CPU.
+ZERO_PATH_RTOL = 1e-5
 
 
 def runner_up(distances, explained):
@@ -166,7 +178,10 @@ def contrast_graph(h, images, prototypes, targets, contrasts, references, use_re
     other = tf.where(contrasts < 0, runner_up(distances, explained), contrasts)
     contrast = tf.where(use_reference, tf.constant(-1, tf.int64), other)
     c = tf.where(use_reference[:, None], references, tf.gather(prototypes, tf.maximum(other, 0)))
-    delta = c - h
+    # A contrast numerically equal to h is a zero-length path, whatever its last bits (see ZERO_PATH_RTOL):
+    # its move, length and sums are exactly zero, so the mask is empty on every CPU.
+    moving = tf.norm(c - h, axis=1) > ZERO_PATH_RTOL * tf.maximum(tf.norm(h, axis=1), tf.norm(c, axis=1))
+    delta = tf.where(moving[:, None], c - h, 0.0)
     length = tf.norm(delta, axis=1)
     _, idx = tf.math.top_k(tf.abs(delta), k=s)  # largest moves; ties: lower index first
     t = path_points(n_all)
@@ -174,7 +189,7 @@ def contrast_graph(h, images, prototypes, targets, contrasts, references, use_re
     batch = tf.shape(h)[0]
     x0, mean_abs, mean_sgn = tiled_images(
         batch, group, lambda g0, g1: _group_sums(decoder, h[g0:g1], delta[g0:g1], t, n, num_chunks),
-        decoder, internal_shape, 1.0 / n_all,
+        decoder, internal_shape, tf.cast(moving, tf.float32)[:, None] / n_all,
     )
     flat = tf.reshape(mean_sgn, (batch, -1))
     evidence = tf.nn.relu(-flat) * tf.reshape(tf.cast(images, tf.float32), (batch, -1))  # E_p

@@ -296,8 +296,10 @@ class SiameseExplainer:
 
     def replace(self, **config_changes) -> SiameseExplainer:
         """A new explainer around the same networks, prototypes and options, with some config fields changed."""
-        return type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
-                          **self._options)
+        new = type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
+                         **self._options)
+        new._embed_fn = self._embed_fn  # f does not depend on the config: one trace serves every variant
+        return new
 
     def save(self, path) -> str:
         """Writes `snn.keras`, `decoder.keras`, `prototypes.npy` and `run.json` to a run folder that `from_run` reads.
@@ -432,7 +434,7 @@ class SiameseExplainer:
         zero = np.flatnonzero(out["sigma"] == 0)
         if zero.size and contrast:
             warnings.warn(
-                f"h equals the contrast c_l for inputs {zero.tolist()}: the path has length 0, so there is no "
+                f"h equals the contrast c_l (to 1e-5 relative) for inputs {zero.tolist()}: the path has length 0, so there is no "
                 "change and the mask is empty.",
                 RuntimeWarning,
                 stacklevel=2,

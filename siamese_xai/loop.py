@@ -42,6 +42,9 @@ class Stage:
     trackables: dict
     # images(): {tag: (n, H, W, C) in [0, 1]} written to TensorBoard after every epoch, or None
     images: Callable | None = None
+    # compile the train step with XLA (one replica only). Off: on a 2-core CPU XLA ran every stage's
+    # step several times slower than TensorFlow's oneDNN kernels (benchmarks/bench_reproduce.py)
+    jit_compile: bool = False
 
 
 def worker_dir(run_dir, strategy):
@@ -117,7 +120,6 @@ def fit(stage: Stage, run_dir=None, strategy=None, checkpoint_every: int = 200, 
 
     trackers = {}
 
-    @tf.function
     def train_step(batch):
         def replica_step(*b):
             with tf.GradientTape() as tape:
@@ -138,6 +140,11 @@ def fit(stage: Stage, run_dir=None, strategy=None, checkpoint_every: int = 200, 
 
         per_replica = strategy.run(replica_step, args=tuple(batch))
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    # XLA compiles the whole step (forward, gradient, Adam) of one replica; across replicas the
+    # collective all-reduce stays with TensorFlow, so there the step is not compiled.
+    xla = stage.jit_compile and strategy.num_replicas_in_sync == 1
+    train_step = tf.function(train_step, jit_compile=True if xla else None)  # None: as a plain @tf.function
 
     results = {}
     global_step = int(epoch_var.numpy()) * stage.steps_per_epoch + int(step_var.numpy())

@@ -190,6 +190,26 @@ def test_zero_length_path_warns_and_gives_an_empty_mask(setup):
     assert e.sigma[0] == 0 and not e.mask.any() and not e.mean_abs_change.any()
 
 
+class NudgedReference(Embed):
+    """Embeds a batch [x, x'] like a CPU whose kernels round the second half differently: a few ulps off."""
+
+    def __call__(self, x):
+        h = super().__call__(x)
+        half = len(h) // 2
+        h[half:] = np.nextafter(np.nextafter(h[half:], np.inf), np.inf)
+        return h
+
+
+def test_reference_equal_to_h_but_for_the_last_bits_is_a_zero_length_path(setup):
+    _, kernel, protos, ex = setup
+    nudged = SiameseExplainer(NudgedReference(), linear_decoder(kernel), protos, ex.config, chunk_size=64)
+    x = images(1, seed=4)[0]
+    with pytest.warns(RuntimeWarning, match="path has length 0"):
+        e = nudged.explain(x, reference=x)
+    assert e.sigma[0] == 0 and not e.mask.any() and not e.mean_abs_change.any()
+    assert not e.mean_signed_change.any()
+
+
 def test_errors_name_the_argument(setup):
     emb, kernel, protos, ex = setup
     x = images(1, seed=4)[0]

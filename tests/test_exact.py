@@ -201,3 +201,17 @@ def test_chain_with_activation_layer_and_trailing_reshape_is_exact():
         codes[:, idx] += eps * e.sigma[b] * np.sign(e.reference[b][idx] - h[idx])
         want = np.abs(g64(codes).reshape(100, -1) - g64(h[None]).reshape(1, -1)).mean(0)
         assert np.all(np.abs(e.mean_abs_change[b].reshape(-1) - want) <= 1e-5 * want.max())
+
+
+def test_elementwise_rules_are_not_retraced_per_shape():
+    # Each decoder layer has its own shape; a trace per shape printed "5 out of the last 5 calls to _relu_delta
+    # triggered tf.function retracing" in every figure script. One trace per rank must serve them all.
+    from siamese_xai import _exact
+
+    before = _exact._relu_delta.experimental_get_tracing_count()
+    for width in (3, 5, 7, 9, 11, 13, 17):
+        dz = tf.random.normal((2, 3, width))
+        z = tf.random.normal((2, 1, width))
+        got = _exact._relu_delta(dz, -z, tf.minimum(z, 0.0))
+        np.testing.assert_allclose(got.numpy(), (tf.nn.relu(z + dz) - tf.nn.relu(z)).numpy(), atol=1e-6)
+    assert _exact._relu_delta.experimental_get_tracing_count() - before <= 2

@@ -512,6 +512,18 @@ def test_from_run_loads_the_three_files(run_dir, table1_decoder):
     assert_same(loaded.explain(x, seed=4), direct.explain(x, seed=4), rtol=1e-4)
 
 
+def test_variants_of_an_explainer_trace_the_keras_embedding_once(run_dir, table1_decoder):
+    # reproduce/sq_grid.py explains one image with 20 (s, q) variants; each traced f anew and TensorFlow
+    # printed "5 out of the last 12 calls to <Functional name=snn> triggered tf.function retracing".
+    path, snn, protos = run_dir
+    ex = SiameseExplainer(snn, table1_decoder, protos, ExplainConfig.tiny(s=2, q=20))
+    x = images(1, seed=14)[0]
+    ex.explain(x)
+    for q in (10, 30, 40):
+        ex.replace(q=q).explain(x)
+    assert ex.replace(q=50)._embed_fn.experimental_get_tracing_count() == 1
+
+
 @pytest.mark.parametrize("missing", [runs.SNN_FILE, runs.DECODER_FILE, runs.PROTOTYPES_FILE])
 def test_from_run_names_the_missing_file(run_dir, tmp_path, missing):
     path, _, _ = run_dir

@@ -10,41 +10,84 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))
 import paper  # noqa: E402
 
 
-def _summary(predicted, errors, distances=None):
-    n = len(predicted)
-    if distances is None:
-        distances = np.ones((n, 10), np.float32)
-    return {"predicted": np.asarray(predicted), "recon_sse": np.asarray(errors, float), "distances": distances}
+def _summary(distances, pixel_distances, errors=None):
+    n = len(distances)
+    return {"predicted": np.argmin(distances, axis=1), "distances": np.asarray(distances, float),
+            "recon_sse": np.zeros(n) if errors is None else np.asarray(errors, float),
+            "pixel_distances": np.asarray(pixel_distances, float)}
 
 
-def test_good_rule_takes_the_low_error_quantile_of_correct_examples():
+def _confident(classes, num_classes=10, far=2.0):
+    """Prototype distances where image i is nearest to classes[i] (distance 1) and every other prototype is far."""
+    d = np.full((len(classes), num_classes), far)
+    d[np.arange(len(classes)), classes] = 1.0
+    return d
+
+
+def test_good_rule_walks_the_data_order_up_from_the_5_percent_quantile():
     y = np.array([1] * 21 + [2])
-    predicted = y.copy()
-    predicted[0] = 7  # misclassified: never chosen, though its error is lowest
-    errors = np.arange(22, dtype=float)
-    index, note = paper.select_example(paper.figure_spec("fig4"), y, _summary(predicted, errors))
-    # 20 candidates (indices 1..20) sorted by error; the 5% quantile is position round(0.05 * 19) = 1
-    assert index == 2
-    assert "5% quantile" in note
+    pix = np.zeros((22, 10))
+    pix[:, 1] = np.random.default_rng(0).permutation(22)  # a(x): index i has rank pix[i, 1] among...
+    by_rank = np.argsort(pix[:21, 1], kind="stable")  # the 1s, most typical first
+    distances = _confident(y)
+    # the 5% quantile of 21 is position round(0.05 * 20) = 1; make it unsure (runner-up 1.1x as far): skipped
+    distances[by_rank[1], 7] = 1.1
+    distances[by_rank[0], 1] = 5.0  # the most typical 1 is misclassified, but it comes before the start anyway
+    index, note = paper.select_example(paper.figure_spec("fig4"), y, _summary(distances, pix))
+    assert index == by_rank[2] and "5% quantile upward" in note and "(1 skipped)" in note
 
 
-def test_poor_rule_takes_the_high_error_quantile():
+def test_poor_rule_walks_down_from_the_98_percent_quantile():
     y = np.full(101, 2)
-    errors = np.random.default_rng(0).permutation(101).astype(float)
-    index, _ = paper.select_example(paper.figure_spec("fig8"), y, _summary(y, errors))
-    assert errors[index] == 98.0
+    pix = np.zeros((101, 10))
+    pix[:, 2] = np.random.default_rng(1).permutation(101)
+    distances = _confident(y)
+    index, _ = paper.select_example(paper.figure_spec("fig8"), y, _summary(distances, pix))
+    assert pix[index, 2] == 98.0
+    distances[pix[:, 2] == 98.0, 2] = 3.0  # now misclassified: the next less atypical one
+    index, note = paper.select_example(paper.figure_spec("fig8"), y, _summary(distances, pix))
+    assert pix[index, 2] == 97.0 and "98% quantile downward" in note
 
 
-def test_confused_rule_prefers_real_errors_then_falls_back():
-    y = np.array([4, 4, 4, 9])
-    distances = np.ones((4, 10))
-    distances[:, 9] = [0.5, 0.2, 0.9, 0.1]
-    predicted = np.array([9, 4, 9, 9])
-    index, note = paper.select_example(paper.figure_spec("fig9"), y, _summary(predicted, [0] * 4, distances))
-    assert index == 0 and "classifies as 9" in note  # index 1 is nearer, but correctly classified
-    predicted = np.array([4, 4, 4, 9])
-    index, note = paper.select_example(paper.figure_spec("fig9"), y, _summary(predicted, [0] * 4, distances))
-    assert index == 1 and "classifies no test 4 as 9" in note
+def test_confused_rule_takes_the_most_9_like_4_confidently_classified_as_9_then_falls_back():
+    y = np.array([4, 4, 4, 4, 9])
+    pix = np.zeros((5, 10))
+    pix[:, 9] = [5.0, 1.0, 2.0, 3.0, 0.0]  # against pix[:, 4] = 0: 4s by 9-likeness: 1, 2, 3, 0
+    distances = _confident([9, 4, 9, 9, 9])
+    distances[2, 4] = 1.1  # classified as 9, but not confidently: skipped
+    index, note = paper.select_example(paper.figure_spec("fig9"), y, _summary(distances, pix))
+    assert index == 3 and "confidently classified as 9 (2 skipped)" in note
+    index, note = paper.select_example(paper.figure_spec("fig9"), y, _summary(_confident([4, 4, 4, 4, 9]), pix))
+    assert index == 1 and "classifies no test 4 confidently as 9" in note
+
+
+def test_the_choice_survives_small_weight_differences():
+    # Another CPU's rounding moves every distance of the network a little; the data order does not move, and the
+    # vetoes hold with a margin, so the same images are chosen. (The former rule, a quantile of reconstruction
+    # error, chose another image when errors moved by 1e-3 relative.)
+    rng = np.random.default_rng(2)
+    n = 3000
+    y = rng.integers(0, 10, n)
+    pix = rng.random((n, 10)) * 100
+    distances = rng.random((n, 10)) + 0.5
+    distances[np.arange(n), y] = rng.random(n) * 0.5  # mostly correct, with any margin
+    confused = np.flatnonzero(y == 4)[:40]
+    distances[confused, 9] = 0.01
+    errors = rng.random(n)
+    base = _summary(distances, pix, errors)
+    chosen = [paper.select_example(spec, y, base)[0] for spec in paper.PAPER_FIGURES]
+    for trial in range(20):
+        moved = _summary(distances * (1 + 1e-3 * rng.standard_normal(distances.shape)), pix,
+                         errors * (1 + 1e-3 * rng.standard_normal(n)))
+        assert [paper.select_example(spec, y, moved)[0] for spec in paper.PAPER_FIGURES] == chosen
+
+
+def test_pixel_distances_by_hand():
+    x = np.zeros((3, 2, 1, 1))
+    x[0, 0] = 1.0  # class 0: images [1, 0] and [0, 0] -> mean [0.5, 0]; class 1: [0, 1]
+    x[2, 1] = 1.0
+    d = paper.pixel_distances(x, [0, 0, 1], num_classes=2)
+    np.testing.assert_allclose(d, [[0.25, 2.0], [0.25, 1.0], [1.25, 0.0]])
 
 
 def test_unknown_figure_is_named():
@@ -58,8 +101,9 @@ def test_summary_on_a_linear_toy():
     x[1] += 0.5
     embed = lambda b: b.reshape(len(b), -1)[:, :1] * 20.0
     decoder = lambda h: np.broadcast_to(h[:, :, None, None] / 20.0, (len(h), 28, 28, 1))
-    s = paper.test_set_summary(embed, decoder, protos, x, batch_size=2)
+    s = paper.test_set_summary(embed, decoder, protos, x, y=[0, 1, 1], batch_size=2)
     assert s["predicted"].tolist() == [0, 1, 0]
+    assert s["pixel_distances"].shape == (3, 2) and s["pixel_distances"][1, 1] == s["pixel_distances"][2, 1]
     np.testing.assert_allclose(s["recon_sse"], 0.0, atol=1e-6)
 
 
