@@ -13,9 +13,18 @@ def python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
+def block(marker):
+    """The one README Python block that contains `marker`."""
+    found = [b for b in python_blocks() if marker in b]
+    assert len(found) == 1, f"{len(found)} README blocks contain {marker!r}"
+    return found[0]
+
+
 def test_readme_has_the_examples():
     blocks = python_blocks()
-    assert len(blocks) == 2 and "explainer.explain(" in blocks[0] and "fit_explainer(" in blocks[1]
+    assert len(blocks) == 3
+    assert blocks.index(block("explainer.explain(")) < blocks.index(block("probe.explain(")), "the probe block reuses x_test"
+    block("fit_explainer(")
 
 
 @pytest.fixture
@@ -31,7 +40,7 @@ def project_folder(tiny_run, tmp_path, monkeypatch):
 
 def test_explaining_example_runs_as_written(project_folder, capsys):
     namespace = {}
-    exec(compile(python_blocks()[0], "README.md (Explaining)", "exec"), namespace)
+    exec(compile(block("explainer.explain("), "README.md (Explaining)", "exec"), namespace)
     e, same = namespace["e"], namespace["same"]
     assert len(e) == 8 and len(namespace["first"]) == 1 and len(namespace["pair"]) == 8
     assert (namespace["pair"].explained_class == -1).all() and int(namespace["why_4"].explained_class[0]) == 4
@@ -39,10 +48,20 @@ def test_explaining_example_runs_as_written(project_folder, capsys):
     assert capsys.readouterr().out.startswith("Explanation(B=8, method='mc'")
 
 
+def test_probe_example_runs_as_written(project_folder):
+    from siamese_xai import load_mnist
+
+    namespace = {"x_test": load_mnist("test")[0]}
+    exec(compile(block("probe.explain("), "README.md (ProbeExplainer)", "exec"), namespace)
+    p = namespace["p"]
+    assert len(p) == 8 and p.ranking.shape == (8, 28, 28, 1) and p.mask.shape == (8, 28, 28, 1)
+    assert (p.n_calls > 0).all() and p.flips.dtype == bool
+
+
 def test_own_network_example_runs_as_written(project_folder):
     # Trains the autoencoder and decoder on 2,000 MNIST images, one epoch per stage, as the README says.
     namespace = {}
-    exec(compile(python_blocks()[1], "README.md (Your own Siamese network)", "exec"), namespace)
+    exec(compile(block("fit_explainer("), "README.md (Your own Siamese network)", "exec"), namespace)
     e = namespace["explainer"].explain(namespace["x"][:2])
     assert len(e) == 2 and e.mask.any()
 
