@@ -134,13 +134,17 @@ def test_config_errors_name_argument_and_value(field, value, message):
 # -- golden values ------------------------------------------------------------
 
 
-def hand_explanation(h, c, kernel, sigma_scale, s, q, n, seed):
-    """The method by hand for g(h) = h @ kernel + 0.5 (METHOD.md): J, sigma, Delta_p and the mask, in float64."""
+def hand_explanation(h, c, kernel, sigma_scale, s, q, n, seed, toward=None):
+    """The method by hand for g(h) = h @ kernel + 0.5 (METHOD.md): J, sigma, Delta_p and the mask, in float64.
+
+    `toward` (default c) is where the steps point; only the guards below set it to something else.
+    """
+    toward = c if toward is None else toward
     gap = np.abs(h - c)
     J = np.argsort(gap, kind="stable")[:s]
     sigma = sigma_scale * gap.min()
     d = np.zeros((n, len(h)))
-    d[:, J] = np.sign(c[J] - h[J]) * sigma * eps_block(n, s, seed)
+    d[:, J] = np.sign(toward[J] - h[J]) * sigma * eps_block(n, s, seed)
     change = d @ kernel  # g(h + d) - g(h), exactly
     want_abs = np.abs(change).mean(0)
     top = np.argsort(-want_abs, kind="stable")[:q]
@@ -162,15 +166,15 @@ HAND_CASES = [
 @pytest.mark.parametrize("target, use_reference, sigma_scale", HAND_CASES)
 @pytest.mark.parametrize("method", ["mc", "linear"])
 def test_linear_decoder_matches_hand_computation(method, target, use_reference, sigma_scale):
-    rng = np.random.default_rng(5)
-    kernel = rng.normal(0, 1, (D, P))
+    kernel = np.random.default_rng(5).normal(0, 1, (D, P))
     emb = CountingEmbed()
-    protos = rng.normal(0, 1, (4, D)).astype(np.float32)
+    x, x_ref = images(2, seed=4)
+    h = emb.proj.T.astype(np.float64) @ x.reshape(-1)
+    # Prototypes around h, so that the signs of c - h differ from class to class.
+    protos = (h + np.random.default_rng(3).normal(0, 1, (4, D))).astype(np.float32)
     cfg = ExplainConfig(n_perturbations=200, s=3, q=40, method=method, sigma_scale=sigma_scale)
     ex = SiameseExplainer(emb, linear_decoder(kernel), protos, cfg, chunk_size=64)
-    x, x_ref = images(2, seed=4)
 
-    h = emb.proj.T.astype(np.float64) @ x.reshape(-1)
     dists = np.linalg.norm(protos - h, axis=1)
     k = int(np.argmin(dists))
     if use_reference:
@@ -182,9 +186,13 @@ def test_linear_decoder_matches_hand_computation(method, target, use_reference, 
         c = protos[explained].astype(np.float64)
     want = hand_explanation(h, c, kernel, sigma_scale, 3, 40, 200, 11)
     if target is not None or use_reference:
-        # The case can tell c from the nearest prototype: J, a sign of the steps or the mask differ.
-        wrong = hand_explanation(h, protos[k], kernel, sigma_scale, 3, 40, 200, 11)
-        assert not np.allclose(wrong.abs, want.abs, rtol=1e-3)
+        # The case tells c from the nearest prototype: another J, and steps toward it of mixed other signs.
+        nearest = protos[k].astype(np.float64)
+        assert set(hand_explanation(h, nearest, kernel, sigma_scale, 3, 40, 200, 11).J) != set(want.J)
+        signs = np.sign(c[want.J] - h[want.J]) * np.sign(nearest[want.J] - h[want.J])
+        assert (signs < 0).any() and (signs > 0).any()
+        wrong_way = hand_explanation(h, c, kernel, sigma_scale, 3, 40, 200, 11, toward=nearest)
+        assert not np.allclose(wrong_way.abs, want.abs, rtol=1e-3)
 
     assert e.predicted_class == k and e.explained_class == explained
     np.testing.assert_allclose(e.distances, dists, rtol=1e-5)
