@@ -13,6 +13,13 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# "ci" (the default): the same examples on every run and machine, and no example database written
+# (.hypothesis/); HYPOTHESIS_PROFILE=dev explores new random examples and keeps the failing ones.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 RAW_MNIST_DIR = _SHARED / "datasets" / "mnist"
 
