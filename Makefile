@@ -21,7 +21,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-fast reproduce clean bench evaluate digits .force
+.PHONY: setup test test-fast reproduce clean bench evaluate digits mutants .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,15 @@ evaluate: setup $(RUN)/metrics.json
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup
 	$(PY) reproduce/digits.py --work runs/digits --out figures
+
+# Mutation testing of the method's core (setup.cfg [mutmut]): one mutant at a time, then the per-module summary
+# in benchmarks/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed).
+MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.shards.x__manifest* siamese_xai.shards.x__check_manifest* \
+	siamese_xai.loop.x_fit* siamese_xai._graph.x_explain_graph* siamese_xai._graph.x_nearest_prototype_tensors* \
+	siamese_xai._graph.x_top_q_mask* siamese_xai._graph.x_perturbation_draws*
+mutants: setup
+	start=$$(date +%s); $(VENV)/bin/mutmut run --max-children 1 $(foreach m,$(MUTANTS),"$(m)"); \
+	$(PY) benchmarks/mutants_summary.py --mutants mutants --out benchmarks/mutants.json --seconds $$(( $$(date +%s) - start ))
 
 bench: setup
 	$(PY) benchmarks/bench_speed.py --run $(RUN)
