@@ -31,6 +31,19 @@ def raw_mnist_dir():
     return RAW_MNIST_DIR
 
 
+@pytest.fixture
+def op_determinism():
+    """TensorFlow's deterministic ops for one test, switched off again after it (the switch is process-wide)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the only place TF can switch it off again
+
+    was_on = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    yield
+    if not was_on:
+        tf_config.disable_op_determinism()
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A run folder trained with the tiny config on real MNIST (seconds)."""
