@@ -71,6 +71,15 @@ def test_identity_is_the_documented_hash(networks):
     assert runs.run_id(snn, decoder, prototypes) == digest.hexdigest()[:16]
 
 
+def test_identity_is_of_the_prototypes_as_saved_float32(networks, tmp_path):
+    snn, decoder, prototypes = networks
+    as64 = prototypes.astype(np.float64)
+    assert runs.run_id(snn, decoder, as64) == runs.run_id(snn, decoder, prototypes)
+    # float64 prototypes are saved as float32: the folder loads with the identity it was saved with
+    identity = runs.save_run(tmp_path, snn, decoder, as64)
+    assert runs.load_run(tmp_path).run_id == identity
+
+
 def test_a_run_changed_after_saving_is_refused(networks, tmp_path):
     snn, decoder, prototypes = networks
     runs.save_run(tmp_path, snn, decoder, prototypes)
