@@ -24,23 +24,33 @@ from mutmut.stats import status_by_exit_code
 from siamese_xai import files
 
 
-def summarise(mutants_dir: Path, equivalent: dict) -> dict:
-    """Counts per module (and per function) from the `.meta` files under `mutants_dir`."""
+def exit_codes(mutants_dirs) -> dict:
+    """{mutant name: exit code} from the `.meta` files under each folder; a later folder's result replaces an
+    earlier one for the mutants it ran (a rerun of some mutants after tests were added)."""
+    codes = {}
+    for folder in mutants_dirs:
+        for meta in sorted(Path(folder).rglob("*.py.meta")):
+            for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+                if code is not None or name not in codes:
+                    codes[name] = code
+    return codes
+
+
+def summarise(mutants_dirs, equivalent: dict) -> dict:
+    """Counts per module (and per function) from the `.meta` files under `mutants_dirs` (see `exit_codes`)."""
     modules = {}
     survivors = {}
-    for meta in sorted(Path(mutants_dir).rglob("*.py.meta")):
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
-        for name, code in sorted(codes.items()):
-            module, _, mutant = name.rpartition(".")
-            function = mutant.rsplit("__mutmut_", 1)[0]
-            status = status_by_exit_code[code]
-            if status == "survived" and name in equivalent:
-                status = "equivalent"
-            entry = modules.setdefault(module, {"counts": collections.Counter(), "functions": {}})
-            entry["counts"][status] += 1
-            entry["functions"].setdefault(function, collections.Counter())[status] += 1
-            if status == "survived":
-                survivors[name] = module
+    for name, code in sorted(exit_codes(mutants_dirs).items()):
+        module, _, mutant = name.rpartition(".")
+        function = mutant.rsplit("__mutmut_", 1)[0]
+        status = status_by_exit_code[code]
+        if status == "survived" and name in equivalent:
+            status = "equivalent"
+        entry = modules.setdefault(module, {"counts": collections.Counter(), "functions": {}})
+        entry["counts"][status] += 1
+        entry["functions"].setdefault(function, collections.Counter())[status] += 1
+        if status == "survived":
+            survivors[name] = module
     out = {}
     for module, entry in modules.items():
         counts = dict(entry["counts"])
@@ -56,16 +66,17 @@ def summarise(mutants_dir: Path, equivalent: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutants", default="mutants", help="mutmut's folder")
+    parser.add_argument("--mutants", nargs="+", default=["mutants"],
+                        help="mutmut's folder; several: a later one's results replace an earlier one's")
     parser.add_argument("--out", default="benchmarks/mutants.json")
     parser.add_argument("--equivalent", default="benchmarks/mutants_equivalent.json",
                         help="JSON {mutant name: why it is equivalent}; may be absent")
-    parser.add_argument("--seconds", type=float, default=None, help="the mutmut run's wall time, recorded")
+    parser.add_argument("--seconds", type=float, nargs="+", default=None, help="each mutmut run's wall time, recorded")
     args = parser.parse_args(argv)
     path = Path(args.equivalent)
     equivalent = json.loads(path.read_text()) if path.is_file() else {}
-    summary = summarise(Path(args.mutants), equivalent)
-    summary.update(seconds=args.seconds, equivalent=equivalent, target_killed_fraction=0.9)
+    summary = summarise(args.mutants, equivalent)
+    summary.update(runs=args.mutants, seconds=args.seconds, equivalent=equivalent, target_killed_fraction=0.9)
     files.write_json(args.out, summary)
     for module, entry in summary["modules"].items():
         print(module, entry["counts"], entry["killed_fraction_of_non_equivalent"])
