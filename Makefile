@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-fast reproduce clean bench evaluate digits seeds .force
+.PHONY: setup test test-fast reproduce clean bench evaluate digits seeds mutants .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,16 @@ digits: setup
 # The whole reproduction with training seeds 1-5 (one full training each; resumable: rerun after an interruption).
 seeds: setup
 	$(RUN_PY) reproduce/seeds.py --work runs/seeds --out figures
+
+# Mutation testing of the method's core (setup.cfg [mutmut]): one mutant at a time, then the per-module summary
+# in benchmarks/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed).
+MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.shards.x__manifest* siamese_xai.shards.x__check_manifest* \
+	siamese_xai.loop.x_fit* siamese_xai._graph.x_explain_graph* siamese_xai._graph.x_nearest_prototype_tensors* \
+	siamese_xai._graph.x_top_q_mask* siamese_xai._graph.x_perturbation_draws*
+mutants: MUTANTS_START := $(shell date +%s)
+mutants: setup
+	-$(VENV)/bin/mutmut run --max-children 1 $(foreach m,$(MUTANTS),"$(m)")
+	$(RUN_PY) benchmarks/mutants_summary.py --mutants mutants --out benchmarks/mutants.json --seconds $$(( $$(date +%s) - $(MUTANTS_START) ))
 
 bench: setup
 	$(RUN_PY) -m benchmarks.bench_speed --run $(RUN)

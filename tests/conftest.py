@@ -13,6 +13,13 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# "ci" (the default): the same examples on every run and machine, and no example database written
+# (.hypothesis/); HYPOTHESIS_PROFILE=dev explores new random examples and keeps the failing ones.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 RAW_MNIST_DIR = _SHARED / "datasets" / "mnist"
 
@@ -22,6 +29,19 @@ def raw_mnist_dir():
     if not RAW_MNIST_DIR.is_dir():
         pytest.fail(f"the raw MNIST files are expected in {RAW_MNIST_DIR}")
     return RAW_MNIST_DIR
+
+
+@pytest.fixture
+def op_determinism():
+    """TensorFlow's deterministic ops for one test, switched off again after it (the switch is process-wide)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the only place TF can switch it off again
+
+    was_on = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    yield
+    if not was_on:
+        tf_config.disable_op_determinism()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from siamese_xai.explain import ExplainConfig, SiameseExplainer
 from siamese_xai.models import build_decoder
 
 D = 8
-BASELINE_DECODER = "/work/baseline/run/decoder.keras"
 
 
 def scaled_table1_decoder(dim=D, seed=3, scale=2.0):
@@ -72,10 +71,11 @@ def test_exact_change_equals_float64_on_scaled_table1_decoder(fuse, sigma):
         assert (np.abs(sub - ref) / scale).max() > 1e-3
 
 
-@pytest.mark.skipif(not __import__("os").path.exists(BASELINE_DECODER), reason="no trained baseline run here")
-def test_exact_change_equals_float64_on_the_trained_decoder():
-    dec = keras.models.load_model(BASELINE_DECODER)
-    h = np.load(BASELINE_DECODER.replace("decoder.keras", "prototypes.npy"))[:4].astype(np.float32)
+def test_exact_change_equals_float64_on_the_trained_decoder(tiny_run):
+    """The decoder of a run trained on MNIST (the tiny config), near its prototypes, at the paper's small sigma."""
+    run_dir, _ = tiny_run
+    dec = keras.models.load_model(run_dir / "decoder.keras", compile=False)
+    h = np.load(run_dir / "prototypes.npy")[:4].astype(np.float32)
     h = h + np.random.default_rng(2).normal(0, 0.05, h.shape).astype(np.float32)
     basis, eps = perturbation(h, 5, 5e-5, 30, seed=3)
     got, ref, _ = changes(dec, True, h, basis, eps)

@@ -134,41 +134,78 @@ def test_config_errors_name_argument_and_value(field, value, message):
 # -- golden values ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["mc", "linear"])
-def test_linear_decoder_matches_hand_computation(method):
-    rng = np.random.default_rng(5)
-    kernel = rng.normal(0, 1, (D, P))
-    emb = CountingEmbed()
-    protos = rng.normal(0, 1, (4, D)).astype(np.float32)
-    cfg = ExplainConfig(n_perturbations=200, s=3, q=40, method=method)
-    ex = SiameseExplainer(emb, linear_decoder(kernel), protos, cfg, chunk_size=64)
-    x = images(1, seed=4)[0]
-    e = single(ex.explain(x, seed=11))
+def hand_explanation(h, c, kernel, sigma_scale, s, q, n, seed, toward=None):
+    """The method by hand for g(h) = h @ kernel + 0.5 (METHOD.md): J, sigma, Delta_p and the mask, in float64.
 
-    h = emb.proj.T @ x.reshape(-1)
-    dists = np.linalg.norm(protos - h, axis=1)
-    k = int(np.argmin(dists))
-    c = protos[k]
+    `toward` (default c) is where the steps point; only the guards below set it to something else.
+    """
+    toward = c if toward is None else toward
     gap = np.abs(h - c)
-    J = np.argsort(gap, kind="stable")[:3]
-    sigma = 0.1 * gap.min()
-    d = np.zeros((200, D))
-    d[:, J] = np.sign(c[J] - h[J]) * sigma * eps_block(200, 3, 11)
+    J = np.argsort(gap, kind="stable")[:s]
+    sigma = sigma_scale * gap.min()
+    d = np.zeros((n, len(h)))
+    d[:, J] = np.sign(toward[J] - h[J]) * sigma * eps_block(n, s, seed)
     change = d @ kernel  # g(h + d) - g(h), exactly
     want_abs = np.abs(change).mean(0)
-    want_signed = change.mean(0)
-    top = np.argsort(-want_abs, kind="stable")[:40]
+    top = np.argsort(-want_abs, kind="stable")[:q]
+    return types.SimpleNamespace(J=J, sigma=sigma, abs=want_abs, signed=change.mean(0), top=top)
 
-    assert e.predicted_class == e.explained_class == k
+
+# (target_class, reference, sigma_scale): the nearest prototype, another class, a reference image; sigma_scale
+# values other than the paper's 0.1, so that a hard-coded 0.1 or a reference taken from the nearest prototype fails.
+HAND_CASES = [
+    pytest.param(None, False, 0.1, id="nearest"),
+    pytest.param("other", False, 0.1, id="target_class"),
+    pytest.param(None, True, 0.1, id="reference"),
+    pytest.param(None, False, 0.37, id="nearest-sigma0.37"),
+    pytest.param("other", False, 2.5, id="target_class-sigma2.5"),
+    pytest.param(None, True, 0.02, id="reference-sigma0.02"),
+]
+
+
+@pytest.mark.parametrize("target, use_reference, sigma_scale", HAND_CASES)
+@pytest.mark.parametrize("method", ["mc", "linear"])
+def test_linear_decoder_matches_hand_computation(method, target, use_reference, sigma_scale):
+    kernel = np.random.default_rng(5).normal(0, 1, (D, P))
+    emb = CountingEmbed()
+    x, x_ref = images(2, seed=4)
+    h = emb.proj.T.astype(np.float64) @ x.reshape(-1)
+    # Prototypes around h, so that the signs of c - h differ from class to class.
+    protos = (h + np.random.default_rng(3).normal(0, 1, (4, D))).astype(np.float32)
+    cfg = ExplainConfig(n_perturbations=200, s=3, q=40, method=method, sigma_scale=sigma_scale)
+    ex = SiameseExplainer(emb, linear_decoder(kernel), protos, cfg, chunk_size=64)
+
+    dists = np.linalg.norm(protos - h, axis=1)
+    k = int(np.argmin(dists))
+    if use_reference:
+        e = single(ex.explain(x, reference=x_ref, seed=11))
+        c, explained = emb.proj.T.astype(np.float64) @ x_ref.reshape(-1), -1
+    else:
+        explained = k if target is None else (k + 1) % 4
+        e = single(ex.explain(x, target_class=None if target is None else explained, seed=11))
+        c = protos[explained].astype(np.float64)
+    want = hand_explanation(h, c, kernel, sigma_scale, 3, 40, 200, 11)
+    if target is not None or use_reference:
+        # The case tells c from the nearest prototype: another J, and steps toward it of mixed other signs.
+        nearest = protos[k].astype(np.float64)
+        assert set(hand_explanation(h, nearest, kernel, sigma_scale, 3, 40, 200, 11).J) != set(want.J)
+        signs = np.sign(c[want.J] - h[want.J]) * np.sign(nearest[want.J] - h[want.J])
+        assert (signs < 0).any() and (signs > 0).any()
+        wrong_way = hand_explanation(h, c, kernel, sigma_scale, 3, 40, 200, 11, toward=nearest)
+        assert not np.allclose(wrong_way.abs, want.abs, rtol=1e-3)
+
+    assert e.predicted_class == k and e.explained_class == explained
     np.testing.assert_allclose(e.distances, dists, rtol=1e-5)
-    np.testing.assert_array_equal(e.indices, J)
-    assert e.sigma == pytest.approx(sigma, rel=1e-5)
-    assert e.reference_distance == pytest.approx(dists[k], rel=1e-5)
+    np.testing.assert_allclose(e.reference, c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(e.indices, want.J)
+    assert e.sigma == pytest.approx(want.sigma, rel=1e-5)
+    assert e.reference_distance == pytest.approx(np.linalg.norm(h - c), rel=1e-5)
     np.testing.assert_allclose(e.reconstruction.reshape(-1), h @ kernel + 0.5, rtol=1e-4, atol=1e-5)
     # Neither method subtracts two decoded images (mc carries d through the layers): float32 precision.
-    np.testing.assert_allclose(e.mean_abs_change.reshape(-1), want_abs, rtol=1e-5, atol=1e-6 * want_abs.max())
-    np.testing.assert_allclose(e.mean_signed_change.reshape(-1), want_signed, atol=1e-5 * want_abs.max())
-    assert set(np.flatnonzero(e.mask.reshape(-1))) == set(top)
+    scale = want.abs.max()
+    np.testing.assert_allclose(e.mean_abs_change.reshape(-1), want.abs, rtol=1e-5, atol=1e-6 * scale)
+    np.testing.assert_allclose(e.mean_signed_change.reshape(-1), want.signed, atol=1e-5 * scale)
+    assert set(np.flatnonzero(e.mask.reshape(-1))) == set(want.top)
     assert e.mask.sum() == 40
 
 

@@ -65,19 +65,84 @@ def explainer():
     return SiameseExplainer(embed, decoder, prototypes, ExplainConfig.tiny(n_perturbations=16, s=2, q=4))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(x=arrays(), target=st.one_of(st.none(), st.integers(-2, 4), st.floats(0, 3), st.text(max_size=2)),
-       seed=st.one_of(st.integers(-(2**64), 2**64), st.floats(allow_nan=True), st.none(), st.booleans()))
-def test_explain_explains_or_raises_a_clear_error(explainer, tmp_path, x, target, seed):
-    before = sorted(os.listdir(tmp_path))
-    try:
-        e = explainer.explain(x, target_class=target, seed=seed)
-    except (ValueError, TypeError) as err:
-        assert any(f"`{name}`" in str(err) for name in ("x", "target_class", "seed")), err
-    else:
-        assert len(e) in (1, x.shape[0] if x.ndim else 1) and e.mask.shape[1:] == SHAPE
-        assert np.isfinite(e.mean_abs_change).all()
-    assert sorted(os.listdir(tmp_path)) == before  # nothing written
+INT64 = st.integers(-(2**63), 2**63 - 1)
+VALID_SHAPES = st.sampled_from([(6, 5, 1), (6, 5), (1, 6, 5, 1), (3, 6, 5, 1), (2, 6, 5), (3, 6, 5)])
+
+
+def valid_images():
+    """Images `explain` must accept: one or a batch, with or without the channel axis, floats in [0, 1] or uint8."""
+    def make(dtype, shape):
+        if dtype == np.uint8:
+            return hnp.arrays(dtype, shape)
+        return hnp.arrays(dtype, shape, elements=st.floats(0, 1, width=16 if dtype == np.float16 else 32))
+
+    return st.tuples(st.sampled_from([np.float16, np.float32, np.float64, np.uint8]), VALID_SHAPES).flatmap(
+        lambda ds: make(*ds))
+
+
+# Half valid calls (explain must answer, with the values checked), half anything (mostly invalid).
+CALLS = st.one_of(
+    st.tuples(st.just(True), valid_images(), st.none() | st.integers(0, 2), INT64),
+    st.tuples(st.just(False), arrays(), st.one_of(st.none(), st.integers(-2, 4), st.floats(0, 3), st.text(max_size=2)),
+              st.one_of(st.integers(-(2**64), 2**64), st.floats(allow_nan=True), st.none(), st.booleans())),
+)
+
+
+def test_explain_explains_or_raises_a_clear_error(explainer, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # so that a file written to the working directory is seen
+    accepted = []
+
+    @settings(max_examples=150, deadline=None)
+    @given(call=CALLS)
+    def check(call):
+        valid, x, target, seed = call
+        before = sorted(os.listdir(tmp_path))
+        try:
+            e = explainer.explain(x, target_class=target, seed=seed)
+        except (ValueError, TypeError) as err:
+            assert not valid, err
+            assert any(f"`{name}`" in str(err) for name in ("x", "target_class", "seed")), err
+            accepted.append(False)
+        else:
+            accepted.append(True)
+            _assert_explains(explainer, x, target, seed, e)
+        assert sorted(os.listdir(tmp_path)) == before  # nothing written
+
+    check()
+    # The accepting branch is reached about as often as the refusing one.
+    assert 0.35 <= np.mean(accepted) <= 0.75, np.mean(accepted)
+
+
+def _assert_explains(explainer, x, target, seed, e):
+    """The values of an accepted call: the nearest class, J and sigma by hand, every row as a single explanation."""
+    xs = np.asarray(x)
+    single = xs.shape in (SHAPE, SHAPE[:-1])
+    xs = (xs.astype(np.float32) / np.float32(255) if xs.dtype == np.uint8 else xs.astype(np.float32))
+    xs = xs.reshape((-1,) + SHAPE)
+    assert len(e) == len(xs) and e.mask.shape[1:] == SHAPE and e.mask.dtype == bool
+    h = explainer.embed(xs).astype(np.float32)
+    np.testing.assert_allclose(e.embedding, h, rtol=1e-6, atol=1e-6)
+    dists = np.linalg.norm(h[:, None].astype(np.float64) - explainer.prototypes[None], axis=-1)
+    np.testing.assert_allclose(e.distances, dists, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(e.predicted_class, np.argmin(e.distances, axis=1))
+    want_class = e.predicted_class if target is None else np.full(len(xs), target)
+    np.testing.assert_array_equal(e.explained_class, want_class)
+    c = explainer.prototypes[want_class].astype(np.float32)
+    gap = np.abs(h - c)
+    np.testing.assert_array_equal(e.indices, np.argsort(gap, axis=1, kind="stable")[:, :2])
+    np.testing.assert_allclose(e.sigma, 0.1 * gap.min(axis=1), rtol=1e-5)
+    assert np.isfinite(e.mean_abs_change).all() and (e.mean_abs_change >= 0).all()
+    assert (e.mask.reshape(len(xs), -1).sum(axis=1) <= 4).all()
+    assert np.array_equal(e.mask, e.mask & (e.mean_abs_change > 0))
+    if not single:  # a row of a batch is the explanation of that image alone
+        for b in range(len(xs)):
+            one = explainer.explain(xs[b], target_class=target, seed=seed)
+            np.testing.assert_array_equal(one.indices[0], e.indices[b])
+            np.testing.assert_allclose(one.sigma[0], e.sigma[b], rtol=1e-6)
+            scale = max(float(np.abs(one.mean_abs_change).max()), 1e-30)
+            # float32 sums in another tile shape: the same to float32 rounding of the largest change
+            np.testing.assert_allclose(one.mean_abs_change[0], e.mean_abs_change[b], rtol=1e-5, atol=1e-6 * scale)
+            np.testing.assert_allclose(one.mean_signed_change[0], e.mean_signed_change[b], rtol=1e-5, atol=1e-6 * scale)
 
 
 def _png(width, height, mode):

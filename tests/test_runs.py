@@ -30,20 +30,54 @@ def test_save_then_load_gives_the_same_networks_and_identity(networks, tmp_path)
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_identity_changes_with_any_weight_or_prototype(networks):
+def test_identity_changes_with_every_weight_of_f_and_g_and_every_prototype(networks):
     snn, decoder, prototypes = networks
     base = runs.run_id(snn, decoder, prototypes)
-    other = prototypes.copy()
-    other[2, 5] = np.nextafter(other[2, 5], np.inf)  # one ulp
-    assert runs.run_id(snn, decoder, other) != base
-    w = decoder.weights[-1]
-    old = np.asarray(w).copy()
-    w.assign(old + 1e-6)
-    try:
-        assert runs.run_id(snn, decoder, prototypes) != base
-    finally:
-        w.assign(old)
+    for row in range(len(prototypes)):
+        other = prototypes.copy()
+        other[row, row % prototypes.shape[1]] = np.nextafter(other[row, row % prototypes.shape[1]], np.inf)  # one ulp
+        assert runs.run_id(snn, decoder, other) != base, f"prototype {row}"
+    changed = []
+    for part, model in (("f", snn), ("g", decoder)):
+        assert model.weights
+        for i, w in enumerate(model.weights):
+            old = np.asarray(w).copy()
+            new = old.copy()
+            new.flat[-1] = np.nextafter(new.flat[-1], np.inf)  # one ulp of one value
+            w.assign(new)
+            try:
+                changed.append(runs.run_id(snn, decoder, prototypes) != base)
+            finally:
+                w.assign(old)
+            assert changed[-1], f"{part} weight {i} ({w.path}) is not in the run identity"
+    assert len(changed) == len(snn.weights) + len(decoder.weights)
     assert runs.run_id(snn, decoder, prototypes) == base
+    # f and g are told apart: the same weights in the other role give another identity
+    assert runs.run_id(decoder, snn, prototypes) != base
+
+
+def test_identity_is_the_documented_hash(networks):
+    """SHA-256 over "name:dtype:shape;" then the bytes, prototypes first, then f0, f1, ... and g0, g1, ..."""
+    import hashlib
+
+    snn, decoder, prototypes = networks
+    digest = hashlib.sha256()
+    arrays = [("prototypes", prototypes)] + [(f"f{i}", w) for i, w in enumerate(snn.weights)] + [
+        (f"g{i}", w) for i, w in enumerate(decoder.weights)
+    ]
+    for name, a in arrays:
+        a = np.ascontiguousarray(np.asarray(a, np.float32))
+        digest.update(f"{name}:<f4:{a.shape};".encode() + a.tobytes())
+    assert runs.run_id(snn, decoder, prototypes) == digest.hexdigest()[:16]
+
+
+def test_identity_is_of_the_prototypes_as_saved_float32(networks, tmp_path):
+    snn, decoder, prototypes = networks
+    as64 = prototypes.astype(np.float64)
+    assert runs.run_id(snn, decoder, as64) == runs.run_id(snn, decoder, prototypes)
+    # float64 prototypes are saved as float32: the folder loads with the identity it was saved with
+    identity = runs.save_run(tmp_path, snn, decoder, as64)
+    assert runs.load_run(tmp_path).run_id == identity
 
 
 def test_a_run_changed_after_saving_is_refused(networks, tmp_path):

@@ -49,8 +49,11 @@ def test_saved_models_reload_and_agree(tiny_run):
     assert sse == pytest.approx(metrics["recon_sse_decoder"], rel=1e-6)
 
 
-def test_rerun_skips_finished_stages(tiny_run, capsys):
-    run_dir, metrics = tiny_run
+def test_rerun_skips_finished_stages(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = shutil.copytree(tiny_run[0], tmp_path / "run")  # the session's folder stays as trained
+    metrics = tiny_run[1]
     before = (run_dir / "snn.keras").stat().st_mtime_ns
     again = training.train_run(TrainConfig.tiny(), run_dir, verbose=1)
     assert (run_dir / "snn.keras").stat().st_mtime_ns == before
@@ -59,8 +62,10 @@ def test_rerun_skips_finished_stages(tiny_run, capsys):
     assert len(training.read_sessions(run_dir)) == 3  # no stage trained again
 
 
-def test_rerun_with_another_config_is_refused(tiny_run):
-    run_dir, _ = tiny_run
+def test_rerun_with_another_config_is_refused(tiny_run, tmp_path):
+    import shutil
+
+    run_dir = shutil.copytree(tiny_run[0], tmp_path / "run")
     with pytest.raises(ValueError, match="another config.*--force"):
         training.train_run(TrainConfig.tiny(seed=7), run_dir, verbose=0)
 
@@ -81,10 +86,7 @@ def _mnist_subset(n=256):
     return x[:n], y[:n]
 
 
-def test_same_seed_same_weights_other_seed_other_weights():
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
+def test_same_seed_same_weights_other_seed_other_weights(op_determinism):
     x, y = _mnist_subset()
     cfg = _small_config()
     a = training.train_siamese(x, y, cfg, verbose=0).get_weights()
@@ -95,10 +97,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
 
 
-def test_interrupted_training_resumes_mid_epoch_to_the_same_weights(tmp_path):
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
+def test_interrupted_training_resumes_mid_epoch_to_the_same_weights(tmp_path, op_determinism):
     x, y = _mnist_subset()
     cfg = _small_config()  # 8 steps per epoch, 2 epochs, checkpoints after steps 3, 6 and 8 of each epoch
     reference = training.train_siamese(x, y, cfg, run_dir=tmp_path / "ref", verbose=0).get_weights()
