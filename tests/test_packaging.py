@@ -17,16 +17,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# modules that need an extra: without it, importing them must say which extra to install
+EXTRA_MODULES = {"siamese_xai.beam": "siamese-xai[beam]"}
 PUBLIC_MODULES = sorted(
     "siamese_xai" if p.stem == "__init__" else f"siamese_xai.{p.stem}"
     for p in (ROOT / "siamese_xai").glob("*.py")
-    if not p.stem.startswith("_") or p.stem == "__init__"
+    if (not p.stem.startswith("_") or p.stem == "__init__") and f"siamese_xai.{p.stem}" not in EXTRA_MODULES
 )
 
 
 def test_public_modules_are_listed():
     # a guard on the list the slow test imports: a rename must not shrink it silently
     assert {"siamese_xai", "siamese_xai.cli", "siamese_xai.metrics", "siamese_xai.explain"} <= set(PUBLIC_MODULES)
+    assert all((ROOT / (name.replace(".", "/") + ".py")).is_file() for name in EXTRA_MODULES)
     assert not any(m.split(".")[-1].startswith("_") for m in PUBLIC_MODULES if m != "siamese_xai")
 
 
@@ -70,6 +73,13 @@ def test_wheel_without_extras_imports_every_public_module(tmp_path):
         "    assert module.__file__.startswith(" + repr(str(fresh)) + "), module.__file__\n"
         "for name in siamese_xai.__all__:\n"
         "    getattr(siamese_xai, name)\n"
+        f"for name, extra in {EXTRA_MODULES!r}.items():\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError as err:\n"
+        "        assert extra in str(err), str(err)\n"
+        "    else:\n"
+        "        raise AssertionError(name + ' imported without its extra')\n"
         "print('imported', len(" + repr(PUBLIC_MODULES) + "))\n"
     )
     out = _run([str(python), "-c", script], cwd=tmp_path, env=env, timeout=600).stdout

@@ -138,6 +138,8 @@ def test_manifest_records_what_was_computed_and_refuses_any_difference(explainer
     other_run = SiameseExplainer(explainer.embed, explainer.decoder, explainer.prototypes + 0.01, explainer.config,
                                  run_id="0123456789abcdef")
     smaller = _other_image_shape_explainer(explainer.run_id)
+    renamed = SiameseExplainer(explainer.embed, explainer.decoder, explainer.prototypes, explainer.config,
+                               run_id=explainer.run_id, class_names=[f"digit {k}" for k in range(10)])
     one_pixel = np.array(x[:20])
     one_pixel[7, 14, 14, 0] = 1.0 - one_pixel[7, 14, 14, 0]
     one_label = np.array(y[:20])
@@ -153,12 +155,13 @@ def test_manifest_records_what_was_computed_and_refuses_any_difference(explainer
         ({"images_sha256"}, explainer, dict(labels=None)),
         ({"images_sha256", "num_images"}, explainer, dict(images=x[:19], labels=y[:19])),
         ({"images_sha256", "num_images", "num_shards"}, explainer, dict(images=x[:21], labels=y[:21])),
-        ({"images_sha256", "image_shape"}, smaller, dict(images=x[:20, ::2, ::2])),
+        # the smaller explainer has 3 classes, so its class names differ too
+        ({"images_sha256", "image_shape", "class_names"}, smaller, dict(images=x[:20, ::2, ::2])),
+        ({"class_names"}, renamed, {}),
         ({"shard_size"}, explainer, dict(shard_size=11)),
         ({"shard_size", "num_shards"}, explainer, dict(shard_size=20)),
         ({"batch_size"}, explainer, dict(batch_size=4)),
         ({"seed"}, explainer, dict(seed=1)),
-        ({"num_workers"}, explainer, dict(num_workers=2)),
     ]
     other_values = {"n_perturbations": 64, "s": 4, "q": 7, "sigma_scale": 0.2, "direction": "positive",
                     "method": "linear"}
