@@ -169,9 +169,16 @@ def test_two_workers_end_with_identical_weights_even_after_a_worker_is_killed(tm
     x, y = dist_worker._data(256)
     losses, weights = dist_worker._train(x, y, dist_worker._config(256), None)
     # Measured: losses within 1.5e-7 relative, weights within 5.2e-6 (the
-    # all-reduce sums two half-batch gradients, one process one full batch);
-    # allowed: 1e-6 and 2e-5.
+    # all-reduce sums two half-batch gradients, one process one full batch).
+    # With AVX2 kernels (ONEDNN_MAX_CPU_ISA=AVX2) a few weights of one layer
+    # differ by up to 2.6e-4 (0.1% to 0.8% of that layer, another layer in
+    # another run): a rounding difference that moves a unit across its ReLU
+    # kink for some example changes that unit's gradient outright. Allowed:
+    # losses 1e-6; each layer's difference within 1e-3 of its norm and every
+    # weight within 1e-3.
     for stage in ("snn", "autoencoder"):
         np.testing.assert_allclose(infos[0]["losses"][stage], losses[stage], rtol=1e-6)
     for a, key in zip(weights, w0.files):
-        np.testing.assert_allclose(w0[key], a, atol=2e-5)
+        relative = np.linalg.norm(w0[key] - a) / max(np.linalg.norm(a), 1e-12)
+        assert relative <= 1e-3, f"{key}: the cluster's weights differ by {relative:.2e} of their norm"
+        np.testing.assert_allclose(w0[key], a, atol=1e-3, err_msg=key)
