@@ -9,7 +9,7 @@ Delta_p = mean_i |g(h + d_i) - g(h)| three ways, with the same h, J, sigma
 and |eps| draws (seed 0, N = 5000, the paper's defaults):
 
 - `float32`: the explainer with `exact_differences=False` (two float32
-  decodings subtracted: the behaviour before issue 13);
+  decodings subtracted, as the explainer once computed it);
 - `exact`: the explainer's default (the change carried through the layers);
 - the reference: the same chain decoder in float64 (`h + d` formed in float64).
 

@@ -25,7 +25,7 @@ Writes `benchmarks/speed.json` (atomically) and prints:
 - the naive explanation (one decoder call per perturbation, timed on a few
   hundred perturbations and scaled to N) and its ratio to `mc`;
 - with `--run`: Delta_p of `mc` with the subtraction of two float32 images
-  (before issue 13) and with the exact change (now), both against the same
+  (how the explainer once computed it) and with the exact change, both against the same
   draws evaluated in float64 (`bench_exactness.py`), and `linear` against
   the exact `mc` (top-q mask IoU and Spearman rank correlation) on the first
   100 MNIST test images.
