@@ -274,7 +274,8 @@ def main(argv=None) -> dict:
 def finish(results: dict, per_image: dict, randomisation_path) -> None:
     """Adds the paired verdicts, the randomisation check's reading and the targets to `results`."""
     by_kind = {"faithfulness": {ds: v for ds, v in per_image.items() if ds == "mnist"},
-               "ground truth": {ds: v for ds, v in per_image.items() if ds == "shapes"}}
+               "ground truth": {ds: v for ds, v in per_image.items()
+                                if ds == "shapes" and ds in report.scored_ground_truth(results)}}
     # per_image is dataset -> metric -> method; the verdicts want dataset -> method -> metric
     swapped = {kind: {ds: _by_method(v) for ds, v in d.items()} for kind, d in by_kind.items()}
     results["verdicts"] = verdicts.all_verdicts(swapped)
@@ -310,10 +311,14 @@ def load_per_image(path) -> dict:
 
 
 def write_reports(results: dict, per_image, out: Path, figures: Path) -> None:
-    """Writes results.json and per_image.npz (when given), RESULTS.md and road_curves.png, atomically."""
+    """Writes per_image.npz (when given), results.json, RESULTS.md and road_curves.png, atomically.
+
+    With `--from-results` the measurements are read back unchanged and only the verdicts and targets
+    in results.json are recomputed, so RESULTS.md never shows a conclusion that the JSON lacks.
+    """
     if per_image is not None:
         save_per_image(out / "per_image.npz", per_image)
-        files.write_json(out / "results.json", results)
+    files.write_json(out / "results.json", results)
     with files.atomic_path(out / "RESULTS.md") as tmp:
         tmp.write_text(report.render_markdown(results))
     report.plot_curves(results, figures / "road_curves.png")
