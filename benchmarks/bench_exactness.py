@@ -36,13 +36,12 @@ HERE = Path(__file__).resolve().parent
 
 def float64_delta(explainer, e, seed=0, chunk=1000):
     """Delta_p (and the reconstruction) of each input of `e`, in float64, with the explainer's draws."""
-    import tensorflow as tf
 
-    from siamese_xai.precision import float64_decoder, perturbation_draws
+    from siamese_xai.decoding.twin import float64_decoder
 
     cfg = explainer.config
     g64 = float64_decoder(explainer.decoder)
-    eps = perturbation_draws(tf.constant(seed, tf.int64), cfg.n_perturbations, cfg.s).numpy().astype(np.float64)
+    eps = explainer.perturbation_draws(seed).astype(np.float64)
     out = []
     for b in range(len(e)):
         h = e.embedding[b].astype(np.float64)

@@ -6,7 +6,7 @@ inside `bench_speed.py`):
     .venv/bin/python benchmarks/bench_kinks.py [--run runs/paper] [--images 100]
 
 For each of the first `--images` MNIST test images (seed 0, N = 5000, the
-paper's defaults) it runs the float64 pass of `siamese_xai._kinks` and
+paper's defaults) it runs the float64 pass of `siamese_xai.decoding.kinks` and
 reports: the fraction of draws that move some ReLU unit across its kink
 (a draw-level split, cheap path for the others, would save only the rest),
 the candidate units (those whose bound reaches their kink), the units some
@@ -52,16 +52,14 @@ def kink_stats(explainer, images, seed=0):
     """The crossing fraction, candidates, crossed units and sources on `images`, one image at a time."""
     import tensorflow as tf
 
-    from siamese_xai.precision import kink_cap, perturbation_draws
-
-    plan = explainer._dec.kinks
+    plan = explainer.decoder_evaluation.kinks
     if plan is None:
         return None
     cfg = explainer.config
     e = explainer.explain(images, seed=seed)
     basis = basis_of(e)
-    eps = perturbation_draws(tf.constant(seed, tf.int64), cfg.n_perturbations, cfg.s)
-    cap = kink_cap(explainer.chunk_size, max(1, explainer.chunk_size // cfg.n_perturbations), cfg.n_perturbations)
+    eps = tf.constant(explainer.perturbation_draws(seed))
+    cap = explainer.kink_cap
     prepare = tf.function(lambda h, b: plan.prepare(h, b, eps, cap))
     rows = []
     for i in range(len(images)):
@@ -92,13 +90,13 @@ def profile(explainer, image, repeats=7, rows=1000, seed=0):
     import tensorflow as tf
 
     from bench_speed import interleaved
-    from siamese_xai.precision import act_delta, act_sums, perturbation_draws
+    from siamese_xai.decoding.rules import act_delta, act_sums
 
-    chain, plan = explainer._dec.exact, explainer._dec.kinks
+    chain, plan = explainer.decoder_evaluation.exact, explainer.decoder_evaluation.kinks
     cfg = explainer.config
     e = explainer.explain(image[None], seed=seed)
     h, basis = tf.constant(e.embedding.astype(np.float32)), tf.constant(basis_of(e))
-    eps_all = perturbation_draws(tf.constant(seed, tf.int64), cfg.n_perturbations, cfg.s)
+    eps_all = tf.constant(explainer.perturbation_draws(seed))
     eps = eps_all[:rows]
     _, terms = chain.base(h)
     parts = {}

@@ -107,7 +107,7 @@ def decode_check(explainer, rows, repeats):
     fns = {}
     for jit in (False, True):
         tag = "_jit" if jit else ""
-        dec = explainer._dec
+        dec = explainer.decoder_evaluation
         if dec.exact is not None:
             _, terms = dec.exact.base(h)
             fns[f"exact{tag}"] = tf.function(
@@ -115,7 +115,7 @@ def decode_check(explainer, rows, repeats):
                 jit_compile=jit)
         for fused in (True, False):
             d = SiameseExplainer(explainer.embed, explainer.decoder, explainer.prototypes, cfg, fuse_decoder=fused,
-                                 exact_differences=False)._dec
+                                 exact_differences=False).decoder_evaluation
             fns[f"{'fused' if fused else 'plain'}_subtract{tag}"] = tf.function(
                 lambda d=d: tf.reduce_sum(tf.abs(d.internal(codes) - 0.5), axis=0), jit_compile=jit)
     times = interleaved({k: (lambda f=f: f().numpy()) for k, f in fns.items()}, repeats)
@@ -282,9 +282,9 @@ def main(argv=None):
             explainer.embed, decoder, explainer.prototypes, config, chunk_size=chunk)
     variants["fused_subtract_chunk1000"] = SiameseExplainer(
         explainer.embed, decoder, explainer.prototypes, config, exact_differences=False)
-    variants["fused_exact_layers_chunk1000"] = layers = SiameseExplainer(
-        explainer.embed, decoder, explainer.prototypes, config)
-    layers._dec.kinks = None  # the change carried through every layer (before the split at the kinks)
+    # The change carried through every layer (before the split at the kinks).
+    variants["fused_exact_layers_chunk1000"] = SiameseExplainer(
+        explainer.embed, decoder, explainer.prototypes, config, kink_split=False)
     variants["plain_exact_chunk1000"] = SiameseExplainer(
         explainer.embed, decoder, explainer.prototypes, config, fuse_decoder=False)
     variants["plain_subtract_chunk1000"] = SiameseExplainer(

@@ -66,7 +66,7 @@ def perturbation_draws(seed, n, s):
 
 
 def kink_cap(chunk_size, group, n_all):
-    """The most candidate units near a kink per input and layer (`siamese_xai._kinks`) before the layer path is used.
+    """The most candidate units near a kink per input and layer (`siamese_xai.decoding.kinks`) before the layer path is used.
 
     Their per-draw changes (group x N x cap float64) then stay within about
     the memory of one block of the layer path (chunk_size rows of the widest
@@ -121,7 +121,7 @@ def _group_sums(decoder, method, hg, bg, eps, n, num_chunks, cap):
         terms = prepared["terms"]
         sum_abs, sum_sgn = tf.cond(
             prepared["ok"],
-            # One matmul and the last activation's rule per block (see siamese_xai._kinks).
+            # One matmul and the last activation's rule per block (see siamese_xai.decoding.kinks).
             lambda: _sum_blocks(num_chunks, lambda k: kinks.sums(prepared, k * n, (k + 1) * n), x0),
             # Too many units near a kink (a large sigma): the change carried through every layer.
             lambda: _sum_blocks(num_chunks, lambda k: exact.sums_from_basis(terms, block(k)[0], bg), x0),
@@ -174,7 +174,7 @@ def explain_graph(h, prototypes, targets, references, use_reference, seed, *, de
             where `use_reference` (pair explanations); ignored elsewhere.
         use_reference: `(B,)` bool.
         seed: scalar int64, the seed of the perturbation draws.
-        decoder: the decoder's evaluation (see `siamese_xai._fusion`).
+        decoder: the decoder's evaluation (see `siamese_xai.decoding.evaluator`).
         internal_shape: the shape of one decoder output in its internal layout.
         config: an `ExplainConfig`.
         chunk_size: decoder rows per call.

@@ -157,7 +157,7 @@ def contrast_graph(h, images, prototypes, targets, contrasts, references, use_re
         contrasts: `(B,)` int64 the contrast class l, -1 for the runner-up.
         references: `(B, D)` float32 embeddings that replace c_l where `use_reference`.
         use_reference: `(B,)` bool.
-        decoder: the decoder's evaluation (see `siamese_xai._fusion`).
+        decoder: the decoder's evaluation (see `siamese_xai.decoding.evaluator`).
         internal_shape: the shape of one decoder output in its internal layout.
         config: an `ExplainConfig` (uses `n_perturbations` as N, `s`, `q`).
         chunk_size: decoder rows per call.

@@ -40,15 +40,12 @@ Edge cases (each tested):
 
 Precision: sigma is small, so the image changes are small (often 1e-4..1e-2).
 Subtracting two float32 decodings would lose a few percent of the weaker
-changes; `"mc"` instead carries d through the decoder's layers
-(`siamese_xai._exact`), so Delta_p equals a float64 evaluation of the
-paper's formula to float32 precision. `"linear"` does not subtract either.
-On a decoder of ReLU layers the same exact change is computed as `coef @ S`
-per draw: d is non-zero on s coordinates, every layer but the activations is
-affine, and the few units that some draw moves across their ReLU kink are
-carried as sources of their own (`siamese_xai._kinks`;
-`benchmarks/bench_kinks.py` counts them): a few multiply-adds per pixel and
-draw instead of a decoding.
+changes; `"mc"` instead takes the exact change g(h + d) - g(h)
+(`siamese_xai.decoding`: carried through the decoder's layers or, on a
+decoder of ReLU layers, as `coef @ S` per draw with the few units that a draw
+moves across their kink as sources of their own), so Delta_p equals a float64
+evaluation of the paper's formula to float32 precision. `"linear"` does not
+subtract either.
 """
 
 from __future__ import annotations
@@ -62,10 +59,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import _checks, runs
-from siamese_xai._fusion import decoder_evaluator
+from siamese_xai import _checks, _graph, runs
 from siamese_xai._graph import explain_graph
 from siamese_xai.contrast import contrast_graph
+from siamese_xai.decoding.evaluator import DecoderEvaluation, decoder_evaluator, probe_codes
 from siamese_xai.explanation import Explanation
 from siamese_xai.prototypes import compute_prototypes
 
@@ -171,17 +168,17 @@ class SiameseExplainer:
             3.5x faster on Table 1's decoder). It is checked against the
             decoder when the explainer is built and dropped, with a warning,
             if they differ by more than 1e-4.
-        exact_differences: `"mc"` computes each change g(h + d) - g(h) by
-            carrying d through the decoder layer by layer (no subtraction of
-            two nearby float32 images; equal to a float64 evaluation to
-            float32 precision on the change). Applies to chain decoders of
-            Dense / Conv2D / Reshape / Flatten / UpSampling2D layers with
-            relu, sigmoid or linear activations; for any other decoder the
-            images are subtracted, with a `RuntimeWarning`. Where every
-            activation before the last is relu or linear, the change is
-            computed as a few sources split at the ReLU kinks (the same
-            function, far fewer FLOPs; `siamese_xai._kinks`). False: always
-            subtract (the earlier behaviour, kept for comparisons).
+        exact_differences: `"mc"` takes each change g(h + d) - g(h) exactly,
+            carrying d through the decoder without subtracting two nearby
+            float32 images (equal to a float64 evaluation to float32 precision
+            on the change), for chain decoders of Dense / Conv2D / Reshape /
+            Flatten / UpSampling2D layers with relu, sigmoid or linear
+            activations; any other decoder's images are subtracted, with a
+            `RuntimeWarning`. False: always subtract (kept for comparisons).
+        kink_split: with `exact_differences`, split the change at the ReLU
+            kinks where every activation before the last is relu or linear
+            (`siamese_xai.decoding.kinks`: the same function, far fewer
+            FLOPs). False: carry it through every layer (for comparisons).
         run_id: the identity of the run folder the networks came from, copied
             into every explanation (set by `from_run`).
         class_names: the classes' names in label order (e.g. "ankle boot"),
@@ -193,19 +190,16 @@ class SiameseExplainer:
     """
 
     def __init__(self, embed, decoder, prototypes, config: ExplainConfig | None = None, *, chunk_size: int = 1000,
-                 fuse_decoder: bool = True, exact_differences: bool = True, run_id: str | None = None,
-                 class_names=None):
+                 fuse_decoder: bool = True, exact_differences: bool = True, kink_split: bool = True,
+                 run_id: str | None = None, class_names=None):
         if config is None:
             config = ExplainConfig()
         if not isinstance(config, ExplainConfig):
             raise TypeError(f"`config` must be an ExplainConfig. Received: config={config!r}")
         _checks.check_positive_int("chunk_size", chunk_size)
-        if not isinstance(fuse_decoder, bool):
-            raise ValueError(f"`fuse_decoder` must be True or False. Received: fuse_decoder={fuse_decoder!r}")
-        if not isinstance(exact_differences, bool):
-            raise ValueError(
-                f"`exact_differences` must be True or False. Received: exact_differences={exact_differences!r}"
-            )
+        _checks.check_bool("fuse_decoder", fuse_decoder)
+        _checks.check_bool("exact_differences", exact_differences)
+        _checks.check_bool("kink_split", kink_split)
         p, image_shape = _checks.check_networks(embed, decoder, prototypes, config)
         num_classes, dim = p.shape
 
@@ -217,7 +211,7 @@ class SiameseExplainer:
                 f"`class_names` must name each of the {num_classes} classes. Received: {len(class_names)} names"
             )
         self._embed, self._decoder, self._config = embed, decoder, config
-        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder,
+        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder, "kink_split": kink_split,
                          "exact_differences": exact_differences, "run_id": run_id, "class_names": class_names}
         # A Keras model is still called as a black box, through a tf.function:
         # same result, without eager Keras's per-call overhead (~4 ms).
@@ -226,18 +220,8 @@ class SiameseExplainer:
         self._prototypes = p
         self._num_classes, self._dim = num_classes, dim
         self._image_shape = image_shape
-        rng = np.random.default_rng(0)
-        probe_codes = p[rng.integers(0, num_classes, 16)] + rng.normal(0, p.std() + 1.0, (16, dim))
-        self._dec = decoder_evaluator(decoder, fuse_decoder, probe_codes,
-                                      exact=exact_differences and config.method == "mc")
-        if exact_differences and config.method == "mc" and self._dec.exact is None:
-            warnings.warn(
-                f"`mc` subtracts two float32 decodings for this decoder ({self._dec.exact_note}): the change "
-                "carries rounding of about 1e-7 / change relative. A chain of Dense / Conv2D / Reshape / "
-                "UpSampling2D layers with relu, sigmoid or linear activations gets the exact change.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        mode = ("kinks" if kink_split else "layers") if exact_differences and config.method == "mc" else "subtract"
+        self._dec = decoder_evaluator(decoder, probe_codes(p), mode=mode, fuse=fuse_decoder)
         internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
         graph_fn = contrast_graph if config.method == "template_contrast" else explain_graph
         self._graph = functools.partial(
@@ -370,6 +354,22 @@ class SiameseExplainer:
     def decoder_fused(self) -> bool:
         """Whether the fused (sub-pixel) evaluation of the decoder is in use."""
         return self._dec.fused
+
+    @property
+    def decoder_evaluation(self) -> DecoderEvaluation:
+        """The decoder's evaluation, fixed when the explainer was built (`mode`, `fused`, `exact_note`, `kinks`)."""
+        return self._dec
+
+    @property
+    def kink_cap(self) -> int:
+        """The most units near a ReLU kink per input and layer before `mc` carries the change through the layers."""
+        n = self._config.n_perturbations
+        return _graph.kink_cap(self.chunk_size, max(1, self.chunk_size // n), n)
+
+    def perturbation_draws(self, seed: int = 0) -> np.ndarray:
+        """`(N, s)` float32 |eps|, the draws every input of an explanation with this seed uses."""
+        cfg = self._config
+        return _graph.perturbation_draws(tf.constant(seed, tf.int64), cfg.n_perturbations, cfg.s).numpy()
 
     # -- explanations -------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The exact change g(h + d) - g(h) of `mc` (siamese_xai._exact) against float64, and its fallback."""
+"""The exact change g(h + d) - g(h) of `mc` (siamese_xai.decoding.exact) against float64, and its fallback."""
 
 import warnings
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_xai._exact import float64_decoder
-from siamese_xai._fusion import _chain_layers, decoder_evaluator
+from siamese_xai.decoding.evaluator import decoder_evaluator
+from siamese_xai.decoding.twin import float64_decoder
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
 from siamese_xai.models import build_decoder
 
@@ -25,11 +25,11 @@ def scaled_table1_decoder(dim=D, seed=3, scale=2.0):
 
 def changes(decoder, fuse, h, basis, eps):
     """The exact change for codes h + eps @ basis, as images `(G, n, P)`, and the float64 reference."""
-    ev = decoder_evaluator(decoder, fuse, h, exact=True)
+    ev = decoder_evaluator(decoder, h, fuse=fuse)
     assert ev.exact is not None, ev.exact_note
     _, terms = ev.exact.base(tf.constant(h))
     got = ev.to_image(ev.exact.delta_from_basis(terms, tf.constant(eps), tf.constant(basis))).numpy()
-    g64 = float64_decoder(_chain_layers(decoder))
+    g64 = float64_decoder(decoder)
     d = np.einsum("ks,gsd->gkd", eps.astype(np.float64), basis.astype(np.float64))
     g, n = len(h), len(eps)
     codes = h.astype(np.float64)[:, None] + d
@@ -95,7 +95,7 @@ def test_explainer_mc_is_exact_by_default_and_equals_the_float64_formula():
     from siamese_xai._graph import perturbation_draws
 
     eps = perturbation_draws(tf.constant(5, tf.int64), 200, 3).numpy().astype(np.float64)
-    g64 = float64_decoder(_chain_layers(dec))
+    g64 = float64_decoder(dec)
     for b in range(2):
         h = e.embedding[b].astype(np.float64)
         idx = e.indices[b]
@@ -164,12 +164,13 @@ def test_decoder_without_exact_rules_falls_back_to_the_subtraction_with_a_warnin
 
 
 def test_exact_rule_that_disagrees_is_dropped(monkeypatch):
-    from siamese_xai import _exact
+    from siamese_xai.decoding import rules
 
-    monkeypatch.setattr(_exact, "_act_delta", lambda act, base, dz, groups: dz)  # activations ignored: wrong
+    monkeypatch.setattr(rules, "act_delta", lambda act, base, dz, groups: dz)  # activations ignored: wrong
     dec = scaled_table1_decoder()
-    ev = decoder_evaluator(dec, True, np.random.default_rng(0).normal(size=(8, D)), exact=True)
-    assert ev.exact is None and "differed" in ev.exact_note
+    with pytest.warns(RuntimeWarning, match="`mc` subtracts two float32 decodings.*differed"):
+        ev = decoder_evaluator(dec, np.random.default_rng(0).normal(size=(8, D)))
+    assert ev.exact is None and ev.kinks is None and ev.mode == "subtract" and "differed" in ev.exact_note
 
 
 def test_chain_with_activation_layer_and_trailing_reshape_is_exact():
@@ -193,7 +194,7 @@ def test_chain_with_activation_layer_and_trailing_reshape_is_exact():
     from siamese_xai._graph import perturbation_draws
 
     eps = perturbation_draws(tf.constant(3, tf.int64), 100, 3).numpy().astype(np.float64)
-    g64 = float64_decoder(_chain_layers(dec))
+    g64 = float64_decoder(dec)
     for b in range(2):
         h = e.embedding[b].astype(np.float64)
         idx = e.indices[b]
@@ -206,12 +207,12 @@ def test_chain_with_activation_layer_and_trailing_reshape_is_exact():
 def test_elementwise_rules_are_not_retraced_per_shape():
     # Each decoder layer has its own shape; a trace per shape printed "5 out of the last 5 calls to _relu_delta
     # triggered tf.function retracing" in every figure script. One trace per rank must serve them all.
-    from siamese_xai import _exact
+    from siamese_xai.decoding import rules
 
-    before = _exact._relu_delta.experimental_get_tracing_count()
+    before = rules._relu_delta.experimental_get_tracing_count()
     for width in (3, 5, 7, 9, 11, 13, 17):
         dz = tf.random.normal((2, 3, width))
         z = tf.random.normal((2, 1, width))
-        got = _exact._relu_delta(dz, -z, tf.minimum(z, 0.0))
+        got = rules._relu_delta(dz, -z, tf.minimum(z, 0.0))
         np.testing.assert_allclose(got.numpy(), (tf.nn.relu(z + dz) - tf.nn.relu(z)).numpy(), atol=1e-6)
-    assert _exact._relu_delta.experimental_get_tracing_count() - before <= 2
+    assert rules._relu_delta.experimental_get_tracing_count() - before <= 2

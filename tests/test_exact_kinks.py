@@ -1,21 +1,21 @@
-"""The exact change as a few sources split at the ReLU kinks (siamese_xai._kinks): the same sums as the layers."""
+"""The exact change as a few sources split at the ReLU kinks (decoding.kinks): the same sums as the layers."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_xai import _kinks
-from siamese_xai._exact import float64_decoder
-from siamese_xai._fusion import _chain_layers, decoder_evaluator
 from siamese_xai._graph import _group_sums
+from siamese_xai.decoding import kinks
+from siamese_xai.decoding.evaluator import decoder_evaluator
+from siamese_xai.decoding.twin import float64_decoder
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
 from test_exact import D, perturbation, scaled_table1_decoder
 
 
 def sums_three_ways(decoder, h, basis, eps, cap=10**6):
     """Sums over the draws of |change| and change `(G, P)`: by the sources, by the layers, in float64; and stats."""
-    ev = decoder_evaluator(decoder, True, h, exact=True)
+    ev = decoder_evaluator(decoder, h)
     assert ev.kinks is not None
     h_t, b_t, e_t = tf.constant(h), tf.constant(basis), tf.constant(eps)
     prepared = ev.kinks.prepare(h_t, b_t, e_t, cap)
@@ -24,7 +24,7 @@ def sums_three_ways(decoder, h, basis, eps, cap=10**6):
     got = [image(t) for t in ev.kinks.sums(prepared, 0, len(eps))]
     _, terms = ev.exact.base(h_t)
     layers = [image(t) for t in ev.exact.sums_from_basis(terms, e_t, b_t)]
-    g64 = float64_decoder(_chain_layers(decoder))
+    g64 = float64_decoder(decoder)
     d = np.einsum("ks,gsd->gkd", eps.astype(np.float64), basis.astype(np.float64))
     change = g64((h.astype(np.float64)[:, None] + d).reshape(g * len(eps), -1)).reshape(g, len(eps), -1) - \
         g64(h.astype(np.float64)).reshape(g, 1, -1)
@@ -81,13 +81,14 @@ def test_too_many_candidates_take_the_layer_by_layer_path():
     dec = scaled_table1_decoder()
     h = np.random.default_rng(5).normal(0, 1, (2, D)).astype(np.float32)
     basis, eps = perturbation(h, 3, 0.3, 40, seed=6)
-    ev = decoder_evaluator(dec, True, h, exact=True)
+    ev = decoder_evaluator(dec, h)
     h_t, b_t, e_t = tf.constant(h), tf.constant(basis), tf.constant(eps)
     assert not bool(ev.kinks.prepare(h_t, b_t, e_t, cap=0)["ok"])
     capped = _group_sums(ev, "mc", h_t, b_t, e_t, 16, 3, cap=0)
     uncapped = _group_sums(ev, "mc", h_t, b_t, e_t, 16, 3, cap=10**6)
-    ev.kinks = None
-    layers = _group_sums(ev, "mc", h_t, b_t, e_t, 16, 3, cap=0)
+    by_layers = decoder_evaluator(dec, h, mode="layers")
+    assert by_layers.kinks is None and by_layers.mode == "layers" and ev.mode == "kinks"
+    layers = _group_sums(by_layers, "mc", h_t, b_t, e_t, 16, 3, cap=0)
     np.testing.assert_array_equal(capped[1].numpy(), layers[1].numpy())  # the same ops: the fallback ran
     internal = (2,) + tuple(ev.internal(tf.zeros((1, D))).shape[1:])
     image = lambda t: ev.to_image(tf.reshape(t, internal)).numpy()  # noqa: E731 (padding dropped)
@@ -105,9 +106,9 @@ def test_explainer_uses_the_sources_and_they_do_not_change_the_explanation():
     cfg = ExplainConfig.tiny(n_perturbations=150, s=3, q=50, sigma_scale=5.0)  # large: crossings on every input
     xs = rng.random((3, 28, 28, 1)).astype(np.float32)
     fast = SiameseExplainer(embed, dec, protos, cfg, chunk_size=64)
-    layers = SiameseExplainer(embed, dec, protos, cfg, chunk_size=64)
-    layers._dec.kinks = None
-    assert fast._dec.kinks is not None and fast.decoder_exact
+    layers = SiameseExplainer(embed, dec, protos, cfg, chunk_size=64, kink_split=False)
+    assert fast.decoder_evaluation.mode == "kinks" and fast.decoder_exact
+    assert layers.decoder_evaluation.mode == "layers" and layers.decoder_evaluation.kinks is None
     a, b = fast.explain(xs, seed=2), layers.explain(xs, seed=2)
     scale = b.mean_abs_change.max(axis=(1, 2, 3), keepdims=True)
     assert np.all(np.abs(a.mean_abs_change - b.mean_abs_change) <= 2e-6 * scale)
@@ -117,14 +118,14 @@ def test_explainer_uses_the_sources_and_they_do_not_change_the_explanation():
 
 
 def test_a_plan_that_disagrees_with_the_layers_is_dropped(monkeypatch):
-    through = _kinks.KinkPlan._through_relu
+    through = kinks.KinkPlan._through_relu
 
     def unmasked(z, rows, coef, cap, stats):  # the Jacobian without the ReLU masks: wrong
         return through(tf.abs(z) + 1.0, rows, coef, cap, stats)
 
-    monkeypatch.setattr(_kinks.KinkPlan, "_through_relu", staticmethod(unmasked))
+    monkeypatch.setattr(kinks.KinkPlan, "_through_relu", staticmethod(unmasked))
     with pytest.warns(RuntimeWarning, match="split at the decoder's ReLU kinks differed"):
-        ev = decoder_evaluator(scaled_table1_decoder(), True, np.random.default_rng(0).normal(size=(8, D)), exact=True)
+        ev = decoder_evaluator(scaled_table1_decoder(), np.random.default_rng(0).normal(size=(8, D)))
     assert ev.exact is not None and ev.kinks is None
 
 
@@ -134,5 +135,20 @@ def test_a_sigmoid_before_the_last_layer_keeps_the_layer_by_layer_path():
     x = keras.layers.Dense(12, activation="sigmoid")(inputs)
     x = keras.layers.Dense(16, activation="sigmoid")(x)
     dec = keras.Model(inputs, keras.layers.Reshape((4, 4, 1))(x))
-    ev = decoder_evaluator(dec, True, np.random.default_rng(0).normal(size=(4, D)), exact=True)
-    assert ev.exact is not None and ev.kinks is None
+    ev = decoder_evaluator(dec, np.random.default_rng(0).normal(size=(4, D)))
+    assert ev.exact is not None and ev.kinks is None and ev.mode == "layers"
+
+
+def test_the_evaluation_is_fixed_when_built_and_bad_options_are_refused():
+    dec = scaled_table1_decoder()
+    codes = np.random.default_rng(0).normal(size=(4, D)).astype(np.float32)
+    ev = decoder_evaluator(dec, codes)
+    with pytest.raises(AttributeError):
+        ev.kinks = None  # a mode is chosen when the evaluation is built, not patched afterwards
+    modes = r"\['kinks', 'layers', 'subtract'\]"
+    with pytest.raises(ValueError, match=rf"`mode` must be one of {modes}. Received: mode='fast'"):
+        decoder_evaluator(dec, codes, mode="fast")
+    with pytest.raises(ValueError, match=r"`fuse` must be True or False. Received: fuse=1"):
+        decoder_evaluator(dec, codes, fuse=1)
+    with pytest.raises(ValueError, match=r"`kink_split` must be True or False. Received: kink_split='no'"):
+        SiameseExplainer(lambda x: x, dec, np.zeros((3, D), np.float32), kink_split="no")

@@ -621,10 +621,10 @@ def test_keras_embed_is_a_black_box_called_once(run_dir, table1_decoder):
 
 
 def test_fused_decoder_that_disagrees_is_dropped(monkeypatch, embed, table1_decoder, prototypes):
-    from siamese_xai import _fusion
+    from siamese_xai.decoding import fused
 
-    wrong = _fusion._FusedUpConv.__call__
-    monkeypatch.setattr(_fusion._FusedUpConv, "__call__", lambda self, x: 0.5 * wrong(self, x))
+    wrong = fused.FusedUpConv.__call__
+    monkeypatch.setattr(fused.FusedUpConv, "__call__", lambda self, x: 0.5 * wrong(self, x))
     with pytest.warns(RuntimeWarning, match="fused evaluation of `decoder` differs"):
         ex = SiameseExplainer(embed, table1_decoder, prototypes, ExplainConfig.tiny(s=2, q=5))
     assert not ex.decoder_fused

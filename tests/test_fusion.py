@@ -1,11 +1,11 @@
-"""The fused evaluation of upsampling + conv decoders (siamese_xai._fusion)."""
+"""The fused evaluation of upsampling + conv decoders (siamese_xai.decoding.fused)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_xai._fusion import decoder_evaluator
+from siamese_xai.decoding.evaluator import decoder_evaluator
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ def test_fused_upsampling_conv_equals_the_layers(spatial, blocks):
         last = j + 1 == len(blocks)
         x = keras.layers.Conv2D(2 if last else 5, kernel, padding=padding, activation="sigmoid" if last else "relu")(x)
     model = keras.Model(inputs, x)
-    dec = decoder_evaluator(model, True, np.random.default_rng(0).normal(size=(8, 6)))
+    dec = decoder_evaluator(model, np.random.default_rng(0).normal(size=(8, 6)), mode="subtract")
     assert dec.fused
     codes = tf.random.normal((4, 6), seed=1)
     want = model(codes).numpy()
@@ -45,6 +45,6 @@ def test_fusion_off_or_not_applicable_calls_the_decoder():
     model = keras.Model(inputs, keras.layers.Reshape((4, 4, 1))(x))
     codes = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
     for fuse in (False, True):  # no upsampling + conv pair: nothing to fuse
-        dec = decoder_evaluator(model, fuse, codes)
+        dec = decoder_evaluator(model, codes, mode="subtract", fuse=fuse)
         assert not dec.fused
         np.testing.assert_array_equal(dec(tf.constant(codes)).numpy(), model(codes).numpy())

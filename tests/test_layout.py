@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = sorted((ROOT / "siamese_xai").glob("*.py"))
+LIBRARY = sorted((ROOT / "siamese_xai").rglob("*.py"))  # subpackages too
 HARNESS = sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "reproduce").glob("*.py"))
 HARNESS_MODULES = {p.stem for p in HARNESS}
 
@@ -20,7 +20,7 @@ def _imports(path):
             yield from ((node.module or "", alias.name) for alias in node.names)
 
 
-@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT / "siamese_xai")))
 def test_the_library_does_not_import_the_harness(path):
     wrong = [m for m, _ in _imports(path) if m.split(".")[0] in HARNESS_MODULES | {"benchmarks", "reproduce"}]
     assert not wrong, f"{path.name} imports the harness: {wrong}"
@@ -37,7 +37,7 @@ def test_scripts_import_no_private_names(path):
     assert not private, f"{path.name} imports private names: {private}"
 
 
-@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT / "siamese_xai")))
 def test_library_modules_stay_under_500_lines(path):
     lines = len(path.read_text().splitlines())
     assert lines <= 500, f"{path.name} has {lines} lines"

@@ -21,7 +21,7 @@ units whose |z_u| is within it (the candidates, a few in thousands at the
 paper's sigma) get their dz for every draw, and those that some draw moves
 across become sources. The change before the last activation is then
 `coef @ S_final` (about 2 r P FLOPs per draw instead of the decoder's), and
-the last activation's exact rule (`siamese_xai._exact`) gives the image
+the last activation's exact rule (`siamese_xai.decoding.rules`) gives the image
 change: the same function as `ExactChain.sums_from_basis`, to float32 precision.
 
 Where more than `cap` units of one layer are candidates (a large sigma), the
@@ -35,7 +35,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import _exact
+from siamese_xai.decoding import rules
+from siamese_xai.decoding.exact import ExactChain
 
 # A unit's bound is widened by this relative margin, so that rounding of the
 # float64 bound can only add candidates (a candidate that no draw moves across
@@ -52,12 +53,18 @@ def _first(mask, k):
 class KinkPlan:
     """How the chain's change splits into sources at its ReLU layers (see the module docstring)."""
 
-    def __init__(self, chain: _exact.ExactChain, last: int):
+    def __init__(self, chain: ExactChain, last: int, keep=None, size=None):
+        """
+        Args:
+            chain: the exact change evaluation.
+            last: the index of its last step that is not a rearrangement.
+            keep: the positions of that step's (flattened, `size` long)
+                output that reach the image, where the others are padding of
+                an internal layout; None: all.
+            size: that output's length (with `keep`).
+        """
         self.chain, self.last = chain, last
-        # The positions of the last step's (flattened, `size` long) output
-        # that reach the image, where the others are padding of an internal
-        # layout (set by `siamese_xai._fusion`); None: all.
-        self.keep, self.size = None, None
+        self.keep, self.size = keep, size
 
     def prepare(self, codes, basis, eps, cap):
         """The float64 pass of the codes and of the sources through the layers.
@@ -99,8 +106,8 @@ class KinkPlan:
                 z, rows = st.fn(x), st.fn(rows)
                 if st.bias is not None:
                     z = tf.nn.bias_add(z, tf.cast(st.bias(), tf.float64))
-            terms.append(_exact._act_base(st.act, tf.cast(z, tf.float32)))
-            x = _exact._apply_act(st.act, z)
+            terms.append(rules.act_base(st.act, tf.cast(z, tf.float32)))
+            x = rules.apply_act(st.act, z)
             if i == self.last:
                 last_shape = tf.shape(z)[1:]
                 jac = tf.cast(tf.reshape(rows, tf.stack([groups, tf.shape(coef)[2], -1])), tf.float32)
@@ -150,7 +157,7 @@ class KinkPlan:
         coef, jac = prepared["coef"][:, lo:hi], prepared["jac"]
         groups = tf.shape(coef)[0]
         dz = tf.reshape(tf.matmul(coef, jac), (-1, tf.shape(jac)[2]))  # (G * n, P)
-        sums = _exact._act_sums(self.chain.steps[self.last].act, prepared["last_terms"], dz, groups)
+        sums = rules.act_sums(self.chain.steps[self.last].act, prepared["last_terms"], dz, groups)
         if self.keep is not None:  # zeros at the padding positions
             inverse = np.full(self.size, len(self.keep), np.int64)
             inverse[self.keep] = np.arange(len(self.keep))
@@ -162,11 +169,30 @@ class KinkPlan:
         return sums
 
 
-def kink_plan(chain):
-    """A `KinkPlan` for an `ExactChain`, or None where an activation before the last is not relu or linear."""
-    if chain is None:
-        return None
+def kink_plan(chain, to_image, dim):
+    """A `KinkPlan` for an `ExactChain`, or None where an activation before the last is not relu or linear.
+
+    Args:
+        chain: an `ExactChain`.
+        to_image: the rearrangement of the chain's output into the image.
+        dim: D, the length of a code.
+    """
     active = [i for i, st in enumerate(chain.steps) if st.kind != "shape"]
     if not active or any(chain.steps[i].act not in ("relu", "linear") for i in active[:-1]):
         return None
-    return KinkPlan(chain, active[-1])
+    last = active[-1]
+    keep, size = _image_positions(chain, last, to_image, dim)
+    return KinkPlan(chain, last, keep, size)
+
+
+def _image_positions(chain, last, to_image, dim):
+    """The positions of step `last`'s output that reach the image and its length; `(None, None)`: all of them."""
+    x = tf.zeros((1, dim), tf.float64)
+    for st in chain.steps[: last + 1]:
+        x = st.fn(x) if st.kind != "act" else x
+    size = int(np.prod(x.shape[1:]))
+    y = tf.reshape(tf.range(size, dtype=tf.float64), x.shape)
+    for st in chain.steps[last + 1 :]:
+        y = st.fn(y)
+    keep = np.unique(to_image(y).numpy().astype(np.int64))
+    return (keep, size) if len(keep) < size else (None, None)
