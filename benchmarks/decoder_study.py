@@ -120,10 +120,10 @@ def relation(a: dict, b: dict) -> str:
 
 
 def runner_up(h, prototypes):
-    """`(k, l)`: `(n,)` nearest and second-nearest prototype of each embedding `h` `(n, D)`."""
+    """`(k, l)`: `(n,)` nearest prototype of each embedding `h` `(n, D)` and its runner-up (`metrics.runner_up`)."""
     d = ((np.asarray(h, np.float64)[:, None] - np.asarray(prototypes, np.float64)[None]) ** 2).sum(-1)
-    order = np.argsort(d, axis=1, kind="stable")
-    return order[:, 0].astype(np.int64), order[:, 1].astype(np.int64)
+    k = np.argmin(d, axis=1).astype(np.int64)  # ties: lower index first
+    return k, metrics.runner_up(d, k)
 
 
 # ---------------------------------------------------------------------------
