@@ -2,7 +2,7 @@
 
 Command (from the project root):
 
-    .venv/bin/python benchmarks/bench_exactness.py [--run runs/paper] [--images 100]
+    .venv/bin/python -m benchmarks.bench_exactness [--run runs/paper] [--images 100]
 
 For each of the first `--images` MNIST test images (tfds order) it computes
 Delta_p = mean_i |g(h + d_i) - g(h)| three ways, with the same h, J, sigma

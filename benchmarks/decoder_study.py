@@ -2,8 +2,8 @@
 
 Commands (from the repository root; TFDS_DATA_DIR must point at MNIST):
 
-    .venv/bin/python benchmarks/decoder_study.py --work /tmp/decoder_study          # full
-    .venv/bin/python benchmarks/decoder_study.py --quick --work DIR --out DIR        # seconds-long budgets (the test)
+    .venv/bin/python -m benchmarks.decoder_study --work /tmp/decoder_study          # full
+    .venv/bin/python -m benchmarks.decoder_study --quick --work DIR --out DIR        # seconds-long budgets (the test)
 
 Run time: the committed JSON records, per unit, the seconds its training
 (`training_seconds`, on the 2-core machine shared with four other jobs: its

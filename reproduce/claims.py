@@ -2,7 +2,7 @@
 
 Command (run by `make reproduce` after training; `reproduce/seeds.py` runs it on every seed):
 
-    .venv/bin/python reproduce/claims.py --run runs/paper --out figures
+    .venv/bin/python -m reproduce.claims --run runs/paper --out figures
 
 Run time: about 1-2 minutes on a 2-core CPU (about 2,100 explanations at N = 5000). Writes
 figures/claims.json.
@@ -236,7 +236,7 @@ def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chu
     """
     y = np.asarray(y)
     if summary is None:
-        from paper import test_set_summary
+        from reproduce.paper import test_set_summary
 
         summary = test_set_summary(explainer.embed, explainer.decoder, explainer.prototypes, x)
     predicted = summary["predicted"]

@@ -1,8 +1,8 @@
 """The paper's experiments: which MNIST test images Figs. 4-9 show, and the report.
 
-Part of the reproduction harness, not of the library: the scripts in this
-folder import it as `paper` (they run as `python reproduce/NAME.py`, which
-puts this folder on `sys.path`).
+Part of the reproduction harness, not of the library: the scripts of the
+`reproduce` package import it as `reproduce.paper` (they run from the project
+root as `python -m reproduce.NAME`).
 
 The paper shows six quadruples and no numbers. This module fixes, by rules, which
 test images stand in for its figures, so that a rerun with the same run folder
