@@ -45,21 +45,21 @@ test-fast: setup
 # The paper's reproduction end to end: train, Figs. 4-9 and two more, the report.
 # The last lines say, per quantity, whether this run falls inside the band across seeds (figures/seeds.json).
 reproduce: setup figures/REPORT.md
-	$(RUN_PY) reproduce/report.py --run $(RUN) --out figures --check-band
+	$(RUN_PY) -m reproduce.report --run $(RUN) --out figures --check-band
 
 $(RUN)/metrics.json: $(FORCE_DEP) | $(VENV)/.installed
-	$(RUN_PY) reproduce/train.py --out $(RUN) $(TRAIN_FLAGS)
+	$(RUN_PY) -m reproduce.train --out $(RUN) $(TRAIN_FLAGS)
 
 # All figures in one process (one TensorFlow start-up, the run and MNIST loaded once).
 $(FIGS) &: reproduce/figures.py $(FIGS:figures/%.png=reproduce/%.py) reproduce/paper.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed
-	$(RUN_PY) reproduce/figures.py --run $(RUN) --out figures
+	$(RUN_PY) -m reproduce.figures --run $(RUN) --out figures
 
 # The paper's figure claims as tests over many test images (reproduce/claims.py's docstring has the rules).
 figures/claims.json: reproduce/claims.py $(RUN)/metrics.json $(FORCE_DEP) | $(VENV)/.installed
-	$(RUN_PY) reproduce/claims.py --run $(RUN) --out figures
+	$(RUN_PY) -m reproduce.claims --run $(RUN) --out figures
 
 figures/REPORT.md: reproduce/report.py $(FIGS) figures/claims.json $(FORCE_DEP) | $(VENV)/.installed
-	$(RUN_PY) reproduce/report.py --run $(RUN) --out figures
+	$(RUN_PY) -m reproduce.report --run $(RUN) --out figures
 
 # The benchmark (docs/evaluation.md): the model-parameter randomisation check, then every registered method on
 # MNIST (ROAD and deletion/insertion of the margin, paired Wilcoxon-Holm verdicts) and on three ground-truth sets.
@@ -71,11 +71,11 @@ evaluate: setup $(RUN)/metrics.json
 
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup
-	$(RUN_PY) reproduce/digits.py --work runs/digits --out figures
+	$(RUN_PY) -m reproduce.digits --work runs/digits --out figures
 
 # The whole reproduction with training seeds 1-5 (one full training each; resumable: rerun after an interruption).
 seeds: setup
-	$(RUN_PY) reproduce/seeds.py --work runs/seeds --out figures
+	$(RUN_PY) -m reproduce.seeds --work runs/seeds --out figures
 
 # Mutation testing of the method's core (setup.cfg [mutmut]): one mutant at a time, then the per-module summary
 # in benchmarks/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed).
@@ -85,7 +85,7 @@ MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.shards.x__manifest* siamese_xa
 mutants: MUTANTS_START := $(shell date +%s)
 mutants: setup
 	-$(VENV)/bin/mutmut run --max-children 1 $(foreach m,$(MUTANTS),"$(m)")
-	$(RUN_PY) benchmarks/mutants_summary.py --mutants mutants --out benchmarks/mutants.json --seconds $$(( $$(date +%s) - $(MUTANTS_START) ))
+	$(RUN_PY) -m benchmarks.mutants_summary --mutants mutants --out benchmarks/mutants.json --seconds $$(( $$(date +%s) - $(MUTANTS_START) ))
 
 bench: setup
 	$(RUN_PY) -m benchmarks.bench_speed --run $(RUN)

@@ -1,6 +1,6 @@
 """`explain-split --runner beam` against the one-process run on the MNIST test set: same folder, both times.
 
-    .venv/bin/python benchmarks/beam_split.py --run runs/paper --work runs/beam_split [--limit K]
+    .venv/bin/python -m benchmarks.beam_split --run runs/paper --work runs/beam_split [--limit K]
 
 Runs the command line twice into two folders, `WORK/local` (`--runner local`)
 and `WORK/beam` (`--runner beam`: the DirectRunner, multi-processing, one

@@ -2,7 +2,7 @@
 
 Command (from the project root):
 
-    .venv/bin/python benchmarks/bench_exactness.py [--run runs/paper] [--images 100]
+    .venv/bin/python -m benchmarks.bench_exactness [--run runs/paper] [--images 100]
 
 For each of the first `--images` MNIST test images (tfds order) it computes
 Delta_p = mean_i |g(h + d_i) - g(h)| three ways, with the same h, J, sigma
@@ -30,6 +30,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from siamese_xai import metrics  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,9 +67,8 @@ def compare(delta, ref, q):
     for d, r in zip(delta, ref):
         keep = r >= 1e-6 * r.max()
         rel = np.abs(d - r)[keep] / r[keep]
-        top_r = np.argsort(-r, kind="stable")[:q]
-        top_d = np.argsort(-d, kind="stable")[:q]
-        inter = len(np.intersect1d(top_r, top_d))
+        top_r, top_d = metrics.top_q_mask(np.stack([r, d]), q)
+        inter = int((top_r & top_d).sum())
         rows.append((rel.max(), rel.mean(), (np.abs(d - r)[top_r] / r[top_r]).max(), inter / (2 * q - inter)))
     rows = np.array(rows)
     return {

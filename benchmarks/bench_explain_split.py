@@ -1,6 +1,6 @@
 """Times `siamese-xai explain-split` (siamese_xai.shards.explain_split) on the MNIST test set.
 
-    .venv/bin/python benchmarks/bench_explain_split.py [--run runs/paper] [--mc-images 1000] [--methods mc,linear]
+    .venv/bin/python -m benchmarks.bench_explain_split [--run runs/paper] [--mc-images 1000] [--methods mc,linear]
 
 Explains the first `--mc-images` test images with `method="mc"` (N = 5000,
 the exact change; the 10,000-image time is extrapolated from them when fewer

@@ -3,7 +3,7 @@
 Command (from the project root; `make bench` runs `kink_stats` and `profile`
 inside `bench_speed.py`):
 
-    .venv/bin/python benchmarks/bench_kinks.py [--run runs/paper] [--images 100]
+    .venv/bin/python -m benchmarks.bench_kinks [--run runs/paper] [--images 100]
 
 For each of the first `--images` MNIST test images (seed 0, N = 5000, the
 paper's defaults) it runs the float64 pass of `siamese_xai.decoding.kinks` and
@@ -89,7 +89,7 @@ def profile(explainer, image, repeats=7, rows=1000, seed=0):
     """ms per `rows` perturbations of each part of the layer path and of the sources path, on one image."""
     import tensorflow as tf
 
-    from bench_speed import interleaved
+    from benchmarks.bench_speed import interleaved
     from siamese_xai.decoding.rules import act_delta, act_sums
 
     chain, plan = explainer.decoder_evaluation.exact, explainer.decoder_evaluation.kinks

@@ -2,7 +2,7 @@
 
 Command (from the project root, after `make reproduce` has trained runs/paper):
 
-    .venv/bin/python benchmarks/bench_reproduce.py --run runs/paper
+    .venv/bin/python -m benchmarks.bench_reproduce --run runs/paper
 
 Run time: about 3 minutes on a quiet 2-core CPU. Writes
 `benchmarks/reproduce_speed.json` (atomically) with, per change:
@@ -37,7 +37,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -82,10 +81,11 @@ def train_step_times(x, y, steps: int, rounds: int = 1) -> dict:
 
 def figure_process_overhead(run_dir) -> dict:
     """Seconds a fresh process needs to import TensorFlow and load `paper.PaperRun` (each figure script's start)."""
-    code = f"import sys; sys.path.insert(0, {str(ROOT / 'reproduce')!r}); import paper; paper.PaperRun({str(run_dir)!r})"
+    code = f"from reproduce import paper; paper.PaperRun({str(Path(run_dir).resolve())!r})"
     t = time.perf_counter()
+    # run from the project root, where `python -c` finds the reproduce package
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     seconds = time.perf_counter() - t
     scripts = 9  # fig4-fig9, fig9_contrast, sq_grid, convergence
     return {"seconds_per_process": round(seconds, 1), "scripts": scripts,

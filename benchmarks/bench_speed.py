@@ -2,7 +2,7 @@
 
 Command (from the project root; `make bench` runs it with `--run runs/paper`):
 
-    .venv/bin/python benchmarks/bench_speed.py [--run runs/paper] [--quick]
+    .venv/bin/python -m benchmarks.bench_speed [--run runs/paper] [--quick]
 
 Run time on the 2-core CPU: about 5 min with `--run` (the float64 reference
 of the exactness figures takes a third of it), about 1.5 min with --quick.

@@ -2,8 +2,8 @@
 
 Commands (from the repository root; TFDS_DATA_DIR must point at MNIST):
 
-    .venv/bin/python benchmarks/decoder_study.py --work /tmp/decoder_study          # full
-    .venv/bin/python benchmarks/decoder_study.py --quick --work DIR --out DIR        # seconds-long budgets (the test)
+    .venv/bin/python -m benchmarks.decoder_study --work /tmp/decoder_study          # full
+    .venv/bin/python -m benchmarks.decoder_study --quick --work DIR --out DIR        # seconds-long budgets (the test)
 
 Run time: the committed JSON records, per unit, the seconds its training
 (`training_seconds`, on the 2-core machine shared with four other jobs: its
@@ -120,10 +120,10 @@ def relation(a: dict, b: dict) -> str:
 
 
 def runner_up(h, prototypes):
-    """`(k, l)`: `(n,)` nearest and second-nearest prototype of each embedding `h` `(n, D)`."""
+    """`(k, l)`: `(n,)` nearest prototype of each embedding `h` `(n, D)` and its runner-up (`metrics.runner_up`)."""
     d = ((np.asarray(h, np.float64)[:, None] - np.asarray(prototypes, np.float64)[None]) ** 2).sum(-1)
-    order = np.argsort(d, axis=1, kind="stable")
-    return order[:, 0].astype(np.int64), order[:, 1].astype(np.int64)
+    k = np.argmin(d, axis=1).astype(np.int64)  # ties: lower index first
+    return k, metrics.runner_up(d, k)
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Summarises a mutmut run (mutants/, after `make mutants`) per module: killed, survived, timeout, not covered.
 
-    python benchmarks/mutants_summary.py --mutants mutants --out benchmarks/mutants.json \
+    python -m benchmarks.mutants_summary --mutants mutants --out benchmarks/mutants.json \
         --equivalent benchmarks/mutants_equivalent.json --seconds 1234
 
 Reads mutmut's own record of each mutant's test exit code (`mutants/**/*.py.meta`)

@@ -14,7 +14,7 @@ def main(name: str, doc: str):
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     parser.add_argument("--data-dir", help="MNIST's location (default: $TFDS_DATA_DIR)")
     args = parser.parse_args()
-    import paper
+    from reproduce import paper
 
     record = paper.write_paper_figure(name, args.run, args.out, seed=args.seed, data_dir=args.data_dir)
     print(f"{name}: test #{record['test_index']} ({record['selection']}) -> {args.out}/{name}.png")

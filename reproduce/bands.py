@@ -1,6 +1,6 @@
 """The REPORT.md quantities of one run, their band across training seeds, and whether a run falls inside it.
 
-Part of the reproduction harness (imported as `bands` by reproduce/seeds.py and
+Part of the reproduction harness (imported as `reproduce.bands` by reproduce/seeds.py and
 reproduce/report.py). Pure functions of the JSON records the other scripts
 write: no TensorFlow.
 
@@ -211,7 +211,7 @@ def render_claims_table(claims: dict | None, seeds_record: dict | None, min_seed
     """Markdown lines: one verdict row per paper claim, for this run and across seeds (see reproduce/claims.py)."""
     lines = ["## The paper's claims as statistics", ""]
     if not claims:
-        return lines + ["No figures/claims.json: run `reproduce/claims.py` (part of `make reproduce`).", ""]
+        return lines + ["No figures/claims.json: run `python -m reproduce.claims` (part of `make reproduce`).", ""]
     per_image = claims.get("per_image", {})
     lines += [
         "Computed by reproduce/claims.py by the rules in its docstring, declared before any number was seen: masks "

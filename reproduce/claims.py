@@ -2,7 +2,7 @@
 
 Command (run by `make reproduce` after training; `reproduce/seeds.py` runs it on every seed):
 
-    .venv/bin/python reproduce/claims.py --run runs/paper --out figures
+    .venv/bin/python -m reproduce.claims --run runs/paper --out figures
 
 Run time: about 1-2 minutes on a 2-core CPU (about 2,100 explanations at N = 5000). Writes
 figures/claims.json.
@@ -67,6 +67,8 @@ import time
 
 import numpy as np
 
+from siamese_xai import metrics
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SUBSET_SEED = 0
@@ -94,9 +96,10 @@ def class_mean_images(x, y, num_classes: int = 10) -> np.ndarray:
 
 
 def _top(values, q):
-    out = np.zeros(values.shape, bool)
-    out[np.argsort(-values, kind="stable")[:q]] = True
-    return out
+    """The q largest of a flat map (`metrics.top_q_mask`: ties to the lower index); none for q = 0 (`share` refuses it)."""
+    if q == 0:
+        return np.zeros(values.shape, bool)
+    return metrics.top_q_mask(values[None], q)[0]
 
 
 def share(mask, region) -> float:
@@ -233,7 +236,7 @@ def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chu
     """
     y = np.asarray(y)
     if summary is None:
-        from paper import test_set_summary
+        from reproduce.paper import test_set_summary
 
         summary = test_set_summary(explainer.embed, explainer.decoder, explainer.prototypes, x)
     predicted = summary["predicted"]
@@ -250,7 +253,7 @@ def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chu
 
     masks, dist = explain(correct)
     ks = predicted[correct]
-    ls = [int(next(c for c in np.argsort(d, kind="stable") if c != k)) for d, k in zip(dist, ks)]
+    ls = metrics.runner_up(dist, ks).tolist()
     spec = [specificity(m, int(k), l, means) for m, k, l in zip(masks, ks, ls)]
     masks_m, _ = explain(confused)
     ink = [ink_contrast(m, int(k), int(t), means) for m, k, t in zip(masks_m, predicted[confused], y[confused])]

@@ -2,7 +2,7 @@
 
 Command (run by `make reproduce`):
 
-    .venv/bin/python reproduce/convergence.py --run runs/paper --out figures
+    .venv/bin/python -m reproduce.convergence --run runs/paper --out figures
 
 Run time: about 15 seconds on a 2-core CPU (10.7 s measured). For the six test images of
 Figs. 4-9, explains each with N in {50, 100, 200, 500, 1000, 2000, 5000} and
@@ -27,7 +27,7 @@ def main():
     parser.add_argument("--out", default="figures")
     args = parser.parse_args()
 
-    import paper
+    from reproduce import paper
 
     write(paper.PaperRun(args.run), args.out)
 
@@ -40,7 +40,7 @@ def write(run, out) -> dict:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    import paper
+    from reproduce import paper
     from siamese_xai import files, plotting
 
     t0 = time.perf_counter()

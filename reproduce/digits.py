@@ -2,7 +2,7 @@
 
 Command (`make digits`):
 
-    .venv/bin/python reproduce/digits.py --work runs/digits --out figures
+    .venv/bin/python -m reproduce.digits --work runs/digits --out figures
 
 Run time: about 2 minutes on a 2-core CPU (102 s measured). The digits go through the same path
 a user's data does: they are written as an image folder (`WORK/images/<digit>/

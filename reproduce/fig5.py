@@ -2,7 +2,7 @@
 
 Command (run by `make reproduce` after training):
 
-    .venv/bin/python reproduce/fig5.py --run runs/paper --out figures
+    .venv/bin/python -m reproduce.fig5 --run runs/paper --out figures
 
 Run time: about 8 seconds on a 2-core CPU (4 s of it the explanation and plot). Writes figures/fig5.png (the
 quadruple: input, reconstruction g(f(x)), input with the mask, the mask) and
@@ -10,7 +10,7 @@ figures/fig5.json (test index, classes, distances, J, sigma, s, q, N). The
 test image is chosen by the rule in `reproduce/paper.py`'s docstring.
 """
 
-from _figure import main
+from reproduce._figure import main
 
 if __name__ == "__main__":
     main("fig5", __doc__)

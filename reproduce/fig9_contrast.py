@@ -2,7 +2,7 @@
 
 Command (after training; part of `make reproduce`):
 
-    .venv/bin/python reproduce/fig9_contrast.py --run runs/paper --out figures
+    .venv/bin/python -m reproduce.fig9_contrast --run runs/paper --out figures
 
 Run time: about 15 seconds on a 2-core CPU (most of it loading MNIST and
 selecting the image). Writes figures/fig9_contrast.png: the top row is the
@@ -33,7 +33,7 @@ def main():
     parser.add_argument("--data-dir", help="MNIST's location (default: $TFDS_DATA_DIR)")
     args = parser.parse_args()
 
-    import paper
+    from reproduce import paper
 
     write(paper.PaperRun(args.run, args.data_dir), args.out, seed=args.seed)
 
@@ -46,7 +46,7 @@ def write(run, out, seed: int = 0) -> dict:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    import paper
+    from reproduce import paper
 
     from siamese_xai import files, plotting
     from siamese_xai.metrics import mask_iou

@@ -2,7 +2,7 @@
 
 Command (run by `make reproduce` after training):
 
-    .venv/bin/python reproduce/figures.py --run runs/paper --out figures
+    .venv/bin/python -m reproduce.figures --run runs/paper --out figures
 
 Run time: figures/figures.json records each figure's (the committed one was
 measured on a 2-core machine shared with other work, load average above 20:
@@ -29,10 +29,10 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations")
     parser.add_argument("--data-dir", help="MNIST's location (default: $TFDS_DATA_DIR)")
     args = parser.parse_args()
-    import convergence
-    import fig9_contrast
-    import paper
-    import sq_grid
+    from reproduce import convergence
+    from reproduce import fig9_contrast
+    from reproduce import paper
+    from reproduce import sq_grid
 
     from siamese_xai import files
 

@@ -1,6 +1,6 @@
 """The gallery page of an explain-split folder and a screenshot of it in headless Chromium.
 
-    .venv/bin/python reproduce/gallery.py --split runs/beam_split/beam --out figures/gallery.png
+    .venv/bin/python -m reproduce.gallery --split runs/beam_split/beam --out figures/gallery.png
 
 Writes SPLIT/report.html (`siamese-xai report`), opens it in headless Chromium
 (the distribution's `chromium` and `chromium-driver`, driven by Selenium from

@@ -1,8 +1,8 @@
 """The paper's experiments: which MNIST test images Figs. 4-9 show, and the report.
 
-Part of the reproduction harness, not of the library: the scripts in this
-folder import it as `paper` (they run as `python reproduce/NAME.py`, which
-puts this folder on `sys.path`).
+Part of the reproduction harness, not of the library: the scripts of the
+`reproduce` package import it as `reproduce.paper` (they run from the project
+root as `python -m reproduce.NAME`).
 
 The paper shows six quadruples and no numbers. This module fixes, by rules, which
 test images stand in for its figures, so that a rerun with the same run folder
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siamese_xai.metrics import mask_iou
+from siamese_xai.metrics import mask_iou, runner_up, top_q_mask
 from siamese_xai.prototypes import embed_in_batches, nearest_prototype
 from siamese_xai.machine import machine_description  # noqa: F401  (used by the figure scripts)
 
@@ -266,7 +266,7 @@ def class_difference_shares(mask, decoded_k, decoded_l) -> dict:
     q = int(mask.sum())
     if q == 0:
         raise ValueError("`mask` must mark at least one pixel. Received: an empty mask")
-    top = lambda v: np.argsort(-v, kind="stable")[:q]
+    top = lambda v: top_q_mask(v[None], q)[0]
     return {
         "share_in_top_abs": float(mask[top(np.abs(diff))].sum() / q),
         "share_in_top_k_over_l": float(mask[top(diff)].sum() / q),
@@ -308,7 +308,7 @@ class PaperRun:
         record["caption"] = spec.caption
         # the explained class k against the nearest other prototype l (for Fig. 9: 9 against 4)
         k = record["explained_class"]
-        l = next(int(c) for c in np.argsort(e.distances[0], kind="stable") if c != k)
+        l = int(runner_up(e.distances, [k])[0])
         g_k, g_l = self.explainer.decoder(self.explainer.prototypes[[k, l]]).numpy()
         record["class_difference"] = {"k": k, "l": l, **class_difference_shares(e.mask[0], g_k, g_l)}
         return e, record

@@ -2,13 +2,13 @@
 
 Command (the last step of `make reproduce`):
 
-    .venv/bin/python reproduce/report.py --run runs/paper --out figures
+    .venv/bin/python -m reproduce.report --run runs/paper --out figures
 
 Run time: a few seconds. Reads runs/paper/metrics.json, runs/paper/config.json
 and figures/*.json (written by the figure scripts, reproduce/claims.py and, if
 present, reproduce/seeds.py) and writes figures/REPORT.md.
 
-    .venv/bin/python reproduce/report.py --run runs/paper --out figures --check-band
+    .venv/bin/python -m reproduce.report --run runs/paper --out figures --check-band
 
 prints instead, for every quantity, whether this run falls inside the band
 across training seeds of figures/seeds.json (the last lines of `make reproduce`).
@@ -27,8 +27,8 @@ def main():
     parser.add_argument("--reproduce-seconds", type=float, help="wall time of the whole `make reproduce`, if measured")
     parser.add_argument("--check-band", action="store_true", help="print this run against the seed band; write nothing")
     args = parser.parse_args()
-    import bands
-    import paper
+    from reproduce import bands
+    from reproduce import paper
     from siamese_xai import files, runs
 
     optional = lambda name: files.read_json(os.path.join(args.out, name)) if os.path.exists(os.path.join(args.out, name)) else None

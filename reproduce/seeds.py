@@ -2,7 +2,7 @@
 
 Command (`make seeds`):
 
-    .venv/bin/python reproduce/seeds.py --work runs/seeds --out figures
+    .venv/bin/python -m reproduce.seeds --work runs/seeds --out figures
 
 Run time: one full training per seed (6-14 minutes on a quiet 2-core CPU) plus
 about 2 minutes of explanations (Figs. 4-9, the convergence check, the claims of
@@ -36,9 +36,9 @@ QUANTITIES_FILE = "quantities.json"
 
 def seed_record(run_dir, data_dir=None, explain_config=None, subset_size=None, reference_n: int = 20000) -> dict:
     """The REPORT.md quantities and claim verdicts of one trained run folder (explains, does not train)."""
-    import bands
-    import claims
-    import paper
+    from reproduce import bands
+    from reproduce import claims
+    from reproduce import paper
     from siamese_xai import data
 
     t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def run_seeds(seeds, work, out, train_config, data_dir=None, explain_config=None
         reference_n: N of the convergence check's reference.
         collect_only: summarise the finished seeds and train none (`seeds_done` says which).
     """
-    import bands
+    from reproduce import bands
     from siamese_xai import files, training
 
     per_seed, summary = {}, None

@@ -2,7 +2,7 @@
 
 Command (run by `make reproduce`):
 
-    .venv/bin/python reproduce/sq_grid.py --run runs/paper --out figures
+    .venv/bin/python -m reproduce.sq_grid --run runs/paper --out figures
 
 Run time: under 30 seconds on a 2-core CPU. Writes figures/sq_grid.png: Fig. 5's
 test image (the correctly explained 2) explained with s in {1, 2, 5, 10, 20}
@@ -25,7 +25,7 @@ def main():
     parser.add_argument("--out", default="figures")
     args = parser.parse_args()
 
-    import paper
+    from reproduce import paper
 
     write(paper.PaperRun(args.run), args.out)
 
@@ -37,7 +37,7 @@ def write(run, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import paper
+    from reproduce import paper
     from siamese_xai import plotting
 
     index, _ = paper.select_example(paper.figure_spec("fig5"), run.y, run.summary)

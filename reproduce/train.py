@@ -2,7 +2,7 @@
 
 Command (what `make reproduce` runs first):
 
-    .venv/bin/python reproduce/train.py --out runs/paper
+    .venv/bin/python -m reproduce.train --out runs/paper
 
 Run time: 5 to 11 minutes on a 2-core CPU (REPORT.md has the measured stage times). Writes the
 run folder `runs/paper/` (snn.keras, encoder.keras, decoder.keras,

@@ -70,7 +70,7 @@ def _load_tower(path):
 
 
 def fit(args):
-    from siamese_xai import datasets, runs
+    from siamese_xai import datasets
     from siamese_xai.config import TrainConfig
     from siamese_xai.fitting import fit_explainer
 
@@ -88,12 +88,11 @@ def fit(args):
         if args.epochs:
             config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=args.epochs)})
     config = config.with_min_steps(min_steps(args), len(x[: config.train_limit]))
-    explainer = fit_explainer(tower, x, y, config, num_classes=len(class_names), run_dir=args.out,
+    explainer = fit_explainer(tower, x, y, config, class_names=class_names, run_dir=args.out,
                               verbose=0 if args.quiet else 1)
-    runs.write_class_names(args.out, class_names)
     x_test, y_test, _ = datasets.load_dataset(split="test", **load)
     e = explainer.explain(x_test[:1])  # a check that the run explains
-    print(json.dumps({"run": str(args.out), "run_id": runs.load_run(args.out).run_id,
+    print(json.dumps({"run": str(args.out), "run_id": explainer.run_id,
                       "classes": list(class_names), "embedding_dim": explainer.embedding_dim,
                       "image_shape": list(explainer.image_shape), "num_train": len(x), "num_test": len(x_test),
                       "example": {"predicted": e.class_name(e.predicted_class[0]),

@@ -94,8 +94,8 @@ from siamese_xai._graph import nearest_prototype_tensors, tiled_images, top_q_ma
 ZERO_PATH_RTOL = 1e-5
 
 
-def runner_up(distances, explained):
-    """The nearest prototype other than the explained class.
+def runner_up_tensor(distances, explained):
+    """The nearest prototype other than the explained class, in the graph: `siamese_xai.metrics.runner_up`'s rule.
 
     Args:
         distances: `(B, C)` float32 distances to every prototype (C >= 2).
@@ -175,7 +175,7 @@ def contrast_graph(h, images, prototypes, targets, contrasts, references, use_re
 
     predicted, distances = nearest_prototype_tensors(h, prototypes)
     explained = tf.where(targets < 0, predicted, targets)
-    other = tf.where(contrasts < 0, runner_up(distances, explained), contrasts)
+    other = tf.where(contrasts < 0, runner_up_tensor(distances, explained), contrasts)
     contrast = tf.where(use_reference, tf.constant(-1, tf.int64), other)
     c = tf.where(use_reference[:, None], references, tf.gather(prototypes, tf.maximum(other, 0)))
     # A contrast numerically equal to h is a zero-length path, whatever its last bits (see ZERO_PATH_RTOL):

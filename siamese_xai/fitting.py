@@ -24,6 +24,7 @@ def fit_explainer(
     config: TrainConfig | None = None,
     *,
     num_classes: int | None = None,
+    class_names=None,
     explain_config=None,
     run_dir=None,
     strategy=None,
@@ -47,14 +48,17 @@ def fit_explainer(
             `decoder`, `train_limit`, `deterministic`); its `embedding_dim`
             must be D. None: `TrainConfig(embedding_dim=D)`, the paper's
             settings for D read from f's output.
-        num_classes: C; defaults to `max(y) + 1`.
+        num_classes: C; defaults to `max(y) + 1` (or the number of `class_names`).
+        class_names: the classes' names in label order (None: "0", "1", ...);
+            the explainer carries them and the run folder records them
+            (`classes.json`).
         explain_config: the returned explainer's `ExplainConfig` (None: the
             paper's defaults).
         run_dir: where the stages' checkpoints and TensorBoard logs go (a
             killed call resumes from them); when `embed` is a Keras model the
             explainer's files are written there too (`runs.save_run`), so
-            `SiameseExplainer.from_run(run_dir)` loads it. None: nothing is
-            written.
+            `SiameseExplainer.from_run(run_dir)` loads it, and the explainer
+            carries the folder's `run_id`. None: nothing is written.
         strategy: a `tf.distribute.Strategy` or its name (see
             `training.make_strategy`).
         batch_size: images per call of `embed`.
@@ -64,8 +68,8 @@ def fit_explainer(
         A `SiameseExplainer(embed, decoder, prototypes, explain_config)`.
 
     Raises:
-        ValueError: `x` and `y` do not match, or `config.embedding_dim` is not
-            the length of f's embeddings.
+        ValueError: `x` and `y` do not match, `class_names` does not name C
+            classes, or `config.embedding_dim` is not the length of f's embeddings.
     """
     import keras
 
@@ -75,6 +79,14 @@ def fit_explainer(
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
         raise ValueError(f"`y` must be (n,): one label per image. Received: y.shape={y.shape} for x.shape={x.shape}")
+    if class_names is not None:
+        class_names = tuple(str(c) for c in class_names)
+        if num_classes is None:
+            num_classes = len(class_names)
+        elif len(class_names) != num_classes:
+            raise ValueError(
+                f"`class_names` must name each of the {num_classes} classes. Received: {len(class_names)} names"
+            )
     if config is not None and config.train_limit:
         x, y = x[: config.train_limit], y[: config.train_limit]
     h = prototypes.embed_in_batches(embed, x, batch_size)
@@ -96,6 +108,7 @@ def fit_explainer(
     strategy = training.make_strategy(strategy)
     encoder, decoder = training.train_autoencoder(x, h, config, run_dir, strategy, verbose)
     decoder = training.finetune_decoder(decoder, x, h, config, run_dir, strategy, verbose)
+    identity = None
     if run_dir is not None and isinstance(embed, (keras.Model, runs.SavedModelTower)) and training.is_chief(strategy):
-        runs.save_run(run_dir, embed, decoder, protos, encoder=encoder)
-    return SiameseExplainer(embed, decoder, protos, explain_config)
+        identity = runs.save_run(run_dir, embed, decoder, protos, encoder=encoder, class_names=class_names)
+    return SiameseExplainer(embed, decoder, protos, explain_config, run_id=identity, class_names=class_names)

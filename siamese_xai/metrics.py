@@ -124,6 +124,10 @@ def runner_up(distances, classes) -> np.ndarray:
 
     Returns:
         `(B,)` int64 argmin_{j != k} distances[b, j] (ties: lower index first).
+
+    The package's one runner-up rule; the template-contrast graph computes the
+    same in TensorFlow (`siamese_xai.contrast.runner_up_tensor`, checked
+    against this one in tests/test_metrics.py).
     """
     d = np.array(distances, np.float64)
     classes = np.asarray(classes, np.int64)
@@ -293,14 +297,41 @@ def interval_verdict(a: dict, b: dict, higher_is_better: bool) -> str:
     return "overlap"
 
 
-def top_q_mask(maps, q: int) -> np.ndarray:
-    """`(B, H, W)` bool: the q largest values of each map (stable ties: first in raster order)."""
+def top_q_mask(maps, q: int, tie_order=None) -> np.ndarray:
+    """The package's one top-q rule: each map's q largest values, ties to the lower flat index.
+
+    Every top-q set in the package is this one (explanation masks, metrics,
+    benchmarks, the reproduction's claims). The explainer's TensorFlow graph
+    (`siamese_xai._graph.top_q_mask`, `tf.math.top_k`) applies the same
+    rule and then drops the values <= 0: its mask equals
+    `top_q_mask(maps, q) & (maps > 0)` (tests/test_metrics.py checks them on ties).
+
+    Args:
+        maps: `(B, ...)` B maps of any shape (e.g. `(B, H, W)` or `(B, H, W, C)`).
+        q: values kept per map, in `[1, size of one map]`.
+        tie_order: `(B, size of one map)` keys that break ties instead of the
+            flat index (the lower key first), or None. A benchmark that must
+            not favour raster order passes a permutation here.
+
+    Returns:
+        `(B, ...)` bool, `maps`' shape, q True per map.
+
+    Raises:
+        ValueError: `q` is out of range, or `tie_order` has the wrong shape.
+    """
     maps = np.asarray(maps)
     b = len(maps)
     flat = maps.reshape(b, -1)
     if not 1 <= q <= flat.shape[1]:
         raise ValueError(f"`q` must be in [1, {flat.shape[1]}]. Received: q={q}")
-    idx = np.argsort(-flat, axis=1, kind="stable")[:, :q]
+    if tie_order is None:
+        idx = np.argsort(-flat, axis=1, kind="stable")[:, :q]  # stable: equal values keep the index order
+    else:
+        tie_order = np.asarray(tie_order)
+        if tie_order.shape != flat.shape:
+            raise ValueError(f"`tie_order` must have shape {flat.shape}, one key per value. "
+                             f"Received: tie_order.shape={tie_order.shape}")
+        idx = np.lexsort((tie_order, -flat), axis=-1)[:, :q]
     mask = np.zeros_like(flat, bool)
     np.put_along_axis(mask, idx, True, axis=1)
     return mask.reshape(maps.shape)
@@ -421,7 +452,7 @@ def region_scores(maps, regions) -> dict:
         raise ValueError("`regions` must each be non-empty and smaller than the image. Received: an empty or full region")
     rank_acc = np.empty(b)
     for i in range(b):
-        top = np.argsort(-flat[i], kind="stable")[: sizes[i]]
+        top = top_q_mask(flat[i][None], int(sizes[i]))[0]
         rank_acc[i] = reg[i, top].sum() / sizes[i]
     pos = np.maximum(flat, 0)
     total = pos.sum(1)

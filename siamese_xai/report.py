@@ -51,8 +51,13 @@ def margins(distances) -> np.ndarray:
     return d[:, 1] - d[:, 0] if d.shape[1] > 1 else np.full(len(d), np.inf)
 
 
-def summarize(results: dict, num_classes: int) -> dict:
-    """Counts, confusion and margins of a split's results (`shards.load_split_results`).
+def summarize(results, num_classes: int) -> dict:
+    """Counts, confusion and margins of a split's results.
+
+    Args:
+        results: a `shards.SplitResults` (`shards.load_split_results`), or
+            anything with its `label`, `predicted_class` and `distances`.
+        num_classes: C.
 
     Returns:
         A dict: `true_counts` `(C,)` (labels -1 are not counted),
@@ -60,7 +65,7 @@ def summarize(results: dict, num_classes: int) -> dict:
         predicted; labelled images only), `accuracy` (labelled images; NaN
         without labels), `margin` `(n,)`, `distance` `(n,)`.
     """
-    y, pred = results["label"], results["predicted_class"]
+    y, pred = results.label, results.predicted_class
     labelled = y >= 0
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (y[labelled], pred[labelled]), 1)
@@ -69,8 +74,8 @@ def summarize(results: dict, num_classes: int) -> dict:
         "predicted_counts": np.bincount(pred, minlength=num_classes),
         "confusion": confusion,
         "accuracy": float((y[labelled] == pred[labelled]).mean()) if labelled.any() else float("nan"),
-        "margin": margins(results["distances"]),
-        "distance": np.take_along_axis(results["distances"], pred[:, None], axis=1)[:, 0].astype(np.float64),
+        "margin": margins(results.distances),
+        "distance": np.take_along_axis(results.distances, pred[:, None], axis=1)[:, 0].astype(np.float64),
     }
 
 
@@ -147,7 +152,7 @@ def plot_class_means(results, class_names, axes=None):
     """Per explained class: the share of images whose mask holds each pixel, and the mean signed change.
 
     Args:
-        results: `shards.load_split_results`'s dict.
+        results: a `shards.SplitResults` (`shards.load_split_results`).
         class_names: the C names.
         axes: `(2, C)` matplotlib Axes, or None for a new figure.
 
@@ -159,10 +164,10 @@ def plot_class_means(results, class_names, axes=None):
         _, axes = plt.subplots(2, c, figsize=(1.25 * c + 0.6, 3.1), squeeze=False, layout="constrained")
     axes = np.asarray(axes, dtype=object).reshape(2, c)
     for k in range(c):
-        members = results["explained_class"] == k
-        shape = results["mask"].shape[1:3]
-        mask = results["mask"][members].any(axis=-1).mean(axis=0) if members.any() else np.zeros(shape)
-        change = results["mean_signed_change"][members].mean(axis=(0, -1)) if members.any() else np.zeros(shape)
+        members = results.explained_class == k
+        shape = results.mask.shape[1:3]
+        mask = results.mask[members].any(axis=-1).mean(axis=0) if members.any() else np.zeros(shape)
+        change = results.mean_signed_change[members].mean(axis=(0, -1)) if members.any() else np.zeros(shape)
         bound = float(np.abs(change).max()) or 1.0
         axes[0, k].imshow(mask, cmap="magma", vmin=0, vmax=max(float(mask.max()), 1e-9), interpolation="nearest")
         axes[1, k].imshow(change, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
@@ -222,21 +227,21 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     """
     split_dir = Path(split_dir)
     results = shards.load_split_results(split_dir)
-    manifest = files.read_json(split_dir / shards.MANIFEST_FILE)
-    num_classes = results["distances"].shape[1]
-    names = manifest.get("class_names") or [str(k) for k in range(num_classes)]
+    manifest = results.manifest
+    num_classes = results.distances.shape[1]
+    names = list(results.class_names)
     summary = summarize(results, num_classes)
     margin, distance = summary["margin"], summary["distance"]
-    wrong = (results["label"] >= 0) & (results["label"] != results["predicted_class"])
+    wrong = (results.label >= 0) & (results.label != results.predicted_class)
     order = np.arange(len(margin))
     if limit is not None:
         order = np.lexsort((margin, ~wrong))[:limit]  # misclassified first, then by margin
         order.sort()
-    images = _load_images(manifest, results["index"][order], data_dir)
-    sheet = sprite_sheet(tiles(images, results["mask"][order], results["mean_signed_change"][order]))
+    images = _load_images(manifest, results.index[order], data_dir)
+    sheet = sprite_sheet(tiles(images, results.mask[order], results.mean_signed_change[order]))
     h, w = manifest["image_shape"][:2]
 
-    items = [[int(results["index"][i]), int(results["label"][i]), int(results["predicted_class"][i]),
+    items = [[int(results.index[i]), int(results.label[i]), int(results.predicted_class[i]),
               round(float(margin[i]), 5), round(float(distance[i]), 5), j] for j, i in enumerate(order)]
     correct = ~wrong
     counts = [[names[k], int(summary["true_counts"][k]), int(summary["predicted_counts"][k])] for k in range(num_classes)]

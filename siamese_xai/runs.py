@@ -14,8 +14,11 @@ A run folder holds everything the explainer and the later steps need:
     metrics.json         measured quality and stage times (training runs)
     checkpoints/, logs/  training checkpoints and TensorBoard logs
 
-Every file is written atomically (`siamese_xai.files`), so a folder never
-holds a half-written model.
+This module is the folder's one writer: `save_run` (a finished run in one
+call) and `train_run` (stage by stage, so that a killed run resumes) both write
+through `write_model`, `write_prototypes`, `write_class_names`, `write_config`,
+`write_metrics` and `write_identity`. Every file is written atomically
+(`siamese_xai.files`), so a folder never holds a half-written model.
 
 A run's identity, `run_id`, is a SHA-256 of the prototypes and of every
 weight of f and g (shapes and values, in the models' weight order), not of the
@@ -131,10 +134,56 @@ def run_id(embed, decoder, prototypes) -> str:
 
 
 def write_identity(path, embed, decoder, prototypes) -> str:
-    """Writes `run.json` with the run's identity; returns it."""
+    """Writes `run.json` with the run's identity; returns it.
+
+    Written last: a folder whose `run.json` matches its networks is a finished run.
+    """
     identity = run_id(embed, decoder, prototypes)
     files.write_json(Path(path) / IDENTITY_FILE, {"run_id": identity})
     return identity
+
+
+MODEL_FILES = (SNN_FILE, ENCODER_FILE, DECODER_JOINT_FILE, DECODER_FILE)
+
+
+def write_model(path, name: str, model) -> None:
+    """Writes one network of the run folder, `path/name` (`name` one of `MODEL_FILES`)."""
+    if name not in MODEL_FILES:
+        raise ValueError(f"`name` must be one of the run folder's model files {MODEL_FILES}. Received: name={name!r}")
+    files.save_model(model, Path(path) / name)
+
+
+def write_prototypes(path, prototypes) -> None:
+    """Writes `prototypes.npy`: the `(C, D)` prototypes as float32."""
+    files.write_npy(Path(path) / PROTOTYPES_FILE, np.asarray(prototypes, np.float32))
+
+
+def write_class_names(path, class_names, num_classes: int | None = None) -> None:
+    """Writes `classes.json`: the class names in label order.
+
+    Args:
+        path: the run folder.
+        class_names: one name per class.
+        num_classes: C, checked against the number of names when given.
+
+    Raises:
+        ValueError: `num_classes` is given and the names are not that many.
+    """
+    if num_classes is not None and len(class_names) != num_classes:
+        raise ValueError(
+            f"`class_names` must name each of the {num_classes} classes. Received: {len(class_names)} names"
+        )
+    files.write_json(Path(path) / CLASSES_FILE, {"class_names": [str(c) for c in class_names]})
+
+
+def write_config(path, config: dict) -> None:
+    """Writes `config.json`: the training config as a dict (`TrainConfig.to_dict`)."""
+    files.write_json(Path(path) / CONFIG_FILE, config)
+
+
+def write_metrics(path, metrics: dict) -> None:
+    """Writes `metrics.json`: the run's measured quality and stage times."""
+    files.write_json(Path(path) / METRICS_FILE, metrics)
 
 
 def _read(path: Path, name: str, loader):
@@ -201,11 +250,6 @@ def load_run(path, encoder: bool = False) -> Run:
     )
 
 
-def write_class_names(path, class_names) -> None:
-    """Writes `classes.json`: the class names in label order."""
-    files.write_json(Path(path) / CLASSES_FILE, {"class_names": [str(c) for c in class_names]})
-
-
 def save_run(path, embed, decoder, prototypes, encoder=None, class_names=None) -> str:
     """Writes the explainer's files (and `encoder.keras` when given) to a run folder.
 
@@ -234,20 +278,20 @@ def save_run(path, embed, decoder, prototypes, encoder=None, class_names=None) -
                 f"Received: {name}={model!r}"
             )
     path = Path(path)
+    if class_names is not None and len(class_names) != len(prototypes):  # before anything is written
+        raise ValueError(
+            f"`class_names` must name each of the {len(prototypes)} classes. Received: {len(class_names)} names"
+        )
     if isinstance(embed, SavedModelTower):
         if embed.path.resolve() != (path / SNN_SAVEDMODEL_DIR).resolve():
             with files.atomic_path(path / SNN_SAVEDMODEL_DIR, suffix="") as tmp:
                 shutil.copytree(embed.path, tmp)
     else:
-        files.save_model(embed, path / SNN_FILE)
-    files.save_model(decoder, path / DECODER_FILE)
-    files.write_npy(path / PROTOTYPES_FILE, np.asarray(prototypes, np.float32))
+        write_model(path, SNN_FILE, embed)
+    write_model(path, DECODER_FILE, decoder)
+    write_prototypes(path, prototypes)
     if encoder is not None:
-        files.save_model(encoder, path / ENCODER_FILE)
+        write_model(path, ENCODER_FILE, encoder)
     if class_names is not None:
-        if len(class_names) != len(prototypes):
-            raise ValueError(
-                f"`class_names` must name each of the {len(prototypes)} classes. Received: {len(class_names)} names"
-            )
-        write_class_names(path, class_names)
+        write_class_names(path, class_names, len(prototypes))
     return write_identity(path, embed, decoder, prototypes)

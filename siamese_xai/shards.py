@@ -26,19 +26,11 @@ DirectRunner, Flink, Spark, Dataflow), through `prepare_split`,
 `explain_shard` and `write_shard` here, into the same folder layout; a
 folder one path started, the other finishes.
 
-Each shard holds, for its images `index` (positions in the split):
-
-    index               (n,) int64
-    label               (n,) int64, the true labels (-1 when not given)
-    predicted_class     (n,) int64, the SNN's class
-    explained_class     (n,) int64
-    contrast_class      (n,) int64, the contrasted class of method="template_contrast" (-1 otherwise)
-    distances           (n, C) float32, to every prototype
-    indices             (n, s) int64, J
-    sigma               (n,) float32
-    mask                (n, H, W, C) bool, the q pixels that change most
-    mean_abs_change     (n, H, W, C) float32, Delta_p
-    mean_signed_change  (n, H, W, C) float32
+Each shard holds, for its images, `index` (`(n,)` int64, positions in the
+split), `label` (`(n,)` int64, the true labels, -1 when not given) and the
+`Explanation` fields named in `STORED`, with the same names, shapes and dtypes
+(`siamese_xai.explanation.FIELDS`): every field but those in `NOT_STORED`.
+`load_split_results` reads them back as one `SplitResults`.
 """
 
 from __future__ import annotations
@@ -55,13 +47,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from siamese_xai import files
+from siamese_xai import explanation, files
 from siamese_xai._checks import check_images, check_positive_int, check_seed
 
 MANIFEST_FILE = "manifest.json"
-# Per image: its position and true label, then the Explanation fields of the same names.
-STORED = ("predicted_class", "explained_class", "contrast_class", "distances", "indices", "sigma", "mask",
-          "mean_abs_change", "mean_signed_change")
+# The Explanation fields a shard leaves out: the image (the manifest names its source and SHA-256)
+# and the per-image vectors and images f, g and the prototypes give back from it, which would make a
+# split's results several times larger than the masks and changes they are kept for.
+NOT_STORED = ("input", "reconstruction", "embedding", "reference", "reference_distance")
+# The Explanation fields a shard holds, in `explanation.FIELDS`'s order.
+STORED = tuple(name for name in explanation.FIELDS if name not in NOT_STORED)
+# Per image: its position in the split and true label, then the stored fields.
 FIELDS = ("index", "label") + STORED
 
 
@@ -292,19 +288,89 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     return {**manifest, "shards_kept": manifest["num_shards"] - len(todo), "shards_written": len(todo)}
 
 
-def load_split_results(out_dir) -> dict:
-    """Reads every shard of an `explain_split` folder into one dict of arrays (the manifest's `fields`).
+class _SplitResultsMethods:
+    """The methods of `SplitResults` (its fields are made from `FIELDS` below)."""
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index):
+        """The results of some images (a slice, or an integer or boolean index array), as a `SplitResults`."""
+        if isinstance(index, (int, np.integer)):
+            index = slice(int(index), int(index) + 1 if int(index) != -1 else None)
+        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in FIELDS})
+
+    def arrays(self) -> dict:
+        """`{field: array}` for every name in `FIELDS`, in that order."""
+        return {name: getattr(self, name) for name in FIELDS}
+
+    @property
+    def run_id(self):
+        return self.manifest["run_id"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.manifest["seed"])
+
+    @property
+    def class_names(self) -> tuple:
+        return tuple(self.manifest.get("class_names") or (str(k) for k in range(self.distances.shape[1])))
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.manifest["image_shape"])
+
+
+SplitResults = dataclasses.make_dataclass(
+    "SplitResults",
+    [(name, np.ndarray) for name in FIELDS] + [("manifest", dict)],
+    bases=(_SplitResultsMethods,),
+    frozen=True,
+    eq=False,
+    namespace={"__module__": __name__},
+)
+SplitResults.__doc__ = """The explanations of a whole split, as `load_split_results` reads them back.
+
+    Not an `Explanation`: a shard keeps the Explanation fields in `STORED`
+    (the masks, the changes, the classes, the distances) but not those in
+    `NOT_STORED` (the images and what f and g give back from them), which an
+    `Explanation` requires. Every stored field has the `Explanation`
+    attribute's name, shape and dtype, so code that reads `e.mask` or
+    `e.distances` reads a `SplitResults` alike; the images come from the
+    manifest's source (`siamese_xai.sources`), in the order of `index`.
+    `len(r)` is the number of images and `r[a:b]` (or an index array) selects
+    some, as with an `Explanation`.
+
+    Attributes:
+        index: `(n,)` int64, each image's position in the split.
+        label: `(n,)` int64, the true labels (-1 when not given).
+        (one attribute per name in `STORED`): as the `Explanation` attribute.
+        manifest: the folder's `manifest.json` (the run's identity, the
+            source, the explanation parameters, the seed, the class names);
+            `run_id`, `seed`, `class_names` and `image_shape` read it.
+    """
+
+
+def load_split_results(out_dir) -> SplitResults:
+    """Reads every shard of an `explain_split` folder into one `SplitResults`.
 
     Raises:
         FileNotFoundError: the folder has no manifest, or a shard is missing
             (the run was interrupted: run it again).
+        ValueError: the folder was written with other fields (an older
+            version of the package): explain the split again with `force=True`.
     """
     out_dir = Path(out_dir)
     if not (out_dir / MANIFEST_FILE).is_file():
         raise FileNotFoundError(f"{str(out_dir)!r} has no {MANIFEST_FILE}: not an explain-split folder")
     manifest = files.read_json(out_dir / MANIFEST_FILE)
+    if sorted(manifest.get("fields", ())) != sorted(FIELDS):
+        raise ValueError(
+            f"{str(out_dir)!r} must hold the fields {list(FIELDS)}. Received: a folder with {manifest.get('fields')}; "
+            "explain the split again with force=True (--force)"
+        )
     missing = [shard_name(i) for i in range(manifest["num_shards"]) if not (out_dir / shard_name(i)).is_file()]
     if missing:
         raise FileNotFoundError(f"{str(out_dir)!r} lacks {len(missing)} shards (the first: {missing[0]}); run it again to finish")
     shards = [np.load(out_dir / shard_name(i)) for i in range(manifest["num_shards"])]
-    return {k: np.concatenate([s[k] for s in shards]) for k in manifest["fields"]}
+    return SplitResults(**{k: np.concatenate([s[k] for s in shards]) for k in FIELDS}, manifest=manifest)

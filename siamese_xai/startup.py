@@ -24,8 +24,8 @@ has no dataset_info.json` before its own, clearer, "not found" error).
 The reproduction and benchmark scripts start the same way when run through
 this module (what the Makefile does):
 
-    python -m siamese_xai.startup reproduce/train.py --out runs/paper
-    python -m siamese_xai.startup -m some.module --flag
+    python -m siamese_xai.startup -m reproduce.train --out runs/paper
+    python -m siamese_xai.startup benchmarks/some_script.py --flag
 """
 
 from __future__ import annotations

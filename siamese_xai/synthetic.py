@@ -11,8 +11,9 @@
   docs/evaluation.md): glyphs at random positions off any grid, distractor
   glyphs of other classes, and a class decided by missing ink (a gap).
 
-Every generator is seeded (the same seed gives the same set) and returns the
-true region of each image.
+Every generator is seeded (the same seed gives the same set), draws its
+labels first with `balanced_labels`, and returns the true region of each image;
+the two square generators share their start (`_digit_backed_draw`) too.
 """
 
 from __future__ import annotations
@@ -25,12 +26,41 @@ SQUARE = 4
 SQUARE_POSITIONS = tuple((r, c) for r in (0, 24) for c in (0, 6, 12, 18, 24))
 
 
-def _check_digits(digits):
-    digits = np.asarray(digits, np.float32)
-    if digits.ndim != 4 or digits.shape[-1] != 1:
-        raise ValueError(f"`digits` must be (m, H, W, 1) images. Received: digits.shape={digits.shape}")
-    return digits
+def balanced_labels(rng, n: int, num_classes: int) -> np.ndarray:
+    """`(n,)` int64 classes, balanced (counts differ by at most one) and shuffled: the first draw of `rng`.
 
+    Every generator here draws its labels this way, first, so a set's
+    random stream is fixed by its seed alone.
+    """
+    return rng.permutation(np.arange(n) % num_classes).astype(np.int64)
+
+
+def _digit_backed_draw(digits, n: int, seed: int, num_classes: int, max_classes: int):
+    """The start both square generators share: checks, balanced labels, then a random digit per image.
+
+    Args:
+        digits: `(m, 28, 28, 1)` float images in [0, 1].
+        n: images to make.
+        seed: the seed of the returned generator.
+        num_classes: classes, at most `max_classes`.
+        max_classes: the generator's number of class layouts.
+
+    Returns:
+        `(rng, y, x)`: the generator after its first two draws, `(n,)` int64
+        labels (`balanced_labels`) and `(n, 28, 28, 1)` float32 copies of
+        random digits (their own labels ignored).
+    """
+    digits = np.asarray(digits, np.float32)
+    if digits.ndim != 4 or digits.shape[1:] != (28, 28, 1):
+        raise ValueError(f"`digits` must be (m, 28, 28, 1) images. Received: digits.shape={digits.shape}")
+    if not 1 <= num_classes <= max_classes:
+        raise ValueError(f"`num_classes` must be in [1, {max_classes}]. Received: num_classes={num_classes}")
+    if n < 1:
+        raise ValueError(f"`n` must be positive. Received: n={n}")
+    rng = np.random.default_rng(seed)
+    y = balanced_labels(rng, n, num_classes)
+    x = digits[rng.integers(0, len(digits), n)].copy()
+    return rng, y, x
 
 
 def make_synthetic(digits, n: int, seed: int = 0, num_classes: int = 10):
@@ -51,16 +81,7 @@ def make_synthetic(digits, n: int, seed: int = 0, num_classes: int = 10):
         `(x, y, regions)`: `(n, 28, 28, 1)` float32, `(n,)` int64 classes
         (balanced, shuffled), `(n, 28, 28)` bool the square of each image.
     """
-    digits = _check_digits(digits)
-    if digits.shape[1:3] != (28, 28):
-        raise ValueError(f"`digits` must be 28x28 images. Received: digits.shape={digits.shape}")
-    if not 1 <= num_classes <= len(SQUARE_POSITIONS):
-        raise ValueError(f"`num_classes` must be in [1, {len(SQUARE_POSITIONS)}]. Received: num_classes={num_classes}")
-    if n < 1:
-        raise ValueError(f"`n` must be positive. Received: n={n}")
-    rng = np.random.default_rng(seed)
-    y = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
-    x = digits[rng.integers(0, len(digits), n)].copy()
+    _, y, x = _digit_backed_draw(digits, n, seed, num_classes, len(SQUARE_POSITIONS))
     regions = np.zeros((n, 28, 28), bool)
     for k, (r, c) in enumerate(SQUARE_POSITIONS[:num_classes]):
         regions[y == k, r : r + SQUARE, c : c + SQUARE] = True
@@ -98,16 +119,7 @@ def make_varying_synthetic(digits, n: int, seed: int = 0, num_classes: int = 10)
         classes (balanced, shuffled), `(n, 28, 28)` bool the square of each
         image, `(n,)` int64 which of its class's two cells (0 or 1).
     """
-    digits = np.asarray(digits, np.float32)
-    if digits.ndim != 4 or digits.shape[1:] != (28, 28, 1):
-        raise ValueError(f"`digits` must be (m, 28, 28, 1). Received: digits.shape={digits.shape}")
-    if not 1 <= num_classes <= len(CLASS_CELLS):
-        raise ValueError(f"`num_classes` must be in [1, {len(CLASS_CELLS)}]. Received: num_classes={num_classes}")
-    if n < 1:
-        raise ValueError(f"`n` must be positive. Received: n={n}")
-    rng = np.random.default_rng(seed)
-    y = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
-    x = digits[rng.integers(0, len(digits), n)].copy()
+    rng, y, x = _digit_backed_draw(digits, n, seed, num_classes, len(CLASS_CELLS))
     which = rng.integers(0, 2, n).astype(np.int64)
     level = rng.uniform(*INTENSITY, n).astype(np.float32)
     regions = np.zeros((n, 28, 28), bool)
@@ -218,7 +230,7 @@ def make_shapes(n: int, seed: int = 0, num_pair_classes: int = 4, distractors: i
     if not 0 <= noise < 1:
         raise ValueError(f"`noise` must be in [0, 1). Received: noise={noise}")
     rng = np.random.default_rng(seed)
-    y = rng.permutation(np.arange(n) % (num_pair_classes + 1)).astype(np.int64)
+    y = balanced_labels(rng, n, num_pair_classes + 1)
     x = np.zeros((n, 28, 28, 1), np.float32)
     regions = np.zeros((n, 28, 28), bool)
     for i, k in enumerate(y):

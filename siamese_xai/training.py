@@ -262,7 +262,8 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     `decoder_joint.keras` (the decoder before fine-tuning), `decoder.keras`,
     `prototypes.npy` (C x D), `classes.json` (the class names), `config.json`,
     `metrics.json` (with a `data` record: where the images came from, their
-    shape and counts) and `run.json` (the run's identity).
+    shape and counts) and `run.json` (the run's identity), each written
+    through `siamese_xai.runs`'s writers.
 
     Args:
         config: the training config.
@@ -321,7 +322,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         import shutil
 
         shutil.rmtree(run_dir / runs.CHECKPOINTS_DIR, ignore_errors=True)
-    files.write_json(config_path, config.to_dict())
+    runs.write_config(run_dir, config.to_dict())
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
@@ -336,20 +337,20 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         t0 = time.perf_counter()
         model = train_fn()
         seconds[name] = round(time.perf_counter() - t0, 1)
-        files.save_model(model, path)
+        runs.write_model(run_dir, path.name, model)
         return model
 
     snn = stage("snn", run_dir / runs.SNN_FILE, lambda: train_siamese(x_train, y_train, config, run_dir, strategy, verbose))
     h_train = prototypes.embed_in_batches(snn, x_train, 1000)
     protos = prototypes.prototypes_from_embeddings(h_train, y_train, len(class_names))
     runs.write_class_names(run_dir, class_names)
-    files.write_npy(run_dir / runs.PROTOTYPES_FILE, protos)
+    runs.write_prototypes(run_dir, protos)
 
     pair = {}
 
     def joint():
         pair["encoder"], pair["decoder"] = train_autoencoder(x_train, h_train, config, run_dir, strategy, verbose)
-        files.save_model(pair["decoder"], run_dir / runs.DECODER_JOINT_FILE)
+        runs.write_model(run_dir, runs.DECODER_JOINT_FILE, pair["decoder"])
         return pair["encoder"]
 
     if not (run_dir / runs.ENCODER_FILE).exists():
@@ -367,6 +368,6 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     metrics["train_prototype_accuracy"] = prototypes.prototype_accuracy(h_train, y_train, protos)
     metrics["seconds"] = seconds
     metrics["data"] = data_record
-    files.write_json(metrics_path, metrics)
+    runs.write_metrics(run_dir, metrics)
     runs.write_identity(run_dir, snn, decoder, protos)  # last: the finished run's recorded identity
     return metrics

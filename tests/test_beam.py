@@ -94,7 +94,7 @@ def test_direct_runner_with_two_worker_processes_writes_the_one_process_folder(t
     assert sum(writers.values()) == 70 and len(writers) == 2, writers  # two worker processes shared the images
     # the same bytes in every array (the last shard and the last batch of each shard are short)
     _assert_same_folder(tmp_path / "local", tmp_path / "beam")
-    assert len(shards.load_split_results(tmp_path / "beam")["index"]) == 70
+    assert len(shards.load_split_results(tmp_path / "beam").index) == 70
 
     # the folder's rules hold across the two paths: a finished folder is kept, other settings are refused
     again = beam.explain_split_beam(run_dir, explainer, source, tmp_path / "beam", beam_options=options, **settings)

@@ -1,15 +1,9 @@
 """reproduce/claims.py: the scores, the multiplicity correction and the verdict rules, against hand-computed values."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-# reproduce/ is the reproduction harness: its scripts import each other by module name
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))
-
-import claims  # noqa: E402
+from reproduce import claims
 
 
 def test_share_counts_the_mask_inside_the_region():

@@ -112,13 +112,13 @@ def test_explain_split_reads_the_image_folder_it_was_trained_on(image_folder, tm
     # the test split of training (the run's seed 3), not the seed-0 split nor the training images
     x_test, y_test, _ = datasets.load_dataset(image_folder, split="test", seed=3)
     results = shards.load_split_results(out)
-    np.testing.assert_array_equal(results["label"], y_test[:7])
+    np.testing.assert_array_equal(results.label, y_test[:7])
     # labels come in class order whatever the seed, so the images are checked through their distances to the
     # prototypes (f and the prototypes only; rtol covers float32 rounding of another batch size)
     from siamese_xai.explain import ExplainConfig, SiameseExplainer
 
     explainer = SiameseExplainer.from_run(run, ExplainConfig(n_perturbations=16, q=10, s=3))
-    np.testing.assert_allclose(results["distances"], explainer.explain(x_test[:7]).distances, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(results.distances, explainer.explain(x_test[:7]).distances, rtol=1e-4, atol=1e-6)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["source"]["dataset"] == "image_folder" and manifest["source"]["split_seed"] == 3
     assert json.dumps(manifest).count('"sigma_scale": 0.5') == 1

@@ -60,3 +60,20 @@ def test_what_scripts_import_from_the_library_exists(path):
             for alias in node.names:
                 if alias.name.split(".")[0] == "siamese_xai":
                     importlib.import_module(alias.name)
+
+
+@pytest.mark.parametrize("path", HARNESS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_harness_imports_its_own_modules_through_its_package(path):
+    # `import paper` worked only with reproduce/ on sys.path; `from reproduce import paper` works from the root
+    bare = [m for m, _ in _imports(path) if m.split(".")[0] in HARNESS_MODULES]
+    assert not bare, f"{path.name} imports harness modules by bare name: {bare}"
+
+
+def test_reproduce_and_benchmarks_are_packages_and_nothing_edits_sys_path():
+    assert (ROOT / "reproduce" / "__init__.py").is_file() and (ROOT / "benchmarks" / "__init__.py").is_file()
+    import re
+
+    edit = re.compile(r"sys\.path\.(insert|append)\(")
+    edits = [f"{p.relative_to(ROOT)}:{i}" for p in HARNESS + sorted((ROOT / "tests").glob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if edit.search(line)]
+    assert not edits, edits

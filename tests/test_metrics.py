@@ -162,6 +162,39 @@ def test_top_q_mask_by_hand():
         metrics.top_q_mask(maps, 5)
 
 
+def test_top_q_mask_breaks_ties_by_index_or_by_the_given_order():
+    maps = np.zeros((2, 3, 4))
+    maps[0, 2, 3] = 1.0  # one value above a tie of eleven zeros
+    maps[1] = 5.0  # all tied
+    got = metrics.top_q_mask(maps, 3).reshape(2, -1)
+    assert np.flatnonzero(got[0]).tolist() == [0, 1, 11] and np.flatnonzero(got[1]).tolist() == [0, 1, 2]
+    # any (B, ...) shape: the explainer's (B, H, W, C) masks too
+    assert metrics.top_q_mask(maps[..., None], 3).shape == (2, 3, 4, 1)
+    reverse = np.tile(np.arange(12)[::-1], (2, 1))
+    got = metrics.top_q_mask(maps, 3, tie_order=reverse).reshape(2, -1)
+    assert np.flatnonzero(got[0]).tolist() == [9, 10, 11] and np.flatnonzero(got[1]).tolist() == [9, 10, 11]
+    with pytest.raises(ValueError, match=r"`tie_order` must have shape \(2, 12\).*Received: tie_order.shape=\(12,\)"):
+        metrics.top_q_mask(maps, 3, tie_order=np.arange(12))
+
+
+def test_the_graph_keeps_the_same_top_q_and_runner_up_on_ties():
+    """The TensorFlow versions inside the explainer's graph follow the numpy rules, ties included."""
+    import tensorflow as tf
+
+    from siamese_xai import _graph, contrast
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(-2, 4, (6, 30)).astype(np.float32)  # many ties, zeros and negatives
+    for q in (1, 5, 12, 30):
+        got = _graph.top_q_mask(tf.constant(scores), q, tf.constant([6, 5, 6, 1])).numpy()
+        want = (metrics.top_q_mask(scores, q) & (scores > 0)).reshape(6, 5, 6, 1)
+        np.testing.assert_array_equal(got, want, err_msg=f"q={q}")
+    distances = rng.integers(0, 3, (40, 4)).astype(np.float32)  # ties between the runner-up candidates
+    explained = rng.integers(0, 4, 40)
+    got = contrast.runner_up_tensor(tf.constant(distances), tf.constant(explained, tf.int64)).numpy()
+    np.testing.assert_array_equal(got, metrics.runner_up(distances, explained))
+
+
 def test_mask_iou():
     a = np.zeros((4, 4), bool)
     b = np.zeros((4, 4), bool)

@@ -1,13 +1,8 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-# reproduce/paper.py is the reproduction harness, not the library: its scripts import it as `paper`
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))
-
-import paper  # noqa: E402
+# reproduce.paper is the reproduction harness (the reproduce package), not the library
+from reproduce import paper
 
 
 def _summary(distances, pixel_distances, errors=None):

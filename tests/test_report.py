@@ -10,11 +10,13 @@ from siamese_xai import cli, report, shards
 
 
 def test_summary_counts_confusion_and_margins_by_hand():
-    results = {
-        "label": np.array([0, 1, 1, 2, -1]),
-        "predicted_class": np.array([0, 1, 2, 2, 0]),
-        "distances": np.array([[0.1, 0.5, 0.3], [0.4, 0.2, 0.9], [0.6, 0.5, 0.45], [1.0, 1.0, 0.0], [0.2, 0.7, 0.3]]),
-    }
+    from types import SimpleNamespace
+
+    results = SimpleNamespace(
+        label=np.array([0, 1, 1, 2, -1]),
+        predicted_class=np.array([0, 1, 2, 2, 0]),
+        distances=np.array([[0.1, 0.5, 0.3], [0.4, 0.2, 0.9], [0.6, 0.5, 0.45], [1.0, 1.0, 0.0], [0.2, 0.7, 0.3]]),
+    )
     s = report.summarize(results, 3)
     np.testing.assert_array_equal(s["true_counts"], [1, 2, 1])  # the unlabelled image is not counted
     np.testing.assert_array_equal(s["predicted_counts"], [2, 1, 2])
@@ -60,10 +62,10 @@ def test_max_items_keeps_the_misclassified_then_the_smallest_margins(split_dir, 
     page = report.write_report(split_dir, tmp_path / "k.html", limit=10)
     data = json.loads(page.read_text().split("const DATA = ", 1)[1].split(";\n", 1)[0])
     results = shards.load_split_results(split_dir)
-    margin = report.margins(results["distances"])
-    wrong = results["label"] != results["predicted_class"]
+    margin = report.margins(results.distances)
+    wrong = results.label != results.predicted_class
     expected = sorted(np.lexsort((margin, ~wrong))[:10].tolist())
-    assert [item[0] for item in data["items"]] == [int(results["index"][i]) for i in expected]
+    assert [item[0] for item in data["items"]] == [int(results.index[i]) for i in expected]
     assert [item[5] for item in data["items"]] == list(range(10))  # their places in the sprite sheet
     assert sum(wrong[expected]) == min(10, int(wrong.sum()))
 
@@ -96,7 +98,7 @@ def test_gallery_page_in_headless_chromium(split_dir, tmp_path):
     text = page.read_text()
     assert "http://" not in text and "https://" not in text  # nothing fetched: no server, no network
     results = shards.load_split_results(split_dir)
-    wrong = int(((results["label"] != results["predicted_class"])).sum())
+    wrong = int(((results.label != results.predicted_class)).sum())
     assert 0 < wrong < 150  # the tiny run errs sometimes, so the filter has something to show
 
     browser = _chromium()

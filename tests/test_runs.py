@@ -116,3 +116,27 @@ def test_class_names_are_saved_and_loaded(networks, tmp_path):
         runs.save_run(tmp_path / "bad", snn, decoder, prototypes, class_names=["a", "b"])
     with pytest.raises(ValueError, match="`class_names` must name each of the 3 classes"):
         SiameseExplainer(snn, decoder, prototypes, class_names=["a"])
+
+
+def test_a_bad_class_name_count_writes_nothing(networks, tmp_path):
+    snn, decoder, prototypes = networks
+    with pytest.raises(ValueError, match="`class_names` must name each of the 3 classes. Received: 2 names"):
+        runs.save_run(tmp_path / "bad", snn, decoder, prototypes, class_names=["a", "b"])
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+    with pytest.raises(ValueError, match=r"`name` must be one of the run folder's model files .* Received: name='f.keras'"):
+        runs.write_model(tmp_path, "f.keras", snn)
+
+
+def test_only_runs_writes_a_run_folder():
+    """The run folder's files have one writer, `siamese_xai.runs`: training and fitting call its writers, the CLI
+    calls training and fitting, and none of them writes a run folder's file or reads a run back to learn its id."""
+    import re
+    from pathlib import Path
+
+    package = Path(runs.__file__).parent
+    direct = re.compile(r"files\.(save_model|write_json|write_npy)\(")
+    for module in ("training.py", "fitting.py"):
+        text = (package / module).read_text()
+        assert not [line.strip() for line in text.splitlines() if direct.search(line)], module
+    text = (package / "commands.py").read_text()
+    assert not re.findall(r"runs\.(write_\w+|save_run|load_run)\(", text)

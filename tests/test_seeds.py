@@ -2,16 +2,11 @@
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-# reproduce/ is the reproduction harness: its scripts import each other by module name
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reproduce"))
-
-import bands  # noqa: E402
+from reproduce import bands
 
 
 def test_band_is_the_prediction_interval_by_hand():
@@ -106,7 +101,7 @@ def test_two_tiny_seeds_resume_after_an_interruption_and_summarise(tmp_path, mon
     """
     import inspect
 
-    import seeds
+    from reproduce import seeds
     from siamese_xai import training
     from siamese_xai.config import TrainConfig
     from siamese_xai.explain import ExplainConfig
@@ -188,7 +183,7 @@ def _fake_seed_record(seed):
 
 def test_run_seeds_skips_finished_seeds_and_trains_the_others_with_their_seed(tmp_path, monkeypatch):
     """The bookkeeping of `make seeds` without training: finished seeds are read, the others trained with their seed."""
-    import seeds
+    from reproduce import seeds
     from siamese_xai import files, training
     from siamese_xai.config import TrainConfig
 

@@ -15,7 +15,9 @@ def explainer(tiny_run):
 
 
 def _assert_same(a, b):
-    assert set(a) == set(b)
+    """Two results (`SplitResults`, or one shard file's arrays as dicts) hold the same fields, equal bit for bit."""
+    a, b = (r.arrays() if isinstance(r, shards.SplitResults) else r for r in (a, b))
+    assert sorted(a) == sorted(b) == sorted(shards.FIELDS)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
@@ -44,30 +46,32 @@ def test_shards_hold_what_explain_gives(explainer, tmp_path):
     assert result["num_shards"] == 3 and result["shards_written"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
     got = shards.load_split_results(tmp_path)
-    assert list(got) == list(shards.FIELDS) and len(shards.FIELDS) == 11
-    np.testing.assert_array_equal(got["index"], np.arange(40))
-    np.testing.assert_array_equal(got["label"], y[:40])
+    assert isinstance(got, shards.SplitResults) and len(got) == 40
+    assert list(got.arrays()) == list(shards.FIELDS) and len(shards.FIELDS) == 11
+    assert got.run_id == explainer.run_id and got.seed == 3 and got.class_names == explainer.class_names
+    np.testing.assert_array_equal(got.index, np.arange(40))
+    np.testing.assert_array_equal(got.label, y[:40])
     # every stored field is explain's on the same batches of 8: the same computation in this process, bit for bit
     batches = [explainer.explain(x[i : i + 8], seed=3) for i in range(0, 40, 8)]
     for name in shards.STORED:
         want = np.concatenate([getattr(e, name) for e in batches])
-        assert got[name].dtype == want.dtype and got[name].shape == want.shape, name
-        np.testing.assert_array_equal(got[name], want, err_msg=name)
-    np.testing.assert_array_equal(got["contrast_class"], -1)
+        assert getattr(got, name).dtype == want.dtype and getattr(got, name).shape == want.shape, name
+        np.testing.assert_array_equal(getattr(got, name), want, err_msg=name)
+    np.testing.assert_array_equal(got.contrast_class, -1)
     # one batch of 40: the same up to the embedding's float32 rounding (see SiameseExplainer.explain); equal bit for
     # bit on the AVX-512 machine these bounds were measured on, the bounds leave room for another ISA's rounding
     e = explainer.explain(x[:40], seed=3)
     for name in ("predicted_class", "explained_class", "indices"):
-        np.testing.assert_array_equal(got[name], getattr(e, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(got, name), getattr(e, name), err_msg=name)
     # sigma = 0.1 * min_j |h_j - c_j| inherits h's absolute rounding, not a relative one (a small |h_j - c_j| has
     # few exact bits): h moves by up to 6e-7 ||h|| between batch sizes (contrast.ZERO_PATH_RTOL's measurement), so
     # sigma by up to 0.1 * 6e-7 ||h||; allowed 1e-7 ||h||. Seen with AVX2 kernels: 3e-9 (2.7e-4 of that sigma).
-    np.testing.assert_allclose(got["sigma"], e.sigma, rtol=0, atol=1e-7 * float(np.linalg.norm(e.embedding, axis=1).max()))
-    np.testing.assert_allclose(got["distances"], e.distances, rtol=1e-5)
+    np.testing.assert_allclose(got.sigma, e.sigma, rtol=0, atol=1e-7 * float(np.linalg.norm(e.embedding, axis=1).max()))
+    np.testing.assert_allclose(got.distances, e.distances, rtol=1e-5)
     scale = float(np.abs(e.mean_abs_change).max())
-    np.testing.assert_allclose(got["mean_abs_change"], e.mean_abs_change, rtol=1e-3, atol=1e-5 * scale)
-    np.testing.assert_allclose(got["mean_signed_change"], e.mean_signed_change, rtol=1e-3, atol=1e-5 * scale)
-    assert (got["mask"] == e.mask).mean() > 0.999
+    np.testing.assert_allclose(got.mean_abs_change, e.mean_abs_change, rtol=1e-3, atol=1e-5 * scale)
+    np.testing.assert_allclose(got.mean_signed_change, e.mean_signed_change, rtol=1e-3, atol=1e-5 * scale)
+    assert (got.mask == e.mask).mean() > 0.999
 
 
 def test_a_resumed_run_keeps_finished_shards_and_redoes_the_rest(explainer, tmp_path):
@@ -88,6 +92,25 @@ def test_a_resumed_run_keeps_finished_shards_and_redoes_the_rest(explainer, tmp_
     # another seed (or s, q, N, method, shard size) into the same folder is refused
     with pytest.raises(ValueError, match="seed"):
         shards.explain_split(explainer, x[:30], out, shard_size=10, seed=1, verbose=0)
+
+
+def test_stored_fields_are_the_explanations_less_the_image_and_its_decodings():
+    from siamese_xai import explanation
+
+    assert set(shards.NOT_STORED) <= set(explanation.FIELDS)  # a renamed field must be renamed here too
+    assert shards.STORED == tuple(n for n in explanation.FIELDS if n not in shards.NOT_STORED)
+    assert shards.FIELDS == ("index", "label") + shards.STORED
+
+
+def test_split_results_select_images_like_an_explanation(explainer, tmp_path):
+    x, y = data.load_mnist("test")
+    shards.explain_split(explainer, x[:6], tmp_path, labels=y[:6], shard_size=4, seed=1, verbose=0)
+    got = shards.load_split_results(tmp_path)
+    part = got[2:5]
+    assert isinstance(part, shards.SplitResults) and len(part) == 3 and part.manifest == got.manifest
+    np.testing.assert_array_equal(part.index, [2, 3, 4])
+    np.testing.assert_array_equal(got[-1].mask, got.mask[5:])
+    np.testing.assert_array_equal(got[got.label == y[0]].index, np.flatnonzero(y[:6] == y[0]))
 
 
 def test_split_errors(explainer, tmp_path):

@@ -62,3 +62,16 @@ def test_the_constant_square_set_keeps_its_layout():
     for i in range(20):
         r, c = synthetic.SQUARE_POSITIONS[y[i]]
         assert regions[i, r : r + 4, c : c + 4].all() and regions[i].sum() == 16
+
+
+def test_both_square_sets_share_one_draw_of_labels_and_digits():
+    digits = np.random.default_rng(1).random((30, 28, 28, 1)).astype(np.float32)
+    x, y, regions = synthetic.make_synthetic(digits, 40, seed=5, num_classes=7)
+    xv, yv, rv, _ = synthetic.make_varying_synthetic(digits, 40, seed=5, num_classes=7)
+    np.testing.assert_array_equal(y, yv)  # the same balanced labels
+    np.testing.assert_array_equal(y, synthetic.balanced_labels(np.random.default_rng(5), 40, 7))
+    assert np.bincount(y).tolist() == [6, 6, 6, 6, 6, 5, 5]
+    # and the same digit behind each image: they differ only inside the squares
+    np.testing.assert_array_equal(np.where((regions | rv)[..., None], 0, x), np.where((regions | rv)[..., None], 0, xv))
+    assert synthetic.make_shapes(40, seed=5, num_pair_classes=4)[1].tolist() == \
+        synthetic.balanced_labels(np.random.default_rng(5), 40, 5).tolist()

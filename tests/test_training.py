@@ -300,10 +300,14 @@ def test_fit_explainer_reads_d_from_the_embedding_and_writes_a_run_folder(tmp_pa
     x, y = _mnist_subset(256)
     f = _black_box(7)
     # config=None: the paper's stage settings for D = 7 (8 epochs of 2 steps each here)
-    explainer = fit_explainer(f, x, y, run_dir=tmp_path / "own", verbose=0)
+    names = [f"digit {k}" for k in range(10)]
+    explainer = fit_explainer(f, x, y, run_dir=tmp_path / "own", class_names=names, verbose=0)
     assert explainer.embedding_dim == 7 and explainer.decoder.input_shape == (None, 7)
     loaded = SiameseExplainer.from_run(tmp_path / "own")
     np.testing.assert_array_equal(loaded.prototypes, explainer.prototypes)
+    # the explainer knows the folder's identity and names without reading the folder back
+    assert explainer.run_id == loaded.run_id == runs.load_run(tmp_path / "own").run_id
+    assert explainer.class_names == loaded.class_names == tuple(names)
     assert (tmp_path / "own" / runs.ENCODER_FILE).is_file()
     assert any((tmp_path / "own" / runs.CHECKPOINTS_DIR / "decoder").iterdir())
 
@@ -314,5 +318,8 @@ def test_fit_explainer_refuses_a_config_of_another_length_before_training():
     x, y = _mnist_subset(64)
     with pytest.raises(ValueError, match=r"config.embedding_dim.*7.*Received: config.embedding_dim=20"):
         fit_explainer(_black_box(7), x, y, TrainConfig.tiny(), verbose=0)
+    with pytest.raises(ValueError, match=r"`class_names` must name each of the 10 classes. Received: 2 names"):
+        fit_explainer(_black_box(7), x, y, TrainConfig.tiny(embedding_dim=7), num_classes=10, class_names=["a", "b"],
+                      verbose=0)
     with pytest.raises(ValueError, match=r"y.shape=\(63,\)"):
         fit_explainer(_black_box(7), x, y[:63], TrainConfig.tiny(embedding_dim=7), verbose=0)
