@@ -43,6 +43,18 @@ def check_renamed_choice(name, value, choices, renamed):
     return check_choice(name, value, choices)
 
 
+def check_positive(name, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+    return value
+
+
+def check_non_negative(name, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise ValueError(f"`{name}` must be a non-negative number. Received: {name}={value!r}")
+    return value
+
+
 def check_positive_finite(name, value):
     if (
         not isinstance(value, (int, float, np.floating, np.integer))
@@ -249,7 +261,7 @@ def check_embeddings(out, batch: int, dim: int):
     return h
 
 
-def check_request(x, target_class, reference, seed, contrast_class, image_shape, num_classes, method):
+def check_request(x, target_class, reference, seed, contrast_class, image_shape, num_classes, contrast):
     """The arguments of `SiameseExplainer.explain`, checked together (they constrain each other).
 
     Returns:
@@ -261,11 +273,10 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
     seed = check_seed(seed)
     batch = len(xs)
     targets = check_targets(target_class, batch, num_classes)
-    contrast = method == "template_contrast"
     if contrast_class is not None and not contrast:
         raise ValueError(
-            f'`contrast_class` needs method="template_contrast". Received: contrast_class={contrast_class!r} with '
-            f"method={method!r}"
+            "`contrast_class` needs the decoded path's estimator (a TemplateContrastConfig), which asks why class k "
+            f"rather than class l. Received: contrast_class={contrast_class!r} with a perturbation estimator"
         )
     if contrast_class is not None and reference is not None:
         raise ValueError(
@@ -275,7 +286,7 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
     contrasts = check_targets(contrast_class, batch, num_classes, "contrast_class")
     if contrast and reference is None and num_classes < 2:
         raise ValueError(
-            'method="template_contrast" needs at least 2 classes or a `reference`. '
+            "A TemplateContrastConfig needs at least 2 classes or a `reference`. "
             f"Received: prototypes of {num_classes} class"
         )
     refs = None

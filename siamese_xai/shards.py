@@ -32,10 +32,12 @@ Each shard holds, for its images `index` (positions in the split):
     label               (n,) int64, the true labels (-1 when not given)
     predicted_class     (n,) int64, the SNN's class
     explained_class     (n,) int64
-    contrast_class      (n,) int64, the contrasted class of method="template_contrast" (-1 otherwise)
+    contrast_class      (n,) int64, the contrasted class of the decoded path (-1 otherwise)
     distances           (n, C) float32, to every prototype
-    indices             (n, s) int64, J
-    sigma               (n,) float32
+    indices             (n, s) int64, J (perturbation estimators)
+    sigma               (n,) float32 (perturbation estimators)
+    moved_indices       (n, s) int64 (the decoded path, instead of `indices`)
+    path_length         (n,) float32 (the decoded path, instead of `sigma`)
     mask                (n, H, W, C) bool, the q pixels that change most
     mean_abs_change     (n, H, W, C) float32, Delta_p
     mean_signed_change  (n, H, W, C) float32
@@ -43,7 +45,6 @@ Each shard holds, for its images `index` (positions in the split):
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -63,6 +64,14 @@ MANIFEST_FILE = "manifest.json"
 STORED = ("predicted_class", "explained_class", "contrast_class", "distances", "indices", "sigma", "mask",
           "mean_abs_change", "mean_signed_change")
 FIELDS = ("index", "label") + STORED
+# The decoded path's shards hold its own fields in the places of J and sigma.
+PATH_STORED = tuple({"indices": "moved_indices", "sigma": "path_length"}.get(k, k) for k in STORED)
+PATH_FIELDS = ("index", "label") + PATH_STORED
+
+
+def stored_fields(config) -> tuple:
+    """The Explanation fields a shard holds for an explainer with this config (its estimator's own)."""
+    return PATH_STORED if getattr(config, "estimator", None) == "template_contrast" else STORED
 
 
 def shard_name(i: int) -> str:
@@ -82,9 +91,9 @@ def _manifest(explainer, images, labels, shard_size, batch_size, seed, source):
         "num_shards": -(-len(images) // int(shard_size)),
         "batch_size": int(batch_size),
         "seed": int(seed),
-        "explain_config": dataclasses.asdict(explainer.config),
+        "explain_config": explainer.config.to_dict(),
         "class_names": [str(c) for c in explainer.class_names],
-        "fields": list(FIELDS),
+        "fields": ["index", "label", *stored_fields(explainer.config)],
     }
 
 
@@ -107,6 +116,14 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
         finally:
             os.unlink(tmp)
     old = files.read_json(path)
+    if isinstance(old.get("explain_config"), dict) and "method" in old["explain_config"]:
+        # written before the estimator and the question were separate choices: the same config, spelled then
+        from siamese_xai.config import explain_config_from_dict
+
+        try:
+            old["explain_config"] = explain_config_from_dict(old["explain_config"]).to_dict()
+        except (TypeError, ValueError):
+            pass  # not a config this version reads: reported as a difference below
     if old != manifest:
         changed = sorted(k for k in set(manifest) | set(old) if old.get(k) != manifest.get(k))
         detail = "; ".join(f"{k}: {_describe(old.get(k))} there, {_describe(manifest.get(k))} now" for k in changed)
@@ -200,13 +217,13 @@ def explain_batch(explainer, images, index, labels, seed: int) -> dict:
     """
     e = explainer.explain(images, seed=seed)
     return {"index": np.asarray(index, np.int64), "label": np.asarray(labels, np.int64),
-            **{k: getattr(e, k) for k in STORED}}
+            **{k: getattr(e, k) for k in stored_fields(explainer.config)}}
 
 
 def join_records(parts) -> dict:
     """Concatenates batch records (in any order) into one record sorted by `index`."""
     parts = sorted(parts, key=lambda p: int(p["index"][0]))
-    return {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def write_shard(out_dir, shard: int, record: dict) -> Path:

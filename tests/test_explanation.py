@@ -25,7 +25,8 @@ def make(b=B, seed=0, run_id="abc123", class_names=("cat", "dog")):
 
 
 def assert_equal(a, b):
-    for name in FIELDS:
+    assert a.fields == b.fields
+    for name in a.fields:
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and x.shape == y.shape, name
         np.testing.assert_array_equal(x, y, err_msg=name)
@@ -34,8 +35,10 @@ def assert_equal(a, b):
 
 def test_fields_are_typed_read_only_and_share_the_batch_axis():
     e = make()
-    for name, dtype in FIELDS.items():
-        a = getattr(e, name)
+    assert e.fields == tuple(name for name in FIELDS if name not in ("moved_indices", "path_length"))
+    assert e.moved_indices is None and e.path_length is None  # the decoded path's own fields
+    for name in e.fields:
+        a, dtype = getattr(e, name), FIELDS[name]
         assert a.dtype == dtype and len(a) == B and not a.flags.writeable, name
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.seed = 1
@@ -49,7 +52,7 @@ def test_indexing_keeps_the_batch_axis():
     for i in range(-B, B):
         one = e[i]
         assert isinstance(one, Explanation) and len(one) == 1
-        for name in FIELDS:
+        for name in e.fields:
             np.testing.assert_array_equal(getattr(one, name), getattr(e, name)[i % B : i % B + 1])
         assert one.config == e.config and one.seed == e.seed and one.run_id == e.run_id
     assert [int(x.predicted_class[0]) for x in e] == e.predicted_class.tolist()
@@ -65,8 +68,9 @@ def test_to_dict_is_json_ready_and_complete():
     e = make()
     d = json.loads(json.dumps(e.to_dict()))
     assert set(d) == set(FIELDS) | {"config", "seed", "run_id", "class_names"}
-    for name in FIELDS:
+    for name in e.fields:
         np.testing.assert_array_equal(np.asarray(d[name], dtype=FIELDS[name]), getattr(e, name))
+    assert d["moved_indices"] is None and d["path_length"] is None  # the decoded path's fields
     assert d["config"] == dataclasses.asdict(e.config) and d["seed"] == 0 and d["run_id"] == "abc123"
 
 
@@ -91,7 +95,7 @@ def test_repr_is_a_few_lines():
     text = repr(make())
     lines = text.splitlines()
     assert len(lines) == 4, text
-    assert lines[0] == "Explanation(B=3, method='mc', image_shape=(4, 5, 1), s=2, q=7, N=64, seed=0)"
+    assert lines[0] == "Explanation(B=3, estimator='mc', image_shape=(4, 5, 1), s=2, q=7, N=64, seed=0)"
     assert lines[3] == "  run_id='abc123'"
     many = repr(make(b=25))
     assert ", ...]" in many and len(many) < 400
