@@ -26,6 +26,12 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return value
+
+
 def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}")
@@ -70,6 +76,26 @@ def check_seed(seed) -> int:
     if not is_int(seed) or not INT64_MIN <= int(seed) <= INT64_MAX:
         raise ValueError(f"`seed` must be an integer in the int64 range. Received: seed={seed!r}")
     return int(seed)
+
+
+def check_gray_batch(xs, name="xs"):
+    """`xs` as a `(B, H, W, 1)` float32 array (the evaluation's one-channel images)."""
+    xs = np.asarray(xs, np.float32)
+    if xs.ndim != 4 or xs.shape[-1] != 1:
+        raise ValueError(f"`{name}` must be (B, H, W, 1) images. Received: {name}.shape={xs.shape}")
+    return xs
+
+
+def check_image_size(image_size):
+    """None, or `image_size` as a `(height, width)` tuple of two positive ints."""
+    if image_size is None:
+        return None
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else None
+    if size is None or len(size) != 2 or not all(is_int(v) and v >= 1 for v in size):
+        raise ValueError(
+            f"`image_size` must be (height, width), two positive integers. Received: image_size={image_size!r}"
+        )
+    return tuple(int(v) for v in size)
 
 
 def scale_images(x, name):

@@ -27,16 +27,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from siamese_xai import _checks
 from siamese_xai.metrics import DistanceScalar
 from siamese_xai.synthetic import SQUARE, SQUARE_POSITIONS, make_synthetic  # noqa: F401  (the harness's names)
 
-
-
-def _check_images(xs, name="xs"):
-    xs = np.asarray(xs, np.float32)
-    if xs.ndim != 4 or xs.shape[-1] != 1:
-        raise ValueError(f"`{name}` must be (B, H, W, 1) images. Received: {name}.shape={xs.shape}")
-    return xs
+_check_images = _checks.check_gray_batch
 
 
 # ---------------------------------------------------------------------------

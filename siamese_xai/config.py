@@ -480,8 +480,7 @@ class ProbeConfig:
         if self.smooth is not None and (not isinstance(self.smooth, (int, float)) or isinstance(self.smooth, bool)
                                         or not 0 <= self.smooth < float("inf")):
             raise ValueError(f"`smooth` must be None or a finite number >= 0. Received: smooth={self.smooth!r}")
-        if not isinstance(self.has_first, bool):
-            raise ValueError(f"`has_first` must be True or False. Received: has_first={self.has_first!r}")
+        _checks.check_bool("has_first", self.has_first)
 
     def replace(self, **changes) -> ProbeConfig:
         return dataclasses.replace(self, **changes)

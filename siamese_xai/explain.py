@@ -137,12 +137,8 @@ class SiameseExplainer:
                 f"`config` must be an ExplainConfig or a TemplateContrastConfig. Received: config={config!r}"
             )
         _checks.check_positive_int("chunk_size", chunk_size)
-        if not isinstance(fuse_decoder, bool):
-            raise ValueError(f"`fuse_decoder` must be True or False. Received: fuse_decoder={fuse_decoder!r}")
-        if not isinstance(exact_differences, bool):
-            raise ValueError(
-                f"`exact_differences` must be True or False. Received: exact_differences={exact_differences!r}"
-            )
+        _checks.check_bool("fuse_decoder", fuse_decoder)
+        _checks.check_bool("exact_differences", exact_differences)
         p, image_shape = _checks.check_networks(embed, decoder, prototypes, config)
         num_classes, dim = p.shape
 
