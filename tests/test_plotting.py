@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from siamese_xai import plotting
+from siamese_xai.config import TemplateContrastConfig
 from siamese_xai.explain import ExplainConfig
 from siamese_xai.explanation import Explanation
 
@@ -57,6 +58,15 @@ def test_quadruple_draws_input_reconstruction_overlay_mask():
     assert "SNN: 9" in axes[0].get_title()
     assert "class 4" in axes[2].get_title()
     assert "q=30" in axes[3].get_title()
+
+
+def test_a_contrastive_explanation_is_titled_with_both_classes():
+    e = make_explanation()
+    arrays = {f: getattr(e, f) for f in e.fields if f not in ("sigma", "indices", "contrast_class")}
+    contrast = Explanation(**arrays, moved_indices=e.indices, path_length=e.sigma, contrast_class=[7],
+                           config=TemplateContrastConfig(q=30), seed=0)
+    assert " ".join(plotting.plot_explanation(contrast)[2].get_title().split()) == "explanation of 4 vs 7"
+    assert " ".join(plotting.plot_explanation(e)[2].get_title().split()) == "explanation of class 4"
 
 
 def test_draws_into_given_axes_and_checks_their_number():
