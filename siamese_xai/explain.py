@@ -325,6 +325,13 @@ class SiameseExplainer:
         the explanation magnifies an embedding's rounding by about 1 / sigma).
         `embed` is called once, on all the images (and references) at once.
 
+        The question is asked here, the estimator was chosen by the config:
+        "why the SNN's class?" (no arguments), "why class k?"
+        (`target_class`), "why close to this image?" (`reference`), and,
+        with a `TemplateContrastConfig`, "why class k rather than class l?"
+        (`contrast_class`, or the runner-up; with `reference`, "rather than
+        this image").
+
         Args:
             x: one image `image_shape` (e.g. `(28, 28, 1)`, or `(28, 28)`) or a
                 batch `(B, *image_shape)`; float in [0, 1] or uint8 in [0, 255]
@@ -336,7 +343,7 @@ class SiameseExplainer:
                 replace the prototypes: J are the coordinates where f(x) is
                 closest to f(reference), and the perturbations move f(x) toward
                 it (a pair explanation; `explained_class` is then -1).
-            seed: seed of the perturbation draws (the `"template_contrast"` path is
+            seed: seed of the perturbation draws (the decoded path is
                 deterministic: recorded, unused).
             contrast_class: with a `TemplateContrastConfig` only: None (each input's
                 runner-up prototype), one class for all, or B classes: l in

@@ -141,7 +141,7 @@ class Explanation:
     def __post_init__(self):
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
-        if self.contrast_class is None:  # the paper's methods have no contrast class
+        if self.contrast_class is None:  # the perturbation estimators ask no contrast class
             object.__setattr__(self, "contrast_class", np.full(len(np.asarray(self.mask)), -1, np.int64))
         present = PATH_ONLY if isinstance(self.config, TemplateContrastConfig) else PERTURBATION_ONLY
         for name in OPTIONAL:

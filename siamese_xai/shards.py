@@ -277,7 +277,7 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         out_dir: the output folder (created if missing).
         labels: `(n,)` true labels stored beside the results, or None.
         shard_size: images per shard file.
-        batch_size: images per `explain` call (memory: the `mc` method
+        batch_size: images per `explain` call (memory: the `mc` estimator
             holds `batch_size * chunk_size` decoded images).
         seed: seed of the perturbation draws (the same for every image).
         verbose: 1 shows a progress bar (images done, rate, time left), 0
