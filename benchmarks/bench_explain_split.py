@@ -2,9 +2,9 @@
 
     .venv/bin/python -m benchmarks.bench_explain_split [--run runs/paper] [--mc-images 1000] [--methods mc,linear]
 
-Explains the first `--mc-images` test images with `method="mc"` (N = 5000,
+Explains the first `--mc-images` test images with `estimator="mc"` (N = 5000,
 the exact change; the 10,000-image time is extrapolated from them when fewer
-are run, and the JSON says so) and all 10,000 with `method="linear"`, with the
+are run, and the JSON says so) and all 10,000 with `estimator="linear"`, with the
 paper's defaults (s = 5, q = 100), shards of 500 images, batches of 32, into
 a temporary folder. The load average before and after each method is
 recorded, since the 2-core machine is often shared. Writes
@@ -41,7 +41,7 @@ def main():
     counts = {"mc": min(args.mc_images, len(x)), "linear": len(x)}
     for method in args.methods.split(","):
         count = counts[method]
-        explainer = SiameseExplainer.from_run(args.run, ExplainConfig(method=method))
+        explainer = SiameseExplainer.from_run(args.run, ExplainConfig(estimator=method))
         with tempfile.TemporaryDirectory() as warm:
             explain_split(explainer, x[:64], warm, verbose=0)  # warm-up: tracing
         load_before = os.getloadavg()

@@ -158,8 +158,8 @@ def spearman(a, b):
 
 
 def linear_vs_mc(explainer, images, seed=0):
-    mc = explainer.replace(method="mc").explain(images, seed=seed)
-    lin = explainer.replace(method="linear").explain(images, seed=seed)
+    mc = explainer.replace(estimator="mc").explain(images, seed=seed)
+    lin = explainer.replace(estimator="linear").explain(images, seed=seed)
     ious, rhos = [], []
     for a, b in zip(mc, lin):
         union = np.logical_or(a.mask, b.mask).sum()
@@ -207,7 +207,7 @@ def cost_at_size(matmul_gflops_fn, repeats, dim=20, classes=10):
         images = rng.random((8,) + shape).astype(np.float32)
         embed = lambda x, proj=proj: np.asarray(x, np.float32).reshape(len(x), -1) @ proj
         mc = SiameseExplainer(embed, decoder, prototypes, ExplainConfig())
-        linear = mc.replace(method="linear")
+        linear = mc.replace(estimator="linear")
         it = iter(range(10**9))
         times = interleaved({
             "matmul": matmul_gflops_fn,
@@ -263,7 +263,7 @@ def main(argv=None):
         return lambda: ex.explain(images[next(it) % len(images)])
 
     batch = images[:16]
-    linear = explainer.replace(method="linear")
+    linear = explainer.replace(estimator="linear")
     main_fns = {
         "matmul": lambda: matmul().numpy(),
         "mc": one_image(explainer),

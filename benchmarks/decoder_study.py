@@ -224,8 +224,8 @@ def decoder_unit(work, mode, dataset, dim, beta, decoder, snn, x):
 
 
 def _contrast_map(e):
-    """`(B, H, W)` the contrastive mask's ranking, max(-S_p, 0) x_p."""
-    return np.maximum(-e.mean_signed_change[..., 0], 0) * e.input[..., 0]
+    """`(B, H, W)` the contrastive mask's ranking, max(-S_p, 0) x_p (the explanation's `ranking`)."""
+    return e.ranking[..., 0]
 
 
 def _cached(folder: Path, stamp: dict, compute):
@@ -270,7 +270,8 @@ def mnist_scores(snn, decoder, protos, x_recon, xs, n_perturbations) -> dict:
     scalar = metrics.DistanceScalar(snn, protos)
     explainer = SiameseExplainer(snn, decoder, protos, ExplainConfig(n_perturbations=n_perturbations))
     e_mc = explainer.explain(xs, target_class=k.tolist(), seed=0)
-    e_con = explainer.replace(method="contrast").explain(xs, target_class=k.tolist(), contrast_class=l.tolist(), seed=0)
+    e_con = explainer.replace(estimator="template_contrast").explain(xs, target_class=k.tolist(),
+                                                                     contrast_class=l.tolist(), seed=0)
     out["mc"] = _faithfulness(scalar, xs, k, e_mc.mean_abs_change[..., 0])
     out["contrast"] = _faithfulness(scalar, xs, k, _contrast_map(e_con))
     return out
@@ -282,7 +283,7 @@ def synthetic_scores(snn, decoder, protos, test, n_perturbations) -> dict:
     explainer = SiameseExplainer(snn, decoder, protos, ExplainConfig(n_perturbations=n_perturbations))
     out = {"recon_sse": metrics.mean_ci(per_image_sse(xs, embed_in_batches(decoder, embed_in_batches(snn, xs, 1000))))}
     e_mc = explainer.explain(xs, target_class=ys.tolist(), seed=0)
-    e_con = explainer.replace(method="contrast").explain(xs, target_class=ys.tolist(), seed=0)
+    e_con = explainer.replace(estimator="template_contrast").explain(xs, target_class=ys.tolist(), seed=0)
     for name, maps in (("mc", e_mc.mean_abs_change[..., 0]), ("contrast", _contrast_map(e_con))):
         gt = metrics.ground_truth_scores(maps, regions)
         out[name] = {"gt_share": metrics.mean_ci(gt["share"]), "pointing": metrics.mean_ci(gt["pointing"])}

@@ -61,7 +61,8 @@ from benchmarks import registry  # noqa: E402
 from siamese_xai import files, metrics, runs, training  # noqa: E402
 from siamese_xai.config import TrainConfig  # noqa: E402
 from siamese_xai.data import load_mnist  # noqa: E402
-from siamese_xai.explain import ExplainConfig, SiameseExplainer  # noqa: E402
+from siamese_xai.explain import ExplainConfig, SiameseExplainer, TemplateContrastConfig  # noqa: E402
+from siamese_xai.explanation import ranking_map  # noqa: E402
 from siamese_xai.prototypes import compute_prototypes, nearest_prototype  # noqa: E402
 
 Q = 100  # top-q masks: the explainer's own default mask size
@@ -263,8 +264,9 @@ class DecoderMethods:
     """
 
     def __init__(self, decoder, embed, prototypes, n_perturbations: int, contrast_points: int):
-        configs = {m: ExplainConfig(n_perturbations=n_perturbations, method=m) for m in ("mc", "linear")}
-        configs["template_contrast"] = ExplainConfig(n_perturbations=contrast_points, method="template_contrast")
+        configs = {m: ExplainConfig(n_perturbations=n_perturbations, estimator=m) for m in ("mc", "linear")}
+        configs["template_contrast"] = TemplateContrastConfig(n_path_points=contrast_points)
+        self._configs = configs
         self._graphs = {m: tf.function(SiameseExplainer(embed, decoder, prototypes, c).graph) for m, c in configs.items()}
 
     def __call__(self, h, xs, k, l, prototypes, seed: int = 0) -> dict:
@@ -284,10 +286,11 @@ class DecoderMethods:
         k, l = np.asarray(k, np.int64), np.asarray(l, np.int64)
         args = dict(h=tf.constant(h, tf.float32), targets=tf.constant(k), use_reference=tf.ones(len(k), tf.bool),
                     seed=tf.constant(seed, tf.int64), contrasts=tf.constant(l), images=tf.constant(xs, tf.float32))
-        out = {m: self._graphs[m](references=tf.constant(p[k]), **args)["mean_abs_change"].numpy()[..., 0]
-               for m in ("mc", "linear")}
-        signed = self._graphs["template_contrast"](references=tf.constant(p[l]), **args)["mean_signed_change"].numpy()
-        out["template_contrast"] = np.maximum(-signed[..., 0], 0) * np.asarray(xs)[..., 0]
+        out = {}
+        for m, c in ((m, p[l] if m == "template_contrast" else p[k]) for m in self._configs):
+            r = self._graphs[m](references=tf.constant(c), **args)
+            out[m] = ranking_map(self._configs[m], r["mean_abs_change"].numpy(), r["mean_signed_change"].numpy(),
+                                 xs)[..., 0]  # the map each mask is ranked by
         return {m: v.astype(np.float32) for m, v in out.items()}
 
 

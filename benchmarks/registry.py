@@ -61,13 +61,13 @@ class Method:
 
 def _explainer_maps(method):
     def build(ctx):
-        e = ctx.explainer.replace(method=method)
+        e = ctx.explainer.replace(estimator=method)
         return lambda x, c, s: bl.method_maps(e, x, c, s)
     return build
 
 
 def _template_contrast(ctx):
-    e = ctx.explainer.replace(method="template_contrast")
+    e = ctx.explainer.replace(estimator="template_contrast")
     return lambda x, c, s: bl.contrast_maps(e, x, c, s)
 
 

@@ -76,7 +76,7 @@ def main():
     scalar = metrics.DistanceScalar(explainer.embed, explainer.prototypes)
     maps = {
         "mc": e.mean_abs_change[..., 0],
-        "linear": explainer.replace(method="linear").explain(x, seed=0).mean_abs_change[..., 0],
+        "linear": explainer.replace(estimator="linear").explain(x, seed=0).mean_abs_change[..., 0],
         "random": baselines.random_maps(x, classes, seed=0),
         "occlusion": baselines.occlusion_maps(scalar, x, classes, patch=2, stride=1),
         "gradient": baselines.gradient_maps(scalar, x, classes),

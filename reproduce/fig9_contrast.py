@@ -8,7 +8,7 @@ Run time: about 15 seconds on a 2-core CPU (most of it loading MNIST and
 selecting the image). Writes figures/fig9_contrast.png: the top row is the
 paper's explanation of Fig. 9's image (the 4 the network places in class 9,
 chosen by the rule in `reproduce/paper.py`), the bottom row the contrastive
-one (`method="template_contrast"`, explained class 9, contrast class 4): input,
+one (`estimator="template_contrast"`, explained class 9, contrast class 4): input,
 reconstruction g(h), input with the mask, the mask, the signed change (blue:
 darkens, red: brightens, moving toward the reference) and the decoded
 reference (g(c_9) for the paper's method, g(c_4) for the contrast). And
@@ -58,7 +58,7 @@ def write(run, out, seed: int = 0) -> dict:
     e_mc = run.explainer.explain(x, seed=seed)
     k = int(e_mc.predicted_class[0])
     l = spec.digit if spec.digit != k else None  # why 9 rather than 4 (the true class)
-    contrast = run.explainer.replace(method="template_contrast")
+    contrast = run.explainer.replace(estimator="template_contrast")
     e_c = contrast.explain(x, seed=seed, contrast_class=l)
     runner_up = int(contrast.explain(x).contrast_class[0])
     decoded = run.explainer.decoder(np.concatenate([e_mc.reference, e_c.reference])).numpy()
@@ -96,7 +96,7 @@ def write(run, out, seed: int = 0) -> dict:
         "contrast_class": int(e_c.contrast_class[0]),
         "runner_up_class": runner_up,
         "distances": e_c.distances[0].round(4).tolist(),
-        "path_length": float(e_c.sigma[0]),
+        "path_length": float(e_c.path_length[0]),
         "paper_sigma": float(e_mc.sigma[0]),
         "q": contrast.config.q,
         "n_path_points": contrast.config.n_perturbations,

@@ -230,7 +230,7 @@ def explanation_record(explanation, index: int, true_class: int, recon_sse: floa
         "q": int(cfg.q),
         "N": int(cfg.n_perturbations),
         "direction": cfg.direction,
-        "method": cfg.method,
+        "method": cfg.estimator,
         "seed": int(explanation.seed),
         "mask_pixels": int(mask.sum()),
         "mask_on_ink": round(float((image[mask] > 0.5).mean()) if mask.any() else 0.0, 3),

@@ -49,6 +49,18 @@ def check_renamed_choice(name, value, choices, renamed):
     return check_choice(name, value, choices)
 
 
+def check_positive(name, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+    return value
+
+
+def check_non_negative(name, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise ValueError(f"`{name}` must be a non-negative number. Received: {name}={value!r}")
+    return value
+
+
 def check_positive_finite(name, value):
     if (
         not isinstance(value, (int, float, np.floating, np.integer))
@@ -64,6 +76,26 @@ def check_seed(seed) -> int:
     if not is_int(seed) or not INT64_MIN <= int(seed) <= INT64_MAX:
         raise ValueError(f"`seed` must be an integer in the int64 range. Received: seed={seed!r}")
     return int(seed)
+
+
+def check_gray_batch(xs, name="xs"):
+    """`xs` as a `(B, H, W, 1)` float32 array (the evaluation's one-channel images)."""
+    xs = np.asarray(xs, np.float32)
+    if xs.ndim != 4 or xs.shape[-1] != 1:
+        raise ValueError(f"`{name}` must be (B, H, W, 1) images. Received: {name}.shape={xs.shape}")
+    return xs
+
+
+def check_image_size(image_size):
+    """None, or `image_size` as a `(height, width)` tuple of two positive ints."""
+    if image_size is None:
+        return None
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else None
+    if size is None or len(size) != 2 or not all(is_int(v) and v >= 1 for v in size):
+        raise ValueError(
+            f"`image_size` must be (height, width), two positive integers. Received: image_size={image_size!r}"
+        )
+    return tuple(int(v) for v in size)
 
 
 def scale_images(x, name):
@@ -255,7 +287,7 @@ def check_embeddings(out, batch: int, dim: int):
     return h
 
 
-def check_request(x, target_class, reference, seed, contrast_class, image_shape, num_classes, method):
+def check_request(x, target_class, reference, seed, contrast_class, image_shape, num_classes, contrast):
     """The arguments of `SiameseExplainer.explain`, checked together (they constrain each other).
 
     Returns:
@@ -267,11 +299,10 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
     seed = check_seed(seed)
     batch = len(xs)
     targets = check_targets(target_class, batch, num_classes)
-    contrast = method == "template_contrast"
     if contrast_class is not None and not contrast:
         raise ValueError(
-            f'`contrast_class` needs method="template_contrast". Received: contrast_class={contrast_class!r} with '
-            f"method={method!r}"
+            "`contrast_class` needs the decoded path's estimator (a TemplateContrastConfig), which asks why class k "
+            f"rather than class l. Received: contrast_class={contrast_class!r} with a perturbation estimator"
         )
     if contrast_class is not None and reference is not None:
         raise ValueError(
@@ -281,7 +312,7 @@ def check_request(x, target_class, reference, seed, contrast_class, image_shape,
     contrasts = check_targets(contrast_class, batch, num_classes, "contrast_class")
     if contrast and reference is None and num_classes < 2:
         raise ValueError(
-            'method="template_contrast" needs at least 2 classes or a `reference`. '
+            "A TemplateContrastConfig needs at least 2 classes or a `reference`. "
             f"Received: prototypes of {num_classes} class"
         )
     refs = None

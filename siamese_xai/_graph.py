@@ -98,7 +98,7 @@ def _group_sums(decoder, method, hg, bg, eps, n, num_chunks, cap):
         decoder: the decoder's evaluation (`internal(codes)`; `exact`: the
             exact change evaluation or None; `kinks`: its split into sources
             at the ReLU kinks, or None).
-        method: "mc" (with `decoder.exact`, the exact change: as
+        method: the estimator, "mc" (with `decoder.exact`, the exact change: as
             `coef @ S` where `decoder.kinks` applies and at most `cap` units
             of a layer are near their kink, else carried through the layers;
             without, two float32 decodings are subtracted) or "linear".
@@ -216,7 +216,7 @@ def explain_graph(h, prototypes, targets, references, use_reference, seed, *, de
     nonzero = tf.cast(sigma > 0, tf.float32)[:, None]  # sigma == 0: no perturbation, no change
     x0, mean_abs, mean_sgn = tiled_images(
         batch, group,
-        lambda g0, g1: _group_sums(decoder, config.method, h[g0:g1], basis[g0:g1], eps, n, num_chunks, cap),
+        lambda g0, g1: _group_sums(decoder, config.estimator, h[g0:g1], basis[g0:g1], eps, n, num_chunks, cap),
         decoder, internal_shape, nonzero / n_all,
     )
     mask = top_q_mask(tf.reshape(mean_abs, (batch, -1)), q, tf.shape(mean_abs))

@@ -27,16 +27,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from siamese_xai import _checks
 from siamese_xai.metrics import DistanceScalar
 from siamese_xai.synthetic import SQUARE, SQUARE_POSITIONS, make_synthetic  # noqa: F401  (the harness's names)
 
-
-
-def _check_images(xs, name="xs"):
-    xs = np.asarray(xs, np.float32)
-    if xs.ndim != 4 or xs.shape[-1] != 1:
-        raise ValueError(f"`{name}` must be (B, H, W, 1) images. Received: {name}.shape={xs.shape}")
-    return xs
+_check_images = _checks.check_gray_batch
 
 
 # ---------------------------------------------------------------------------
@@ -47,7 +42,7 @@ def method_maps(explainer, xs, classes, seed=0) -> np.ndarray:
     """This method's importance map, `mean_abs_change` (Delta_p), for the given classes.
 
     Args:
-        explainer: a `SiameseExplainer` (its config picks `mc` or `linear`).
+        explainer: a `SiameseExplainer` (its config picks the estimator, `mc` or `linear`).
         xs: `(B, H, W, 1)` images; classes: `(B,)` the explained classes.
 
     Returns:
@@ -90,7 +85,7 @@ def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
     """The contrastive method's ranking E_p = max(-S_p, 0) x_p, why class k rather than the runner-up.
 
     Args:
-        explainer: a `SiameseExplainer` (any method; `method="template_contrast"` is used).
+        explainer: a `SiameseExplainer` (any estimator; the decoded path, `TemplateContrastConfig`, is used).
         xs: `(B, H, W, 1)`; classes: `(B,)` the explained classes k.
         return_explanation: also return the `Explanation` (for its other fields).
 
@@ -98,10 +93,10 @@ def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
         `(B, H, W)` float32 (and the `Explanation` when asked).
     """
     xs = _check_images(xs)
-    if explainer.config.method != "template_contrast":
-        explainer = explainer.replace(method="template_contrast")
+    if not explainer.asks_contrast:
+        explainer = explainer.replace(estimator="template_contrast")
     e = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed)
-    maps = (np.maximum(-np.asarray(e.mean_signed_change[..., 0]), 0) * xs[..., 0]).astype(np.float32)
+    maps = np.asarray(e.ranking[..., 0], np.float32)  # E_p, the map the mask was ranked by
     return (maps, e) if return_explanation else maps
 
 

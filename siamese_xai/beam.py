@@ -98,7 +98,7 @@ class ExplainerModelHandler(ModelHandler):
 
     Args:
         run_dir: the run folder (a path every worker reaches).
-        config: the `ExplainConfig` as a dict (`dataclasses.asdict`).
+        config: the estimator's config as a dict (its `to_dict()`, or an earlier manifest's).
         seed: the seed of the perturbation draws.
         run_id: the manifest's run identity; a worker whose run folder differs stops.
     """
@@ -108,9 +108,10 @@ class ExplainerModelHandler(ModelHandler):
         self._run_dir, self._config, self._seed, self._run_id = str(run_dir), dict(config), int(seed), run_id
 
     def load_model(self):
-        from siamese_xai.explain import ExplainConfig, SiameseExplainer
+        from siamese_xai.config import explain_config_from_dict
+        from siamese_xai.explain import SiameseExplainer
 
-        explainer = SiameseExplainer.from_run(self._run_dir, ExplainConfig(**self._config))
+        explainer = SiameseExplainer.from_run(self._run_dir, explain_config_from_dict(self._config))
         if explainer.run_id != self._run_id:
             raise ValueError(f"the run folder {self._run_dir!r} seen by this worker has run_id {explainer.run_id!r}, "
                              f"the manifest {self._run_id!r}: every worker must see the same run")

@@ -41,18 +41,23 @@ def _add_explain_options(p, full: bool = False, probe: bool = False):
     """The explainer's parameters; `full` adds those of commands that explain images, `probe` the method asking f."""
     p.add_argument("--s", type=_positive_int, metavar="S", help="embedding coordinates to perturb (default 5)")
     p.add_argument("--q", type=_positive_int, metavar="Q", help="pixels in the mask (default 100)")
-    p.add_argument("--n", type=_positive_int, metavar="N", help="perturbations (default 5000, the paper's)")
+    p.add_argument("--n", type=_positive_int, metavar="N",
+                   help="codes decoded per explanation: perturbations with mc and linear (default 5000, the paper's), "
+                   "path points with template_contrast (default 5000)")
     p.add_argument("--sigma-scale", type=_positive_float, metavar="F",
-                   help="sigma = F * min_j |h_j - c_j| (default 0.1, the paper's); not used by --method template_contrast")
-    p.add_argument("--method", choices=("mc", "linear", "template_contrast", "contrast") + (("probe",) if probe else ()),
+                   help="sigma = F * min_j |h_j - c_j| (default 0.1, the paper's); mc and linear only")
+    estimators = ("mc", "linear", "template_contrast") + (("probe",) if probe else ())
+    p.add_argument("--estimator", choices=estimators,
                    help="mc: decode N perturbations (the paper); linear: first-order, faster; template_contrast: why "
                    "the SNN's class rather than the runner-up (or --contrast-class), from the decoded class templates "
-                   "gated by the input (contrast: its earlier name)"
+                   "gated by the input"
                    + ("; probe: why the SNN's class rather than the runner-up, measured by f on regions painted with "
                       "the decoder's image of the runner-up's prototype" if probe else ""))
+    p.add_argument("--method", choices=estimators + ("contrast",), help="the earlier name of --estimator (deprecated)")
     if not full:
         return
-    p.add_argument("--direction", choices=("toward_prototype", "positive"), help="perturb toward the prototype (default) or by +|eps| (the literal reading)")
+    p.add_argument("--direction", choices=("toward_prototype", "positive"),
+                   help="perturb toward the prototype (default) or by +|eps| (the literal reading); mc and linear only")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR); "
                    "for explain-split also an image folder (DIR/<class>/... or DIR/train, DIR/test)")
@@ -178,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target-class", type=_non_negative_int, metavar="K", help="explain 'why class K?' instead of the SNN's own class")
     explain.add_argument("--pair", metavar="OTHER", help="explain why INPUT is close to (or far from) OTHER, an image or mnist:test:INDEX")
     explain.add_argument("--contrast-class", type=_non_negative_int, metavar="L",
-                         help="with --method template_contrast: explain 'why class K rather than class L?' (default: the runner-up)")
+                         help="with --estimator template_contrast or probe: explain 'why class K rather than class L?' "
+                         "(default: the runner-up)")
     _add_explain_options(explain, full=True, probe=True)
     explain.set_defaults(func=commands.explain)
 

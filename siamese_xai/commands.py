@@ -119,7 +119,7 @@ def explain(args):
     from siamese_xai.explain import SiameseExplainer
 
     out_dir = _writable_dir(args.out)
-    if args.method == "probe":
+    if _estimator(args) == "probe":
         return _explain_probe(args, out_dir)
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     shape = explainer.image_shape
@@ -130,10 +130,11 @@ def explain(args):
             print(f"note: {note}", file=sys.stderr)
     images = np.stack([image for image, _, _, _ in resolved])
     contrast = {} if args.contrast_class is None else {"contrast_class": args.contrast_class}
-    if args.contrast_class is not None and explainer.config.method != "template_contrast":  # probe: above
-        raise CLIError(f"--contrast-class needs --method template_contrast; received --method {explainer.config.method}")
+    if args.contrast_class is not None and not explainer.asks_contrast:  # probe: above
+        raise CLIError("--contrast-class needs --estimator template_contrast or probe; received --estimator "
+                       f"{explainer.config.estimator}")
     if other is not None:
-        target = {} if args.target_class is None or explainer.config.method != "template_contrast" else {"target_class": args.target_class}
+        target = {} if args.target_class is None or not explainer.asks_contrast else {"target_class": args.target_class}
         explanation = explainer.explain(images, reference=other[0], seed=args.seed, **contrast, **target)
     else:
         explanation = explainer.explain(images, target_class=args.target_class, seed=args.seed, **contrast)
@@ -148,15 +149,18 @@ def explain(args):
             bar.update(i + 1)
         if args.quiet or bar is None:
             what = "pair" if other is not None else f"class {e.class_name(e.explained_class[0])}"
-            if explainer.config.method == "template_contrast":
+            if e.asks_contrast:
                 against = "the other image" if other is not None else f"class {e.class_name(e.contrast_class[0])}"
                 what = f"class {e.class_name(e.explained_class[0])} rather than {against}"
-            print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {what}, J={e.indices[0].tolist()}, "
-                  f"sigma={float(e.sigma[0]):.4g} -> {out_dir / (name + '.png')}")
+                moves = f"moved most={e.moved_indices[0].tolist()}, path length={float(e.path_length[0]):.4g}"
+            else:
+                moves = f"J={e.indices[0].tolist()}, sigma={float(e.sigma[0]):.4g}"
+            print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {what}, {moves} "
+                  f"-> {out_dir / (name + '.png')}")
 
 
 def _explain_probe(args, out_dir):
-    """`explain --method probe`: why class k rather than l, measured by f (`siamese_xai.probe`)."""
+    """`explain --estimator probe`: why class k rather than l, measured by f (`siamese_xai.probe`)."""
     import dataclasses
 
     import numpy as np
@@ -165,7 +169,7 @@ def _explain_probe(args, out_dir):
     from siamese_xai.probe import ProbeExplainer
 
     if args.pair:
-        raise CLIError("--pair is not available with --method probe (it asks about classes, not a reference image)")
+        raise CLIError("--pair is not available with --estimator probe (it asks about classes, not a reference image)")
     probe = ProbeExplainer.from_run(args.run)
     resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
     images = np.stack([image for image, _, _, _ in resolved])
@@ -268,11 +272,36 @@ def _writable_dir(path):
     return path
 
 
-def _explain_config(args):
-    """The ExplainConfig the command's options ask for (paper defaults otherwise)."""
-    from siamese_xai.explain import ExplainConfig
+def _estimator(args):
+    """`--estimator`, or the deprecated `--method` (with a note naming `--estimator`); None when neither is given."""
+    from siamese_xai.config import RENAMED
 
-    options = (("s", "s"), ("q", "q"), ("n", "n_perturbations"), ("method", "method"), ("direction", "direction"),
+    method = getattr(args, "method", None)
+    if method is None:
+        return getattr(args, "estimator", None)
+    estimator = RENAMED.get(method, method)
+    if getattr(args, "estimator", None) not in (None, estimator):
+        raise CLIError(f"--method is the earlier name of --estimator; received --method {method} and "
+                       f"--estimator {args.estimator}")
+    print(f"note: --method {method} is now --estimator {estimator}; --method will be removed", file=sys.stderr)
+    args.method, args.estimator = None, estimator  # say it once
+    return estimator
+
+
+def _explain_config(args):
+    """The estimator's config the command's options ask for (the paper's `mc` and defaults otherwise)."""
+    from siamese_xai.config import ExplainConfig, TemplateContrastConfig
+
+    estimator = _estimator(args) or "mc"
+    if estimator == "template_contrast":
+        for name in ("direction", "sigma_scale"):
+            if getattr(args, name, None) is not None:
+                raise CLIError(f"--{name.replace('_', '-')} applies to --estimator mc and linear (perturbations); "
+                               "received --estimator template_contrast")
+        options = (("s", "s"), ("q", "q"), ("n", "n_path_points"))
+        return TemplateContrastConfig(**{field: getattr(args, name) for name, field in options
+                                         if getattr(args, name, None) is not None})
+    options = (("s", "s"), ("q", "q"), ("n", "n_perturbations"), ("direction", "direction"),
                ("sigma_scale", "sigma_scale"))
     changes = {field: getattr(args, name) for name, field in options if getattr(args, name, None) is not None}
-    return ExplainConfig().replace(**changes)
+    return ExplainConfig(estimator=estimator, **changes)

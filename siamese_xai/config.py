@@ -1,4 +1,4 @@
-"""Frozen configs for each training stage, with the paper's values as defaults.
+"""Frozen configs for each stage (training, explaining, probing), with the paper's values as defaults.
 
 The paper gives the autoencoder (Table 1), the code length and the explainer's
 N and sigma, but no training hyper-parameters; the defaults below are this
@@ -9,22 +9,10 @@ a 2-core CPU (see docs/choices.md, "What was tuned").
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-
-
-def _non_negative(name, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-        raise ValueError(f"`{name}` must be a non-negative number. Received: {name}={value!r}")
-
-
-def _positive(name, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+from siamese_xai import _checks
 
 
 # The command line's minimum number of optimizer steps per training stage. Four epochs of the
@@ -63,13 +51,13 @@ class SNNConfig:
     pairs_per_epoch: int | None = None
 
     def __post_init__(self):
-        _positive("tau", self.tau)
-        _non_negative("mu", self.mu)
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        _positive("learning_rate", self.learning_rate)
+        _checks.check_positive("tau", self.tau)
+        _checks.check_non_negative("mu", self.mu)
+        _checks.check_positive_int("epochs", self.epochs)
+        _checks.check_positive_int("batch_size", self.batch_size)
+        _checks.check_positive("learning_rate", self.learning_rate)
         if self.pairs_per_epoch is not None:
-            _positive_int("pairs_per_epoch", self.pairs_per_epoch)
+            _checks.check_positive_int("pairs_per_epoch", self.pairs_per_epoch)
 
 
 @dataclass(frozen=True)
@@ -91,14 +79,14 @@ class AutoencoderConfig:
     learning_rate: float = 2e-3
 
     def __post_init__(self):
-        _non_negative("alpha", self.alpha)
-        _non_negative("beta", self.beta)
+        _checks.check_non_negative("alpha", self.alpha)
+        _checks.check_non_negative("beta", self.beta)
         if self.alpha == 0 and self.beta == 0:
             raise ValueError("`alpha` and `beta` cannot both be 0. Received: alpha=0, beta=0")
-        _non_negative("lam", self.lam)
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        _positive("learning_rate", self.learning_rate)
+        _checks.check_non_negative("lam", self.lam)
+        _checks.check_positive_int("epochs", self.epochs)
+        _checks.check_positive_int("batch_size", self.batch_size)
+        _checks.check_positive("learning_rate", self.learning_rate)
 
 
 @dataclass(frozen=True)
@@ -116,10 +104,10 @@ class DecoderConfig:
     learning_rate: float = 2e-3
 
     def __post_init__(self):
-        _non_negative("lam", self.lam)
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        _positive("learning_rate", self.learning_rate)
+        _checks.check_non_negative("lam", self.lam)
+        _checks.check_positive_int("epochs", self.epochs)
+        _checks.check_positive_int("batch_size", self.batch_size)
+        _checks.check_positive("learning_rate", self.learning_rate)
 
 
 @dataclass(frozen=True)
@@ -147,12 +135,12 @@ class TrainConfig:
     deterministic: bool = True
 
     def __post_init__(self):
-        _positive_int("embedding_dim", self.embedding_dim)
+        _checks.check_positive_int("embedding_dim", self.embedding_dim)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"`seed` must be a non-negative integer. Received: seed={self.seed!r}")
-        _positive_int("checkpoint_every", self.checkpoint_every)
+        _checks.check_positive_int("checkpoint_every", self.checkpoint_every)
         if self.train_limit is not None:
-            _positive_int("train_limit", self.train_limit)
+            _checks.check_positive_int("train_limit", self.train_limit)
 
     @classmethod
     def paper(cls, **overrides) -> "TrainConfig":
@@ -188,7 +176,7 @@ class TrainConfig:
         """
         if not isinstance(min_steps, int) or isinstance(min_steps, bool) or min_steps < 0:
             raise ValueError(f"`min_steps` must be a non-negative integer. Received: min_steps={min_steps!r}")
-        _positive_int("num_train", num_train)
+        _checks.check_positive_int("num_train", num_train)
         if min_steps == 0:
             return self
         snn, ae, dec = self.snn, self.autoencoder, self.decoder
@@ -212,3 +200,300 @@ class TrainConfig:
         d["autoencoder"] = AutoencoderConfig(**d.get("autoencoder", {}))
         d["decoder"] = DecoderConfig(**d.get("decoder", {}))
         return cls(**d)
+
+
+DIRECTIONS = ("toward_prototype", "positive")
+ESTIMATORS = ("mc", "linear")  # the perturbation estimators of `ExplainConfig`
+TEMPLATE_CONTRAST = "template_contrast"  # the decoded path's name where one string names an estimator
+# The earlier single `method` choice and its earlier names, accepted with a DeprecationWarning that
+# names the new spelling: `estimator=` for "mc" / "linear", `TemplateContrastConfig` for the others.
+METHODS = ESTIMATORS + (TEMPLATE_CONTRAST,)
+RENAMED = {"contrast": TEMPLATE_CONTRAST}
+
+
+def _warn_method(value, stacklevel):
+    import warnings
+
+    name = RENAMED.get(value, value) if isinstance(value, str) else value
+    new = (f"estimator={name!r}" if name in ESTIMATORS
+           else "TemplateContrastConfig(n_path_points=N, s=..., q=...)" if name == TEMPLATE_CONTRAST else None)
+    if new is None:
+        _checks.check_choice("method", value, METHODS + tuple(RENAMED))
+    warnings.warn(f"method={value!r} is now {new}; `method` will be removed", DeprecationWarning,
+                  stacklevel=stacklevel + 1)
+    return name
+
+
+def _old_method(config):
+    import warnings
+
+    name = type(config).__name__
+    warnings.warn(f"{name}.method is now {name}.estimator", DeprecationWarning, stacklevel=3)
+    return config.estimator
+
+
+_EXPLAIN_FIELDS = ("n_perturbations", "s", "q", "direction", "estimator", "sigma_scale")
+
+
+@dataclass(frozen=True, init=False)
+class ExplainConfig:
+    """The parameters of the perturbation estimators (Part 2); how fast they run is set on the explainer.
+
+    The estimator is one choice, the question another. This config chooses how
+    the change of the decoded image is estimated from random perturbations of
+    h (the paper's Part 2); the question (why the SNN's class, why a named
+    class k, why close to a reference image) is asked when explaining:
+    `SiameseExplainer.explain(x, target_class=..., reference=...)`. The
+    question is an argument, not a field, as in captum's
+    `attribute(inputs, target=..., baselines=...)`: one explainer, built once
+    (its decoder evaluation traced once), answers every question, and a
+    question may differ per input of a batch (B target classes or B
+    references), which a field of a frozen config could not hold. "Why class
+    k rather than class l" has its own estimators: the decoded path
+    (`TemplateContrastConfig`) and the probe that asks f (`ProbeConfig`).
+
+    Attributes:
+        n_perturbations: N, perturbations per explanation (the paper's 5000).
+        s: how many embedding coordinates to perturb, those closest to the
+            reference (the set J). The paper gives no value for its
+            experiments (its Fig. 3 shows s = 2 in two dimensions). Default 5,
+            a quarter of Table 1's D = 20: enough coordinates that the mask
+            does not hinge on a single decoder direction, few enough that they
+            are all "close to the prototype" (the idea behind choosing J).
+            Must be at most D.
+        q: pixels in the explanation mask. The paper gives no value. Default
+            100, about 13% of a 28x28 image: a typical MNIST digit has about
+            150 ink pixels (mean intensity 0.13), so 100 pixels can mark the
+            strokes that matter without covering the whole digit (the
+            paper's figures show masks, not their size). Must be at most the
+            image size.
+        direction: `"toward_prototype"` (default, the paper's intent: "changes
+            of features should be closer to the prototype"):
+            `d_j = sign(c_j - h_j) * sigma * |eps_j|`; `"positive"`: the
+            literal reading of "only positive perturbations",
+            `d_j = +sigma * |eps_j|`.
+        estimator: `"mc"` (default): decode all N perturbed codes (the paper).
+            `"linear"`: replace the decoder by its first-order expansion at h
+            (its Jacobian columns for J, by forward-mode JVPs) and average
+            over the same N draws; close to `"mc"` because sigma is small.
+        sigma_scale: sigma = sigma_scale * min_j |h_j - c_j| (the paper's 0.1).
+
+    The earlier keyword `method="mc" | "linear"` still works, with a
+    DeprecationWarning naming `estimator=`; `method="template_contrast"` (or
+    `"contrast"`) gives the `TemplateContrastConfig` with N path points, s and q.
+    """
+
+    n_perturbations: int = 5000
+    s: int = 5
+    q: int = 100
+    direction: str = "toward_prototype"
+    estimator: str = "mc"
+    sigma_scale: float = 0.1
+
+    def __new__(cls, *args, method=None, **kwargs):
+        values = {**dict(zip(_EXPLAIN_FIELDS, args)), **kwargs}
+        asked = method if method is not None else values.get("estimator")
+        if isinstance(asked, str) and RENAMED.get(asked, asked) == TEMPLATE_CONTRAST:
+            if method is None:  # estimator="template_contrast": the path has its own config
+                raise ValueError(
+                    f"`estimator` must be one of {list(ESTIMATORS)} (the decoded path has its own config, "
+                    f"TemplateContrastConfig(n_path_points=N, s=..., q=...)). Received: estimator={asked!r}"
+                )
+            _warn_method(method, stacklevel=2)
+            n = values.get("n_perturbations", TemplateContrastConfig.n_path_points)
+            return TemplateContrastConfig(n_path_points=n, s=values.get("s", 5), q=values.get("q", 100))
+        return super().__new__(cls)
+
+    def __init__(self, n_perturbations: int = 5000, s: int = 5, q: int = 100, direction: str = "toward_prototype",
+                 estimator: str = "mc", sigma_scale: float = 0.1, *, method: str | None = None):
+        if method is not None:
+            estimator = _warn_method(method, stacklevel=2)
+        for name, value in zip(_EXPLAIN_FIELDS, (n_perturbations, s, q, direction, estimator, sigma_scale)):
+            object.__setattr__(self, name, value)
+        _checks.check_positive_int("n_perturbations", self.n_perturbations)
+        _checks.check_positive_int("s", self.s)
+        _checks.check_positive_int("q", self.q)
+        _checks.check_choice("direction", self.direction, DIRECTIONS)
+        _checks.check_choice("estimator", self.estimator, ESTIMATORS)
+        _checks.check_positive_finite("sigma_scale", self.sigma_scale)
+
+    method = property(lambda self: _old_method(self), doc="Deprecated: `estimator`.")
+
+    @property
+    def n_points(self) -> int:
+        """N, the codes decoded per explanation (perturbations here)."""
+        return self.n_perturbations
+
+    @classmethod
+    def tiny(cls, **overrides) -> ExplainConfig:
+        """A small variant for tests and CI (N = 128)."""
+        return cls(**{"n_perturbations": 128, **overrides})
+
+    def replace(self, **changes):
+        """Returns a copy with some fields changed (validated again).
+
+        `estimator="template_contrast"` (or the deprecated `method=`) switches
+        to the `TemplateContrastConfig` with `n_path_points = n_perturbations`
+        and the same s and q.
+        """
+        method = changes.pop("method", None)
+        if method is not None:
+            changes["estimator"] = _warn_method(method, stacklevel=2)
+        if changes.get("estimator") == TEMPLATE_CONTRAST:
+            changes.pop("estimator")
+            n = changes.pop("n_perturbations", self.n_perturbations)
+            return TemplateContrastConfig(n_path_points=n, s=self.s, q=self.q).replace(**changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The fields as a dict (`explain_config_from_dict` reads it back)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TemplateContrastConfig:
+    """The parameters of the decoded path's estimator: why class k rather than class l (`siamese_xai.contrast`).
+
+    It answers "why class k rather than class l" (or "rather than this
+    reference image") from the decoder alone: the decoded class templates
+    along the path from h to c_l, gated by the input: the mask holds the q
+    pixels of x with the largest max(-S_p, 0) * x_p. It never runs f on a
+    changed input (`siamese_xai.probe.ProbeExplainer` asks f). The question
+    (k, l or a reference image) is given when explaining, as with `ExplainConfig`.
+
+    Attributes:
+        n_path_points: N, the points t_i = (i - 1/2) / N on the path from h
+            to c_l (a midpoint rule, deterministic: no seed enters).
+        s: how many of the coordinates the path moves most are reported
+            (`Explanation.moved_indices`). Must be at most D.
+        q: pixels in the explanation mask. Must be at most the image size.
+    """
+
+    n_path_points: int = 5000
+    s: int = 5
+    q: int = 100
+
+    def __post_init__(self):
+        _checks.check_positive_int("n_path_points", self.n_path_points)
+        _checks.check_positive_int("s", self.s)
+        _checks.check_positive_int("q", self.q)
+
+    @property
+    def estimator(self) -> str:
+        """`"template_contrast"`: the name of this estimator where one string names it (CLI, files)."""
+        return TEMPLATE_CONTRAST
+
+    method = property(lambda self: _old_method(self), doc="Deprecated: `estimator`.")
+
+    @property
+    def n_points(self) -> int:
+        """N, the codes decoded per explanation (path points here)."""
+        return self.n_path_points
+
+    @classmethod
+    def tiny(cls, **overrides) -> TemplateContrastConfig:
+        """A small variant for tests and CI (N = 128)."""
+        return cls(**{"n_path_points": 128, **overrides})
+
+    def replace(self, **changes):
+        """Returns a copy with some fields changed; `estimator="mc" | "linear"` switches to an `ExplainConfig`."""
+        method = changes.pop("method", None)
+        if method is not None:
+            changes["estimator"] = _warn_method(method, stacklevel=2)
+        if "n_perturbations" in changes:  # the earlier name of N, shared by every estimator
+            changes["n_path_points"] = changes.pop("n_perturbations")
+        estimator = changes.pop("estimator", TEMPLATE_CONTRAST)
+        if estimator != TEMPLATE_CONTRAST:
+            n = changes.pop("n_path_points", self.n_path_points)
+            return ExplainConfig(**{"n_perturbations": n, "s": self.s, "q": self.q, "estimator": estimator,
+                                    **changes})
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The fields and `"estimator": "template_contrast"` (`explain_config_from_dict` reads it back)."""
+        return {"estimator": TEMPLATE_CONTRAST, **dataclasses.asdict(self)}
+
+
+def explain_config_from_dict(d: dict):
+    """The `ExplainConfig` or `TemplateContrastConfig` a `to_dict()` wrote, or an earlier file's dict (`method`).
+
+    Raises:
+        ValueError: an unknown estimator or field (named in the message).
+    """
+    d = dict(d)
+    if "method" in d:  # written before the estimator and the question were separate choices
+        method = d.pop("method")
+        d["estimator"] = RENAMED.get(method, method)
+    estimator = d.pop("estimator", "mc")
+    if estimator == TEMPLATE_CONTRAST:
+        n = d.pop("n_path_points", d.pop("n_perturbations", TemplateContrastConfig.n_path_points))
+        d.pop("direction", None)
+        d.pop("sigma_scale", None)
+        return TemplateContrastConfig(n_path_points=n, **d)
+    return ExplainConfig(estimator=estimator, **d)
+
+
+PROPOSALS = ("prototype", "shift")
+CANDIDATES = ("change", "ink")
+SPREADS = ("change", "ink", "removed", "uniform")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The parameters of `ProbeExplainer`.
+
+    Attributes:
+        cell: side of a candidate region in pixels; None: max(2, round(min(H, W) / 7)).
+        max_regions: n, the most candidate regions probed per image (each
+            costs one image through f).
+        proposal: `"prototype"` (paint g(c_l)) or `"shift"` (paint
+            clip(x + g(c_l) - g(h), 0, 1)).
+        candidates: which cells are probed: `"change"` (those where p differs
+            from x, the largest |p - x| first) or `"ink"` (those holding ink
+            of x that p changes, the most ink first); see `candidate_regions`.
+        spread: how `drop_map` spreads a region's drop over its pixels; see `spread_drops`.
+        has_first: rank first the pixels of positive regions where x
+            exceeds p (the evidence for k that x has), then the rest (the
+            evidence that x lacks, and the other regions); see `ranking_of`.
+            False: rank by `drop_map` alone.
+        smooth: sigma in pixels of the Gaussian that smooths `drop_map`
+            before it is ranked (None: half the cell side, 2 px on 28x28; 0:
+            none), so that a pixel's rank also weighs the neighbouring
+            cells' measurements instead of the grid's block edges.
+    """
+
+    cell: int | None = None
+    max_regions: int = 40
+    proposal: str = "prototype"
+    candidates: str = "change"
+    spread: str = "change"
+    has_first: bool = True
+    smooth: float | None = None
+
+    def __post_init__(self):
+        if self.cell is not None:
+            _checks.check_positive_int("cell", self.cell)
+        _checks.check_positive_int("max_regions", self.max_regions)
+        _checks.check_choice("proposal", self.proposal, PROPOSALS)
+        _checks.check_choice("candidates", self.candidates, CANDIDATES)
+        _checks.check_choice("spread", self.spread, SPREADS)
+        if self.smooth is not None and (not isinstance(self.smooth, (int, float)) or isinstance(self.smooth, bool)
+                                        or not 0 <= self.smooth < float("inf")):
+            raise ValueError(f"`smooth` must be None or a finite number >= 0. Received: smooth={self.smooth!r}")
+        _checks.check_bool("has_first", self.has_first)
+
+    def replace(self, **changes) -> ProbeConfig:
+        return dataclasses.replace(self, **changes)
+
+    def cell_for(self, image_shape) -> int:
+        """The cell side used on images of `image_shape` `(H, W, C)`."""
+        return self.cell if self.cell is not None else max(2, round(min(image_shape[0], image_shape[1]) / 7))
+
+    def smooth_for(self, image_shape) -> float:
+        """The Gaussian sigma in pixels that smooths the map before ranking: `smooth`, or half the cell side."""
+        return float(self.smooth) if self.smooth is not None else self.cell_for(image_shape) / 2
+
+    def max_calls(self) -> int:
+        """The most images through f per explained image: 1 + n + 1 + ceil(log2 n)."""
+        n = self.max_regions
+        return 2 + n + math.ceil(math.log2(n)) if n > 1 else 2 + n

@@ -1,11 +1,14 @@
-"""A contrast of decoded class templates, gated by the input (`method="template_contrast"`).
+"""A contrast of decoded class templates, gated by the input: the decoded path's estimator (`TemplateContrastConfig`).
 
 It answers "why class k rather than class l" from the decoder alone: it never
 runs f on a changed input, and its map is close to max(g(h) - g(c_l), 0) * x,
 the difference of two decoded templates kept where x has ink. It is the cheap
 variant; `siamese_xai.probe.ProbeExplainer` asks the same question of f itself.
-(Its earlier name, `method="contrast"`, is still accepted with a
-DeprecationWarning.)
+The question ("why k rather than l", or "rather than this reference
+image") is asked when explaining; this estimator's parameters are N, s and
+q (`siamese_xai.config.TemplateContrastConfig`). Its earlier spellings,
+`ExplainConfig(method="template_contrast")` and `method="contrast"`, still
+give that config, with a DeprecationWarning.
 
 Why another question. At the paper's scale, sigma = 0.1 min_j |h_j - c_j|
 (often 1e-5..2e-4, a fraction of a percent of the within-class spread), the
@@ -27,7 +30,7 @@ The computation, for an input with embedding h = f(x):
    whose embedding f(x') then takes the place of c_l (`contrast_class` = -1).
 2. The path from x's embedding to the contrast: Delta = c_l - h,
    h_i = h + t_i Delta with t_i = (i - 1/2) / N, i = 1..N (N =
-   `n_perturbations`): steps of the size of ||h - c_l||, not of sigma.
+   `n_path_points`): steps of the size of ||h - c_l||, not of sigma.
    A path shorter than `ZERO_PATH_RTOL` (1e-5) x max(||h||, ||c_l||) is
    rounding, not a move: it has length 0 and every change is exactly 0.
 3. Decode every point and average the change of each pixel p:
@@ -67,10 +70,13 @@ draws (O(1/sqrt N)) and the result is exactly reproducible. The `seed` is
 recorded but does not enter. Each input's path depends only on its own h
 and c_l, so a result does not depend on the rest of the batch or on the tiling.
 
-Other fields, as the `Explanation` reports them in this mode: `reference` is
-c_l, `reference_distance` and `sigma` are ||h - c_l|| (the scale of the move;
-the paper's sigma is 0.1 min_j |h_j - c_j|), `indices` are the s coordinates
-that the path moves most (largest |c_l,j - h_j|, ties: lower index first),
+Other fields, as the `Explanation` reports them for this estimator:
+`reference` is c_l (the point the question moves h toward),
+`reference_distance` is ||h - c_l||, `path_length` the length of the move
+(||h - c_l||, or 0 below `ZERO_PATH_RTOL`; the paper's sigma = 0.1 min_j
+|h_j - c_j| has no place here, so `sigma` is None), `moved_indices` the s
+coordinates that the path moves most (largest |c_l,j - h_j|, ties: lower
+index first; the perturbed set J, `indices`, is None),
 `explained_class` is k, `contrast_class` is l (-1 for a reference image).
 
 This module is a pure function of tensors (traceable by `tf.function`); the
@@ -159,16 +165,16 @@ def contrast_graph(h, images, prototypes, targets, contrasts, references, use_re
         use_reference: `(B,)` bool.
         decoder: the decoder's evaluation (see `siamese_xai.decoding.evaluator`).
         internal_shape: the shape of one decoder output in its internal layout.
-        config: an `ExplainConfig` (uses `n_perturbations` as N, `s`, `q`).
+        config: a `TemplateContrastConfig` (N = `n_path_points`, `s`, `q`).
         chunk_size: decoder rows per call.
 
     Returns:
         A dict of `(B, ...)` tensors named like `Explanation`'s fields:
         predicted_class, distances, explained_class, contrast_class,
-        reference, reference_distance, indices, sigma, reconstruction,
-        mean_abs_change, mean_signed_change, mask.
+        reference, reference_distance, moved_indices, path_length,
+        reconstruction, mean_abs_change, mean_signed_change, mask.
     """
-    n_all, s, q = config.n_perturbations, config.s, config.q
+    n_all, s, q = config.n_path_points, config.s, config.q
     n = min(n_all, chunk_size)
     group = max(1, chunk_size // n_all)
     num_chunks = -(-n_all // n)
@@ -200,9 +206,9 @@ def contrast_graph(h, images, prototypes, targets, contrasts, references, use_re
         "explained_class": explained,
         "contrast_class": contrast,
         "reference": c,
-        "reference_distance": length,
-        "indices": tf.cast(idx, tf.int64),
-        "sigma": length,
+        "reference_distance": tf.norm(c - h, axis=1),
+        "moved_indices": tf.cast(idx, tf.int64),
+        "path_length": length,
         "reconstruction": x0,
         "mean_abs_change": mean_abs,
         "mean_signed_change": mean_sgn,

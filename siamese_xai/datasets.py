@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from siamese_xai import _checks
 from siamese_xai.data import SPLITS, DataNotFoundError, _check_split, _idx_files, load_mnist
 
 MNIST_CLASS_NAMES = tuple(str(k) for k in range(10))
@@ -205,14 +206,7 @@ def _load_tfds_by_name(name, split, data_dir, image_size):
     return LabelledImages(x, np.asarray(labels, dtype=np.int64), names)
 
 
-def _check_image_size(image_size):
-    if image_size is None:
-        return None
-    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else None
-    if size is None or len(size) != 2 or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size):
-        raise ValueError(f"`image_size` must be (height, width), two positive integers. Received: image_size={image_size!r}")
-    return tuple(int(v) for v in size)
+_check_image_size = _checks.check_image_size
 
 
 def data_kind(data_dir=None, dataset=None) -> str:

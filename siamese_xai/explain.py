@@ -21,7 +21,7 @@ SavedModel calls too.
 Random draws are stateless: the `|eps|` block of an explanation is
 `abs(tf.random.stateless_normal([N, s], seed=[seed, 0], alg="philox"))`, the
 same block for every input of a batch. So the same seed gives the same
-explanation, in a batch or alone, whatever the chunk size, and both methods
+explanation, in a batch or alone, whatever the chunk size, and both estimators
 (`"mc"`, `"linear"`) and the exported SavedModel see the same draws.
 
 Edge cases (each tested):
@@ -50,10 +50,8 @@ subtract either.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import warnings
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -61,79 +59,13 @@ import tensorflow as tf
 
 from siamese_xai import _checks, _graph, runs
 from siamese_xai._graph import explain_graph
+from siamese_xai.config import (  # noqa: F401 (re-exported)
+    DIRECTIONS, ESTIMATORS, METHODS, RENAMED, TEMPLATE_CONTRAST, ExplainConfig, TemplateContrastConfig,
+)
 from siamese_xai.contrast import contrast_graph
 from siamese_xai.decoding.evaluator import DecoderEvaluation, decoder_evaluator, probe_codes
 from siamese_xai.explanation import Explanation
 from siamese_xai.prototypes import compute_prototypes
-
-DIRECTIONS = ("toward_prototype", "positive")
-METHODS = ("mc", "linear", "template_contrast")
-RENAMED = {"contrast": "template_contrast"}  # earlier names, accepted with a DeprecationWarning
-
-
-@dataclass(frozen=True)
-class ExplainConfig:
-    """The method's parameters (Part 2); how fast it runs is set on the explainer.
-
-    Attributes:
-        n_perturbations: N, perturbations per explanation (the paper's 5000);
-            with `method="template_contrast"`, the points on the path from h to c_l.
-        s: how many embedding coordinates to perturb, those closest to the
-            reference (the set J). The paper gives no value for its
-            experiments (its Fig. 3 shows s = 2 in two dimensions). Default 5,
-            a quarter of Table 1's D = 20: enough coordinates that the mask
-            does not hinge on a single decoder direction, few enough that they
-            are all "close to the prototype" (the idea behind choosing J).
-            Must be at most D.
-        q: pixels in the explanation mask. The paper gives no value. Default
-            100, about 13% of a 28x28 image: a typical MNIST digit has about
-            150 ink pixels (mean intensity 0.13), so 100 pixels can mark the
-            strokes that matter without covering the whole digit (the
-            paper's figures show masks, not their size). Must be at most the
-            image size.
-        direction: `"toward_prototype"` (default, the paper's intent: "changes
-            of features should be closer to the prototype"):
-            `d_j = sign(c_j - h_j) * sigma * |eps_j|`; `"positive"`: the
-            literal reading of "only positive perturbations",
-            `d_j = +sigma * |eps_j|`.
-        method: `"mc"` (default): decode all N perturbed codes (the paper).
-            `"linear"`: replace the decoder by its first-order expansion at h
-            (its Jacobian columns for J, by forward-mode JVPs) and average
-            over the same N draws; close to `"mc"` because sigma is small.
-            `"template_contrast"` (earlier `"contrast"`, still accepted with
-            a DeprecationWarning): not the paper's question but "why class k
-            rather than class l", from the decoder alone: a contrast of the
-            decoded class templates along the path from h to c_l (N points),
-            gated by the input: the q pixels of x with the largest
-            max(-S_p, 0) * x_p (see `siamese_xai.contrast`). It never runs f
-            on a changed input; `siamese_xai.probe.ProbeExplainer` asks f.
-            `direction` and `sigma_scale` do not apply.
-        sigma_scale: sigma = sigma_scale * min_j |h_j - c_j| (the paper's 0.1).
-    """
-
-    n_perturbations: int = 5000
-    s: int = 5
-    q: int = 100
-    direction: str = "toward_prototype"
-    method: str = "mc"
-    sigma_scale: float = 0.1
-
-    def __post_init__(self):
-        _checks.check_positive_int("n_perturbations", self.n_perturbations)
-        _checks.check_positive_int("s", self.s)
-        _checks.check_positive_int("q", self.q)
-        _checks.check_choice("direction", self.direction, DIRECTIONS)
-        object.__setattr__(self, "method", _checks.check_renamed_choice("method", self.method, METHODS, RENAMED))
-        _checks.check_positive_finite("sigma_scale", self.sigma_scale)
-
-    @classmethod
-    def tiny(cls, **overrides) -> ExplainConfig:
-        """A small variant for tests and CI (N = 128)."""
-        return cls(**{"n_perturbations": 128, **overrides})
-
-    def replace(self, **changes) -> ExplainConfig:
-        """Returns a copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
 
 
 class SiameseExplainer:
@@ -156,7 +88,10 @@ class SiameseExplainer:
             `"linear"` differentiates) from `(B, D)` float32 codes to
             `(B, *image_shape)`; its output shape defines `image_shape`.
         prototypes: `(C, D)` finite class prototypes in f's embedding space.
-        config: an `ExplainConfig` (the method's parameters); defaults to the paper's.
+        config: the estimator and its parameters: an `ExplainConfig` (the
+            perturbation estimators, `"mc"` or `"linear"`; defaults to the
+            paper's) or a `TemplateContrastConfig` (the decoded path, for
+            "why class k rather than class l").
         chunk_size: decoder rows per call in `"mc"` (perturbations per block
             in `"linear"`); bounds memory, never changes the result beyond
             float rounding. 1000 was fastest on a 2-core CPU (see
@@ -189,13 +124,15 @@ class SiameseExplainer:
             or `q` exceeds the image size.
     """
 
-    def __init__(self, embed, decoder, prototypes, config: ExplainConfig | None = None, *, chunk_size: int = 1000,
-                 fuse_decoder: bool = True, exact_differences: bool = True, kink_split: bool = True,
-                 run_id: str | None = None, class_names=None):
+    def __init__(self, embed, decoder, prototypes, config: ExplainConfig | TemplateContrastConfig | None = None, *,
+                 chunk_size: int = 1000, fuse_decoder: bool = True, exact_differences: bool = True,
+                 kink_split: bool = True, run_id: str | None = None, class_names=None):
         if config is None:
             config = ExplainConfig()
-        if not isinstance(config, ExplainConfig):
-            raise TypeError(f"`config` must be an ExplainConfig. Received: config={config!r}")
+        if not isinstance(config, (ExplainConfig, TemplateContrastConfig)):
+            raise TypeError(
+                f"`config` must be an ExplainConfig or a TemplateContrastConfig. Received: config={config!r}"
+            )
         _checks.check_positive_int("chunk_size", chunk_size)
         _checks.check_bool("fuse_decoder", fuse_decoder)
         _checks.check_bool("exact_differences", exact_differences)
@@ -220,10 +157,10 @@ class SiameseExplainer:
         self._prototypes = p
         self._num_classes, self._dim = num_classes, dim
         self._image_shape = image_shape
-        mode = ("kinks" if kink_split else "layers") if exact_differences and config.method == "mc" else "subtract"
+        mode = ("kinks" if kink_split else "layers") if exact_differences and config.estimator == "mc" else "subtract"
         self._dec = decoder_evaluator(decoder, probe_codes(p), mode=mode, fuse=fuse_decoder)
         internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
-        graph_fn = contrast_graph if config.method == "template_contrast" else explain_graph
+        graph_fn = contrast_graph if self.asks_contrast else explain_graph
         self._graph = functools.partial(
             graph_fn, decoder=self._dec, internal_shape=internal_shape, config=config, chunk_size=int(chunk_size)
         )
@@ -243,12 +180,12 @@ class SiameseExplainer:
     # -- constructors -------------------------------------------------------
 
     @classmethod
-    def from_run(cls, path, config: ExplainConfig | None = None, **options) -> SiameseExplainer:
+    def from_run(cls, path, config=None, **options) -> SiameseExplainer:
         """Builds the explainer from a run folder (`snn.keras`, `decoder.keras`, `prototypes.npy`).
 
         Args:
             path: the run folder.
-            config: an `ExplainConfig`; defaults to the paper's.
+            config: an `ExplainConfig` or a `TemplateContrastConfig`; defaults to the paper's.
             **options: the constructor's keyword options (`chunk_size`, `fuse_decoder`).
 
         Raises:
@@ -261,7 +198,7 @@ class SiameseExplainer:
         return cls(run.embed, run.decoder, run.prototypes, config, **options)
 
     @classmethod
-    def from_data(cls, embed, decoder, x, y, config: ExplainConfig | None = None, *, num_classes: int | None = None,
+    def from_data(cls, embed, decoder, x, y, config=None, *, num_classes: int | None = None,
                   batch_size: int = 1024, **options) -> SiameseExplainer:
         """Builds the explainer with prototypes computed from training data (c_k = mean of f(x_i), y_i = k).
 
@@ -269,7 +206,7 @@ class SiameseExplainer:
             embed, decoder: as in the constructor.
             x: `(n, *image_shape)` training images, float in [0, 1] or uint8.
             y: `(n,)` integer labels in [0, num_classes).
-            config: an `ExplainConfig`.
+            config: an `ExplainConfig` or a `TemplateContrastConfig`.
             num_classes: C; defaults to `max(y) + 1`.
             batch_size: images per call of `embed`.
             **options: the constructor's keyword options.
@@ -279,7 +216,11 @@ class SiameseExplainer:
         return cls(embed, decoder, prototypes, config, **options)
 
     def replace(self, **config_changes) -> SiameseExplainer:
-        """A new explainer around the same networks, prototypes and options, with some config fields changed."""
+        """A new explainer around the same networks, prototypes and options, with some config fields changed.
+
+        `estimator=` switches the estimator ("mc", "linear", "template_contrast"),
+        carrying N, s and q across (see `ExplainConfig.replace`).
+        """
         new = type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
                          **self._options)
         new._embed_fn = self._embed_fn  # f does not depend on the config: one trace serves every variant
@@ -314,8 +255,14 @@ class SiameseExplainer:
         return self._prototypes
 
     @property
-    def config(self) -> ExplainConfig:
+    def config(self) -> ExplainConfig | TemplateContrastConfig:
+        """The estimator's config."""
         return self._config
+
+    @property
+    def asks_contrast(self) -> bool:
+        """Whether the estimator is the decoded path, which answers "why class k rather than class l"."""
+        return isinstance(self._config, TemplateContrastConfig)
 
     @property
     def chunk_size(self) -> int:
@@ -382,6 +329,13 @@ class SiameseExplainer:
         the explanation magnifies an embedding's rounding by about 1 / sigma).
         `embed` is called once, on all the images (and references) at once.
 
+        The question is asked here, the estimator was chosen by the config:
+        "why the SNN's class?" (no arguments), "why class k?"
+        (`target_class`), "why close to this image?" (`reference`), and,
+        with a `TemplateContrastConfig`, "why class k rather than class l?"
+        (`contrast_class`, or the runner-up; with `reference`, "rather than
+        this image").
+
         Args:
             x: one image `image_shape` (e.g. `(28, 28, 1)`, or `(28, 28)`) or a
                 batch `(B, *image_shape)`; float in [0, 1] or uint8 in [0, 255]
@@ -393,9 +347,9 @@ class SiameseExplainer:
                 replace the prototypes: J are the coordinates where f(x) is
                 closest to f(reference), and the perturbations move f(x) toward
                 it (a pair explanation; `explained_class` is then -1).
-            seed: seed of the perturbation draws (the `"template_contrast"` path is
+            seed: seed of the perturbation draws (the decoded path is
                 deterministic: recorded, unused).
-            contrast_class: `method="template_contrast"` only: None (each input's
+            contrast_class: with a `TemplateContrastConfig` only: None (each input's
                 runner-up prototype), one class for all, or B classes: l in
                 "why class k rather than class l". With `reference`, the
                 reference's embedding is the contrast instead, and
@@ -408,9 +362,10 @@ class SiameseExplainer:
             ValueError, TypeError: a bad argument (named in the message).
         """
         xs, seed, targets, contrasts, refs = _checks.check_request(
-            x, target_class, reference, seed, contrast_class, self._image_shape, self._num_classes, self._config.method
+            x, target_class, reference, seed, contrast_class, self._image_shape, self._num_classes,
+            self.asks_contrast,
         )
-        batch, contrast = len(xs), self._config.method == "template_contrast"
+        batch, contrast = len(xs), self.asks_contrast
         if batch == 0:
             return self._empty(xs, seed)
         h = self._call_embed(xs if refs is None else np.concatenate([xs, refs]))
@@ -431,7 +386,7 @@ class SiameseExplainer:
         out = self._core(tf.constant(h), tf.constant(targets), tf.constant(h_ref), tf.constant(use_ref),
                          tf.constant(seed, tf.int64), tf.constant(contrasts), tf.constant(xs))
         out = {k: v.numpy() for k, v in out.items()}
-        zero = np.flatnonzero(out["sigma"] == 0)
+        zero = np.flatnonzero(out["path_length" if contrast else "sigma"] == 0)
         if zero.size and contrast:
             warnings.warn(
                 f"h equals the contrast c_l (to 1e-5 relative) for inputs {zero.tolist()}: the path has length 0, so there is no "
@@ -463,8 +418,8 @@ class SiameseExplainer:
             use_reference: `(B,)` bool.
             seed: scalar int64.
             contrasts: `(B,)` int64 contrast classes, -1 for the runner-up
-                (`method="template_contrast"` only; None: all -1).
-            images: `(B, *image_shape)` float32 the inputs (`method="template_contrast"`
+                (`TemplateContrastConfig` only; None: all -1).
+            images: `(B, *image_shape)` float32 the inputs (`TemplateContrastConfig`
                 only, where they weigh the mask; required there).
 
         Returns:
@@ -473,9 +428,11 @@ class SiameseExplainer:
         prototypes = tf.constant(self._prototypes)
         if contrasts is None:
             contrasts = tf.fill(tf.shape(targets), tf.constant(-1, tf.int64))
-        if self._config.method == "template_contrast":
+        if self.asks_contrast:
             if images is None:
-                raise ValueError('`images` must be given with method="template_contrast" (they weigh the mask). Received: None')
+                raise ValueError(
+                    "`images` must be given with a TemplateContrastConfig (they weigh the mask). Received: None"
+                )
             return self._graph(h, images, prototypes, targets, contrasts, references, use_reference)
         out = self._graph(h, prototypes, targets, references, use_reference, seed)
         return {**out, "contrast_class": tf.fill(tf.shape(targets), tf.constant(-1, tf.int64))}
@@ -487,12 +444,13 @@ class SiameseExplainer:
     def _empty(self, xs, seed):
         b, d, s = 0, self._dim, self._config.s
         image = np.zeros((b, *self._image_shape), np.float32)
+        own = ({"moved_indices": np.zeros((b, s)), "path_length": np.zeros(b)} if self.asks_contrast
+               else {"indices": np.zeros((b, s)), "sigma": np.zeros(b)})
         return Explanation(
             input=xs, reconstruction=image, embedding=np.zeros((b, d)), reference=np.zeros((b, d)),
             predicted_class=np.zeros(b), distances=np.zeros((b, self._num_classes)), explained_class=np.zeros(b),
-            reference_distance=np.zeros(b), indices=np.zeros((b, s)), sigma=np.zeros(b), mean_abs_change=image,
-            mean_signed_change=image, mask=image, config=self._config, seed=seed, run_id=self.run_id,
-            class_names=self.class_names,
+            reference_distance=np.zeros(b), mean_abs_change=image, mean_signed_change=image, mask=image,
+            config=self._config, seed=seed, run_id=self.run_id, class_names=self.class_names, **own,
         )
 
     def _call_embed(self, xs):

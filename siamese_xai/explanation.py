@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from siamese_xai import files
+from siamese_xai.config import TemplateContrastConfig, explain_config_from_dict
 
 # The array fields, in order, with their dtypes. The shard files of
 # `explain_split`, the CLI's JSON and the SavedModel's outputs use these names.
+# Those in OPTIONAL belong to one kind of estimator and are None under the other.
 FIELDS = {
     "input": np.float32,
     "reconstruction": np.float32,
@@ -24,12 +26,34 @@ FIELDS = {
     "reference_distance": np.float32,
     "indices": np.int64,
     "sigma": np.float32,
+    "moved_indices": np.int64,
+    "path_length": np.float32,
     "mean_abs_change": np.float32,
     "mean_signed_change": np.float32,
     "mask": np.bool_,
 }
+PERTURBATION_ONLY = ("indices", "sigma")  # the perturbation estimators ("mc", "linear")
+PATH_ONLY = ("moved_indices", "path_length")  # the decoded path (`TemplateContrastConfig`)
+OPTIONAL = PERTURBATION_ONLY + PATH_ONLY
 _META_KEY = "__meta__"
 _FORMAT = "siamese-xai explanation 1"
+
+
+def ranking_map(config, mean_abs_change, mean_signed_change, images) -> np.ndarray:
+    """The map an estimator ranks the pixels by (its mask: the q largest positive values); `Explanation.ranking`.
+
+    Args:
+        config: the estimator's config (`ExplainConfig` or `TemplateContrastConfig`).
+        mean_abs_change, mean_signed_change, images: `(B, H, W, C)` as in `Explanation`.
+
+    Returns:
+        `(B, H, W, C)` float32: `mean_abs_change` (Delta_p) for the perturbation
+        estimators, E_p = max(-S_p, 0) * x_p for the decoded path (S =
+        `mean_signed_change`, x = `images`).
+    """
+    if isinstance(config, TemplateContrastConfig):
+        return (np.maximum(-np.asarray(mean_signed_change), 0) * np.asarray(images)).astype(np.float32)
+    return np.asarray(mean_abs_change, np.float32)
 
 
 def _readonly(a, dtype):
@@ -51,38 +75,43 @@ class Explanation:
         input: `(B, H, W, C)` float32, the explained images in [0, 1].
         reconstruction: `(B, H, W, C)`, g(h), the decoder's image of the embedding.
         embedding: `(B, D)`, h = f(x).
-        reference: `(B, D)`, c: the explained class's prototype, or the
-            embedding of the reference image (pair explanations).
+        reference: `(B, D)`, c: the embedding the question moves h toward:
+            the explained class's prototype c_k ("why k"), the contrast
+            class's prototype c_l ("why k rather than l"), or the embedding
+            of the reference image (pair explanations).
         predicted_class: `(B,)` int64, the SNN's class (nearest prototype).
         distances: `(B, C)` Euclidean distances from h to every prototype.
         explained_class: `(B,)` int64, the class explained (`predicted_class`
             unless a target class was asked for); -1 where a reference image
             replaced the prototype.
         contrast_class: `(B,)` int64, l in "why class k rather than class l"
-            (`method="template_contrast"`; -1 where a reference image took its place),
-            -1 for the paper's methods. Optional when constructing: None
-            fills -1.
-        reference_distance: `(B,)`, ||h - c||.
+            (the decoded path; -1 where a reference image took its place),
+            -1 for the perturbation estimators, which do not ask it. Optional
+            when constructing: None fills -1.
+        reference_distance: `(B,)`, ||h - c|| (c = `reference`).
+        mean_abs_change: `(B, H, W, C)`, the mean of |g(h_i)_p - g(h)_p| over
+            the estimator's N codes h_i: Delta_p = mean_i |g(h + d_i)_p - g(h)_p|
+            for the perturbations d_i; for the decoded path, its points
+            h_i = h + t_i (c - h), t_i = (i - 1/2) / N.
+        mean_signed_change: `(B, H, W, C)`, mean_i (g(h_i)_p - g(h)_p) over
+            the same codes: positive where moving toward c brightens a pixel
+            (on the path to c_l, negative where class k has ink that class l
+            lacks).
+        mask: `(B, H, W, C)` bool, the q pixels with the largest positive
+            `ranking` (ties: lower flat index first), so it holds fewer than
+            q pixels when fewer are positive (none when nothing changes).
         indices: `(B, s)` int64, J: the perturbed embedding coordinates, by
-            increasing |h_j - c_j| (ties: lower index first).
+            increasing |h_j - c_j| (ties: lower index first). Perturbation
+            estimators only; None for the decoded path.
         sigma: `(B,)`, the perturbations' scale, `sigma_scale * min_j |h_j - c_j|`.
-        mean_abs_change: `(B, H, W, C)`, Delta_p = mean_i |g(h + d_i)_p - g(h)_p|.
-        mean_signed_change: `(B, H, W, C)`, mean_i (g(h + d_i)_p - g(h)_p):
-            positive where moving toward c brightens a pixel.
-        mask: `(B, H, W, C)` bool, the q pixels with the largest Delta_p (ties:
-            lower flat index first); pixels with Delta_p == 0 are never in it,
-            so it holds fewer than q pixels when fewer change (none when sigma == 0).
-            With `method="template_contrast"` (see `siamese_xai.contrast`): the path
-            from h to c_l replaces the perturbations (t_i = (i - 1/2) / N,
-            h_i = h + t_i (c_l - h)); `mean_abs_change` and
-            `mean_signed_change` are the means of |g(h_i) - g(h)| and
-            g(h_i) - g(h) over the path (negative: where class k has ink
-            that class l lacks; positive: the reverse), the mask is the q
-            pixels with the largest max(-S_p, 0) * x_p (S =
-            `mean_signed_change`: what in x makes it k rather than l), `sigma` and
-            `reference_distance` are ||h - c_l||, `indices` the s coordinates
-            the path moves most.
-        config: the `ExplainConfig` that produced it.
+            Perturbation estimators only; None for the decoded path.
+        moved_indices: `(B, s)` int64, the s coordinates the path to c moves
+            most (largest |c_j - h_j|, ties: lower index first). Decoded
+            path only (see `siamese_xai.contrast`); None otherwise.
+        path_length: `(B,)`, the length of the decoded path, ||c - h|| (0 for
+            a path shorter than `siamese_xai.contrast.ZERO_PATH_RTOL`
+            relative, which is not moved). Decoded path only; None otherwise.
+        config: the `ExplainConfig` or `TemplateContrastConfig` that produced it.
         seed: the seed of the perturbation draws.
         run_id: the identity of the run folder the explainer came from, or None.
         class_names: the classes' names in label order, or None (then "0", "1", ...).
@@ -96,8 +125,6 @@ class Explanation:
     distances: np.ndarray
     explained_class: np.ndarray
     reference_distance: np.ndarray
-    indices: np.ndarray
-    sigma: np.ndarray
     mean_abs_change: np.ndarray
     mean_signed_change: np.ndarray
     mask: np.ndarray
@@ -106,15 +133,28 @@ class Explanation:
     run_id: str | None = None
     class_names: tuple | None = None
     contrast_class: np.ndarray | None = None
+    indices: np.ndarray | None = None
+    sigma: np.ndarray | None = None
+    moved_indices: np.ndarray | None = None
+    path_length: np.ndarray | None = None
 
     def __post_init__(self):
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
-        if self.contrast_class is None:  # the paper's methods have no contrast class
+        if self.contrast_class is None:  # the perturbation estimators ask no contrast class
             object.__setattr__(self, "contrast_class", np.full(len(np.asarray(self.mask)), -1, np.int64))
+        present = PATH_ONLY if isinstance(self.config, TemplateContrastConfig) else PERTURBATION_ONLY
+        for name in OPTIONAL:
+            if (getattr(self, name) is None) == (name in present):
+                raise ValueError(
+                    f"`{name}` must be {'given' if name in present else 'None'} for the estimator "
+                    f"{self.config.estimator!r}. Received: {'None' if name in present else 'an array'}"
+                )
         batch = None
         for name, dtype in FIELDS.items():
             a = getattr(self, name)
+            if a is None:
+                continue
             if not (isinstance(a, np.ndarray) and a.dtype == dtype and not a.flags.writeable):
                 a = _readonly(a, dtype)
                 object.__setattr__(self, name, a)
@@ -139,10 +179,20 @@ class Explanation:
             index = np.asarray(index)
             if index.dtype.kind not in "iub":
                 raise IndexError(f"`index` must be an int, a slice or an int/bool array. Received: {index.dtype}")
-        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in FIELDS})
+        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in self.fields})
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+    @property
+    def fields(self) -> tuple:
+        """The names of the array fields this explanation holds (those of its estimator), in `FIELDS` order."""
+        return tuple(name for name in FIELDS if getattr(self, name) is not None)
+
+    @property
+    def asks_contrast(self) -> bool:
+        """Whether it answers "why class k rather than class l" (the decoded path), not "why class k"."""
+        return isinstance(self.config, TemplateContrastConfig)
 
     @property
     def image_shape(self) -> tuple:
@@ -152,11 +202,13 @@ class Explanation:
     def ranking(self) -> np.ndarray:
         """`(B, H, W, C)` float32 the map whose q largest positive values are the mask (ties: lower flat index first).
 
-        `mean_abs_change` (Delta_p) for the paper's methods; max(-S_p, 0) * x_p
-        for `method="template_contrast"` (S = `mean_signed_change`, x = `input`).
+        `mean_abs_change` (Delta_p) for the perturbation estimators
+        (`"mc"`, `"linear"`); E_p = max(-S_p, 0) * x_p for the decoded path
+        (S = `mean_signed_change`, x = `input`: what in x makes it k rather
+        than l). Use it rather than recomputing either.
         """
-        if self.config.method == "template_contrast":
-            return (np.maximum(-self.mean_signed_change, 0) * self.input).astype(np.float32)
+        if self.asks_contrast:
+            return ranking_map(self.config, self.mean_abs_change, self.mean_signed_change, self.input)
         return self.mean_abs_change
 
     def class_name(self, k: int) -> str:
@@ -172,24 +224,25 @@ class Explanation:
             return f"[{shown}{', ...' if len(a) > limit else ''}]"
 
         cfg = self.config
+        contrast = isinstance(cfg, TemplateContrastConfig)
         return (
-            f"Explanation(B={len(self)}, method={cfg.method!r}, image_shape={self.image_shape}, "
-            f"s={cfg.s}, q={cfg.q}, N={cfg.n_perturbations}, seed={self.seed})\n"
+            f"Explanation(B={len(self)}, estimator={cfg.estimator!r}, image_shape={self.image_shape}, "
+            f"s={cfg.s}, q={cfg.q}, N={cfg.n_points}, seed={self.seed})\n"
             f"  predicted_class={classes(self.predicted_class)}\n"
             f"  explained_class={classes(self.explained_class)}"
-            + (f"\n  contrast_class={classes(self.contrast_class)}" if cfg.method == "template_contrast" else "")
+            + (f"\n  contrast_class={classes(self.contrast_class)}" if contrast else "")
             + ("" if self.run_id is None else f"\n  run_id={self.run_id!r}")
         )
 
     # -- conversion and files -----------------------------------------------
 
     def _meta(self) -> dict:
-        return {"config": dataclasses.asdict(self.config), "seed": int(self.seed), "run_id": self.run_id,
+        return {"config": self.config.to_dict(), "seed": int(self.seed), "run_id": self.run_id,
                 "class_names": None if self.class_names is None else list(self.class_names)}
 
     def to_dict(self) -> dict:
-        """Every field, JSON-ready: arrays as nested lists, the config as a dict."""
-        out = {name: getattr(self, name).tolist() for name in FIELDS}
+        """Every field, JSON-ready: arrays as nested lists (None where the estimator has no such field), the config as a dict."""
+        out = {name: None if getattr(self, name) is None else getattr(self, name).tolist() for name in FIELDS}
         out.update(self._meta())
         return out
 
@@ -198,7 +251,7 @@ class Explanation:
         meta = np.array(json.dumps({"format": _FORMAT, **self._meta()}))
         with files.atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **{name: getattr(self, name) for name in FIELDS}, **{_META_KEY: meta})
+                np.savez(fh, **{name: getattr(self, name) for name in self.fields}, **{_META_KEY: meta})
 
     @classmethod
     def load(cls, path) -> Explanation:
@@ -207,8 +260,6 @@ class Explanation:
         Raises:
             ValueError: the file is not an explanation written by `save`.
         """
-        from siamese_xai.explain import RENAMED, ExplainConfig
-
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
@@ -216,14 +267,19 @@ class Explanation:
             raise ValueError(f"`path` must be an explanation file written by Explanation.save. Received: {path!r} ({err})") from None
         if "contrast_class" not in arrays and "mask" in arrays:  # a file from before the field existed
             arrays["contrast_class"] = np.full(len(arrays["mask"]), -1, np.int64)
-        missing = [name for name in (*FIELDS, _META_KEY) if name not in arrays]
-        meta = json.loads(str(arrays.pop(_META_KEY))) if _META_KEY in arrays else {}
+        has_meta = _META_KEY in arrays
+        meta = json.loads(str(arrays.pop(_META_KEY))) if has_meta else {}
+        config = explain_config_from_dict(meta["config"]) if "config" in meta else None
+        contrast = isinstance(config, TemplateContrastConfig)
+        if contrast and "path_length" not in arrays and "sigma" in arrays:
+            # written when the decoded path reported its length as `sigma` and its coordinates as `indices`
+            arrays["path_length"], arrays["moved_indices"] = arrays.pop("sigma"), arrays.pop("indices")
+        needed = [name for name in FIELDS if name not in (PERTURBATION_ONLY if contrast else PATH_ONLY)]
+        missing = [name for name in needed if name not in arrays] + ([] if has_meta else [_META_KEY])
         if missing or meta.get("format") != _FORMAT:
             raise ValueError(
                 f"`path` must be an explanation file written by Explanation.save. Received: {path!r}, "
                 f"which lacks {missing or ['its format tag']}"
             )
-        config = dict(meta["config"])
-        config["method"] = RENAMED.get(config.get("method"), config.get("method"))  # a file from before a rename
-        return cls(**arrays, config=ExplainConfig(**config), seed=meta["seed"], run_id=meta["run_id"],
+        return cls(**arrays, config=config, seed=meta["seed"], run_id=meta["run_id"],
                    class_names=meta.get("class_names"))

@@ -10,11 +10,12 @@ explanation graph (the same function `SiameseExplainer.explain` runs,
 and returns a dict of `(B, ...)` tensors named like `Explanation`'s fields:
 `mask` (bool), `mean_abs_change`, `mean_signed_change`, `reconstruction`,
 `embedding`, `reference`, `predicted_class` (int64, the nearest prototype,
-which is also `explained_class`), `distances` `(B, C)`, `indices` (J,
-int64), `sigma`, `reference_distance` and `contrast_class` (-1; for an
-explainer with `method="template_contrast"`, the runner-up class each input is
-contrasted with, and the other fields as `siamese_xai.contrast` defines
-them). For the same seed these equal `explainer.explain(images, seed=seed)`
+which is also `explained_class`), `distances` `(B, C)`, `reference_distance`,
+`contrast_class` (-1), and the estimator's own fields: `indices` (J, int64)
+and `sigma` for `"mc"` and `"linear"`; for the decoded path
+(`TemplateContrastConfig`) `moved_indices` and `path_length` instead, and
+`contrast_class` the runner-up class each input is contrasted with (see
+`siamese_xai.contrast`). For the same seed these equal `explainer.explain(images, seed=seed)`
 up to float rounding.
 
 Usage, in any process with TensorFlow:
@@ -28,7 +29,6 @@ The explainer's parameters are written beside the graph, in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import tensorflow as tf
@@ -92,7 +92,7 @@ def export_explainer(explainer: SiameseExplainer, path) -> None:
             f"Received: embed={explainer.embed!r}, which failed on a symbolic tensor: {err}"
         ) from err
     meta = {
-        "config": dataclasses.asdict(explainer.config),
+        "config": explainer.config.to_dict(),
         "chunk_size": explainer.chunk_size,
         "run_id": explainer.run_id,
         "image_shape": list(explainer.image_shape),

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from siamese_xai import _checks
+
 FILLS = ("zero", "mean", "blur")
 ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # Rong et al.'s neighbour weights: 1/6 for the four direct neighbours, 1/12 for the four diagonal ones.
@@ -41,9 +43,7 @@ def _one_blas_thread():
 
 
 def _check(xs, maps):
-    xs = np.asarray(xs, np.float32)
-    if xs.ndim != 4 or xs.shape[-1] != 1:
-        raise ValueError(f"`xs` must be (B, H, W, 1) images. Received: xs.shape={xs.shape}")
+    xs = _checks.check_gray_batch(xs)
     maps = np.asarray(maps, np.float64)
     if maps.shape != xs.shape[:3]:
         raise ValueError(f"`maps` must be {xs.shape[:3]}. Received: maps.shape={maps.shape}")

@@ -34,7 +34,7 @@ def _check(explanation, index):
         explained_class=int(explanation.explained_class[index]),
         explained_name=explanation.class_name(explanation.explained_class[index]),
         contrast_name=(explanation.class_name(explanation.contrast_class[index])
-                       if explanation.config.method == "template_contrast" else None),
+                       if explanation.asks_contrast else None),
         q=explanation.config.q,
     )
     return types.SimpleNamespace(**one)

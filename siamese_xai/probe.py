@@ -68,80 +68,11 @@ they were fixed before any benchmark number of this method was seen.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from siamese_xai import _checks, runs
+from siamese_xai.config import CANDIDATES, PROPOSALS, SPREADS, ProbeConfig  # noqa: F401 (re-exported)
 from siamese_xai.probe_explanation import ProbeExplanation
-
-PROPOSALS = ("prototype", "shift")
-CANDIDATES = ("change", "ink")
-SPREADS = ("change", "ink", "removed", "uniform")
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """The parameters of `ProbeExplainer`.
-
-    Attributes:
-        cell: side of a candidate region in pixels; None: max(2, round(min(H, W) / 7)).
-        max_regions: n, the most candidate regions probed per image (each
-            costs one image through f).
-        proposal: `"prototype"` (paint g(c_l)) or `"shift"` (paint
-            clip(x + g(c_l) - g(h), 0, 1)).
-        candidates: which cells are probed: `"change"` (those where p differs
-            from x, the largest |p - x| first) or `"ink"` (those holding ink
-            of x that p changes, the most ink first); see `candidate_regions`.
-        spread: how `drop_map` spreads a region's drop over its pixels; see `spread_drops`.
-        has_first: rank first the pixels of positive regions where x
-            exceeds p (the evidence for k that x has), then the rest (the
-            evidence that x lacks, and the other regions); see `ranking_of`.
-            False: rank by `drop_map` alone.
-        smooth: sigma in pixels of the Gaussian that smooths `drop_map`
-            before it is ranked (None: half the cell side, 2 px on 28x28; 0:
-            none), so that a pixel's rank also weighs the neighbouring
-            cells' measurements instead of the grid's block edges.
-    """
-
-    cell: int | None = None
-    max_regions: int = 40
-    proposal: str = "prototype"
-    candidates: str = "change"
-    spread: str = "change"
-    has_first: bool = True
-    smooth: float | None = None
-
-    def __post_init__(self):
-        if self.cell is not None:
-            _checks.check_positive_int("cell", self.cell)
-        _checks.check_positive_int("max_regions", self.max_regions)
-        _checks.check_choice("proposal", self.proposal, PROPOSALS)
-        _checks.check_choice("candidates", self.candidates, CANDIDATES)
-        _checks.check_choice("spread", self.spread, SPREADS)
-        if self.smooth is not None and (not isinstance(self.smooth, (int, float)) or isinstance(self.smooth, bool)
-                                        or not 0 <= self.smooth < float("inf")):
-            raise ValueError(f"`smooth` must be None or a finite number >= 0. Received: smooth={self.smooth!r}")
-        if not isinstance(self.has_first, bool):
-            raise ValueError(f"`has_first` must be True or False. Received: has_first={self.has_first!r}")
-
-    def replace(self, **changes) -> ProbeConfig:
-        return dataclasses.replace(self, **changes)
-
-    def cell_for(self, image_shape) -> int:
-        """The cell side used on images of `image_shape` `(H, W, C)`."""
-        return self.cell if self.cell is not None else max(2, round(min(image_shape[0], image_shape[1]) / 7))
-
-    def smooth_for(self, image_shape) -> float:
-        """The Gaussian sigma in pixels that smooths the map before ranking: `smooth`, or half the cell side."""
-        return float(self.smooth) if self.smooth is not None else self.cell_for(image_shape) / 2
-
-    def max_calls(self) -> int:
-        """The most images through f per explained image: 1 + n + 1 + ceil(log2 n)."""
-        n = self.max_regions
-        return 2 + n + math.ceil(math.log2(n)) if n > 1 else 2 + n
 
 
 def grid_cells(weights, cell: int) -> np.ndarray:

@@ -249,9 +249,9 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     config = manifest.get("explain_config", {})
     page = _PAGE.format(
         title=html.escape(f"Explanations of {manifest['num_images']} images"),
-        meta=html.escape(f"run {manifest['run_id']} · source {json.dumps(manifest.get('source'))} · method "
-                         f"{config.get('method')} · s={config.get('s')} q={config.get('q')} "
-                         f"N={config.get('n_perturbations')} · seed {manifest['seed']}"),
+        meta=html.escape(f"run {manifest['run_id']} · source {json.dumps(manifest.get('source'))} · estimator "
+                         f"{config.get('estimator', config.get('method'))} · s={config.get('s')} q={config.get('q')} "
+                         f"N={config.get('n_perturbations', config.get('n_path_points'))} · seed {manifest['seed']}"),
         accuracy="n/a" if np.isnan(summary["accuracy"]) else f"{100 * summary['accuracy']:.2f} %",
         num_wrong=int(wrong.sum()),
         counts=_table(counts, ["class", "true", "predicted"]),

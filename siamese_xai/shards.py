@@ -28,14 +28,15 @@ folder one path started, the other finishes.
 
 Each shard holds, for its images, `index` (`(n,)` int64, positions in the
 split), `label` (`(n,)` int64, the true labels, -1 when not given) and the
-`Explanation` fields named in `STORED`, with the same names, shapes and dtypes
-(`siamese_xai.explanation.FIELDS`): every field but those in `NOT_STORED`.
+`Explanation` fields of its estimator (`stored_fields`), with the same names,
+shapes and dtypes (`siamese_xai.explanation.FIELDS`): every field but those in
+`NOT_STORED`, with J and sigma (`indices`, `sigma`) for the perturbation
+estimators and the decoded path's `moved_indices` and `path_length` for it.
 `load_split_results` reads them back as one `SplitResults`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -55,10 +56,18 @@ MANIFEST_FILE = "manifest.json"
 # and the per-image vectors and images f, g and the prototypes give back from it, which would make a
 # split's results several times larger than the masks and changes they are kept for.
 NOT_STORED = ("input", "reconstruction", "embedding", "reference", "reference_distance")
-# The Explanation fields a shard holds, in `explanation.FIELDS`'s order.
-STORED = tuple(name for name in explanation.FIELDS if name not in NOT_STORED)
+# The Explanation fields a shard holds, in `explanation.FIELDS`'s order: those of the perturbation
+# estimators ("mc", "linear"), and those of the decoded path (its own fields instead of J and sigma).
+STORED = tuple(name for name in explanation.FIELDS if name not in NOT_STORED + explanation.PATH_ONLY)
+PATH_STORED = tuple(name for name in explanation.FIELDS if name not in NOT_STORED + explanation.PERTURBATION_ONLY)
 # Per image: its position in the split and true label, then the stored fields.
 FIELDS = ("index", "label") + STORED
+PATH_FIELDS = ("index", "label") + PATH_STORED
+
+
+def stored_fields(config) -> tuple:
+    """The Explanation fields a shard holds for an explainer with this config (its estimator's own)."""
+    return PATH_STORED if getattr(config, "estimator", None) == "template_contrast" else STORED
 
 
 def shard_name(i: int) -> str:
@@ -78,9 +87,9 @@ def _manifest(explainer, images, labels, shard_size, batch_size, seed, source):
         "num_shards": -(-len(images) // int(shard_size)),
         "batch_size": int(batch_size),
         "seed": int(seed),
-        "explain_config": dataclasses.asdict(explainer.config),
+        "explain_config": explainer.config.to_dict(),
         "class_names": [str(c) for c in explainer.class_names],
-        "fields": list(FIELDS),
+        "fields": ["index", "label", *stored_fields(explainer.config)],
     }
 
 
@@ -103,6 +112,14 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
         finally:
             os.unlink(tmp)
     old = files.read_json(path)
+    if isinstance(old.get("explain_config"), dict) and "method" in old["explain_config"]:
+        # written before the estimator and the question were separate choices: the same config, spelled then
+        from siamese_xai.config import explain_config_from_dict
+
+        try:
+            old["explain_config"] = explain_config_from_dict(old["explain_config"]).to_dict()
+        except (TypeError, ValueError):
+            pass  # not a config this version reads: reported as a difference below
     if old != manifest:
         changed = sorted(k for k in set(manifest) | set(old) if old.get(k) != manifest.get(k))
         detail = "; ".join(f"{k}: {_describe(old.get(k))} there, {_describe(manifest.get(k))} now" for k in changed)
@@ -196,13 +213,13 @@ def explain_batch(explainer, images, index, labels, seed: int) -> dict:
     """
     e = explainer.explain(images, seed=seed)
     return {"index": np.asarray(index, np.int64), "label": np.asarray(labels, np.int64),
-            **{k: getattr(e, k) for k in STORED}}
+            **{k: getattr(e, k) for k in stored_fields(explainer.config)}}
 
 
 def join_records(parts) -> dict:
     """Concatenates batch records (in any order) into one record sorted by `index`."""
     parts = sorted(parts, key=lambda p: int(p["index"][0]))
-    return {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def write_shard(out_dir, shard: int, record: dict) -> Path:
@@ -256,7 +273,7 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         out_dir: the output folder (created if missing).
         labels: `(n,)` true labels stored beside the results, or None.
         shard_size: images per shard file.
-        batch_size: images per `explain` call (memory: the `mc` method
+        batch_size: images per `explain` call (memory: the `mc` estimator
             holds `batch_size * chunk_size` decoded images).
         seed: seed of the perturbation draws (the same for every image).
         verbose: 1 shows a progress bar (images done, rate, time left), 0
@@ -288,8 +305,19 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     return {**manifest, "shards_kept": manifest["num_shards"] - len(todo), "shards_written": len(todo)}
 
 
+# Every stored field of either estimator: a `SplitResults` holds those of its folder, the others are None.
+_REQUIRED = ("index", "label") + tuple(n for n in STORED if n not in explanation.OPTIONAL)
+_OPTIONAL = tuple(n for n in explanation.FIELDS if n in explanation.OPTIONAL and n not in NOT_STORED)
+_ORDER = ("index", "label") + tuple(n for n in explanation.FIELDS if n not in NOT_STORED)  # FIELDS's order
+
+
 class _SplitResultsMethods:
-    """The methods of `SplitResults` (its fields are made from `FIELDS` below)."""
+    """The methods of `SplitResults` (its fields are made from `STORED` and `PATH_STORED` below)."""
+
+    @property
+    def fields(self) -> tuple:
+        """The names of the arrays this result holds: `index`, `label` and its estimator's stored fields."""
+        return tuple(n for n in _ORDER if getattr(self, n) is not None)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -298,11 +326,11 @@ class _SplitResultsMethods:
         """The results of some images (a slice, or an integer or boolean index array), as a `SplitResults`."""
         if isinstance(index, (int, np.integer)):
             index = slice(int(index), int(index) + 1 if int(index) != -1 else None)
-        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in FIELDS})
+        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in self.fields})
 
     def arrays(self) -> dict:
-        """`{field: array}` for every name in `FIELDS`, in that order."""
-        return {name: getattr(self, name) for name in FIELDS}
+        """`{field: array}` for every name in `fields`, in that order."""
+        return {name: getattr(self, name) for name in self.fields}
 
     @property
     def run_id(self):
@@ -323,7 +351,8 @@ class _SplitResultsMethods:
 
 SplitResults = dataclasses.make_dataclass(
     "SplitResults",
-    [(name, np.ndarray) for name in FIELDS] + [("manifest", dict)],
+    [(name, np.ndarray) for name in _REQUIRED] + [("manifest", dict)]
+    + [(name, "np.ndarray | None", dataclasses.field(default=None)) for name in _OPTIONAL],
     bases=(_SplitResultsMethods,),
     frozen=True,
     eq=False,
@@ -344,7 +373,8 @@ SplitResults.__doc__ = """The explanations of a whole split, as `load_split_resu
     Attributes:
         index: `(n,)` int64, each image's position in the split.
         label: `(n,)` int64, the true labels (-1 when not given).
-        (one attribute per name in `STORED`): as the `Explanation` attribute.
+        (one attribute per name in `STORED` or `PATH_STORED`): as the
+            `Explanation` attribute; the other estimator's fields are None.
         manifest: the folder's `manifest.json` (the run's identity, the
             source, the explanation parameters, the seed, the class names);
             `run_id`, `seed`, `class_names` and `image_shape` read it.
@@ -364,13 +394,13 @@ def load_split_results(out_dir) -> SplitResults:
     if not (out_dir / MANIFEST_FILE).is_file():
         raise FileNotFoundError(f"{str(out_dir)!r} has no {MANIFEST_FILE}: not an explain-split folder")
     manifest = files.read_json(out_dir / MANIFEST_FILE)
-    if sorted(manifest.get("fields", ())) != sorted(FIELDS):
+    if sorted(manifest.get("fields", ())) not in (sorted(FIELDS), sorted(PATH_FIELDS)):
         raise ValueError(
-            f"{str(out_dir)!r} must hold the fields {list(FIELDS)}. Received: a folder with {manifest.get('fields')}; "
-            "explain the split again with force=True (--force)"
+            f"{str(out_dir)!r} must hold the fields {list(FIELDS)} (or {list(PATH_FIELDS)}). Received: a folder with "
+            f"{manifest.get('fields')}; explain the split again with force=True (--force)"
         )
     missing = [shard_name(i) for i in range(manifest["num_shards"]) if not (out_dir / shard_name(i)).is_file()]
     if missing:
         raise FileNotFoundError(f"{str(out_dir)!r} lacks {len(missing)} shards (the first: {missing[0]}); run it again to finish")
     shards = [np.load(out_dir / shard_name(i)) for i in range(manifest["num_shards"])]
-    return SplitResults(**{k: np.concatenate([s[k] for s in shards]) for k in FIELDS}, manifest=manifest)
+    return SplitResults(**{k: np.concatenate([s[k] for s in shards]) for k in manifest["fields"]}, manifest=manifest)

@@ -79,9 +79,9 @@ def test_explain_target_class_and_pair(tiny_run, tmp_path):
                      "--out", str(out), "--quiet"]) == 0
     assert json.loads((out / "mnist-test-1.json").read_text())["explained_class"] == [7]
     assert cli.main(["explain", "--run", str(run_dir), "mnist:test:1", "--pair", "mnist:test:2", "--n", "32",
-                     "--method", "linear", "--out", str(out), "--quiet"]) == 0
+                     "--estimator", "linear", "--out", str(out), "--quiet"]) == 0
     record = json.loads((out / "mnist-test-1__vs__mnist-test-2.json").read_text())
-    assert record["explained_class"] == [-1] and record["config"]["method"] == "linear"
+    assert record["explained_class"] == [-1] and record["config"]["estimator"] == "linear"
 
 
 @pytest.mark.parametrize(

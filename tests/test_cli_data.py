@@ -146,10 +146,10 @@ def test_sigma_scale_and_export_method_reach_the_explainer(tiny_run, tmp_path, c
     record = json.loads((out / "mnist_test_0.json").read_text()) if (out / "mnist_test_0.json").exists() else \
         json.loads(next(out.glob("*.json")).read_text())
     assert record["config"]["sigma_scale"] == 0.25
-    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "sm"), "--method", "linear",
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "sm"), "--estimator", "linear",
                      "--sigma-scale", "0.5", "--n", "16"]) == 0
     saved = json.loads((tmp_path / "sm" / "assets.extra" / "explainer.json").read_text())
-    assert json.dumps(saved).count('"method": "linear"') == 1 and json.dumps(saved).count('"sigma_scale": 0.5') == 1
+    assert json.dumps(saved).count('"estimator": "linear"') == 1 and json.dumps(saved).count('"sigma_scale": 0.5') == 1
     for bad in ("0", "-1", "nan", "x"):
         with pytest.raises(SystemExit):
             cli.build_parser().parse_args(["explain", "--run", "r", "i.png", "--out", "o", "--sigma-scale", bad])

@@ -1,4 +1,4 @@
-"""The contrast of decoded class templates (`method="template_contrast"`, earlier "contrast"): why class k rather than class l.
+"""The contrast of decoded class templates (`TemplateContrastConfig`, earlier `method="template_contrast"` and "contrast"): why class k rather than class l.
 
 With a linear decoder g(z) = z W + b every quantity is known by hand: along
 the path h + t (c_l - h) the change is t (c_l - h) W, so the midpoint rule's
@@ -14,6 +14,7 @@ import pytest
 
 from siamese_xai import cli, runs
 from siamese_xai.contrast import path_points
+from siamese_xai.config import TemplateContrastConfig, explain_config_from_dict
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
 from siamese_xai.explanation import FIELDS, Explanation
 from siamese_xai.models import build_decoder, build_siamese_subnetwork
@@ -52,7 +53,7 @@ def setup():
     kernel = rng.normal(0, 1, (D, P))
     emb = Embed()
     protos = rng.normal(0, 1, (4, D)).astype(np.float32)
-    cfg = ExplainConfig(n_perturbations=N, s=3, q=40, method="template_contrast")
+    cfg = TemplateContrastConfig(n_path_points=N, s=3, q=40)
     return emb, kernel, protos, SiameseExplainer(emb, linear_decoder(kernel), protos, cfg, chunk_size=64)
 
 
@@ -66,8 +67,7 @@ def table1():
     emb = Embed()
     h = emb(images(30, seed=1))
     protos = np.stack([h[i::3].mean(0) for i in range(3)]).astype(np.float32) * 3.0
-    return emb, dec, protos, SiameseExplainer(emb, dec, protos, ExplainConfig(n_perturbations=N, s=3, q=50,
-                                                                                 method="template_contrast"))
+    return emb, dec, protos, SiameseExplainer(emb, dec, protos, TemplateContrastConfig(n_path_points=N, s=3, q=50))
 
 
 def hand(emb, kernel, protos, x, k=None, l=None, c_l=None, q=40, s=3):
@@ -103,8 +103,9 @@ def test_runner_up_linear_decoder_matches_hand_computation(setup):
     assert e.contrast_class[0] == want["l"] != want["k"]
     np.testing.assert_allclose(e.reference[0], want["c"], rtol=1e-6)
     assert e.reference_distance[0] == pytest.approx(np.linalg.norm(want["delta"]), rel=1e-5)
-    assert e.sigma[0] == pytest.approx(np.linalg.norm(want["delta"]), rel=1e-5)
-    np.testing.assert_array_equal(e.indices[0], want["J"])
+    assert e.path_length[0] == pytest.approx(np.linalg.norm(want["delta"]), rel=1e-5)
+    np.testing.assert_array_equal(e.moved_indices[0], want["J"])
+    assert e.sigma is None and e.indices is None  # the perturbation estimators' fields do not apply
     np.testing.assert_allclose(e.reconstruction[0].reshape(-1), want["h"] @ kernel + 0.5, rtol=1e-4, atol=1e-4)
     scale = np.abs(want["signed"]).max()
     np.testing.assert_allclose(e.mean_signed_change[0].reshape(-1), want["signed"], atol=1e-4 * scale)
@@ -187,7 +188,7 @@ def test_zero_length_path_warns_and_gives_an_empty_mask(setup):
     x = images(1, seed=4)[0]
     with pytest.warns(RuntimeWarning, match="path has length 0"):
         e = ex.explain(x, reference=x)
-    assert e.sigma[0] == 0 and not e.mask.any() and not e.mean_abs_change.any()
+    assert e.path_length[0] == 0 and not e.mask.any() and not e.mean_abs_change.any()
 
 
 class NudgedReference(Embed):
@@ -206,7 +207,7 @@ def test_reference_equal_to_h_but_for_the_last_bits_is_a_zero_length_path(setup)
     x = images(1, seed=4)[0]
     with pytest.warns(RuntimeWarning, match="path has length 0"):
         e = nudged.explain(x, reference=x)
-    assert e.sigma[0] == 0 and not e.mask.any() and not e.mean_abs_change.any()
+    assert e.path_length[0] == 0 and not e.mask.any() and not e.mean_abs_change.any()
     assert not e.mean_signed_change.any()
 
 
@@ -220,8 +221,8 @@ def test_errors_name_the_argument(setup):
         ex.explain(x, contrast_class=4)
     with pytest.raises(ValueError, match="`contrast_class` must be None when `reference` is given"):
         ex.explain(x, reference=x, contrast_class=1)
-    mc = ex.replace(method="mc")
-    with pytest.raises(ValueError, match='`contrast_class` needs method="template_contrast"'):
+    mc = ex.replace(estimator="mc")
+    with pytest.raises(ValueError, match=r"`contrast_class` needs the decoded path's estimator \(a TemplateContrastConfig\)"):
         mc.explain(x, contrast_class=1)
     one_class = SiameseExplainer(emb, linear_decoder(kernel), protos[:1], ex.config)
     with pytest.raises(ValueError, match="needs at least 2 classes"):
@@ -231,9 +232,9 @@ def test_errors_name_the_argument(setup):
 def test_paper_methods_unchanged_and_report_no_contrast(setup):
     emb, kernel, protos, ex = setup
     x = images(3, seed=4)
-    e = ex.replace(method="mc").explain(x, seed=1)
+    e = ex.replace(estimator="mc").explain(x, seed=1)
     np.testing.assert_array_equal(e.contrast_class, [-1, -1, -1])
-    assert ExplainConfig().method == "mc"
+    assert ExplainConfig().estimator == "mc" and e.path_length is None and e.moved_indices is None
     # The paper's Delta_p for a linear decoder is still sigma-sized, nothing like the contrast's.
     assert e.mean_abs_change.max() < 0.1 * ex.explain(x).mean_abs_change.max()
 
@@ -244,12 +245,31 @@ def test_contrast_class_survives_save_load_and_old_files(setup, tmp_path):
     e.save(tmp_path / "e.npz")
     back = Explanation.load(tmp_path / "e.npz")
     np.testing.assert_array_equal(back.contrast_class, e.contrast_class)
-    assert back.config.method == "template_contrast" and "contrast_class" in FIELDS
+    assert back.config == ex.config and "contrast_class" in FIELDS
     # A file written before the field existed reads back with -1.
     with np.load(tmp_path / "e.npz") as data:
         arrays = {k: data[k] for k in data.files if k != "contrast_class"}
     np.savez(tmp_path / "old.npz", **arrays)
     np.testing.assert_array_equal(Explanation.load(tmp_path / "old.npz").contrast_class, [-1, -1])
+
+
+def test_a_file_from_before_the_estimator_split_loads(setup, tmp_path):
+    """A decoded path's file that named its length `sigma`, its coordinates `indices` and its config `method`."""
+    _, _, _, ex = setup
+    e = ex.explain(images(2, seed=4))
+    e.save(tmp_path / "e.npz")
+    with np.load(tmp_path / "e.npz") as data:
+        arrays = {k: data[k] for k in data.files if k not in ("path_length", "moved_indices")}
+    meta = json.loads(str(arrays.pop("__meta__")))
+    meta["config"] = {"n_perturbations": N, "s": 3, "q": 40, "direction": "toward_prototype",
+                      "method": "template_contrast", "sigma_scale": 0.1}
+    np.savez(tmp_path / "old.npz", **arrays, sigma=e.path_length, indices=e.moved_indices,
+             __meta__=np.array(json.dumps(meta)))
+    back = Explanation.load(tmp_path / "old.npz")
+    assert back.config == ex.config and back.sigma is None and back.indices is None
+    np.testing.assert_array_equal(back.path_length, e.path_length)
+    np.testing.assert_array_equal(back.moved_indices, e.moved_indices)
+    np.testing.assert_array_equal(back.mask, e.mask)
 
 
 @pytest.fixture(scope="module")
@@ -272,23 +292,34 @@ def test_cli_method_contrast(keras_run, tmp_path, capsys):
 
     Image.fromarray((images(1, seed=5)[0, ..., 0] * 255).astype("uint8"), "L").save(tmp_path / "a.png")
     out = tmp_path / "out"
-    ex = SiameseExplainer.from_run(keras_run, ExplainConfig(method="template_contrast", n_perturbations=64, q=30))
+    ex = SiameseExplainer.from_run(keras_run, TemplateContrastConfig(n_path_points=64, q=30))
     from siamese_xai.inputs import read_image
 
     e = ex.explain(read_image(tmp_path / "a.png")[0])
     own, runner = int(e.explained_class[0]), int(e.contrast_class[0])
     l = min({0, 1, 2, 3} - {own, runner})  # not the default, so the flag must get through
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out), "--n", "64",
-                     "--q", "30", "--method", "template_contrast", "--contrast-class", str(l), "--quiet"])
+                     "--q", "30", "--estimator", "template_contrast", "--contrast-class", str(l), "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert f"rather than class {l}" in capsys.readouterr().out
     record = json.loads((out / "a.json").read_text())
-    assert record["contrast_class"] == [l] and record["config"]["method"] == "template_contrast"
+    assert record["contrast_class"] == [l] and record["config"] == ex.config.to_dict()
+    assert record["config"]["estimator"] == "template_contrast" and record["config"]["n_path_points"] == 64
+    assert record["sigma"] is None and record["indices"] is None and len(record["path_length"]) == 1
     assert record["explained_class"] == [own]
     assert (out / "a.png").is_file()
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
                      "--contrast-class", "1"])
-    assert code == 2 and "--contrast-class needs --method template_contrast" in capsys.readouterr().err
+    assert code == 2 and "--contrast-class needs --estimator template_contrast or probe" in capsys.readouterr().err
+    # the earlier flag and name still work, with a note naming the new spelling
+    code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out), "--n", "64",
+                     "--q", "30", "--method", "contrast", "--contrast-class", str(l), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0 and "--method contrast is now --estimator template_contrast" in captured.err
+    assert json.loads((out / "a.json").read_text()) == record
+    code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
+                     "--estimator", "template_contrast", "--sigma-scale", "0.2"])
+    assert code == 2 and "--sigma-scale applies to --estimator mc and linear" in capsys.readouterr().err
 
 
 def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
@@ -296,7 +327,7 @@ def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
 
     from siamese_xai.export import export_explainer
 
-    ex = SiameseExplainer.from_run(keras_run, ExplainConfig(method="template_contrast", n_perturbations=64, q=30))
+    ex = SiameseExplainer.from_run(keras_run, TemplateContrastConfig(n_path_points=64, q=30))
     export_explainer(ex, tmp_path / "sm")
     x = images(3, seed=6)
     with warnings.catch_warnings():
@@ -307,30 +338,52 @@ def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
     np.testing.assert_array_equal(out["contrast_class"].numpy(), e.contrast_class)
     np.testing.assert_array_equal(out["mask"].numpy(), e.mask)
     np.testing.assert_allclose(out["mean_signed_change"].numpy(), e.mean_signed_change, atol=1e-5)
+    np.testing.assert_array_equal(out["moved_indices"].numpy(), e.moved_indices)
+    assert "sigma" not in out and "indices" not in out
 
 
-def test_old_name_is_accepted_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="method='contrast' is now 'template_contrast'"):
-        cfg = ExplainConfig(method="contrast")
-    assert cfg.method == "template_contrast" and cfg == ExplainConfig(method="template_contrast")
+def test_old_spellings_are_accepted_with_a_deprecation_warning_naming_the_new_one():
+    new = "TemplateContrastConfig\\(n_path_points=N"
+    with pytest.warns(DeprecationWarning, match=f"method='contrast' is now {new}"):
+        cfg = ExplainConfig(method="contrast", n_perturbations=64, s=3, q=9)
+    assert cfg == TemplateContrastConfig(n_path_points=64, s=3, q=9)
+    with pytest.warns(DeprecationWarning, match=f"method='template_contrast' is now {new}"):
+        assert ExplainConfig(method="template_contrast") == TemplateContrastConfig()
+    with pytest.warns(DeprecationWarning, match="method='linear' is now estimator='linear'"):
+        assert ExplainConfig(method="linear") == ExplainConfig(estimator="linear")
+    with pytest.warns(DeprecationWarning, match="method='mc' is now estimator='mc'"):
+        assert ExplainConfig(method="mc") == ExplainConfig()
+    with pytest.warns(DeprecationWarning, match="is now ExplainConfig.estimator"):
+        assert ExplainConfig(estimator="linear").method == "linear"
+    with pytest.warns(DeprecationWarning, match="is now estimator='linear'"):
+        assert cfg.replace(method="linear") == ExplainConfig(n_perturbations=64, s=3, q=9, estimator="linear")
+    # switching estimators by name carries N, s and q
+    assert ExplainConfig(n_perturbations=64, s=3, q=9).replace(estimator="template_contrast") == cfg
+    assert cfg.replace(estimator="mc") == ExplainConfig(n_perturbations=64, s=3, q=9)
+    # every config reads back from its dict, and from an earlier file's dict
+    for c in (cfg, ExplainConfig(estimator="linear", direction="positive")):
+        assert explain_config_from_dict(c.to_dict()) == c
+    assert explain_config_from_dict({"n_perturbations": 64, "s": 3, "q": 9, "direction": "toward_prototype",
+                                     "method": "contrast", "sigma_scale": 0.1}) == cfg
 
 
 def test_ranking_is_the_map_the_mask_holds_the_top_of(setup):
     """e.ranking, for every method: the mask is its q largest positive values (ties: lower flat index first)."""
     emb, kernel, protos, ex = setup
     x = images(3, seed=6)
-    for e in (ex.explain(x), ex.replace(method="mc").explain(x, seed=1), ex.replace(method="linear").explain(x, seed=1)):
+    for e in (ex.explain(x), ex.replace(estimator="mc").explain(x, seed=1),
+              ex.replace(estimator="linear").explain(x, seed=1)):
         r = e.ranking.reshape(len(e), -1).astype(np.float64)
         order = np.argsort(-r, axis=1, kind="stable")[:, : e.config.q]
         expected = np.zeros_like(r, bool)
         np.put_along_axis(expected, order, True, axis=1)
-        np.testing.assert_array_equal(e.mask.reshape(len(e), -1), expected & (r > 0), err_msg=e.config.method)
+        np.testing.assert_array_equal(e.mask.reshape(len(e), -1), expected & (r > 0), err_msg=e.config.estimator)
     e = ex.explain(x)
     np.testing.assert_array_equal(e.ranking, np.maximum(-e.mean_signed_change, 0) * e.input)
 
 
-def test_cli_method_probe(keras_run, tmp_path, capsys):
-    """`explain --method probe` writes the probe's figure and JSON; its record is f's verdict on the run."""
+def test_cli_estimator_probe(keras_run, tmp_path, capsys):
+    """`explain --estimator probe` writes the probe's figure and JSON; its record is f's verdict on the run."""
     from PIL import Image
 
     from siamese_xai.inputs import read_image
@@ -339,7 +392,7 @@ def test_cli_method_probe(keras_run, tmp_path, capsys):
     Image.fromarray((images(1, seed=5)[0, ..., 0] * 255).astype("uint8"), "L").save(tmp_path / "a.png")
     out = tmp_path / "out"
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
-                     "--method", "probe", "--quiet"])
+                     "--estimator", "probe", "--quiet"])
     assert code == 0, capsys.readouterr().err
     record = json.loads((out / "a.json").read_text())
     e = ProbeExplainer.from_run(keras_run).explain(read_image(tmp_path / "a.png")[0])
@@ -347,5 +400,5 @@ def test_cli_method_probe(keras_run, tmp_path, capsys):
         assert record[field] == getattr(e, field)[0].tolist(), field
     assert f"{record['n_calls']} f calls" in capsys.readouterr().out and (out / "a.png").is_file()
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
-                     "--method", "probe", "--pair", str(tmp_path / "a.png")])
-    assert code == 2 and "--pair is not available with --method probe" in capsys.readouterr().err
+                     "--estimator", "probe", "--pair", str(tmp_path / "a.png")])
+    assert code == 2 and "--pair is not available with --estimator probe" in capsys.readouterr().err

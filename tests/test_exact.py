@@ -155,7 +155,7 @@ def test_decoder_without_exact_rules_falls_back_to_the_subtraction_with_a_warnin
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # asked for: no warning
         before = SiameseExplainer(embed, dec, protos, cfg, exact_differences=False)
-        SiameseExplainer(embed, dec, protos, cfg.replace(method="linear"))  # linear never subtracts
+        SiameseExplainer(embed, dec, protos, cfg.replace(estimator="linear"))  # linear never subtracts
     xs = rng.random((3, 28, 28, 1)).astype(np.float32)
     a, b = ex.explain(xs, seed=1), before.explain(xs, seed=1)
     np.testing.assert_array_equal(a.mean_abs_change, b.mean_abs_change)  # the same function as before

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from siamese_xai import files, runs
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
-from siamese_xai.explanation import FIELDS, Explanation
+from siamese_xai.explanation import Explanation
 from siamese_xai.models import build_decoder, build_siamese_subnetwork
 
 D = 8
@@ -87,7 +87,7 @@ def batch_result(explainer):
 def single(e):
     """The fields of a one-input Explanation without the batch axis."""
     assert isinstance(e, Explanation) and len(e) == 1
-    return types.SimpleNamespace(**{k: getattr(e, k)[0] for k in FIELDS}, config=e.config, seed=e.seed)
+    return types.SimpleNamespace(**{k: getattr(e, k)[0] for k in e.fields}, config=e.config, seed=e.seed)
 
 
 def assert_same(a, b, rtol=1e-5):
@@ -106,7 +106,7 @@ def assert_same(a, b, rtol=1e-5):
 
 def test_config_defaults_follow_the_paper():
     cfg = ExplainConfig()
-    assert (cfg.n_perturbations, cfg.sigma_scale, cfg.direction, cfg.method) == (5000, 0.1, "toward_prototype", "mc")
+    assert (cfg.n_perturbations, cfg.sigma_scale, cfg.direction, cfg.estimator) == (5000, 0.1, "toward_prototype", "mc")
 
 
 @pytest.mark.parametrize(
@@ -120,6 +120,8 @@ def test_config_defaults_follow_the_paper():
             "away",
             "`direction` must be one of ['toward_prototype', 'positive']. Received: direction='away'",
         ),
+        ("estimator", "exact", "`estimator` must be one of ['mc', 'linear']"),
+        ("estimator", "template_contrast", "its own config, TemplateContrastConfig(n_path_points=N"),
         ("method", "exact", "Received: method='exact'"),
         ("sigma_scale", 0.0, "`sigma_scale` must be a positive finite number. Received: sigma_scale=0.0"),
         ("sigma_scale", float("nan"), "Received: sigma_scale=nan"),
@@ -172,7 +174,7 @@ def test_linear_decoder_matches_hand_computation(method, target, use_reference, 
     h = emb.proj.T.astype(np.float64) @ x.reshape(-1)
     # Prototypes around h, so that the signs of c - h differ from class to class.
     protos = (h + np.random.default_rng(3).normal(0, 1, (4, D))).astype(np.float32)
-    cfg = ExplainConfig(n_perturbations=200, s=3, q=40, method=method, sigma_scale=sigma_scale)
+    cfg = ExplainConfig(n_perturbations=200, s=3, q=40, estimator=method, sigma_scale=sigma_scale)
     ex = SiameseExplainer(emb, linear_decoder(kernel), protos, cfg, chunk_size=64)
 
     dists = np.linalg.norm(protos - h, axis=1)
@@ -214,10 +216,10 @@ def test_linear_method_equals_mc_for_a_linear_decoder():
     dec = linear_decoder(rng.normal(0, 1, (D, P)))
     protos = rng.normal(0, 1, (3, D)).astype(np.float32)
     mc = SiameseExplainer(CountingEmbed(), dec, protos, ExplainConfig.tiny(q=60))
-    lin = mc.replace(method="linear")
+    lin = mc.replace(estimator="linear")
     xs = images(3, seed=8)
     for a, b in zip(mc.explain(xs, seed=2), lin.explain(xs, seed=2)):
-        assert (a.config.method, b.config.method) == ("mc", "linear")
+        assert (a.config.estimator, b.config.estimator) == ("mc", "linear")
         # Neither subtracts two decoded images: they agree to float32 precision.
         assert_same(a, b, rtol=1e-5)
 
@@ -309,7 +311,7 @@ def test_decoder_that_is_not_a_chain_is_used_as_is(embed, prototypes):
 
 
 def test_linear_close_to_mc_on_table1_decoder(explainer, batch_result):
-    lin = explainer.replace(method="linear").explain(images(5, seed=2), seed=7)
+    lin = explainer.replace(estimator="linear").explain(images(5, seed=2), seed=7)
     ious = []
     for a, b in zip(batch_result, lin):
         np.testing.assert_array_equal(a.indices, b.indices)
@@ -347,7 +349,7 @@ def test_explanation_is_frozen_and_read_only(batch_result):
     for e in (batch_result, batch_result[0]):
         with pytest.raises(dataclasses.FrozenInstanceError):
             e.sigma = np.ones(len(e))
-        for name in FIELDS:
+        for name in e.fields:
             with pytest.raises(ValueError, match="read-only"):
                 getattr(e, name).flat[0] = 0
 

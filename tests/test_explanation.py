@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -25,7 +26,8 @@ def make(b=B, seed=0, run_id="abc123", class_names=("cat", "dog")):
 
 
 def assert_equal(a, b):
-    for name in FIELDS:
+    assert a.fields == b.fields
+    for name in a.fields:
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and x.shape == y.shape, name
         np.testing.assert_array_equal(x, y, err_msg=name)
@@ -34,8 +36,10 @@ def assert_equal(a, b):
 
 def test_fields_are_typed_read_only_and_share_the_batch_axis():
     e = make()
-    for name, dtype in FIELDS.items():
-        a = getattr(e, name)
+    assert e.fields == tuple(name for name in FIELDS if name not in ("moved_indices", "path_length"))
+    assert e.moved_indices is None and e.path_length is None  # the decoded path's own fields
+    for name in e.fields:
+        a, dtype = getattr(e, name), FIELDS[name]
         assert a.dtype == dtype and len(a) == B and not a.flags.writeable, name
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.seed = 1
@@ -49,7 +53,7 @@ def test_indexing_keeps_the_batch_axis():
     for i in range(-B, B):
         one = e[i]
         assert isinstance(one, Explanation) and len(one) == 1
-        for name in FIELDS:
+        for name in e.fields:
             np.testing.assert_array_equal(getattr(one, name), getattr(e, name)[i % B : i % B + 1])
         assert one.config == e.config and one.seed == e.seed and one.run_id == e.run_id
     assert [int(x.predicted_class[0]) for x in e] == e.predicted_class.tolist()
@@ -65,8 +69,9 @@ def test_to_dict_is_json_ready_and_complete():
     e = make()
     d = json.loads(json.dumps(e.to_dict()))
     assert set(d) == set(FIELDS) | {"config", "seed", "run_id", "class_names"}
-    for name in FIELDS:
+    for name in e.fields:
         np.testing.assert_array_equal(np.asarray(d[name], dtype=FIELDS[name]), getattr(e, name))
+    assert d["moved_indices"] is None and d["path_length"] is None  # the decoded path's fields
     assert d["config"] == dataclasses.asdict(e.config) and d["seed"] == 0 and d["run_id"] == "abc123"
 
 
@@ -76,6 +81,28 @@ def test_save_and_load_round_trip_exactly(tmp_path):
         e.save(path)
         assert_equal(Explanation.load(path), e)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
+
+
+def test_a_file_that_names_its_estimator_method_loads(tmp_path):
+    """Files written when the config said `method` (before the estimator and the question were separate)."""
+    e = dataclasses.replace(make(seed=4), config=ExplainConfig(n_perturbations=64, s=S, q=7, estimator="linear"))
+    e.save(tmp_path / "e.npz")
+    with np.load(tmp_path / "e.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays.pop("__meta__")))
+    meta["config"]["method"] = meta["config"].pop("estimator")
+    np.savez(tmp_path / "old.npz", **arrays, __meta__=np.array(json.dumps(meta)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # reading a file is not a use of the old spelling
+        assert_equal(Explanation.load(tmp_path / "old.npz"), e)
+
+
+def test_the_fields_of_the_other_estimator_are_refused():
+    e = make()
+    with pytest.raises(ValueError, match="`path_length` must be None for the estimator 'mc'. Received: an array"):
+        dataclasses.replace(e, path_length=np.ones(B))
+    with pytest.raises(ValueError, match="`sigma` must be given for the estimator 'mc'. Received: None"):
+        dataclasses.replace(e, sigma=None)
 
 
 def test_load_rejects_other_files(tmp_path):
@@ -91,7 +118,7 @@ def test_repr_is_a_few_lines():
     text = repr(make())
     lines = text.splitlines()
     assert len(lines) == 4, text
-    assert lines[0] == "Explanation(B=3, method='mc', image_shape=(4, 5, 1), s=2, q=7, N=64, seed=0)"
+    assert lines[0] == "Explanation(B=3, estimator='mc', image_shape=(4, 5, 1), s=2, q=7, N=64, seed=0)"
     assert lines[3] == "  run_id='abc123'"
     many = repr(make(b=25))
     assert ", ...]" in many and len(many) < 400

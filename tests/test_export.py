@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from siamese_xai.explain import ExplainConfig, SiameseExplainer
-from siamese_xai.explanation import FIELDS
 from siamese_xai.export import CONFIG_ASSET, export_explainer
 from siamese_xai.models import build_decoder, build_siamese_subnetwork
 
@@ -65,7 +64,7 @@ def test_fresh_process_without_siamese_xai_gives_the_same_result(explainer, expo
     out = np.load(tmp_path / "out.npz")
     e = explainer.explain(x, seed=5)
     # The SavedModel's outputs are the Explanation's fields, under the same names.
-    assert set(out.files) == set(FIELDS) - {"input", "explained_class"}
+    assert set(out.files) == set(e.fields) - {"input", "explained_class"}
     assert out["mask"].dtype == bool and out["mask"].shape == (3, 28, 28, 1)
     np.testing.assert_array_equal(out["predicted_class"], e.predicted_class)
     np.testing.assert_allclose(out["distances"], e.distances, rtol=1e-5)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from siamese_xai import plotting
+from siamese_xai.config import TemplateContrastConfig
 from siamese_xai.explain import ExplainConfig
-from siamese_xai.explanation import FIELDS, Explanation
+from siamese_xai.explanation import Explanation
 
 
 def make_explanation(explained_class=4):
@@ -59,6 +60,15 @@ def test_quadruple_draws_input_reconstruction_overlay_mask():
     assert "q=30" in axes[3].get_title()
 
 
+def test_a_contrastive_explanation_is_titled_with_both_classes():
+    e = make_explanation()
+    arrays = {f: getattr(e, f) for f in e.fields if f not in ("sigma", "indices", "contrast_class")}
+    contrast = Explanation(**arrays, moved_indices=e.indices, path_length=e.sigma, contrast_class=[7],
+                           config=TemplateContrastConfig(q=30), seed=0)
+    assert " ".join(plotting.plot_explanation(contrast)[2].get_title().split()) == "explanation of 4 vs 7"
+    assert " ".join(plotting.plot_explanation(e)[2].get_title().split()) == "explanation of class 4"
+
+
 def test_draws_into_given_axes_and_checks_their_number():
     _, grid = plt.subplots(2, 2)
     out = plotting.plot_explanation(make_explanation(), grid)
@@ -91,7 +101,7 @@ def test_quadruple_saves_to_a_file(tmp_path):
 
 def test_index_picks_one_input_of_a_batch():
     one = make_explanation()
-    arrays = {f: np.concatenate([getattr(one, f)] * 2) for f in FIELDS}
+    arrays = {f: np.concatenate([getattr(one, f)] * 2) for f in one.fields}
     two = Explanation(**{**arrays, "predicted_class": [9, 3]}, config=one.config, seed=0)
     assert "SNN: 3" in plotting.plot_input(two, index=1).get_title()
     assert "SNN: 9" in plotting.plot_explanation(two, index=-2)[0].get_title()
@@ -102,7 +112,7 @@ def test_index_picks_one_input_of_a_batch():
 def test_titles_use_class_names_and_rgb_images_are_drawn_in_colour():
     rng = np.random.default_rng(1)
     one = make_explanation()
-    rgb = {f: getattr(one, f) for f in FIELDS}
+    rgb = {f: getattr(one, f) for f in one.fields}
     for f in ("input", "reconstruction", "mean_abs_change", "mean_signed_change"):
         rgb[f] = rng.random((1, 8, 6, 3)).astype(np.float32)
     rgb["mask"] = rng.random((1, 8, 6, 3)) > 0.7
@@ -120,7 +130,7 @@ def test_titles_use_class_names_and_rgb_images_are_drawn_in_colour():
 def _rgb_explanation(h, w, names):
     rng = np.random.default_rng(2)
     one = make_explanation()
-    arrays = {f: getattr(one, f) for f in FIELDS}
+    arrays = {f: getattr(one, f) for f in one.fields}
     for f in ("input", "reconstruction", "mean_abs_change", "mean_signed_change"):
         arrays[f] = rng.random((1, h, w, 3)).astype(np.float32)
     arrays["mask"] = rng.random((1, h, w, 3)) > 0.8

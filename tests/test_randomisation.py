@@ -157,7 +157,7 @@ def tiny(tiny_run):
 def test_decoder_methods_equal_explain_with_the_stages_prototypes(tiny):
     # DecoderMethods feeds the stage's c_k (c_l) as the reference embedding instead of
     # rebuilding the explainer around the stage's prototypes: the maps must be the same.
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.explain import ExplainConfig, SiameseExplainer, TemplateContrastConfig
     from siamese_xai.prototypes import nearest_prototype
 
     run, xs = tiny
@@ -168,13 +168,12 @@ def test_decoder_methods_equal_explain_with_the_stages_prototypes(tiny):
     maps = rz.DecoderMethods(run.decoder, run.embed, run.prototypes, 64, 32)(h, xs, k, l, prototypes, seed=3)
     config = ExplainConfig(n_perturbations=64)
     for method in ("mc", "linear"):
-        e = SiameseExplainer(run.embed, run.decoder, prototypes, config.replace(method=method)).explain(
+        e = SiameseExplainer(run.embed, run.decoder, prototypes, config.replace(estimator=method)).explain(
             xs, target_class=k.tolist(), seed=3)
         np.testing.assert_allclose(maps[method], e.mean_abs_change[..., 0], rtol=1e-4, atol=1e-7)
-    e = SiameseExplainer(run.embed, run.decoder, prototypes, ExplainConfig(n_perturbations=32, method="contrast")).explain(
+    e = SiameseExplainer(run.embed, run.decoder, prototypes, TemplateContrastConfig(n_path_points=32)).explain(
         xs, target_class=k.tolist(), contrast_class=l.tolist())
-    np.testing.assert_allclose(maps["template_contrast"], np.maximum(-e.mean_signed_change[..., 0], 0) * xs[..., 0],
-                               rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(maps["template_contrast"], e.ranking[..., 0], rtol=1e-4, atol=1e-7)
 
 
 # minutes: a tiny run's cascade, an explainer retrained from scratch, every registered method

@@ -44,8 +44,10 @@ def test_explaining_example_runs_as_written(project_folder, capsys):
     e, same = namespace["e"], namespace["same"]
     assert len(e) == 8 and len(namespace["first"]) == 1 and len(namespace["pair"]) == 8
     assert (namespace["pair"].explained_class == -1).all() and int(namespace["why_4"].explained_class[0]) == 4
+    contrast = namespace["why_4_not_9"]
+    assert (int(contrast.explained_class[0]), int(contrast.contrast_class[0])) == (4, 9) and contrast.sigma is None
     assert (same.mask == e.mask).all() and os.path.isfile("explanations.npz")
-    assert capsys.readouterr().out.startswith("Explanation(B=8, method='mc'")
+    assert capsys.readouterr().out.startswith("Explanation(B=8, estimator='mc'")
 
 
 def test_probe_example_runs_as_written(project_folder):

@@ -98,7 +98,9 @@ def test_stored_fields_are_the_explanations_less_the_image_and_its_decodings():
     from siamese_xai import explanation
 
     assert set(shards.NOT_STORED) <= set(explanation.FIELDS)  # a renamed field must be renamed here too
-    assert shards.STORED == tuple(n for n in explanation.FIELDS if n not in shards.NOT_STORED)
+    assert shards.STORED == tuple(n for n in explanation.FIELDS if n not in shards.NOT_STORED + explanation.PATH_ONLY)
+    assert shards.PATH_STORED == tuple(n for n in explanation.FIELDS
+                                       if n not in shards.NOT_STORED + explanation.PERTURBATION_ONLY)
     assert shards.FIELDS == ("index", "label") + shards.STORED
 
 
@@ -111,6 +113,33 @@ def test_split_results_select_images_like_an_explanation(explainer, tmp_path):
     np.testing.assert_array_equal(part.index, [2, 3, 4])
     np.testing.assert_array_equal(got[-1].mask, got.mask[5:])
     np.testing.assert_array_equal(got[got.label == y[0]].index, np.flatnonzero(y[:6] == y[0]))
+
+
+def test_a_folder_from_before_the_estimator_split_resumes(explainer, tmp_path):
+    """A manifest whose config says `method` (not `estimator`) is the same config: its finished shards are kept."""
+    x, _ = data.load_mnist("test")
+    shards.explain_split(explainer, x[:12], tmp_path, shard_size=6, verbose=0)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    config = manifest["explain_config"]
+    config["method"] = config.pop("estimator")
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "shard-00001.npz").unlink()
+    result = shards.explain_split(explainer, x[:12], tmp_path, shard_size=6, verbose=0)
+    assert (result["shards_kept"], result["shards_written"]) == (1, 1)
+
+
+def test_the_decoded_path_stores_its_own_fields(explainer, tmp_path):
+    x, _ = data.load_mnist("test")
+    contrast = explainer.replace(estimator="template_contrast")
+    shards.explain_split(contrast, x[:6], tmp_path, shard_size=6, verbose=0)
+    got = shards.load_split_results(tmp_path)
+    e = contrast.explain(x[:6])
+    assert got.sigma is None and got.indices is None
+    assert got.fields == shards.PATH_FIELDS
+    np.testing.assert_array_equal(got.moved_indices, e.moved_indices)
+    np.testing.assert_allclose(got.path_length, e.path_length, rtol=1e-6)
+    np.testing.assert_array_equal(got[1:3].moved_indices, e.moved_indices[1:3])
+    assert json.loads((tmp_path / "manifest.json").read_text())["explain_config"] == contrast.config.to_dict()
 
 
 def test_split_errors(explainer, tmp_path):
@@ -190,7 +219,7 @@ def test_manifest_records_what_was_computed_and_refuses_any_difference(explainer
         ({"seed"}, explainer, dict(seed=1)),
     ]
     other_values = {"n_perturbations": 64, "s": 4, "q": 7, "sigma_scale": 0.2, "direction": "positive",
-                    "method": "linear"}
+                    "estimator": "linear"}
     assert set(other_values) <= set(manifest["explain_config"])
     for field, value in other_values.items():
         assert manifest["explain_config"][field] != value
