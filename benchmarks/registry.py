@@ -29,7 +29,15 @@ WHITE_BOX = "white-box reference"
 
 @dataclass(frozen=True)
 class Context:
-    """What a method's map function may use: the explainer of the run, its scalar d, the mode's settings."""
+    """What a method's map function may use: the explainer of the run, its scalar d, the mode's settings.
+
+    `explainer` is None where a method without `decoder=True` is built by the
+    randomisation check and for the ground-truth ceilings, so such a method
+    reads f and the prototypes from `scalar` (`scalar.embed`,
+    `scalar.prototypes`). `settings` is one mode of `benchmarks.evaluate.MODES`
+    or of `benchmarks.randomisation.MODES`; a budget a method reads from it
+    is a key of every mode of both.
+    """
 
     explainer: object
     scalar: object

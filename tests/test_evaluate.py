@@ -190,3 +190,32 @@ def test_registry_names_are_unique_and_every_script_reads_it():
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     for script in ("evaluate.py", "evaluate_report.py", "randomisation.py", "ground_truth.py"):
         assert "registry" in (root / script).read_text(), script
+
+
+def test_registry_methods_run_under_every_mode_of_every_script():
+    # A baseline's budgets come from the mode's settings (`ctx.settings`), and the benchmark and the randomisation
+    # check each have their own MODES: a method reading a key that one script lacks would fail only minutes into
+    # that script. Every registered method without a decoder runs here on one image under each mode of both, as
+    # the randomisation check builds it (no explainer: `ctx.explainer` is None), with an untrained f.
+    import keras
+
+    from benchmarks import evaluate, randomisation
+    from siamese_xai import metrics
+    from siamese_xai.models import build_siamese_subnetwork
+
+    keras.utils.set_random_seed(0)
+    embed = build_siamese_subnetwork(8)
+    xs = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+    scalar = metrics.DistanceScalar(embed, np.asarray(embed(xs), np.float32))
+    names = [m.name for m in registry.METHODS if not m.decoder]
+    modes = {**{f"evaluate {k}": v for k, v in evaluate.MODES.items()},
+             **{f"randomisation {k}": v for k, v in randomisation.MODES.items()}}
+    for mode, settings in modes.items():
+        fns = registry.method_functions(None, scalar, settings, names=names)
+        assert list(fns) == names, mode
+        for name, fn in fns.items():
+            try:
+                maps, _ = registry.split(fn(xs[:1], np.array([1]), 0))
+            except KeyError as err:
+                pytest.fail(f"`{name}` reads the setting {err}, which the {mode} mode lacks")
+            assert maps.shape == (1, 28, 28) and np.isfinite(maps).all(), (mode, name)
