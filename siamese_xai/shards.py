@@ -37,6 +37,7 @@ estimators and the decoded path's `moved_indices` and `path_length` for it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
