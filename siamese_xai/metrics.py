@@ -37,14 +37,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from siamese_xai._checks import check_gray_batch
 from siamese_xai.prototypes import embed_in_batches, nearest_prototype
-
-
-def _check_images(xs, name="xs"):
-    xs = np.asarray(xs, np.float32)
-    if xs.ndim != 4 or xs.shape[-1] != 1:
-        raise ValueError(f"`{name}` must be (B, H, W, 1) images. Received: {name}.shape={xs.shape}")
-    return xs
 
 
 def mask_iou(a, b) -> float:
@@ -82,7 +76,7 @@ class DistanceScalar:
 
     def embeddings(self, xs) -> np.ndarray:
         """`(B, D)` f(xs)."""
-        xs = _check_images(xs)
+        xs = check_gray_batch(xs)
         self.calls += len(xs)
         return embed_in_batches(self.embed, xs, self.batch_size)
 
@@ -206,7 +200,7 @@ def deletion_insertion(scalar: DistanceScalar, xs, classes, maps, steps: int = 2
         `deletion_margin_auc`, `insertion_margin_auc`, `deletion_class_auc`,
         `insertion_class_auc` (each `(B,)`).
     """
-    xs = _check_images(xs)
+    xs = check_gray_batch(xs)
     b, h, w, _ = xs.shape
     maps = np.asarray(maps, np.float64).reshape(b, -1)
     if maps.shape != (b, h * w):
