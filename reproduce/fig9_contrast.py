@@ -99,7 +99,7 @@ def write(run, out, seed: int = 0) -> dict:
         "path_length": float(e_c.path_length[0]),
         "paper_sigma": float(e_mc.sigma[0]),
         "q": contrast.config.q,
-        "n_path_points": contrast.config.n_perturbations,
+        "n_path_points": contrast.config.n_path_points,
         "mask_pixels": {"mc": int(m_mc.sum()), "contrast": int(m_c.sum())},
         "mask_iou_mc_vs_contrast": mask_iou(m_mc, m_c),
         "share_of_mask_on_ink(x>0.5)": {"mc": float((m_mc & ink).sum() / max(1, m_mc.sum())),

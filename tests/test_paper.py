@@ -102,7 +102,9 @@ def test_summary_on_a_linear_toy():
     np.testing.assert_allclose(s["recon_sse"], 0.0, atol=1e-6)
 
 
-def test_paper_run_figures_on_the_tiny_run(tiny_run):
+def test_paper_run_figures_on_the_tiny_run(tiny_run, tmp_path):
+    from reproduce import fig9_contrast
+
     from siamese_xai import files, runs
     from siamese_xai.explain import ExplainConfig
 
@@ -123,6 +125,11 @@ def test_paper_run_figures_on_the_tiny_run(tiny_run):
     assert record2 == record  # deterministic for a seed
     with pytest.raises(ValueError, match="one image"):
         paper.explanation_record(run.explainer.explain(run.x[:2]), 0, 4, 1.0)
+    # the contrast figure (the decoded path: its own config, its own fields)
+    contrast = fig9_contrast.write(run, tmp_path)
+    assert contrast["test_index"] == record["test_index"] and contrast["q"] == record["q"]
+    assert contrast["n_path_points"] == 64 and contrast["path_length"] > 0
+    assert files.read_json(tmp_path / "fig9_contrast.json") == contrast
     curve = paper.convergence_curve(run.explainer, run.x[:2], [16, 64], reference_n=256, seeds=(0, 1))
     assert set(curve) == {16, 64} and all(len(v) == 4 for v in curve.values())
     assert all(((0 <= v) & (v <= 1)).all() for v in curve.values())
