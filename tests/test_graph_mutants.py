@@ -1,0 +1,64 @@
+"""The explanation graph's pieces and the contrast's path, each against values worked out by hand (fast: no model).
+
+`test_explain.py::test_linear_decoder_matches_hand_computation` checks the
+whole graph through `SiameseExplainer`; these pin each piece on its own, so
+that `make mutants` can run them for every change of these functions.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from siamese_xai import _graph, contrast
+
+
+def test_nearest_prototype_by_hand():
+    h = tf.constant([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]])
+    protos = tf.constant([[3.0, 0.0], [0.0, 1.0], [3.0, 4.0]])
+    classes, distances = _graph.nearest_prototype_tensors(h, protos)
+    assert classes.dtype == tf.int64
+    np.testing.assert_array_equal(classes.numpy(), [1, 2, 1])
+    want = [[3.0, 1.0, 5.0], [4.0, np.sqrt(18.0), 0.0], [np.sqrt(5.0), 1.0, np.sqrt(13.0)]]
+    np.testing.assert_allclose(distances.numpy(), want, rtol=1e-6)
+
+
+def test_top_q_mask_by_hand():
+    scores = tf.constant([[3.0, 0.0, 5.0, 5.0, -1.0, 2.0],
+                          [1.0, 0.0, -2.0, 0.0, -3.0, -4.0],
+                          [0.0, 2.0, 0.0, 2.0, 7.0, 1.0]])
+    mask = _graph.top_q_mask(scores, 3, (3, 2, 3))
+    assert mask.dtype == tf.bool and mask.shape == (3, 2, 3)
+    want = [[True, False, True, True, False, False],  # the three largest
+            [True, False, False, False, False, False],  # only scores > 0, so fewer than q
+            [False, True, False, True, True, False]]  # 7, then the tie 2 = 2 (both in)
+    np.testing.assert_array_equal(mask.numpy().reshape(3, 6), want)
+    # ties at the cut: the lower index first
+    tie = _graph.top_q_mask(tf.constant([[1.0, 2.0, 1.0, 1.0]]), 2, (1, 4))
+    np.testing.assert_array_equal(tie.numpy(), [[True, True, False, False]])
+
+
+def test_perturbation_draws_are_the_documented_philox_block():
+    eps = _graph.perturbation_draws(tf.constant(7, tf.int64), 5, 3)
+    assert eps.shape == (5, 3) and eps.dtype == tf.float32
+    want = np.abs(tf.random.stateless_normal([5, 3], seed=tf.constant([7, 0], tf.int64), alg="philox").numpy())
+    np.testing.assert_array_equal(eps.numpy(), want)
+    assert (eps.numpy() > 0).all()
+    # another seed, other draws; the same seed, the same draws (also from a Python int)
+    assert not np.allclose(_graph.perturbation_draws(tf.constant(8, tf.int64), 5, 3).numpy(), want)
+    np.testing.assert_array_equal(_graph.perturbation_draws(7, 5, 3).numpy(), want)
+
+
+@pytest.mark.parametrize("chunk_size, group, n_all, want", [(64, 1, 200, 655), (1024, 4, 256, 2048), (8, 2, 512, 64),
+                                                           (64, 2, 1024, 64), (65, 1, 2048, 65)])
+def test_kink_cap_by_hand(chunk_size, group, n_all, want):
+    assert _graph.kink_cap(chunk_size, group, n_all) == want
+
+
+def test_path_points_and_runner_up_by_hand():
+    np.testing.assert_allclose(contrast.path_points(4).numpy(), [0.125, 0.375, 0.625, 0.875])
+    assert contrast.path_points(4).dtype == tf.float32
+    distances = tf.constant([[1.0, 0.5, 2.0, 0.5], [3.0, 1.0, 1.0, 0.2], [0.1, 0.3, 0.2, 0.9]])
+    explained = tf.constant([1, 3, 2], tf.int64)
+    got = contrast.runner_up(distances, explained)
+    assert got.dtype == tf.int64
+    np.testing.assert_array_equal(got.numpy(), [3, 1, 0])  # ties: the lower index first
