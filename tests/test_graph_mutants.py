@@ -62,3 +62,6 @@ def test_path_points_and_runner_up_by_hand():
     got = contrast.runner_up(distances, explained)
     assert got.dtype == tf.int64
     np.testing.assert_array_equal(got.numpy(), [3, 1, 0])  # ties: the lower index first
+    # the excluded class is set to +inf of the distances' own dtype, whatever it is
+    wide = contrast.runner_up(tf.cast(distances, tf.float64), explained)
+    np.testing.assert_array_equal(wide.numpy(), [3, 1, 0])

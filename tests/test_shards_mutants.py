@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +104,25 @@ def test_check_manifest_refuses_with_every_difference_named(tmp_path):
     )
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
     assert json.loads((tmp_path / "manifest.json").read_text())["a"] == 1  # the first manifest stays
+
+
+def test_check_manifest_writes_through_a_temporary_of_the_package_form_beside_it(tmp_path, monkeypatch):
+    """A writer killed before its rename leaves `.manifest.json.RANDOM.tmp.json` in the folder: the form
+    `files.remove_stale_temporaries` recognises, hidden from every listing of results."""
+    import fnmatch
+    import os
+
+    seen = []
+    link = os.link
+
+    def recording_link(src, dst):
+        seen.append((Path(src), Path(dst), Path(src).read_text()))
+        return link(src, dst)
+
+    monkeypatch.setattr(os, "link", recording_link)
+    shards._check_manifest(tmp_path, {"a": 1})
+    [(src, dst, text)] = seen
+    assert dst == tmp_path / "manifest.json" and src.parent == tmp_path
+    assert fnmatch.fnmatch(src.name, ".manifest.json.*.tmp.json"), src.name
+    assert text == '{\n  "a": 1\n}\n'  # complete before it takes the final name
+    assert not src.exists()
