@@ -5,6 +5,8 @@ whole graph through `SiameseExplainer`; these pin each piece on its own, so
 that `make mutants` can run them for every change of these functions.
 """
 
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -65,3 +67,51 @@ def test_path_points_and_runner_up_by_hand():
     # the excluded class is set to +inf of the distances' own dtype, whatever it is
     wide = contrast.runner_up(tf.cast(distances, tf.float64), explained)
     np.testing.assert_array_equal(wide.numpy(), [3, 1, 0])
+
+
+class _LinearEvaluation:
+    """g(z) = z W + b as the decoder evaluation the graphs take (`internal`, `to_image`), images `(P,)`."""
+
+    def __init__(self, kernel, bias):
+        self.kernel, self.bias = tf.constant(kernel, tf.float32), tf.constant(bias, tf.float32)
+
+    def internal(self, codes):
+        return codes @ self.kernel + self.bias
+
+    def to_image(self, flat):
+        return flat
+
+
+def test_contrast_graph_rows_by_hand():
+    """Class 0 asked for as k or as l is class 0, not "the nearest" or "the runner-up" (those are -1); a
+    reference image's row has no contrast class; a reference within rounding of h is a zero-length path,
+    whatever the other rows' paths."""
+    kernel = np.array([[1.0, -2.0, 0.0, 0.5], [0.0, 1.0, 3.0, -1.0], [2.0, 0.0, -1.0, 1.0]])
+    bias = np.full(4, 0.5)
+    h = np.array([[2.0, 0.0, 0.0]] * 4 + [[0.01, 0.0, 0.0]])
+    # distances 2, 1, 0.5: the nearest is class 2, the runner-up class 1
+    protos = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [2.0, 0.0, 0.5]])
+    # row 3: 1e-6 against ||h|| = 2 is rounding; row 4: 1e-5 against ||h|| = 0.01 is a move (each row's own scale)
+    references = np.array([[0.0] * 3, [0.0] * 3, [0.0, 1.0, 1.0], [2.0, 0.0, 1e-6], [0.01, 0.0, 1e-5]])
+    config = types.SimpleNamespace(n_perturbations=4, s=2, q=2)
+    out = contrast.contrast_graph(
+        tf.constant(h, tf.float32), tf.ones((5, 4)), tf.constant(protos, tf.float32),
+        tf.constant([0, -1, -1, -1, -1], tf.int64), tf.constant([-1, 0, -1, -1, -1], tf.int64),
+        tf.constant(references, tf.float32), tf.constant([False, False, True, True, True]),
+        decoder=_LinearEvaluation(kernel, bias), internal_shape=(4,), config=config, chunk_size=8)
+    out = {k: v.numpy() for k, v in out.items()}
+    np.testing.assert_array_equal(out["predicted_class"], [2, 2, 2, 2, 0])
+    np.testing.assert_array_equal(out["explained_class"], [0, 2, 2, 2, 0])  # row 0 asks for k = 0
+    np.testing.assert_array_equal(out["contrast_class"], [2, 0, -1, -1, -1])  # row 1 asks for l = 0
+    c = np.stack([protos[2], protos[0], references[2], references[3], references[4]])
+    np.testing.assert_allclose(out["reference"], c, rtol=1e-6)
+    delta = c - h
+    delta[3] = 0.0
+    np.testing.assert_allclose(out["reference_distance"], np.linalg.norm(delta, axis=1), rtol=1e-6)
+    assert out["reference_distance"][4] > 0
+    np.testing.assert_array_equal(out["sigma"], out["reference_distance"])
+    # the midpoint rule on a linear g: exactly half the whole move's change
+    np.testing.assert_allclose(out["mean_signed_change"], 0.5 * delta @ kernel, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["mean_abs_change"], np.abs(0.5 * delta @ kernel), rtol=1e-5, atol=1e-6)
+    assert not out["mean_abs_change"][3].any() and not out["mask"][3].any()
+    np.testing.assert_allclose(out["reconstruction"], h @ kernel + bias, rtol=1e-6, atol=1e-6)
