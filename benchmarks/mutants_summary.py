@@ -93,7 +93,7 @@ def table(summary: dict) -> str:
             if not ran and not counts.get("equivalent") and not targeted:
                 continue
             name = f"`{module.removeprefix('siamese_xai.')}.{function.removeprefix('x_')}`"
-            fraction = f"{killed / ran:.0%}" if ran else "-"
+            fraction = f"{killed / ran:.1%}" if ran else "-"
             rows.append(f"| {name} | {killed} | {survived} | {timeout} | {counts.get('equivalent', 0)} | "
                         f"{counts.get('not checked', 0)} | {fraction} |")
     return "\n".join(rows) + "\n"

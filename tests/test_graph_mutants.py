@@ -74,8 +74,10 @@ class _LinearEvaluation:
 
     def __init__(self, kernel, bias):
         self.kernel, self.bias = tf.constant(kernel, tf.float32), tf.constant(bias, tf.float32)
+        self.rows = []
 
     def internal(self, codes):
+        self.rows.append(int(codes.shape[0]))  # eager calls only: the rows of each decoder call
         return codes @ self.kernel + self.bias
 
     def to_image(self, flat):
@@ -115,3 +117,23 @@ def test_contrast_graph_rows_by_hand():
     np.testing.assert_allclose(out["mean_abs_change"], np.abs(0.5 * delta @ kernel), rtol=1e-5, atol=1e-6)
     assert not out["mean_abs_change"][3].any() and not out["mask"][3].any()
     np.testing.assert_allclose(out["reconstruction"], h @ kernel + bias, rtol=1e-6, atol=1e-6)
+
+
+def test_contrast_graph_tiles_stay_within_chunk_size_and_do_not_change_the_result():
+    """G inputs x n path points per decoder call, G * n <= chunk_size: with chunk_size < N, one input at a time."""
+    rng = np.random.default_rng(2)
+    kernel, h, protos = rng.normal(size=(3, 4)), rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    config = types.SimpleNamespace(n_perturbations=4, s=2, q=2)
+    outs = []
+    for chunk_size in (3, 64):
+        evaluation = _LinearEvaluation(kernel, np.zeros(4))
+        out = contrast.contrast_graph(
+            tf.constant(h, tf.float32), tf.ones((3, 4)), tf.constant(protos, tf.float32),
+            tf.constant([-1] * 3, tf.int64), tf.constant([-1] * 3, tf.int64), tf.zeros((3, 3)),
+            tf.constant([False] * 3), decoder=evaluation, internal_shape=(4,), config=config, chunk_size=chunk_size)
+        outs.append({k: v.numpy() for k, v in out.items()})
+        if chunk_size == 3:
+            # per input: its x0 (1 row), then the blocks of 3 and 1 path points
+            assert evaluation.rows == [1, 3, 1] * 3
+    for k in outs[0]:
+        np.testing.assert_allclose(outs[0][k], outs[1][k], rtol=1e-6, atol=1e-7, err_msg=k)
