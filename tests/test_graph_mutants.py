@@ -137,3 +137,34 @@ def test_contrast_graph_tiles_stay_within_chunk_size_and_do_not_change_the_resul
             assert evaluation.rows == [1, 3, 1] * 3
     for k in outs[0]:
         np.testing.assert_allclose(outs[0][k], outs[1][k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("direction", ["toward_prototype", "positive"])
+def test_explain_graph_rows_by_hand(direction):
+    """Class 0 asked for is class 0 (not "the nearest"); J, sigma and the mean changes of g(z) = z W + b, by hand."""
+    kernel = np.array([[1.0, -2.0, 0.0, 0.5], [0.0, 1.0, 3.0, -1.0], [2.0, 0.0, -1.0, 1.0]])
+    evaluation = _LinearEvaluation(kernel, np.full(4, 0.5))
+    evaluation.exact = None  # two float32 decodings subtracted
+    h = np.array([[1.8, 0.35, 0.2]] * 2)
+    # distances 1.87, 0.74, 0.42: the nearest is class 2
+    protos = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [2.0, 0.0, 0.5]])
+    config = types.SimpleNamespace(n_perturbations=4, s=2, q=2, sigma_scale=0.1, direction=direction, method="mc")
+    out = _graph.explain_graph(
+        tf.constant(h, tf.float32), tf.constant(protos, tf.float32), tf.constant([0, -1], tf.int64),
+        tf.zeros((2, 3)), tf.constant([False, False]), tf.constant(3, tf.int64), decoder=evaluation,
+        internal_shape=(4,), config=config, chunk_size=8)
+    out = {k: v.numpy() for k, v in out.items()}
+    np.testing.assert_array_equal(out["predicted_class"], [2, 2])
+    np.testing.assert_array_equal(out["explained_class"], [0, 2])  # row 0 asks for k = 0
+    c = protos[[0, 2]]
+    np.testing.assert_allclose(out["reference"], c)
+    # |h - c|: (1.8, 0.35, 0.2) and (0.2, 0.35, 0.3): J the two smallest, sigma 0.1 x the smallest
+    np.testing.assert_array_equal(out["indices"], [[2, 1], [0, 2]])
+    np.testing.assert_allclose(out["sigma"], [0.02, 0.02], rtol=1e-5)
+    eps = _graph.perturbation_draws(3, 4, 2).numpy().astype(np.float64)
+    for b, J in enumerate(([2, 1], [0, 2])):
+        sign = np.sign(c[b, J] - h[b, J]) if direction == "toward_prototype" else np.ones(2)
+        change = (0.02 * sign * eps) @ kernel[J]  # (N, P): g(h + d) - g(h)
+        np.testing.assert_allclose(out["mean_signed_change"][b], change.mean(0), rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(out["mean_abs_change"][b], np.abs(change).mean(0), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(out["reconstruction"], h @ kernel + 0.5, rtol=1e-6)
