@@ -1,7 +1,7 @@
 """Summarises a mutmut run (mutants/, after `make mutants`) per module: killed, survived, timeout, not covered.
 
     python -m benchmarks.mutants_summary --mutants mutants --out benchmarks/mutants.json \
-        --equivalent benchmarks/mutants_equivalent.json --seconds 1234
+        --equivalent benchmarks/mutants_equivalent.json --seconds 1234 --targets 'siamese_xai.runs.x_run_id*'
 
 Reads mutmut's own record of each mutant's test exit code (`mutants/**/*.py.meta`)
 and names it as mutmut does (`mutmut.stats.status_by_exit_code`): killed (the
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import fnmatch
 import json
 from pathlib import Path
 
@@ -64,6 +65,40 @@ def summarise(mutants_dirs, equivalent: dict) -> dict:
     return {"modules": out, "survivors": sorted(survivors)}
 
 
+def seconds_per_mutant(summary: dict, seconds) -> float | None:
+    """The runs' wall time (stats collection and clean run included) over the mutants they tested.
+
+    A mutant counts as tested when its tests ran (killed, survived, timeout, equivalent); "not
+    checked" and "no tests" mutants took no time. None without `seconds`.
+    """
+    tested = sum(n for entry in summary["modules"].values() for status, n in entry["counts"].items()
+                 if status in ("killed", "survived", "timeout", "equivalent"))
+    return round(sum(seconds) / tested, 2) if seconds and tested else None
+
+
+def table(summary: dict) -> str:
+    """The per-function results as the Markdown table docs/mutation.md shows.
+
+    Rows: every function with a tested mutant, and every function that the run's `targets` (mutmut's
+    names, globs allowed: the Makefile's MUTANTS) name, tested or not.
+    """
+    targets = summary.get("targets") or []
+    rows = ["| function | killed | survived | timeout | equivalent | not checked | killed of non-equivalent |",
+            "|---|---|---|---|---|---|---|"]
+    for module, entry in sorted(summary["modules"].items()):
+        for function, counts in entry["functions"].items():
+            killed, survived, timeout = (counts.get(k, 0) for k in ("killed", "survived", "timeout"))
+            ran = killed + survived + timeout
+            targeted = any(fnmatch.fnmatch(f"{module}.{function}__mutmut_1", t) for t in targets)
+            if not ran and not counts.get("equivalent") and not targeted:
+                continue
+            name = f"`{module.removeprefix('siamese_xai.')}.{function.removeprefix('x_')}`"
+            fraction = f"{killed / ran:.1%}" if ran else "-"
+            rows.append(f"| {name} | {killed} | {survived} | {timeout} | {counts.get('equivalent', 0)} | "
+                        f"{counts.get('not checked', 0)} | {fraction} |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mutants", nargs="+", default=["mutants"],
@@ -72,14 +107,20 @@ def main(argv=None) -> int:
     parser.add_argument("--equivalent", default="benchmarks/mutants_equivalent.json",
                         help="JSON {mutant name: why it is equivalent}; may be absent")
     parser.add_argument("--seconds", type=float, nargs="+", default=None, help="each mutmut run's wall time, recorded")
+    parser.add_argument("--targets", nargs="*", default=[],
+                        help="the functions the runs were asked to mutate (mutmut's names, globs allowed), recorded")
     args = parser.parse_args(argv)
     path = Path(args.equivalent)
     equivalent = json.loads(path.read_text()) if path.is_file() else {}
     summary = summarise(args.mutants, equivalent)
-    summary.update(runs=args.mutants, seconds=args.seconds, equivalent=equivalent, target_killed_fraction=0.9)
+    summary.update(runs=args.mutants, seconds=args.seconds, equivalent=equivalent, target_killed_fraction=0.9,
+                   targets=args.targets)
+    summary["seconds_per_mutant"] = seconds_per_mutant(summary, args.seconds)
     files.write_json(args.out, summary)
     for module, entry in summary["modules"].items():
         print(module, entry["counts"], entry["killed_fraction_of_non_equivalent"])
+    print("seconds per mutant:", summary["seconds_per_mutant"])
+    print(table(summary))
     return 0
 
 
