@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from siamese_xai import _graph, contrast
+from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 
 
 def test_nearest_prototype_by_hand():
@@ -61,11 +62,11 @@ def test_path_points_and_runner_up_by_hand():
     assert contrast.path_points(4).dtype == tf.float32
     distances = tf.constant([[1.0, 0.5, 2.0, 0.5], [3.0, 1.0, 1.0, 0.2], [0.1, 0.3, 0.2, 0.9]])
     explained = tf.constant([1, 3, 2], tf.int64)
-    got = contrast.runner_up(distances, explained)
+    got = contrast.runner_up_tensor(distances, explained)
     assert got.dtype == tf.int64
     np.testing.assert_array_equal(got.numpy(), [3, 1, 0])  # ties: the lower index first
     # the excluded class is set to +inf of the distances' own dtype, whatever it is
-    wide = contrast.runner_up(tf.cast(distances, tf.float64), explained)
+    wide = contrast.runner_up_tensor(tf.cast(distances, tf.float64), explained)
     np.testing.assert_array_equal(wide.numpy(), [3, 1, 0])
 
 
@@ -95,7 +96,7 @@ def test_contrast_graph_rows_by_hand():
     protos = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [2.0, 0.0, 0.5]])
     # row 3: 1e-6 against ||h|| = 2 is rounding; row 4: 1e-5 against ||h|| = 0.01 is a move (each row's own scale)
     references = np.array([[0.0] * 3, [0.0] * 3, [0.0, 1.0, 1.0], [2.0, 0.0, 1e-6], [0.01, 0.0, 1e-5]])
-    config = types.SimpleNamespace(n_perturbations=4, s=2, q=2)
+    config = TemplateContrastConfig(n_path_points=4, s=2, q=2)
     out = contrast.contrast_graph(
         tf.constant(h, tf.float32), tf.ones((5, 4)), tf.constant(protos, tf.float32),
         tf.constant([0, -1, -1, -1, -1], tf.int64), tf.constant([-1, 0, -1, -1, -1], tf.int64),
@@ -108,10 +109,11 @@ def test_contrast_graph_rows_by_hand():
     c = np.stack([protos[2], protos[0], references[2], references[3], references[4]])
     np.testing.assert_allclose(out["reference"], c, rtol=1e-6)
     delta = c - h
-    delta[3] = 0.0
+    # ||h - c|| under every question; the path is zero-length where c equals h but for rounding (row 3)
     np.testing.assert_allclose(out["reference_distance"], np.linalg.norm(delta, axis=1), rtol=1e-6)
-    assert out["reference_distance"][4] > 0
-    np.testing.assert_array_equal(out["sigma"], out["reference_distance"])
+    delta[3] = 0.0
+    np.testing.assert_allclose(out["path_length"], np.linalg.norm(delta, axis=1), rtol=1e-6)
+    assert out["path_length"][3] == 0 and out["path_length"][4] > 0
     # the midpoint rule on a linear g: exactly half the whole move's change
     np.testing.assert_allclose(out["mean_signed_change"], 0.5 * delta @ kernel, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["mean_abs_change"], np.abs(0.5 * delta @ kernel), rtol=1e-5, atol=1e-6)
@@ -123,7 +125,7 @@ def test_contrast_graph_tiles_stay_within_chunk_size_and_do_not_change_the_resul
     """G inputs x n path points per decoder call, G * n <= chunk_size: with chunk_size < N, one input at a time."""
     rng = np.random.default_rng(2)
     kernel, h, protos = rng.normal(size=(3, 4)), rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
-    config = types.SimpleNamespace(n_perturbations=4, s=2, q=2)
+    config = TemplateContrastConfig(n_path_points=4, s=2, q=2)
     outs = []
     for chunk_size in (3, 64):
         evaluation = _LinearEvaluation(kernel, np.zeros(4))
@@ -148,7 +150,7 @@ def test_explain_graph_rows_by_hand(direction):
     h = np.array([[1.8, 0.35, 0.2]] * 2)
     # distances 1.87, 0.74, 0.42: the nearest is class 2
     protos = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [2.0, 0.0, 0.5]])
-    config = types.SimpleNamespace(n_perturbations=4, s=2, q=2, sigma_scale=0.1, direction=direction, method="mc")
+    config = ExplainConfig(n_perturbations=4, s=2, q=2, sigma_scale=0.1, direction=direction, estimator="mc")
     out = _graph.explain_graph(
         tf.constant(h, tf.float32), tf.constant(protos, tf.float32), tf.constant([0, -1], tf.int64),
         tf.zeros((2, 3)), tf.constant([False, False]), tf.constant(3, tf.int64), decoder=evaluation,

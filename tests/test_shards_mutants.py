@@ -15,16 +15,11 @@ import numpy as np
 import pytest
 
 from siamese_xai import shards
-
-
-@dataclasses.dataclass(frozen=True)
-class _Config:
-    n_perturbations: int = 8
-    method: str = "mc"
+from siamese_xai.config import ExplainConfig
 
 
 def _explainer(class_names=(0, 1, 2)):
-    return types.SimpleNamespace(run_id="00ff00ff00ff00ff", image_shape=(2, 3, 1), config=_Config(),
+    return types.SimpleNamespace(run_id="00ff00ff00ff00ff", image_shape=(2, 3, 1), config=ExplainConfig(n_perturbations=8),
                                  class_names=list(class_names))
 
 
@@ -49,7 +44,8 @@ def test_manifest_is_the_documented_record(n, shard_size, num_shards):
         "num_shards": num_shards,
         "batch_size": 4,
         "seed": 11,
-        "explain_config": {"n_perturbations": 8, "method": "mc"},
+        "explain_config": {"n_perturbations": 8, "s": 5, "q": 100, "direction": "toward_prototype",
+                           "estimator": "mc", "sigma_scale": 0.1},
         "class_names": ["0", "1", "2"],
         "fields": list(shards.FIELDS),
     }
