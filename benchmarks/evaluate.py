@@ -53,20 +53,24 @@ from siamese_xai.synthetic import make_shapes, make_synthetic, make_varying_synt
 
 ROOT = Path(__file__).resolve().parents[1]
 # Per mode: MNIST images, images and seeds for stability, images timed one by one, the baselines' budgets,
-# images per ground-truth set, the synthetic networks' training (images, epochs SNN/AE/decoder, pairs per epoch).
+# images per ground-truth set, the synthetic networks' training (images, epochs f/AE/decoder, pairs per epoch; the
+# shapes network's f is trained as a classifier: benchmarks/synthetic_varying.py, train_classifier_embedding).
 MODES = {
     "quick": dict(n_images=8, n_gt=8, n_stability=3, seeds=(0, 1), n_cost=1, shap_nsamples=60, rise_masks=100,
                   ig_steps=8, synth_train=1000, synth_test=60, synth_epochs=(1, 1, 1), synth_pairs=2000,
                   varying_train=1000, varying_epochs=(1, 1, 1), varying_pairs=2000,
-                  shapes_train=1000, shapes_epochs=(1, 1, 1), shapes_pairs=2000, n_mechanism=4),
+                  shapes_train=1000, shapes_epochs=(1, 1, 1), shapes_pairs=2000, shapes_objective="classifier",
+                  n_mechanism=4),
     "medium": dict(n_images=100, n_gt=50, n_stability=20, seeds=(0, 1, 2), n_cost=5, shap_nsamples=300,
                    rise_masks=1000, ig_steps=32, synth_train=20000, synth_test=1000, synth_epochs=(2, 8, 8),
                    synth_pairs=20000, varying_train=5000, varying_epochs=(2, 8, 8), varying_pairs=10000,
-                   shapes_train=6000, shapes_epochs=(3, 8, 8), shapes_pairs=12000, n_mechanism=50),
+                   shapes_train=6000, shapes_epochs=(12, 8, 8), shapes_pairs=12000, shapes_objective="classifier",
+                   n_mechanism=50),
     "full": dict(n_images=500, n_gt=100, n_stability=30, seeds=(0, 1, 2), n_cost=10, shap_nsamples=300,
                  rise_masks=1000, ig_steps=32, synth_train=20000, synth_test=1000, synth_epochs=(2, 8, 8),
                  synth_pairs=20000, varying_train=5000, varying_epochs=(2, 8, 8), varying_pairs=10000,
-                 shapes_train=6000, shapes_epochs=(3, 8, 8), shapes_pairs=12000, n_mechanism=100),
+                 shapes_train=6000, shapes_epochs=(12, 8, 8), shapes_pairs=12000, shapes_objective="classifier",
+                 n_mechanism=100),
 }
 Q = 100  # top-q for stability: the explainer's own default mask size
 MEAN_IMAGES = 10000  # training images averaged into the `mean` fill
@@ -199,7 +203,8 @@ def run_ground_truth(x_train, x_test, settings, dirs, records, per_image, log=pr
     # shapes: fixed before any method was scored on it
     x, y, _ = make_shapes(settings["shapes_train"], seed=0)
     shapes, info = train_synthetic_run(dirs["shapes"], x, y, settings["shapes_epochs"], settings["shapes_pairs"],
-                                       stamp={"set": "shapes", "n_train": settings["shapes_train"]}, num_classes=5)
+                                       stamp={"set": "shapes", "n_train": settings["shapes_train"]}, num_classes=5,
+                                       objective=settings["shapes_objective"])
     xs, ys, regions = make_shapes(settings["synth_test"], seed=1)
     keep, meta["shapes"] = ground_truth_set("shapes", shapes, xs, ys, regions, settings, records, per_image, log,
                                             ceilings=False)

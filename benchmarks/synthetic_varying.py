@@ -55,14 +55,54 @@ def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pa
                                stamp_name="varying_config.json")
 
 
+OBJECTIVES = ("contrastive", "classifier")
+
+
+def train_classifier_embedding(x, y, num_classes: int, epochs: int, seed: int = 0, embedding_dim: int = 20,
+                               batch_size: int = 128, verbose: int = 0):
+    """f trained as a classifier: the Siamese subnetwork with a linear softmax head, the head then dropped.
+
+    The subnetwork is `siamese_xai.models.build_siamese_subnetwork` (the paper's
+    f); a `Dense(num_classes)` head over ReLU(h) is trained with Keras's
+    `fit` (Adam, cross-entropy) and discarded, so f still maps an image to
+    its `(D,)` embedding and the class prototypes are still mean embeddings.
+
+    Args:
+        x: `(n, H, W, 1)` training images; y: `(n,)` their classes in [0, num_classes).
+        num_classes: classes of the head.
+        epochs: passes over the images.
+        seed: Keras's random seed (weights, shuffling).
+
+    Returns:
+        The trained subnetwork f, `(batch, H, W, 1) -> (batch, D)`.
+    """
+    import keras
+
+    from siamese_xai import models
+
+    keras.utils.set_random_seed(seed)
+    f = models.build_siamese_subnetwork(embedding_dim, image_shape=tuple(x.shape[1:]))
+    head = keras.Sequential([f, keras.layers.ReLU(), keras.layers.Dense(num_classes)], name="classifier")
+    head.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    head.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose)
+    return f
+
+
 def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stamp=None, num_classes: int = 10,
-                        seed: int = 0, verbose: int = 0, stamp_name: str = "synthetic_config.json"):
+                        seed: int = 0, verbose: int = 0, stamp_name: str = "synthetic_config.json",
+                        objective: str = "contrastive"):
     """Trains f, the autoencoder and the decoder on a ground-truth set (or loads them when already trained).
 
     Uses `siamese_xai.training` (the paper run's code) with its default
     learning rates; a run folder whose stamp (the settings and `stamp`) is the
     same is reused. The stamp file is written last, so its presence means the
     models are complete.
+
+    f is trained with the paper's contrastive loss (`objective="contrastive"`)
+    or as a classifier whose head is then dropped (`"classifier"`,
+    `train_classifier_embedding`, for `epochs[0]` epochs; `pairs` unused): a
+    set on which the contrastive loss does not give a network that decides by
+    the set's true region still gets one, and the method explains any f.
 
     Args:
         run_dir: where `snn.keras`, `decoder.keras`, `prototypes.npy` and the stamp go.
@@ -72,6 +112,7 @@ def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stam
         stamp: what identifies the data (recorded and compared).
         num_classes: classes (prototypes).
         seed: the training's seed.
+        objective: how f is trained, one of `OBJECTIVES`.
 
     Returns:
         `(explainer, info)`: a `SiameseExplainer` (paper defaults) and a dict
@@ -82,6 +123,8 @@ def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stam
     from siamese_xai.explain import SiameseExplainer
     from siamese_xai.prototypes import prototype_accuracy, prototypes_from_embeddings
 
+    if objective not in OBJECTIVES:
+        raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")
     run_dir = Path(run_dir)
     config = TrainConfig(
         seed=seed,
@@ -90,11 +133,16 @@ def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stam
         decoder=DecoderConfig(epochs=epochs[2]),
     )
     stamp = {"config": config.to_dict(), **(stamp or {})}
+    if objective != "contrastive":  # the contrastive runs' stamps stay as they were
+        stamp["objective"] = objective
     stamp_file = run_dir / stamp_name
     if stamp_file.is_file() and files.read_json(stamp_file).get("stamp") == stamp:
         return SiameseExplainer.from_run(run_dir), files.read_json(stamp_file)["info"]
     t0 = time.perf_counter()
-    snn = training.train_siamese(x, y, config, verbose=verbose)
+    if objective == "classifier":
+        snn = train_classifier_embedding(x, y, num_classes, epochs[0], seed=seed, verbose=verbose)
+    else:
+        snn = training.train_siamese(x, y, config, verbose=verbose)
     t1 = time.perf_counter()
     h = training.predict(snn, x)
     _, decoder = training.train_autoencoder(x, h, config, verbose=verbose)
@@ -104,6 +152,7 @@ def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stam
     protos = prototypes_from_embeddings(h, y, num_classes)
     recon = training.predict(decoder, h)
     info = {
+        "objective": objective,
         "train_accuracy": float(prototype_accuracy(h, y, protos)),
         "train_recon_sse": float(((recon - x) ** 2).sum(axis=(1, 2, 3)).mean()),
         "seconds": {"snn": round(t1 - t0, 1), "autoencoder": round(t2 - t1, 1), "decoder": round(t3 - t2, 1)},
