@@ -43,3 +43,35 @@ def test_bad_arguments():
         make_varying_synthetic(np.zeros((3, 28, 28)), 5)
     with pytest.raises(ValueError, match="`n` must be positive"):
         make_varying_synthetic(np.zeros((3, 28, 28, 1)), 0)
+
+
+def test_classifier_embedding_is_f_without_its_head_and_separates_the_classes():
+    import keras
+
+    from benchmarks.synthetic_varying import train_classifier_embedding
+    from siamese_xai import models
+    from siamese_xai.prototypes import prototype_accuracy, prototypes_from_embeddings
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 0.2, size=(96, 28, 28, 1)).astype(np.float32)
+    y = np.arange(96) % 3
+    for k in range(3):  # class k: a bright band of rows at its own height
+        x[y == k, 8 * k : 8 * k + 6] += 0.8
+    f = train_classifier_embedding(x, y, num_classes=3, epochs=4, seed=1, embedding_dim=6)
+    h = np.asarray(f.predict(x, verbose=0))
+    assert f.name == "snn" and h.shape == (96, 6)  # the subnetwork itself: image -> embedding, no head
+    keras.utils.set_random_seed(1)  # the weights f starts from: every kernel was trained away from them
+    start = models.build_siamese_subnetwork(6)
+    for before, after in zip(start.weights, f.weights):
+        if "kernel" in before.path:
+            assert not np.allclose(np.asarray(before), np.asarray(after)), before.path
+    assert prototype_accuracy(h, y, prototypes_from_embeddings(h, y, 3)) == 1.0
+
+
+def test_train_synthetic_run_refuses_an_unknown_objective(tmp_path):
+    from benchmarks.synthetic_varying import train_synthetic_run
+
+    with pytest.raises(ValueError, match=r"`objective` must be one of \('contrastive', 'classifier'\). "
+                                         r"Received: objective='softmax'"):
+        train_synthetic_run(tmp_path / "run", np.zeros((4, 28, 28, 1), np.float32), np.arange(4) % 2, objective="softmax")
+    assert not (tmp_path / "run").exists()  # nothing written
