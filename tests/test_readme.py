@@ -94,3 +94,27 @@ def test_links_stay_inside_the_repository_and_resolve(page):
         assert "://" not in target, f"{page.name} links outside the repository: {target}"
         path = (page.parent / target).resolve()
         assert path.is_relative_to(root) and path.exists(), f"{page.name}: {target} does not resolve"
+
+
+README_METHODS = {"`probe`": "probe", "distance explainer": "distance_explainer", "input intensity": "intensity",
+                  "occlusion": "occlusion", "`mc`": "mc", "KernelSHAP": "kernelshap"}
+
+
+def test_faithfulness_row_quotes_the_committed_results():
+    """The README's faithfulness row is benchmarks/results.json's MNIST ROAD (most relevant first) as written."""
+    import json
+
+    results = json.loads((README.parent / "benchmarks" / "results.json").read_text())
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| faithfulness on "))
+    records = {r["method"]: r for r in results["records"] if r["dataset"] == "mnist"}
+    n = results["datasets"]["mnist"]["n_images"]
+    assert row.startswith(f"| faithfulness on {n:,} MNIST test images (ROAD, most relevant first")
+    assert f"`benchmarks/results.json` ({results['mode']} mode)" in row
+    for shown, method in README_METHODS.items():
+        road = records[method]["road_morf"]
+        assert f"{shown} {road['mean']:.3f} ± {road['ci95']:.3f}" in row, method
+    probe = records["probe"]
+    assert f"({probe['f_calls_per_image']:.0f} f calls, its found set flips f on {probe['flip_rate']['mean']:.0%})" in row
+    assert f"distance explainer {records['distance_explainer']['road_morf']['mean']:.3f} ± " \
+           f"{records['distance_explainer']['road_morf']['ci95']:.3f} " \
+           f"({records['distance_explainer']['f_calls_per_image']:,.0f} calls)" in row
