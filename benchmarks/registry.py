@@ -92,6 +92,49 @@ def _probe(ctx):
     return fn
 
 
+class MarginScalar:
+    """-m(x) = d(x, c_k) - d(x, c_l) in the shape of `DistanceScalar`, for baselines written for d.
+
+    A baseline calls `scalar(xs, classes)` and explains the value's rise;
+    here each entry of `classes` carries the pair as `k * C + l` (C
+    prototypes), so the baselines' own bookkeeping (repeating the classes of
+    the images they perturb) keeps k and l together. A rise of -m is a drop of
+    the margin the benchmark scores. f's images are counted by `scalar`.
+    """
+
+    def __init__(self, scalar):
+        self.scalar, self.embed, self.prototypes = scalar, scalar.embed, scalar.prototypes
+        self.num_classes = len(scalar.prototypes)
+
+    def codes(self, xs, classes) -> np.ndarray:
+        """`(B,)` k * C + l, l the runner-up prototype of each unperturbed image (one f call per image)."""
+        from siamese_xai.metrics import runner_up
+
+        classes = np.asarray(classes, np.int64)
+        return classes * self.num_classes + runner_up(self.scalar.all_distances(xs), classes)
+
+    def __call__(self, xs, codes):
+        codes = np.asarray(codes, np.int64)
+        d = self.scalar.all_distances(xs)
+        rows = np.arange(len(d))
+        k, l = codes // self.num_classes, codes % self.num_classes
+        return d[rows, k] - d[rows, l], d.argmin(1)
+
+
+def _by_margin(maps):
+    """A baseline `maps(ctx, scalar, xs, classes, seed)` driven by the margin m instead of d (`MarginScalar`)."""
+    def build(ctx):
+        margin = MarginScalar(ctx.scalar)
+
+        def fn(x, c, s):
+            calls = ctx.scalar.calls
+            out = maps(ctx, margin, x, margin.codes(x, c), s)
+            per_image = (ctx.scalar.calls - calls) / len(x)
+            return out, {"n_calls": np.full(len(x), per_image, np.float64)}
+        return fn
+    return build
+
+
 METHODS = (
     Method("mc", THIS_PROJECT, False,
            "the paper's method, N = 5000 decoded perturbations, s = 5 (the defaults); map = Delta_p",
@@ -119,6 +162,13 @@ METHODS = (
            "shap.KernelExplainer on 49 superpixels (4x4 grid), blank background, value -d",
            lambda ctx: lambda x, c, s: bl.kernelshap_maps(ctx.scalar, x, c, s, nsamples=ctx.settings["shap_nsamples"]),
            scalar_only=True),
+    Method("occlusion_margin", BLACK_BOX, True,
+           "occlusion as above, driven by the margin: map = mean drop of m = d(x, c_l) - d(x, c_k), l the runner-up",
+           _by_margin(lambda ctx, sc, x, c, s: bl.occlusion_maps(sc, x, c))),
+    Method("kernelshap_margin", BLACK_BOX, False,
+           "KernelSHAP as above, driven by the margin: value m = d(x, c_l) - d(x, c_k), l the runner-up",
+           _by_margin(lambda ctx, sc, x, c, s: bl.kernelshap_maps(sc, x, c, s,
+                                                                  nsamples=ctx.settings["shap_nsamples"]))),
     Method("distance_explainer", BLACK_BOX, False,
            "the distance-explainer algorithm (RISE masks, 8x8 grid, p_keep 0.5, top/bottom 20%), d as distance",
            lambda ctx: lambda x, c, s: bl.rise_distance_maps(ctx.scalar, x, c, s, n_masks=ctx.settings["rise_masks"]),

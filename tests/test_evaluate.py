@@ -219,3 +219,45 @@ def test_registry_methods_run_under_every_mode_of_every_script():
             except KeyError as err:
                 pytest.fail(f"`{name}` reads the setting {err}, which the {mode} mode lacks")
             assert maps.shape == (1, 28, 28) and np.isfinite(maps).all(), (mode, name)
+
+
+def _linear_scalar():
+    from siamese_xai import metrics
+
+    w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]], np.float32)  # 2x2 images, pixel p -> row p
+    protos = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], np.float32)
+    return metrics.DistanceScalar(lambda x: np.asarray(x).reshape(len(x), 4) @ w, protos)
+
+
+def test_margin_scalar_by_hand():
+    """-m = d(x, c_k) - d(x, c_l), l the runner-up of the unperturbed image; the pair rides in one class code."""
+    scalar = _linear_scalar()
+    margin = registry.MarginScalar(scalar)
+    x = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.5]], np.float32).reshape(2, 2, 2, 1)
+    # h = (1, 0): d = 1, 0, 5 -> k = 1, l = 0;  h = (1, 1): d = 2, 1, 2 -> k = 1, l = 0 (tie 0/2: lower index)
+    codes = margin.codes(x, np.array([1, 1]))
+    np.testing.assert_array_equal(codes, [1 * 3 + 0, 1 * 3 + 0])
+    value, nearest = margin(x, codes)
+    np.testing.assert_allclose(value, [0.0 - 1.0, 1.0 - 2.0])
+    np.testing.assert_array_equal(nearest, [1, 1])
+    # asked for class 2 of the first image: l = the nearest other, class 1
+    code = margin.codes(x[:1], np.array([2]))
+    assert code.tolist() == [2 * 3 + 1]
+    np.testing.assert_allclose(margin(x[:1], code)[0], [5.0 - 0.0])
+
+
+def test_margin_baselines_explain_the_margin_and_count_their_f_calls():
+    """Occlusion driven by m: the map is the drop of m when a pixel is set to 0 (patch 1); f calls counted."""
+    from siamese_xai import baselines as bl
+
+    scalar = _linear_scalar()
+    x = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.5]], np.float32).reshape(2, 2, 2, 1)
+    fn = registry._by_margin(lambda ctx, sc, xs, c, s: bl.occlusion_maps(sc, xs, c, patch=1, stride=1))(
+        registry.Context(None, scalar, {}))
+    maps, extras = registry.split(fn(x, np.array([1, 1]), 0))
+    # image 0: m = 1 (d0 - d1); zeroing pixel 0 gives h = 0: m = 0 - 1 = -1, a drop of 2; the others change nothing
+    np.testing.assert_allclose(maps[0].ravel(), [2.0, 0.0, 0.0, 0.0], atol=1e-6)
+    # image 1: m = 1; pixel 2 -> h = (0, 0.5): d0 = 0.25, d1 = 1.25, m = -1 (drop 2); pixel 3 nothing
+    np.testing.assert_allclose(maps[1].ravel(), [0.0, 0.0, 2.0, 0.0], atol=1e-6)
+    # per image: 1 (the runner-up) + 1 (x itself) + 4 occluded images
+    np.testing.assert_array_equal(extras["n_calls"], [6.0, 6.0])
