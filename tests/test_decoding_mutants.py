@@ -46,6 +46,7 @@ def test_cell_axis_by_hand(args, want):
     got = fused._cell_axis(*args)
     assert got[0].shape == want[0].shape  # the smallest regrouped kernel, no zero cells around it
     np.testing.assert_array_equal(got[0], want[0])
+    assert got[0].dtype == np.float32  # the kernel's dtype: the regrouped kernel is float32 like the layer's
     assert got[1:] == want[1:]
 
 
@@ -101,3 +102,97 @@ def test_linear_rule_is_the_change_itself():
     np.testing.assert_array_equal(rules.apply_act("linear", tf.constant(Z)).numpy(), Z)
     grouped = rules._grouped(tf.zeros((6, 3, 2)), 2)
     assert tuple(grouped.shape) == (2, 3, 3, 2)
+
+
+def _up_conv_decoder(spatial, blocks):
+    """Dense -> Reshape -> (UpSampling2D -> Conv2D) per block, as in tests/test_fusion.py."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(spatial * spatial * 3, activation="relu")(inputs)
+    x = keras.layers.Reshape((spatial, spatial, 3))(x)
+    for j, (size, kernel, padding) in enumerate(blocks):
+        x = keras.layers.UpSampling2D(size)(x)
+        last = j + 1 == len(blocks)
+        x = keras.layers.Conv2D(2 if last else 5, kernel, padding=padding, activation="sigmoid" if last else "relu")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # biases are zeros when built: make each one count
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.5, layer.bias.shape).astype(np.float32))
+    return model
+
+
+def test_fuse_reads_small_exact_cells_directly_and_each_step_writes_its_layout():
+    # 7x7 -> 14 -> 28 -> 56 rows, 3x3 same convs: the first fused layer writes exact cells of 2 rows (7 x 2 = 14),
+    # read directly by the second (2 <= MAX_CELL_IN), which writes exact cells of 4 rows (7 x 4 = 28): too
+    # high, so they are rearranged into the image before the third, which is the last.
+    model = _up_conv_decoder(7, [((2, 2), 3, "same")] * 3)
+    chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    steps, layout = fused.fuse(chain)
+    kinds = [type(s).__name__ if isinstance(s, (keras.layers.Layer, fused.FusedUpConv)) else s.__name__ for s in steps]
+    assert kinds == ["Dense", "Reshape", "FusedUpConv", "FusedUpConv", "to_space", "FusedUpConv"]
+    assert (steps[2].layout.bh, steps[2].layout.nh, steps[2].layout.exact) == (2, 7, True)
+    assert (steps[3].layout.bh, steps[3].layout.nh, steps[3].layout.exact) == (4, 7, True)
+    assert steps[4].__self__ is steps[3].layout
+    assert layout is steps[5].layout and not layout.exact and layout.size == (56, 56) and layout.bh == 2
+    # The last layer's cells of 2 rows start at row offset 1 (cells -1..0 read per tap, against -1..1 at 0):
+    # 29 cells cover 56 + 1 rows.
+    assert (layout.oh, layout.ow, layout.nh, layout.nw) == (1, 1, 29, 29)
+    codes = tf.constant(np.random.default_rng(1).normal(size=(2, 6)).astype(np.float32))
+    x = codes
+    for step in steps:
+        x = step(x)
+        if isinstance(step, fused.FusedUpConv):  # every fused step writes exactly its layout's cells
+            assert tuple(x.shape[1:]) == step.layout.shape
+    np.testing.assert_allclose(layout.to_space(x).numpy(), model(codes).numpy(), atol=2e-5)
+    assert fused.fuse(None) == (None, None)
+    assert fused.fuse(chain[:2]) == (None, None)  # no upsampling + conv pair
+
+
+def _pair(up_kwargs=None, conv_kwargs=None, lora=False, shape=(4, 4, 3)):
+    inputs = keras.Input(shape)
+    up = keras.layers.UpSampling2D(**{"size": 2, **(up_kwargs or {})})
+    conv = keras.layers.Conv2D(**{"filters": 2, "kernel_size": 3, "padding": "same", **(conv_kwargs or {})})
+    conv(up(inputs))
+    if lora:
+        conv.enable_lora(1)
+    return up, conv
+
+
+@pytest.mark.parametrize(
+    "up_kwargs, conv_kwargs, lora",
+    [
+        ({"interpolation": "bilinear"}, {}, False),
+        ({}, {"strides": 2}, False),
+        ({}, {"dilation_rate": 2}, False),
+        ({}, {"groups": 3, "filters": 3}, False),
+        ({}, {"dtype": "mixed_float16"}, False),
+        ({}, {}, True),
+    ],
+    ids=["bilinear", "strides", "dilation", "groups", "float16", "lora"],
+)
+def test_fusable_refuses_every_pair_it_cannot_fuse(up_kwargs, conv_kwargs, lora):
+    assert fused.fusable(*_pair())
+    assert not fused.fusable(*_pair(up_kwargs, conv_kwargs, lora))
+
+
+@pytest.mark.parametrize(
+    "spatial, blocks",
+    [
+        (4, [((2, 2), 1, "valid")]),  # a 1x1 conv: no high pad (the last cell reads the last input row only)
+        (4, [((2, 2), 1, "same"), ((2, 2), 3, "same")]),
+        (5, [((3, 2), 5, "same"), ((2, 2), 3, "same")]),
+        (6, [((2, 3), 4, "valid"), ((2, 2), 2, "same")]),
+    ],
+)
+def test_each_fused_step_writes_exactly_its_layouts_cells(spatial, blocks):
+    model = _up_conv_decoder(spatial, blocks)
+    chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    steps, layout = fused.fuse(chain)
+    codes = tf.constant(np.random.default_rng(1).normal(size=(2, 6)).astype(np.float32))
+    x = codes
+    for step in steps:
+        x = step(x)
+        if isinstance(step, fused.FusedUpConv):
+            assert tuple(x.shape[1:]) == step.layout.shape
+    np.testing.assert_allclose(layout.to_space(x).numpy(), model(codes).numpy(), atol=2e-5)
