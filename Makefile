@@ -82,7 +82,9 @@ seeds: setup
 MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.shards.x__manifest* siamese_xai.shards.x__check_manifest* \
 	siamese_xai.loop.x_fit* siamese_xai._graph.x_explain_graph* siamese_xai._graph.x_nearest_prototype_tensors* \
 	siamese_xai._graph.x_top_q_mask* siamese_xai._graph.x_perturbation_draws* siamese_xai.contrast.x_runner_up* \
-	siamese_xai.contrast.x_path_points* siamese_xai.contrast.x__group_sums* siamese_xai.contrast.x_contrast_graph*
+	siamese_xai.contrast.x_path_points* siamese_xai.contrast.x__group_sums* siamese_xai.contrast.x_contrast_graph* \
+	siamese_xai.decoding.rules.x* siamese_xai.decoding.fused.x* siamese_xai.decoding.exact.x* \
+	siamese_xai.decoding.kinks.x* siamese_xai.decoding.chain.x* siamese_xai.decoding.evaluator.x*
 mutants: MUTANTS_START := $(shell date +%s)
 mutants: setup
 	-nice -n 10 $(VENV)/bin/mutmut run --max-children 1 $(foreach m,$(MUTANTS),"$(m)")

@@ -1,0 +1,198 @@
+"""The decoding's pieces (siamese_xai.decoding) against values worked out by hand, for mutation testing."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from siamese_xai.decoding import fused, rules
+
+
+def _sel(shape, ones):
+    """A `select` array of `_cell_axis`: `shape` zeros with 1 at each `(r, s, q, t)` of `ones`."""
+    out = np.zeros(shape, np.float32)
+    for idx in ones:
+        out[idx] = 1.0
+    return out
+
+
+# `_cell_axis(u, k, padding, n, b_in, n_in, last)`: tap t of output sub-row q reads upsampled row
+# q - o_out + t - p, i.e. input row (q - o_out + t - p) // u, stored in cell row // b_in, sub-row row % b_in;
+# r counts cells from the lowest one read (r_min). Worked out by hand below each case.
+CELL_AXES = [
+    # u=2, k=3, same (p=1), 7 rows in cells of 1, inner layer (o_out=0): rows read (q + t - 1) // 2;
+    # q=0: -1, 0, 0; q=1: 0, 0, 1 -> cells -1..1 (r_min=-1), 7 cells of 2 rows, 14 rows; pads 1 and 1.
+    ((2, 3, "same", 7, 1, 7, False),
+     (_sel((3, 1, 2, 3), [(0, 0, 0, 0), (1, 0, 0, 1), (1, 0, 0, 2), (1, 0, 1, 0), (1, 0, 1, 1), (2, 0, 1, 2)]),
+      1, 1, 2, 0, 7, 14)),
+    # u=2, k=2, valid (p=0), 4 rows: 7 rows out; rows read (q + t) // 2; q=0: 0, 0; q=1: 0, 1 -> cells 0..1;
+    # 4 cells of 2 rows (the last half used); no low pad, one high pad.
+    ((2, 2, "valid", 4, 1, 4, False),
+     (_sel((2, 1, 2, 2), [(0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 1, 0), (1, 0, 1, 1)]),
+      0, 1, 2, 0, 4, 7)),
+    # The last layer: u=2, k=3, same, 7 rows in 4 cells of 2, cells of 4 rows out. Offsets 1, 2, 3 read two
+    # cells, offset 0 three: the smallest offset of the smallest kernel is 1. Rows read (q + t - 2) // 2,
+    # cell row // 2 + 1, sub-row row % 2; q=0: -1, -1, 0; q=1: -1, 0, 0; q=2: 0, 0, 1; q=3: 0, 1, 1.
+    # 4 cells cover 15 = 14 + 1 rows; one low pad, no high pad.
+    ((2, 3, "same", 7, 2, 4, True),
+     (_sel((2, 2, 4, 3), [(0, 1, 0, 0), (0, 1, 0, 1), (1, 0, 0, 2), (0, 1, 1, 0), (1, 0, 1, 1), (1, 0, 1, 2),
+                          (1, 0, 2, 0), (1, 0, 2, 1), (1, 1, 2, 2), (1, 0, 3, 0), (1, 1, 3, 1), (1, 1, 3, 2)]),
+      1, 0, 4, 1, 4, 14)),
+]
+
+
+@pytest.mark.parametrize("args, want", CELL_AXES, ids=["same-inner", "valid-inner", "same-last"])
+def test_cell_axis_by_hand(args, want):
+    got = fused._cell_axis(*args)
+    assert got[0].shape == want[0].shape  # the smallest regrouped kernel, no zero cells around it
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[0].dtype == np.float32  # the kernel's dtype: the regrouped kernel is float32 like the layer's
+    assert got[1:] == want[1:]
+
+
+def test_activation_names():
+    assert rules.act_name(keras.activations.relu) == "relu"
+    assert rules.act_name(keras.activations.sigmoid) == "sigmoid"
+    assert rules.act_name(keras.activations.linear) == "linear"
+    assert rules.act_name(keras.activations.tanh) is None
+
+
+# Two groups of two rows: z per group, dz per row.
+Z = np.array([[-2.0, 0.5], [1.0, -1.0]], np.float32)
+DZ = np.array([[1.0, -1.0], [3.0, 0.25], [-3.0, 2.0], [0.5, 0.5]], np.float32)
+
+
+def test_relu_rule_by_hand():
+    base = rules.act_base("relu", tf.constant(Z))
+    np.testing.assert_array_equal(base[0].numpy(), -Z[:, None])
+    np.testing.assert_array_equal(base[1].numpy(), np.minimum(Z, 0)[:, None])
+    # relu(z + dz) - relu(z): z=-2: 0, 1; z=0.5: -0.5, 0.25; z=1: -1, 0.5; z=-1: 1, 0.
+    want = np.array([[0.0, -0.5], [1.0, 0.25], [-1.0, 1.0], [0.5, 0.0]], np.float32)
+    np.testing.assert_array_equal(rules.act_delta("relu", base, tf.constant(DZ), 2).numpy(), want)
+    abs_sums, sums = rules.act_sums("relu", base, tf.constant(DZ), 2)
+    np.testing.assert_array_equal(abs_sums.numpy(), [[1.0, 0.75], [1.5, 1.0]])
+    np.testing.assert_array_equal(sums.numpy(), [[1.0, -0.25], [-0.5, 1.0]])
+    np.testing.assert_array_equal(rules.apply_act("relu", tf.constant(Z)).numpy(), np.maximum(Z, 0))
+
+
+def test_sigmoid_rule_against_float64():
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    z64, dz64 = Z.astype(np.float64), DZ.astype(np.float64)
+    want = sig(np.repeat(z64, 2, axis=0) + dz64) - sig(np.repeat(z64, 2, axis=0))
+    base = rules.act_base("sigmoid", tf.constant(Z))
+    np.testing.assert_array_equal(base[0].numpy(), Z[:, None])
+    np.testing.assert_allclose(base[1].numpy(), -sig(-z64)[:, None], rtol=1e-6)
+    np.testing.assert_allclose(rules.act_delta("sigmoid", base, tf.constant(DZ), 2).numpy(), want, rtol=1e-5)
+    abs_sums, sums = rules.act_sums("sigmoid", base, tf.constant(DZ), 2)
+    np.testing.assert_allclose(abs_sums.numpy(), np.abs(want).reshape(2, 2, 2).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(sums.numpy(), want.reshape(2, 2, 2).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(rules.apply_act("sigmoid", tf.constant(Z)).numpy(), sig(z64), rtol=1e-6)
+    small = np.array([[1e-4, -1e-4]], np.float32)  # no subtraction of nearby numbers: exact to float32
+    want_small = sig(np.float64(0.5) + small.astype(np.float64)) - sig(np.float64(0.5))
+    got_small = rules.act_delta("sigmoid", rules.act_base("sigmoid", tf.constant([[0.5, 0.5]])), tf.constant(small), 1)
+    np.testing.assert_allclose(got_small.numpy(), want_small, rtol=1e-6)
+
+
+def test_linear_rule_is_the_change_itself():
+    assert rules.act_base("linear", tf.constant(Z)) is None
+    np.testing.assert_array_equal(rules.act_delta("linear", None, tf.constant(DZ), 2).numpy(), DZ)
+    abs_sums, sums = rules.act_sums("linear", None, tf.constant(DZ), 2)
+    np.testing.assert_array_equal(abs_sums.numpy(), [[4.0, 1.25], [3.5, 2.5]])
+    np.testing.assert_array_equal(sums.numpy(), [[4.0, -0.75], [-2.5, 2.5]])
+    np.testing.assert_array_equal(rules.apply_act("linear", tf.constant(Z)).numpy(), Z)
+    grouped = rules._grouped(tf.zeros((6, 3, 2)), 2)
+    assert tuple(grouped.shape) == (2, 3, 3, 2)
+
+
+def _up_conv_decoder(spatial, blocks):
+    """Dense -> Reshape -> (UpSampling2D -> Conv2D) per block, as in tests/test_fusion.py."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(spatial * spatial * 3, activation="relu")(inputs)
+    x = keras.layers.Reshape((spatial, spatial, 3))(x)
+    for j, (size, kernel, padding) in enumerate(blocks):
+        x = keras.layers.UpSampling2D(size)(x)
+        last = j + 1 == len(blocks)
+        x = keras.layers.Conv2D(2 if last else 5, kernel, padding=padding, activation="sigmoid" if last else "relu")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # biases are zeros when built: make each one count
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.5, layer.bias.shape).astype(np.float32))
+    return model
+
+
+def test_fuse_reads_small_exact_cells_directly_and_each_step_writes_its_layout():
+    # 7x7 -> 14 -> 28 -> 56 rows, 3x3 same convs: the first fused layer writes exact cells of 2 rows (7 x 2 = 14),
+    # read directly by the second (2 <= MAX_CELL_IN), which writes exact cells of 4 rows (7 x 4 = 28): too
+    # high, so they are rearranged into the image before the third, which is the last.
+    model = _up_conv_decoder(7, [((2, 2), 3, "same")] * 3)
+    chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    steps, layout = fused.fuse(chain)
+    kinds = [type(s).__name__ if isinstance(s, (keras.layers.Layer, fused.FusedUpConv)) else s.__name__ for s in steps]
+    assert kinds == ["Dense", "Reshape", "FusedUpConv", "FusedUpConv", "to_space", "FusedUpConv"]
+    assert (steps[2].layout.bh, steps[2].layout.nh, steps[2].layout.exact) == (2, 7, True)
+    assert (steps[3].layout.bh, steps[3].layout.nh, steps[3].layout.exact) == (4, 7, True)
+    assert steps[4].__self__ is steps[3].layout
+    assert layout is steps[5].layout and not layout.exact and layout.size == (56, 56) and layout.bh == 2
+    # The last layer's cells of 2 rows start at row offset 1 (cells -1..0 read per tap, against -1..1 at 0):
+    # 29 cells cover 56 + 1 rows.
+    assert (layout.oh, layout.ow, layout.nh, layout.nw) == (1, 1, 29, 29)
+    codes = tf.constant(np.random.default_rng(1).normal(size=(2, 6)).astype(np.float32))
+    x = codes
+    for step in steps:
+        x = step(x)
+        if isinstance(step, fused.FusedUpConv):  # every fused step writes exactly its layout's cells
+            assert tuple(x.shape[1:]) == step.layout.shape
+    np.testing.assert_allclose(layout.to_space(x).numpy(), model(codes).numpy(), atol=2e-5)
+    assert fused.fuse(None) == (None, None)
+    assert fused.fuse(chain[:2]) == (None, None)  # no upsampling + conv pair
+
+
+def _pair(up_kwargs=None, conv_kwargs=None, lora=False, shape=(4, 4, 3)):
+    inputs = keras.Input(shape)
+    up = keras.layers.UpSampling2D(**{"size": 2, **(up_kwargs or {})})
+    conv = keras.layers.Conv2D(**{"filters": 2, "kernel_size": 3, "padding": "same", **(conv_kwargs or {})})
+    conv(up(inputs))
+    if lora:
+        conv.enable_lora(1)
+    return up, conv
+
+
+@pytest.mark.parametrize(
+    "up_kwargs, conv_kwargs, lora",
+    [
+        ({"interpolation": "bilinear"}, {}, False),
+        ({}, {"strides": 2}, False),
+        ({}, {"dilation_rate": 2}, False),
+        ({}, {"groups": 3, "filters": 3}, False),
+        ({}, {"dtype": "mixed_float16"}, False),
+        ({}, {}, True),
+    ],
+    ids=["bilinear", "strides", "dilation", "groups", "float16", "lora"],
+)
+def test_fusable_refuses_every_pair_it_cannot_fuse(up_kwargs, conv_kwargs, lora):
+    assert fused.fusable(*_pair())
+    assert not fused.fusable(*_pair(up_kwargs, conv_kwargs, lora))
+
+
+@pytest.mark.parametrize(
+    "spatial, blocks",
+    [
+        (4, [((2, 2), 1, "valid")]),  # a 1x1 conv: no high pad (the last cell reads the last input row only)
+        (4, [((2, 2), 1, "same"), ((2, 2), 3, "same")]),
+        (5, [((3, 2), 5, "same"), ((2, 2), 3, "same")]),
+        (6, [((2, 3), 4, "valid"), ((2, 2), 2, "same")]),
+    ],
+)
+def test_each_fused_step_writes_exactly_its_layouts_cells(spatial, blocks):
+    model = _up_conv_decoder(spatial, blocks)
+    chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    steps, layout = fused.fuse(chain)
+    codes = tf.constant(np.random.default_rng(1).normal(size=(2, 6)).astype(np.float32))
+    x = codes
+    for step in steps:
+        x = step(x)
+        if isinstance(step, fused.FusedUpConv):
+            assert tuple(x.shape[1:]) == step.layout.shape
+    np.testing.assert_allclose(layout.to_space(x).numpy(), model(codes).numpy(), atol=2e-5)
