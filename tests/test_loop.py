@@ -167,6 +167,11 @@ def _squared_error(model):
     return per_example
 
 
+def _weight_decay(model):
+    """5 x the squared norm of the first weight matrix: large beside the first batches' errors."""
+    return lambda: 5.0 * tf.reduce_sum(model.trainable_variables[0] ** 2)
+
+
 def _stage_with(n=64, batch=8, epochs=EPOCHS, optimizer=None, regularizer=None, images=None, jit_compile=False,
            per_example=None):
     """A linear regression y = x @ w + noise as a stage, with an example counter among its trackables."""
@@ -293,7 +298,7 @@ def test_tensorboard_gets_every_step_and_epoch_and_the_clipped_images(tmp_path):
 
 def test_the_regularizer_is_added_once_per_step():
     """The first step's loss by hand: the batch's mean squared error plus the regularizer."""
-    stage, model, _ = _stage_with(regularizer=lambda model: lambda: 5.0 * tf.reduce_sum(model.trainable_variables[0] ** 2))
+    stage, model, _ = _stage_with(regularizer=_weight_decay)
     x_first, y_first = next(iter(stage.make_dataset(0, 0)))
     w = model.trainable_variables[0].numpy()
     want = float(np.mean((model(x_first).numpy() - y_first.numpy()) ** 2) + 5.0 * np.sum(w ** 2))
@@ -390,39 +395,38 @@ def test_a_non_chief_worker_checkpoints_in_its_own_folder_and_writes_no_logs(tmp
 
 _MIRRORED = """
 import json, sys
-import numpy as np, tensorflow as tf
+import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
-from test_loop import _squared_error, _stage_with
+from test_loop import _squared_error, _stage_with, _weight_decay
 from siamese_xai.loop import fit
-regularizer = lambda model: lambda: 5.0 * tf.reduce_sum(model.trainable_variables[0] ** 2)
-out = {}
-for name, strategy in (("default", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
-    scope = strategy.scope() if strategy else tf.distribute.get_strategy().scope()
-    with scope:
-        stage, model, _ = _stage_with(n=15, batch=4, epochs=1, regularizer=regularizer, per_example=_squared_error)
-    seen = []
-    fit(stage, None, strategy, verbose=0, on_step=lambda s, v: seen.append(v))
-    out[name] = seen
-out["replicas"] = strategy.num_replicas_in_sync
-print(json.dumps(out))
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    stage, _, _ = _stage_with(n=15, batch=4, epochs=1, regularizer=_weight_decay, per_example=_squared_error)
+seen = []
+fit(stage, None, strategy, verbose=0, on_step=lambda s, v: seen.append(v))
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "losses": seen}))
 """
 
 
-def test_two_replicas_weight_examples_by_the_global_batch_and_add_the_regularizer_once():
+def test_two_replicas_give_the_losses_of_one_the_global_batch_and_the_regularizer_counted_once():
     """MirroredStrategy on two logical CPUs (a fresh process: they must be set before TensorFlow starts).
 
-    15 examples in batches of 4: the last batch of 3 splits 2 and 1 between the replicas, so dividing by the local batch
-    or counting the regularizer once per replica would change that step's loss.
+    15 examples in batches of 4: the last batch of 3 splits 2 and 1 between the replicas, so dividing by the
+    local batch or counting the regularizer once per replica would change the losses from this process's,
+    trained on the default strategy.
     """
+    stage, _, _ = _stage_with(n=15, batch=4, epochs=1, regularizer=_weight_decay, per_example=_squared_error)
+    default = []
+    fit(stage, None, verbose=0, on_step=lambda s, v: default.append(v))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=os.pathsep.join([str(Path(siamese_xai.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", _MIRRORED, str(Path(__file__).parent)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["replicas"] == 2 and len(out["default"]) == len(out["mirrored"]) == 4
-    for default, mirrored in zip(out["default"], out["mirrored"]):
-        assert mirrored["loss"] == pytest.approx(default["loss"], rel=1e-5)
-        assert mirrored["abs_err"] == pytest.approx(default["abs_err"], rel=1e-5)
+    assert out["replicas"] == 2 and len(out["losses"]) == len(default) == 4
+    for one, two in zip(default, out["losses"]):
+        assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+        assert two["abs_err"] == pytest.approx(one["abs_err"], rel=1e-5)
