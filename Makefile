@@ -80,7 +80,8 @@ seeds: setup
 # Mutation testing of the method's core (setup.cfg [mutmut]): one mutant at a time, then the per-module summary
 # in benchmarks/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed).
 MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.shards.x__manifest* siamese_xai.shards.x__check_manifest* \
-	siamese_xai.loop.x_fit* siamese_xai._graph.x_explain_graph* siamese_xai._graph.x_nearest_prototype_tensors* \
+	siamese_xai.loop.x_fit* siamese_xai.loop.x_worker_dir* siamese_xai.loop.x_is_chief* siamese_xai.loop.x__record_session* \
+	siamese_xai.loop.x_read_sessions* siamese_xai._graph.x_explain_graph* siamese_xai._graph.x_nearest_prototype_tensors* \
 	siamese_xai._graph.x_top_q_mask* siamese_xai._graph.x_perturbation_draws* siamese_xai.contrast.x_runner_up* \
 	siamese_xai.contrast.x_path_points* siamese_xai.contrast.x__group_sums* siamese_xai.contrast.x_contrast_graph* \
 	siamese_xai.decoding.rules.x* siamese_xai.decoding.fused.x* siamese_xai.decoding.exact.x* \
