@@ -229,3 +229,34 @@ def test_explain_graph_bounds_the_kink_candidates_by_kink_cap(n_perturbations, c
         config=config, chunk_size=chunk_size)
     want = _graph.kink_cap(chunk_size, group, n_perturbations)
     assert spy.caps and all(int(c) == want for c in spy.caps), (spy.caps, want)
+
+
+class _RowCountingEvaluation(_LinearEvaluation):
+    """g(z) = z W + b + 1e-3 x (rows in the call): a decoder whose rounding depends on the block size."""
+
+    def internal(self, codes):
+        return super().internal(codes) + 1e-3 * tf.cast(tf.shape(codes)[0], tf.float32)
+
+
+@pytest.mark.parametrize("direction", ["toward_prototype", "positive"])
+def test_an_input_with_sigma_zero_gets_no_change_whatever_the_decoder(direction):
+    """A coordinate of h equal to its prototype's gives sigma = 0: no perturbation, so every change is exactly 0
+    (not NaN from sign 0, not the decoder's block-size rounding); the other row is explained as usual."""
+    kernel = np.array([[1.0, -2.0, 0.0, 0.5], [0.0, 1.0, 3.0, -1.0], [2.0, 0.0, -1.0, 1.0]])
+    protos = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    h = np.array([[1.5, 0.0, 0.4],    # h_1 = c_{0,1}: the smallest |h_j - c_j| is 0
+                  [1.8, 0.7, 0.3]])
+    evaluation = _RowCountingEvaluation(kernel, np.zeros(4))
+    evaluation.exact = None  # two decodings subtracted, in blocks
+    config = ExplainConfig(n_perturbations=6, s=2, q=2, direction=direction, estimator="mc")
+    out = _graph.explain_graph(
+        tf.constant(h, tf.float32), tf.constant(protos, tf.float32), tf.constant([0, 1], tf.int64),
+        tf.zeros((2, 3)), tf.constant([False, False]), tf.constant(3, tf.int64), decoder=evaluation,
+        internal_shape=(4,), config=config, chunk_size=4)
+    out = {k: v.numpy() for k, v in out.items()}
+    assert out["sigma"][0] == 0.0 and out["sigma"][1] > 0.0
+    for key in ("mean_abs_change", "mean_signed_change"):
+        assert np.isfinite(out[key]).all(), key
+        np.testing.assert_array_equal(out[key][0], np.zeros(4), err_msg=key)
+        assert np.abs(out[key][1]).max() > 1e-2, key
+    assert not out["mask"][0].any()
