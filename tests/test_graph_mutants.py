@@ -170,3 +170,93 @@ def test_explain_graph_rows_by_hand(direction):
         np.testing.assert_allclose(out["mean_signed_change"][b], change.mean(0), rtol=1e-3, atol=1e-6)
         np.testing.assert_allclose(out["mean_abs_change"][b], np.abs(change).mean(0), rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(out["reconstruction"], h @ kernel + 0.5, rtol=1e-6)
+
+
+def test_explain_graph_tiles_stay_within_chunk_size_and_do_not_change_the_result():
+    """G inputs x n draws per decoder call, G * n <= chunk_size: with chunk_size < N, one input at a time."""
+    rng = np.random.default_rng(4)
+    kernel, h, protos = rng.normal(size=(3, 4)), rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    config = ExplainConfig(n_perturbations=4, s=2, q=2, estimator="mc")
+    outs = []
+    for chunk_size in (3, 64):
+        evaluation = _LinearEvaluation(kernel, np.zeros(4))
+        evaluation.exact = None  # two float32 decodings subtracted: every decoder call is seen
+        out = _graph.explain_graph(
+            tf.constant(h, tf.float32), tf.constant(protos, tf.float32), tf.constant([-1] * 3, tf.int64),
+            tf.zeros((3, 3)), tf.constant([False] * 3), tf.constant(5, tf.int64), decoder=evaluation,
+            internal_shape=(4,), config=config, chunk_size=chunk_size)
+        outs.append({k: v.numpy() for k, v in out.items()})
+        if chunk_size == 3:
+            # per input: its x0 (1 row), then the blocks of 3 and 1 draws
+            assert evaluation.rows == [1, 3, 1] * 3
+    for k in outs[0]:
+        np.testing.assert_allclose(outs[0][k], outs[1][k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+class _SpyKinks:
+    """Records the `cap` each `prepare` call receives and passes everything on to the real split at the kinks."""
+
+    def __init__(self, kinks):
+        self._kinks, self.caps = kinks, []
+
+    def prepare(self, codes, basis, eps, cap):
+        self.caps.append(cap)
+        return self._kinks.prepare(codes, basis, eps, cap)
+
+    def sums(self, *args):
+        return self._kinks.sums(*args)
+
+
+@pytest.mark.parametrize("n_perturbations, chunk_size, group", [(40, 16, 1), (8, 32, 4)])
+def test_explain_graph_bounds_the_kink_candidates_by_kink_cap(n_perturbations, chunk_size, group):
+    """The split at the ReLU kinks gets `kink_cap(chunk_size, group, N)`, the bound that keeps its memory
+    within one block of the layer path (`_graph.kink_cap`'s docstring)."""
+    from siamese_xai.decoding.evaluator import decoder_evaluator
+    from test_exact import D, scaled_table1_decoder
+
+    rng = np.random.default_rng(5)
+    h = rng.normal(size=(4, D)).astype(np.float32)
+    protos = rng.normal(size=(3, D)).astype(np.float32)
+    ev = decoder_evaluator(scaled_table1_decoder(), h)
+    assert ev.kinks is not None
+    spy = _SpyKinks(ev.kinks)
+    evaluation = types.SimpleNamespace(internal=ev.internal, to_image=ev.to_image, exact=ev.exact, kinks=spy)
+    internal_shape = tuple(ev.internal(tf.zeros((1, D), tf.float32)).shape[1:])
+    config = ExplainConfig(n_perturbations=n_perturbations, s=3, q=5, estimator="mc")
+    _graph.explain_graph(
+        tf.constant(h), tf.constant(protos), tf.constant([-1] * 4, tf.int64), tf.zeros((4, D)),
+        tf.constant([False] * 4), tf.constant(1, tf.int64), decoder=evaluation, internal_shape=internal_shape,
+        config=config, chunk_size=chunk_size)
+    want = _graph.kink_cap(chunk_size, group, n_perturbations)
+    assert spy.caps and all(int(c) == want for c in spy.caps), (spy.caps, want)
+
+
+class _RowCountingEvaluation(_LinearEvaluation):
+    """g(z) = z W + b + 1e-3 x (rows in the call): a decoder whose rounding depends on the block size."""
+
+    def internal(self, codes):
+        return super().internal(codes) + 1e-3 * tf.cast(tf.shape(codes)[0], tf.float32)
+
+
+@pytest.mark.parametrize("direction", ["toward_prototype", "positive"])
+def test_an_input_with_sigma_zero_gets_no_change_whatever_the_decoder(direction):
+    """A coordinate of h equal to its prototype's gives sigma = 0: no perturbation, so every change is exactly 0
+    (not NaN from sign 0, not the decoder's block-size rounding); the other row is explained as usual."""
+    kernel = np.array([[1.0, -2.0, 0.0, 0.5], [0.0, 1.0, 3.0, -1.0], [2.0, 0.0, -1.0, 1.0]])
+    protos = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    h = np.array([[1.5, 0.0, 0.4],    # h_1 = c_{0,1}: the smallest |h_j - c_j| is 0
+                  [1.8, 0.7, 0.3]])
+    evaluation = _RowCountingEvaluation(kernel, np.zeros(4))
+    evaluation.exact = None  # two decodings subtracted, in blocks
+    config = ExplainConfig(n_perturbations=6, s=2, q=2, direction=direction, estimator="mc")
+    out = _graph.explain_graph(
+        tf.constant(h, tf.float32), tf.constant(protos, tf.float32), tf.constant([0, 1], tf.int64),
+        tf.zeros((2, 3)), tf.constant([False, False]), tf.constant(3, tf.int64), decoder=evaluation,
+        internal_shape=(4,), config=config, chunk_size=4)
+    out = {k: v.numpy() for k, v in out.items()}
+    assert out["sigma"][0] == 0.0 and out["sigma"][1] > 0.0
+    for key in ("mean_abs_change", "mean_signed_change"):
+        assert np.isfinite(out[key]).all(), key
+        np.testing.assert_array_equal(out[key][0], np.zeros(4), err_msg=key)
+        assert np.abs(out[key][1]).max() > 1e-2, key
+    assert not out["mask"][0].any()
