@@ -394,11 +394,10 @@ def test_a_non_chief_worker_checkpoints_in_its_own_folder_and_writes_no_logs(tmp
 
 
 _MIRRORED = """
-import json, sys
+import json
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
 from test_loop import _squared_error, _stage_with, _weight_decay
 from siamese_xai.loop import fit
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -421,8 +420,10 @@ def test_two_replicas_give_the_losses_of_one_the_global_batch_and_the_regularize
     default = []
     fit(stage, None, verbose=0, on_step=lambda s, v: default.append(v))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([str(Path(siamese_xai.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED, str(Path(__file__).parent)], env=env,
+               # the package under test (a mutated copy under mutation testing), then this folder for test_loop
+               PYTHONPATH=os.pathsep.join([str(Path(siamese_xai.__file__).parents[1]), str(Path(__file__).parent),
+                                           os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
