@@ -196,3 +196,9 @@ def test_each_fused_step_writes_exactly_its_layouts_cells(spatial, blocks):
         if isinstance(step, fused.FusedUpConv):
             assert tuple(x.shape[1:]) == step.layout.shape
     np.testing.assert_allclose(layout.to_space(x).numpy(), model(codes).numpy(), atol=2e-5)
+
+
+@pytest.mark.parametrize("shape", [(None, 4, 3), (4, None, 3), (None, None, 3)], ids=["height", "width", "both"])
+def test_fusable_refuses_an_input_of_unknown_height_or_width(shape):
+    """The cells of a fused layer are fixed when it is built: every spatial side must be known."""
+    assert not fused.fusable(*_pair(shape=shape))
