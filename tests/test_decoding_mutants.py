@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from siamese_xai.decoding import fused, rules
+from test_fusion import up_conv_decoder
 
 
 def _sel(shape, ones):
@@ -105,16 +106,8 @@ def test_linear_rule_is_the_change_itself():
 
 
 def _up_conv_decoder(spatial, blocks):
-    """Dense -> Reshape -> (UpSampling2D -> Conv2D) per block, as in tests/test_fusion.py."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((6,))
-    x = keras.layers.Dense(spatial * spatial * 3, activation="relu")(inputs)
-    x = keras.layers.Reshape((spatial, spatial, 3))(x)
-    for j, (size, kernel, padding) in enumerate(blocks):
-        x = keras.layers.UpSampling2D(size)(x)
-        last = j + 1 == len(blocks)
-        x = keras.layers.Conv2D(2 if last else 5, kernel, padding=padding, activation="sigmoid" if last else "relu")(x)
-    model = keras.Model(inputs, x)
+    """`test_fusion.up_conv_decoder` with every bias drawn at random."""
+    model = up_conv_decoder(spatial, blocks)
     rng = np.random.default_rng(0)
     for layer in model.layers:  # biases are zeros when built: make each one count
         if getattr(layer, "bias", None) is not None:

@@ -8,6 +8,22 @@ import tensorflow as tf
 from siamese_xai.decoding.evaluator import decoder_evaluator
 
 
+def up_conv_decoder(spatial, blocks):
+    """Dense -> Reshape (spatial x spatial x 3) -> (UpSampling2D(size) -> Conv2D(kernel, padding)) per block.
+
+    `blocks`: `[(size, kernel, padding), ...]`; the last conv has 2 sigmoid filters, the others 5 relu ones.
+    """
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(spatial * spatial * 3, activation="relu")(inputs)
+    x = keras.layers.Reshape((spatial, spatial, 3))(x)
+    for j, (size, kernel, padding) in enumerate(blocks):
+        x = keras.layers.UpSampling2D(size)(x)
+        last = j + 1 == len(blocks)
+        x = keras.layers.Conv2D(2 if last else 5, kernel, padding=padding, activation="sigmoid" if last else "relu")(x)
+    return keras.Model(inputs, x)
+
+
 @pytest.mark.parametrize(
     "spatial, blocks",
     [
@@ -20,15 +36,7 @@ from siamese_xai.decoding.evaluator import decoder_evaluator
     ],
 )
 def test_fused_upsampling_conv_equals_the_layers(spatial, blocks):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((6,))
-    x = keras.layers.Dense(spatial * spatial * 3, activation="relu")(inputs)
-    x = keras.layers.Reshape((spatial, spatial, 3))(x)
-    for j, (size, kernel, padding) in enumerate(blocks):
-        x = keras.layers.UpSampling2D(size)(x)
-        last = j + 1 == len(blocks)
-        x = keras.layers.Conv2D(2 if last else 5, kernel, padding=padding, activation="sigmoid" if last else "relu")(x)
-    model = keras.Model(inputs, x)
+    model = up_conv_decoder(spatial, blocks)
     dec = decoder_evaluator(model, np.random.default_rng(0).normal(size=(8, 6)), mode="subtract")
     assert dec.fused
     codes = tf.random.normal((4, 6), seed=1)
