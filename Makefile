@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-fast reproduce clean bench evaluate digits seeds mutants .force
+.PHONY: setup test test-fast reproduce clean bench evaluate digits seeds mutants mutants-all .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,8 +77,10 @@ digits: setup
 seeds: setup
 	$(RUN_PY) -m reproduce.seeds --work runs/seeds --out figures
 
-# Mutation testing of the method's core (setup.cfg [mutmut]): one mutant at a time, then the per-module summary
-# in benchmarks/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed).
+# Mutation testing of the method's core (setup.cfg [mutmut]), then the per-module summary in
+# benchmarks/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed). `make mutants`
+# runs a seeded sample of MUTANTS_PER_MODULE mutants of each module (every mutant of a smaller one;
+# benchmarks/mutants_sample.py), `make mutants-all` every mutant (hours); MUTANTS_JOBS mutants at a time.
 MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.shards.x__manifest* siamese_xai.shards.x__check_manifest* \
 	siamese_xai.loop.x_fit* siamese_xai.loop.x_worker_dir* siamese_xai.loop.x_is_chief* siamese_xai.loop.x__record_session* \
 	siamese_xai.loop.x_read_sessions* siamese_xai._graph.x_explain_graph* siamese_xai._graph.x_nearest_prototype_tensors* \
@@ -86,11 +88,17 @@ MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.shards.x__manifest* siamese_xa
 	siamese_xai.contrast.x_path_points* siamese_xai.contrast.x__group_sums* siamese_xai.contrast.x_contrast_graph* \
 	siamese_xai.decoding.rules.x* siamese_xai.decoding.fused.x* siamese_xai.decoding.exact.x* \
 	siamese_xai.decoding.kinks.x* siamese_xai.decoding.chain.x* siamese_xai.decoding.evaluator.x*
+MUTANTS_PER_MODULE ?= 30
+MUTANTS_JOBS ?= 2
 mutants: MUTANTS_START := $(shell date +%s)
 mutants: setup
-	-nice -n 10 $(VENV)/bin/mutmut run --max-children 1 $(foreach m,$(MUTANTS),"$(m)")
+	names=$$($(PY) -m benchmarks.mutants_sample --per-module $(MUTANTS_PER_MODULE) --targets $(foreach m,$(MUTANTS),"$(m)")) \
+		&& { nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTANTS_JOBS) $$names || true; }
 	$(RUN_PY) -m benchmarks.mutants_summary --mutants mutants --out benchmarks/mutants.json --seconds $$(( $$(date +%s) - $(MUTANTS_START) )) \
-		--targets $(foreach m,$(MUTANTS),"$(m)")
+		--per-module $(MUTANTS_PER_MODULE) --targets $(foreach m,$(MUTANTS),"$(m)")
+
+mutants-all:
+	$(MAKE) mutants MUTANTS_PER_MODULE=0
 
 bench: setup
 	$(RUN_PY) -m benchmarks.bench_speed --run $(RUN)

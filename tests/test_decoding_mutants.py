@@ -39,10 +39,17 @@ CELL_AXES = [
      (_sel((2, 2, 4, 3), [(0, 1, 0, 0), (0, 1, 0, 1), (1, 0, 0, 2), (0, 1, 1, 0), (1, 0, 1, 1), (1, 0, 1, 2),
                           (1, 0, 2, 0), (1, 0, 2, 1), (1, 1, 2, 2), (1, 0, 3, 0), (1, 1, 3, 1), (1, 1, 3, 2)]),
       1, 0, 4, 1, 4, 14)),
+    # The last layer: u=2, k=3, valid (p=0), 4 rows in cells of 1: 6 rows out, cells of 2. Offset 0 reads
+    # cells 0..1 ((q + t) // 2 for q + t in 0..3), offset 1 reads cells -1..1 ((q + t - 1) // 2 for q + t - 1
+    # in -1..2): the smallest kernel is offset 0's, although offset 1's span ends sum lower. Rows read
+    # (q + t) // 2; q=0: 0, 0, 1; q=1: 0, 1, 1. 3 cells cover the 6 rows; no pads.
+    ((2, 3, "valid", 4, 1, 4, True),
+     (_sel((2, 1, 2, 3), [(0, 0, 0, 0), (0, 0, 0, 1), (1, 0, 0, 2), (0, 0, 1, 0), (1, 0, 1, 1), (1, 0, 1, 2)]),
+      0, 0, 2, 0, 3, 6)),
 ]
 
 
-@pytest.mark.parametrize("args, want", CELL_AXES, ids=["same-inner", "valid-inner", "same-last"])
+@pytest.mark.parametrize("args, want", CELL_AXES, ids=["same-inner", "valid-inner", "same-last", "valid-last"])
 def test_cell_axis_by_hand(args, want):
     got = fused._cell_axis(*args)
     assert got[0].shape == want[0].shape  # the smallest regrouped kernel, no zero cells around it

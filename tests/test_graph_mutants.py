@@ -121,6 +121,27 @@ def test_contrast_graph_rows_by_hand():
     np.testing.assert_allclose(out["reconstruction"], h @ kernel + bias, rtol=1e-6, atol=1e-6)
 
 
+def test_contrast_graph_path_of_exactly_the_threshold_is_zero_length():
+    """||c - h|| equal to `ZERO_PATH_RTOL` x max(||h||, ||c||) in float32 is a zero-length path; one ulp more moves.
+
+    h = e_0 and c = e_0 + d e_1: ||c - h|| = sqrt(d^2) and max(||h||, ||c||) = sqrt(1 + d^2), which float32
+    rounds to d and to 1 for d = 1e-5 (checked below): the tie is exact.
+    """
+    d = np.float32(contrast.ZERO_PATH_RTOL)
+    d_up = np.nextafter(d, np.float32(1))
+    h = np.array([[1.0, 0.0, 0.0]] * 2, np.float32)
+    references = np.array([[1.0, d, 0.0], [1.0, d_up, 0.0]], np.float32)
+    assert tf.norm(references[0] - h[0]).numpy() == d and tf.norm(references[0]).numpy() == 1  # the tie
+    out = contrast.contrast_graph(
+        tf.constant(h), tf.ones((2, 4)), tf.constant(np.eye(3, dtype=np.float32)),
+        tf.constant([-1, -1], tf.int64), tf.constant([-1, -1], tf.int64),
+        tf.constant(references), tf.constant([True, True]),
+        decoder=_LinearEvaluation(-np.ones((3, 4)), np.zeros(4)), internal_shape=(4,),
+        config=TemplateContrastConfig(n_path_points=4, s=2, q=2), chunk_size=8)
+    np.testing.assert_array_equal(out["path_length"].numpy(), [0.0, d_up])
+    assert not out["mask"].numpy()[0].any() and out["mask"].numpy()[1].any()
+
+
 def test_contrast_graph_tiles_stay_within_chunk_size_and_do_not_change_the_result():
     """G inputs x n path points per decoder call, G * n <= chunk_size: with chunk_size < N, one input at a time."""
     rng = np.random.default_rng(2)
