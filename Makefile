@@ -92,8 +92,8 @@ MUTANTS_PER_MODULE ?= 30
 MUTANTS_JOBS ?= 2
 mutants: MUTANTS_START := $(shell date +%s)
 mutants: setup
-	names=$$($(PY) -m benchmarks.mutants_sample --per-module $(MUTANTS_PER_MODULE) --targets $(foreach m,$(MUTANTS),"$(m)")) \
-		&& { nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTANTS_JOBS) $$names || true; }
+	$(RUN_PY) -m benchmarks.mutants_sample --per-module $(MUTANTS_PER_MODULE) --targets $(foreach m,$(MUTANTS),"$(m)") > mutants-sample.txt
+	nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTANTS_JOBS) $$(cat mutants-sample.txt) || true
 	$(RUN_PY) -m benchmarks.mutants_summary --mutants mutants --out benchmarks/mutants.json --seconds $$(( $$(date +%s) - $(MUTANTS_START) )) \
 		--per-module $(MUTANTS_PER_MODULE) --targets $(foreach m,$(MUTANTS),"$(m)")
 

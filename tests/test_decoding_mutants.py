@@ -202,3 +202,48 @@ def test_each_fused_step_writes_exactly_its_layouts_cells(spatial, blocks):
 def test_fusable_refuses_an_input_of_unknown_height_or_width(shape):
     """The cells of a fused layer are fixed when it is built: every spatial side must be known."""
     assert not fused.fusable(*_pair(shape=shape))
+
+
+def test_through_relu_by_hand():
+    """One ReLU layer of the kink plan on two groups of 4 units, one source (images all 1), 2 draws.
+
+    A unit is a candidate when |z| <= max_draw |coef| x |image| x (1 + margin); a candidate crosses when some draw
+    moves it from > 0 to < 0, or from <= 0 to > 0 (reaching 0 exactly is no crossing); crossed units become
+    sources with relu's exact change max(dz, -z) + min(z, 0); the other units pass on their source's image where
+    z > 0. Group 0 (coef -1.5, 1; bound 1.5): z = 1 crosses in draw 0 (to -0.5); -1 reaches 0 in draw 1; 2.5 is
+    beyond the bound (within twice it); -1.5 (1 + margin) is exactly on it. Group 1 (coef 1, -2; bound 2): z = 0
+    crosses in draw 0 (to 1) and reaches -2 in draw 1; 2 is on the unwidened bound and reaches 0 in draw 1;
+    -0.75 crosses in draw 0 (to 0.25); 7 is beyond.
+    """
+    from siamese_xai.decoding import kinks
+
+    edge = 1.5 * (1 + kinks._BOUND_MARGIN)
+    z = tf.constant([[1.0, -1.0, 2.5, -edge], [0.0, 2.0, -0.75, 7.0]], tf.float64)
+    rows = tf.ones((2, 1, 4), tf.float64)
+    coef = tf.constant([[[-1.5], [1.0]], [[1.0], [-2.0]]], tf.float64)  # (G, N, r)
+    stats = {"ok": tf.constant(True), "candidates": tf.constant(10, tf.int64), "crossed": tf.constant(10, tf.int64),
+             "crossing_draws": tf.zeros((2, 2), tf.bool)}
+    out_rows, out_coef = kinks.KinkPlan._through_relu(z, rows, coef, tf.constant(3), stats)
+    # 3 candidates in each group (cap 3 is enough), 1 + 2 crossed, added to what earlier layers counted
+    assert bool(stats["ok"]) and int(stats["candidates"]) == 16 and int(stats["crossed"]) == 13
+    np.testing.assert_array_equal(stats["crossing_draws"].numpy(), [[True, False], [True, False]])
+    # the source's coefficients, then each crossed unit's change per draw (group 0 has one: a zero column)
+    want_coef = [[[-1.5, -1.0, 0.0], [1.0, 1.0, 0.0]], [[1.0, 1.0, 0.25], [-2.0, 0.0, 0.0]]]
+    np.testing.assert_array_equal(out_coef.numpy(), want_coef)
+    # rows: the source's image on the units that stay linear (z > 0, not crossed), then one-hot crossed units
+    want_rows = [[0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0],
+                 [0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0]]
+    np.testing.assert_array_equal(out_rows.numpy(), want_rows)
+
+
+def test_through_relu_refuses_more_candidates_than_the_cap_in_a_group():
+    """`ok` turns false when a group's candidates exceed the cap (not their sum over the groups)."""
+    from siamese_xai.decoding import kinks
+
+    z = tf.constant([[1.0, 1.0, 9.0], [1.0, 9.0, 9.0]], tf.float64)  # candidates: 2 and 1
+    coef = tf.constant([[[2.0]], [[2.0]]], tf.float64)
+    for cap, ok in [(2, True), (1, False)]:
+        stats = {"ok": tf.constant(True), "candidates": tf.constant(0, tf.int64),
+                 "crossed": tf.constant(0, tf.int64), "crossing_draws": tf.zeros((2, 1), tf.bool)}
+        kinks.KinkPlan._through_relu(z, tf.ones((2, 1, 3), tf.float64), coef, tf.constant(cap), stats)
+        assert bool(stats["ok"]) is ok, cap
