@@ -247,3 +247,107 @@ def test_through_relu_refuses_more_candidates_than_the_cap_in_a_group():
                  "crossed": tf.constant(0, tf.int64), "crossing_draws": tf.zeros((2, 1), tf.bool)}
         kinks.KinkPlan._through_relu(z, tf.ones((2, 1, 3), tf.float64), coef, tf.constant(cap), stats)
         assert bool(stats["ok"]) is ok, cap
+
+
+def test_chain_layers_takes_a_plain_chain_only():
+    """A layer applied twice, or a second output, is not a chain even where the layers follow each other."""
+    from siamese_xai.decoding.chain import chain_layers
+
+    inputs = keras.Input((4,))
+    first, second = keras.layers.Dense(4), keras.layers.Dense(3)
+    mid = first(inputs)
+    out = second(mid)
+    assert chain_layers(keras.Model(inputs, out)) == [first, second]
+    assert chain_layers(keras.Model(inputs, [out, mid])) is None  # the chain's end is the first of two outputs
+    shared = keras.layers.Dense(4)
+    assert chain_layers(keras.Model(inputs, shared(shared(inputs)))) is None  # [shared] would decode once
+
+
+def test_a_mixed_precision_layer_has_no_exact_rule():
+    """The exact change is carried in float32/float64: a float16 layer's own rounding is not, so it is refused."""
+    from siamese_xai.decoding.exact import step_of
+
+    inputs = keras.Input((4,))
+    layer = keras.layers.Dense(3, activation="relu", dtype="mixed_float16")
+    keras.Model(inputs, layer(inputs))
+    assert step_of(layer) == f"layer '{layer.name}' (Dense) has no exact change rule"
+
+
+def _reshape_first_decoder(dim=16):
+    """Reshape (4 x 4 x 1) -> dilated Conv2D (relu) -> UpSampling2D + Conv2D (sigmoid, fused) -> UpSampling2D."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((dim,))
+    x = keras.layers.Reshape((4, 4, dim // 16))(inputs)
+    x = keras.layers.Conv2D(5, 3, padding="same", dilation_rate=2, activation="relu")(x)
+    x = keras.layers.UpSampling2D(2)(x)
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="sigmoid")(x)
+    return keras.Model(inputs, keras.layers.UpSampling2D(2)(x))
+
+
+def _strict_evaluator(decoder, codes):
+    import warnings
+
+    from siamese_xai.decoding.evaluator import decoder_evaluator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # any fallback fails the test
+        return decoder_evaluator(decoder, codes)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_a_chain_without_a_first_dense_with_a_dilated_conv_and_an_upsampled_end_is_exact(dtype):
+    """Both exact modes pass their checks against the decoder: the change of a code is carried from the first
+    step (no Dense to apply to the basis), the dilation is kept, and the rearrangement after the last activation
+    is applied to the sums. Integer probe codes are cast to float32."""
+    dec = _reshape_first_decoder()
+    codes = np.random.default_rng(0).normal(0.0, 2.0, (8, 16)).round().astype(dtype)
+    ev = _strict_evaluator(dec, codes)
+    assert (ev.mode, ev.fused, ev.exact.first_is_dense) == ("kinks", True, False)
+    # the exact change against a float64 evaluation of the decoder's layers, on a change of 1e-3
+    h = codes.astype(np.float64)[:2]
+    basis = np.zeros((2, 1, 16), np.float32)
+    basis[:, 0, [5, 9]] = [1e-3, -1e-3]
+    _, terms = ev.exact.base(tf.constant(h, tf.float32))
+    got = ev.to_image(ev.exact.delta_from_basis(terms, tf.ones((1, 1)), tf.constant(basis))).numpy()
+    f64 = _float64_copy(dec)
+    want = f64(h + basis[:, 0].astype(np.float64)) - f64(h)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+
+
+def _float64_copy(decoder):
+    """The decoder's layers evaluated in float64 (a Keras model rebuilt with dtype float64, same weights)."""
+    config = decoder.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float64"
+    copy = keras.Model.from_config(config)
+    copy.set_weights([w.astype(np.float64) for w in decoder.get_weights()])
+    return lambda h: copy(tf.constant(h, tf.float64)).numpy()
+
+
+def test_a_fused_evaluation_that_differs_from_the_decoder_is_dropped(monkeypatch):
+    """The fused steps are checked against the decoder itself; here they are another decoder's."""
+    from siamese_xai.decoding import evaluator
+
+    dec, other = _reshape_first_decoder(), _reshape_first_decoder()
+    other.set_weights([w + 0.1 for w in other.get_weights()])
+    real = evaluator.fused_steps
+    monkeypatch.setattr(evaluator, "fused_steps", lambda chain: real(evaluator.chain_layers(other)))
+    codes = np.random.default_rng(0).normal(size=(4, 16))
+    with pytest.warns(RuntimeWarning, match="^The fused evaluation of `decoder` differs from the decoder itself"):
+        ev = evaluator.decoder_evaluator(dec, codes, mode="subtract")
+    assert not ev.fused and ev.mode == "subtract"
+
+
+def test_a_kink_plan_that_fails_on_the_probe_codes_is_dropped(monkeypatch):
+    """A plan that raises on the probe codes is not used: the layer-by-layer path is, with a warning."""
+    from siamese_xai.decoding import evaluator
+
+    class Failing:
+        def prepare(self, *args, **kwargs):
+            raise ValueError("no rule for this decoder")
+
+    monkeypatch.setattr(evaluator, "kink_plan", lambda *args: Failing())
+    codes = np.random.default_rng(0).normal(size=(4, 16))
+    with pytest.warns(RuntimeWarning, match="^The exact change split at the decoder's ReLU kinks differed"):
+        ev = evaluator.decoder_evaluator(_reshape_first_decoder(), codes)
+    assert ev.mode == "layers" and ev.kinks is None and ev.exact is not None
