@@ -29,7 +29,9 @@ from mutmut.utils.format_utils import get_mutant_name
 # The Makefile's default: 30 per module keeps `make mutants` near 30 minutes on a 2-core machine
 # (docs/mutation.md gives the measured time).
 PER_MODULE = 30
-SEED = 0
+# A sample whose survivors have had tests written against them estimates the kill rate too high: after
+# such tests, the committed summary comes from a sample with a new seed (docs/mutation.md).
+SEED = 1
 
 
 def mutant_names(paths) -> list[str]:
