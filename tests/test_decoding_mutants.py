@@ -351,3 +351,25 @@ def test_a_kink_plan_that_fails_on_the_probe_codes_is_dropped(monkeypatch):
     with pytest.warns(RuntimeWarning, match="^The exact change split at the decoder's ReLU kinks differed"):
         ev = evaluator.decoder_evaluator(_reshape_first_decoder(), codes)
     assert ev.mode == "layers" and ev.kinks is None and ev.exact is not None
+
+
+def test_the_kink_check_probes_changes_that_cross_kinks(monkeypatch):
+    """A plan that ignores crossed units agrees with the layers on changes too small to cross a kink. The check's
+    changes reach 1e-1 of a code, so they cross units 0.05 from their kink and such a plan is refused."""
+    from siamese_xai.decoding import evaluator, kinks
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(8, activation="relu", kernel_initializer="identity", bias_initializer="zeros")
+    dec = keras.Model(inputs, keras.layers.Dense(5, activation="sigmoid")(hidden(inputs)))
+    codes = np.tile(np.where(np.arange(8) % 2, 0.05, -0.05), (6, 1)).astype(np.float32)  # z = h: +-0.05
+    assert _strict_evaluator(dec, codes).mode == "kinks"
+    real = kinks.KinkPlan._through_relu
+
+    def no_crossings(z, *args):  # every unit far from its kink, on its own side
+        return real(tf.where(z > 0, tf.constant(1e30, z.dtype), tf.constant(-1e30, z.dtype)), *args)
+
+    monkeypatch.setattr(kinks.KinkPlan, "_through_relu", staticmethod(no_crossings))
+    with pytest.warns(RuntimeWarning, match="^The exact change split at the decoder's ReLU kinks differed"):
+        ev = evaluator.decoder_evaluator(dec, codes)
+    assert ev.mode == "layers"
