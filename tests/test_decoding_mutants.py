@@ -373,3 +373,40 @@ def test_the_kink_check_probes_changes_that_cross_kinks(monkeypatch):
     with pytest.warns(RuntimeWarning, match="^The exact change split at the decoder's ReLU kinks differed"):
         ev = evaluator.decoder_evaluator(dec, codes)
     assert ev.mode == "layers"
+
+
+def _dense_chain(first=None, hidden="relu"):
+    """[first layer ->] (Dense(8, hidden) ->) Dense(5, sigmoid) on codes of 6."""
+    keras.utils.set_random_seed(1)
+    inputs = x = keras.Input((6,))
+    if first is not None:
+        x = first(x)
+    if hidden is not None:
+        x = keras.layers.Dense(8, activation=hidden)(x)
+    return keras.Model(inputs, keras.layers.Dense(5, activation="sigmoid")(x))
+
+
+@pytest.mark.parametrize("decoder, first_is_dense", [
+    (lambda: _dense_chain(hidden=None), True),  # one layer
+    (lambda: _dense_chain(keras.layers.Reshape((6,))), False),  # a Dense second
+    (lambda: _dense_chain(keras.layers.Activation("linear")), False),
+], ids=["one-dense", "reshape-then-dense", "activation-then-dense"])
+def test_short_chains_pass_both_exact_checks(decoder, first_is_dense):
+    """The basis goes through the first Dense layer once only where the chain starts with one."""
+    ev = _strict_evaluator(decoder(), np.random.default_rng(0).normal(size=(8, 6)))
+    assert (ev.mode, ev.exact.first_is_dense) == ("kinks", first_is_dense)
+
+
+def test_a_kink_plan_needs_relu_or_linear_before_the_last_activation_and_some_activation():
+    """Without a plan, the layer-by-layer path is chosen silently (no probe, no warning)."""
+    from siamese_xai.decoding.chain import chain_layers
+    from siamese_xai.decoding.exact import exact_chain
+    from siamese_xai.decoding.kinks import kink_plan
+
+    def plan(decoder):
+        return kink_plan(exact_chain(chain_layers(decoder)), lambda y: y, 6)
+
+    assert plan(_dense_chain()) is not None
+    assert plan(_dense_chain(hidden="sigmoid")) is None
+    inputs = keras.Input((6,))
+    assert plan(keras.Model(inputs, keras.layers.Reshape((2, 3))(inputs))) is None  # no activation at all
