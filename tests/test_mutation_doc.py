@@ -1,5 +1,6 @@
-"""The mutation summary: docs/mutation.md quotes benchmarks/mutants.json as benchmarks/mutants_summary.py renders
-it, the sample `make mutants` runs (benchmarks/mutants_sample.py) and the verdict per module, by hand."""
+"""The mutation summaries: docs/mutation.md quotes benchmarks/mutants.json (what `make mutants` wrote) and
+benchmarks/mutants_census.json (every mutant run so far) as benchmarks/mutants_summary.py renders them; the sample
+`make mutants` runs (benchmarks/mutants_sample.py) and the verdict per module, by hand."""
 
 import json
 from pathlib import Path
@@ -9,15 +10,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_results_table_and_timing_are_the_committed_json():
+def test_the_results_tables_and_timing_are_the_committed_json():
     pytest.importorskip("mutmut")  # the summary script reads mutmut's names of the exit codes
-    from benchmarks.mutants_summary import table
+    from benchmarks import mutants_sample
+    from benchmarks.mutants_summary import table, verdict_table
 
-    summary = json.loads((ROOT / "benchmarks" / "mutants.json").read_text())
+    made = json.loads((ROOT / "benchmarks" / "mutants.json").read_text())  # what `make mutants` wrote
+    census = json.loads((ROOT / "benchmarks" / "mutants_census.json").read_text())  # every mutant run so far
     page = (ROOT / "docs" / "mutation.md").read_text()
-    assert table(summary) in page
-    assert f"{summary['seconds_per_mutant']} s per mutant" in page
-    for name in summary["survivors"]:
+    assert made["sample"] == {"per_module": mutants_sample.PER_MODULE, "seed": mutants_sample.SEED}
+    assert made["runs"] == ["mutants"] and len(made["seconds"]) == 1
+    assert verdict_table(made) in page
+    assert f"took {made['seconds'][0] / 60:.1f} minutes" in page
+    assert table(census) in page
+    assert verdict_table(census) in page
+    assert f"{census['seconds_per_mutant']} s per mutant" in page
+    for name in made["survivors"] + census["survivors"]:
         assert f"`{name}`" in page, f"the survivor {name} is not discussed in docs/mutation.md"
 
 
