@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from siamese_xai.decoding import fused, rules
+from siamese_xai.decoding.twin import float64_decoder
 from test_fusion import up_conv_decoder
 
 
@@ -303,25 +304,15 @@ def test_a_chain_without_a_first_dense_with_a_dilated_conv_and_an_upsampled_end_
     codes = np.random.default_rng(0).normal(0.0, 2.0, (8, 16)).round().astype(dtype)
     ev = _strict_evaluator(dec, codes)
     assert (ev.mode, ev.fused, ev.exact.first_is_dense) == ("kinks", True, False)
-    # the exact change against a float64 evaluation of the decoder's layers, on a change of 1e-3
+    # the exact change against the decoder's float64 twin, on a change of 1e-3
     h = codes.astype(np.float64)[:2]
     basis = np.zeros((2, 1, 16), np.float32)
     basis[:, 0, [5, 9]] = [1e-3, -1e-3]
     _, terms = ev.exact.base(tf.constant(h, tf.float32))
     got = ev.to_image(ev.exact.delta_from_basis(terms, tf.ones((1, 1)), tf.constant(basis))).numpy()
-    f64 = _float64_copy(dec)
+    f64 = float64_decoder(dec)
     want = f64(h + basis[:, 0].astype(np.float64)) - f64(h)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
-
-
-def _float64_copy(decoder):
-    """The decoder's layers evaluated in float64 (a Keras model rebuilt with dtype float64, same weights)."""
-    config = decoder.get_config()
-    for layer in config["layers"]:
-        layer["config"]["dtype"] = "float64"
-    copy = keras.Model.from_config(config)
-    copy.set_weights([w.astype(np.float64) for w in decoder.get_weights()])
-    return lambda h: copy(tf.constant(h, tf.float64)).numpy()
 
 
 def test_a_fused_evaluation_that_differs_from_the_decoder_is_dropped(monkeypatch):
