@@ -57,10 +57,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import _checks, _graph, runs
+from siamese_xai import _checks, _graph, questions, runs
 from siamese_xai._graph import explain_graph
 from siamese_xai.config import (  # noqa: F401 (re-exported)
-    DIRECTIONS, ESTIMATORS, METHODS, RENAMED, TEMPLATE_CONTRAST, ExplainConfig, TemplateContrastConfig,
+    DIRECTIONS, ESTIMATORS, TEMPLATE_CONTRAST, ExplainConfig, TemplateContrastConfig,
 )
 from siamese_xai.contrast import contrast_graph
 from siamese_xai.decoding.evaluator import DecoderEvaluation, decoder_evaluator, probe_codes
@@ -320,7 +320,28 @@ class SiameseExplainer:
 
     # -- explanations -------------------------------------------------------
 
-    def explain(self, x, target_class=None, reference=None, seed: int = 0, contrast_class=None) -> Explanation:
+    @property
+    def answers(self) -> tuple:
+        """The kinds of question (`siamese_xai.questions.KINDS`) this estimator answers."""
+        return ("contrast", "pair") if self.asks_contrast else ("class", "pair")
+
+    def _question_arguments(self, question) -> dict:
+        """A question as `explain`'s keyword arguments, or a ValueError naming the estimator and the question."""
+        questions.check_question(question)
+        if question.kind not in self.answers:
+            ask = {"class": "ExplainConfig (mc, linear) or the probe", "contrast": "TemplateContrastConfig or the probe",
+                   "verify": "the probe (ProbeExplainer)", "rank": "the probe (ProbeExplainer)"}[question.kind]
+            raise ValueError(f"the estimator {self._config.estimator!r} does not answer {type(question).__name__} "
+                             f"questions (it answers {', '.join(self.answers)}); ask {ask}. Received: "
+                             f"question={type(question).__name__}")
+        if isinstance(question, questions.WhyClass):
+            return {"target_class": question.target}
+        if isinstance(question, questions.RatherThan):
+            return {"target_class": question.target, "contrast_class": question.contrast}
+        return {"reference": question.other}
+
+    def explain(self, x, question=None, *, target_class=None, reference=None, seed: int = 0,
+                contrast_class=None) -> Explanation:
         """Explains the SNN's class of one image or a batch (or "why class k?", or "why close to this image?").
 
         Every input uses the same perturbation draws (seeded by `seed` only),
@@ -341,6 +362,11 @@ class SiameseExplainer:
                 batch `(B, *image_shape)`; float in [0, 1] or uint8 in [0, 255]
                 (scaled by 1/255). An empty batch gives an empty Explanation
                 without calling `embed`.
+            question: the question as an object of `siamese_xai.questions`
+                (`WhyClass` and `Pair` for mc and linear; `RatherThan` and
+                `Pair` for the decoded path; see `answers`), instead of
+                `target_class`, `reference` and `contrast_class`; another
+                kind raises a ValueError that names the estimator and the question.
             target_class: None (each input's own nearest-prototype class), one
                 class for all, or a sequence of B classes.
             reference: None, or images (one for all, or B) whose embeddings
@@ -361,6 +387,12 @@ class SiameseExplainer:
         Raises:
             ValueError, TypeError: a bad argument (named in the message).
         """
+        if question is not None:
+            given = {"target_class": target_class, "reference": reference, "contrast_class": contrast_class}
+            if any(v is not None for v in given.values()):
+                raise ValueError("`target_class`, `reference` and `contrast_class` must be None when `question` is "
+                                 f"given. Received: {[k for k, v in given.items() if v is not None]}")
+            return self.explain(x, seed=seed, **self._question_arguments(question))
         xs, seed, targets, contrasts, refs = _checks.check_request(
             x, target_class, reference, seed, contrast_class, self._image_shape, self._num_classes,
             self.asks_contrast,

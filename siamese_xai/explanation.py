@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from siamese_xai import files
 from siamese_xai.config import TemplateContrastConfig, explain_config_from_dict
+from siamese_xai.results import BatchResult
 
 # The array fields, in order, with their dtypes. The shard files of
 # `explain_split`, the CLI's JSON and the SavedModel's outputs use these names.
@@ -35,8 +33,6 @@ FIELDS = {
 PERTURBATION_ONLY = ("indices", "sigma")  # the perturbation estimators ("mc", "linear")
 PATH_ONLY = ("moved_indices", "path_length")  # the decoded path (`TemplateContrastConfig`)
 OPTIONAL = PERTURBATION_ONLY + PATH_ONLY
-_META_KEY = "__meta__"
-_FORMAT = "siamese-xai explanation 1"
 
 
 def ranking_map(config, mean_abs_change, mean_signed_change, images) -> np.ndarray:
@@ -56,14 +52,8 @@ def ranking_map(config, mean_abs_change, mean_signed_change, images) -> np.ndarr
     return np.asarray(mean_abs_change, np.float32)
 
 
-def _readonly(a, dtype):
-    a = np.array(a, dtype=dtype, copy=True)
-    a.flags.writeable = False
-    return a
-
-
 @dataclass(frozen=True, eq=False, repr=False)
-class Explanation:
+class Explanation(BatchResult):
     """Explanations of B inputs (every array is read-only and has a leading axis B).
 
     `len(e)` is B; `e[i]` is the explanation of input i as an `Explanation`
@@ -138,9 +128,10 @@ class Explanation:
     moved_indices: np.ndarray | None = None
     path_length: np.ndarray | None = None
 
+    FIELDS = FIELDS
+    FORMAT = "siamese-xai explanation 1"
+
     def __post_init__(self):
-        if self.class_names is not None:
-            object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         if self.contrast_class is None:  # the perturbation estimators ask no contrast class
             object.__setattr__(self, "contrast_class", np.full(len(np.asarray(self.mask)), -1, np.int64))
         present = PATH_ONLY if isinstance(self.config, TemplateContrastConfig) else PERTURBATION_ONLY
@@ -150,53 +141,12 @@ class Explanation:
                     f"`{name}` must be {'given' if name in present else 'None'} for the estimator "
                     f"{self.config.estimator!r}. Received: {'None' if name in present else 'an array'}"
                 )
-        batch = None
-        for name, dtype in FIELDS.items():
-            a = getattr(self, name)
-            if a is None:
-                continue
-            if not (isinstance(a, np.ndarray) and a.dtype == dtype and not a.flags.writeable):
-                a = _readonly(a, dtype)
-                object.__setattr__(self, name, a)
-            if a.ndim == 0 or (batch is not None and len(a) != batch):
-                raise ValueError(
-                    f"`{name}` must have a leading axis B={batch} like the other fields. Received: shape {a.shape}"
-                )
-            batch = len(a)
-
-    # -- a sequence of explanations -----------------------------------------
-
-    def __len__(self) -> int:
-        return len(self.mask)
-
-    def __getitem__(self, index) -> Explanation:
-        if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
-            b = len(self)
-            if not -b <= index < b:
-                raise IndexError(f"`index` must be in [-{b}, {b}). Received: index={index}")
-            index = slice(index % b, index % b + 1)
-        elif not isinstance(index, slice):
-            index = np.asarray(index)
-            if index.dtype.kind not in "iub":
-                raise IndexError(f"`index` must be an int, a slice or an int/bool array. Received: {index.dtype}")
-        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in self.fields})
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    @property
-    def fields(self) -> tuple:
-        """The names of the array fields this explanation holds (those of its estimator), in `FIELDS` order."""
-        return tuple(name for name in FIELDS if getattr(self, name) is not None)
+        self._freeze_arrays()
 
     @property
     def asks_contrast(self) -> bool:
         """Whether it answers "why class k rather than class l" (the decoded path), not "why class k"."""
         return isinstance(self.config, TemplateContrastConfig)
-
-    @property
-    def image_shape(self) -> tuple:
-        return tuple(self.input.shape[1:])
 
     @property
     def ranking(self) -> np.ndarray:
@@ -210,13 +160,6 @@ class Explanation:
         if self.asks_contrast:
             return ranking_map(self.config, self.mean_abs_change, self.mean_signed_change, self.input)
         return self.mean_abs_change
-
-    def class_name(self, k: int) -> str:
-        """The name of class k ("0", "1", ... without class names); "-" for -1 (a reference image)."""
-        k = int(k)
-        if k < 0:
-            return "-"
-        return self.class_names[k] if self.class_names is not None else str(k)
 
     def __repr__(self) -> str:
         def classes(a, limit=10):
@@ -240,46 +183,13 @@ class Explanation:
         return {"config": self.config.to_dict(), "seed": int(self.seed), "run_id": self.run_id,
                 "class_names": None if self.class_names is None else list(self.class_names)}
 
-    def to_dict(self) -> dict:
-        """Every field, JSON-ready: arrays as nested lists (None where the estimator has no such field), the config as a dict."""
-        out = {name: None if getattr(self, name) is None else getattr(self, name).tolist() for name in FIELDS}
-        out.update(self._meta())
-        return out
-
-    def save(self, path) -> None:
-        """Writes the explanation to one `.npz` file (atomically); `Explanation.load` reads it back exactly."""
-        meta = np.array(json.dumps({"format": _FORMAT, **self._meta()}))
-        with files.atomic_path(path, suffix=".npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **{name: getattr(self, name) for name in self.fields}, **{_META_KEY: meta})
-
     @classmethod
-    def load(cls, path) -> Explanation:
-        """Reads a file written by `save`.
-
-        Raises:
-            ValueError: the file is not an explanation written by `save`.
-        """
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError) as err:
-            raise ValueError(f"`path` must be an explanation file written by Explanation.save. Received: {path!r} ({err})") from None
+    def _from_meta(cls, arrays, meta, path) -> Explanation:
         if "contrast_class" not in arrays and "mask" in arrays:  # a file from before the field existed
             arrays["contrast_class"] = np.full(len(arrays["mask"]), -1, np.int64)
-        has_meta = _META_KEY in arrays
-        meta = json.loads(str(arrays.pop(_META_KEY))) if has_meta else {}
         config = explain_config_from_dict(meta["config"]) if "config" in meta else None
         contrast = isinstance(config, TemplateContrastConfig)
-        if contrast and "path_length" not in arrays and "sigma" in arrays:
-            # written when the decoded path reported its length as `sigma` and its coordinates as `indices`
-            arrays["path_length"], arrays["moved_indices"] = arrays.pop("sigma"), arrays.pop("indices")
         needed = [name for name in FIELDS if name not in (PERTURBATION_ONLY if contrast else PATH_ONLY)]
-        missing = [name for name in needed if name not in arrays] + ([] if has_meta else [_META_KEY])
-        if missing or meta.get("format") != _FORMAT:
-            raise ValueError(
-                f"`path` must be an explanation file written by Explanation.save. Received: {path!r}, "
-                f"which lacks {missing or ['its format tag']}"
-            )
+        cls._check_file(arrays, meta, needed, path)
         return cls(**arrays, config=config, seed=meta["seed"], run_id=meta["run_id"],
                    class_names=meta.get("class_names"))

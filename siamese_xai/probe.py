@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from siamese_xai import _checks, runs
+from siamese_xai import _checks, questions, runs
 from siamese_xai.config import CANDIDATES, PROPOSALS, SPREADS, ProbeConfig  # noqa: F401 (re-exported)
 from siamese_xai.probe_explanation import ProbeExplanation
 
@@ -258,6 +258,23 @@ class ProbeExplainer:
     def image_shape(self) -> tuple:
         return self._image_shape
 
+    answers = questions.KINDS  # every kind of question: each is a margin that f is asked about
+
+    def with_support(self, x, y, num_classes: int | None = None) -> ProbeExplainer:
+        """The same f, g and config with prototypes from a support set (few-shot: classes f never saw; no retraining).
+
+        Args:
+            x: `(n, H, W, C)` support images, float in [0, 1] or uint8.
+            y: `(n,)` their classes in [0, num_classes); every class needs an example.
+            num_classes: K (default: max(y) + 1).
+        """
+        from siamese_xai.prototypes import compute_prototypes
+
+        xs, _ = _checks.check_images(x, self._image_shape, "x", single=False)
+        p = compute_prototypes(self._embed, xs, y, num_classes=num_classes)
+        return type(self)(self._embed, self._decoder, p, self._config, batch_size=self._batch_size,
+                          run_id=self._run_id, class_names=None)
+
     def replace(self, **config_changes) -> ProbeExplainer:
         """The same networks with some config fields changed."""
         return type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
@@ -288,48 +305,51 @@ class ProbeExplainer:
 
     # -- explanations -------------------------------------------------------
 
-    def explain(self, x, target_class=None, contrast_class=None) -> ProbeExplanation:
-        """Why f classes each image as k rather than l.
+    def explain(self, x, question=None, *, target_class=None, contrast_class=None) -> ProbeExplanation:
+        """Why f decides what it decides about each image: the question's margin, measured by f.
 
         Args:
             x: one image `(H, W, C)` or a batch `(B, H, W, C)`, float in
                 [0, 1] or uint8 (a single-channel image may omit its channel axis).
+            question: one of `siamese_xai.questions.QUESTIONS` (`WhyClass`,
+                `RatherThan`, `Pair`, `Verify`, `Rank`); None: "why k rather
+                than l" with `target_class` and `contrast_class`.
             target_class: k: None (each image's nearest prototype), one class,
-                or B classes.
+                or B classes (without `question` only).
             contrast_class: l: None (each image's runner-up, the nearest
-                prototype other than k), one class, or B classes; must differ from k.
+                prototype other than k), one class, or B classes; must differ
+                from k (without `question` only).
 
         Returns:
             A `ProbeExplanation`.
+
+        Raises:
+            ValueError, TypeError: a bad argument (named in the message).
         """
+        if question is None:
+            question = questions.RatherThan(target_class, contrast_class)
+        elif target_class is not None or contrast_class is not None:
+            raise ValueError("`target_class` and `contrast_class` must be None when `question` is given (the "
+                             f"question names its classes). Received: target_class={target_class!r}, "
+                             f"contrast_class={contrast_class!r}")
+        questions.check_question(question)
         xs, _ = _checks.check_images(x, self._image_shape, "x")
-        num_classes = len(self._prototypes)
-        targets = _checks.check_targets(target_class, len(xs), num_classes)
-        contrasts = _checks.check_targets(contrast_class, len(xs), num_classes, "contrast_class")
-        both = (targets >= 0) & (targets == contrasts)
-        if both.any():
-            raise ValueError(
-                "`contrast_class` must differ from `target_class` (why k rather than k asks nothing). "
-                f"Received: both {int(targets[both][0])} for input {int(np.flatnonzero(both)[0])}"
-            )
         b = len(xs)
+        images = {}
+        for role, value in questions.images_of(question).items():
+            imgs, _ = _checks.check_images(value, self._image_shape, role)
+            if len(imgs) not in (1, b):
+                raise ValueError(f"`{role}` must be one image or one per input ({b}). Received: {len(imgs)} images")
+            images[role] = np.repeat(imgs, b, axis=0) if len(imgs) == 1 else imgs
         cfg, cell = self._config, self._config.cell_for(self._image_shape)
-        h = self._f(xs)
+        h_all = self._f(np.concatenate([xs, *images.values()])) if b else self._f(xs)
+        h = h_all[:b]
+        others = {role: h_all[b * (i + 1): b * (i + 2)] for i, role in enumerate(images)}
+        decision = questions.resolve(question, h, self._prototypes, others)
         dist = self._distances(h)
         predicted = dist.argmin(1)
-        k = np.where(targets < 0, predicted, targets)
-        others = np.where(np.arange(num_classes)[None] == k[:, None], np.inf, dist)
-        runner = others.argmin(1)
-        l = np.where(contrasts < 0, runner, contrasts)
-        rows = np.arange(b)
-        margin0 = dist[rows, l] - dist[rows, k]
-
-        if self._templates is None:
-            self._templates = self._g(self._prototypes)
-        proposal = self._templates[l]
-        if cfg.proposal == "shift":
-            proposal = np.clip(xs + proposal - self._g(h), 0.0, 1.0)
-        proposal = np.clip(proposal, 0.0, 1.0).astype(np.float32)  # an image, whatever range g draws in
+        margin0 = decision.margin
+        proposal = self._proposal(xs, h, decision, images, cell)
 
         # candidates and the one-region images, all images of the batch in one list
         regions = np.full((b,) + self._image_shape[:2], -1, np.int32)
@@ -340,13 +360,13 @@ class ProbeExplainer:
         owner = np.repeat(np.arange(b), counts)
         which = np.concatenate([np.arange(c) for c in counts]) if b else np.zeros(0, np.int64)
         # the one-region images are made a call of f at a time, so memory holds batch_size of them, not B x n
-        dp = np.zeros((len(owner), len(self._prototypes)))
+        after = np.zeros(len(owner))
         for s0 in range(0, len(owner), self._batch_size):
-            rows = range(s0, min(s0 + self._batch_size, len(owner)))
+            rows = np.arange(s0, min(s0 + self._batch_size, len(owner)))
             chunk = np.stack([np.where((regions[owner[j]] == which[j])[..., None], proposal[owner[j]], xs[owner[j]])
                               for j in rows])
-            dp[s0 : s0 + len(chunk)] = self._distances(self._f(chunk))
-        drops = margin0[owner] - (dp[np.arange(len(owner)), l[owner]] - dp[np.arange(len(owner)), k[owner]])
+            after[rows] = decision.margin_of(self._f(chunk), owner[rows])
+        drops = margin0[owner] - after
 
         region_drop = np.full((b, cfg.max_regions), np.nan, np.float32)
         drop_map = np.zeros((b,) + self._image_shape, np.float32)
@@ -359,8 +379,12 @@ class ProbeExplainer:
             orders.append(np.argsort(-d_i, kind="stable"))
 
         smooth = smoothed(drop_map, cfg.smooth_for(self._image_shape))
-        found, flips, final_margin, calls = self._search(xs, proposal, regions, orders, counts, k, l, predicted, margin0)
-        calls += 1 + counts
+        if decision.has_decision:
+            found, flips, final_margin, calls = self._search(xs, h, proposal, regions, orders, counts, decision)
+        else:  # a distance has no side to flip to: the found set is the regions that hold some of it
+            found = np.array([int((drops[starts[i]: starts[i + 1]] > 0).sum()) for i in range(b)], np.int64)
+            flips, final_margin, calls = np.zeros(b, bool), np.full(b, np.nan), np.zeros(b, np.int64)
+        calls += 1 + counts + sum(1 for _ in images)
         mask = np.zeros((b,) + self._image_shape, bool)
         counterfactual = xs.copy()
         for i in range(b):
@@ -368,25 +392,59 @@ class ProbeExplainer:
             mask[i] = cells
             counterfactual[i] = np.where(cells, proposal[i], xs[i])
         return ProbeExplanation(
-            input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted, explained_class=k,
-            contrast_class=l, margin=margin0, drop_map=drop_map,
-            ranking=ranking_of(xs, proposal, smooth) if cfg.has_first else smooth, regions=regions, region_drop=region_drop, mask=mask,
-            set_size=found, flips=flips, final_margin=final_margin, counterfactual=counterfactual, n_calls=calls,
-            config=cfg, cell=cell, run_id=self._run_id, class_names=self._class_names,
+            input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted,
+            explained_class=decision.explained_class, contrast_class=decision.contrast_class, target=decision.target,
+            margin=margin0, drop_map=drop_map,
+            ranking=ranking_of(xs, proposal, smooth) if cfg.has_first else smooth, regions=regions,
+            region_drop=region_drop, mask=mask, set_size=found, flips=flips, final_margin=final_margin,
+            counterfactual=counterfactual, n_calls=calls, config=cfg, cell=cell, run_id=self._run_id,
+            class_names=self._class_names, question=questions.describe(question),
         )
+
+    def proposal_kind(self, decision) -> np.ndarray:
+        """`(B,)` the proposal each input of a resolved question is painted with (`ProbeConfig.proposal`, "auto" resolved)."""
+        if self._config.proposal != "auto":
+            return np.full(len(decision.margin), self._config.proposal, object)
+        if decision.kind in ("class", "contrast"):
+            return np.full(len(decision.margin), "prototype", object)
+        return np.where(decision.toward, "other", "blur").astype(object)
+
+    def _proposal(self, xs, h, decision, images, cell):
+        """`(B, H, W, C)` float32 in [0, 1]: what each input's regions are painted with."""
+        kinds = self.proposal_kind(decision)
+        out = np.zeros_like(xs)
+        if decision.kind in ("class", "contrast"):
+            if self._templates is None:
+                self._templates = self._g(self._prototypes)
+            decoded = self._templates[decision.contrast_class] if len(xs) else out
+        elif np.isin(kinds, ("prototype", "shift")).any():
+            decoded = self._g(decision.target.astype(np.float32))
+        for kind in set(kinds.tolist()):
+            rows = kinds == kind
+            if kind == "prototype":
+                out[rows] = decoded[rows]
+            elif kind == "shift":
+                out[rows] = xs[rows] + decoded[rows] - self._g(h[rows])
+            elif kind == "blur":
+                out[rows] = smoothed(xs[rows], float(cell))
+            else:
+                if not images:
+                    raise ValueError("`proposal` \"other\" needs a pair question (Pair, Verify or Rank), which has "
+                                     f"another image. Received: a {decision.kind!r} question")
+                out[rows] = images["below" if "below" in images else "other"][rows]
+        return np.clip(out, 0.0, 1.0).astype(np.float32)  # an image, whatever range g draws in
 
     def _painted(self, x, p, regions, order, j):
         return np.where(np.isin(regions, order[:j])[..., None], p, x)
 
-    def _ask(self, images, k, l):
-        """f's verdict on painted images: `(flipped, margin)` with flipped = c_l is the nearest prototype."""
+    def _ask(self, images, owners, decision):
+        """f's verdict on painted images: `(flipped, margin)`, each `(n,)`."""
         if not images:
             return np.zeros(0, bool), np.zeros(0)
-        d = self._distances(self._f(np.stack(images)))
-        rows = np.arange(len(images))
-        return d.argmin(1) == l, d[rows, l] - d[rows, k]
+        h = self._f(np.stack(images))
+        return decision.flipped(h, owners), decision.margin_of(h, owners)
 
-    def _search(self, xs, proposal, regions, orders, counts, k, l, predicted, margin0):
+    def _search(self, xs, h, proposal, regions, orders, counts, decision):
         """The bisection over prefixes of the ranked regions (see the module docstring, step 5).
 
         Returns:
@@ -395,16 +453,18 @@ class ProbeExplainer:
         b = len(xs)
         found = counts.copy()
         flips = np.zeros(b, bool)
-        final = margin0.astype(np.float64)  # where nothing is painted, x's own margin
+        final = decision.margin.astype(np.float64)  # where nothing is painted, x's own margin
         calls = np.zeros(b, np.int64)
         lo = np.zeros(b, np.int64)
         hi = counts.copy()
-        already = predicted == l  # x itself is classed l: the empty set flips
+        # f's decision on x itself is already not the explained one (x is classed l, or k was not its class):
+        # the empty set flips
+        already = decision.flipped(h, np.arange(b))
         found[already], flips[already], hi[already] = 0, True, 0
         # P_n first
         todo = np.flatnonzero(~already & (counts > 0))
         flipped, m = self._ask([self._painted(xs[i], proposal[i], regions[i], orders[i], counts[i]) for i in todo],
-                               k[todo], l[todo])
+                               todo, decision)
         calls[todo] += 1
         flips[todo], final[todo] = flipped, m
         searching = todo[flipped]
@@ -414,7 +474,7 @@ class ProbeExplainer:
                 break
             mid = (lo[searching] + hi[searching]) // 2
             flipped, m = self._ask([self._painted(xs[i], proposal[i], regions[i], orders[i], j)
-                                    for i, j in zip(searching, mid)], k[searching], l[searching])
+                                    for i, j in zip(searching, mid)], searching, decision)
             calls[searching] += 1
             yes, no = searching[flipped], searching[~flipped]
             hi[yes], final[yes] = mid[flipped], m[flipped]

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from siamese_xai.config import ProbeConfig
+from siamese_xai.results import BatchResult
+
 # The array fields of a `ProbeExplanation`, in order, with their dtypes.
 FIELDS = {
     "input": np.float32,
@@ -16,6 +19,7 @@ FIELDS = {
     "predicted_class": np.int64,
     "explained_class": np.int64,
     "contrast_class": np.int64,
+    "target": np.float32,
     "margin": np.float32,
     "drop_map": np.float32,
     "ranking": np.float32,
@@ -31,7 +35,7 @@ FIELDS = {
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class ProbeExplanation:
+class ProbeExplanation(BatchResult):
     """B explanations by `ProbeExplainer` (every array read-only, leading axis B).
 
     Attributes:
@@ -40,9 +44,12 @@ class ProbeExplanation:
         embedding: `(B, D)` h = f(x).
         distances: `(B, K)` ||h - c_j|| for every class j.
         predicted_class: `(B,)` the nearest prototype's class.
-        explained_class: `(B,)` k.
-        contrast_class: `(B,)` l.
-        margin: `(B,)` m(x) = ||h - c_l||^2 - ||h - c_k||^2.
+        explained_class: `(B,)` k (-1 for a pair question).
+        contrast_class: `(B,)` l, the class a change moves x to (-1 for a pair question).
+        target: `(B, D)` the embedding a change moves h toward (or, for an
+            accepted `Verify`, away from): c_l, or f of the question's other image.
+        margin: `(B,)` m(x), the question's margin (`siamese_xai.questions`;
+            "why k rather than l": ||h - c_l||^2 - ||h - c_k||^2).
         drop_map: `(B, H, W, C)` the measured margin drop delta_r of each
             candidate region spread over its pixels (by default in proportion
             to |p - x|; it sums to delta_r over the region; larger: more
@@ -56,13 +63,18 @@ class ProbeExplanation:
             (0..n-1, in the order of `region_drop`), -1 outside every candidate.
         region_drop: `(B, max_regions)` delta_r per candidate, NaN past n.
         mask: `(B, H, W, C)` bool the found set's pixels (all channels of its cells).
-        set_size: `(B,)` how many regions the found set holds.
-        flips: `(B,)` bool whether f classes `counterfactual` as l.
-        final_margin: `(B,)` m(counterfactual) (< 0 where l is nearer than k).
+        set_size: `(B,)` how many regions the found set holds (for `Pair`,
+            which has no decision to flip: the regions with a positive drop).
+        flips: `(B,)` bool whether f's decision on `counterfactual` is no
+            longer the explained one (`Decision.flipped`: classed l; the
+            verdict changed; the ranking swapped). Always False for `Pair`.
+        final_margin: `(B,)` m(counterfactual), measured by f (NaN for `Pair`: not asked).
         counterfactual: `(B, H, W, C)` x with the found set painted with p.
         n_calls: `(B,)` images this explanation passed through f.
         config: the `ProbeConfig` used.
         cell: the cell side in pixels.
+        question: the question asked, as data (`siamese_xai.questions.describe`:
+            its kind, and a verification's threshold).
         run_id: the run folder's identity, or None.
         class_names: the classes' names, or None.
     """
@@ -74,6 +86,7 @@ class ProbeExplanation:
     predicted_class: np.ndarray
     explained_class: np.ndarray
     contrast_class: np.ndarray
+    target: np.ndarray
     margin: np.ndarray
     drop_map: np.ndarray
     ranking: np.ndarray
@@ -89,37 +102,30 @@ class ProbeExplanation:
     cell: int
     run_id: str | None = None
     class_names: tuple | None = None
+    question: dict = dataclasses.field(default_factory=lambda: {"kind": "contrast"})
+
+    FIELDS = FIELDS
+    FORMAT = "siamese-xai probe explanation 1"
 
     def __post_init__(self):
-        batch = None
-        for name, dtype in FIELDS.items():
-            a = np.array(getattr(self, name), dtype=dtype, copy=True)
-            a.flags.writeable = False
-            if a.ndim == 0 or (batch is not None and len(a) != batch):
-                raise ValueError(f"`{name}` must have a leading axis B={batch}. Received: shape {a.shape}")
-            batch = len(a)
-            object.__setattr__(self, name, a)
-        if self.class_names is not None:
-            object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        for name in FIELDS:
+            if getattr(self, name) is None:
+                raise ValueError(f"`{name}` must be given. Received: None")
+        object.__setattr__(self, "question", dict(self.question))
+        self._freeze_arrays()
 
-    def __len__(self) -> int:
-        return len(self.mask)
+    def _meta(self) -> dict:
+        return {"config": dataclasses.asdict(self.config), "cell": int(self.cell), "run_id": self.run_id,
+                "class_names": None if self.class_names is None else list(self.class_names),
+                "question": dict(self.question)}
 
-    def __getitem__(self, index) -> ProbeExplanation:
-        if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
-            b = len(self)
-            if not -b <= index < b:
-                raise IndexError(f"`index` must be in [-{b}, {b}). Received: index={index}")
-            index = slice(index % b, index % b + 1)
-        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in FIELDS})
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def class_name(self, k: int) -> str:
-        """The name of class k ("0", "1", ... without class names)."""
-        return self.class_names[int(k)] if self.class_names is not None else str(int(k))
+    @classmethod
+    def _from_meta(cls, arrays, meta, path) -> ProbeExplanation:
+        cls._check_file(arrays, meta, list(FIELDS), path)
+        return cls(**arrays, config=ProbeConfig(**meta["config"]), cell=meta["cell"], run_id=meta["run_id"],
+                   class_names=meta["class_names"], question=meta["question"])
 
     def __repr__(self) -> str:
-        return (f"ProbeExplanation(B={len(self)}, proposal={self.config.proposal!r}, cell={self.cell}, "
+        return (f"ProbeExplanation(B={len(self)}, question={self.question['kind']!r}, "
+                f"proposal={self.config.proposal!r}, cell={self.cell}, "
                 f"flips={int(self.flips.sum())}/{len(self)}, mean n_calls={float(np.mean(self.n_calls)) if len(self) else 0:.1f})")

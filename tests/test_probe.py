@@ -192,7 +192,7 @@ def test_any_image_shape_and_channels():
     [
         ({"cell": 0}, "`cell` must be a positive integer"),
         ({"max_regions": 0}, "`max_regions` must be a positive integer"),
-        ({"proposal": "blur"}, "`proposal` must be one of"),
+        ({"proposal": "paint"}, "`proposal` must be one of"),
         ({"candidates": "all"}, "`candidates` must be one of"),
         ({"spread": "max"}, "`spread` must be one of"),
         ({"has_first": 1}, "`has_first` must be True or False"),
@@ -211,7 +211,7 @@ def test_bad_input():
         probe.explain(np.zeros((2, 7, 8, 1), np.float32))
     with pytest.raises(ValueError, match=r"`x` must hold values in \[0, 1\]"):
         probe.explain(np.full((8, 8, 1), 2.0, np.float32))
-    with pytest.raises(ValueError, match="`contrast_class` must differ from `target_class`"):
+    with pytest.raises(ValueError, match="`contrast_class` must differ from the explained class"):
         probe.explain(toy_image(), target_class=0, contrast_class=0)
     with pytest.raises(ValueError, match="`contrast_class` must be None or an integer in"):
         probe.explain(toy_image(), contrast_class=5)
