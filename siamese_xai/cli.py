@@ -53,7 +53,6 @@ def _add_explain_options(p, full: bool = False, probe: bool = False):
                    "gated by the input"
                    + ("; probe: why the SNN's class rather than the runner-up, measured by f on regions painted with "
                       "the decoder's image of the runner-up's prototype" if probe else ""))
-    p.add_argument("--method", choices=estimators + ("contrast",), help="the earlier name of --estimator (deprecated)")
     if not full:
         return
     p.add_argument("--direction", choices=("toward_prototype", "positive"),

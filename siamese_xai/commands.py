@@ -273,19 +273,8 @@ def _writable_dir(path):
 
 
 def _estimator(args):
-    """`--estimator`, or the deprecated `--method` (with a note naming `--estimator`); None when neither is given."""
-    from siamese_xai.config import RENAMED
-
-    method = getattr(args, "method", None)
-    if method is None:
-        return getattr(args, "estimator", None)
-    estimator = RENAMED.get(method, method)
-    if getattr(args, "estimator", None) not in (None, estimator):
-        raise CLIError(f"--method is the earlier name of --estimator; received --method {method} and "
-                       f"--estimator {args.estimator}")
-    print(f"note: --method {method} is now --estimator {estimator}; --method will be removed", file=sys.stderr)
-    args.method, args.estimator = None, estimator  # say it once
-    return estimator
+    """`--estimator`; None when it is not given."""
+    return getattr(args, "estimator", None)
 
 
 def _explain_config(args):

@@ -205,37 +205,9 @@ class TrainConfig:
 DIRECTIONS = ("toward_prototype", "positive")
 ESTIMATORS = ("mc", "linear")  # the perturbation estimators of `ExplainConfig`
 TEMPLATE_CONTRAST = "template_contrast"  # the decoded path's name where one string names an estimator
-# The earlier single `method` choice and its earlier names, accepted with a DeprecationWarning that
-# names the new spelling: `estimator=` for "mc" / "linear", `TemplateContrastConfig` for the others.
-METHODS = ESTIMATORS + (TEMPLATE_CONTRAST,)
-RENAMED = {"contrast": TEMPLATE_CONTRAST}
 
 
-def _warn_method(value, stacklevel):
-    import warnings
-
-    name = RENAMED.get(value, value) if isinstance(value, str) else value
-    new = (f"estimator={name!r}" if name in ESTIMATORS
-           else "TemplateContrastConfig(n_path_points=N, s=..., q=...)" if name == TEMPLATE_CONTRAST else None)
-    if new is None:
-        _checks.check_choice("method", value, METHODS + tuple(RENAMED))
-    warnings.warn(f"method={value!r} is now {new}; `method` will be removed", DeprecationWarning,
-                  stacklevel=stacklevel + 1)
-    return name
-
-
-def _old_method(config):
-    import warnings
-
-    name = type(config).__name__
-    warnings.warn(f"{name}.method is now {name}.estimator", DeprecationWarning, stacklevel=3)
-    return config.estimator
-
-
-_EXPLAIN_FIELDS = ("n_perturbations", "s", "q", "direction", "estimator", "sigma_scale")
-
-
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class ExplainConfig:
     """The parameters of the perturbation estimators (Part 2); how fast they run is set on the explainer.
 
@@ -243,7 +215,8 @@ class ExplainConfig:
     the change of the decoded image is estimated from random perturbations of
     h (the paper's Part 2); the question (why the SNN's class, why a named
     class k, why close to a reference image) is asked when explaining:
-    `SiameseExplainer.explain(x, target_class=..., reference=...)`. The
+    `SiameseExplainer.explain(x, question)` with a question object of
+    `siamese_xai.questions` (or `target_class=...`, `reference=...`). The
     question is an argument, not a field, as in captum's
     `attribute(inputs, target=..., baselines=...)`: one explainer, built once
     (its decoder evaluation traced once), answers every question, and a
@@ -277,10 +250,6 @@ class ExplainConfig:
             (its Jacobian columns for J, by forward-mode JVPs) and average
             over the same N draws; close to `"mc"` because sigma is small.
         sigma_scale: sigma = sigma_scale * min_j |h_j - c_j| (the paper's 0.1).
-
-    The earlier keyword `method="mc" | "linear"` still works, with a
-    DeprecationWarning naming `estimator=`; `method="template_contrast"` (or
-    `"contrast"`) gives the `TemplateContrastConfig` with N path points, s and q.
     """
 
     n_perturbations: int = 5000
@@ -290,34 +259,18 @@ class ExplainConfig:
     estimator: str = "mc"
     sigma_scale: float = 0.1
 
-    def __new__(cls, *args, method=None, **kwargs):
-        values = {**dict(zip(_EXPLAIN_FIELDS, args)), **kwargs}
-        asked = method if method is not None else values.get("estimator")
-        if isinstance(asked, str) and RENAMED.get(asked, asked) == TEMPLATE_CONTRAST:
-            if method is None:  # estimator="template_contrast": the path has its own config
-                raise ValueError(
-                    f"`estimator` must be one of {list(ESTIMATORS)} (the decoded path has its own config, "
-                    f"TemplateContrastConfig(n_path_points=N, s=..., q=...)). Received: estimator={asked!r}"
-                )
-            _warn_method(method, stacklevel=2)
-            n = values.get("n_perturbations", TemplateContrastConfig.n_path_points)
-            return TemplateContrastConfig(n_path_points=n, s=values.get("s", 5), q=values.get("q", 100))
-        return super().__new__(cls)
-
-    def __init__(self, n_perturbations: int = 5000, s: int = 5, q: int = 100, direction: str = "toward_prototype",
-                 estimator: str = "mc", sigma_scale: float = 0.1, *, method: str | None = None):
-        if method is not None:
-            estimator = _warn_method(method, stacklevel=2)
-        for name, value in zip(_EXPLAIN_FIELDS, (n_perturbations, s, q, direction, estimator, sigma_scale)):
-            object.__setattr__(self, name, value)
+    def __post_init__(self):
+        if self.estimator == TEMPLATE_CONTRAST:
+            raise ValueError(
+                f"`estimator` must be one of {list(ESTIMATORS)} (the decoded path has its own config, "
+                f"TemplateContrastConfig(n_path_points=N, s=..., q=...)). Received: estimator={self.estimator!r}"
+            )
         _checks.check_positive_int("n_perturbations", self.n_perturbations)
         _checks.check_positive_int("s", self.s)
         _checks.check_positive_int("q", self.q)
         _checks.check_choice("direction", self.direction, DIRECTIONS)
         _checks.check_choice("estimator", self.estimator, ESTIMATORS)
         _checks.check_positive_finite("sigma_scale", self.sigma_scale)
-
-    method = property(lambda self: _old_method(self), doc="Deprecated: `estimator`.")
 
     @property
     def n_points(self) -> int:
@@ -332,13 +285,9 @@ class ExplainConfig:
     def replace(self, **changes):
         """Returns a copy with some fields changed (validated again).
 
-        `estimator="template_contrast"` (or the deprecated `method=`) switches
-        to the `TemplateContrastConfig` with `n_path_points = n_perturbations`
+        `estimator="template_contrast"` switches to the `TemplateContrastConfig` with `n_path_points = n_perturbations`
         and the same s and q.
         """
-        method = changes.pop("method", None)
-        if method is not None:
-            changes["estimator"] = _warn_method(method, stacklevel=2)
         if changes.get("estimator") == TEMPLATE_CONTRAST:
             changes.pop("estimator")
             n = changes.pop("n_perturbations", self.n_perturbations)
@@ -383,8 +332,6 @@ class TemplateContrastConfig:
         """`"template_contrast"`: the name of this estimator where one string names it (CLI, files)."""
         return TEMPLATE_CONTRAST
 
-    method = property(lambda self: _old_method(self), doc="Deprecated: `estimator`.")
-
     @property
     def n_points(self) -> int:
         """N, the codes decoded per explanation (path points here)."""
@@ -397,9 +344,6 @@ class TemplateContrastConfig:
 
     def replace(self, **changes):
         """Returns a copy with some fields changed; `estimator="mc" | "linear"` switches to an `ExplainConfig`."""
-        method = changes.pop("method", None)
-        if method is not None:
-            changes["estimator"] = _warn_method(method, stacklevel=2)
         if "n_perturbations" in changes:  # the earlier name of N, shared by every estimator
             changes["n_path_points"] = changes.pop("n_perturbations")
         estimator = changes.pop("estimator", TEMPLATE_CONTRAST)
@@ -415,15 +359,12 @@ class TemplateContrastConfig:
 
 
 def explain_config_from_dict(d: dict):
-    """The `ExplainConfig` or `TemplateContrastConfig` a `to_dict()` wrote, or an earlier file's dict (`method`).
+    """The `ExplainConfig` or `TemplateContrastConfig` a `to_dict()` wrote.
 
     Raises:
         ValueError: an unknown estimator or field (named in the message).
     """
     d = dict(d)
-    if "method" in d:  # written before the estimator and the question were separate choices
-        method = d.pop("method")
-        d["estimator"] = RENAMED.get(method, method)
     estimator = d.pop("estimator", "mc")
     if estimator == TEMPLATE_CONTRAST:
         n = d.pop("n_path_points", d.pop("n_perturbations", TemplateContrastConfig.n_path_points))
@@ -433,7 +374,7 @@ def explain_config_from_dict(d: dict):
     return ExplainConfig(estimator=estimator, **d)
 
 
-PROPOSALS = ("prototype", "shift")
+PROPOSALS = ("auto", "prototype", "shift", "blur", "other")
 CANDIDATES = ("change", "ink")
 SPREADS = ("change", "ink", "removed", "uniform")
 
@@ -446,8 +387,13 @@ class ProbeConfig:
         cell: side of a candidate region in pixels; None: max(2, round(min(H, W) / 7)).
         max_regions: n, the most candidate regions probed per image (each
             costs one image through f).
-        proposal: `"prototype"` (paint g(c_l)) or `"shift"` (paint
-            clip(x + g(c_l) - g(h), 0, 1)).
+        proposal: what a region is painted with: `"prototype"`, g(t) for the
+            question's target embedding t (c_l; f(x2) for a pair); `"shift"`,
+            clip(x + g(t) - g(h), 0, 1); `"blur"`, x blurred by a Gaussian of
+            one cell side (a neutral in-fill); `"other"`, the pair question's
+            other image at the same place. `"auto"` (default): `"prototype"`
+            for the class questions, `"blur"` for an accepted `Verify`, `"other"`
+            for the other pair questions (docs/questions.md says why).
         candidates: which cells are probed: `"change"` (those where p differs
             from x, the largest |p - x| first) or `"ink"` (those holding ink
             of x that p changes, the most ink first); see `candidate_regions`.
@@ -464,7 +410,7 @@ class ProbeConfig:
 
     cell: int | None = None
     max_regions: int = 40
-    proposal: str = "prototype"
+    proposal: str = "auto"
     candidates: str = "change"
     spread: str = "change"
     has_first: bool = True

@@ -6,9 +6,7 @@ the difference of two decoded templates kept where x has ink. It is the cheap
 variant; `siamese_xai.probe.ProbeExplainer` asks the same question of f itself.
 The question ("why k rather than l", or "rather than this reference
 image") is asked when explaining; this estimator's parameters are N, s and
-q (`siamese_xai.config.TemplateContrastConfig`). Its earlier spellings,
-`ExplainConfig(method="template_contrast")` and `method="contrast"`, still
-give that config, with a DeprecationWarning.
+q (`siamese_xai.config.TemplateContrastConfig`).
 
 Why another question. At the paper's scale, sigma = 0.1 min_j |h_j - c_j|
 (often 1e-5..2e-4, a fraction of a percent of the within-class spread), the

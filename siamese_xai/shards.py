@@ -113,14 +113,6 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
         finally:
             os.unlink(tmp)
     old = files.read_json(path)
-    if isinstance(old.get("explain_config"), dict) and "method" in old["explain_config"]:
-        # written before the estimator and the question were separate choices: the same config, spelled then
-        from siamese_xai.config import explain_config_from_dict
-
-        try:
-            old["explain_config"] = explain_config_from_dict(old["explain_config"]).to_dict()
-        except (TypeError, ValueError):
-            pass  # not a config this version reads: reported as a difference below
     if old != manifest:
         changed = sorted(k for k in set(manifest) | set(old) if old.get(k) != manifest.get(k))
         detail = "; ".join(f"{k}: {_describe(old.get(k))} there, {_describe(manifest.get(k))} now" for k in changed)

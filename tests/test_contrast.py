@@ -1,4 +1,4 @@
-"""The contrast of decoded class templates (`TemplateContrastConfig`, earlier `method="template_contrast"` and "contrast"): why class k rather than class l.
+"""The contrast of decoded class templates (`TemplateContrastConfig`): why class k rather than class l.
 
 With a linear decoder g(z) = z W + b every quantity is known by hand: along
 the path h + t (c_l - h) the change is t (c_l - h) W, so the midpoint rule's
@@ -253,25 +253,6 @@ def test_contrast_class_survives_save_load_and_old_files(setup, tmp_path):
     np.testing.assert_array_equal(Explanation.load(tmp_path / "old.npz").contrast_class, [-1, -1])
 
 
-def test_a_file_from_before_the_estimator_split_loads(setup, tmp_path):
-    """A decoded path's file that named its length `sigma`, its coordinates `indices` and its config `method`."""
-    _, _, _, ex = setup
-    e = ex.explain(images(2, seed=4))
-    e.save(tmp_path / "e.npz")
-    with np.load(tmp_path / "e.npz") as data:
-        arrays = {k: data[k] for k in data.files if k not in ("path_length", "moved_indices")}
-    meta = json.loads(str(arrays.pop("__meta__")))
-    meta["config"] = {"n_perturbations": N, "s": 3, "q": 40, "direction": "toward_prototype",
-                      "method": "template_contrast", "sigma_scale": 0.1}
-    np.savez(tmp_path / "old.npz", **arrays, sigma=e.path_length, indices=e.moved_indices,
-             __meta__=np.array(json.dumps(meta)))
-    back = Explanation.load(tmp_path / "old.npz")
-    assert back.config == ex.config and back.sigma is None and back.indices is None
-    np.testing.assert_array_equal(back.path_length, e.path_length)
-    np.testing.assert_array_equal(back.moved_indices, e.moved_indices)
-    np.testing.assert_array_equal(back.mask, e.mask)
-
-
 @pytest.fixture(scope="module")
 def keras_run(tmp_path_factory):
     keras.utils.set_random_seed(1)
@@ -311,12 +292,6 @@ def test_cli_method_contrast(keras_run, tmp_path, capsys):
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
                      "--contrast-class", "1"])
     assert code == 2 and "--contrast-class needs --estimator template_contrast or probe" in capsys.readouterr().err
-    # the earlier flag and name still work, with a note naming the new spelling
-    code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out), "--n", "64",
-                     "--q", "30", "--method", "contrast", "--contrast-class", str(l), "--quiet"])
-    captured = capsys.readouterr()
-    assert code == 0 and "--method contrast is now --estimator template_contrast" in captured.err
-    assert json.loads((out / "a.json").read_text()) == record
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
                      "--estimator", "template_contrast", "--sigma-scale", "0.2"])
     assert code == 2 and "--sigma-scale applies to --estimator mc and linear" in capsys.readouterr().err
@@ -342,29 +317,14 @@ def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
     assert "sigma" not in out and "indices" not in out
 
 
-def test_old_spellings_are_accepted_with_a_deprecation_warning_naming_the_new_one():
-    new = "TemplateContrastConfig\\(n_path_points=N"
-    with pytest.warns(DeprecationWarning, match=f"method='contrast' is now {new}"):
-        cfg = ExplainConfig(method="contrast", n_perturbations=64, s=3, q=9)
-    assert cfg == TemplateContrastConfig(n_path_points=64, s=3, q=9)
-    with pytest.warns(DeprecationWarning, match=f"method='template_contrast' is now {new}"):
-        assert ExplainConfig(method="template_contrast") == TemplateContrastConfig()
-    with pytest.warns(DeprecationWarning, match="method='linear' is now estimator='linear'"):
-        assert ExplainConfig(method="linear") == ExplainConfig(estimator="linear")
-    with pytest.warns(DeprecationWarning, match="method='mc' is now estimator='mc'"):
-        assert ExplainConfig(method="mc") == ExplainConfig()
-    with pytest.warns(DeprecationWarning, match="is now ExplainConfig.estimator"):
-        assert ExplainConfig(estimator="linear").method == "linear"
-    with pytest.warns(DeprecationWarning, match="is now estimator='linear'"):
-        assert cfg.replace(method="linear") == ExplainConfig(n_perturbations=64, s=3, q=9, estimator="linear")
+def test_switching_estimators_by_name_and_reading_configs_back():
+    cfg = TemplateContrastConfig(n_path_points=64, s=3, q=9)
     # switching estimators by name carries N, s and q
     assert ExplainConfig(n_perturbations=64, s=3, q=9).replace(estimator="template_contrast") == cfg
     assert cfg.replace(estimator="mc") == ExplainConfig(n_perturbations=64, s=3, q=9)
-    # every config reads back from its dict, and from an earlier file's dict
+    # every config reads back from its dict
     for c in (cfg, ExplainConfig(estimator="linear", direction="positive")):
         assert explain_config_from_dict(c.to_dict()) == c
-    assert explain_config_from_dict({"n_perturbations": 64, "s": 3, "q": 9, "direction": "toward_prototype",
-                                     "method": "contrast", "sigma_scale": 0.1}) == cfg
 
 
 def test_ranking_is_the_map_the_mask_holds_the_top_of(setup):

@@ -122,7 +122,6 @@ def test_config_defaults_follow_the_paper():
         ),
         ("estimator", "exact", "`estimator` must be one of ['mc', 'linear']"),
         ("estimator", "template_contrast", "its own config, TemplateContrastConfig(n_path_points=N"),
-        ("method", "exact", "Received: method='exact'"),
         ("sigma_scale", 0.0, "`sigma_scale` must be a positive finite number. Received: sigma_scale=0.0"),
         ("sigma_scale", float("nan"), "Received: sigma_scale=nan"),
     ],

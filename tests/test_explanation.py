@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -81,20 +80,6 @@ def test_save_and_load_round_trip_exactly(tmp_path):
         e.save(path)
         assert_equal(Explanation.load(path), e)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
-
-
-def test_a_file_that_names_its_estimator_method_loads(tmp_path):
-    """Files written when the config said `method` (before the estimator and the question were separate)."""
-    e = dataclasses.replace(make(seed=4), config=ExplainConfig(n_perturbations=64, s=S, q=7, estimator="linear"))
-    e.save(tmp_path / "e.npz")
-    with np.load(tmp_path / "e.npz") as data:
-        arrays = {k: data[k] for k in data.files}
-    meta = json.loads(str(arrays.pop("__meta__")))
-    meta["config"]["method"] = meta["config"].pop("estimator")
-    np.savez(tmp_path / "old.npz", **arrays, __meta__=np.array(json.dumps(meta)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)  # reading a file is not a use of the old spelling
-        assert_equal(Explanation.load(tmp_path / "old.npz"), e)
 
 
 def test_the_fields_of_the_other_estimator_are_refused():

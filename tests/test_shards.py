@@ -115,19 +115,6 @@ def test_split_results_select_images_like_an_explanation(explainer, tmp_path):
     np.testing.assert_array_equal(got[got.label == y[0]].index, np.flatnonzero(y[:6] == y[0]))
 
 
-def test_a_folder_from_before_the_estimator_split_resumes(explainer, tmp_path):
-    """A manifest whose config says `method` (not `estimator`) is the same config: its finished shards are kept."""
-    x, _ = data.load_mnist("test")
-    shards.explain_split(explainer, x[:12], tmp_path, shard_size=6, verbose=0)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    config = manifest["explain_config"]
-    config["method"] = config.pop("estimator")
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    (tmp_path / "shard-00001.npz").unlink()
-    result = shards.explain_split(explainer, x[:12], tmp_path, shard_size=6, verbose=0)
-    assert (result["shards_kept"], result["shards_written"]) == (1, 1)
-
-
 def test_the_decoded_path_stores_its_own_fields(explainer, tmp_path):
     x, _ = data.load_mnist("test")
     contrast = explainer.replace(estimator="template_contrast")

@@ -5,7 +5,6 @@ checks the same through `explain_split` on a trained run; these tests pin each
 value and the refusal's exact wording.
 """
 
-import dataclasses
 import hashlib
 import json
 import types
@@ -136,43 +135,3 @@ def test_manifest_fields_are_the_estimators_own():
     assert mc["fields"] == list(shards.FIELDS)
 
 
-def _old_spelling(manifest, explain_config):
-    old = dict(manifest, explain_config=explain_config)
-    return json.dumps(old, indent=2, sort_keys=True) + "\n"
-
-
-@pytest.mark.parametrize("config, old_config", [
-    (ExplainConfig(n_perturbations=8), {"method": "mc", "n_perturbations": 8, "s": 5, "q": 100,
-                                        "direction": "toward_prototype", "sigma_scale": 0.1}),
-    (ExplainConfig(n_perturbations=8, estimator="linear"),
-     {"method": "linear", "n_perturbations": 8, "s": 5, "q": 100, "direction": "toward_prototype",
-      "sigma_scale": 0.1}),
-    (TemplateContrastConfig(n_path_points=8, q=3),
-     {"method": "contrast", "n_perturbations": 8, "s": 5, "q": 3, "direction": "toward_prototype",
-      "sigma_scale": 0.1}),
-])
-def test_a_manifest_in_the_earlier_method_spelling_is_the_same_settings(tmp_path, config, old_config):
-    explainer = types.SimpleNamespace(run_id="00ff00ff00ff00ff", image_shape=(2, 3, 1), class_names=["0", "1"],
-                                      config=config)
-    manifest = shards._manifest(explainer, _images(2), np.array([0, 1], np.int64), 2, 2, 0, None)
-    text = _old_spelling(manifest, old_config)
-    (tmp_path / "manifest.json").write_text(text)
-    shards._check_manifest(tmp_path, manifest)  # accepted: the same settings, spelled the earlier way
-    assert (tmp_path / "manifest.json").read_text() == text  # and left as it was written
-
-    other = dict(old_config, q=old_config["q"] + 1)  # the earlier spelling of other settings: refused
-    (tmp_path / "manifest.json").write_text(_old_spelling(manifest, other))
-    # refused, and the earlier config is shown as read now (its estimator named the current way)
-    with pytest.raises(ValueError, match=r'other settings \(explain_config: \{[^}]*"estimator": .*? there, '):
-        shards._check_manifest(tmp_path, manifest)
-
-
-@pytest.mark.parametrize("unreadable", [
-    {"method": "mc", "n_perturbations": 8, "bogus": 1},  # a field this version does not know (TypeError)
-    {"method": "no_such_estimator", "n_perturbations": 8},  # an estimator it does not know (ValueError)
-])
-def test_an_unreadable_earlier_manifest_config_is_reported_as_a_difference(tmp_path, unreadable):
-    manifest = shards._manifest(_explainer(), _images(2), np.array([0, 1], np.int64), 2, 2, 0, None)
-    (tmp_path / "manifest.json").write_text(_old_spelling(manifest, unreadable))
-    with pytest.raises(ValueError, match=r"other settings \(explain_config: \{.*there, \{.*now\)"):
-        shards._check_manifest(tmp_path, manifest)
