@@ -75,6 +75,16 @@ def _positive_float(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], received {text!r}")
+    return value
+
+
 def _image_size(text):
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -214,6 +224,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain_options(split, full=True)
     _add_data_options(split)
     split.set_defaults(func=commands.explain_split)
+
+    verify = sub.add_parser(
+        "verify",
+        help="accept or reject a pair at a distance threshold, why, and what change of each image flips the verdict",
+        description=(
+            "Embeds A and B with the run's Siamese network, accepts the pair when d(f(A), f(B)) <= THRESHOLD (given, "
+            "or calibrated at the equal error rate, or at --far, on labelled pairs of the data's training split) and "
+            "explains the verdict by asking f: for each image, the regions whose change (B's content for a rejected "
+            "pair, a blur for an accepted one) flips it. Writes OUT/A__vs__B.png and OUT/A__vs__B.json."
+        ),
+    )
+    verify.add_argument("first", metavar="A", help="image file or mnist:test:INDEX")
+    verify.add_argument("second", metavar="B", help="image file or mnist:test:INDEX")
+    verify.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train` or `fit`")
+    verify.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG and JSON files")
+    verify.add_argument("--threshold", type=_positive_float, metavar="T", help="accept when d <= T (default: calibrated)")
+    verify.add_argument("--far", type=_fraction, metavar="RATE",
+                        help="calibrate T as the largest with this false accept rate (default: the equal error rate)")
+    verify.add_argument("--calibration-images", type=_positive_int, default=5000, metavar="N",
+                        help="labelled training images drawn for the calibration (default 5000)")
+    verify.add_argument("--data-dir", metavar="DIR", help="MNIST's location, or the labelled image folder to calibrate on")
+    _add_data_options(verify)
+    verify.set_defaults(func=commands.verify)
+
+    rank = sub.add_parser(
+        "rank",
+        help="rank a gallery by distance to a query, with the reason each item ranks above the next",
+        description=(
+            "Orders the GALLERY images by d(f(QUERY), f(item)) and, for each of the top K, asks f why it ranks above "
+            "the next one: the regions of the query whose change (the next item's content) swaps the two. Writes "
+            "OUT/QUERY__rank.png and OUT/QUERY__rank.json."
+        ),
+    )
+    rank.add_argument("query", metavar="QUERY", help="image file or mnist:test:INDEX")
+    rank.add_argument("gallery", nargs="+", metavar="GALLERY", help="image files or mnist:test:INDEX")
+    rank.add_argument("--run", required=True, metavar="RUN", help="a run folder from `siamese-xai train` or `fit`")
+    rank.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG and JSON files")
+    rank.add_argument("--top", type=_positive_int, default=5, metavar="K", help="items to explain (default 5)")
+    rank.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR)")
+    rank.set_defaults(func=commands.rank)
 
     report = sub.add_parser(
         "report",

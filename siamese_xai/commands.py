@@ -7,6 +7,7 @@ line, exit code 2).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -100,7 +101,7 @@ def fit(args):
 
 
 def _explanation_json(e, label, note) -> dict:
-    """The JSON the CLI writes for one input: every field of the Explanation, plus what the CLI knows."""
+    """The JSON the CLI writes for one input: every field of the result (any estimator's), plus what the CLI knows."""
     import numpy as np
 
     out = e.to_dict()
@@ -160,32 +161,35 @@ def explain(args):
 
 
 def _explain_probe(args, out_dir):
-    """`explain --estimator probe`: why class k rather than l, measured by f (`siamese_xai.probe`)."""
-    import dataclasses
-
+    """`explain --estimator probe`: why class k rather than l (or, with --pair, why this far), measured by f."""
     import numpy as np
 
     from siamese_xai import files, inputs, plotting
     from siamese_xai.probe import ProbeExplainer
+    from siamese_xai.questions import Pair
 
-    if args.pair:
-        raise CLIError("--pair is not available with --estimator probe (it asks about classes, not a reference image)")
     probe = ProbeExplainer.from_run(args.run)
     resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
     images = np.stack([image for image, _, _, _ in resolved])
-    explanation = probe.explain(images, target_class=args.target_class, contrast_class=args.contrast_class)
+    if args.pair:
+        if args.target_class is not None or args.contrast_class is not None:
+            raise CLIError("--target-class and --contrast-class ask about classes; --pair asks about the distance to "
+                           "another image: give one or the other")
+        other = inputs.resolve_input(args.pair, args.data_dir, probe.image_shape)
+        explanation = probe.explain(images, Pair(other[0]))
+    else:
+        explanation = probe.explain(images, target_class=args.target_class, contrast_class=args.contrast_class)
     for (_, name, label, note), e in zip(resolved, explanation):
+        if args.pair:
+            name = f"{name}__vs__{other[1]}"
         axes = plotting.plot_probe(e)
         plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
-        record = {field: getattr(e, field)[0].tolist() for field in (
-            "predicted_class", "explained_class", "contrast_class", "margin", "flips", "set_size", "final_margin",
-            "n_calls")}
-        record.update(true_label=label, config=dataclasses.asdict(e.config), cell=e.cell, run_id=e.run_id,
-                      found_set_pixels_row_col=np.argwhere(e.mask[0].any(axis=-1)).tolist())
-        if note:
-            record["note"] = note
-        files.write_json(out_dir / f"{name}.json", record)
+        files.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
         k, l = e.class_name(e.explained_class[0]), e.class_name(e.contrast_class[0])
+        if args.pair:
+            print(f"{name}: d = {float(e.margin[0]):.4g}; {int(e.set_size[0])} regions hold some of the distance "
+                  f"({int(e.n_calls[0])} f calls) -> {out_dir / (name + '.png')}")
+            continue
         print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {k} rather than {l}: "
               f"{int(e.set_size[0])} regions painted {'flip' if e.flips[0] else 'do not flip'} f to {l} "
               f"({int(e.n_calls[0])} f calls) -> {out_dir / (name + '.png')}")
@@ -294,3 +298,117 @@ def _explain_config(args):
                ("sigma_scale", "sigma_scale"))
     changes = {field: getattr(args, name) for name, field in options if getattr(args, name, None) is not None}
     return ExplainConfig(estimator=estimator, **changes)
+
+
+def _probe_record(e, i: int = 0) -> dict:
+    """What the JSON of `verify` and `rank` says of one probe explanation."""
+    import numpy as np
+
+    return {"question": e.question, "margin": float(e.margin[i]), "flips": bool(e.flips[i]),
+            "set_size": int(e.set_size[i]), "final_margin": None if np.isnan(e.final_margin[i]) else float(e.final_margin[i]),
+            "n_calls": int(e.n_calls[i]), "found_set_pixels_row_col": np.argwhere(e.mask[i].any(axis=-1)).tolist()}
+
+
+def _threshold(args, probe) -> tuple[float, dict | None]:
+    """--threshold, or one calibrated on labelled images of the data options' training split."""
+    import numpy as np
+
+    from siamese_xai import datasets, questions
+
+    if args.threshold is not None:
+        return args.threshold, None
+    x, y, _ = datasets.load_dataset(args.data_dir, args.dataset, split="train", image_size=args.image_size,
+                                    test_fraction=args.test_fraction, seed=0)
+    if tuple(x.shape[1:]) != tuple(probe.image_shape):
+        raise CLIError(f"the calibration data has images of shape {tuple(x.shape[1:])}; --run explains "
+                       f"{tuple(probe.image_shape)} (give --threshold, or --data-dir with the run's images)")
+    keep = np.random.default_rng(0).permutation(len(x))[: args.calibration_images] if len(x) > args.calibration_images \
+        else np.arange(len(x))
+    calibration = questions.calibrate_threshold(probe.embed_images(x[keep]), y[keep], false_accept_rate=args.far)
+    calibration["images"] = int(len(keep))
+    return calibration["threshold"], calibration
+
+
+def verify(args):
+    """`verify A B`: accept or reject the pair at a threshold, why, and what change of each image flips it."""
+    import numpy as np
+
+    import matplotlib.pyplot as plt
+
+    from siamese_xai import files, inputs, plotting
+    from siamese_xai.probe import ProbeExplainer
+    from siamese_xai.questions import Verify
+
+    out_dir = _writable_dir(args.out)
+    probe = ProbeExplainer.from_run(args.run)
+    (a, name_a, _, _), (b, name_b, _, _) = (inputs.resolve_input(s, args.data_dir, probe.image_shape)
+                                            for s in (args.first, args.second))
+    tau, calibration = _threshold(args, probe)
+    e = probe.explain(np.stack([a, b]), Verify(np.stack([b, a]), threshold=tau))
+    _, axes = plt.subplots(2, 4, figsize=(8.4, 5.4), layout="constrained")
+    for row in range(2):
+        plotting.plot_probe(e, axes[row], index=row)
+    name = f"{name_a}__vs__{name_b}"
+    plotting.save_figure(axes[0, 0].figure, out_dir / f"{name}.png")
+    distance = float(np.linalg.norm(e.embedding[0].astype(np.float64) - e.embedding[1]))
+    accepted = distance <= tau
+    files.write_json(out_dir / f"{name}.json", {
+        "first": args.first, "second": args.second, "distance": distance, "threshold": tau,
+        "calibration": calibration, "verdict": "accept" if accepted else "reject", "run_id": e.run_id,
+        "config": dataclasses.asdict(e.config), "explanations": [_probe_record(e, 0), _probe_record(e, 1)]})
+    verdict = "accepted" if accepted else "rejected"
+    how = "from " + calibration["rule"] if calibration else "given"
+    print(f"{name}: d = {distance:.4g}, threshold {tau:.4g} ({how}): {verdict}")
+    for i, who in enumerate((name_a, name_b)):
+        changed = "flips" if e.flips[i] else "does not flip"
+        print(f"  painting {int(e.set_size[i])} regions of {who} {changed} the verdict ({int(e.n_calls[i])} f calls)")
+    print(f"-> {out_dir / (name + '.png')}")
+
+
+def rank(args):
+    """`rank QUERY GALLERY...`: the gallery ordered by distance to the query, each item's place with its reason."""
+    import numpy as np
+
+    import matplotlib.pyplot as plt
+
+    from siamese_xai import files, inputs, plotting
+    from siamese_xai.probe import ProbeExplainer
+    from siamese_xai.questions import Rank
+
+    out_dir = _writable_dir(args.out)
+    probe = ProbeExplainer.from_run(args.run)
+    q, q_name, _, _ = inputs.resolve_input(args.query, args.data_dir, probe.image_shape)
+    gallery = [inputs.resolve_input(s, args.data_dir, probe.image_shape) for s in args.gallery]
+    if len(gallery) < 2:
+        raise CLIError(f"GALLERY must hold at least 2 items to rank; received {len(gallery)}")
+    items = np.stack([g[0] for g in gallery])
+    h = probe.embed_images(np.concatenate([q[None], items])).astype(np.float64)
+    d = np.linalg.norm(h[1:] - h[0], axis=1)
+    order = np.argsort(d, kind="stable")
+    top = min(args.top, len(order))
+    pairs = [(order[r], order[r + 1]) for r in range(top) if r + 1 < len(order)]
+    e = probe.explain(np.repeat(q[None], len(pairs), axis=0),
+                      Rank(items[[a for a, _ in pairs]], items[[b for _, b in pairs]])) if pairs else None
+    ranking = []
+    for r in range(top):
+        i = int(order[r])
+        record = {"rank": r + 1, "item": args.gallery[i], "distance": float(d[i])}
+        if r < len(pairs):
+            record["above"] = args.gallery[int(pairs[r][1])]
+            record["reason"] = _probe_record(e, r)
+        ranking.append(record)
+    if e is not None:
+        _, axes = plt.subplots(len(pairs), 4, figsize=(8.4, 2.7 * len(pairs)), layout="constrained", squeeze=False)
+        for r in range(len(pairs)):
+            plotting.plot_probe(e, axes[r], index=r)
+        plotting.save_figure(axes[0, 0].figure, out_dir / f"{q_name}__rank.png")
+    files.write_json(out_dir / f"{q_name}__rank.json", {
+        "query": args.query, "run_id": probe.run_id, "config": dataclasses.asdict(probe.config), "ranking": ranking})
+    for record in ranking:
+        why = ""
+        if "reason" in record:
+            swap = "swaps" if record["reason"]["flips"] else "does not swap"
+            why = (f"; painting {record['reason']['set_size']} regions of the query {swap} it with "
+                   f"{record['above']}")
+        print(f"{record['rank']}. {record['item']} (d = {record['distance']:.4g}){why}")
+    print(f"-> {out_dir / (q_name + '__rank.json')}")

@@ -182,6 +182,28 @@ def plot_explanation(explanation, axes=None, *, index: int = 0):
     return flat
 
 
+def _probe_titles(e, index):
+    """The four panels' titles of `plot_probe`, in the words of the question asked."""
+    kind, n = e.question.get("kind", "contrast"), int(e.set_size[index])
+    flipped = bool(e.flips[index])
+    if kind in ("class", "contrast"):
+        k, l = e.class_name(e.explained_class[index]), e.class_name(e.contrast_class[index])
+        return (f"input: {k} rather than {l}?", f"proposal (as {l})", "",
+                f"{n} regions painted, f: {l if flipped else 'not ' + l}")
+    d = float(np.linalg.norm(e.embedding[index].astype(np.float64) - e.target[index]))
+    if kind == "pair":
+        return (f"input: why d = {d:.3g}\nfrom the other image?", "proposal", "", f"{n} regions hold the distance")
+    if kind == "verify":
+        tau = e.question["threshold"]
+        accepted = d <= tau
+        verdict = "accepted" if accepted else "rejected"
+        after = ("rejected" if accepted else "accepted") if flipped else f"still {verdict}"
+        return (f"input: {verdict}\n(d = {d:.3g} {'<=' if accepted else '>'} {tau:.3g})", "proposal", "",
+                f"{n} regions painted,\nf: {after}")
+    return ("query: why a above b?", "proposal (from b)", "",
+            f"{n} regions painted,\nf: {'b above a' if flipped else 'a still above b'}")
+
+
 def plot_probe(explanation, axes=None, *, index: int = 0):
     """Draws a `ProbeExplanation`: input, proposal, the measured map, and the image f classed l.
 
@@ -209,14 +231,13 @@ def plot_probe(explanation, axes=None, *, index: int = 0):
     if flat.size != 4:
         raise ValueError(f"`axes` must hold 4 matplotlib Axes. Received: {flat.size}")
     e = explanation
-    k, l = e.class_name(e.explained_class[index]), e.class_name(e.contrast_class[index])
-    _show(flat[0], _image(e.input[index]), f"input: {k} rather than {l}?")
-    _show(flat[1], _image(e.proposal[index]), f"proposal (as {l})")
+    titles = _probe_titles(e, index)
+    _show(flat[0], _image(e.input[index]), titles[0])
+    _show(flat[1], _image(e.proposal[index]), titles[1])
     change = np.asarray(e.drop_map[index]).mean(axis=-1)
     bound = float(np.abs(change).max()) or 1.0
     _show(flat[2], change, "margin drop measured by f", cmap="RdBu_r", vmin=-bound, vmax=bound)
-    verdict = f"f: {l}" if e.flips[index] else f"f: not {l}"
-    _show(flat[3], _image(e.counterfactual[index]), f"{int(e.set_size[index])} regions painted, {verdict}")
+    _show(flat[3], _image(e.counterfactual[index]), titles[3])
     flat[3].contour(np.asarray(e.mask[index]).any(axis=-1).astype(float), levels=[0.5], colors=[MASK_COLOR], linewidths=0.8)
     return flat
 

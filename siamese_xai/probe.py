@@ -258,6 +258,15 @@ class ProbeExplainer:
     def image_shape(self) -> tuple:
         return self._image_shape
 
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    def embed_images(self, x) -> np.ndarray:
+        """`(n, D)` float32 f(x) of a batch of images (float in [0, 1] or uint8), in calls of `batch_size`."""
+        xs, _ = _checks.check_images(x, self._image_shape, "x", single=False)
+        return self._f(xs)
+
     answers = questions.KINDS  # every kind of question: each is a margin that f is asked about
 
     def with_support(self, x, y, num_classes: int | None = None) -> ProbeExplainer:

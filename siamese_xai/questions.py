@@ -358,3 +358,43 @@ def threshold_at_false_accept_rate(distances, same, rate: float) -> float:
     if not ok.size:
         raise ValueError(f"no threshold > 0 has a false accept rate <= {rate}: a non-mate pair is at distance 0")
     return float(taus[ok[-1]])
+
+
+def calibrate_threshold(h, y, *, false_accept_rate: float | None = None, pairs: int = 2000, seed: int = 0) -> dict:
+    """A verification threshold from labelled embeddings: the equal-error rate's, or one at a false accept rate.
+
+    Draws `pairs` pairs of distinct images (every other one a mate pair, the
+    same label, where some class has two images; `seed` fixes the draw) and
+    calibrates tau on their distances.
+
+    Args:
+        h: `(n, D)` embeddings f(x) of labelled images; y: `(n,)` their labels.
+        false_accept_rate: None for the equal-error threshold, else the
+            largest tau whose false accept rate is at most this.
+        pairs: how many pairs to draw.
+
+    Returns:
+        `{"threshold", "rule", "false_accept_rate", "false_reject_rate", "pairs", "mates"}`, JSON-ready.
+    """
+    h, y = np.asarray(h, np.float64), np.asarray(y)
+    if h.ndim != 2 or len(y) != len(h) or len(np.unique(y)) < 2:
+        raise ValueError(f"`y` must label every embedding of `h` with at least 2 classes. Received: {len(y)} labels "
+                         f"for {len(h)} embeddings, {len(np.unique(y))} classes")
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
+    mates = [idx for idx in by_class if len(idx) >= 2]
+    first, second = np.zeros(pairs, np.int64), np.zeros(pairs, np.int64)
+    for i in range(pairs):
+        if i % 2 == 0 and mates:
+            first[i], second[i] = rng.choice(mates[rng.integers(len(mates))], 2, replace=False)
+        else:
+            ca, cb = rng.choice(len(by_class), 2, replace=False)
+            first[i], second[i] = rng.choice(by_class[ca]), rng.choice(by_class[cb])
+    d = distance(h[first], h[second])
+    same = y[first] == y[second]
+    tau = (equal_error_threshold(d, same) if false_accept_rate is None
+           else threshold_at_false_accept_rate(d, same, false_accept_rate))
+    far, frr = rates(d, same, tau)
+    rule = "equal error rate" if false_accept_rate is None else f"false accept rate <= {false_accept_rate}"
+    return {"threshold": tau, "rule": rule, "false_accept_rate": far, "false_reject_rate": frr,
+            "pairs": int(pairs), "mates": int(same.sum())}

@@ -34,6 +34,15 @@ def readonly(a, dtype) -> np.ndarray:
     return a
 
 
+def _jsonable(a):
+    """An array as nested lists, NaN as None (JSON has no NaN); None stays None."""
+    if a is None:
+        return None
+    if a.dtype.kind == "f" and np.isnan(a).any():
+        return np.where(np.isnan(a), None, a.astype(object)).tolist()
+    return a.tolist()
+
+
 class BatchResult:
     """Mixin of a frozen dataclass of B explanations; subclasses set `FIELDS`, `FORMAT` and `_meta`/`_from_meta`."""
 
@@ -107,7 +116,7 @@ class BatchResult:
 
     def to_dict(self) -> dict:
         """Every field, JSON-ready: arrays as nested lists (None where the estimator has no such field), the parameters."""
-        out = {name: None if getattr(self, name) is None else getattr(self, name).tolist() for name in self.FIELDS}
+        out = {name: _jsonable(getattr(self, name)) for name in self.FIELDS}
         out.update(self._meta())
         return out
 

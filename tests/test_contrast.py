@@ -360,5 +360,5 @@ def test_cli_estimator_probe(keras_run, tmp_path, capsys):
         assert record[field] == getattr(e, field)[0].tolist(), field
     assert f"{record['n_calls']} f calls" in capsys.readouterr().out and (out / "a.png").is_file()
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
-                     "--estimator", "probe", "--pair", str(tmp_path / "a.png")])
-    assert code == 2 and "--pair is not available with --estimator probe" in capsys.readouterr().err
+                     "--estimator", "probe", "--pair", str(tmp_path / "a.png"), "--contrast-class", "1"])
+    assert code == 2 and "--pair asks about the distance to another image" in capsys.readouterr().err

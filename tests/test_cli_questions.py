@@ -1,0 +1,128 @@
+"""The questions through the one protocol and the command line: verify, rank, and the probe's pair, on a trained run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from siamese_xai import cli, data
+from siamese_xai.config import ExplainConfig, TemplateContrastConfig
+from siamese_xai.explain import SiameseExplainer
+from siamese_xai.probe import ProbeExplainer
+from siamese_xai.questions import Pair, Rank, RatherThan, Verify, WhyClass
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    x, y = data.load_mnist("test")
+    return x[:40], y[:40]
+
+
+def test_every_estimator_answers_its_questions_and_refuses_the_rest_by_name(tiny_run, mnist):
+    x, _ = mnist
+    run_dir, _ = tiny_run
+    mc = SiameseExplainer.from_run(run_dir, ExplainConfig.tiny())
+    path = mc.replace(estimator="template_contrast")
+    probe = ProbeExplainer.from_run(run_dir)
+    asked = {"class": WhyClass(3), "contrast": RatherThan(), "pair": Pair(x[5]),
+             "verify": Verify(x[5], threshold=1.0), "rank": Rank(x[5], x[6])}
+    for explainer in (mc, path, probe):
+        for kind, question in asked.items():
+            if kind in explainer.answers:
+                assert len(explainer.explain(x[:2], question)) == 2
+            else:
+                with pytest.raises(ValueError, match=rf"does not answer {type(question).__name__} questions"):
+                    explainer.explain(x[:2], question)
+    assert mc.answers == ("class", "pair") and path.answers == ("contrast", "pair")
+    assert probe.answers == ("class", "contrast", "pair", "verify", "rank")
+    # a question object asks what the keywords ask
+    for name in ("mask", "mean_abs_change", "indices"):
+        np.testing.assert_array_equal(getattr(mc.explain(x[:3], WhyClass(3)), name),
+                                      getattr(mc.explain(x[:3], target_class=3), name))
+        np.testing.assert_array_equal(getattr(mc.explain(x[:3], Pair(x[5])), name),
+                                      getattr(mc.explain(x[:3], reference=x[5]), name))
+    other = [(int(k) + 1) % 10 for k in mc.explain(x[:3]).predicted_class]
+    np.testing.assert_array_equal(path.explain(x[:3], RatherThan(contrast=other)).mask,
+                                  path.explain(x[:3], contrast_class=other).mask)
+    with pytest.raises(ValueError, match="must be None when `question` is given"):
+        mc.explain(x[:1], WhyClass(3), target_class=3)
+
+
+def test_verify_flips_are_f_verdicts(tiny_run, mnist):
+    """Each counterfactual's verdict, asked of f again, is the one the result reports."""
+    x, y = mnist
+    probe = ProbeExplainer.from_run(tiny_run[0])
+    first, second = x[:12], x[12:24]
+    h1, h2 = probe.embed_images(first), probe.embed_images(second)
+    d = np.linalg.norm(h1.astype(np.float64) - h2, axis=1)
+    tau = float(np.median(d))  # about half the pairs accepted
+    e = probe.explain(first, Verify(second, threshold=tau))
+    accepted = d <= tau
+    assert 0 < accepted.sum() < len(d)
+    d_cf = np.linalg.norm(probe.embed_images(e.counterfactual).astype(np.float64) - h2, axis=1)
+    np.testing.assert_array_equal(e.flips, np.where(accepted, d_cf > tau, d_cf <= tau))
+    np.testing.assert_allclose(e.margin, np.where(accepted, tau - d, d - tau), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(probe.proposal_kind(_decision(probe, first, second, tau)) == "blur", accepted)
+
+
+def _decision(probe, first, second, tau):
+    from siamese_xai import questions
+
+    others = {"other": probe.embed_images(second)}
+    return questions.resolve(Verify(second, threshold=tau), probe.embed_images(first), probe.prototypes, others)
+
+
+def test_verify_command_with_a_given_and_a_calibrated_threshold(tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run
+    out = tmp_path / "out"
+    assert cli.main(["verify", "mnist:test:0", "mnist:test:1", "--run", str(run_dir), "--out", str(out),
+                     "--threshold", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((out / "mnist-test-0__vs__mnist-test-1.json").read_text())
+    assert record["threshold"] == 0.5 and record["calibration"] is None
+    assert record["verdict"] == ("accept" if record["distance"] <= 0.5 else "reject")
+    assert f"d = {record['distance']:.4g}" in printed and len(record["explanations"]) == 2
+    assert record["explanations"][0]["question"] == {"kind": "verify", "threshold": 0.5}
+    assert (out / "mnist-test-0__vs__mnist-test-1.png").stat().st_size > 1000
+
+    assert cli.main(["verify", "mnist:test:0", "mnist:test:1", "--run", str(run_dir), "--out", str(out),
+                     "--calibration-images", "300", "--far", "0.05"]) == 0
+    record = json.loads((out / "mnist-test-0__vs__mnist-test-1.json").read_text())
+    cal = record["calibration"]
+    assert cal["rule"] == "false accept rate <= 0.05" and cal["false_accept_rate"] <= 0.05
+    assert cal["images"] == 300 and cal["threshold"] == record["threshold"] > 0
+    assert "from false accept rate <= 0.05" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "a", "b", "--run", str(run_dir), "--out", str(out), "--far", "2"])
+    assert "expected a number in [0, 1], received '2'" in capsys.readouterr().err
+
+
+def test_rank_command_orders_the_gallery_and_gives_each_place_its_reason(tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run
+    out = tmp_path / "out"
+    gallery = [f"mnist:test:{i}" for i in range(1, 7)]
+    assert cli.main(["rank", "mnist:test:0", *gallery, "--run", str(run_dir), "--out", str(out), "--top", "3"]) == 0
+    record = json.loads((out / "mnist-test-0__rank.json").read_text())
+    ranking = record["ranking"]
+    assert [r["rank"] for r in ranking] == [1, 2, 3]
+    distances = [r["distance"] for r in ranking]
+    assert distances == sorted(distances)
+    probe = ProbeExplainer.from_run(run_dir)
+    x, _ = data.load_mnist("test")
+    h = probe.embed_images(x[:7]).astype(np.float64)
+    d = np.linalg.norm(h[1:] - h[0], axis=1)
+    assert [r["item"] for r in ranking] == [gallery[i] for i in np.argsort(d, kind="stable")[:3]]
+    for r in ranking:  # each item's reason: why it ranks above the next one
+        assert r["reason"]["question"] == {"kind": "rank"} and r["reason"]["margin"] >= 0
+    assert "1. mnist:test:" in capsys.readouterr().out and (out / "mnist-test-0__rank.png").is_file()
+
+
+def test_probe_pair_through_explain(tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run
+    out = tmp_path / "out"
+    assert cli.main(["explain", "--run", str(run_dir), "mnist:test:0", "--pair", "mnist:test:1", "--out", str(out),
+                     "--estimator", "probe", "--quiet"]) == 0
+    record = json.loads((out / "mnist-test-0__vs__mnist-test-1.json").read_text())
+    assert record["question"] == {"kind": "pair"} and record["flips"] == [False]
+    assert record["final_margin"] == [None]  # not measured: JSON has no NaN
+    assert "regions hold some of the distance" in capsys.readouterr().out
