@@ -81,11 +81,11 @@ seeds: setup
 # benchmarks/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed). `make mutants`
 # runs a seeded sample of MUTANTS_PER_MODULE mutants of each module (every mutant of a smaller one;
 # benchmarks/mutants_sample.py), `make mutants-all` every mutant (hours); MUTANTS_JOBS mutants at a time.
-MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.shards.x__manifest* siamese_xai.shards.x__check_manifest* \
-	siamese_xai.loop.x_fit* siamese_xai.loop.x_worker_dir* siamese_xai.loop.x_is_chief* siamese_xai.loop.x__record_session* \
-	siamese_xai.loop.x_read_sessions* siamese_xai._graph.x_explain_graph* siamese_xai._graph.x_nearest_prototype_tensors* \
-	siamese_xai._graph.x_top_q_mask* siamese_xai._graph.x_perturbation_draws* siamese_xai.contrast.x_runner_up* \
-	siamese_xai.contrast.x_path_points* siamese_xai.contrast.x__group_sums* siamese_xai.contrast.x_contrast_graph* \
+MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.scale.shards.x__manifest* siamese_xai.scale.shards.x__check_manifest* \
+	siamese_xai.training.loop.x_fit* siamese_xai.training.loop.x_worker_dir* siamese_xai.training.loop.x_is_chief* siamese_xai.training.loop.x__record_session* \
+	siamese_xai.training.loop.x_read_sessions* siamese_xai.explainers._graph.x_explain_graph* siamese_xai.explainers._graph.x_nearest_prototype_tensors* \
+	siamese_xai.explainers._graph.x_top_q_mask* siamese_xai.explainers._graph.x_perturbation_draws* siamese_xai.explainers.contrast.x_runner_up* \
+	siamese_xai.explainers.contrast.x_path_points* siamese_xai.explainers.contrast.x__group_sums* siamese_xai.explainers.contrast.x_contrast_graph* \
 	siamese_xai.decoding.rules.x* siamese_xai.decoding.fused.x* siamese_xai.decoding.exact.x* \
 	siamese_xai.decoding.kinks.x* siamese_xai.decoding.chain.x* siamese_xai.decoding.evaluator.x*
 MUTANTS_PER_MODULE ?= 30

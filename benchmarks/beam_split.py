@@ -90,7 +90,7 @@ def main():
 
     results = {"cpus": os.cpu_count(), "images": args.limit or 10000, **runs, "comparison": comparison}
     if args.report:
-        from siamese_xai import report
+        from siamese_xai.scale import gallery as report
 
         t0 = time.perf_counter()
         report.write_report(work / "beam")

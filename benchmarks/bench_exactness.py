@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from siamese_xai import metrics  # noqa: E402
+from siamese_xai.evaluation import metrics  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

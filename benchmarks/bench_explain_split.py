@@ -1,4 +1,4 @@
-"""Times `siamese-xai explain-split` (siamese_xai.shards.explain_split) on the MNIST test set.
+"""Times `siamese-xai explain-split` (siamese_xai.scale.shards.explain_split) on the MNIST test set.
 
     .venv/bin/python -m benchmarks.bench_explain_split [--run runs/paper] [--mc-images 1000] [--methods mc,linear]
 
@@ -34,7 +34,7 @@ def main():
     import tensorflow as tf
 
     from siamese_xai import ExplainConfig, SiameseExplainer, files, load_mnist
-    from siamese_xai.shards import explain_split
+    from siamese_xai.scale.shards import explain_split
 
     x, y = load_mnist("test")
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}"}

@@ -41,7 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from siamese_xai import data, files, loop, training  # noqa: E402
+from siamese_xai import files
+from siamese_xai.data import mnist as data
+from siamese_xai.training import loop
+from siamese_xai.training import stages as training  # noqa: E402
 from siamese_xai.config import TrainConfig  # noqa: E402
 
 
@@ -96,7 +99,7 @@ def retracing_warnings(run_dir) -> dict:
     """Counts TensorFlow's retracing warnings while three explainers of the run are built and used."""
     import tensorflow as tf
 
-    from siamese_xai.explain import SiameseExplainer
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     messages = []
 

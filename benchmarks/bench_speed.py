@@ -52,9 +52,10 @@ import tensorflow as tf
 from siamese_xai import files
 
 tf.get_logger().setLevel("ERROR")  # each explainer variant traces its own tf.function of the same models
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
-from siamese_xai.models import build_decoder
-from siamese_xai.prototypes import embed_in_batches
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
+from siamese_xai.training.models import build_decoder
+from siamese_xai.explainers.prototypes import embed_in_batches
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,10 +13,10 @@ quieter machine), their sum (`study_seconds_total`) and the last run's wall
 time. The first full run took 40 minutes there. The quick mode: 1-4 minutes.
 
 Configurations: beta in {1, 10, 100} x D in {10, 20} with Table 1's decoder,
-plus one decoder larger than Table 1 (`siamese_xai.models.LARGE_DECODER`:
+plus one decoder larger than Table 1 (`siamese_xai.training.models.LARGE_DECODER`:
 twice the channels, a four times wider Dense1; not the paper's) at D = 20,
 beta = 10. Each is trained with the library's stage functions
-(`siamese_xai.training`) on three data sets, under one reduced schedule that
+(`siamese_xai.training.stages`) on three data sets, under one reduced schedule that
 is the same for every configuration (`MODES`, recorded in the JSON):
 
 - MNIST: the Siamese network f is the paper's stage with its own settings
@@ -34,7 +34,7 @@ Measured per configuration: g(f(x)) SSE per MNIST test image, and
 ||g(f(x)) - g(c_k)||^2 (how far the decoded image is from its class's decoded
 prototype: 0 for a pure class template); on the first `n_mnist` MNIST test
 images, the deletion and insertion AUCs of d(x) = ||f(x) - c_k||^2
-(`siamese_xai.metrics`, larger deletion AUC = more faithful) and the deletion
+(`siamese_xai.evaluation.metrics`, larger deletion AUC = more faithful) and the deletion
 AUC of the margin m(x) = ||f(x) - c_l||^2 - ||f(x) - c_k||^2 (l the
 runner-up; smaller = more faithful) for the paper's method (`mc`, map
 Delta_p) and the contrastive variant (map max(-S_p, 0) x_p), beside the
@@ -66,13 +66,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
-from siamese_xai import baselines as bl  # noqa: E402
+from siamese_xai.evaluation import baselines as bl  # noqa: E402
 from siamese_xai.machine import machine_description  # noqa: E402
-from siamese_xai import files, metrics, models, runs, training  # noqa: E402
+from siamese_xai import files, runs
+from siamese_xai.evaluation import metrics
+from siamese_xai.training import models
+from siamese_xai.training import stages as training  # noqa: E402
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig  # noqa: E402
-from siamese_xai.data import load_mnist  # noqa: E402
-from siamese_xai.explain import ExplainConfig, SiameseExplainer  # noqa: E402
-from siamese_xai.prototypes import embed_in_batches, prototypes_from_embeddings  # noqa: E402
+from siamese_xai.data.mnist import load_mnist  # noqa: E402
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
+from siamese_xai.explainers.prototypes import embed_in_batches, prototypes_from_embeddings  # noqa: E402
 from benchmarks.synthetic_varying import make_varying_synthetic  # noqa: E402
 
 DECODERS = {"table1": {}, "large": dict(models.LARGE_DECODER)}

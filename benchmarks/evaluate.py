@@ -43,13 +43,15 @@ from benchmarks import evaluate_report as report  # noqa: E402
 from benchmarks import ground_truth as gtx  # noqa: E402
 from benchmarks import registry, verdicts  # noqa: E402
 from benchmarks.synthetic_varying import train_synthetic_run, train_varying_run  # noqa: E402
-from siamese_xai import baselines as bl  # noqa: E402
-from siamese_xai import faithfulness as fa  # noqa: E402
-from siamese_xai import files, metrics  # noqa: E402
-from siamese_xai.data import load_mnist  # noqa: E402
-from siamese_xai.explain import ExplainConfig, SiameseExplainer  # noqa: E402
+from siamese_xai.evaluation import baselines as bl  # noqa: E402
+from siamese_xai.evaluation import faithfulness as fa  # noqa: E402
+from siamese_xai import files
+from siamese_xai.evaluation import metrics  # noqa: E402
+from siamese_xai.data.mnist import load_mnist  # noqa: E402
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 from siamese_xai.machine import machine_description  # noqa: E402
-from siamese_xai.synthetic import make_shapes, make_synthetic, make_varying_synthetic  # noqa: E402
+from siamese_xai.evaluation.synthetic import make_shapes, make_synthetic, make_varying_synthetic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Per mode: MNIST images, images and seeds for stability, images timed one by one, the baselines' budgets,

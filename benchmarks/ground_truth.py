@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks import registry
-from siamese_xai import baselines as bl
-from siamese_xai import metrics
-from siamese_xai.synthetic import CELL, CLASS_CELLS
+from siamese_xai.evaluation import baselines as bl
+from siamese_xai.evaluation import metrics
+from siamese_xai.evaluation.synthetic import CELL, CLASS_CELLS
 
 MODEL_FREE = tuple(m.name for m in registry.METHODS if m.kind == registry.MODEL_FREE)
 ORACLE_MEASURED = tuple(m.name for m in registry.METHODS if m.scalar_only and m.kind != registry.MODEL_FREE)

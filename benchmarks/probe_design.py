@@ -1,7 +1,7 @@
 """How `ProbeExplainer`'s defaults were chosen: variants scored on MNIST *training* images only.
 
 Command (from the repository root; TFDS_DATA_DIR must point at MNIST; needs
-`siamese_xai.faithfulness`, the benchmark's ROAD and removal curves):
+`siamese_xai.evaluation.faithfulness`, the benchmark's ROAD and removal curves):
 
     .venv/bin/python -m benchmarks.probe_design --run runs/paper          # 8-25 minutes on 2 shared cores
 
@@ -23,8 +23,8 @@ verdict. Per-image values go to `benchmarks/probe_design.npz`.
 
 Variants (`VARIANTS`, each a change of `ProbeConfig`'s defaults): stage A,
 the ranking rule: the spread of a region's drop over its pixels
-(`siamese_xai.probe.spread_drops`) with and without `has_first`
-(`siamese_xai.probe.ranking_of`), recomputed from one explanation so they
+(`siamese_xai.explainers.probe.spread_drops`) with and without `has_first`
+(`siamese_xai.explainers.probe.ranking_of`), recomputed from one explanation so they
 cost no extra f calls; stage B, the other choices with the default ranking:
 the cell side (3, 5 px against the size rule's 4 on 28x28), the proposal
 (`shift`), the candidates (`ink`), fewer regions (20).
@@ -42,12 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
-from siamese_xai import baselines as bl  # noqa: E402
+from siamese_xai.evaluation import baselines as bl  # noqa: E402
 from siamese_xai import files, runs  # noqa: E402
-from siamese_xai.data import load_mnist  # noqa: E402
-from siamese_xai.faithfulness import fill_images, removal_curves, road_curves  # noqa: E402
-from siamese_xai.metrics import DistanceScalar  # noqa: E402
-from siamese_xai.probe import SPREADS, ProbeConfig, ProbeExplainer, ranking_of, smoothed, spread_drops  # noqa: E402
+from siamese_xai.data.mnist import load_mnist  # noqa: E402
+from siamese_xai.evaluation.faithfulness import fill_images, removal_curves, road_curves  # noqa: E402
+from siamese_xai.evaluation.metrics import DistanceScalar  # noqa: E402
+from siamese_xai.config import SPREADS, ProbeConfig
+from siamese_xai.explainers.probe import ProbeExplainer, ranking_of, smoothed, spread_drops  # noqa: E402
 
 # Stage A: the ranking rule on the first configuration; stage B: the other choices, with the default ranking rule.
 VARIANTS = ([{"spread": spread, "has_first": has_first} for spread in SPREADS for has_first in (True, False)]

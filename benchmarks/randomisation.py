@@ -58,12 +58,15 @@ import tensorflow as tf  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 
 from benchmarks import registry  # noqa: E402
-from siamese_xai import files, metrics, runs, training  # noqa: E402
+from siamese_xai import files, runs
+from siamese_xai.evaluation import metrics
+from siamese_xai.training import stages as training  # noqa: E402
 from siamese_xai.config import TrainConfig  # noqa: E402
-from siamese_xai.data import load_mnist  # noqa: E402
-from siamese_xai.explain import ExplainConfig, SiameseExplainer, TemplateContrastConfig  # noqa: E402
-from siamese_xai.explanation import ranking_map  # noqa: E402
-from siamese_xai.prototypes import compute_prototypes, nearest_prototype  # noqa: E402
+from siamese_xai.data.mnist import load_mnist  # noqa: E402
+from siamese_xai.config import ExplainConfig, TemplateContrastConfig
+from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
+from siamese_xai.explainers.explanation import ranking_map  # noqa: E402
+from siamese_xai.explainers.prototypes import compute_prototypes, nearest_prototype  # noqa: E402
 
 Q = 100  # top-q masks: the explainer's own default mask size
 THRESHOLD = 0.5  # `changes`: the upper 95% bound of the Spearman correlation at full randomisation is below this

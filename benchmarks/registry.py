@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from siamese_xai import baselines as bl
-from siamese_xai.faithfulness import FILLS
+from siamese_xai.evaluation import baselines as bl
+from siamese_xai.evaluation.faithfulness import FILLS
 
 THIS_PROJECT = "this project"
 MODEL_FREE = "model-free ordering"
@@ -80,7 +80,7 @@ def _template_contrast(ctx):
 
 
 def _probe(ctx):
-    from siamese_xai.probe import ProbeExplainer
+    from siamese_xai.explainers.probe import ProbeExplainer
 
     e = ProbeExplainer(ctx.explainer.embed, ctx.explainer.decoder, ctx.explainer.prototypes)
 
@@ -108,7 +108,7 @@ class MarginScalar:
 
     def codes(self, xs, classes) -> np.ndarray:
         """`(B,)` k * C + l, l the runner-up prototype of each unperturbed image (one f call per image)."""
-        from siamese_xai.metrics import runner_up
+        from siamese_xai.evaluation.metrics import runner_up
 
         classes = np.asarray(classes, np.int64)
         return classes * self.num_classes + runner_up(self.scalar.all_distances(xs), classes)
@@ -148,7 +148,7 @@ METHODS = (
            _template_contrast, decoder=True),
     Method("probe", THIS_PROJECT, True,
            "asks f: cells of the image painted with the decoder's proposal g(c_l), each scored by the measured "
-           "drop of the margin; the smallest flipping set found by bisection and checked by f (siamese_xai.probe)",
+           "drop of the margin; the smallest flipping set found by bisection and checked by f (siamese_xai.explainers.probe)",
            _probe, decoder=True),
     Method("random", MODEL_FREE, False, "uniformly random pixel ordering",
            lambda ctx: bl.random_maps, scalar_only=True),

@@ -8,7 +8,7 @@ Writes a folder of 3 classes x 300 images, 32x32 RGB (filled circles, squares
 and triangles of random colour, size, rotation and place on a noisy tinted
 background), trains a run on it for each `--min-steps` value (0 is the
 paper's 4 / 8 / 8 epochs: 24 / 48 / 48 steps on its 720 training images) with
-`siamese_xai.training.train_run`, and writes `benchmarks/schedule.json`: the
+`siamese_xai.training.stages.train_run`, and writes `benchmarks/schedule.json`: the
 nearest-prototype accuracy on the 180 test images, the reconstruction error,
 the epochs and the stage times of each, and the load average. Run time: about
 5 minutes on a quiet 2-core CPU (18 minutes at a load average of 20-25).
@@ -65,7 +65,8 @@ def main():
     parser.add_argument("--out", default="benchmarks/schedule.json")
     args = parser.parse_args()
 
-    from siamese_xai import files, training
+    from siamese_xai import files
+    from siamese_xai.training import stages as training
     from siamese_xai.config import TrainConfig
 
     work = Path(args.work)

@@ -1,6 +1,6 @@
-"""Training the network and explainer on the varying ground-truth set (`siamese_xai.synthetic`).
+"""Training the network and explainer on the varying ground-truth set (`siamese_xai.evaluation.synthetic`).
 
-`siamese_xai.synthetic.make_synthetic` draws the same 4x4 square (same place,
+`siamese_xai.evaluation.synthetic.make_synthetic` draws the same 4x4 square (same place,
 intensity 1) in every image of a class: a negative control for the paper's
 method, which moves h toward the class's own prototype and so only sees what
 varies within a class. Here the square still decides the class, but it varies
@@ -13,7 +13,7 @@ within the class:
 - under it, a random MNIST digit (its own label ignored).
 
 Every square sits exactly on a cell of the 4-pixel grid, the grid of
-KernelSHAP's superpixels in `siamese_xai/baselines.py` (`superpixel_grid(cell=4)`),
+KernelSHAP's superpixels in `siamese_xai/evaluation/baselines.py` (`superpixel_grid(cell=4)`),
 so a method that ranks whole cells can still put its 16 top pixels exactly on
 the square: every baseline's ground-truth ceiling is 1 by construction (the
 occlusion patch is 6x6 and not grid-aligned; `evaluate.py` measures
@@ -21,7 +21,7 @@ its ceiling with an oracle).
 
 `train_synthetic_run` trains f, the explainable autoencoder and the decoder on
 any ground-truth set with the project's own training functions
-(`siamese_xai.training`); `train_varying_run` on this one.
+(`siamese_xai.training.stages`); `train_varying_run` on this one.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese_xai.synthetic import CELL, CLASS_CELLS, INTENSITY, LAYOUT, make_varying_synthetic  # noqa: F401
+from siamese_xai.evaluation.synthetic import CELL, CLASS_CELLS, INTENSITY, LAYOUT, make_varying_synthetic  # noqa: F401
 
 
 def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pairs: int = 8000, seed: int = 0,
@@ -62,7 +62,7 @@ def train_classifier_embedding(x, y, num_classes: int, epochs: int, seed: int = 
                                batch_size: int = 128, verbose: int = 0):
     """f trained as a classifier: the Siamese subnetwork with a linear softmax head, the head then dropped.
 
-    The subnetwork is `siamese_xai.models.build_siamese_subnetwork` (the paper's
+    The subnetwork is `siamese_xai.training.models.build_siamese_subnetwork` (the paper's
     f); a `Dense(num_classes)` head over ReLU(h) is trained with Keras's
     `fit` (Adam, cross-entropy) and discarded, so f still maps an image to
     its `(D,)` embedding and the class prototypes are still mean embeddings.
@@ -78,7 +78,7 @@ def train_classifier_embedding(x, y, num_classes: int, epochs: int, seed: int = 
     """
     import keras
 
-    from siamese_xai import models
+    from siamese_xai.training import models
 
     keras.utils.set_random_seed(seed)
     f = models.build_siamese_subnetwork(embedding_dim, image_shape=tuple(x.shape[1:]))
@@ -93,7 +93,7 @@ def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stam
                         objective: str = "contrastive"):
     """Trains f, the autoencoder and the decoder on a ground-truth set (or loads them when already trained).
 
-    Uses `siamese_xai.training` (the paper run's code) with its default
+    Uses `siamese_xai.training.stages` (the paper run's code) with its default
     learning rates; a run folder whose stamp (the settings and `stamp`) is the
     same is reused. The stamp file is written last, so its presence means the
     models are complete.
@@ -118,10 +118,11 @@ def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stam
         `(explainer, info)`: a `SiameseExplainer` (paper defaults) and a dict
         with the training accuracy, reconstruction error and wall times.
     """
-    from siamese_xai import files, runs, training
+    from siamese_xai import files, runs
+    from siamese_xai.training import stages as training
     from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
-    from siamese_xai.explain import SiameseExplainer
-    from siamese_xai.prototypes import prototype_accuracy, prototypes_from_embeddings
+    from siamese_xai.explainers.siamese import SiameseExplainer
+    from siamese_xai.explainers.prototypes import prototype_accuracy, prototypes_from_embeddings
 
     if objective not in OBJECTIVES:
         raise ValueError(f"`objective` must be one of {OBJECTIVES}. Received: objective={objective!r}")

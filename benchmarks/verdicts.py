@@ -2,7 +2,7 @@
 
 Every method of this project is compared with every other method on the same
 images: a two-sided Wilcoxon signed-rank test per metric
-(`siamese_xai.metrics.paired_test`); all p-values of one kind of metric
+(`siamese_xai.evaluation.metrics.paired_test`); all p-values of one kind of metric
 (faithfulness; ground truth) over every data set form one family, adjusted by
 Holm's method (`metrics.holm`). On one metric A is better / worse than B when
 the adjusted p < 0.05 and the median difference lies on that side. A *beats*
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks import registry
-from siamese_xai import metrics
+from siamese_xai.evaluation import metrics
 
 ALPHA = 0.05
 

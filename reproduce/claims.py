@@ -67,7 +67,7 @@ import time
 
 import numpy as np
 
-from siamese_xai import metrics
+from siamese_xai.evaluation import metrics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -162,7 +162,7 @@ def verdict(effect: float, p_adjusted: float, sign: int, n: int) -> str:
 def _mean_test(values) -> dict:
     from scipy import stats
 
-    from siamese_xai.metrics import mean_ci
+    from siamese_xai.evaluation.metrics import mean_ci
 
     v = np.asarray(values, np.float64)
     if len(v) < 2:
@@ -266,8 +266,8 @@ def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chu
 
 def claims_record(run_dir, data_dir=None, subset_size: int = SUBSET_SIZE, config=None) -> dict:
     """Scores a run folder's explanations and judges the claims (the content of claims.json)."""
-    from siamese_xai import data
-    from siamese_xai.explain import SiameseExplainer
+    from siamese_xai.data import mnist as data
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     t0 = time.perf_counter()
     explainer = SiameseExplainer.from_run(run_dir, config)

@@ -6,7 +6,7 @@ Command (`make digits`):
 
 Run time: about 2 minutes on a 2-core CPU (102 s measured). The digits go through the same path
 a user's data does: they are written as an image folder (`WORK/images/<digit>/
-NNNN.png`, values 0..16 scaled to round(v * 255 / 16)), `siamese_xai.training.
+NNNN.png`, values 0..16 scaled to round(v * 255 / 16)), `siamese_xai.training.stages.
 train_run` trains on it with a seeded, stratified 80/20 split (Table 1's
 pattern generalised to 8x8, D = 20), and the explainer explains the test split.
 Writes `WORK/run/` (the run folder), `OUT/digits.png` (the quadruples of four
@@ -49,17 +49,20 @@ def main():
     parser.add_argument("--force", action="store_true", help="retrain")
     args = parser.parse_args()
 
-    from siamese_xai import baselines
+    from siamese_xai.evaluation import baselines
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from siamese_xai import files, metrics, plotting, training
+    from siamese_xai import files, plotting
+    from siamese_xai.evaluation import metrics
+    from siamese_xai.training import stages as training
     from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
-    from siamese_xai.datasets import load_dataset
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.data.datasets import load_dataset
+    from siamese_xai.config import ExplainConfig
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     t0 = time.perf_counter()
     work = Path(args.work)

@@ -49,7 +49,7 @@ def write(run, out, seed: int = 0) -> dict:
     from reproduce import paper
 
     from siamese_xai import files, plotting
-    from siamese_xai.metrics import mask_iou
+    from siamese_xai.evaluation.metrics import mask_iou
 
     t0 = time.perf_counter()
     spec = paper.figure_spec("fig9")

@@ -27,7 +27,7 @@ def main():
     from selenium import webdriver
     from selenium.webdriver.common.by import By
 
-    from siamese_xai import report
+    from siamese_xai.scale import gallery as report
     from siamese_xai.files import atomic_path
 
     t0 = time.perf_counter()

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siamese_xai.metrics import mask_iou, runner_up, top_q_mask
-from siamese_xai.prototypes import embed_in_batches, nearest_prototype
+from siamese_xai.evaluation.metrics import mask_iou, runner_up, top_q_mask
+from siamese_xai.explainers.prototypes import embed_in_batches, nearest_prototype
 from siamese_xai.machine import machine_description  # noqa: F401  (used by the figure scripts)
 
 
@@ -279,13 +279,13 @@ class PaperRun:
 
     Args:
         run_dir: a run folder from `siamese-xai train`.
-        data_dir: MNIST's location (see `siamese_xai.data.load_mnist`).
+        data_dir: MNIST's location (see `siamese_xai.data.mnist.load_mnist`).
         config: the `ExplainConfig` of the figures (the paper's defaults).
     """
 
     def __init__(self, run_dir, data_dir=None, config=None):
-        from siamese_xai import data
-        from siamese_xai.explain import SiameseExplainer
+        from siamese_xai.data import mnist as data
+        from siamese_xai.explainers.siamese import SiameseExplainer
 
         self.explainer = SiameseExplainer.from_run(run_dir, config)
         self.x, self.y = data.load_mnist("test", data_dir)

@@ -19,7 +19,7 @@ says which seeds it holds, and a band is shown only once 5 seeds are done.
 
 The training seed drives every random choice of training: the initial weights
 (`keras.utils.set_random_seed`), the SNN's pair draws and the order of every
-epoch (`siamese_xai.data`); the explanations use perturbation seed 0 on every
+epoch (`siamese_xai.data.mnist`); the explanations use perturbation seed 0 on every
 run, so the spread across seeds is the spread of training.
 """
 
@@ -39,7 +39,7 @@ def seed_record(run_dir, data_dir=None, explain_config=None, subset_size=None, r
     from reproduce import bands
     from reproduce import claims
     from reproduce import paper
-    from siamese_xai import data
+    from siamese_xai.data import mnist as data
 
     t0 = time.perf_counter()
     run = paper.PaperRun(run_dir, data_dir, explain_config)
@@ -81,7 +81,8 @@ def run_seeds(seeds, work, out, train_config, data_dir=None, explain_config=None
         collect_only: summarise the finished seeds and train none (`seeds_done` says which).
     """
     from reproduce import bands
-    from siamese_xai import files, training
+    from siamese_xai import files
+    from siamese_xai.training import stages as training
 
     per_seed, summary = {}, None
     for seed in seeds:
@@ -129,7 +130,7 @@ def main():
     parser.add_argument("--collect", action="store_true", help="only summarise the seeds already finished; train none")
     args = parser.parse_args()
     from siamese_xai.config import TrainConfig
-    from siamese_xai.explain import ExplainConfig
+    from siamese_xai.config import ExplainConfig
 
     if args.tiny:
         run_seeds(args.seeds, args.work, args.out, TrainConfig.tiny(), args.data_dir, ExplainConfig.tiny(),

@@ -26,7 +26,9 @@ def main():
     parser.add_argument("--figures", default="figures", help="where the committed copy of the grid goes")
     args = parser.parse_args()
 
-    from siamese_xai import data, files, plotting, runs, training
+    from siamese_xai import files, plotting, runs
+    from siamese_xai.data import mnist as data
+    from siamese_xai.training import stages as training
     from siamese_xai.config import TrainConfig
 
     metrics = training.train_run(TrainConfig.paper(), args.out, data_dir=args.data_dir, force=args.force)

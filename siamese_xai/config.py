@@ -216,7 +216,7 @@ class ExplainConfig:
     h (the paper's Part 2); the question (why the SNN's class, why a named
     class k, why close to a reference image) is asked when explaining:
     `SiameseExplainer.explain(x, question)` with a question object of
-    `siamese_xai.questions` (or `target_class=...`, `reference=...`). The
+    `siamese_xai.explainers.questions` (or `target_class=...`, `reference=...`). The
     question is an argument, not a field, as in captum's
     `attribute(inputs, target=..., baselines=...)`: one explainer, built once
     (its decoder evaluation traced once), answers every question, and a
@@ -301,13 +301,13 @@ class ExplainConfig:
 
 @dataclass(frozen=True)
 class TemplateContrastConfig:
-    """The parameters of the decoded path's estimator: why class k rather than class l (`siamese_xai.contrast`).
+    """The parameters of the decoded path's estimator: why class k rather than class l (`siamese_xai.explainers.contrast`).
 
     It answers "why class k rather than class l" (or "rather than this
     reference image") from the decoder alone: the decoded class templates
     along the path from h to c_l, gated by the input: the mask holds the q
     pixels of x with the largest max(-S_p, 0) * x_p. It never runs f on a
-    changed input (`siamese_xai.probe.ProbeExplainer` asks f). The question
+    changed input (`siamese_xai.explainers.probe.ProbeExplainer` asks f). The question
     (k, l or a reference image) is given when explaining, as with `ExplainConfig`.
 
     Attributes:

@@ -13,8 +13,8 @@ import types
 import matplotlib.pyplot as plt
 import numpy as np
 
-from siamese_xai.explanation import Explanation
-from siamese_xai.probe_explanation import ProbeExplanation
+from siamese_xai.explainers.explanation import Explanation
+from siamese_xai.explainers.probe_explanation import ProbeExplanation
 
 MASK_COLOR = (1.0, 0.15, 0.1)
 TITLE_SIZE = 9

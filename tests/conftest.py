@@ -47,7 +47,7 @@ def op_determinism():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A run folder trained with the tiny config on real MNIST (seconds)."""
-    from siamese_xai import training
+    from siamese_xai.training import stages as training
     from siamese_xai.config import TrainConfig
 
     run_dir = tmp_path_factory.mktemp("tiny_run")

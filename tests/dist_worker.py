@@ -43,14 +43,14 @@ def _config(n):
 
 
 def _data(n):
-    from siamese_xai import data
+    from siamese_xai.data import mnist as data
 
     x, y = data.load_mnist("train")
     return x[:n], y[:n]
 
 
 def _train(x, y, cfg, strategy, run_dir=None):
-    from siamese_xai import training
+    from siamese_xai.training import stages as training
 
     losses = {"snn": [], "autoencoder": []}
     snn = training.train_siamese(x, y, cfg, run_dir, strategy, verbose=0,
@@ -91,7 +91,7 @@ def multiworker(out_dir):
     losses, weights = _train(x, y, _config(n), strategy, run_dir=os.path.join(out_dir, "run"))
     np.savez(os.path.join(out_dir, f"weights-{task}.npz"), *weights)
     # what this worker's replica receives of the first global batch (auto-sharding)
-    from siamese_xai import data
+    from siamese_xai.data import mnist as data
 
     first = next(iter(strategy.experimental_distribute_dataset(data.make_image_dataset((x,), 32, 0))))
     json.dump({"losses": losses, "local_batch": int(strategy.experimental_local_results(first[0])[0].shape[0])},

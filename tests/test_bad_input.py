@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_xai import cli, data, files, models, shards, training
+from siamese_xai import cli, files
+from siamese_xai.data import mnist as data
+from siamese_xai.training import models
+from siamese_xai.scale import shards
+from siamese_xai.training import stages as training
 from siamese_xai import runs as run_files
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,15 @@
-"""The evaluation harness's baselines and synthetic set: siamese_xai/baselines.py (evaluate.py: test_evaluate.py)."""
+"""The evaluation harness's baselines and synthetic set: siamese_xai/evaluation/baselines.py (evaluate.py: test_evaluate.py)."""
 
 
 import numpy as np
 import pytest
 
 
-from siamese_xai import baselines as bl  # noqa: E402
+from siamese_xai.evaluation import baselines as bl  # noqa: E402
 
 from linear_toy import P, linear_toy  # noqa: E402
 
-from siamese_xai import metrics  # noqa: E402
+from siamese_xai.evaluation import metrics  # noqa: E402
 
 
 

@@ -1,4 +1,4 @@
-"""explain-split on Apache Beam (siamese_xai.beam): the same folder as the one-process path, bit for bit."""
+"""explain-split on Apache Beam (siamese_xai.scale.beam): the same folder as the one-process path, bit for bit."""
 
 import json
 
@@ -7,8 +7,12 @@ import pytest
 
 pytest.importorskip("apache_beam", reason="the [beam] extra is not installed (pip install -e '.[beam]')")
 
-from siamese_xai import beam, data, shards, sources  # noqa: E402
-from siamese_xai.explain import ExplainConfig, SiameseExplainer  # noqa: E402
+from siamese_xai.scale import beam
+from siamese_xai.data import mnist as data
+from siamese_xai.scale import shards
+from siamese_xai.data import sources  # noqa: E402
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 
 
 def _folder(path):

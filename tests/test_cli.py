@@ -19,7 +19,7 @@ def test_train_tiny_end_to_end(tmp_path, capsys):
 
 
 def test_missing_data_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
-    from siamese_xai import data
+    from siamese_xai.data import mnist as data
 
     # The verdict must not depend on whether this machine is online: the download
     # host probe says "unreachable", as it does here and in CI (no real download is tried).
@@ -49,7 +49,7 @@ def test_bad_numbers_are_usage_errors(tmp_path, capsys, flag, value):
 def test_explain_mnist_and_png_inputs(tiny_run, tmp_path, capsys):
     from PIL import Image
 
-    from siamese_xai import data
+    from siamese_xai.data import mnist as data
 
     run_dir, _ = tiny_run
     x, y = data.load_mnist("test")

@@ -98,7 +98,8 @@ def test_fit_errors_are_one_line(tmp_path, capsys):
 
 
 def test_explain_split_reads_the_image_folder_it_was_trained_on(image_folder, tmp_path, capsys):
-    from siamese_xai import datasets, shards
+    from siamese_xai.data import datasets
+    from siamese_xai.scale import shards
 
     run = tmp_path / "run"
     assert cli.main(["train", "--tiny", "--data-dir", str(image_folder), "--out", str(run), "--quiet",
@@ -115,7 +116,8 @@ def test_explain_split_reads_the_image_folder_it_was_trained_on(image_folder, tm
     np.testing.assert_array_equal(results.label, y_test[:7])
     # labels come in class order whatever the seed, so the images are checked through their distances to the
     # prototypes (f and the prototypes only; rtol covers float32 rounding of another batch size)
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.config import ExplainConfig
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     explainer = SiameseExplainer.from_run(run, ExplainConfig(n_perturbations=16, q=10, s=3))
     np.testing.assert_allclose(results.distances, explainer.explain(x_test[:7]).distances, rtol=1e-4, atol=1e-6)
@@ -129,7 +131,7 @@ def test_explain_split_reads_the_image_folder_it_was_trained_on(image_folder, tm
 
 
 def test_data_kind_names_what_load_dataset_reads(image_folder, tmp_path):
-    from siamese_xai import datasets
+    from siamese_xai.data import datasets
 
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):  # only the names matter here
         (tmp_path / name).touch()

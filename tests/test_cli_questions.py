@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from siamese_xai import cli, data
-from siamese_xai.config import ExplainConfig, TemplateContrastConfig
-from siamese_xai.explain import SiameseExplainer
-from siamese_xai.probe import ProbeExplainer
-from siamese_xai.questions import Pair, Rank, RatherThan, Verify, WhyClass
+from siamese_xai import cli
+from siamese_xai.data import mnist as data
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
+from siamese_xai.explainers.probe import ProbeExplainer
+from siamese_xai.explainers.questions import Pair, Rank, RatherThan, Verify, WhyClass
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_verify_flips_are_f_verdicts(tiny_run, mnist):
 
 
 def _decision(probe, first, second, tau):
-    from siamese_xai import questions
+    from siamese_xai.explainers import questions
 
     others = {"other": probe.embed_images(second)}
     return questions.resolve(Verify(second, threshold=tau), probe.embed_images(first), probe.prototypes, others)

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from siamese_xai import cli, runs
-from siamese_xai.contrast import path_points
+from siamese_xai.explainers.contrast import path_points
 from siamese_xai.config import TemplateContrastConfig, explain_config_from_dict
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
-from siamese_xai.explanation import FIELDS, Explanation
-from siamese_xai.models import build_decoder, build_siamese_subnetwork
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
+from siamese_xai.explainers.explanation import FIELDS, Explanation
+from siamese_xai.training.models import build_decoder, build_siamese_subnetwork
 
 D = 8
 SHAPE = (28, 28, 1)
@@ -274,7 +275,7 @@ def test_cli_method_contrast(keras_run, tmp_path, capsys):
     Image.fromarray((images(1, seed=5)[0, ..., 0] * 255).astype("uint8"), "L").save(tmp_path / "a.png")
     out = tmp_path / "out"
     ex = SiameseExplainer.from_run(keras_run, TemplateContrastConfig(n_path_points=64, q=30))
-    from siamese_xai.inputs import read_image
+    from siamese_xai.data.inputs import read_image
 
     e = ex.explain(read_image(tmp_path / "a.png")[0])
     own, runner = int(e.explained_class[0]), int(e.contrast_class[0])
@@ -300,7 +301,7 @@ def test_cli_method_contrast(keras_run, tmp_path, capsys):
 def test_export_serves_the_contrast_explanation(keras_run, tmp_path):
     import tensorflow as tf
 
-    from siamese_xai.export import export_explainer
+    from siamese_xai.scale.export import export_explainer
 
     ex = SiameseExplainer.from_run(keras_run, TemplateContrastConfig(n_path_points=64, q=30))
     export_explainer(ex, tmp_path / "sm")
@@ -346,8 +347,8 @@ def test_cli_estimator_probe(keras_run, tmp_path, capsys):
     """`explain --estimator probe` writes the probe's figure and JSON; its record is f's verdict on the run."""
     from PIL import Image
 
-    from siamese_xai.inputs import read_image
-    from siamese_xai.probe import ProbeExplainer
+    from siamese_xai.data.inputs import read_image
+    from siamese_xai.explainers.probe import ProbeExplainer
 
     Image.fromarray((images(1, seed=5)[0, ..., 0] * 255).astype("uint8"), "L").save(tmp_path / "a.png")
     out = tmp_path / "out"

@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from siamese_xai import data, datasets
+from siamese_xai.data import mnist as data
+from siamese_xai.data import datasets
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

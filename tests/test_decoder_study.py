@@ -9,7 +9,8 @@ import pytest
 
 from benchmarks import decoder_study as ds  # noqa: E402
 
-from siamese_xai import files, models  # noqa: E402
+from siamese_xai import files
+from siamese_xai.training import models  # noqa: E402
 
 TABLE1 = {"dense1": (40,), "dense2": (128,), "reshape": (4, 4, 8), "upsampling1": (8, 8, 8), "conv1": (7, 7, 8),
           "upsampling2": (14, 14, 8), "conv2": (14, 14, 16), "upsampling3": (28, 28, 16), "conv3": (28, 28, 1)}

@@ -28,15 +28,15 @@ def _env(**extra):
 def test_strategy_by_name():
     import tensorflow as tf
 
-    from siamese_xai import training
+    from siamese_xai.training import distribute, loop
 
-    assert training.make_strategy(None) is tf.distribute.get_strategy()
-    assert training.make_strategy("default") is tf.distribute.get_strategy()
-    mirrored = training.make_strategy("mirrored")
-    assert isinstance(mirrored, tf.distribute.MirroredStrategy) and training.make_strategy(mirrored) is mirrored
-    assert training.is_chief(mirrored)
+    assert distribute.make_strategy(None) is tf.distribute.get_strategy()
+    assert distribute.make_strategy("default") is tf.distribute.get_strategy()
+    mirrored = distribute.make_strategy("mirrored")
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy) and distribute.make_strategy(mirrored) is mirrored
+    assert loop.is_chief(mirrored)
     with pytest.raises(ValueError, match="strategy='tpu-pod'"):
-        training.make_strategy("tpu-pod")
+        distribute.make_strategy("tpu-pod")
 
 
 def test_mirrored_on_two_logical_cpus_matches_the_default_strategy(tmp_path):
@@ -119,7 +119,7 @@ def test_two_workers_end_with_identical_weights_even_after_a_worker_is_killed(tm
 
     from conftest import wait_until_stopped
 
-    from siamese_xai import training
+    from siamese_xai.training import loop
 
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     whole = [tmp_path / "w0", tmp_path / "w1"]
@@ -153,7 +153,7 @@ def test_two_workers_end_with_identical_weights_even_after_a_worker_is_killed(tm
     assert not (killed[0] / "weights-0.npz").exists() and not (killed[1] / "weights-1.npz").exists()
     _finish(_start_cluster(workers, killed), killed)
     for index, run in enumerate((killed[0] / "run", killed[1] / "run" / "workers" / "worker-1")):
-        session = next(s for s in training.read_sessions(run) if s["stage"] == _KILL_STAGE)
+        session = next(s for s in loop.read_sessions(run) if s["stage"] == _KILL_STAGE)
         assert session == dict(session, restored_from=f"ckpt-{_RESUME_STEP}", restored_epoch=0,
                                restored_step_in_epoch=_RESUME_STEP, steps_run=8 - _RESUME_STEP), index
         after = np.load(killed[index] / f"weights-{index}.npz")

@@ -25,9 +25,9 @@ def untrained_run(tmp_path):
     import keras
 
     from siamese_xai import runs
-    from siamese_xai.data import load_mnist
-    from siamese_xai.models import build_decoder, build_siamese_subnetwork
-    from siamese_xai.prototypes import compute_prototypes
+    from siamese_xai.data.mnist import load_mnist
+    from siamese_xai.training.models import build_decoder, build_siamese_subnetwork
+    from siamese_xai.explainers.prototypes import compute_prototypes
 
     keras.utils.set_random_seed(0)
     x, y = load_mnist("train")
@@ -200,8 +200,8 @@ def test_registry_methods_run_under_every_mode_of_every_script():
     import keras
 
     from benchmarks import evaluate, randomisation
-    from siamese_xai import metrics
-    from siamese_xai.models import build_siamese_subnetwork
+    from siamese_xai.evaluation import metrics
+    from siamese_xai.training.models import build_siamese_subnetwork
 
     keras.utils.set_random_seed(0)
     embed = build_siamese_subnetwork(8)
@@ -222,7 +222,7 @@ def test_registry_methods_run_under_every_mode_of_every_script():
 
 
 def _linear_scalar():
-    from siamese_xai import metrics
+    from siamese_xai.evaluation import metrics
 
     w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]], np.float32)  # 2x2 images, pixel p -> row p
     protos = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], np.float32)
@@ -248,7 +248,7 @@ def test_margin_scalar_by_hand():
 
 def test_margin_baselines_explain_the_margin_and_count_their_f_calls():
     """Occlusion driven by m: the map is the drop of m when a pixel is set to 0 (patch 1); f calls counted."""
-    from siamese_xai import baselines as bl
+    from siamese_xai.evaluation import baselines as bl
 
     scalar = _linear_scalar()
     x = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.5]], np.float32).reshape(2, 2, 2, 1)

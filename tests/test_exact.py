@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from siamese_xai.decoding.evaluator import decoder_evaluator
 from siamese_xai.decoding.twin import float64_decoder
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
-from siamese_xai.models import build_decoder
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
+from siamese_xai.training.models import build_decoder
 
 D = 8
 
@@ -92,7 +93,7 @@ def test_explainer_mc_is_exact_by_default_and_equals_the_float64_formula():
     ex = SiameseExplainer(embed, dec, protos, cfg, chunk_size=64)
     assert ex.decoder_exact and ex.decoder_fused
     e = ex.explain(rng.random((2, 28, 28, 1)).astype(np.float32), seed=5)
-    from siamese_xai._graph import perturbation_draws
+    from siamese_xai.explainers._graph import perturbation_draws
 
     eps = perturbation_draws(tf.constant(5, tf.int64), 200, 3).numpy().astype(np.float64)
     g64 = float64_decoder(dec)
@@ -191,7 +192,7 @@ def test_chain_with_activation_layer_and_trailing_reshape_is_exact():
         ex = SiameseExplainer(embed, dec, protos, ExplainConfig.tiny(n_perturbations=100, s=3, q=50), chunk_size=30)
     assert ex.decoder_exact and not ex.decoder_fused
     e = ex.explain(rng.random((2, 28, 28, 1)).astype(np.float32), seed=3)
-    from siamese_xai._graph import perturbation_draws
+    from siamese_xai.explainers._graph import perturbation_draws
 
     eps = perturbation_draws(tf.constant(3, tf.int64), 100, 3).numpy().astype(np.float64)
     g64 = float64_decoder(dec)

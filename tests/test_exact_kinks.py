@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_xai._graph import _group_sums
+from siamese_xai.explainers._graph import _group_sums
 from siamese_xai.decoding import kinks
 from siamese_xai.decoding.evaluator import decoder_evaluator
 from siamese_xai.decoding.twin import float64_decoder
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
 from test_exact import D, perturbation, scaled_table1_decoder
 
 

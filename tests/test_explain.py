@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 from siamese_xai import files, runs
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
-from siamese_xai.explanation import Explanation
-from siamese_xai.models import build_decoder, build_siamese_subnetwork
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
+from siamese_xai.explainers.explanation import Explanation
+from siamese_xai.training.models import build_decoder, build_siamese_subnetwork
 
 D = 8
 SHAPE = (28, 28, 1)

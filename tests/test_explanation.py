@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from siamese_xai.explain import ExplainConfig
-from siamese_xai.explanation import FIELDS, Explanation
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.explanation import FIELDS, Explanation
 
 B, H, W, D, C, S = 3, 4, 5, 6, 2, 2
 

@@ -8,9 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
-from siamese_xai.export import CONFIG_ASSET, export_explainer
-from siamese_xai.models import build_decoder, build_siamese_subnetwork
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
+from siamese_xai.scale.export import CONFIG_ASSET, export_explainer
+from siamese_xai.training.models import build_decoder, build_siamese_subnetwork
 
 D = 6
 

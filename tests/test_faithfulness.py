@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from siamese_xai import faithfulness as fa
-from siamese_xai import metrics
+from siamese_xai.evaluation import faithfulness as fa
+from siamese_xai.evaluation import metrics
 
 # A toy network whose right order is known: f(x) = sum of x over the region A (one number), prototypes
 # c_0 = 4 and c_1 = 0. For an image with h = 4 (the class is 0, the runner-up 1) the margin is

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_xai import _graph, contrast
+from siamese_xai.explainers import _graph
+from siamese_xai.explainers import contrast
 from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 
 

@@ -24,11 +24,11 @@ def test_importing_the_package_does_not_import_tensorflow():
 
 def test_configs_live_in_config_and_the_result_does_not_import_the_explainer():
     import siamese_xai.config as config
-    import siamese_xai.explain as explain
-    import siamese_xai.probe as probe
+    import siamese_xai.explainers.siamese as explain
+    import siamese_xai.explainers.probe as probe
 
     assert explain.ExplainConfig is config.ExplainConfig and probe.ProbeConfig is config.ProbeConfig
     assert explain.TemplateContrastConfig is config.TemplateContrastConfig
-    code = "import sys, siamese_xai.explanation; print('siamese_xai.explain' in sys.modules)"
+    code = "import sys, siamese_xai.explainers.explanation; print('siamese_xai.explainers.siamese' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["False"]

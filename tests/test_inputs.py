@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_xai import data, inputs
+from siamese_xai.data import mnist as data
+from siamese_xai.data import inputs
 
 
 def test_grayscale_png_round_trip(tmp_path):

@@ -28,8 +28,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 import siamese_xai
-from siamese_xai import data, loop
-from siamese_xai.loop import Stage, fit, is_chief, read_sessions, worker_dir
+from siamese_xai.data import mnist as data
+from siamese_xai.training import loop
+from siamese_xai.training.loop import Stage, fit, is_chief, read_sessions, worker_dir
 
 STEPS, EPOCHS = 8, 3
 
@@ -399,7 +400,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from test_loop import _squared_error, _stage_with, _weight_decay
-from siamese_xai.loop import fit
+from siamese_xai.training.loop import fit
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     stage, _, _ = _stage_with(n=15, batch=4, epochs=1, regularizer=_weight_decay, per_example=_squared_error)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_xai import losses
+from siamese_xai.training import losses
 
 
 def test_contrastive_loss_golden_values():

@@ -5,7 +5,7 @@ import pytest
 
 from linear_toy import P, linear_toy
 
-from siamese_xai import metrics
+from siamese_xai.evaluation import metrics
 
 
 
@@ -181,7 +181,8 @@ def test_the_graph_keeps_the_same_top_q_and_runner_up_on_ties():
     """The TensorFlow versions inside the explainer's graph follow the numpy rules, ties included."""
     import tensorflow as tf
 
-    from siamese_xai import _graph, contrast
+    from siamese_xai.explainers import _graph
+    from siamese_xai.explainers import contrast
 
     rng = np.random.default_rng(0)
     scores = rng.integers(-2, 4, (6, 30)).astype(np.float32)  # many ties, zeros and negatives

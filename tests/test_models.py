@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from siamese_xai import models
+from siamese_xai.training import models
 
 ENCODER_SHAPES = [
     ("image", (28, 28, 1)),

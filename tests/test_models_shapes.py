@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_xai import models
+from siamese_xai.training import models
 
 SHAPES = [(8, 8, 1), (32, 32, 3), (20, 36, 1), (28, 32, 3), (13, 17, 1)]
 

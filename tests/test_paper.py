@@ -106,7 +106,7 @@ def test_paper_run_figures_on_the_tiny_run(tiny_run, tmp_path):
     from reproduce import fig9_contrast
 
     from siamese_xai import files, runs
-    from siamese_xai.explain import ExplainConfig
+    from siamese_xai.config import ExplainConfig
 
     run_dir, _ = tiny_run
     run = paper.PaperRun(run_dir, config=ExplainConfig(n_perturbations=64))

@@ -8,8 +8,8 @@ import pytest
 
 from siamese_xai import plotting
 from siamese_xai.config import TemplateContrastConfig
-from siamese_xai.explain import ExplainConfig
-from siamese_xai.explanation import Explanation
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.explanation import Explanation
 
 
 def make_explanation(explained_class=4):

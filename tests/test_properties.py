@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from siamese_xai import _checks, inputs
+from siamese_xai import _checks
+from siamese_xai.data import inputs
 
 SHAPE = (6, 5, 1)
 DTYPES = st.sampled_from([np.float16, np.float32, np.float64, np.uint8, np.int8, np.int32, np.int64, np.bool_,
@@ -54,7 +55,8 @@ def test_check_images_accepts_valid_images_and_names_the_argument_otherwise(x):
 def explainer():
     import keras
 
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.config import ExplainConfig
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     proj = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
     inputs_ = keras.Input((4,))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from siamese_xai import prototypes
+from siamese_xai.explainers import prototypes
 
 
 def test_prototypes_are_class_means():

@@ -2,7 +2,7 @@
 
 Quantus 0.6 declares `tensorflow<2.16` and `keras<3` for its TensorFlow extra, so only its core is installed (the
 `eval` extra); beside TF 2.21 / Keras 3 its ROAD and its noisy linear imputation run on a Keras 3 model, and this
-test compares them with `siamese_xai.faithfulness`. The benchmark keeps its own implementation: Quantus' ROAD scores
+test compares them with `siamese_xai.evaluation.faithfulness`. The benchmark keeps its own implementation: Quantus' ROAD scores
 only whether the class survives, most relevant first.
 """
 
@@ -11,8 +11,8 @@ import pytest
 
 import quantus
 
-from siamese_xai import faithfulness as fa
-from siamese_xai import metrics
+from siamese_xai.evaluation import faithfulness as fa
+from siamese_xai.evaluation import metrics
 
 A = np.zeros((6, 6), bool)
 A[1:3, 1:3] = True  # f(x) = sum of x over A; prototypes c_0 = 4, c_1 = 0

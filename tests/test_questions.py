@@ -1,14 +1,15 @@
-"""The question model (siamese_xai.questions) by hand, and the probe answering every kind on a hand-built toy."""
+"""The question model (siamese_xai.explainers.questions) by hand, and the probe answering every kind on a hand-built toy."""
 
 import math
 
 import numpy as np
 import pytest
 
-from siamese_xai import questions
-from siamese_xai.probe import ProbeConfig, ProbeExplainer
-from siamese_xai.probe_explanation import ProbeExplanation
-from siamese_xai.questions import Pair, Rank, RatherThan, Verify, WhyClass
+from siamese_xai.explainers import questions
+from siamese_xai.config import ProbeConfig
+from siamese_xai.explainers.probe import ProbeExplainer
+from siamese_xai.explainers.probe_explanation import ProbeExplanation
+from siamese_xai.explainers.questions import Pair, Rank, RatherThan, Verify, WhyClass
 from test_probe import A, B, PROTOTYPES, ToyEmbed, region, toy_decoder, toy_image
 
 PROTOS3 = np.array([[4.0, 0.0], [0.0, 4.0], [0.0, 8.0]])
@@ -107,7 +108,7 @@ def test_accepted_pair_is_flipped_by_removing_what_the_two_share():
     x2 = region(A) + region(B, 0.5)
     e = p.explain(toy_image(), Verify(x2, threshold=0.5))
     assert e.margin.tolist() == [0.5]
-    from siamese_xai.probe import smoothed
+    from siamese_xai.explainers.probe import smoothed
 
     np.testing.assert_allclose(e.proposal, smoothed(toy_image()[None], 2.0), rtol=1e-6)  # "auto": blur
     assert e.flips.tolist() == [True]

@@ -101,7 +101,7 @@ def test_summarise_and_the_changes_verdict_by_hand():
 def snn():
     import keras
 
-    from siamese_xai.models import build_siamese_subnetwork
+    from siamese_xai.training.models import build_siamese_subnetwork
 
     keras.utils.set_random_seed(1)
     return build_siamese_subnetwork(8)
@@ -148,7 +148,7 @@ def test_a_non_keras_f_cannot_be_randomised():
 @pytest.fixture(scope="module")
 def tiny(tiny_run):
     from siamese_xai import runs
-    from siamese_xai.data import load_mnist
+    from siamese_xai.data.mnist import load_mnist
 
     run = runs.load_run(tiny_run[0])
     x, _ = load_mnist("test")
@@ -158,8 +158,9 @@ def tiny(tiny_run):
 def test_decoder_methods_equal_explain_with_the_stages_prototypes(tiny):
     # DecoderMethods feeds the stage's c_k (c_l) as the reference embedding instead of
     # rebuilding the explainer around the stage's prototypes: the maps must be the same.
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer, TemplateContrastConfig
-    from siamese_xai.prototypes import nearest_prototype
+    from siamese_xai.config import ExplainConfig, TemplateContrastConfig
+    from siamese_xai.explainers.siamese import SiameseExplainer
+    from siamese_xai.explainers.prototypes import nearest_prototype
 
     run, xs = tiny
     prototypes = run.prototypes[::-1].copy()  # other prototypes than the explainer was built with

@@ -1,4 +1,4 @@
-"""The HTML gallery of an explain-split folder (siamese_xai.report), driven in headless Chromium."""
+"""The HTML gallery of an explain-split folder (siamese_xai.scale.gallery), driven in headless Chromium."""
 
 import os
 import shutil
@@ -6,7 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from siamese_xai import cli, report, shards
+from siamese_xai import cli
+from siamese_xai.scale import gallery as report
+from siamese_xai.scale import shards
 
 
 def test_summary_counts_confusion_and_margins_by_hand():
@@ -45,8 +47,9 @@ def test_tiles_show_input_mask_and_signed_change():
 
 @pytest.fixture(scope="module")
 def split_dir(tiny_run, tmp_path_factory):
-    from siamese_xai import data
-    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+    from siamese_xai.data import mnist as data
+    from siamese_xai.config import ExplainConfig
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     explainer = SiameseExplainer.from_run(tiny_run[0], ExplainConfig.tiny())
     x, y = data.load_mnist("test")

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from benchmarks.schedule import write_shapes_folder
-from siamese_xai import cli, commands
+from siamese_xai import cli
+from siamese_xai.cli import commands
 from siamese_xai.config import DEFAULT_MIN_STEPS, SNNConfig, TrainConfig
 
 

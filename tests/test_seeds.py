@@ -102,9 +102,10 @@ def test_two_tiny_seeds_resume_after_an_interruption_and_summarise(tmp_path, mon
     import inspect
 
     from reproduce import seeds
-    from siamese_xai import training
+    from siamese_xai.training import loop
+    from siamese_xai.training import stages as training
     from siamese_xai.config import TrainConfig
-    from siamese_xai.explain import ExplainConfig
+    from siamese_xai.config import ExplainConfig
 
     work, out = tmp_path / "work", tmp_path / "out"
     kwargs = dict(explain_config=ExplainConfig.tiny(), subset_size=100, reference_n=256, verbose=0)
@@ -140,8 +141,8 @@ def test_two_tiny_seeds_resume_after_an_interruption_and_summarise(tmp_path, mon
     assert (work / "seed-1" / seeds.QUANTITIES_FILE).read_bytes() == first
     snn_steps = [s for name, s in steps if name == "snn"]
     assert snn_steps[0] == 21  # from the checkpoint at step 20, not from the start
-    assert [s["stage"] for s in training.read_sessions(work / "seed-2")] == ["snn", "autoencoder", "decoder"]
-    assert training.read_sessions(work / "seed-2")[0]["restored_from"] == "ckpt-20"
+    assert [s["stage"] for s in loop.read_sessions(work / "seed-2")] == ["snn", "autoencoder", "decoder"]
+    assert loop.read_sessions(work / "seed-2")[0]["restored_from"] == "ckpt-20"
 
     assert record == json.loads((out / "seeds.json").read_text())
     assert record["seeds_done"] == [1, 2]
@@ -184,7 +185,8 @@ def _fake_seed_record(seed):
 def test_run_seeds_skips_finished_seeds_and_trains_the_others_with_their_seed(tmp_path, monkeypatch):
     """The bookkeeping of `make seeds` without training: finished seeds are read, the others trained with their seed."""
     from reproduce import seeds
-    from siamese_xai import files, training
+    from siamese_xai import files
+    from siamese_xai.training import stages as training
     from siamese_xai.config import TrainConfig
 
     work, out = tmp_path / "work", tmp_path / "out"

@@ -5,8 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from siamese_xai import data, shards
-from siamese_xai.explain import ExplainConfig, SiameseExplainer
+from siamese_xai.data import mnist as data
+from siamese_xai.scale import shards
+from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.siamese import SiameseExplainer
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def test_a_resumed_run_keeps_finished_shards_and_redoes_the_rest(explainer, tmp_
 
 
 def test_stored_fields_are_the_explanations_less_the_image_and_its_decodings():
-    from siamese_xai import explanation
+    from siamese_xai.explainers import explanation
 
     assert set(shards.NOT_STORED) <= set(explanation.FIELDS)  # a renamed field must be renamed here too
     assert shards.STORED == tuple(n for n in explanation.FIELDS if n not in shards.NOT_STORED + explanation.PATH_ONLY)

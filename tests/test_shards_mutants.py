@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese_xai import shards
+from siamese_xai.scale import shards
 from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 
 

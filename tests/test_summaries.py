@@ -30,7 +30,7 @@ def test_image_summaries_after_every_epoch(tiny_run):
         assert [step for step, _ in entries] == [1], tag  # the tiny config: one epoch, one entry at epoch 1
         assert entries[0][1].shape == (8, 28, 28, 1), tag
     # the x panel is the training images themselves, the others the saved networks' reconstructions of them
-    from siamese_xai import data
+    from siamese_xai.data import mnist as data
 
     x, _ = data.load_mnist("train")
     np.testing.assert_array_equal(ae["autoencoder/x"][0][1], np.round(x[:8] * 255).astype(np.uint8))

@@ -1,9 +1,9 @@
-"""The ground-truth generators of siamese_xai.synthetic, above all the shapes set fixed in docs/evaluation.md."""
+"""The ground-truth generators of siamese_xai.evaluation.synthetic, above all the shapes set fixed in docs/evaluation.md."""
 
 import numpy as np
 import pytest
 
-from siamese_xai import synthetic
+from siamese_xai.evaluation import synthetic
 
 
 def test_shapes_is_seeded_balanced_and_in_range():

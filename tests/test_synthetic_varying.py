@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 
-from siamese_xai.synthetic import CELL, CLASS_CELLS, INTENSITY, make_varying_synthetic
+from siamese_xai.evaluation.synthetic import CELL, CLASS_CELLS, INTENSITY, make_varying_synthetic
 
 
 def test_cells_are_grid_aligned_disjoint_and_off_the_digit_box():
@@ -49,8 +49,8 @@ def test_classifier_embedding_is_f_without_its_head_and_separates_the_classes():
     import keras
 
     from benchmarks.synthetic_varying import train_classifier_embedding
-    from siamese_xai import models
-    from siamese_xai.prototypes import prototype_accuracy, prototypes_from_embeddings
+    from siamese_xai.training import models
+    from siamese_xai.explainers.prototypes import prototype_accuracy, prototypes_from_embeddings
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0.0, 0.2, size=(96, 28, 28, 1)).astype(np.float32)

@@ -4,7 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from siamese_xai import data, prototypes, training
+from siamese_xai.data import mnist as data
+from siamese_xai.explainers import prototypes
+from siamese_xai.training import loop
+from siamese_xai.training import stages as training
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
 
 
@@ -26,7 +29,7 @@ def test_tiny_run_writes_the_run_folder(tiny_run):
     # TensorBoard logs were written
     assert any((run_dir / "logs" / "snn").iterdir())
     # each stage trained once, from scratch, every step of its one epoch (2000 images in batches of 64)
-    sessions = training.read_sessions(run_dir)
+    sessions = loop.read_sessions(run_dir)
     assert [s["stage"] for s in sessions] == ["snn", "autoencoder", "decoder"]
     for s in sessions:
         assert (s["restored_from"], s["restored_global_step"], s["steps_run"], s["steps_total"]) == (None, 0, 32, 32), s
@@ -59,7 +62,7 @@ def test_rerun_skips_finished_stages(tiny_run, tmp_path, capsys):
     assert (run_dir / "snn.keras").stat().st_mtime_ns == before
     assert capsys.readouterr().out.count("exists, skipping") == 3
     assert again["prototype_accuracy"] == metrics["prototype_accuracy"]
-    assert len(training.read_sessions(run_dir)) == 3  # no stage trained again
+    assert len(loop.read_sessions(run_dir)) == 3  # no stage trained again
 
 
 def test_rerun_with_another_config_is_refused(tiny_run, tmp_path):
@@ -108,12 +111,12 @@ def test_interrupted_training_resumes_mid_epoch_to_the_same_weights(tmp_path, op
 
     with pytest.raises(KeyboardInterrupt):
         training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=0, on_step=crash_after_step_13)
-    assert training.read_sessions(tmp_path / "run") == []  # the interrupted call recorded nothing
+    assert loop.read_sessions(tmp_path / "run") == []  # the interrupted call recorded nothing
 
     steps = []
     resumed = training.train_siamese(x, y, cfg, run_dir=tmp_path / "run", verbose=0, on_step=lambda s, v: steps.append(s))
     assert steps == [12, 13, 14, 15, 16]  # only what follows the checkpoint: resumed, not retrained
-    [session] = training.read_sessions(tmp_path / "run")
+    [session] = loop.read_sessions(tmp_path / "run")
     assert session == dict(session, restored_from="ckpt-11", restored_epoch=1, restored_step_in_epoch=3,
                            restored_global_step=11, steps_run=5, global_step=16, steps_total=16)
     for u, v in zip(reference, resumed.get_weights()):
@@ -229,8 +232,8 @@ def test_train_killed_in_each_stage_resumes_from_its_checkpoint(tmp_path, stop_a
     last = subprocess.run(cmd, env=dict(env, SIAMESE_XAI_STEP_LOG=str(step_logs[-1])), capture_output=True, text=True, timeout=300)
     assert last.returncode == 0, last.stderr[-3000:]
 
-    sessions = {s["stage"]: s for s in training.read_sessions(run)}
-    assert len(training.read_sessions(run)) == 3  # killed calls record nothing; each stage finished once
+    sessions = {s["stage"]: s for s in loop.read_sessions(run)}
+    assert len(loop.read_sessions(run)) == 3  # killed calls record nothing; each stage finished once
     for i, (stage, step, (epoch, step_in_epoch, global_step)) in enumerate(_KILL_POINTS):
         # what the process after the kill trained of this stage: only the steps after the checkpoint
         assert _steps_logged(step_logs[i + 1], stage) == list(range(global_step + 1, _STEPS_PER_STAGE + 1)), stage
@@ -242,7 +245,7 @@ def test_train_killed_in_each_stage_resumes_from_its_checkpoint(tmp_path, stop_a
 
     whole = tmp_path / "whole"
     assert cli.main(["train", "--out", str(whole)] + _KILL_TAIL) == 0
-    scratch = training.read_sessions(whole)
+    scratch = loop.read_sessions(whole)
     assert [s["stage"] for s in scratch] == ["snn", "autoencoder", "decoder"]
     for s in scratch:  # from scratch: nothing restored, every step trained
         assert (s["restored_from"], s["restored_global_step"], s["steps_run"]) == (None, 0, _STEPS_PER_STAGE), s
@@ -267,9 +270,9 @@ def _black_box(dim, seed=3):
 
 
 def test_fit_explainer_trains_a_decoder_for_a_black_box_embedding():
-    from siamese_xai.explain import ExplainConfig
-    from siamese_xai.fitting import fit_explainer
-    from siamese_xai.models import build_decoder
+    from siamese_xai.config import ExplainConfig
+    from siamese_xai.training.fitting import fit_explainer
+    from siamese_xai.training.models import build_decoder
 
     x, y = _mnist_subset(2000)
     f = _black_box(12)
@@ -294,8 +297,8 @@ def test_fit_explainer_trains_a_decoder_for_a_black_box_embedding():
 
 def test_fit_explainer_reads_d_from_the_embedding_and_writes_a_run_folder(tmp_path):
     from siamese_xai import runs
-    from siamese_xai.explain import SiameseExplainer
-    from siamese_xai.fitting import fit_explainer
+    from siamese_xai.explainers.siamese import SiameseExplainer
+    from siamese_xai.training.fitting import fit_explainer
 
     x, y = _mnist_subset(256)
     f = _black_box(7)
@@ -313,7 +316,7 @@ def test_fit_explainer_reads_d_from_the_embedding_and_writes_a_run_folder(tmp_pa
 
 
 def test_fit_explainer_refuses_a_config_of_another_length_before_training():
-    from siamese_xai.fitting import fit_explainer
+    from siamese_xai.training.fitting import fit_explainer
 
     x, y = _mnist_subset(64)
     with pytest.raises(ValueError, match=r"config.embedding_dim.*7.*Received: config.embedding_dim=20"):

@@ -22,7 +22,7 @@ def _install():
     import inspect
     import signal
 
-    from siamese_xai import training
+    from siamese_xai.training import stages as training
 
     real_fit = training.fit
     signature = inspect.signature(real_fit)

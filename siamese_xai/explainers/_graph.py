@@ -29,7 +29,7 @@ def nearest_prototype_tensors(h, prototypes):
 def top_q_mask(scores, q, shape):
     """The q largest of each row of `scores` `(B, P)` that are > 0 (ties: lower index first), reshaped to `shape`.
 
-    `siamese_xai.metrics.top_q_mask`'s rule (`tf.math.top_k` also puts the
+    `siamese_xai.evaluation.metrics.top_q_mask`'s rule (`tf.math.top_k` also puts the
     lower index first among equal values), less the values <= 0: the result
     is `metrics.top_q_mask(scores, q) & (scores > 0)`.
     """

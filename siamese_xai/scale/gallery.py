@@ -37,7 +37,9 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from siamese_xai import files, shards, sources  # noqa: E402
+from siamese_xai import files
+from siamese_xai.scale import shards
+from siamese_xai.data import sources  # noqa: E402
 
 REPORT_FILE = "report.html"
 PAGE_SIZE = 120  # gallery items drawn at once; "more" adds as many again

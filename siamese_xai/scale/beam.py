@@ -1,7 +1,7 @@
 """Explaining a whole data set on Apache Beam (the `[beam]` extra): the same shards as `explain_split`.
 
 `explain_split_beam` writes `OUT/manifest.json` exactly as
-`siamese_xai.shards.explain_split` does (same run identity, same refusal of a
+`siamese_xai.scale.shards.explain_split` does (same run identity, same refusal of a
 folder computed with other settings, same `force`), then runs a pipeline over
 the shards that have no file yet:
 
@@ -22,7 +22,7 @@ options (`beam_options`, e.g. `["--runner=FlinkRunner",
 then need this package installed, and `run_dir`, the source's files and
 `out_dir` on storage they all reach by the same paths (docs/scale.md).
 
-The images come from a source (`siamese_xai.sources`: MNIST through
+The images come from a source (`siamese_xai.data.sources`: MNIST through
 tensorflow-datasets, an image folder, TFRecord files): the launching process
 reads them once for the manifest's SHA-256 (what makes the refusal rules
 hold), and each worker reads only its shards' images.
@@ -43,12 +43,12 @@ try:
     from apache_beam.options.pipeline_options import PipelineOptions
 except ImportError as err:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        "siamese_xai.beam needs Apache Beam: pip install 'siamese-xai[beam]' "
+        "siamese_xai.scale.beam needs Apache Beam: pip install 'siamese-xai[beam]' "
         f"(or pip install 'apache-beam>=2.70,<2.80'). Import failed with: {err}"
     ) from None
 
-from siamese_xai import shards
-from siamese_xai.sources import ImageFolderSource, MnistSource, TFRecordSource  # noqa: F401 - the sources a pipeline reads
+from siamese_xai.scale import shards
+from siamese_xai.data.sources import ImageFolderSource, MnistSource, TFRecordSource  # noqa: F401 - the sources a pipeline reads
 
 # The DirectRunner in multi-processing mode, one worker process per core; --beam-option values come after, so
 # a user's --runner / --direct_num_workers win.
@@ -109,7 +109,7 @@ class ExplainerModelHandler(ModelHandler):
 
     def load_model(self):
         from siamese_xai.config import explain_config_from_dict
-        from siamese_xai.explain import SiameseExplainer
+        from siamese_xai.explainers.siamese import SiameseExplainer
 
         explainer = SiameseExplainer.from_run(self._run_dir, explain_config_from_dict(self._config))
         if explainer.run_id != self._run_id:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai._graph import nearest_prototype_tensors
+from siamese_xai.explainers._graph import nearest_prototype_tensors
 
 
 def embed_in_batches(embed, x, batch_size: int = 1024) -> np.ndarray:

@@ -22,7 +22,7 @@ measures the margin of changed images through `Decision.margin_of` and
 whether the decision flipped through `Decision.flipped`.
 
 Few-shot: every class question takes the prototypes the explainer holds;
-`siamese_xai.prototypes.compute_prototypes` of a support set given at call
+`siamese_xai.explainers.prototypes.compute_prototypes` of a support set given at call
 time makes them, with no retraining (see `ProbeExplainer.with_support`).
 
 Verification thresholds come from the user or from a labelled set:

@@ -38,7 +38,7 @@ import numpy as np
 from scipy import stats
 
 from siamese_xai._checks import check_gray_batch
-from siamese_xai.prototypes import embed_in_batches, nearest_prototype
+from siamese_xai.explainers.prototypes import embed_in_batches, nearest_prototype
 
 
 def mask_iou(a, b) -> float:
@@ -120,7 +120,7 @@ def runner_up(distances, classes) -> np.ndarray:
         `(B,)` int64 argmin_{j != k} distances[b, j] (ties: lower index first).
 
     The package's one runner-up rule; the template-contrast graph computes the
-    same in TensorFlow (`siamese_xai.contrast.runner_up_tensor`, checked
+    same in TensorFlow (`siamese_xai.explainers.contrast.runner_up_tensor`, checked
     against this one in tests/test_metrics.py).
     """
     d = np.array(distances, np.float64)
@@ -296,7 +296,7 @@ def top_q_mask(maps, q: int, tie_order=None) -> np.ndarray:
 
     Every top-q set in the package is this one (explanation masks, metrics,
     benchmarks, the reproduction's claims). The explainer's TensorFlow graph
-    (`siamese_xai._graph.top_q_mask`, `tf.math.top_k`) applies the same
+    (`siamese_xai.explainers._graph.top_q_mask`, `tf.math.top_k`) applies the same
     rule and then drops the values <= 0: its mask equals
     `top_q_mask(maps, q) & (maps > 0)` (tests/test_metrics.py checks them on ties).
 

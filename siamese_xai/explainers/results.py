@@ -1,7 +1,7 @@
 """The one base of every explainer's result: B explanations, frozen, indexable, saved and loaded exactly.
 
-Each estimator's result (`siamese_xai.explanation.Explanation`,
-`siamese_xai.probe_explanation.ProbeExplanation`) is a frozen dataclass that
+Each estimator's result (`siamese_xai.explainers.explanation.Explanation`,
+`siamese_xai.explainers.probe_explanation.ProbeExplanation`) is a frozen dataclass that
 declares its array fields once, in `FIELDS` (name -> dtype, the schema of
 its data, as alibi's per-method defaults declare theirs), and its parameters
 (`config`, `run_id`, `class_names`, ...) in `_meta`. This base gives them all

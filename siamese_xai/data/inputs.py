@@ -73,7 +73,7 @@ def resolve_input(spec: str, data_dir=None, shape=(28, 28, 1)):
 
     Args:
         spec: an image file path, or `mnist:test:INDEX` / `mnist:train:INDEX`
-            (the index into `siamese_xai.data.load_mnist(SPLIT)`).
+            (the index into `siamese_xai.data.mnist.load_mnist(SPLIT)`).
         data_dir: MNIST's location for `mnist:` inputs.
         shape: the explainer's image shape (files must have it).
 
@@ -83,7 +83,7 @@ def resolve_input(spec: str, data_dir=None, shape=(28, 28, 1)):
     """
     match = _MNIST_SPEC.match(spec)
     if match:
-        from siamese_xai import data
+        from siamese_xai.data import mnist as data
 
         split, index = match.group(1), int(match.group(2))
         x, y = data.load_mnist(split, data_dir)

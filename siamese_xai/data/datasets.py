@@ -1,7 +1,7 @@
 """Labelled image sets beyond MNIST: image folders and tensorflow-datasets sets by name (`load_dataset`).
 
 `load_dataset` returns images, labels and the class names; for MNIST it is
-`siamese_xai.data.load_mnist`, bit for bit.
+`siamese_xai.data.mnist.load_mnist`, bit for bit.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from siamese_xai import _checks
-from siamese_xai.data import SPLITS, DataNotFoundError, _check_split, _idx_files, load_mnist
+from siamese_xai.data.mnist import SPLITS, DataNotFoundError, _check_split, _idx_files, load_mnist
 
 MNIST_CLASS_NAMES = tuple(str(k) for k in range(10))
 

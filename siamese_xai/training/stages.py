@@ -1,6 +1,6 @@
 """Training: the Siamese network, the explainable autoencoder, the decoder fine-tuning, and a whole run.
 
-The three stages share one custom loop, `siamese_xai.loop.fit` (a
+The three stages share one custom loop, `siamese_xai.training.loop.fit` (a
 `tf.distribute` strategy, checkpoints, TensorBoard, resumable); this module
 defines each stage's data, losses and models, and `train_run` chains them into
 a run folder.
@@ -14,10 +14,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import data, datasets, files, losses, models, prototypes, runs
+from siamese_xai import files, runs
+from siamese_xai.data import mnist as data
+from siamese_xai.data import datasets
+from siamese_xai.training import losses
+from siamese_xai.training import models
+from siamese_xai.explainers import prototypes
 from siamese_xai.config import TrainConfig
-from siamese_xai.distribute import STRATEGIES, make_strategy  # noqa: F401 (the CLI's names)
-from siamese_xai.loop import SESSIONS_FILE, Stage, fit, is_chief, read_sessions, worker_dir  # noqa: F401 (public here too)
+from siamese_xai.training.distribute import make_strategy
+from siamese_xai.training.loop import Stage, fit, worker_dir
 
 # Seed offsets so the three stages draw different initial weights and orders.
 _SNN_SEED, _AE_SEED, _DEC_SEED = 0, 1000, 2000
@@ -268,7 +273,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     Args:
         config: the training config.
         run_dir: the run folder (created if missing).
-        data_dir: MNIST's location, or an image folder (see `siamese_xai.datasets.load_dataset`).
+        data_dir: MNIST's location, or an image folder (see `siamese_xai.data.datasets.load_dataset`).
         strategy: a `tf.distribute.Strategy` or its name (see `make_strategy`).
         force: retrain every stage, discarding old models and checkpoints.
         verbose: 1 shows progress.
@@ -281,7 +286,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
 
     Under `MultiWorkerMirroredStrategy` every worker runs this with the same
     arguments; the chief writes `run_dir`, the other workers write the same
-    files to `run_dir/workers/worker-I` (see `siamese_xai.loop.worker_dir`).
+    files to `run_dir/workers/worker-I` (see `siamese_xai.training.loop.worker_dir`).
 
     Returns:
         The metrics written to `metrics.json`.

@@ -8,7 +8,7 @@ answer from f. For an input x with embedding h = f(x):
    between them is the margin
        m(x) = ||f(x) - c_l||^2 - ||f(x) - c_k||^2      (> 0: x is nearer k),
    in the squared distances of the project's explained scalar
-   (`siamese_xai.metrics.DistanceScalar`),
+   (`siamese_xai.evaluation.metrics.DistanceScalar`),
    and "x is classed l" means that c_l is the nearest prototype of f(x).
 2. The proposal p (what x would look like as l, drawn by the decoder g):
    `"prototype"`: p = clip(g(c_l), 0, 1); `"shift"`: p = clip(x + g(c_l) - g(h), 0, 1),
@@ -70,9 +70,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from siamese_xai import _checks, questions, runs
-from siamese_xai.config import CANDIDATES, PROPOSALS, SPREADS, ProbeConfig  # noqa: F401 (re-exported)
-from siamese_xai.probe_explanation import ProbeExplanation
+from siamese_xai import _checks, runs
+from siamese_xai.explainers import questions
+from siamese_xai.config import ProbeConfig
+from siamese_xai.explainers.probe_explanation import ProbeExplanation
 
 
 def grid_cells(weights, cell: int) -> np.ndarray:
@@ -277,7 +278,7 @@ class ProbeExplainer:
             y: `(n,)` their classes in [0, num_classes); every class needs an example.
             num_classes: K (default: max(y) + 1).
         """
-        from siamese_xai.prototypes import compute_prototypes
+        from siamese_xai.explainers.prototypes import compute_prototypes
 
         xs, _ = _checks.check_images(x, self._image_shape, "x", single=False)
         p = compute_prototypes(self._embed, xs, y, num_classes=num_classes)
@@ -320,7 +321,7 @@ class ProbeExplainer:
         Args:
             x: one image `(H, W, C)` or a batch `(B, H, W, C)`, float in
                 [0, 1] or uint8 (a single-channel image may omit its channel axis).
-            question: one of `siamese_xai.questions.QUESTIONS` (`WhyClass`,
+            question: one of `siamese_xai.explainers.questions.QUESTIONS` (`WhyClass`,
                 `RatherThan`, `Pair`, `Verify`, `Rank`); None: "why k rather
                 than l" with `target_class` and `contrast_class`.
             target_class: k: None (each image's nearest prototype), one class,

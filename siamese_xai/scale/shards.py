@@ -21,7 +21,7 @@ explanation is seeded by `seed` alone, and a shard's batches are the same
 whoever computes it (`explain_shard`), so the result equals an uninterrupted
 run's bit for bit.
 
-Many machines: `siamese_xai.beam` runs the same shards on Apache Beam (the
+Many machines: `siamese_xai.scale.beam` runs the same shards on Apache Beam (the
 DirectRunner, Flink, Spark, Dataflow), through `prepare_split`,
 `explain_shard` and `write_shard` here, into the same folder layout; a
 folder one path started, the other finishes.
@@ -29,7 +29,7 @@ folder one path started, the other finishes.
 Each shard holds, for its images, `index` (`(n,)` int64, positions in the
 split), `label` (`(n,)` int64, the true labels, -1 when not given) and the
 `Explanation` fields of its estimator (`stored_fields`), with the same names,
-shapes and dtypes (`siamese_xai.explanation.FIELDS`): every field but those in
+shapes and dtypes (`siamese_xai.explainers.explanation.FIELDS`): every field but those in
 `NOT_STORED`, with J and sigma (`indices`, `sigma`) for the perturbation
 estimators and the decoded path's `moved_indices` and `path_length` for it.
 `load_split_results` reads them back as one `SplitResults`.
@@ -49,7 +49,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from siamese_xai import explanation, files
+from siamese_xai import files
+from siamese_xai.explainers import explanation
 from siamese_xai._checks import check_images, check_positive_int, check_seed
 
 MANIFEST_FILE = "manifest.json"
@@ -359,7 +360,7 @@ SplitResults.__doc__ = """The explanations of a whole split, as `load_split_resu
     `Explanation` requires. Every stored field has the `Explanation`
     attribute's name, shape and dtype, so code that reads `e.mask` or
     `e.distances` reads a `SplitResults` alike; the images come from the
-    manifest's source (`siamese_xai.sources`), in the order of `index`.
+    manifest's source (`siamese_xai.data.sources`), in the order of `index`.
     `len(r)` is the number of images and `r[a:b]` (or an index array) selects
     some, as with an `Explanation`.
 

@@ -19,7 +19,7 @@ class CLIError(Exception):
 
 
 def _make_strategy(name):
-    from siamese_xai.training import STRATEGIES, make_strategy
+    from siamese_xai.training.distribute import STRATEGIES, make_strategy
 
     if name not in STRATEGIES:
         raise CLIError(f"--strategy must be one of {', '.join(STRATEGIES)}; received {name!r}")
@@ -27,7 +27,7 @@ def _make_strategy(name):
 
 
 def train(args):
-    from siamese_xai import training
+    from siamese_xai.training import stages as training
     from siamese_xai.config import TrainConfig
 
     config = TrainConfig.tiny() if args.tiny else TrainConfig.paper()
@@ -71,9 +71,9 @@ def _load_tower(path):
 
 
 def fit(args):
-    from siamese_xai import datasets
+    from siamese_xai.data import datasets
     from siamese_xai.config import TrainConfig
-    from siamese_xai.fitting import fit_explainer
+    from siamese_xai.training.fitting import fit_explainer
 
     load = dict(data_dir=args.data_dir, dataset=args.dataset, image_size=args.image_size,
                 test_fraction=args.test_fraction, seed=args.seed or 0)
@@ -81,7 +81,7 @@ def fit(args):
     tower = _load_tower(args.embed)
     import dataclasses
 
-    from siamese_xai.prototypes import embed_in_batches
+    from siamese_xai.explainers.prototypes import embed_in_batches
 
     dim = embed_in_batches(tower, x[:2]).shape[1]
     config = (TrainConfig.tiny if args.tiny else TrainConfig.paper)(embedding_dim=dim, seed=args.seed or 0)
@@ -116,8 +116,9 @@ def explain(args):
     import keras
     import numpy as np
 
-    from siamese_xai import files, inputs, plotting
-    from siamese_xai.explain import SiameseExplainer
+    from siamese_xai import files, plotting
+    from siamese_xai.data import inputs
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     out_dir = _writable_dir(args.out)
     if _estimator(args) == "probe":
@@ -164,9 +165,10 @@ def _explain_probe(args, out_dir):
     """`explain --estimator probe`: why class k rather than l (or, with --pair, why this far), measured by f."""
     import numpy as np
 
-    from siamese_xai import files, inputs, plotting
-    from siamese_xai.probe import ProbeExplainer
-    from siamese_xai.questions import Pair
+    from siamese_xai import files, plotting
+    from siamese_xai.data import inputs
+    from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.explainers.questions import Pair
 
     probe = ProbeExplainer.from_run(args.run)
     resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
@@ -196,14 +198,17 @@ def _explain_probe(args, out_dir):
 
 
 def explain_split(args):
-    from siamese_xai import data, datasets, files, runs, shards
-    from siamese_xai.explain import SiameseExplainer
+    from siamese_xai import files, runs
+    from siamese_xai.data import mnist as data
+    from siamese_xai.data import datasets
+    from siamese_xai.scale import shards
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     if args.beam_option and args.runner != "beam":
         raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
     if args.runner == "beam":
         try:  # before the slow loading, so that a missing extra is said at once
-            from siamese_xai import beam
+            from siamese_xai.scale import beam
         except ImportError as err:
             raise CLIError(" ".join(str(err).split())) from None
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
@@ -248,15 +253,15 @@ def explain_split(args):
 
 
 def report(args):
-    from siamese_xai import report
+    from siamese_xai.scale import gallery as report
 
     path = report.write_report(args.split_dir, args.out, data_dir=args.data_dir, limit=args.max_items)
     print(f"gallery written to {path}")
 
 
 def export(args):
-    from siamese_xai.explain import SiameseExplainer
-    from siamese_xai.export import export_explainer
+    from siamese_xai.explainers.siamese import SiameseExplainer
+    from siamese_xai.scale.export import export_explainer
 
     explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
     export_explainer(explainer, args.out)
@@ -313,7 +318,8 @@ def _threshold(args, probe) -> tuple[float, dict | None]:
     """--threshold, or one calibrated on labelled images of the data options' training split."""
     import numpy as np
 
-    from siamese_xai import datasets, questions
+    from siamese_xai.data import datasets
+    from siamese_xai.explainers import questions
 
     if args.threshold is not None:
         return args.threshold, None
@@ -335,9 +341,10 @@ def verify(args):
 
     import matplotlib.pyplot as plt
 
-    from siamese_xai import files, inputs, plotting
-    from siamese_xai.probe import ProbeExplainer
-    from siamese_xai.questions import Verify
+    from siamese_xai import files, plotting
+    from siamese_xai.data import inputs
+    from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.explainers.questions import Verify
 
     out_dir = _writable_dir(args.out)
     probe = ProbeExplainer.from_run(args.run)
@@ -371,9 +378,10 @@ def rank(args):
 
     import matplotlib.pyplot as plt
 
-    from siamese_xai import files, inputs, plotting
-    from siamese_xai.probe import ProbeExplainer
-    from siamese_xai.questions import Rank
+    from siamese_xai import files, plotting
+    from siamese_xai.data import inputs
+    from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.explainers.questions import Rank
 
     out_dir = _writable_dir(args.out)
     probe = ProbeExplainer.from_run(args.run)

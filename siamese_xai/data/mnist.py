@@ -1,11 +1,11 @@
 """Data: MNIST (tensorflow-datasets or raw IDX files) and the seeded pair sampler.
 
-`load_mnist` reads MNIST; `siamese_xai.datasets.load_dataset` also reads a
+`load_mnist` reads MNIST; `siamese_xai.data.datasets.load_dataset` also reads a
 folder of images, one sub-folder per class, or any tensorflow-datasets image
 classification set, and returns the class names with the images.
 
 Pair-label convention (the paper's): z = 0 for a similar pair (same class),
-z = 1 for a dissimilar pair (different classes); see `siamese_xai.losses`.
+z = 1 for a dissimilar pair (different classes); see `siamese_xai.training.losses`.
 """
 
 from __future__ import annotations

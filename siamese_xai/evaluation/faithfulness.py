@@ -3,7 +3,7 @@
 An importance map `(B, H, W)` (larger = more important) is scored by what
 happens to the margin m(x) = d(x, c_l) - d(x, c_k) (k the explained class,
 l the runner-up of the unperturbed x, fixed per image; d the squared distance
-of f(x) to a prototype, see `siamese_xai.metrics.DistanceScalar`) when the
+of f(x) to a prototype, see `siamese_xai.evaluation.metrics.DistanceScalar`) when the
 pixels it ranks first are removed. docs/evaluation.md fixes the settings:
 
 - `fill_images`: what a removed pixel becomes: `zero`, `mean` (a mean image),

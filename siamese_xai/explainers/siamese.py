@@ -15,7 +15,7 @@ The Siamese network f is a black box: any callable from a batch of images to a
 batch of embeddings. The decoder g must be a Keras model (or a callable of
 TensorFlow tensors) from `(batch, D)` codes to `(batch, *image_shape)` images.
 The computation itself (steps 1-4 and the nearest prototype) is one pure
-function of tensors, `siamese_xai._graph.explain_graph`, which the exported
+function of tensors, `siamese_xai.explainers._graph.explain_graph`, which the exported
 SavedModel calls too.
 
 Random draws are stateless: the `|eps|` block of an explanation is
@@ -57,15 +57,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import _checks, _graph, questions, runs
-from siamese_xai._graph import explain_graph
-from siamese_xai.config import (  # noqa: F401 (re-exported)
-    DIRECTIONS, ESTIMATORS, TEMPLATE_CONTRAST, ExplainConfig, TemplateContrastConfig,
-)
-from siamese_xai.contrast import contrast_graph
+from siamese_xai import _checks, runs
+from siamese_xai.explainers import _graph
+from siamese_xai.explainers import questions
+from siamese_xai.explainers._graph import explain_graph
+from siamese_xai.config import ExplainConfig, TemplateContrastConfig
+from siamese_xai.explainers.contrast import contrast_graph
 from siamese_xai.decoding.evaluator import DecoderEvaluation, decoder_evaluator, probe_codes
-from siamese_xai.explanation import Explanation
-from siamese_xai.prototypes import compute_prototypes
+from siamese_xai.explainers.explanation import Explanation
+from siamese_xai.explainers.prototypes import compute_prototypes
 
 
 class SiameseExplainer:
@@ -322,7 +322,7 @@ class SiameseExplainer:
 
     @property
     def answers(self) -> tuple:
-        """The kinds of question (`siamese_xai.questions.KINDS`) this estimator answers."""
+        """The kinds of question (`siamese_xai.explainers.questions.KINDS`) this estimator answers."""
         return ("contrast", "pair") if self.asks_contrast else ("class", "pair")
 
     def _question_arguments(self, question) -> dict:
@@ -362,7 +362,7 @@ class SiameseExplainer:
                 batch `(B, *image_shape)`; float in [0, 1] or uint8 in [0, 255]
                 (scaled by 1/255). An empty batch gives an empty Explanation
                 without calling `embed`.
-            question: the question as an object of `siamese_xai.questions`
+            question: the question as an object of `siamese_xai.explainers.questions`
                 (`WhyClass` and `Pair` for mc and linear; `RatherThan` and
                 `Pair` for the decoded path; see `answers`), instead of
                 `target_class`, `reference` and `contrast_class`; another
@@ -441,7 +441,7 @@ class SiameseExplainer:
         return self.explain(x1, reference=x2, seed=seed)
 
     def graph(self, h, targets, references, use_reference, seed, contrasts=None, images=None):
-        """The explanation of embeddings as a traceable function of tensors (see `siamese_xai._graph`).
+        """The explanation of embeddings as a traceable function of tensors (see `siamese_xai.explainers._graph`).
 
         Args:
             h: `(B, D)` float32 embeddings.

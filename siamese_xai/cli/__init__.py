@@ -11,8 +11,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from siamese_xai import commands
-from siamese_xai.commands import CLIError  # noqa: F401 - the error main() reports in one line
+from siamese_xai.cli import commands
+from siamese_xai.cli.commands import CLIError  # noqa: F401 - the error main() reports in one line
 
 EXIT_USAGE = 2
 
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="explain every image of a split (MNIST, an image folder or a tfds set), in resumable shards",
         description=(
             "Explains every image of the split and writes OUT/shard-NNNNN.npz (masks, mean changes, classes, "
-            "distances, J, sigma; see siamese_xai.shards) and OUT/manifest.json. Killed and run again with the "
+            "distances, J, sigma; see siamese_xai.scale.shards) and OUT/manifest.json. Killed and run again with the "
             "same command, it keeps the finished shards and computes the rest. --runner beam computes the shards on "
             "Apache Beam (pip install 'siamese-xai[beam]'; the DirectRunner, or Flink, Spark, Dataflow through "
             "--beam-option) into the same folder."

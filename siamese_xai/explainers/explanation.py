@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from siamese_xai.config import TemplateContrastConfig, explain_config_from_dict
-from siamese_xai.results import BatchResult
+from siamese_xai.explainers.results import BatchResult
 
 # The array fields, in order, with their dtypes. The shard files of
 # `explain_split`, the CLI's JSON and the SavedModel's outputs use these names.
@@ -97,9 +97,9 @@ class Explanation(BatchResult):
             Perturbation estimators only; None for the decoded path.
         moved_indices: `(B, s)` int64, the s coordinates the path to c moves
             most (largest |c_j - h_j|, ties: lower index first). Decoded
-            path only (see `siamese_xai.contrast`); None otherwise.
+            path only (see `siamese_xai.explainers.contrast`); None otherwise.
         path_length: `(B,)`, the length of the decoded path, ||c - h|| (0 for
-            a path shorter than `siamese_xai.contrast.ZERO_PATH_RTOL`
+            a path shorter than `siamese_xai.explainers.contrast.ZERO_PATH_RTOL`
             relative, which is not moved). Decoded path only; None otherwise.
         config: the `ExplainConfig` or `TemplateContrastConfig` that produced it.
         seed: the seed of the perturbation draws.

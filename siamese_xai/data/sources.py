@@ -3,8 +3,8 @@
 Each source has `describe()` (the JSON the manifest records as `source`),
 `load()` (every image and label: `(n, H, W, C)` float32 in [0, 1], `(n,)`
 int64) and `read(start, stop)` (images `start..stop-1` only, what a worker of
-`siamese_xai.beam` reads). `from_description` rebuilds a source from a
-manifest's `source`, so that `siamese_xai.report` can draw the images.
+`siamese_xai.scale.beam` reads). `from_description` rebuilds a source from a
+manifest's `source`, so that `siamese_xai.scale.gallery` can draw the images.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ class MnistSource:
         return {"dataset": "mnist", "split": self.split, "limit": self.limit}
 
     def load(self):
-        from siamese_xai import data
+        from siamese_xai.data import mnist as data
 
         x, y = data.load_mnist(self.split, self.data_dir)
         return (x, y) if self.limit is None else (x[: self.limit], y[: self.limit])
 
     def read(self, start: int, stop: int):
-        from siamese_xai import data
+        from siamese_xai.data import mnist as data
 
         if self.data_dir is not None and data.has_mnist_idx(self.data_dir, self.split):
             x, y = data.load_mnist(self.split, self.data_dir)
@@ -46,14 +46,14 @@ class MnistSource:
 
 @functools.lru_cache(maxsize=2)
 def _folder_images(folder, split, image_size, test_fraction, seed):
-    from siamese_xai.datasets import load_dataset
+    from siamese_xai.data.datasets import load_dataset
 
     x, y, _ = load_dataset(data_dir=folder, split=split, image_size=image_size, test_fraction=test_fraction, seed=seed)
     return x, y
 
 
 class ImageFolderSource:
-    """An image folder as `siamese_xai.datasets.load_dataset` reads it (`DIR/<class>/<image>`, or train/ and test/).
+    """An image folder as `siamese_xai.data.datasets.load_dataset` reads it (`DIR/<class>/<image>`, or train/ and test/).
 
     A worker reads the folder's split once per process (cached) and takes its
     shards from it: the split's order and its stratified test share depend on

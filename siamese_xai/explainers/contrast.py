@@ -3,7 +3,7 @@
 It answers "why class k rather than class l" from the decoder alone: it never
 runs f on a changed input, and its map is close to max(g(h) - g(c_l), 0) * x,
 the difference of two decoded templates kept where x has ink. It is the cheap
-variant; `siamese_xai.probe.ProbeExplainer` asks the same question of f itself.
+variant; `siamese_xai.explainers.probe.ProbeExplainer` asks the same question of f itself.
 The question ("why k rather than l", or "rather than this reference
 image") is asked when explaining; this estimator's parameters are N, s and
 q (`siamese_xai.config.TemplateContrastConfig`).
@@ -78,14 +78,14 @@ index first; the perturbed set J, `indices`, is None),
 `explained_class` is k, `contrast_class` is l (-1 for a reference image).
 
 This module is a pure function of tensors (traceable by `tf.function`); the
-static settings are keyword arguments, as in `siamese_xai._graph`.
+static settings are keyword arguments, as in `siamese_xai.explainers._graph`.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from siamese_xai._graph import nearest_prototype_tensors, tiled_images, top_q_mask
+from siamese_xai.explainers._graph import nearest_prototype_tensors, tiled_images, top_q_mask
 
 
 # Relative to max(||h||, ||c_l||): a path shorter than this is treated as length 0. The same image
@@ -99,7 +99,7 @@ ZERO_PATH_RTOL = 1e-5
 
 
 def runner_up_tensor(distances, explained):
-    """The nearest prototype other than the explained class, in the graph: `siamese_xai.metrics.runner_up`'s rule.
+    """The nearest prototype other than the explained class, in the graph: `siamese_xai.evaluation.metrics.runner_up`'s rule.
 
     Args:
         distances: `(B, C)` float32 distances to every prototype (C >= 2).

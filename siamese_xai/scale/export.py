@@ -2,7 +2,7 @@
 
 The SavedModel holds both networks (f and g), the prototypes and the
 explanation graph (the same function `SiameseExplainer.explain` runs,
-`siamese_xai._graph.explain_graph`). Its `serving_default` signature takes
+`siamese_xai.explainers._graph.explain_graph`). Its `serving_default` signature takes
 
 - `images`: `(B, *image_shape)` float32 in [0, 1] (scale uint8 by 1/255 first);
 - `seed`: a scalar int64, the seed of the perturbation draws;
@@ -15,7 +15,7 @@ which is also `explained_class`), `distances` `(B, C)`, `reference_distance`,
 and `sigma` for `"mc"` and `"linear"`; for the decoded path
 (`TemplateContrastConfig`) `moved_indices` and `path_length` instead, and
 `contrast_class` the runner-up class each input is contrasted with (see
-`siamese_xai.contrast`). For the same seed these equal `explainer.explain(images, seed=seed)`
+`siamese_xai.explainers.contrast`). For the same seed these equal `explainer.explain(images, seed=seed)`
 up to float rounding.
 
 Usage, in any process with TensorFlow:
@@ -33,7 +33,7 @@ import json
 
 import tensorflow as tf
 
-from siamese_xai.explain import SiameseExplainer
+from siamese_xai.explainers.siamese import SiameseExplainer
 from siamese_xai.files import atomic_path
 
 CONFIG_ASSET = "assets.extra/explainer.json"

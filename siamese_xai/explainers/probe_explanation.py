@@ -1,4 +1,4 @@
-"""The result of `ProbeExplainer.explain` (`siamese_xai.probe`): one frozen object for B explanations."""
+"""The result of `ProbeExplainer.explain` (`siamese_xai.explainers.probe`): one frozen object for B explanations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from siamese_xai.config import ProbeConfig
-from siamese_xai.results import BatchResult
+from siamese_xai.explainers.results import BatchResult
 
 # The array fields of a `ProbeExplanation`, in order, with their dtypes.
 FIELDS = {
@@ -48,7 +48,7 @@ class ProbeExplanation(BatchResult):
         contrast_class: `(B,)` l, the class a change moves x to (-1 for a pair question).
         target: `(B, D)` the embedding a change moves h toward (or, for an
             accepted `Verify`, away from): c_l, or f of the question's other image.
-        margin: `(B,)` m(x), the question's margin (`siamese_xai.questions`;
+        margin: `(B,)` m(x), the question's margin (`siamese_xai.explainers.questions`;
             "why k rather than l": ||h - c_l||^2 - ||h - c_k||^2).
         drop_map: `(B, H, W, C)` the measured margin drop delta_r of each
             candidate region spread over its pixels (by default in proportion
@@ -57,7 +57,7 @@ class ProbeExplanation(BatchResult):
         ranking: `(B, H, W, C)` the map the pixels are ranked by (larger
             first): `drop_map`, with the pixels of positive regions where x
             exceeds p (the evidence x has) lifted above all others
-            (`siamese_xai.probe.ranking_of`; `has_first=False`: `drop_map`
+            (`siamese_xai.explainers.probe.ranking_of`; `has_first=False`: `drop_map`
             itself). Only its order is meaningful.
         regions: `(B, H, W)` int32 the candidate index of each pixel
             (0..n-1, in the order of `region_drop`), -1 outside every candidate.
@@ -73,7 +73,7 @@ class ProbeExplanation(BatchResult):
         n_calls: `(B,)` images this explanation passed through f.
         config: the `ProbeConfig` used.
         cell: the cell side in pixels.
-        question: the question asked, as data (`siamese_xai.questions.describe`:
+        question: the question asked, as data (`siamese_xai.explainers.questions.describe`:
             its kind, and a verification's threshold).
         run_id: the run folder's identity, or None.
         class_names: the classes' names, or None.

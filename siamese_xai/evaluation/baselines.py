@@ -1,7 +1,7 @@
 """The baselines the explainer is evaluated against, the synthetic data set, and timing.
 
 Every baseline maps `(xs (B, H, W, 1), classes (B,))` to an importance map
-`(B, H, W)` of the scalar `siamese_xai.metrics.DistanceScalar` explains,
+`(B, H, W)` of the scalar `siamese_xai.evaluation.metrics.DistanceScalar` explains,
 d(x) = ||f(x) - c_k||^2, larger meaning "more of what keeps x close to c_k":
 random ordering; occlusion with a sliding patch; KernelSHAP on a grid of
 superpixels (the `shap` package); a RISE-style distance explainer following
@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from siamese_xai import _checks
-from siamese_xai.metrics import DistanceScalar
-from siamese_xai.synthetic import SQUARE, SQUARE_POSITIONS, make_synthetic  # noqa: F401  (the harness's names)
+from siamese_xai.evaluation.metrics import DistanceScalar
+from siamese_xai.evaluation.synthetic import SQUARE, SQUARE_POSITIONS, make_synthetic  # noqa: F401  (the harness's names)
 
 _check_images = _checks.check_gray_batch
 

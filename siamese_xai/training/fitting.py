@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from siamese_xai import prototypes, runs, training
+from siamese_xai import runs
+from siamese_xai.explainers import prototypes
+from siamese_xai.training import loop
+from siamese_xai.training import stages as training
+from siamese_xai.training.distribute import make_strategy
 from siamese_xai.config import TrainConfig
 
 
@@ -60,7 +64,7 @@ def fit_explainer(
             `SiameseExplainer.from_run(run_dir)` loads it, and the explainer
             carries the folder's `run_id`. None: nothing is written.
         strategy: a `tf.distribute.Strategy` or its name (see
-            `training.make_strategy`).
+            `siamese_xai.training.distribute.make_strategy`).
         batch_size: images per call of `embed`.
         verbose: 1 shows progress.
 
@@ -73,7 +77,7 @@ def fit_explainer(
     """
     import keras
 
-    from siamese_xai.explain import SiameseExplainer
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     x = np.asarray(x, np.float32)
     y = np.asarray(y)
@@ -105,10 +109,10 @@ def fit_explainer(
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    strategy = training.make_strategy(strategy)
+    strategy = make_strategy(strategy)
     encoder, decoder = training.train_autoencoder(x, h, config, run_dir, strategy, verbose)
     decoder = training.finetune_decoder(decoder, x, h, config, run_dir, strategy, verbose)
     identity = None
-    if run_dir is not None and isinstance(embed, (keras.Model, runs.SavedModelTower)) and training.is_chief(strategy):
+    if run_dir is not None and isinstance(embed, (keras.Model, runs.SavedModelTower)) and loop.is_chief(strategy):
         identity = runs.save_run(run_dir, embed, decoder, protos, encoder=encoder, class_names=class_names)
     return SiameseExplainer(embed, decoder, protos, explain_config, run_id=identity, class_names=class_names)
