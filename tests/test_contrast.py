@@ -358,8 +358,8 @@ def test_cli_estimator_probe(keras_run, tmp_path, capsys):
     record = json.loads((out / "a.json").read_text())
     e = ProbeExplainer.from_run(keras_run).explain(read_image(tmp_path / "a.png")[0])
     for field in ("explained_class", "contrast_class", "flips", "set_size", "n_calls"):
-        assert record[field] == getattr(e, field)[0].tolist(), field
-    assert f"{record['n_calls']} f calls" in capsys.readouterr().out and (out / "a.png").is_file()
+        assert record[field] == getattr(e, field).tolist(), field  # every field, B = 1, like every estimator's JSON
+    assert f"{record['n_calls'][0]} f calls" in capsys.readouterr().out and (out / "a.png").is_file()
     code = cli.main(["explain", "--run", str(keras_run), str(tmp_path / "a.png"), "--out", str(out),
                      "--estimator", "probe", "--pair", str(tmp_path / "a.png"), "--contrast-class", "1"])
     assert code == 2 and "--pair asks about the distance to another image" in capsys.readouterr().err
