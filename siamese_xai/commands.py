@@ -192,7 +192,7 @@ def _explain_probe(args, out_dir):
 
 
 def explain_split(args):
-    from siamese_xai import data, datasets, files, runs, shards
+    from siamese_xai import datasets, files, runs, shards, sources
     from siamese_xai.explain import SiameseExplainer
 
     if args.beam_option and args.runner != "beam":
@@ -212,33 +212,19 @@ def explain_split(args):
     out_dir = _writable_dir(args.out)
     options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
                    verbose=0 if args.quiet else "auto", force=args.force)
+    # one source for both runners: its description is what `report` reads back (sources.from_description)
+    source = sources.for_data(args.data_dir, args.dataset, args.split, args.image_size, args.test_fraction, seed,
+                              args.limit)
+    x, y = source.load()
+    if tuple(x.shape[1:]) != tuple(explainer.image_shape):
+        raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
+                       f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
     if args.runner == "beam":
-        if kind == "mnist" and args.image_size is None:
-            source = beam.MnistSource(args.split, args.data_dir, args.limit)
-        elif kind == "image_folder" and args.limit is None:
-            source = beam.ImageFolderSource(args.data_dir, args.split, args.image_size, args.test_fraction, seed)
-        else:
-            raise CLIError(f"--runner beam reads MNIST (with --limit) or a whole image folder; received data {kind}"
-                           + ("" if args.limit is None else f" with --limit {args.limit}") + ": use --runner local")
+        del x, y
         result = beam.explain_split_beam(args.run, explainer, source, out_dir, beam_options=args.beam_option,
                                          **options)
     else:
-        if kind == "mnist" and args.image_size is None:
-            x, y = data.load_mnist(args.split, args.data_dir)
-            source = {"dataset": "mnist", "split": args.split, "limit": args.limit}
-        else:
-            x, y, _ = datasets.load_dataset(args.data_dir, args.dataset, split=args.split,
-                                            image_size=args.image_size, test_fraction=args.test_fraction, seed=seed)
-            source = {"dataset": kind,
-                      "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve()),
-                      "split": args.split, "limit": args.limit, "image_size": args.image_size,
-                      "test_fraction": args.test_fraction, "split_seed": seed}
-        if tuple(x.shape[1:]) != tuple(explainer.image_shape):
-            raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
-                           f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
-        if args.limit is not None:
-            x, y = x[: args.limit], y[: args.limit]
-        result = shards.explain_split(explainer, x, out_dir, labels=y, source=source, **options)
+        result = shards.explain_split(explainer, x, out_dir, labels=y, source=source.describe(), **options)
     print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
           f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
 

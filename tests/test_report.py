@@ -1,12 +1,14 @@
 """The HTML gallery of an explain-split folder (siamese_xai.report), driven in headless Chromium."""
 
+import json
 import os
 import shutil
 
 import numpy as np
 import pytest
+from image_files import write_digit_folder, write_tfrecords
 
-from siamese_xai import cli, report, shards
+from siamese_xai import cli, report, shards, sources
 
 
 def test_summary_counts_confusion_and_margins_by_hand():
@@ -57,10 +59,8 @@ def split_dir(tiny_run, tmp_path_factory):
 
 
 def test_max_items_keeps_the_misclassified_then_the_smallest_margins(split_dir, tmp_path):
-    import json
-
     page = report.write_report(split_dir, tmp_path / "k.html", limit=10)
-    data = json.loads(page.read_text().split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    data = _page_data(page)
     results = shards.load_split_results(split_dir)
     margin = report.margins(results.distances)
     wrong = results.label != results.predicted_class
@@ -68,6 +68,45 @@ def test_max_items_keeps_the_misclassified_then_the_smallest_margins(split_dir, 
     assert [item[0] for item in data["items"]] == [int(results.index[i]) for i in expected]
     assert [item[5] for item in data["items"]] == list(range(10))  # their places in the sprite sheet
     assert sum(wrong[expected]) == min(10, int(wrong.sum()))
+
+
+def _page_data(page):
+    """The `DATA` object the page's script reads."""
+    return json.loads(page.read_text().split("const DATA = ", 1)[1].split(";\n", 1)[0])
+
+
+SPLIT_OPTIONS = ["--split", "test", "--shard-size", "4", "--n", "16", "--q", "10", "--s", "3", "--quiet"]
+
+
+@pytest.mark.parametrize("kind", ["mnist", "folder", "folder_train_test", "tfds"])
+def test_report_renders_every_split_explain_split_writes(tiny_run, tmp_path, kind, capsys):
+    """explain-split, then report, on the command line: the page holds every image, read back from the source."""
+    data_options = {
+        "mnist": ["--limit", "6"],
+        "folder": ["--data-dir", str(write_digit_folder(tmp_path / "digits", per_class=3)), "--test-fraction", "0.5"],
+        "folder_train_test": ["--data-dir", str(write_digit_folder(tmp_path / "digits", "train_test", per_class=2))],
+        "tfds": ["--dataset", "mnist", "--data-dir", os.environ["TFDS_DATA_DIR"], "--limit", "6"],
+    }[kind]
+    split, page = tmp_path / "split", tmp_path / "page.html"
+    assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--out", str(split)] + SPLIT_OPTIONS + data_options) == 0
+    assert cli.main(["report", str(split), "--out", str(page)]) == 0, capsys.readouterr().err
+    results = shards.load_split_results(split)
+    assert len(results.index) == 6
+    assert [item[0] for item in _page_data(page)["items"]] == results.index.tolist()
+    # the manifest's description is the one sources.for_data writes, and reads back as that source
+    description = results.manifest["source"]
+    assert sources.from_description(description).describe() == description
+
+
+def test_report_renders_a_split_of_tfrecord_files(tiny_run, tmp_path):
+    from siamese_xai.explain import ExplainConfig, SiameseExplainer
+
+    source = sources.TFRecordSource(str(write_tfrecords(tmp_path / "digits.tfrecord", 5)), (28, 28, 1))
+    x, y = source.load()
+    explainer = SiameseExplainer.from_run(tiny_run[0], ExplainConfig.tiny())
+    shards.explain_split(explainer, x, tmp_path / "split", labels=y, shard_size=4, verbose=0, source=source.describe())
+    page = report.write_report(tmp_path / "split")
+    assert [item[1] for item in _page_data(page)["items"]] == y.tolist()
 
 
 def _chromium():
