@@ -29,6 +29,7 @@ import hashlib
 import html
 import io
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -171,7 +172,9 @@ def plot_class_means(results, class_names, axes=None):
         bound = float(np.abs(change).max()) or 1.0
         axes[0, k].imshow(mask, cmap="magma", vmin=0, vmax=max(float(mask.max()), 1e-9), interpolation="nearest")
         axes[1, k].imshow(change, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
-        axes[0, k].set_title(f"{class_names[k]}\n(n={int(members.sum())})", fontsize=8, wrap=True)
+        # a class name is data, never mathtext; wrapped here, as matplotlib's wrap=True would parse it
+        name = textwrap.fill(str(class_names[k]), 20, break_long_words=True, max_lines=3, placeholder=" ...")
+        axes[0, k].set_title(f"{name}\n(n={int(members.sum())})", fontsize=8, parse_math=False)
         for ax in axes[:, k]:
             ax.set_xticks([])
             ax.set_yticks([])
