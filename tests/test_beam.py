@@ -119,5 +119,5 @@ def test_a_folder_split_made_on_beam_has_a_report(tiny_run, tmp_path):
     assert manifest["source"] == sources.for_data(folder, split="test", test_fraction=0.5,
                                                   seed=manifest["source"]["seed"]).describe()
     page = report.write_report(split)
-    assert page.read_text().count("const DATA = ") == 1
+    assert page.read_text().count('<script type="application/json" id="data">') == 1
     assert len(shards.load_split_results(split).index) == 6
