@@ -129,6 +129,7 @@ def explain(args):
         if note:
             print(f"note: {note}", file=sys.stderr)
     images = np.stack([image for image, _, _, _ in resolved])
+    resolved = [(image, name, label, note) for (image, _, label, note), name in zip(resolved, _output_names(resolved))]
     contrast = {} if args.contrast_class is None else {"contrast_class": args.contrast_class}
     if args.contrast_class is not None and not explainer.asks_contrast:  # probe: above
         raise CLIError("--contrast-class needs --estimator template_contrast or probe; received --estimator "
@@ -141,7 +142,7 @@ def explain(args):
     bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
     for i, ((_, name, label, note), e) in enumerate(zip(resolved, explanation)):
         if other is not None:
-            name = f"{name}__vs__{other[1]}"
+            name = f"{name}__vs__{_output_names([other])[0]}"
         axes = plotting.plot_explanation(e)
         plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
         files.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
@@ -159,6 +160,29 @@ def explain(args):
                   f"-> {out_dir / (name + '.png')}")
 
 
+def _output_names(resolved) -> list:
+    """One file-name stem per resolved input (`inputs.resolve_input`'s `name`), safe and distinct.
+
+    A stem comes from an input's file name, which is data: path separators and
+    control characters become "_", leading dots are dropped (no hidden file, no
+    ".."), and a stem met again gets "-2", "-3", ... so that two inputs with
+    the same file name in different folders never overwrite each other's outputs.
+    """
+    import re
+
+    names, taken = [], set()
+    for _, name, _, _ in resolved:
+        stem = re.sub(r"[\x00-\x1f\x7f/\\]", "_", str(name)).lstrip(".")
+        stem = stem.encode()[:100].decode("utf-8", "ignore") or "input"  # with "__vs__" and a suffix: < 255 bytes
+        unique, k = stem, 1
+        while unique.lower() in taken:  # lower: two stems that differ in case are one file on some disks
+            k += 1
+            unique = f"{stem}-{k}"
+        taken.add(unique.lower())
+        names.append(unique)
+    return names
+
+
 def _explain_probe(args, out_dir):
     """`explain --estimator probe`: why class k rather than l, measured by f (`siamese_xai.probe`)."""
     import dataclasses
@@ -173,6 +197,7 @@ def _explain_probe(args, out_dir):
     probe = ProbeExplainer.from_run(args.run)
     resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
     images = np.stack([image for image, _, _, _ in resolved])
+    resolved = [(image, name, label, note) for (image, _, label, note), name in zip(resolved, _output_names(resolved))]
     explanation = probe.explain(images, target_class=args.target_class, contrast_class=args.contrast_class)
     for (_, name, label, note), e in zip(resolved, explanation):
         axes = plotting.plot_probe(e)
