@@ -234,7 +234,8 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     Args:
         split_dir: the folder (`shards.explain_split` or `beam.explain_split_beam`).
         out: the HTML file (default `split_dir/report.html`).
-        data_dir: MNIST's location, for a folder of MNIST images (None: `TFDS_DATA_DIR`).
+        data_dir: MNIST's (or a tfds set's) location, for a folder of their images (None: the one the
+            manifest records, else `TFDS_DATA_DIR`).
         limit: the gallery holds the `limit` images with the smallest margin
             (misclassified ones first); None holds every image. The summary
             always counts every image.
