@@ -63,7 +63,8 @@ def _show(ax, img, title, **kwargs):
     if np.ndim(img) == 2:
         kwargs.setdefault("cmap", "gray")
     ax.imshow(img, interpolation="nearest", **kwargs)
-    ax.set_title(_fit(ax, title), fontsize=TITLE_SIZE)
+    # titles hold class names, which are data: shown as written, never parsed as mathtext ("$...$")
+    ax.set_title(_fit(ax, title), fontsize=TITLE_SIZE, parse_math=False)
     ax.set_xticks([])
     ax.set_yticks([])
     return ax

@@ -106,3 +106,23 @@ def test_direct_runner_with_two_worker_processes_writes_the_one_process_folder(t
     with pytest.raises(ValueError, match=r"other settings \(seed: 5 there, 6 now\)"):
         beam.explain_split_beam(run_dir, explainer, source, tmp_path / "beam", beam_options=options,
                                 **{**settings, "seed": 6})
+
+
+def test_a_folder_split_made_on_beam_has_a_report(tiny_run, tmp_path):
+    """explain-split --runner beam on a one-folder image set, then report: the page reads the folder back."""
+    from image_files import write_digit_folder
+
+    from siamese_xai import cli
+    from siamese_xai.scale import gallery as report
+
+    folder = write_digit_folder(tmp_path / "digits", per_class=3)
+    split = tmp_path / "split"
+    assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--data-dir", str(folder), "--test-fraction", "0.5",
+                     "--split", "test", "--out", str(split), "--shard-size", "2", "--n", "16", "--q", "10", "--s", "3",
+                     "--quiet", "--runner", "beam", "--beam-option=--direct_running_mode=in_memory"]) == 0
+    manifest = json.loads((split / "manifest.json").read_text())
+    assert manifest["source"] == sources.for_data(folder, split="test", test_fraction=0.5,
+                                                  seed=manifest["source"]["seed"]).describe()
+    page = report.write_report(split)
+    assert page.read_text().count('<script type="application/json" id="data">') == 1
+    assert len(shards.load_split_results(split).index) == 6

@@ -72,6 +72,30 @@ def test_explain_mnist_and_png_inputs(tiny_run, tmp_path, capsys):
     assert json.loads((out / "mnist-test-0.json").read_text())["true_label"] == int(y[0])
 
 
+def test_output_names_from_input_file_names_stay_in_out_and_never_collide(tiny_run, tmp_path, capsys):
+    """Input file names are data: the outputs stay in --out, one pair of files per input, names kept readable."""
+    from PIL import Image
+
+    from siamese_xai.data import mnist as data
+
+    x, _ = data.load_mnist("test")
+    names = ["a/seven.png", "b/seven.png", "b/Seven.png", "c/..png", "c/<img src=x onerror=alert(1)> é.png",
+             "c/" + "l" * 240 + ".png"]
+    for k, name in enumerate(names):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray((x[k, ..., 0] * 255).astype("uint8"), "L").save(tmp_path / name, "PNG")
+    out = tmp_path / "out"
+    assert cli.main(["explain", "--run", str(tiny_run[0]), *[str(tmp_path / n) for n in names], "--out", str(out),
+                     "--n", "16", "--q", "10", "--s", "3", "--quiet"]) == 0, capsys.readouterr().err
+    written = sorted(p.name for p in out.iterdir())
+    stems = ["seven", "seven-2", "Seven-3", "input", "<img src=x onerror=alert(1)> é", "l" * 100]
+    assert written == sorted(f"{s}.{ext}" for s in stems for ext in ("json", "png"))
+    for k, stem in enumerate(stems):  # each input's own result
+        image = np.array(json.loads((out / f"{stem}.json").read_text())["input"])[0]
+        np.testing.assert_allclose(image, (x[k] * 255).astype("uint8") / 255, atol=1e-6)
+    assert [p for p in tmp_path.iterdir() if p.suffix == ".json"] == []  # nothing outside --out
+
+
 def test_explain_target_class_and_pair(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     out = tmp_path / "out"

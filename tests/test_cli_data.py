@@ -122,7 +122,9 @@ def test_explain_split_reads_the_image_folder_it_was_trained_on(image_folder, tm
     explainer = SiameseExplainer.from_run(run, ExplainConfig(n_perturbations=16, q=10, s=3))
     np.testing.assert_allclose(results.distances, explainer.explain(x_test[:7]).distances, rtol=1e-4, atol=1e-6)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["source"]["dataset"] == "image_folder" and manifest["source"]["split_seed"] == 3
+    assert manifest["source"]["image_folder"] == str(image_folder.resolve()) and manifest["source"]["seed"] == 3
+    # and the gallery draws them, read back from the folder (the manifest's SHA-256 checks that they are the same)
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "page.html")]) == 0
     assert json.dumps(manifest).count('"sigma_scale": 0.5') == 1
     # the same folder at another size: refused in one line, naming the run's shape
     assert cli.main(argv[:-1] + ["--image-size", "8x8", "--force"]) == 2

@@ -127,6 +127,27 @@ def test_titles_use_class_names_and_rgb_images_are_drawn_in_colour():
     np.testing.assert_array_equal(overlay[..., 3] > 0, e.mask[0].any(axis=-1))
 
 
+def test_class_names_are_drawn_as_written_never_as_mathtext(tmp_path):
+    # "$}{$" is mathtext that does not parse: drawing it failed; "$x$" would be drawn as an italic x
+    names = tuple(["$}{$ costs $5", "$x$", "--><script>alert(1)</script><!--"] + [f"c{k}" for k in range(3, 10)])
+    one = make_explanation()
+    e = Explanation(**{f: getattr(one, f) for f in one.fields}, config=ExplainConfig(q=5), seed=0, class_names=names)
+    e = Explanation(**{**{f: getattr(e, f) for f in e.fields}, "predicted_class": [0], "explained_class": [1]},
+                    config=e.config, seed=0, class_names=names)
+    axes = plotting.plot_explanation(e)
+    assert " ".join(axes[0].get_title().split()) == "input (SNN: $}{$ costs $5)"
+    assert all(not ax.title.get_parse_math() for ax in axes)
+    assert " ".join(axes[2].get_title().split()) == "explanation of class $x$"
+    # an SVG holds the titles as text (comments); matplotlib escapes them, so the file is one svg and no script
+    import xml.etree.ElementTree as ET
+
+    axes[0].figure.savefig(tmp_path / "e.svg", format="svg")
+    tags = {element.tag.split("}")[-1] for element in ET.parse(tmp_path / "e.svg").iter()}
+    assert "script" not in tags and "svg" in tags
+    plotting.save_figure(axes[0].figure, tmp_path / "e.png")
+    assert (tmp_path / "e.png").stat().st_size > 1000
+
+
 def _rgb_explanation(h, w, names):
     rng = np.random.default_rng(2)
     one = make_explanation()

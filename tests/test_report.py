@@ -1,14 +1,17 @@
 """The HTML gallery of an explain-split folder (siamese_xai.scale.gallery), driven in headless Chromium."""
 
+import json
 import os
 import shutil
 
 import numpy as np
 import pytest
+from image_files import write_digit_folder, write_tfrecords
 
 from siamese_xai import cli
 from siamese_xai.scale import gallery as report
 from siamese_xai.scale import shards
+from siamese_xai.data import sources
 
 
 def test_summary_counts_confusion_and_margins_by_hand():
@@ -48,8 +51,7 @@ def test_tiles_show_input_mask_and_signed_change():
 @pytest.fixture(scope="module")
 def split_dir(tiny_run, tmp_path_factory):
     from siamese_xai.data import mnist as data
-    from siamese_xai.config import ExplainConfig
-    from siamese_xai.explainers.siamese import SiameseExplainer
+    from siamese_xai.explainers.siamese import ExplainConfig, SiameseExplainer
 
     explainer = SiameseExplainer.from_run(tiny_run[0], ExplainConfig.tiny())
     x, y = data.load_mnist("test")
@@ -60,10 +62,8 @@ def split_dir(tiny_run, tmp_path_factory):
 
 
 def test_max_items_keeps_the_misclassified_then_the_smallest_margins(split_dir, tmp_path):
-    import json
-
     page = report.write_report(split_dir, tmp_path / "k.html", limit=10)
-    data = json.loads(page.read_text().split("const DATA = ", 1)[1].split(";\n", 1)[0])
+    data = _page_data(page)
     results = shards.load_split_results(split_dir)
     margin = report.margins(results.distances)
     wrong = results.label != results.predicted_class
@@ -71,6 +71,72 @@ def test_max_items_keeps_the_misclassified_then_the_smallest_margins(split_dir, 
     assert [item[0] for item in data["items"]] == [int(results.index[i]) for i in expected]
     assert [item[5] for item in data["items"]] == list(range(10))  # their places in the sprite sheet
     assert sum(wrong[expected]) == min(10, int(wrong.sum()))
+
+
+def _page_data(page):
+    """The `DATA` object the page's script reads."""
+    return json.loads(page.read_text().split('<script type="application/json" id="data">', 1)[1].split("</script>")[0])
+
+
+SPLIT_OPTIONS = ["--split", "test", "--shard-size", "4", "--n", "16", "--q", "10", "--s", "3", "--quiet"]
+
+
+@pytest.mark.parametrize("kind", ["mnist", "folder", "folder_train_test", "tfds"])
+def test_report_renders_every_split_explain_split_writes(tiny_run, tmp_path, kind, capsys):
+    """explain-split, then report, on the command line: the page holds every image, read back from the source."""
+    data_options = {
+        "mnist": ["--limit", "6"],
+        "folder": ["--data-dir", str(write_digit_folder(tmp_path / "digits", per_class=3)), "--test-fraction", "0.5"],
+        "folder_train_test": ["--data-dir", str(write_digit_folder(tmp_path / "digits", "train_test", per_class=2))],
+        "tfds": ["--dataset", "mnist", "--data-dir", os.environ["TFDS_DATA_DIR"], "--limit", "6"],
+    }[kind]
+    split, page = tmp_path / "split", tmp_path / "page.html"
+    assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--out", str(split)] + SPLIT_OPTIONS + data_options) == 0
+    assert cli.main(["report", str(split), "--out", str(page)]) == 0, capsys.readouterr().err
+    results = shards.load_split_results(split)
+    assert len(results.index) == 6
+    assert [item[0] for item in _page_data(page)["items"]] == results.index.tolist()
+    # the manifest's description is the one sources.for_data writes, and reads back as that source
+    description = results.manifest["source"]
+    assert sources.from_description(description).describe() == description
+
+
+def test_report_renders_a_split_of_tfrecord_files(tiny_run, tmp_path):
+    from siamese_xai.explainers.siamese import ExplainConfig, SiameseExplainer
+
+    source = sources.TFRecordSource(str(write_tfrecords(tmp_path / "digits.tfrecord", 5)), (28, 28, 1))
+    x, y = source.load()
+    explainer = SiameseExplainer.from_run(tiny_run[0], ExplainConfig.tiny())
+    shards.explain_split(explainer, x, tmp_path / "split", labels=y, shard_size=4, verbose=0, source=source.describe())
+    page = report.write_report(tmp_path / "split")
+    assert [item[1] for item in _page_data(page)["items"]] == y.tolist()
+
+
+def test_script_json_cannot_close_the_script_element():
+    value = {"names": ["</script><!--", "a & b > c", "\u2028\u2029", "é"]}
+    text = report.script_json(value)
+    assert not set("<>&\u2028\u2029") & set(text) and text.isascii()
+    assert json.loads(text) == value
+
+
+def test_the_page_allows_only_its_own_script_and_style(split_dir, tmp_path):
+    import base64
+    import hashlib
+    import html
+    import re
+
+    text = report.write_report(split_dir, tmp_path / "p.html", limit=5).read_text()
+    csp = html.unescape(re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text).group(1))
+    scripts = re.findall(r"<script>(.*?)</script>", text, re.S)
+    style = re.search(r"<style>(.*?)</style>", text, re.S).group(1)
+
+    def sha(t):
+        return "'sha256-" + base64.b64encode(hashlib.sha256(t.encode()).digest()).decode() + "'"
+
+    assert len(scripts) == 1 and f"script-src {sha(scripts[0])};" in csp and f"style-src {sha(style)};" in csp
+    assert "default-src 'none'" in csp and "img-src data:" in csp and "unsafe" not in csp
+    markup = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", text, flags=re.S)
+    assert not re.search(r"<[^>]*\s(style|on\w+)=", markup, re.I)  # no style attribute, no inline handler
 
 
 def _chromium():
@@ -144,3 +210,66 @@ def test_gallery_page_in_headless_chromium(split_dir, tmp_path):
     assert pixels.shape[0] >= 800 and pixels.shape[1] >= 1300  # the viewport of a 1400 x 1000 window
     # not blank: many colours, and a real spread of brightness
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50 and pixels.std() > 20
+
+
+# Class names are data (folder names, tfds metadata, classes.json): each of these must show as written and run nothing.
+HOSTILE_NAMES = [
+    "<img src=x onerror=\"document.title='PWNED'\">",  # the first three are also class folders' names
+    "Ünïcödé 数字 🙂 \"double\" 'single' `back`",
+    "long " + "x" * 195,
+    "</script><script>window.PWNED = 'script'</script>",
+    "${window.PWNED = 'template'}",
+    "');window.PWNED = 'quote';('",
+    "&lt;b&gt;not bold&lt;/b&gt; & <b>bold?</b>",
+    "<svg onload=\"window.PWNED = 'svg'\"></svg>",
+    "<!-- <script>window.PWNED = 'comment'</script>",
+    "$}{$ costs \u2028 $5",  # mathtext that does not parse, and a JavaScript line separator
+]
+HOSTILE_FILES = ["<img src=x onerror=alert(1)>.png", "\"quoted' é.png", "f" * 200 + ".png"]
+
+
+def test_hostile_class_and_file_names_show_as_written_and_run_nothing(tiny_run, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from siamese_xai import runs
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    runs.write_class_names(run, HOSTILE_NAMES, 10)
+    folder = write_digit_folder(tmp_path / "data <svg onload=\"document.title='PWNED-dir'\">", per_class=3,
+                                names=HOSTILE_NAMES[:3], file_names=HOSTILE_FILES)
+    split, page = tmp_path / "split", tmp_path / "page.html"
+    assert cli.main(["explain-split", "--run", str(run), "--data-dir", str(folder), "--test-fraction", "0.5",
+                     "--out", str(split)] + SPLIT_OPTIONS) == 0
+    assert cli.main(["report", str(split), "--out", str(page)]) == 0
+
+    browser = _chromium()
+    try:
+        browser.get(page.as_uri())
+        text = browser.execute_script
+        assert browser.title == "Explanations of 6 images"
+        assert text("return window.PWNED === undefined") and text("return document.scripts.length") == 2  # the data, the script
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors  # no script failed to parse, no injected element tried to load or run
+        # no element from the data: every image is one of the page's own plots, no svg, no bold text
+        assert len(browser.find_elements(By.CSS_SELECTOR, "img:not(.plot), svg, b, iframe, object")) == 0
+
+        def texts(css):
+            return text(f"return [...document.querySelectorAll({json.dumps(css)})].map((e) => e.textContent)")
+
+        assert texts("#true option")[1:] == HOSTILE_NAMES and texts("#pred option")[1:] == HOSTILE_NAMES
+        assert texts(".row > div:first-child tr th:first-child")[1:] == HOSTILE_NAMES  # counts per class
+        assert texts(".row > div:last-child tr th:first-child")[1:] == HOSTILE_NAMES  # confusion: rows
+        assert texts(".row > div:last-child tr:first-child th")[1:] == HOSTILE_NAMES  # and columns
+        results = shards.load_split_results(split)
+        shown = texts("#gallery .item")
+        assert len(shown) == 6
+        for item, t, p in zip(shown, results.label, results.predicted_class):
+            assert f"true {HOSTILE_NAMES[t]} \u2192 {HOSTILE_NAMES[p]}" in item
+        assert str(folder) in text("return document.querySelector('.meta').textContent")
+        browser.find_element(By.ID, "wrong").click()  # the gallery redrawn: still nothing runs
+        browser.find_element(By.ID, "reset").click()
+        assert browser.title == "Explanations of 6 images" and text("return window.PWNED === undefined")
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        browser.quit()

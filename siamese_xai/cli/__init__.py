@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("split_dir", metavar="SPLIT_DIR", help="a folder written by explain-split")
     report.add_argument("--out", metavar="HTML", help="the page to write (default SPLIT_DIR/report.html)")
-    report.add_argument("--data-dir", metavar="DIR", help="MNIST's location, to draw the images (default: $TFDS_DATA_DIR)")
+    report.add_argument("--data-dir", metavar="DIR", help="MNIST's or a tfds set's location, to draw the images (default: "
+                        "the one explain-split recorded, or $TFDS_DATA_DIR)")
     report.add_argument("--max-items", type=_positive_int, metavar="K",
                         help="gallery items: the K nearest the decision boundary (default: every image)")
     report.set_defaults(func=commands.report)

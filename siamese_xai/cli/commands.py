@@ -131,6 +131,7 @@ def explain(args):
         if note:
             print(f"note: {note}", file=sys.stderr)
     images = np.stack([image for image, _, _, _ in resolved])
+    resolved = [(image, name, label, note) for (image, _, label, note), name in zip(resolved, _output_names(resolved))]
     contrast = {} if args.contrast_class is None else {"contrast_class": args.contrast_class}
     if args.contrast_class is not None and not explainer.asks_contrast:  # probe: above
         raise CLIError("--contrast-class needs --estimator template_contrast or probe; received --estimator "
@@ -143,7 +144,7 @@ def explain(args):
     bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
     for i, ((_, name, label, note), e) in enumerate(zip(resolved, explanation)):
         if other is not None:
-            name = f"{name}__vs__{other[1]}"
+            name = f"{name}__vs__{_output_names([other])[0]}"
         axes = plotting.plot_explanation(e)
         plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
         files.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
@@ -161,6 +162,29 @@ def explain(args):
                   f"-> {out_dir / (name + '.png')}")
 
 
+def _output_names(resolved) -> list:
+    """One file-name stem per resolved input (`inputs.resolve_input`'s `name`), safe and distinct.
+
+    A stem comes from an input's file name, which is data: path separators and
+    control characters become "_", leading dots are dropped (no hidden file, no
+    ".."), and a stem met again gets "-2", "-3", ... so that two inputs with
+    the same file name in different folders never overwrite each other's outputs.
+    """
+    import re
+
+    names, taken = [], set()
+    for _, name, _, _ in resolved:
+        stem = re.sub(r"[\x00-\x1f\x7f/\\]", "_", str(name)).lstrip(".")
+        stem = stem.encode()[:100].decode("utf-8", "ignore") or "input"  # with "__vs__" and a suffix: < 255 bytes
+        unique, k = stem, 1
+        while unique.lower() in taken:  # lower: two stems that differ in case are one file on some disks
+            k += 1
+            unique = f"{stem}-{k}"
+        taken.add(unique.lower())
+        names.append(unique)
+    return names
+
+
 def _explain_probe(args, out_dir):
     """`explain --estimator probe`: why class k rather than l (or, with --pair, why this far), measured by f."""
     import numpy as np
@@ -173,11 +197,13 @@ def _explain_probe(args, out_dir):
     probe = ProbeExplainer.from_run(args.run)
     resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
     images = np.stack([image for image, _, _, _ in resolved])
+    resolved = [(image, name, label, note) for (image, _, label, note), name in zip(resolved, _output_names(resolved))]
     if args.pair:
         if args.target_class is not None or args.contrast_class is not None:
             raise CLIError("--target-class and --contrast-class ask about classes; --pair asks about the distance to "
                            "another image: give one or the other")
         other = inputs.resolve_input(args.pair, args.data_dir, probe.image_shape)
+        other = (other[0], _output_names([other])[0])
         explanation = probe.explain(images, Pair(other[0]))
     else:
         explanation = probe.explain(images, target_class=args.target_class, contrast_class=args.contrast_class)
@@ -199,10 +225,9 @@ def _explain_probe(args, out_dir):
 
 def explain_split(args):
     from siamese_xai import files, runs
-    from siamese_xai.data import mnist as data
-    from siamese_xai.data import datasets
-    from siamese_xai.scale import shards
+    from siamese_xai.data import datasets, sources
     from siamese_xai.explainers.siamese import SiameseExplainer
+    from siamese_xai.scale import shards
 
     if args.beam_option and args.runner != "beam":
         raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
@@ -221,33 +246,19 @@ def explain_split(args):
     out_dir = _writable_dir(args.out)
     options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
                    verbose=0 if args.quiet else "auto", force=args.force)
+    # one source for both runners: its description is what `report` reads back (sources.from_description)
+    source = sources.for_data(args.data_dir, args.dataset, args.split, args.image_size, args.test_fraction, seed,
+                              args.limit)
+    x, y = source.load()
+    if tuple(x.shape[1:]) != tuple(explainer.image_shape):
+        raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
+                       f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
     if args.runner == "beam":
-        if kind == "mnist" and args.image_size is None:
-            source = beam.MnistSource(args.split, args.data_dir, args.limit)
-        elif kind == "image_folder" and args.limit is None:
-            source = beam.ImageFolderSource(args.data_dir, args.split, args.image_size, args.test_fraction, seed)
-        else:
-            raise CLIError(f"--runner beam reads MNIST (with --limit) or a whole image folder; received data {kind}"
-                           + ("" if args.limit is None else f" with --limit {args.limit}") + ": use --runner local")
+        del x, y
         result = beam.explain_split_beam(args.run, explainer, source, out_dir, beam_options=args.beam_option,
                                          **options)
     else:
-        if kind == "mnist" and args.image_size is None:
-            x, y = data.load_mnist(args.split, args.data_dir)
-            source = {"dataset": "mnist", "split": args.split, "limit": args.limit}
-        else:
-            x, y, _ = datasets.load_dataset(args.data_dir, args.dataset, split=args.split,
-                                            image_size=args.image_size, test_fraction=args.test_fraction, seed=seed)
-            source = {"dataset": kind,
-                      "data_dir": None if args.data_dir is None else str(Path(args.data_dir).resolve()),
-                      "split": args.split, "limit": args.limit, "image_size": args.image_size,
-                      "test_fraction": args.test_fraction, "split_seed": seed}
-        if tuple(x.shape[1:]) != tuple(explainer.image_shape):
-            raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
-                           f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
-        if args.limit is not None:
-            x, y = x[: args.limit], y[: args.limit]
-        result = shards.explain_split(explainer, x, out_dir, labels=y, source=source, **options)
+        result = shards.explain_split(explainer, x, out_dir, labels=y, source=source.describe(), **options)
     print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
           f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
 

@@ -4,7 +4,16 @@ Each source has `describe()` (the JSON the manifest records as `source`),
 `load()` (every image and label: `(n, H, W, C)` float32 in [0, 1], `(n,)`
 int64) and `read(start, stop)` (images `start..stop-1` only, what a worker of
 `siamese_xai.scale.beam` reads). `from_description` rebuilds a source from a
-manifest's `source`, so that `siamese_xai.scale.gallery` can draw the images.
+manifest's `source`, so that `siamese_xai.scale.gallery` can draw the images, and
+`for_data` builds the source of the command line's data options: the one
+description is written and read by this module alone.
+
+The descriptions (JSON):
+
+- MNIST: `{"dataset": "mnist", "split", "limit"}`, plus `"image_size"` when resized;
+- an image folder: `{"image_folder": PATH, "split", "image_size", "test_fraction", "seed"}`, plus `"limit"`;
+- a tensorflow-datasets set: `{"tfds": NAME, "split", "data_dir", "limit", "image_size"}`;
+- TFRecord files: `{"tfrecord": [PATH, ...], "image_shape", "image_key", "label_key"}`.
 """
 
 from __future__ import annotations
@@ -16,40 +25,57 @@ import os
 import numpy as np
 
 
+def _size(image_size):
+    return None if image_size is None else tuple(int(v) for v in image_size)
+
+
+def _first(x, y, limit):
+    return (x, y) if limit is None else (x[:limit], y[:limit])
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(data_dir, dataset, split, image_size, test_fraction, seed):
+    """`datasets.load_dataset`'s images and labels, once per process (a worker takes its shards from them)."""
+    from siamese_xai.data.datasets import load_dataset
+
+    x, y, _ = load_dataset(data_dir=data_dir, dataset=dataset, split=split, image_size=image_size,
+                           test_fraction=test_fraction, seed=seed)
+    return x, y
+
+
 class MnistSource:
     """MNIST's `split` (tensorflow-datasets, or the raw IDX files in `data_dir`), the first `limit` images.
 
     Workers read their slice with tfds's split slicing (`"test[500:1000]"`),
-    so none of them reads more than its shard.
+    so none of them reads more than its shard. Resized MNIST (`image_size`)
+    is resized as `siamese_xai.data.datasets.load_dataset` does, the whole split
+    once per process.
     """
 
-    def __init__(self, split: str = "test", data_dir=None, limit: int | None = None):
+    def __init__(self, split: str = "test", data_dir=None, limit: int | None = None, image_size=None):
         self.split, self.data_dir, self.limit = split, None if data_dir is None else str(data_dir), limit
+        self.image_size = _size(image_size)
 
     def describe(self) -> dict:
-        return {"dataset": "mnist", "split": self.split, "limit": self.limit}
+        out = {"dataset": "mnist", "split": self.split, "limit": self.limit}
+        if self.image_size is not None:  # only then, so that earlier folders keep their description
+            out["image_size"] = list(self.image_size)
+        return out
 
     def load(self):
         from siamese_xai.data import mnist as data
 
-        x, y = data.load_mnist(self.split, self.data_dir)
-        return (x, y) if self.limit is None else (x[: self.limit], y[: self.limit])
+        if self.image_size is not None:
+            return _first(*_dataset(self.data_dir, None, self.split, self.image_size, 0.2, 0), self.limit)
+        return _first(*data.load_mnist(self.split, self.data_dir), self.limit)
 
     def read(self, start: int, stop: int):
         from siamese_xai.data import mnist as data
 
-        if self.data_dir is not None and data.has_mnist_idx(self.data_dir, self.split):
-            x, y = data.load_mnist(self.split, self.data_dir)
+        if self.image_size is not None or self.data_dir is not None and data.has_mnist_idx(self.data_dir, self.split):
+            x, y = self.load()
             return x[start:stop], y[start:stop]
         return data.load_mnist_slice(self.split, start, stop, self.data_dir or os.environ.get("TFDS_DATA_DIR"))
-
-
-@functools.lru_cache(maxsize=2)
-def _folder_images(folder, split, image_size, test_fraction, seed):
-    from siamese_xai.data.datasets import load_dataset
-
-    x, y, _ = load_dataset(data_dir=folder, split=split, image_size=image_size, test_fraction=test_fraction, seed=seed)
-    return x, y
 
 
 class ImageFolderSource:
@@ -60,24 +86,51 @@ class ImageFolderSource:
     every file name, which only a listing of the whole folder gives.
     """
 
-    def __init__(self, folder, split: str = "test", image_size=None, test_fraction: float = 0.2, seed: int = 0):
+    def __init__(self, folder, split: str = "test", image_size=None, test_fraction: float = 0.2, seed: int = 0,
+                 limit: int | None = None):
         self.folder, self.split = str(folder), split
-        self.image_size = None if image_size is None else tuple(image_size)
-        self.test_fraction, self.seed = float(test_fraction), int(seed)
-
-    def _all(self):
-        return _folder_images(self.folder, self.split, self.image_size, self.test_fraction, self.seed)
+        self.image_size = _size(image_size)
+        self.test_fraction, self.seed, self.limit = float(test_fraction), int(seed), limit
 
     def describe(self) -> dict:
-        return {"image_folder": os.path.abspath(self.folder), "split": self.split,
-                "image_size": None if self.image_size is None else list(self.image_size),
-                "test_fraction": self.test_fraction, "seed": self.seed}
+        out = {"image_folder": os.path.abspath(self.folder), "split": self.split,
+               "image_size": None if self.image_size is None else list(self.image_size),
+               "test_fraction": self.test_fraction, "seed": self.seed}
+        if self.limit is not None:  # only then, so that earlier folders keep their description
+            out["limit"] = self.limit
+        return out
 
     def load(self):
-        return self._all()
+        return _first(*_dataset(self.folder, None, self.split, self.image_size, self.test_fraction, self.seed),
+                      self.limit)
 
     def read(self, start: int, stop: int):
-        x, y = self._all()
+        x, y = self.load()
+        return x[start:stop], y[start:stop]
+
+
+class TfdsSource:
+    """A prepared tensorflow-datasets image classification set by name (`load_dataset(dataset=NAME)`).
+
+    Read whole once per process, as an image folder is: images of several
+    sizes are resized, and their channels chosen, over the whole split.
+    """
+
+    def __init__(self, name: str, split: str = "test", data_dir=None, limit: int | None = None, image_size=None):
+        self.name, self.split, self.limit = str(name), split, limit
+        self.data_dir = None if data_dir is None else str(data_dir)
+        self.image_size = _size(image_size)
+
+    def describe(self) -> dict:
+        return {"tfds": self.name, "split": self.split,
+                "data_dir": None if self.data_dir is None else os.path.abspath(self.data_dir),
+                "limit": self.limit, "image_size": None if self.image_size is None else list(self.image_size)}
+
+    def load(self):
+        return _first(*_dataset(self.data_dir, self.name, self.split, self.image_size, 0.2, 0), self.limit)
+
+    def read(self, start: int, stop: int):
+        x, y = self.load()
         return x[start:stop], y[start:stop]
 
 
@@ -140,22 +193,66 @@ class TFRecordSource:
         return self._read(start, stop)
 
 
+def for_data(data_dir=None, dataset=None, split: str = "test", image_size=None, test_fraction: float = 0.2,
+             seed: int = 0, limit: int | None = None):
+    """The source of `datasets.load_dataset(data_dir, dataset, split, ...)`'s images, the first `limit`.
+
+    Args:
+        data_dir, dataset, split, image_size, test_fraction, seed: as in
+            `siamese_xai.data.datasets.load_dataset` (`seed` splits a one-folder
+            image set; training's seed gives training's test share).
+        limit: the first `limit` images only, or None for all.
+
+    Returns:
+        A `MnistSource`, `ImageFolderSource` or `TfdsSource`.
+    """
+    from siamese_xai.data.datasets import data_kind
+
+    kind = data_kind(data_dir, dataset)
+    if kind.startswith("tfds:"):
+        return TfdsSource(dataset, split, data_dir, limit, image_size)
+    if kind == "mnist":
+        return MnistSource(split, data_dir, limit, image_size)
+    return ImageFolderSource(data_dir, split, image_size, test_fraction, seed, limit)
+
+
 def from_description(source: dict, data_dir=None):
-    """The source a manifest's `source` describes.
+    """The source a manifest's `source` describes (what a source's `describe()` wrote).
+
+    Also reads the description the command line wrote before `for_data`
+    (`{"dataset": "image_folder" | "tfds:NAME" | "mnist", "data_dir", ...}`),
+    so that folders computed then still have a report.
 
     Args:
         source: the manifest's `source` dict.
-        data_dir: MNIST's location (for `{"dataset": "mnist", ...}`), or None.
+        data_dir: MNIST's location (for `{"dataset": "mnist", ...}`), or a
+            tensorflow-datasets folder that replaces the one recorded; None
+            keeps the recorded one (or `TFDS_DATA_DIR`).
 
     Raises:
         ValueError: the description names no known source (e.g. images passed as an array).
     """
-    source = source or {}
-    if source.get("dataset") == "mnist":
-        return MnistSource(source.get("split", "test"), data_dir, source.get("limit"))
+    if not isinstance(source, dict):
+        raise ValueError("`source` must be a dict describing MNIST, an image folder, a tensorflow-datasets set or "
+                         f"TFRecord files. Received: source={source!r}")
+    kind = source.get("dataset")
+    if kind == "image_folder" and "data_dir" in source:  # the earlier command line's description
+        source = {"image_folder": source["data_dir"], "seed": source.get("split_seed", 0),
+                  **{k: source[k] for k in ("split", "image_size", "test_fraction", "limit") if k in source}}
+    elif isinstance(kind, str) and kind.startswith("tfds:"):
+        source = {**source, "tfds": kind[len("tfds:"):]}
+    if kind == "mnist":
+        return MnistSource(source.get("split", "test"), data_dir if data_dir is not None else source.get("data_dir"),
+                           source.get("limit"), source.get("image_size"))
     if "image_folder" in source:
         return ImageFolderSource(source["image_folder"], source.get("split", "test"), source.get("image_size"),
-                                 source.get("test_fraction", 0.2), source.get("seed", 0))
+                                 source.get("test_fraction", 0.2), source.get("seed", 0), source.get("limit"))
+    if "tfds" in source:
+        return TfdsSource(source["tfds"], source.get("split", "test"),
+                          data_dir if data_dir is not None else source.get("data_dir"), source.get("limit"),
+                          source.get("image_size"))
     if "tfrecord" in source:
-        return TFRecordSource(source["tfrecord"], source["image_shape"], source.get("image_key", "image"), source.get("label_key", "label"))
-    raise ValueError(f"`source` must describe MNIST, an image folder or TFRecord files. Received: source={source!r}")
+        return TFRecordSource(source["tfrecord"], source["image_shape"], source.get("image_key", "image"),
+                              source.get("label_key", "label"))
+    raise ValueError("`source` must describe MNIST, an image folder, a tensorflow-datasets set or TFRecord files. "
+                     f"Received: source={source!r}")

@@ -20,6 +20,12 @@ decision boundary. The distance is the one to the predicted class's prototype.
 Images are PNGs drawn with matplotlib and embedded as data URIs; the gallery's
 tiles are one sprite sheet, so a page of 10,000 explanations is one image.
 The page's script only sorts, filters and pages the items.
+
+Class names, paths and run ids are data, never markup or code: they are
+escaped where they enter HTML (`html.escape`), written with `script_json`
+into the JSON the script reads, and shown by the script through `textContent`.
+A Content-Security-Policy lets only the page's own script and stylesheet run
+(by hash) and only data: images load (docs/escaping.md).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import hashlib
 import html
 import io
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -45,6 +52,7 @@ REPORT_FILE = "report.html"
 PAGE_SIZE = 120  # gallery items drawn at once; "more" adds as many again
 SHEET_COLUMNS = 40  # tiles per row of the sprite sheet
 MASK_COLOR = np.array([1.0, 0.15, 0.1])
+SHADES = 20  # levels of the confusion table's shading
 
 
 def margins(distances) -> np.ndarray:
@@ -173,7 +181,9 @@ def plot_class_means(results, class_names, axes=None):
         bound = float(np.abs(change).max()) or 1.0
         axes[0, k].imshow(mask, cmap="magma", vmin=0, vmax=max(float(mask.max()), 1e-9), interpolation="nearest")
         axes[1, k].imshow(change, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
-        axes[0, k].set_title(f"{class_names[k]}\n(n={int(members.sum())})", fontsize=8, wrap=True)
+        # a class name is data, never mathtext; wrapped here, as matplotlib's wrap=True would parse it
+        name = textwrap.fill(str(class_names[k]), 20, break_long_words=True, max_lines=3, placeholder=" ...")
+        axes[0, k].set_title(f"{name}\n(n={int(members.sum())})", fontsize=8, parse_math=False)
         for ax in axes[:, k]:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -201,12 +211,23 @@ def _table(rows, header, shade=None) -> str:
     for r, row in enumerate(rows):
         cells = [f"<th>{html.escape(str(row[0]))}</th>"]
         for c, value in enumerate(row[1:]):
-            style = ""
-            if shade is not None and top > 0:
-                style = f' style="background: rgba(76,114,176,{0.85 * shade[r][c] / top:.3f})"'
+            level = int(round(SHADES * shade[r][c] / top)) if shade is not None and top > 0 else 0
+            style = f' class="shade{level}"' if level else ""  # a class: the page's CSP allows no style attribute
             cells.append(f"<td{style}>{html.escape(str(value))}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "\n".join(out) + "</table>"
+
+
+def _finite(value):
+    """A number for the page's JSON: rounded, None (null, read as Infinity) where not finite (one class)."""
+    return round(float(value), 5) if np.isfinite(value) else None
+
+
+def _source_text(source) -> str:
+    """A manifest's `source` as one line of text, paths as written: `key: value, ...`."""
+    if not isinstance(source, dict):
+        return str(source)
+    return ", ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in source.items())
 
 
 def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None) -> Path:
@@ -215,7 +236,8 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     Args:
         split_dir: the folder (`shards.explain_split` or `beam.explain_split_beam`).
         out: the HTML file (default `split_dir/report.html`).
-        data_dir: MNIST's location, for a folder of MNIST images (None: `TFDS_DATA_DIR`).
+        data_dir: MNIST's (or a tfds set's) location, for a folder of their images (None: the one the
+            manifest records, else `TFDS_DATA_DIR`).
         limit: the gallery holds the `limit` images with the smallest margin
             (misclassified ones first); None holds every image. The summary
             always counts every image.
@@ -244,16 +266,21 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     h, w = manifest["image_shape"][:2]
 
     items = [[int(results.index[i]), int(results.label[i]), int(results.predicted_class[i]),
-              round(float(margin[i]), 5), round(float(distance[i]), 5), j] for j, i in enumerate(order)]
+              _finite(margin[i]), _finite(distance[i]), j] for j, i in enumerate(order)]
     correct = ~wrong
     counts = [[names[k], int(summary["true_counts"][k]), int(summary["predicted_counts"][k])] for k in range(num_classes)]
     confusion = [[names[k]] + summary["confusion"][k].tolist() for k in range(num_classes)]
     config = manifest.get("explain_config", {})
+    style = _STYLE.format(sheet=_sheet_uri(sheet), shades="\n".join(
+        f".shade{i} {{ background: rgba(76,114,176,{0.85 * i / SHADES:.3f}); }}" for i in range(1, SHADES + 1)))
     page = _PAGE.format(
+        csp=html.escape(content_security_policy(style)),
+        style=style,
         title=html.escape(f"Explanations of {manifest['num_images']} images"),
-        meta=html.escape(f"run {manifest['run_id']} · source {json.dumps(manifest.get('source'))} · estimator "
-                         f"{config.get('estimator', config.get('method'))} · s={config.get('s')} q={config.get('q')} "
-                         f"N={config.get('n_perturbations', config.get('n_path_points'))} · seed {manifest['seed']}"),
+        meta=html.escape(f"run {manifest['run_id']} · source {_source_text(manifest.get('source'))} "
+                         f"· estimator {config.get('estimator', config.get('method'))} · s={config.get('s')} "
+                         f"q={config.get('q')} N={config.get('n_perturbations', config.get('n_path_points'))} "
+                         f"· seed {manifest['seed']}"),
         accuracy="n/a" if np.isnan(summary["accuracy"]) else f"{100 * summary['accuracy']:.2f} %",
         num_wrong=int(wrong.sum()),
         counts=_table(counts, ["class", "true", "predicted"]),
@@ -263,9 +290,9 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
         class_options="".join(f'<option value="{k}">{html.escape(n)}</option>' for k, n in enumerate(names)),
         shown_note=("every image" if limit is None else f"the {len(order)} images nearest the boundary "
                     "(misclassified first)"),
-        sheet=_sheet_uri(sheet),
-        data=json.dumps({"items": items, "names": list(names), "columns": SHEET_COLUMNS, "tile": [3 * w + 2, h],
-                         "pageSize": PAGE_SIZE}),
+        data=script_json({"items": items, "names": list(names), "columns": SHEET_COLUMNS, "tile": [3 * w + 2, h],
+                          "pageSize": PAGE_SIZE}),
+        script=_SCRIPT,
     )
     out = split_dir / REPORT_FILE if out is None else Path(out)
     with files.atomic_path(out, suffix=".html") as tmp:
@@ -273,24 +300,120 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     return out
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<link rel="icon" href="data:,">
-<style>
+def script_json(value) -> str:
+    """`value` as JSON that is safe inside an HTML `<script>` element.
+
+    `<`, `>` and `&` are written as `\u003c`, `\u003e` and `\u0026` (the same
+    JSON), so no string from the data can close the element (`</script>`) or
+    open a comment (`<!--`); U+2028 and U+2029 are escaped too (`ensure_ascii`).
+    """
+    text = json.dumps(value, ensure_ascii=True, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+def content_security_policy(style: str) -> str:
+    """The page's Content-Security-Policy: its own script and stylesheet (by hash) and data: images, nothing else.
+
+    Nothing is fetched (`default-src 'none'`), no other script runs (no inline
+    handler, no `javascript:` URL, no injected `<script>`), and no style
+    attribute applies; the page's script sets styles through the CSSOM, which
+    the policy does not govern.
+
+    Args:
+        style: the text of the page's `<style>` element.
+    """
+    return (f"default-src 'none'; script-src {_sha256(_SCRIPT)}; style-src {_sha256(style)}; img-src data:; "
+            "base-uri 'none'; form-action 'none'")
+
+
+_STYLE = """
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.2em 2em; color: #222; }}
 h1 {{ font-size: 1.4em; margin-bottom: 0.1em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
-.meta {{ color: #666; font-size: 0.9em; }}
+.meta {{ color: #666; font-size: 0.9em; overflow-wrap: anywhere; }}
 .row {{ display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }}
 table {{ border-collapse: collapse; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
+th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; overflow-wrap: anywhere; max-width: 20em; }}
+{shades}
 img.plot {{ max-width: 100%; }}
 #controls {{ position: sticky; top: 0; background: #fff; padding: 0.5em 0; border-bottom: 1px solid #ddd; z-index: 1; }}
 #controls label {{ margin-right: 1em; }}
+#controls select {{ max-width: 16em; }}
+#maxmargin {{ width: 6em; }}
 #gallery {{ display: flex; flex-wrap: wrap; gap: 8px; margin-top: 0.8em; }}
-.item {{ border: 2px solid #ccc; padding: 3px; font-size: 11px; }}
+.item {{ border: 2px solid #ccc; padding: 3px; font-size: 11px; max-width: 24em; overflow-wrap: anywhere; }}
 .item.wrong {{ border-color: #d33; }}
 .tile {{ background-image: url({sheet}); image-rendering: pixelated; }}
-</style></head>
+"""
+
+# Every string from the data enters the page as text: the Python side escapes it for HTML (html.escape), the
+# JSON for the script is script_json's, and the script builds the gallery from DOM nodes and textContent.
+_SCRIPT = """
+"use strict";
+const DATA = JSON.parse(document.getElementById("data").textContent);
+for (const r of DATA.items) for (const col of [3, 4]) if (r[col] === null) r[col] = Infinity;
+const SCALE = 2;
+const el = (id) => document.getElementById(id);
+let shown = DATA.pageSize;
+function current() {
+  const t = el("true").value, p = el("pred").value, wrongOnly = el("wrong").checked;
+  const maxMargin = el("maxmargin").value === "" ? Infinity : Number(el("maxmargin").value);
+  let rows = DATA.items.filter((r) => (t === "" || r[1] === Number(t)) && (p === "" || r[2] === Number(p))
+    && (!wrongOnly || (r[1] >= 0 && r[1] !== r[2])) && r[3] <= maxMargin);
+  const [key, dir] = el("sort").value.split("-");
+  const col = {index: 0, margin: 3, dist: 4}[key];
+  const sign = dir === "desc" ? -1 : 1;
+  rows.sort((a, b) => sign * (a[col] - b[col]) || a[0] - b[0]);
+  return rows;
+}
+function div(className, text) {
+  const node = document.createElement("div");
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+function item(r) {
+  const [tw, th] = DATA.tile;
+  const x = (r[5] % DATA.columns) * (tw + 1) * SCALE, y = Math.floor(r[5] / DATA.columns) * (th + 1) * SCALE;
+  const truth = r[1] >= 0 ? DATA.names[r[1]] : "?";
+  const node = div(r[1] >= 0 && r[1] !== r[2] ? "item wrong" : "item");
+  Object.assign(node.dataset, {index: r[0], true: r[1], pred: r[2], margin: r[3], dist: r[4]});
+  const tile = div("tile");
+  Object.assign(tile.style, {width: `${tw * SCALE}px`, height: `${th * SCALE}px`,
+    backgroundPosition: `-${x}px -${y}px`, backgroundSize: `${DATA.columns * (tw + 1) * SCALE}px auto`});
+  node.append(tile, div("", `#${r[0]} true ${truth} \\u2192 ${DATA.names[r[2]]}`),
+    div("", `margin ${r[3].toFixed(3)} \\u00b7 d ${r[4].toFixed(3)}`));
+  return node;
+}
+function render() {
+  const rows = current();
+  const items = document.createDocumentFragment();
+  for (const r of rows.slice(0, shown)) items.appendChild(item(r));
+  el("gallery").replaceChildren(items);
+  el("count").textContent = `${Math.min(shown, rows.length)} of ${rows.length} shown`;
+  el("more").style.display = rows.length > shown ? "" : "none";
+}
+function changed() { shown = DATA.pageSize; render(); }
+for (const id of ["true", "pred", "sort", "wrong"]) el(id).addEventListener("change", changed);
+el("maxmargin").addEventListener("input", changed);
+el("near").addEventListener("click", () => { el("sort").value = "margin-asc"; changed(); });
+el("reset").addEventListener("click", () => {
+  el("true").value = ""; el("pred").value = ""; el("sort").value = "index"; el("maxmargin").value = "";
+  el("wrong").checked = false; changed();
+});
+el("more").addEventListener("click", () => { shown += DATA.pageSize; render(); });
+render();
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<title>{title}</title>
+<link rel="icon" href="data:,">
+<style>{style}</style></head>
 <body>
 <h1>{title}</h1>
 <div class="meta">{meta}</div>
@@ -314,7 +437,7 @@ darker). Red frame: misclassified. The gallery holds {shown_note}.</p>
 <option value="index">position</option><option value="margin-asc">margin, smallest first</option>
 <option value="margin-desc">margin, largest first</option><option value="dist-asc">distance, smallest first</option>
 <option value="dist-desc">distance, largest first</option></select></label>
-<label>margin below <input id="maxmargin" type="number" step="any" min="0" style="width: 6em"></label>
+<label>margin below <input id="maxmargin" type="number" step="any" min="0"></label>
 <label><input id="wrong" type="checkbox"> misclassified only</label>
 <button id="near" type="button">near the boundary</button>
 <button id="reset" type="button">reset</button>
@@ -322,49 +445,7 @@ darker). Red frame: misclassified. The gallery holds {shown_note}.</p>
 </div>
 <div id="gallery"></div>
 <p><button id="more" type="button">more</button></p>
-<script>
-"use strict";
-const DATA = {data};
-const SCALE = 2;
-const el = (id) => document.getElementById(id);
-let shown = DATA.pageSize;
-function current() {{
-  const t = el("true").value, p = el("pred").value, wrongOnly = el("wrong").checked;
-  const maxMargin = el("maxmargin").value === "" ? Infinity : Number(el("maxmargin").value);
-  let rows = DATA.items.filter((r) => (t === "" || r[1] === Number(t)) && (p === "" || r[2] === Number(p))
-    && (!wrongOnly || (r[1] >= 0 && r[1] !== r[2])) && r[3] <= maxMargin);
-  const [key, dir] = el("sort").value.split("-");
-  const col = {{index: 0, margin: 3, dist: 4}}[key];
-  const sign = dir === "desc" ? -1 : 1;
-  rows.sort((a, b) => sign * (a[col] - b[col]) || a[0] - b[0]);
-  return rows;
-}}
-function render() {{
-  const rows = current();
-  const [tw, th] = DATA.tile;
-  const parts = rows.slice(0, shown).map((r) => {{
-    const x = (r[5] % DATA.columns) * (tw + 1) * SCALE, y = Math.floor(r[5] / DATA.columns) * (th + 1) * SCALE;
-    const truth = r[1] >= 0 ? DATA.names[r[1]] : "?";
-    const wrong = r[1] >= 0 && r[1] !== r[2];
-    return `<div class="item${{wrong ? " wrong" : ""}}" data-index="${{r[0]}}" data-true="${{r[1]}}" data-pred="${{r[2]}}"` +
-      ` data-margin="${{r[3]}}" data-dist="${{r[4]}}"><div class="tile" style="width:${{tw * SCALE}}px;height:${{th * SCALE}}px;` +
-      `background-position:-${{x}}px -${{y}}px;background-size:${{DATA.columns * (tw + 1) * SCALE}}px auto"></div>` +
-      `<div>#${{r[0]}} true ${{truth}} &rarr; ${{DATA.names[r[2]]}}</div><div>margin ${{r[3].toFixed(3)}} · d ${{r[4].toFixed(3)}}</div></div>`;
-  }});
-  el("gallery").innerHTML = parts.join("");
-  el("count").textContent = `${{Math.min(shown, rows.length)}} of ${{rows.length}} shown`;
-  el("more").style.display = rows.length > shown ? "" : "none";
-}}
-function changed() {{ shown = DATA.pageSize; render(); }}
-for (const id of ["true", "pred", "sort", "wrong"]) el(id).addEventListener("change", changed);
-el("maxmargin").addEventListener("input", changed);
-el("near").addEventListener("click", () => {{ el("sort").value = "margin-asc"; changed(); }});
-el("reset").addEventListener("click", () => {{
-  el("true").value = ""; el("pred").value = ""; el("sort").value = "index"; el("maxmargin").value = "";
-  el("wrong").checked = false; changed();
-}});
-el("more").addEventListener("click", () => {{ shown += DATA.pageSize; render(); }});
-render();
-</script>
+<script type="application/json" id="data">{data}</script>
+<script>{script}</script>
 </body></html>
 """
