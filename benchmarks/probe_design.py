@@ -23,8 +23,8 @@ verdict. Per-image values go to `benchmarks/probe_design.npz`.
 
 Variants (`VARIANTS`, each a change of `ProbeConfig`'s defaults): stage A,
 the ranking rule: the spread of a region's drop over its pixels
-(`siamese_xai.explainers.probe.spread_drops`) with and without `has_first`
-(`siamese_xai.explainers.probe.ranking_of`), recomputed from one explanation so they
+(`siamese_xai.explainers.regions.spread_drops`) with and without `has_first`
+(`siamese_xai.explainers.regions.ranking_of`), recomputed from one explanation so they
 cost no extra f calls; stage B, the other choices with the default ranking:
 the cell side (3, 5 px against the size rule's 4 on 28x28), the proposal
 (`shift`), the candidates (`ink`), fewer regions (20).
@@ -48,7 +48,8 @@ from siamese_xai.data.mnist import load_mnist  # noqa: E402
 from siamese_xai.evaluation.faithfulness import fill_images, removal_curves, road_curves  # noqa: E402
 from siamese_xai.evaluation.metrics import DistanceScalar  # noqa: E402
 from siamese_xai.config import SPREADS, ProbeConfig
-from siamese_xai.explainers.probe import ProbeExplainer, ranking_of, smoothed, spread_drops  # noqa: E402
+from siamese_xai.explainers.probe import ProbeExplainer  # noqa: E402
+from siamese_xai.explainers.regions import ranking_of, smoothed, spread_drops  # noqa: E402
 
 # Stage A: the ranking rule on the first configuration; stage B: the other choices, with the default ranking rule.
 VARIANTS = ([{"spread": spread, "has_first": has_first} for spread in SPREADS for has_first in (True, False)]

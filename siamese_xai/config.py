@@ -431,6 +431,11 @@ class ProbeConfig:
     def replace(self, **changes) -> ProbeConfig:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def estimator(self) -> str:
+        """`"probe"`: this estimator's name where one string names it (CLI, files)."""
+        return "probe"
+
     def cell_for(self, image_shape) -> int:
         """The cell side used on images of `image_shape` `(H, W, C)`."""
         return self.cell if self.cell is not None else max(2, round(min(image_shape[0], image_shape[1]) / 7))

@@ -243,6 +243,19 @@ def plot_probe(explanation, axes=None, *, index: int = 0):
     return flat
 
 
+def plot_result(result, axes=None, *, index: int = 0):
+    """Draws any explainer's result: `plot_explanation` for an `Explanation`, `plot_probe` for a `ProbeExplanation`.
+
+    Returns:
+        The Axes drawn into, as an object array.
+    """
+    if isinstance(result, ProbeExplanation):
+        return plot_probe(result, axes, index=index)
+    if isinstance(result, Explanation):
+        return np.asarray(plot_explanation(result, axes, index=index), dtype=object)
+    raise TypeError(f"`result` must be an Explanation or a ProbeExplanation. Received: {type(result).__name__}")
+
+
 def plot_reconstructions(images, from_embedding, from_code, axes=None):
     """Draws test images beside their reconstructions g(f(x)) and g(e(x)).
 

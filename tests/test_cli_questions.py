@@ -127,3 +127,25 @@ def test_probe_pair_through_explain(tiny_run, tmp_path, capsys):
     assert record["question"] == {"kind": "pair"} and record["flips"] == [False]
     assert record["final_margin"] == [None]  # not measured: JSON has no NaN
     assert "regions hold some of the distance" in capsys.readouterr().out
+
+
+def test_the_registry_names_every_estimator_and_its_questions(tiny_run):
+    from siamese_xai.explainers.base import ANSWERS, REGISTRY, estimator_classes
+
+    run_dir, _ = tiny_run
+    for name in REGISTRY:
+        explainer_cls, config_cls = estimator_classes(name)
+        config = config_cls() if name == "probe" else (config_cls(estimator=name) if name != "template_contrast"
+                                                      else config_cls())
+        explainer = explainer_cls.from_run(run_dir, config)
+        assert explainer.estimator == name and explainer.answers == ANSWERS[name]
+    with pytest.raises(ValueError, match=r"`estimator` must be one of \['mc', 'linear', 'template_contrast', 'probe'\]"):
+        estimator_classes("lime")
+
+
+def test_options_the_probe_does_not_read_are_refused(tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run
+    code = cli.main(["explain", "--run", str(run_dir), "mnist:test:0", "--out", str(tmp_path), "--estimator", "probe",
+                     "--q", "30", "--seed", "2"])
+    assert code == 2 and "--q, --seed do not apply to --estimator probe" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

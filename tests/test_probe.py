@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from siamese_xai.config import ProbeConfig
-from siamese_xai.explainers.probe import ProbeExplainer, grid_cells, ranking_of, smoothed
+from siamese_xai.explainers.probe import ProbeExplainer
+from siamese_xai.explainers.regions import grid_cells, ranking_of, smoothed
 
 H = W = 8
 A = (slice(1, 3), slice(1, 3))  # f reads it (coordinate 0)

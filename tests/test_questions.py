@@ -108,7 +108,7 @@ def test_accepted_pair_is_flipped_by_removing_what_the_two_share():
     x2 = region(A) + region(B, 0.5)
     e = p.explain(toy_image(), Verify(x2, threshold=0.5))
     assert e.margin.tolist() == [0.5]
-    from siamese_xai.explainers.probe import smoothed
+    from siamese_xai.explainers.regions import smoothed
 
     np.testing.assert_allclose(e.proposal, smoothed(toy_image()[None], 2.0), rtol=1e-6)  # "auto": blur
     assert e.flips.tolist() == [True]

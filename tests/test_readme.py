@@ -22,8 +22,8 @@ def block(marker):
 
 def test_readme_has_the_examples():
     blocks = python_blocks()
-    assert len(blocks) == 3
-    assert blocks.index(block("explainer.explain(")) < blocks.index(block("probe.explain(")), "the probe block reuses x_test"
+    assert len(blocks) == 2
+    block("paper.explain(")
     block("fit_explainer(")
 
 
@@ -38,26 +38,22 @@ def project_folder(tiny_run, tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_explaining_example_runs_as_written(project_folder, capsys):
+def test_protocol_example_runs_as_written(project_folder):
+    """Two estimators, three questions, each result read, saved and drawn with the same calls."""
+    from siamese_xai import Explanation, ProbeExplanation
+
     namespace = {}
-    exec(compile(block("explainer.explain("), "README.md (Explaining)", "exec"), namespace)
-    e, same = namespace["e"], namespace["same"]
-    assert len(e) == 8 and len(namespace["first"]) == 1 and len(namespace["pair"]) == 8
-    assert (namespace["pair"].explained_class == -1).all() and int(namespace["why_4"].explained_class[0]) == 4
-    contrast = namespace["why_4_not_9"]
-    assert (int(contrast.explained_class[0]), int(contrast.contrast_class[0])) == (4, 9) and contrast.sigma is None
-    assert (same.mask == e.mask).all() and os.path.isfile("explanations.npz")
-    assert capsys.readouterr().out.startswith("Explanation(B=8, estimator='mc'")
-
-
-def test_probe_example_runs_as_written(project_folder):
-    from siamese_xai import load_mnist
-
-    namespace = {"x_test": load_mnist("test")[0]}
-    exec(compile(block("probe.explain("), "README.md (ProbeExplainer)", "exec"), namespace)
-    p = namespace["p"]
-    assert len(p) == 8 and p.ranking.shape == (8, 28, 28, 1) and p.mask.shape == (8, 28, 28, 1)
-    assert (p.n_calls > 0).all() and p.flips.dtype == bool
+    exec(compile(block("paper.explain("), "README.md (Explain your Siamese network)", "exec"), namespace)
+    e, why_4, p, v = (namespace[k] for k in ("e", "why_4", "p", "v"))
+    assert isinstance(e, Explanation) and len(e) == 8 and e.config.estimator == "mc"
+    assert int(why_4.explained_class[0]) == 4
+    assert isinstance(p, ProbeExplanation) and len(p) == 8 and p.ranking.shape == p.mask.shape == (8, 28, 28, 1)
+    assert p.question == {"kind": "contrast"} and (p.n_calls > 0).all() and p.flips.dtype == bool
+    assert v.question == {"kind": "verify", "threshold": 0.5} and (v.explained_class == -1).all()
+    for name, result in (("paper", e), ("probe", p), ("verify", v)):
+        back = type(result).load(f"{name}.npz")
+        assert back.fields == result.fields and (back.mask == result.mask).all()
+        assert os.path.getsize(f"{name}.png") > 1000
 
 
 def test_own_network_example_runs_as_written(project_folder):

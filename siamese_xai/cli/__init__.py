@@ -57,7 +57,7 @@ def _add_explain_options(p, full: bool = False, probe: bool = False):
         return
     p.add_argument("--direction", choices=("toward_prototype", "positive"),
                    help="perturb toward the prototype (default) or by +|eps| (the literal reading); mc and linear only")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the perturbations (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, help="seed of the perturbations (default 0); mc and linear only")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR); "
                    "for explain-split also an image folder (DIR/<class>/... or DIR/train, DIR/test)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

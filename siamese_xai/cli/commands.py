@@ -76,7 +76,7 @@ def fit(args):
     from siamese_xai.training.fitting import fit_explainer
 
     load = dict(data_dir=args.data_dir, dataset=args.dataset, image_size=args.image_size,
-                test_fraction=args.test_fraction, seed=args.seed or 0)
+                test_fraction=args.test_fraction, seed=_seed(args) or 0)
     x, y, class_names = datasets.load_dataset(split="train", **load)
     tower = _load_tower(args.embed)
     import dataclasses
@@ -84,7 +84,7 @@ def fit(args):
     from siamese_xai.explainers.prototypes import embed_in_batches
 
     dim = embed_in_batches(tower, x[:2]).shape[1]
-    config = (TrainConfig.tiny if args.tiny else TrainConfig.paper)(embedding_dim=dim, seed=args.seed or 0)
+    config = (TrainConfig.tiny if args.tiny else TrainConfig.paper)(embedding_dim=dim, seed=_seed(args) or 0)
     for stage in ("autoencoder", "decoder"):
         if args.epochs:
             config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=args.epochs)})
@@ -138,9 +138,9 @@ def explain(args):
                        f"{explainer.config.estimator}")
     if other is not None:
         target = {} if args.target_class is None or not explainer.asks_contrast else {"target_class": args.target_class}
-        explanation = explainer.explain(images, reference=other[0], seed=args.seed, **contrast, **target)
+        explanation = explainer.explain(images, reference=other[0], seed=_seed(args), **contrast, **target)
     else:
-        explanation = explainer.explain(images, target_class=args.target_class, seed=args.seed, **contrast)
+        explanation = explainer.explain(images, target_class=args.target_class, seed=_seed(args), **contrast)
     bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
     for i, ((_, name, label, note), e) in enumerate(zip(resolved, explanation)):
         if other is not None:
@@ -194,6 +194,7 @@ def _explain_probe(args, out_dir):
     from siamese_xai.explainers.probe import ProbeExplainer
     from siamese_xai.explainers.questions import Pair
 
+    _refuse_options(args, "probe", ("s", "q", "n", "sigma_scale", "direction", "seed"))
     probe = ProbeExplainer.from_run(args.run)
     resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
     images = np.stack([image for image, _, _, _ in resolved])
@@ -244,7 +245,7 @@ def explain_split(args):
         config_path = Path(args.run) / runs.CONFIG_FILE
         seed = files.read_json(config_path).get("seed", 0) if config_path.is_file() else 0
     out_dir = _writable_dir(args.out)
-    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
+    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=_seed(args),
                    verbose=0 if args.quiet else "auto", force=args.force)
     # one source for both runners: its description is what `report` reads back (sources.from_description)
     source = sources.for_data(args.data_dir, args.dataset, args.split, args.image_size, args.test_fraction, seed,
@@ -290,6 +291,19 @@ def _writable_dir(path):
     if not os.access(path, os.W_OK):
         raise CLIError(f"--out {str(path)!r} is not writable")
     return path
+
+
+def _seed(args) -> int:
+    """--seed, 0 when not given."""
+    return 0 if getattr(args, "seed", None) is None else args.seed
+
+
+def _refuse_options(args, estimator, names):
+    """A CLIError naming the given options that `estimator` does not read (none is ignored silently)."""
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) is not None]
+    if given:
+        raise CLIError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --estimator "
+                       f"{estimator}; received {' '.join(given)}")
 
 
 def _estimator(args):

@@ -70,136 +70,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from siamese_xai import _checks, runs
+from siamese_xai import _checks
 from siamese_xai.explainers import questions
+from siamese_xai.explainers.base import Explainer
 from siamese_xai.config import ProbeConfig
 from siamese_xai.explainers.probe_explanation import ProbeExplanation
+from siamese_xai.explainers.regions import candidate_regions, ranking_of, smoothed, spread_drops
 
 
-def grid_cells(weights, cell: int) -> np.ndarray:
-    """Cell ids of a `cell`-sided grid anchored on the centroid of `weights`.
-
-    Args:
-        weights: `(H, W)` non-negative; the grid's origin is placed so that one
-            cell is centred on their centroid (the frame's centre when they are all 0).
-        cell: the side in pixels.
-
-    Returns:
-        `(H, W)` int64 cell ids (row-major over the shifted grid, starting at 0).
-    """
-    h, w = weights.shape
-    total = weights.sum()
-    if total > 0:
-        cy = float((weights.sum(1) * np.arange(h)).sum() / total)
-        cx = float((weights.sum(0) * np.arange(w)).sum() / total)
-    else:
-        cy, cx = (h - 1) / 2, (w - 1) / 2
-    oy = (int(round(cy)) - cell // 2) % cell
-    ox = (int(round(cx)) - cell // 2) % cell
-    rows = (np.arange(h) - oy) // cell + 1  # 0 for the partial band above the origin
-    cols = (np.arange(w) - ox) // cell + 1
-    ncols = (w - 1 - ox) // cell + 2
-    return rows[:, None] * ncols + cols[None, :]
-
-
-def candidate_regions(x, p, cell: int, max_regions: int, rule: str = "change") -> np.ndarray:
-    """The candidate regions of one image: grid cells, the largest first by the selection weight.
-
-    Args:
-        x, p: `(H, W, C)` the image and the proposal.
-        cell, max_regions: as in `ProbeConfig`.
-        rule: the selection weight s_p: `"change"`: sum_channels |p - x|
-            (cells where painting changes something); `"ink"`: sum_channels x
-            (cells holding ink). The grid is anchored on the centroid of s.
-
-    Returns:
-        `(H, W)` int32 candidate index (0 = the largest weight; ties: lower
-        cell id first), -1 outside every candidate.
-    """
-    x64 = x.astype(np.float64)
-    weight = (np.abs(p.astype(np.float64) - x64) if rule == "change" else x64).sum(-1)
-    ids = grid_cells(weight, cell)
-    sums = np.bincount(ids.ravel(), weights=weight.ravel())
-    if rule == "ink":  # a cell where the proposal equals x would cost a call and change nothing
-        moved = np.bincount(ids.ravel(), weights=np.abs(p.astype(np.float64) - x64).sum(-1).ravel(),
-                            minlength=len(sums))
-        sums = np.where(moved > 0, sums, 0.0)
-    live = np.flatnonzero(sums > 0)
-    order = live[np.argsort(-sums[live], kind="stable")][:max_regions]
-    lookup = np.full(len(sums), -1, np.int32)
-    lookup[order] = np.arange(len(order), dtype=np.int32)
-    return lookup[ids]
-
-
-def spread_drops(x, p, regions, drops, rule: str = "change") -> np.ndarray:
-    """The per-pixel ranking of one image: each region's measured drop spread over its pixels.
-
-    Args:
-        x, p: `(H, W, C)` the image and the proposal.
-        regions: `(H, W)` candidate index, -1 outside.
-        drops: `(n,)` the measured margin drop of each candidate.
-        rule: the pixel weight w_p within a region: `"change"`: |p - x|;
-            `"ink"`: x; `"removed"`: max(x - p, 0); `"uniform"`: 1. A region
-            whose weights are all 0 shares its drop evenly.
-
-    Returns:
-        `(H, W, C)` float32 with sum over region r's pixels = drops[r]; 0 outside.
-    """
-    x, p = x.astype(np.float64), p.astype(np.float64)
-    w = {"change": np.abs(p - x), "ink": x, "removed": np.maximum(x - p, 0.0), "uniform": np.ones_like(x)}[rule]
-    n = len(drops)
-    inside = regions >= 0
-    if n == 0:
-        return np.zeros(x.shape, np.float32)
-    r = np.maximum(regions, 0)
-    total = np.bincount(regions[inside], weights=w[inside].sum(-1), minlength=n)
-    size = np.bincount(regions[inside], minlength=n) * x.shape[-1]
-    share = np.where((total[r] > 0)[..., None], w / np.maximum(total[r], 1e-300)[..., None], 1.0 / size[r][..., None])
-    return np.where(inside[..., None], share * np.asarray(drops, np.float64)[r][..., None], 0.0).astype(np.float32)
-
-
-def smoothed(maps, sigma: float) -> np.ndarray:
-    """`(B, H, W, C)` each map blurred over H and W by a Gaussian of `sigma` px (symmetric borders, 4 sigma)."""
-    maps = np.asarray(maps, np.float64)
-    if sigma <= 0:
-        return maps.astype(np.float32)
-    radius = int(4.0 * sigma + 0.5)
-    t = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (t / sigma) ** 2)
-    kernel /= kernel.sum()
-    out = maps
-    for axis in (1, 2):
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="symmetric")
-        out = sum(w * np.take(padded, np.arange(i, i + out.shape[axis]), axis=axis) for i, w in enumerate(kernel))
-    return out.astype(np.float32)
-
-
-def ranking_of(xs, proposal, drop_map) -> np.ndarray:
-    """The order of the pixels: the evidence x has first, then the evidence x lacks.
-
-    Where a region's drop is positive, painting p there moves f toward l; its
-    pixels where x > p are ink (or colour) of x that p removes, what x *has*
-    that makes it k; its pixels where x < p are what x *lacks* of l. Removing
-    pixels (what a deletion or imputation does) can act only on the first
-    kind, so they come first: ranking = drop_map + L on those pixels, L = 1 +
-    max |drop_map| of the image, and drop_map elsewhere. Only its order means
-    something; `drop_map` holds the values.
-
-    Args:
-        xs, proposal, drop_map: `(B, H, W, C)`.
-
-    Returns:
-        `(B, H, W, C)` float32.
-    """
-    m = drop_map.astype(np.float64)
-    lift = 1.0 + np.abs(m).max(axis=tuple(range(1, m.ndim)), initial=0.0)
-    has = (m > 0) & (xs > proposal)
-    return np.where(has, m + lift.reshape((-1,) + (1,) * (m.ndim - 1)), m).astype(np.float32)
-
-
-class ProbeExplainer:
+class ProbeExplainer(Explainer):
     """Explains why f classes x as k rather than l by painting the decoder's proposal into regions and asking f.
 
     Example:
@@ -239,17 +118,24 @@ class ProbeExplainer:
         self._embed_fn = tf.function(embed, reduce_retracing=True) if isinstance(embed, keras.Model) else embed
         self._templates = None  # g(c_j) for every class, decoded on first use
 
-    @classmethod
-    def from_run(cls, path, config: ProbeConfig | None = None, **options) -> ProbeExplainer:
-        """Builds the explainer from a run folder (`snn.keras`, `decoder.keras`, `prototypes.npy`)."""
-        run = runs.load_run(path)
-        options.setdefault("run_id", run.run_id)
-        options.setdefault("class_names", run.class_names)
-        return cls(run.embed, run.decoder, run.prototypes, config, **options)
-
     @property
     def config(self) -> ProbeConfig:
         return self._config
+
+    @property
+    def embed(self):
+        """The black box f."""
+        return self._embed
+
+    @property
+    def decoder(self):
+        """The decoder g, which draws the class proposals."""
+        return self._decoder
+
+    @property
+    def class_names(self) -> tuple:
+        """The classes' names in label order ("0", "1", ... when the run has none)."""
+        return self._class_names or tuple(str(k) for k in range(len(self._prototypes)))
 
     @property
     def prototypes(self) -> np.ndarray:
@@ -267,8 +153,6 @@ class ProbeExplainer:
         """`(n, D)` float32 f(x) of a batch of images (float in [0, 1] or uint8), in calls of `batch_size`."""
         xs, _ = _checks.check_images(x, self._image_shape, "x", single=False)
         return self._f(xs)
-
-    answers = questions.KINDS  # every kind of question: each is a margin that f is asked about
 
     def with_support(self, x, y, num_classes: int | None = None) -> ProbeExplainer:
         """The same f, g and config with prototypes from a support set (few-shot: classes f never saw; no retraining).
@@ -315,7 +199,7 @@ class ProbeExplainer:
 
     # -- explanations -------------------------------------------------------
 
-    def explain(self, x, question=None, *, target_class=None, contrast_class=None) -> ProbeExplanation:
+    def explain(self, x, question=None, *, target_class=None, contrast_class=None, seed: int = 0) -> ProbeExplanation:
         """Why f decides what it decides about each image: the question's margin, measured by f.
 
         Args:
@@ -329,6 +213,8 @@ class ProbeExplainer:
             contrast_class: l: None (each image's runner-up, the nearest
                 prototype other than k), one class, or B classes; must differ
                 from k (without `question` only).
+            seed: accepted for the protocol shared by every explainer; the
+                probe draws nothing at random, so it changes nothing.
 
         Returns:
             A `ProbeExplanation`.
@@ -342,7 +228,8 @@ class ProbeExplainer:
             raise ValueError("`target_class` and `contrast_class` must be None when `question` is given (the "
                              f"question names its classes). Received: target_class={target_class!r}, "
                              f"contrast_class={contrast_class!r}")
-        questions.check_question(question)
+        self.check_answers(question)
+        _checks.check_seed(seed)
         xs, _ = _checks.check_images(x, self._image_shape, "x")
         b = len(xs)
         images = {}

@@ -57,7 +57,7 @@ class ProbeExplanation(BatchResult):
         ranking: `(B, H, W, C)` the map the pixels are ranked by (larger
             first): `drop_map`, with the pixels of positive regions where x
             exceeds p (the evidence x has) lifted above all others
-            (`siamese_xai.explainers.probe.ranking_of`; `has_first=False`: `drop_map`
+            (`siamese_xai.explainers.regions.ranking_of`; `has_first=False`: `drop_map`
             itself). Only its order is meaningful.
         regions: `(B, H, W)` int32 the candidate index of each pixel
             (0..n-1, in the order of `region_drop`), -1 outside every candidate.

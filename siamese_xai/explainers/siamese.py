@@ -57,9 +57,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from siamese_xai import _checks, runs
+from siamese_xai import _checks
 from siamese_xai.explainers import _graph
 from siamese_xai.explainers import questions
+from siamese_xai.explainers.base import Explainer
 from siamese_xai.explainers._graph import explain_graph
 from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 from siamese_xai.explainers.contrast import contrast_graph
@@ -68,7 +69,7 @@ from siamese_xai.explainers.explanation import Explanation
 from siamese_xai.explainers.prototypes import compute_prototypes
 
 
-class SiameseExplainer:
+class SiameseExplainer(Explainer):
     """Explains a Siamese network's decisions with perturbed embeddings and a decoder.
 
     Example:
@@ -180,24 +181,6 @@ class SiameseExplainer:
     # -- constructors -------------------------------------------------------
 
     @classmethod
-    def from_run(cls, path, config=None, **options) -> SiameseExplainer:
-        """Builds the explainer from a run folder (`snn.keras`, `decoder.keras`, `prototypes.npy`).
-
-        Args:
-            path: the run folder.
-            config: an `ExplainConfig` or a `TemplateContrastConfig`; defaults to the paper's.
-            **options: the constructor's keyword options (`chunk_size`, `fuse_decoder`).
-
-        Raises:
-            FileNotFoundError: a file is missing (named in the message).
-            ValueError: a file cannot be read (named in the message).
-        """
-        run = runs.load_run(path)
-        options.setdefault("run_id", run.run_id)
-        options.setdefault("class_names", run.class_names)
-        return cls(run.embed, run.decoder, run.prototypes, config, **options)
-
-    @classmethod
     def from_data(cls, embed, decoder, x, y, config=None, *, num_classes: int | None = None,
                   batch_size: int = 1024, **options) -> SiameseExplainer:
         """Builds the explainer with prototypes computed from training data (c_k = mean of f(x_i), y_i = k).
@@ -225,17 +208,6 @@ class SiameseExplainer:
                          **self._options)
         new._embed_fn = self._embed_fn  # f does not depend on the config: one trace serves every variant
         return new
-
-    def save(self, path) -> str:
-        """Writes `snn.keras`, `decoder.keras`, `prototypes.npy` and `run.json` to a run folder that `from_run` reads.
-
-        Returns:
-            The run's identity.
-
-        Raises:
-            TypeError: `embed` or `decoder` is not a Keras model.
-        """
-        return runs.save_run(path, self._embed, self._decoder, self._prototypes, class_names=self.class_names)
 
     # -- properties ---------------------------------------------------------
 
@@ -320,20 +292,9 @@ class SiameseExplainer:
 
     # -- explanations -------------------------------------------------------
 
-    @property
-    def answers(self) -> tuple:
-        """The kinds of question (`siamese_xai.explainers.questions.KINDS`) this estimator answers."""
-        return ("contrast", "pair") if self.asks_contrast else ("class", "pair")
-
     def _question_arguments(self, question) -> dict:
         """A question as `explain`'s keyword arguments, or a ValueError naming the estimator and the question."""
-        questions.check_question(question)
-        if question.kind not in self.answers:
-            ask = {"class": "ExplainConfig (mc, linear) or the probe", "contrast": "TemplateContrastConfig or the probe",
-                   "verify": "the probe (ProbeExplainer)", "rank": "the probe (ProbeExplainer)"}[question.kind]
-            raise ValueError(f"the estimator {self._config.estimator!r} does not answer {type(question).__name__} "
-                             f"questions (it answers {', '.join(self.answers)}); ask {ask}. Received: "
-                             f"question={type(question).__name__}")
+        self.check_answers(question)
         if isinstance(question, questions.WhyClass):
             return {"target_class": question.target}
         if isinstance(question, questions.RatherThan):
