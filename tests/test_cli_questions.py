@@ -149,3 +149,10 @@ def test_options_the_probe_does_not_read_are_refused(tiny_run, tmp_path, capsys)
                      "--q", "30", "--seed", "2"])
     assert code == 2 and "--q, --seed do not apply to --estimator probe" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_commands_that_store_decoder_fields_refuse_the_probe_by_name(tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run
+    for command in (["export", "--out", str(tmp_path / "sm")], ["explain-split", "--out", str(tmp_path / "s")]):
+        assert cli.main([command[0], "--run", str(run_dir), *command[1:], "--estimator", "probe"]) == 2
+        assert f"--estimator probe is not available for `{command[0]}`" in capsys.readouterr().err

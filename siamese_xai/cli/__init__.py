@@ -46,8 +46,9 @@ def _add_explain_options(p, full: bool = False, probe: bool = False):
                    "path points with template_contrast (default 5000)")
     p.add_argument("--sigma-scale", type=_positive_float, metavar="F",
                    help="sigma = F * min_j |h_j - c_j| (default 0.1, the paper's); mc and linear only")
-    estimators = ("mc", "linear", "template_contrast") + (("probe",) if probe else ())
-    p.add_argument("--estimator", choices=estimators,
+    from siamese_xai.explainers.base import REGISTRY
+
+    p.add_argument("--estimator", choices=tuple(REGISTRY),
                    help="mc: decode N perturbations (the paper); linear: first-order, faster; template_contrast: why "
                    "the SNN's class rather than the runner-up (or --contrast-class), from the decoded class templates "
                    "gated by the input"

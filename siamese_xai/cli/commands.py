@@ -316,6 +316,9 @@ def _explain_config(args):
     from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 
     estimator = _estimator(args) or "mc"
+    if estimator not in ("mc", "linear", "template_contrast"):
+        raise CLIError(f"--estimator {estimator} is not available for `{args.command}` (its results are the decoder "
+                       "estimators' fields: mc, linear or template_contrast); `explain` takes every estimator")
     if estimator == "template_contrast":
         for name in ("direction", "sigma_scale"):
             if getattr(args, name, None) is not None:
