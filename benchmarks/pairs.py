@@ -525,7 +525,8 @@ def main(argv=None):
     peers = None
     if not args.no_peers:
         python = pair_peers.ensure_environment(args.peers_env)
-        peers_log = args.out / "pairs_peers.log"
+        args.runs.mkdir(parents=True, exist_ok=True)
+        peers_log = args.runs / "pairs_peers.log"
         peers_log.unlink(missing_ok=True)
         peers = PeerProcess(python, None, peers_log)
     results = {"mode": mode, "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},

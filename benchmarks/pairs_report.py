@@ -10,11 +10,17 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ORDER = ("probe", "paper_pair", "distance_explainer", "sbsm", "occlusion", "kernelshap", "integrated_gradients",
+         "random")
 NAMES = {"probe": "probe (this project, Verify at tau)", "paper_pair": "paper's pair mode (this project)",
          "distance_explainer": "distance-explainer (pip, own environment)",
          "sbsm": "xaitk-saliency SBSM (pip, own environment)", "occlusion": "occlusion of d^2",
          "kernelshap": "KernelSHAP of -d^2", "integrated_gradients": "Integrated Gradients of -d^2",
          "random": "random order"}
+
+
+def _ordered(methods: dict):
+    return [(m, methods[m]) for m in sorted(methods, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER))]
 
 
 def _cell(score):
@@ -46,20 +52,20 @@ def render(results: dict) -> str:
             "deletion_blur", "road_morf", "road_lerf"]
         lines.append("| method | " + " | ".join(cols) + " | f calls | flip rate | s / image |")
         lines.append("|---|" + "---|" * (len(cols) + 3))
-        for m, r in rec["methods"].items():
+        for m, r in _ordered(rec["methods"]):
             flip = f"{r['flip_rate']:.3f}" if "flip_rate" in r else "-"
             lines.append(f"| {NAMES.get(m, m)} | " + " | ".join(_cell(r["scores"].get(c)) for c in cols)
                          + f" | {r['n_calls']:.0f} | {flip} | {r['seconds_per_image']:.2f} |")
         if region:
             lines += ["", "Rank accuracy by kind (mates: why the same; non-mates: why different):", "",
                       "| method | mates | non-mates |", "|---|---|---|"]
-            for m, r in rec["methods"].items():
+            for m, r in _ordered(rec["methods"]):
                 by = [r["by_kind"][k]["rank_accuracy"] for k in ("mates", "non_mates")]
                 lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in by) + " |")
     lines += ["", f"## Paired tests (probe against each method; Wilcoxon, Holm over {results['tests']['family_size']} "
-              f"tests, alpha {results['tests']['alpha']})", "", "| set | score | " + " | ".join(
-                  m for m in next(iter(results["datasets"].values()))["methods"] if m != "probe") + " |"]
-    rivals = [m for m in next(iter(results["datasets"].values()))["methods"] if m != "probe"]
+              f"tests, alpha {results['tests']['alpha']})", ""]
+    rivals = [m for m, _ in _ordered(next(iter(results["datasets"].values()))["methods"]) if m != "probe"]
+    lines.append("| set | score | " + " | ".join(rivals) + " |")
     lines.append("|---|---|" + "---|" * len(rivals))
     rows = results["tests"]["rows"]
     for ds in results["datasets"]:
