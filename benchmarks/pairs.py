@@ -22,7 +22,7 @@ Data sets:
   (32 identities, `n_train` images), into `runs/pair-set`;
 - `mnist`: pairs of MNIST test images (mates: the same digit; non-mates:
   different digits), with a network trained by `train_run` on MNIST
-  (`runs/pair-mnist`; `runs/paper` is used instead where it exists). MNIST
+  (`runs/pair-mnist`, 6,000 images and short epochs; `runs/paper` is used instead where it exists). MNIST
   has no known region: its scores are the removal ones.
 
 The question. Each pair (x1, x2) is explained twice, x1 against x2 and x2
@@ -89,8 +89,8 @@ the adjusted p < 0.05 and the median difference is on that side. The targets:
    pairs it is asked about (all pairs, both data sets).
 
 A missed target is reported with its numbers; the targets are not changed.
-Time: see `seconds` in pairs.json (full mode: 100 mate + 100 non-mate pairs on
-`pairs`, 50 + 50 on MNIST).
+Time: see `seconds` in pairs.json (full mode: 80 mate + 80 non-mate pairs on
+`pairs`, 40 + 40 on MNIST; the first run also trains both networks).
 """
 
 from __future__ import annotations
@@ -118,10 +118,12 @@ from siamese_xai.prototypes import embed_in_batches  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {
     "tiny": dict(n_mates=2, n_nonmates=2, n_calib=64, n_train=640, epochs=1, min_steps=0, mnist_pairs=(2, 2),
-                 mnist_train=1000, shap_nsamples=40, de_masks=50, ig_steps=4, n_perturbations=100),
-    "full": dict(n_mates=100, n_nonmates=100, n_calib=400, n_train=4800, epochs=None, min_steps=400,
-                 mnist_pairs=(50, 50), mnist_train=12000, shap_nsamples=300, de_masks=1000, ig_steps=32,
-                 n_perturbations=5000),
+                 mnist_train=1000, mnist_epochs=(1, 1, 1), shap_nsamples=40, de_masks=50, ig_steps=4,
+                 n_perturbations=100),
+    # 80 + 80 pairs and a short MNIST training keep a run near 25 minutes on 2 shared cores
+    "full": dict(n_mates=80, n_nonmates=80, n_calib=400, n_train=4800, epochs=None, min_steps=400,
+                 mnist_pairs=(40, 40), mnist_train=6000, mnist_epochs=(4, 2, 2), shap_nsamples=300, de_masks=1000,
+                 ig_steps=32, n_perturbations=5000),
 }
 PEERS = ("distance_explainer", "sbsm")
 METHOD_ORDER = ("probe", "paper_pair", "distance_explainer", "sbsm", "occlusion", "kernelshap",
@@ -155,15 +157,20 @@ def train_pair_run(run_dir: Path, settings: dict, log=print) -> dict:
 
 
 def train_mnist_run(run_dir: Path, settings: dict, log=print) -> dict:
-    """An MNIST run for the MNIST pairs: runs/paper where it exists, else one trained on `mnist_train` images."""
+    """An MNIST run for the MNIST pairs: runs/paper where it exists, else one trained on `mnist_train` images
+    with `mnist_epochs` (Siamese network, autoencoder, decoder), short so that the benchmark stays short."""
     from siamese_xai import training
     from siamese_xai.config import TrainConfig
 
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.json").exists():
         log(f"training {run_dir} on {settings['mnist_train']} MNIST images")
-        config = _config(TrainConfig, settings).replace(train_limit=settings["mnist_train"])
-        training.train_run(config, run_dir, verbose=0, min_steps=settings["min_steps"])
+        import dataclasses
+
+        config = TrainConfig.paper(train_limit=settings["mnist_train"])
+        for stage, epochs in zip(("snn", "autoencoder", "decoder"), settings["mnist_epochs"]):
+            config = config.replace(**{stage: dataclasses.replace(getattr(config, stage), epochs=epochs)})
+        training.train_run(config, run_dir, verbose=0)
     return json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -217,7 +224,7 @@ class PeerProcess:
         self._log = open(log_path, "ab")
         self._proc = subprocess.Popen([str(python), "-m", "benchmarks.pair_peers"], cwd=ROOT, env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
-        self._embed = embed
+        self.embed = embed
 
     def run(self, job: dict):
         """`(map (H, W), images through f)` of one job."""
@@ -227,7 +234,7 @@ class PeerProcess:
         while True:
             kind, payload = pickle.load(self._proc.stdout)
             if kind == "embed":
-                h = embed_in_batches(self._embed, payload)
+                h = embed_in_batches(self.embed, payload)
                 calls += len(payload)
                 pickle.dump(("h", h), self._proc.stdin, protocol=4)
                 self._proc.stdin.flush()
@@ -505,23 +512,26 @@ def main(argv=None):
     started = time.perf_counter()
     load = os.getloadavg()[0]
     suffix = "-tiny" if args.tiny else ""
-    runs_info, sets = {}, {}
+    runs_info = {}
     pair_run = args.runs / f"pair-set{suffix}"
-    t0 = time.perf_counter()
-    runs_info["pairs"] = {"run": str(pair_run.relative_to(ROOT) if pair_run.is_relative_to(ROOT) else pair_run),
-                          "metrics": train_pair_run(pair_run, settings), "seconds": time.perf_counter() - t0}
-    sets["pairs"] = (pair_run, pair_data.make_pairs(settings["n_mates"], settings["n_nonmates"], seed=1),
-                     pair_data.make_pairs(settings["n_calib"] // 2, settings["n_calib"] // 2, seed=2))
-    if not args.no_mnist:
-        mnist_run = ROOT / "runs" / "paper"
-        if args.tiny or not (mnist_run / "metrics.json").exists():
-            mnist_run = args.runs / f"pair-mnist{suffix}"
+    mnist_run = ROOT / "runs" / "paper"
+    if args.tiny or not (mnist_run / "metrics.json").exists():
+        mnist_run = args.runs / f"pair-mnist{suffix}"
+
+    def prepare(name):
+        """`(run, pairs, calibration pairs)` of a data set, its network trained first where missing."""
         t0 = time.perf_counter()
-        runs_info["mnist"] = {"run": str(mnist_run.relative_to(ROOT) if mnist_run.is_relative_to(ROOT) else mnist_run),
-                              "metrics": train_mnist_run(mnist_run, settings), "seconds": time.perf_counter() - t0}
-        m, nm = settings["mnist_pairs"]
-        sets["mnist"] = (mnist_run, mnist_pairs(m, nm, seed=1), mnist_pairs(settings["n_calib"] // 2,
-                                                                           settings["n_calib"] // 2, seed=2))
+        run = pair_run if name == "pairs" else mnist_run
+        trained = (train_pair_run if name == "pairs" else train_mnist_run)(run, settings)
+        runs_info[name] = {"run": str(run.relative_to(ROOT) if run.is_relative_to(ROOT) else run),
+                           "metrics": trained, "seconds": time.perf_counter() - t0}
+        half = settings["n_calib"] // 2
+        if name == "pairs":
+            return (run, pair_data.make_pairs(settings["n_mates"], settings["n_nonmates"], seed=1),
+                    pair_data.make_pairs(half, half, seed=2))
+        return run, mnist_pairs(*settings["mnist_pairs"], seed=1), mnist_pairs(half, half, seed=2)
+
+    names = ["pairs"] + ([] if args.no_mnist else ["mnist"])
     peers = None
     if not args.no_peers:
         python = pair_peers.ensure_environment(args.peers_env)
@@ -536,12 +546,13 @@ def main(argv=None):
     from siamese_xai import runs
 
     try:
-        for name, (run_dir, pairs, calib) in sets.items():
+        for name in names:  # each set's network is trained (or loaded) only when its turn comes
+            run_dir, pairs, calib = prepare(name)
             embed = runs.load_run(run_dir).embed
             results["calibration"][name] = calibrate(embed, calib)
             tau = results["calibration"][name]["threshold"]
             if peers is not None:
-                peers._embed = embed  # f of this data set's run
+                peers.embed = embed  # f of this data set's run
             print(f"{name}: {len(pairs['same'])} pairs, tau = {tau:.4f}")
             results["datasets"][name], per_pair_by_set[name] = evaluate_dataset(name, run_dir, pairs, tau, settings,
                                                                                  peers)
