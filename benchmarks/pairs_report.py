@@ -57,10 +57,14 @@ def render(results: dict) -> str:
             lines.append(f"| {NAMES.get(m, m)} | " + " | ".join(_cell(r["scores"].get(c)) for c in cols)
                          + f" | {r['n_calls']:.0f} | {flip} | {r['seconds_per_image']:.2f} |")
         if region:
-            lines += ["", "Rank accuracy by kind (mates: why the same; non-mates: why different):", "",
-                      "| method | mates | non-mates |", "|---|---|---|"]
+            lines += ["", "By kind (mates: why the same; non-mates: why different); rank accuracy and distractor share over the scored "
+                      "pairs, flip rates over every pair asked about:", "",
+                      "| method | rank accuracy, mates | rank accuracy, non-mates | distractor share, mates | "
+                      "distractor share, non-mates | flip rate, mates | flip rate, non-mates |",
+                      "|---|---|---|---|---|---|---|"]
             for m, r in _ordered(rec["methods"]):
-                by = [r["by_kind"][k]["rank_accuracy"] for k in ("mates", "non_mates")]
+                by = [r["by_kind"][k][s] for s in ("rank_accuracy", "distractor_share") for k in ("mates", "non_mates")]
+                by += [r.get("flip_rate_by_kind", {}).get(k) for k in ("mates", "non_mates")]
                 lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in by) + " |")
     lines += ["", f"## Paired tests (probe against each method; Wilcoxon, Holm over {results['tests']['family_size']} "
               f"tests, alpha {results['tests']['alpha']})", ""]
