@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-fast reproduce clean bench evaluate digits seeds mutants mutants-all .force
+.PHONY: setup test test-fast reproduce clean bench evaluate pairs digits seeds mutants mutants-all .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,13 @@ figures/REPORT.md: reproduce/report.py $(FIGS) figures/claims.json $(FORCE_DEP) 
 evaluate: setup $(RUN)/metrics.json
 	$(RUN_PY) -m benchmarks.randomisation --run $(RUN)
 	$(RUN_PY) -m benchmarks.evaluate --run $(RUN)
+
+# The pair benchmark with known answers (docs/pairs.md; the rules in benchmarks/pairs.py's docstring): why two
+# images are the same identity or differ, every method in one run; writes benchmarks/pairs.json and PAIRS.md. The first
+# run trains runs/pair-set and runs/pair-mnist and creates .venv-peers, the separate environment of distance-explainer
+# and xaitk-saliency (they pull in PyTorch).
+pairs: setup
+	$(RUN_PY) -m benchmarks.pairs
 
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup

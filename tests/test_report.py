@@ -51,7 +51,8 @@ def test_tiles_show_input_mask_and_signed_change():
 @pytest.fixture(scope="module")
 def split_dir(tiny_run, tmp_path_factory):
     from siamese_xai.data import mnist as data
-    from siamese_xai.explainers.siamese import ExplainConfig, SiameseExplainer
+    from siamese_xai.config import ExplainConfig
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     explainer = SiameseExplainer.from_run(tiny_run[0], ExplainConfig.tiny())
     x, y = data.load_mnist("test")
@@ -102,7 +103,8 @@ def test_report_renders_every_split_explain_split_writes(tiny_run, tmp_path, kin
 
 
 def test_report_renders_a_split_of_tfrecord_files(tiny_run, tmp_path):
-    from siamese_xai.explainers.siamese import ExplainConfig, SiameseExplainer
+    from siamese_xai.config import ExplainConfig
+    from siamese_xai.explainers.siamese import SiameseExplainer
 
     source = sources.TFRecordSource(str(write_tfrecords(tmp_path / "digits.tfrecord", 5)), (28, 28, 1))
     x, y = source.load()
