@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 
 from siamese_xai import runs
+from siamese_xai.explainers import questions
 
 
 class Explainer:
@@ -66,8 +67,6 @@ class Explainer:
 
     def check_answers(self, question) -> None:
         """Raises a ValueError naming this estimator and the question when it does not answer that kind."""
-        from siamese_xai.explainers import questions
-
         questions.check_question(question)
         if question.kind not in self.answers:
             who = [name for name in REGISTRY if question.kind in ANSWERS[name]]
@@ -101,7 +100,7 @@ ANSWERS = {
     "mc": ("class", "pair"),
     "linear": ("class", "pair"),
     "template_contrast": ("contrast", "pair"),
-    "probe": ("class", "contrast", "pair", "verify", "rank"),
+    "probe": questions.KINDS,  # any margin: every kind of question registered in `questions.QUESTIONS`
 }
 
 

@@ -302,15 +302,13 @@ class ProbeExplainer(Explainer):
         """`(B,)` the proposal each input of a resolved question is painted with (`ProbeConfig.proposal`, "auto" resolved)."""
         if self._config.proposal != "auto":
             return np.full(len(decision.margin), self._config.proposal, object)
-        if decision.kind in ("class", "contrast"):
-            return np.full(len(decision.margin), "prototype", object)
-        return np.where(decision.toward, "other", "blur").astype(object)
+        return decision.question.proposal(decision)
 
     def _proposal(self, xs, h, decision, images, cell):
         """`(B, H, W, C)` float32 in [0, 1]: what each input's regions are painted with."""
         kinds = self.proposal_kind(decision)
         out = np.zeros_like(xs)
-        if decision.kind in ("class", "contrast"):
+        if decision.question.draws_prototypes:
             if self._templates is None:
                 self._templates = self._g(self._prototypes)
             decoded = self._templates[decision.contrast_class] if len(xs) else out
@@ -325,10 +323,11 @@ class ProbeExplainer(Explainer):
             elif kind == "blur":
                 out[rows] = smoothed(xs[rows], float(cell))
             else:
-                if not images:
+                role = decision.question.paints_from
+                if role is None:
                     raise ValueError("`proposal` \"other\" needs a pair question (Pair, Verify or Rank), which has "
                                      f"another image. Received: a {decision.kind!r} question")
-                out[rows] = images["below" if "below" in images else "other"][rows]
+                out[rows] = images[role][rows]
         return np.clip(out, 0.0, 1.0).astype(np.float32)  # an image, whatever range g draws in
 
     def _painted(self, x, p, regions, order, j):

@@ -36,111 +36,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The name of each kind of question where one string names it (files, the command line).
-KINDS = ("class", "contrast", "pair", "verify", "rank")
-
-
-@dataclass(frozen=True, eq=False)
-class WhyClass:
-    """Why is x classed k (rather than any other class)?
-
-    Attributes:
-        target: k: None (each input's nearest prototype), one class, or one per input.
-    """
-
-    target: object = None
-    kind = "class"
-
-
-@dataclass(frozen=True, eq=False)
-class RatherThan:
-    """Why is x classed k rather than l?
-
-    Attributes:
-        target: k: None (each input's nearest prototype), one class, or one per input.
-        contrast: l: None (each input's runner-up, the nearest prototype other
-            than k), one class, or one per input; never equal to k.
-    """
-
-    target: object = None
-    contrast: object = None
-    kind = "contrast"
-
-
-@dataclass(frozen=True, eq=False)
-class Pair:
-    """Why does f(x) lie as far as it does from f(other)? The margin is the distance itself.
-
-    Attributes:
-        other: the second image: one for every input, or one per input.
-    """
-
-    other: object
-    kind = "pair"
-
-
-@dataclass(frozen=True, eq=False)
-class Verify:
-    """Why does f accept (d <= tau) or reject the pair (x, other) at the threshold tau?
-
-    Attributes:
-        other: the second image: one for every input, or one per input.
-        threshold: tau > 0 on the Euclidean distance d(f(x), f(other))
-            (`equal_error_threshold` calibrates one from labelled pairs).
-    """
-
-    other: object
-    threshold: float
-    kind = "verify"
-
-    def __post_init__(self):
-        t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)) or not 0 < t < np.inf:
-            raise ValueError(f"`threshold` must be a finite number > 0. Received: threshold={t!r}")
-
-
-@dataclass(frozen=True, eq=False)
-class Rank:
-    """Why does `above` rank above `below` in a gallery searched with the query x?
-
-    Attributes:
-        above: the item ranked higher (nearer x): one image, or one per input.
-        below: the item ranked lower: one image, or one per input.
-    """
-
-    above: object
-    below: object
-    kind = "rank"
-
-
-QUESTIONS = (WhyClass, RatherThan, Pair, Verify, Rank)
-
-
-def check_question(question):
-    """`question` if it is one of `QUESTIONS`, else a TypeError naming what was received."""
-    if not isinstance(question, QUESTIONS):
-        names = ", ".join(q.__name__ for q in QUESTIONS)
-        raise TypeError(f"`question` must be one of {names}. Received: question={question!r}")
-    return question
-
-
-def images_of(question) -> dict:
-    """The images a question carries, by role (`other`, or `above` and `below`); {} for the class questions."""
-    if isinstance(question, (Pair, Verify)):
-        return {"other": question.other}
-    if isinstance(question, Rank):
-        return {"above": question.above, "below": question.below}
-    return {}
-
-
-def describe(question) -> dict:
-    """The question as JSON-ready data (its images are not copied: the result holds their embeddings)."""
-    out = {"kind": question.kind}
-    if isinstance(question, Verify):
-        out["threshold"] = float(question.threshold)
-    return out
-
-
 def squared_distances(h, prototypes) -> np.ndarray:
     """`(n, D)`, `(K, D)` -> `(n, K)` float64 ||h_i - c_j||^2."""
     diff = np.asarray(h, np.float64)[:, None, :] - np.asarray(prototypes, np.float64)[None]
@@ -153,27 +48,267 @@ def distance(a, b) -> np.ndarray:
     return np.sqrt((diff * diff).sum(-1))
 
 
+def _classes(value, batch, num_classes, name):
+    from siamese_xai import _checks
+
+    return _checks.check_targets(value, batch, num_classes, name)
+
+
+class Question:
+    """The base of every question: one decision of f, as a margin over embeddings.
+
+    A question is one class (a new kind is one subclass and its place in
+    `QUESTIONS`): it names the images it carries (`images`), turns the
+    inputs' embeddings into a `Decision` (`resolve`), measures the margin and
+    the flip of changed inputs (`margin`, `flipped`) and says what a change
+    should paint by default (`proposal`).
+    """
+
+    kind = ""
+    has_decision = True  # False: a quantity with no side to flip to (a distance)
+    draws_prototypes = False  # True: the default proposal is the decoder's image of a prototype
+    paints_from = None  # the role of the image whose content the "other" proposal paints (None: no such image)
+
+    def images(self) -> dict:
+        """The images the question carries, by role (`other`, `above`, `below`); {} for the class questions."""
+        return {}
+
+    def describe(self) -> dict:
+        """The question as JSON-ready data (its images are not copied: the result holds their embeddings)."""
+        return {"kind": self.kind}
+
+    def resolve(self, h, prototypes, others) -> dict:
+        """The per-input arrays of its `Decision`: `explained_class`, `contrast_class`, `target`, `toward`, `accepted`."""
+        raise NotImplementedError
+
+    def margin(self, decision, h, owner) -> np.ndarray:
+        """`(n,)` float64 margins of changed inputs: `(n, D)` embeddings, `(n,)` the input each belongs to."""
+        raise NotImplementedError
+
+    def flipped(self, decision, h, owner) -> np.ndarray:
+        """`(n,)` bool: f's decision on changed inputs is no longer the one explained (default: margin < 0)."""
+        return self.margin(decision, h, owner) < 0
+
+    def proposal(self, decision) -> np.ndarray:
+        """`(B,)` the default proposal per input: the other image to move toward it, a blur in-fill to move away."""
+        return np.where(decision.toward, "other", "blur").astype(object)
+
+
+def _pairs_common(b):
+    return {"explained_class": np.full(b, -1, np.int64), "contrast_class": np.full(b, -1, np.int64),
+            "accepted": np.zeros(b, bool)}
+
+
+@dataclass(frozen=True, eq=False)
+class RatherThan(Question):
+    """Why is x classed k rather than l? Margin ||h - c_l||^2 - ||h - c_k||^2; flipped where c_l is the nearest.
+
+    Attributes:
+        target: k: None (each input's nearest prototype), one class, or one per input.
+        contrast: l: None (each input's runner-up, the nearest prototype other
+            than k), one class, or one per input; never equal to k.
+    """
+
+    target: object = None
+    contrast: object = None
+    kind = "contrast"
+    draws_prototypes = True
+
+    def resolve(self, h, prototypes, others):
+        if len(prototypes) < 2:
+            raise ValueError(f"`prototypes` must hold at least 2 classes for a class question. Received: {len(prototypes)}")
+        b = len(h)
+        d = squared_distances(h, prototypes)
+        targets = _classes(self.target, b, len(prototypes), "target_class")
+        k = np.where(targets < 0, d.argmin(1), targets)
+        runner = np.where(np.arange(len(prototypes))[None] == k[:, None], np.inf, d).argmin(1)
+        l = runner
+        if self.kind == "contrast":
+            contrasts = _classes(self.contrast, b, len(prototypes), "contrast_class")
+            both = (contrasts >= 0) & (contrasts == k)
+            if both.any():
+                i = int(np.flatnonzero(both)[0])
+                raise ValueError("`contrast_class` must differ from the explained class (why k rather than k asks "
+                                 f"nothing). Received: both {int(k[i])} for input {i}")
+            l = np.where(contrasts < 0, runner, contrasts)
+        return {"explained_class": k.astype(np.int64), "contrast_class": l.astype(np.int64),
+                "target": np.asarray(prototypes, np.float64)[l], "toward": np.ones(b, bool), "accepted": np.zeros(b, bool)}
+
+    def margin(self, decision, h, owner):
+        d = squared_distances(h, decision.prototypes)
+        rows = np.arange(len(owner))
+        return d[rows, decision.contrast_class[owner]] - d[rows, decision.explained_class[owner]]
+
+    def flipped(self, decision, h, owner):
+        return squared_distances(h, decision.prototypes).argmin(1) == decision.contrast_class[owner]
+
+    def proposal(self, decision):
+        return np.full(len(decision.margin), "prototype", object)
+
+
+@dataclass(frozen=True, eq=False)
+class WhyClass(RatherThan):
+    """Why is x classed k (rather than any other class)? Margin min_{j != k} ||h - c_j||^2 - ||h - c_k||^2.
+
+    Flipped where another class is nearest; a change moves x toward the runner-up (l).
+
+    Attributes:
+        target: k: None (each input's nearest prototype), one class, or one per input.
+    """
+
+    target: object = None
+    contrast: object = field(default=None, init=False, repr=False)
+    kind = "class"
+
+    def margin(self, decision, h, owner):
+        d = squared_distances(h, decision.prototypes)
+        k = decision.explained_class[owner]
+        others = np.where(np.arange(d.shape[1])[None] == k[:, None], np.inf, d)
+        return others.min(1) - d[np.arange(len(owner)), k]
+
+    def flipped(self, decision, h, owner):
+        return squared_distances(h, decision.prototypes).argmin(1) != decision.explained_class[owner]
+
+
+@dataclass(frozen=True, eq=False)
+class Pair(Question):
+    """Why does f(x) lie as far as it does from f(other)? The margin is the distance itself.
+
+    Attributes:
+        other: the second image: one for every input, or one per input.
+    """
+
+    other: object
+    kind = "pair"
+    has_decision = False
+    paints_from = "other"
+
+    def images(self):
+        return {"other": self.other}
+
+    def resolve(self, h, prototypes, others):
+        return {**_pairs_common(len(h)), "target": others["other"], "toward": np.ones(len(h), bool)}
+
+    def margin(self, decision, h, owner):
+        return distance(h, decision.others["other"][owner])
+
+    def flipped(self, decision, h, owner):
+        return np.zeros(len(owner), bool)
+
+
+@dataclass(frozen=True, eq=False)
+class Verify(Question):
+    """Why does f accept (d <= tau) or reject the pair (x, other) at the threshold tau?
+
+    Margin tau - d where accepted, d - tau where rejected; flipped where the
+    verdict changes. A change of an accepted pair moves h away from f(other).
+
+    Attributes:
+        other: the second image: one for every input, or one per input.
+        threshold: tau > 0 on the Euclidean distance d(f(x), f(other))
+            (`equal_error_threshold` calibrates one from labelled pairs).
+    """
+
+    other: object
+    threshold: float
+    kind = "verify"
+    paints_from = "other"
+
+    def __post_init__(self):
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)) or not 0 < t < np.inf:
+            raise ValueError(f"`threshold` must be a finite number > 0. Received: threshold={t!r}")
+
+    def images(self):
+        return {"other": self.other}
+
+    def describe(self):
+        return {"kind": self.kind, "threshold": float(self.threshold)}
+
+    def resolve(self, h, prototypes, others):
+        accepted = distance(h, others["other"]) <= float(self.threshold)
+        return {**_pairs_common(len(h)), "target": others["other"], "toward": ~accepted, "accepted": accepted}
+
+    def margin(self, decision, h, owner):
+        gap = float(self.threshold) - distance(h, decision.others["other"][owner])
+        return np.where(decision.accepted[owner], gap, -gap)
+
+    def flipped(self, decision, h, owner):
+        d = distance(h, decision.others["other"][owner])
+        tau = float(self.threshold)
+        return np.where(decision.accepted[owner], d > tau, d <= tau)
+
+
+@dataclass(frozen=True, eq=False)
+class Rank(Question):
+    """Why does `above` rank above `below` in a gallery searched with the query x?
+
+    Margin d(h, f(below)) - d(h, f(above)); flipped where `below` is strictly nearer.
+
+    Attributes:
+        above: the item ranked higher (nearer x): one image, or one per input.
+        below: the item ranked lower: one image, or one per input.
+    """
+
+    above: object
+    below: object
+    kind = "rank"
+    paints_from = "below"
+
+    def images(self):
+        return {"above": self.above, "below": self.below}
+
+    def resolve(self, h, prototypes, others):
+        return {**_pairs_common(len(h)), "target": others["below"], "toward": np.ones(len(h), bool)}
+
+    def margin(self, decision, h, owner):
+        return distance(h, decision.others["below"][owner]) - distance(h, decision.others["above"][owner])
+
+
+# Every kind of question, and its name where one string names it (files, the command line).
+QUESTIONS = (WhyClass, RatherThan, Pair, Verify, Rank)
+KINDS = tuple(q.kind for q in QUESTIONS)
+
+
+def check_question(question):
+    """`question` if it is a `Question`, else a TypeError naming what was received."""
+    if not isinstance(question, Question):
+        names = ", ".join(q.__name__ for q in QUESTIONS)
+        raise TypeError(f"`question` must be one of {names}. Received: question={question!r}")
+    return question
+
+
+def images_of(question) -> dict:
+    """The images a question carries, by role (`Question.images`)."""
+    return question.images()
+
+
+def describe(question) -> dict:
+    """The question as JSON-ready data (`Question.describe`)."""
+    return question.describe()
+
+
 @dataclass(frozen=True, eq=False)
 class Decision:
     """A question resolved for B inputs: its margins and what a change of x is measured against.
 
     Attributes:
-        kind: the question's kind (`KINDS`).
+        question: the `Question` asked.
         margin: `(B,)` float64 m(x), > 0 where the decision holds.
         explained_class: `(B,)` int64 k (-1 for the pair questions).
         contrast_class: `(B,)` int64 l: the class a change would move x to
             (-1 for the pair questions).
         target: `(B, D)` the embedding a change would move h toward: c_l for
-            the class questions, f(other) for `Pair` and for a rejected
-            `Verify`, f(below) for `Rank`; for an accepted `Verify`, f(other)
-            too (the change moves h away from it).
+            the class questions, f(other) for `Pair` and `Verify` (for an
+            accepted pair the change moves h away from it), f(below) for `Rank`.
         toward: `(B,)` bool whether a change that flips the decision moves
             h toward `target` (False: away from it, an accepted pair).
         accepted: `(B,)` bool, `Verify` only (else all False): d <= tau.
-        has_decision: False for `Pair` (a distance has no side to flip to).
+        prototypes: `(K, D)` float64 the class prototypes.
+        others: role -> `(B, D)` float64 embeddings of the question's images.
     """
 
-    kind: str
+    question: Question
     margin: np.ndarray
     explained_class: np.ndarray
     contrast_class: np.ndarray
@@ -181,67 +316,34 @@ class Decision:
     toward: np.ndarray
     accepted: np.ndarray
     prototypes: np.ndarray = field(repr=False)
-    others: dict = field(repr=False)  # role -> (B, D) embeddings of the question's images
-    threshold: float | None = None
+    others: dict = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.question.kind
 
     @property
     def has_decision(self) -> bool:
-        return self.kind != "pair"
+        return self.question.has_decision
 
     def margin_of(self, h, owner) -> np.ndarray:
         """The margin of changed inputs: `(n, D)` embeddings, `(n,)` the input each belongs to -> `(n,)` float64."""
-        owner = np.asarray(owner, np.int64)
-        if self.kind in ("class", "contrast"):
-            d = squared_distances(h, self.prototypes)
-            rows = np.arange(len(owner))
-            k = self.explained_class[owner]
-            if self.kind == "contrast":
-                return d[rows, self.contrast_class[owner]] - d[rows, k]
-            others = np.where(np.arange(d.shape[1])[None] == k[:, None], np.inf, d)
-            return others.min(1) - d[rows, k]
-        if self.kind == "pair":
-            return distance(h, self.others["other"][owner])
-        if self.kind == "verify":
-            gap = self.threshold - distance(h, self.others["other"][owner])
-            return np.where(self.accepted[owner], gap, -gap)
-        return distance(h, self.others["below"][owner]) - distance(h, self.others["above"][owner])
+        return self.question.margin(self, h, np.asarray(owner, np.int64))
 
     def flipped(self, h, owner) -> np.ndarray:
-        """Whether f's decision on changed inputs is no longer the one explained: `(n,)` bool.
-
-        "Rather than l" flips where c_l is the nearest prototype (not merely
-        nearer than c_k); "why k" where another class is nearest; `Verify`
-        where the verdict changes (accepted: d > tau; rejected: d <= tau);
-        `Rank` where `below` is strictly nearer than `above`. `Pair` never flips.
-        """
-        owner = np.asarray(owner, np.int64)
-        if self.kind == "contrast":
-            return squared_distances(h, self.prototypes).argmin(1) == self.contrast_class[owner]
-        if self.kind == "class":
-            return squared_distances(h, self.prototypes).argmin(1) != self.explained_class[owner]
-        if self.kind == "pair":
-            return np.zeros(len(owner), bool)
-        if self.kind == "verify":
-            d = distance(h, self.others["other"][owner])
-            return np.where(self.accepted[owner], d > self.threshold, d <= self.threshold)
-        return self.margin_of(h, owner) < 0
-
-
-def _classes(value, batch, num_classes, name):
-    from siamese_xai import _checks
-
-    return _checks.check_targets(value, batch, num_classes, name)
+        """Whether f's decision on changed inputs is no longer the one explained: `(n,)` bool."""
+        return self.question.flipped(self, h, np.asarray(owner, np.int64))
 
 
 def resolve(question, h, prototypes, others=None) -> Decision:
     """Turns a question into a `Decision` for B inputs.
 
     Args:
-        question: one of `QUESTIONS`.
+        question: a `Question` (one of `QUESTIONS`).
         h: `(B, D)` the inputs' embeddings f(x).
         prototypes: `(K, D)` class prototypes (at least 2 for the class questions).
         others: role -> `(B, D)` embeddings of the question's images
-            (`images_of`), each already repeated to B rows.
+            (`Question.images`), each already repeated to B rows.
 
     Raises:
         ValueError: a class out of range, k == l, or fewer than 2 prototypes
@@ -250,45 +352,9 @@ def resolve(question, h, prototypes, others=None) -> Decision:
     check_question(question)
     h = np.asarray(h, np.float64)
     p = np.asarray(prototypes, np.float64)
-    b = len(h)
     others = {role: np.asarray(v, np.float64) for role, v in (others or {}).items()}
-    none = np.full(b, -1, np.int64)
-    no = np.zeros(b, bool)
-    common = dict(prototypes=p, others=others, accepted=no)
-    if isinstance(question, (WhyClass, RatherThan)):
-        if len(p) < 2:
-            raise ValueError(f"`prototypes` must hold at least 2 classes for a class question. Received: {len(p)}")
-        d = squared_distances(h, p)
-        targets = _classes(question.target, b, len(p), "target_class")
-        k = np.where(targets < 0, d.argmin(1), targets)
-        runner = np.where(np.arange(len(p))[None] == k[:, None], np.inf, d).argmin(1)
-        l = runner
-        kind = question.kind
-        if isinstance(question, RatherThan):
-            contrasts = _classes(question.contrast, b, len(p), "contrast_class")
-            both = (contrasts >= 0) & (contrasts == k)
-            if both.any():
-                i = int(np.flatnonzero(both)[0])
-                raise ValueError("`contrast_class` must differ from the explained class (why k rather than k asks "
-                                 f"nothing). Received: both {int(k[i])} for input {i}")
-            l = np.where(contrasts < 0, runner, contrasts)
-        decision = Decision(kind, np.zeros(b), k.astype(np.int64), l.astype(np.int64), p[l],
-                            np.ones(b, bool), **common)
-        return _with_margin(decision, h)
-    if isinstance(question, Pair):
-        decision = Decision("pair", np.zeros(b), none, none, others["other"], np.ones(b, bool), **common)
-        return _with_margin(decision, h)
-    if isinstance(question, Verify):
-        tau = float(question.threshold)
-        accepted = distance(h, others["other"]) <= tau
-        decision = Decision("verify", np.zeros(b), none, none, others["other"], ~accepted, prototypes=p,
-                            others=others, accepted=accepted, threshold=tau)
-        return _with_margin(decision, h)
-    decision = Decision("rank", np.zeros(b), none, none, others["below"], np.ones(b, bool), **common)
-    return _with_margin(decision, h)
-
-
-def _with_margin(decision, h):
+    parts = question.resolve(h, p, others)
+    decision = Decision(question, np.zeros(len(h)), prototypes=p, others=others, **parts)
     object.__setattr__(decision, "margin", decision.margin_of(h, np.arange(len(h))))
     return decision
 
