@@ -1,0 +1,65 @@
+"""Training defaults chosen by the image size and the number of images (`for_images`).
+
+The paper's networks and schedule (`TrainConfig.paper`) are for 28x28 digits
+and stay the defaults for every image whose shorter side is under
+`models.PHOTO_MIN_SIDE`. Larger images get the photo networks
+(`siamese_xai.models`, "Photos") and the schedule below, measured on the
+96x96 photos of `benchmarks/photos.py` (`benchmarks/photos.json`):
+
+- the Siamese network: batches of `PHOTO_SNN_BATCH` pairs (more steps per
+  pass than 128: the photo tower's batch normalisation works with small
+  batches, and on 3,000 images 128 gave 24 steps per epoch), Adam at
+  `PHOTO_SNN_LR`, left-right mirroring of each image of a pair, and at least
+  `PHOTO_SNN_STEPS` steps;
+- the autoencoder and the decoder: batches of `PHOTO_AE_BATCH` images and at
+  least `PHOTO_AE_STEPS` steps each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from siamese_xai import models
+from siamese_xai.config import TrainConfig
+
+PHOTO_SNN_BATCH = 32
+PHOTO_SNN_LR = 3e-3
+PHOTO_SNN_STEPS = 900
+PHOTO_AE_BATCH = 32
+PHOTO_AE_STEPS = 600
+
+
+def _epochs(steps, num, batch):
+    return max(1, -(-steps // -(-num // batch)))
+
+
+def for_images(config: TrainConfig, image_shape, num_train: int):
+    """The training defaults for `num_train` images of `image_shape`, and a line that states them.
+
+    Args:
+        config: the config asked for (its seed, embedding length and limits are kept).
+        image_shape: `(H, W, C)`.
+        num_train: the number of training images (after `train_limit`).
+
+    Returns:
+        `(config, line)`: `config` unchanged for images under the photo size,
+        else with the photo schedule; `line` says which networks and schedule.
+    """
+    h, w, c = image_shape
+    what = f"{h}x{w}x{c} images, {num_train} training images"
+    if not models.uses_photo_networks(image_shape):
+        return config, (f"{what}: the paper's networks (Table 1) and schedule (photo networks and their schedule "
+                        f"from a shorter side of {models.PHOTO_MIN_SIDE} px)")
+    snn = dataclasses.replace(config.snn, batch_size=PHOTO_SNN_BATCH, learning_rate=PHOTO_SNN_LR,
+                              epochs=_epochs(PHOTO_SNN_STEPS, num_train, PHOTO_SNN_BATCH),
+                              tau=2.0 * config.embedding_dim)
+    ae = dataclasses.replace(config.autoencoder, batch_size=PHOTO_AE_BATCH,
+                             epochs=_epochs(PHOTO_AE_STEPS, num_train, PHOTO_AE_BATCH))
+    dec = dataclasses.replace(config.decoder, batch_size=PHOTO_AE_BATCH,
+                              epochs=_epochs(PHOTO_AE_STEPS, num_train, PHOTO_AE_BATCH))
+    levels = len(models.photo_levels(image_shape)) - 1
+    line = (f"{what}: photo networks ({levels} levels of {models.photo_filters(1)}-"
+            f"{models.photo_filters(levels)} filters; Siamese tower with batch normalisation and global pooling), "
+            f"Siamese network {snn.epochs} epochs of {snn.batch_size} mirrored pairs at learning rate "
+            f"{snn.learning_rate:g}, autoencoder {ae.epochs} and decoder {dec.epochs} epochs of {ae.batch_size} images")
+    return config.replace(snn=snn, autoencoder=ae, decoder=dec), line
