@@ -15,6 +15,7 @@ from siamese_xai import commands
 from siamese_xai.commands import CLIError  # noqa: F401 - the error main() reports in one line
 
 EXIT_USAGE = 2
+EXIT_NOT_USABLE = 3  # the run was written, but its Siamese network separates no classes
 
 
 def _positive_int(text):
@@ -259,6 +260,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("siamese-xai: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except commands.RunNotUsable as err:
+        print(f"siamese-xai: {err}", file=sys.stderr)
+        return EXIT_NOT_USABLE
     except (CLIError, ValueError, OSError) as err:
         if args.verbose:
             traceback.print_exc()
