@@ -296,9 +296,10 @@ def photo_image(k: int, size: int, rng):
 def make_photos(n: int, size: int = 96, seed: int = 0):
     """Colour photos of five kinds of object (`PHOTO_CLASSES`) on varied backgrounds, with their masks.
 
-    Each image is drawn by `photo_image` from its own generator seeded by
-    `(seed, i)`, so image i is the same whatever n is, and a class-folder
-    tree can be written one image at a time (`benchmarks/photos.py make-data`).
+    The labels are drawn first (`balanced_labels`, seeded by `seed`); image i
+    is then drawn by `photo_image` from its own generator seeded by
+    `(seed, i)`, so that a class-folder tree can be written one image at a
+    time (`benchmarks/photos.py make-data`).
 
     Args:
         n: images to make.
