@@ -18,9 +18,8 @@ generator, not the images.
 
 `run` makes the tree for each size, then, in this process:
 
-- `train`: `siamese_xai.training.train_run` with the defaults the command
-  line uses (`size_defaults=True`, the default minimum of steps), as
-  `siamese-xai train --data-dir DIR --out RUN` runs it;
+- `train`: `siamese-xai train --data-dir DIR --out RUN --force` in a child
+  process, as a user runs it (no other flag: the defaults for the size);
 - `fit`: a tower trained with plain Keras (`model.fit`, cross-entropy over
   the classes through a Dense head, then the head dropped) and
   `siamese_xai.fitting.fit_explainer` on it, as `siamese-xai fit` runs it;
@@ -79,18 +78,21 @@ def make_data(folder, size: int, seed: int = 0, per_class=None) -> Path:
 
 
 class _Memory:
-    """The process's resident memory, sampled every 0.1 s, and its peak per named stage."""
+    """A process's resident memory (this one's by default), sampled every 0.1 s, and its peak per named stage."""
 
-    def __init__(self):
+    def __init__(self, pid="self"):
+        self.status = f"/proc/{pid}/status"
         self.stage, self.peaks, self.peak = "load", {}, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def rss():
-        with open("/proc/self/status") as fh:
-            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+    def rss(self):
+        try:
+            with open(self.status) as fh:
+                return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):  # the process has ended
+            return 0
 
     def _sample(self):
         while not self._stop.wait(0.1):
@@ -120,29 +122,58 @@ class _Memory:
 
 
 def _marked(memory):
-    """Marks the training stages in `siamese_xai.training` (train_run and fit_explainer call them there)."""
+    """Marks the training stages in `siamese_xai.training` (fit_explainer calls them there)."""
     from siamese_xai import training
 
-    originals = {name: getattr(training, name) for name in ("train_siamese", "train_autoencoder", "finetune_decoder")}
-    for (name, fn), stage in zip(originals.items(), ("snn", "autoencoder", "decoder")):
+    originals = {name: getattr(training, name) for name in ("train_autoencoder", "finetune_decoder")}
+    for (name, fn), stage in zip(originals.items(), ("autoencoder", "decoder")):
         setattr(training, name, memory.during(stage, fn))
     return lambda: [setattr(training, name, fn) for name, fn in originals.items()]
 
 
 def bench_train(data_dir, run_dir) -> dict:
-    from siamese_xai import training
-    from siamese_xai.config import DEFAULT_MIN_STEPS, TrainConfig
+    """`siamese-xai train --data-dir DIR --out RUN --force` as a user runs it, in a child process.
 
-    memory = _Memory()
-    restore = _marked(memory)
+    Its stages are told apart by the lines it prints (`[snn] epoch ...`); its
+    resident memory is sampled from /proc, and `/usr/bin/time -v` (where
+    there is one) gives the kernel's count of the peak.
+    """
+    import subprocess
+    import sys
+
+    from siamese_xai import files, training
+
+    command = [sys.executable, "-m", "siamese_xai.cli", "train", "--data-dir", str(data_dir), "--out", str(run_dir),
+               "--force"]
+    timed = Path("/usr/bin/time").exists()
     t0 = time.perf_counter()
-    try:
-        metrics = training.train_run(TrainConfig.paper(), run_dir, data_dir=data_dir, force=True, verbose=0,
-                                     min_steps=DEFAULT_MIN_STEPS, size_defaults=True)
-    finally:
-        restore()
-    out = {"seconds_total": round(time.perf_counter() - t0, 1), "seconds_by_stage": metrics["seconds"],
-           **memory.stop(), **_quality(metrics)}
+    child = subprocess.Popen((["/usr/bin/time", "-v"] if timed else []) + command, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    pid = child.pid
+    if timed:  # sample the command, not /usr/bin/time
+        children = Path(f"/proc/{child.pid}/task/{child.pid}/children")
+        while child.poll() is None and not children.read_text().split():
+            time.sleep(0.01)
+        pid = int(children.read_text().split()[0])
+    memory = _Memory(pid)
+    first = None
+    for line in child.stdout:
+        first = first or line.strip()
+        for stage in ("snn", "autoencoder", "decoder"):
+            if line.startswith(f"[{stage}] epoch"):
+                memory.stage = stage
+    err = child.stderr.read()
+    code = child.wait()
+    seconds = round(time.perf_counter() - t0, 1)
+    said, _, report = err.partition("\tCommand being timed:")
+    metrics = files.read_json(Path(run_dir) / "metrics.json")
+    out = {"command": " ".join(["siamese-xai", *command[3:]]), "exit_code": code, "first_line": first,
+           "last_line": said.strip().splitlines()[-1] if said.strip() else None, "seconds_total": seconds,
+           "seconds_by_stage": metrics["seconds"], **memory.stop(), **_quality(metrics)}
+    for line in report.splitlines():
+        if "Maximum resident set size" in line:  # the kernel's count, without the sampling's gaps
+            out["peak_rss_gb"] = round(int(line.split(":")[1]) * 1024 / 2**30, 3)
+            out["peak_rss_source"] = "/usr/bin/time -v"
     out["problems"] = [sentence for _, sentence in training.diagnose(metrics, len(metrics["data"]["class_names"]))]
     return out
 

@@ -6,11 +6,15 @@ and stay the defaults for every image whose shorter side is under
 (`siamese_xai.models`, "Photos") and the schedule below, measured on the
 96x96 photos of `benchmarks/photos.py` (`benchmarks/photos.json`):
 
-- the Siamese network: batches of `PHOTO_SNN_BATCH` pairs (more steps per
-  pass than 128: the photo tower's batch normalisation works with small
-  batches, and on 3,000 images 128 gave 24 steps per epoch), Adam at
-  `PHOTO_SNN_LR`, left-right mirroring of each image of a pair, and at least
-  `PHOTO_SNN_STEPS` steps;
+- the Siamese network: batches of `PHOTO_SNN_BATCH` images, the paper's
+  contrastive loss over every pair of a batch (`losses.batch_contrastive_loss`:
+  496 pairs a step instead of 16) with tau = 2 D (the mean squared distance of
+  two independent standardised embeddings), Adam at `PHOTO_SNN_LR`, each image
+  mirrored left-right with probability 1/2, and at least `PHOTO_SNN_STEPS`
+  steps. In trials on the photos, balanced pairs (the paper's sampler) with
+  tau = 1 collapsed (every embedding alike, loss 0.5) and reached 46% at
+  48x48 in 940 steps; with all pairs, the tower's standardisations and these
+  choices the 96x96 photos reached 100% test accuracy in 940 steps;
 - the autoencoder and the decoder: batches of `PHOTO_AE_BATCH` images and at
   least `PHOTO_AE_STEPS` steps each.
 """
@@ -26,7 +30,7 @@ PHOTO_SNN_BATCH = 32
 PHOTO_SNN_LR = 3e-3
 PHOTO_SNN_STEPS = 900
 PHOTO_AE_BATCH = 32
-PHOTO_AE_STEPS = 600
+PHOTO_AE_STEPS = 450
 
 
 def _epochs(steps, num, batch):
@@ -58,8 +62,9 @@ def for_images(config: TrainConfig, image_shape, num_train: int):
     dec = dataclasses.replace(config.decoder, batch_size=PHOTO_AE_BATCH,
                               epochs=_epochs(PHOTO_AE_STEPS, num_train, PHOTO_AE_BATCH))
     levels = len(models.photo_levels(image_shape)) - 1
-    line = (f"{what}: photo networks ({levels} levels of {models.photo_filters(1)}-"
-            f"{models.photo_filters(levels)} filters; Siamese tower with batch normalisation and global pooling), "
-            f"Siamese network {snn.epochs} epochs of {snn.batch_size} mirrored pairs at learning rate "
+    line = (f"{what}: photo networks ({levels} levels; Siamese tower of {models.tower_filters(1)}-"
+            f"{models.tower_filters(levels)} filters with batch normalisation and global pooling, trained on every "
+            f"pair of each batch), "
+            f"Siamese network {snn.epochs} epochs of {snn.batch_size} mirrored images at learning rate "
             f"{snn.learning_rate:g}, autoencoder {ae.epochs} and decoder {dec.epochs} epochs of {ae.batch_size} images")
     return config.replace(snn=snn, autoencoder=ae, decoder=dec), line

@@ -38,7 +38,10 @@ a photo. The photo networks follow one rule, `photo_levels`:
 
 - L levels, the fewest (at least 3) that bring the shorter side to 8 or less
   by halvings that round up (96: 48, 24, 12, 6, so L = 4; 224: L = 5; 64: L = 3);
-- level l (1..L) has `photo_filters(l)` = min(16 * 2^(l-1), 128) filters;
+- level l (1..L) has `tower_filters(l)` = min(16 * 2^(l-1), 128) filters in
+  the Siamese tower and `photo_filters(l)` = min(8 * 2^(l-1), 64) in the
+  encoder and the decoder (Table 1 has 8 to 16; twice these filters made the
+  autoencoder's two stages too slow for minutes on a 2-core CPU);
 - the tower f (`build_photo_tower`): each image's channels standardised over
   its pixels, an average pooling by `tower_pooling` (the largest power of 2
   that leaves the shorter side at least 48 px: 2 for 96, 4 for 224), then per
@@ -269,7 +272,12 @@ def photo_levels(image_shape) -> list:
 
 
 def photo_filters(level: int) -> int:
-    """Filters of the photo networks' level `level` (1-based): min(16 * 2^(level-1), 128)."""
+    """Filters of the photo autoencoder's level `level` (1-based): min(8 * 2^(level-1), 64)."""
+    return min(8 * 2 ** (level - 1), 64)
+
+
+def tower_filters(level: int) -> int:
+    """Filters of the photo tower's level `level` (1-based): min(16 * 2^(level-1), 128)."""
     return min(16 * 2 ** (level - 1), 128)
 
 
@@ -308,12 +316,12 @@ def build_photo_tower(embedding_dim: int = 20, name: str = "snn", image_shape=(9
         x = layers.AveragePooling2D(factor, padding="same", name="downsample")(x)
     seen = (*(math.ceil(v / factor) for v in image_shape[:2]), image_shape[2])
     for level in range(1, len(photo_levels(seen))):
-        x = layers.Conv2D(photo_filters(level), 3, strides=2, padding="same", use_bias=False, name=f"conv{level}")(x)
+        x = layers.Conv2D(tower_filters(level), 3, strides=2, padding="same", use_bias=False, name=f"conv{level}")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"bn{level}")(x)
         x = layers.ReLU(name=f"relu{level}")(x)
     # one more conv on the coarsest grid: its receptive field (more than half the image) spans an object
     depth = len(photo_levels(seen)) - 1
-    x = layers.Conv2D(photo_filters(depth), 3, padding="same", use_bias=False, name="conv_top")(x)
+    x = layers.Conv2D(tower_filters(depth), 3, padding="same", use_bias=False, name="conv_top")(x)
     x = layers.BatchNormalization(momentum=0.9, name="bn_top")(x)
     x = layers.ReLU(name="relu_top")(x)
     # the mean and the maximum of each feature over the image: an object covering a tenth of a photo

@@ -35,7 +35,9 @@ def test_photo_rule_levels_and_filters():
     assert models.photo_levels((96, 96, 3)) == [(96, 96), (48, 48), (24, 24), (12, 12), (6, 6)]
     assert len(models.photo_levels((224, 224, 3))) - 1 == 5 and models.photo_levels((224, 224, 3))[-1] == (7, 7)
     assert len(models.photo_levels((48, 48, 3))) - 1 == 3
-    assert [models.photo_filters(level) for level in range(1, 7)] == [16, 32, 64, 128, 128, 128]
+    assert [models.photo_filters(level) for level in range(1, 7)] == [8, 16, 32, 64, 64, 64]
+    assert [models.tower_filters(level) for level in range(1, 7)] == [16, 32, 64, 128, 128, 128]
+    assert [models.tower_pooling((s, s, 3)) for s in (48, 64, 95, 96, 224)] == [1, 1, 1, 2, 4]
     assert not models.uses_photo_networks((47, 200, 3)) and models.uses_photo_networks((48, 48, 1))
     # the paper's images keep Table 1's builders
     assert models.build_for_images((28, 28, 1)) == (models.build_siamese_subnetwork, models.build_encoder,
@@ -45,6 +47,8 @@ def test_photo_rule_levels_and_filters():
 def test_photo_tower_shapes_and_parameter_count_by_hand():
     tower = models.build_photo_tower(20, image_shape=(64, 64, 3))
     shapes = dict(_shapes(tower))
+    assert "downsample" not in shapes and shapes["image_norm"] == (64, 64, 3)
+    assert dict(_shapes(models.build_photo_tower(20, image_shape=(96, 96, 3))))["downsample"] == (48, 48, 3)
     assert [shapes[f"relu{k}"] for k in (1, 2, 3)] == [(32, 32, 16), (16, 16, 32), (8, 8, 64)]
     assert shapes["pool"] == (128,) and shapes["embedding_norm"] == (20,)
     # convs without bias 3*9*16, 16*9*32, 32*9*64, 64*9*64; four numbers per batch-norm channel;
@@ -56,13 +60,15 @@ def test_photo_tower_shapes_and_parameter_count_by_hand():
 def test_photo_autoencoder_shapes_and_parameter_counts_by_hand():
     enc = models.build_photo_encoder(20, image_shape=(64, 64, 3))
     dec = models.build_photo_decoder(20, image_shape=(64, 64, 3))
-    assert _shapes(enc) == [("image", (64, 64, 3)), ("conv1", (32, 32, 16)), ("conv2", (16, 16, 32)),
-                            ("conv3", (8, 8, 64)), ("flatten", (4096,)), ("dense1", (128,)), ("dense2", (20,))]
-    assert enc.count_params() == 448 + 4640 + 18496 + 524416 + 2580
-    assert _shapes(dec) == [("code", (20,)), ("dense1", (128,)), ("dense2", (4096,)), ("reshape", (8, 8, 64)),
-                            ("upsampling1", (16, 16, 64)), ("conv1", (16, 16, 32)), ("upsampling2", (32, 32, 32)),
-                            ("conv2", (32, 32, 16)), ("upsampling3", (64, 64, 16)), ("conv3", (64, 64, 3))]
-    assert dec.count_params() == 2688 + 528384 + 18464 + 4624 + 435
+    assert _shapes(enc) == [("image", (64, 64, 3)), ("conv1", (32, 32, 8)), ("conv2", (16, 16, 16)),
+                            ("conv3", (8, 8, 32)), ("flatten", (2048,)), ("dense1", (128,)), ("dense2", (20,))]
+    # conv 3*9*8+8, 8*9*16+16, 16*9*32+32; dense 2048*128+128, 128*20+20
+    assert enc.count_params() == 224 + 1168 + 4640 + 262272 + 2580
+    assert _shapes(dec) == [("code", (20,)), ("dense1", (128,)), ("dense2", (2048,)), ("reshape", (8, 8, 32)),
+                            ("upsampling1", (16, 16, 32)), ("conv1", (16, 16, 16)), ("upsampling2", (32, 32, 16)),
+                            ("conv2", (32, 32, 8)), ("upsampling3", (64, 64, 8)), ("conv3", (64, 64, 3))]
+    # dense 20*128+128, 128*2048+2048; conv 32*9*16+16, 16*9*8+8, 8*9*3+3
+    assert dec.count_params() == 2688 + 264192 + 4624 + 1160 + 219
     # odd sides come back exactly: 100x120 -> 50x60, 25x30, 13x15, 7x8
     assert models.build_photo_decoder(20, image_shape=(100, 120, 3)).output_shape == (None, 100, 120, 3)
     assert models.build_autoencoder(enc, dec)(np.zeros((2, 64, 64, 3), np.float32))[0].shape == (2, 64, 64, 3)
@@ -79,10 +85,23 @@ def test_defaults_by_image_size_and_count():
     assert photo.snn.epochs == -(-defaults.PHOTO_SNN_STEPS // steps)
     assert photo.autoencoder.epochs * -(-3000 // defaults.PHOTO_AE_BATCH) >= defaults.PHOTO_AE_STEPS
     assert line.startswith("96x96x3 images, 3000 training images: photo networks (4 levels")
+    assert photo.snn.tau == 2 * paper.embedding_dim
     assert f"{photo.snn.epochs} epochs" in line
 
 
-def test_mirrored_pairs_are_seeded_and_mirror_left_right():
+def test_batch_contrastive_loss_by_hand():
+    import tensorflow as tf
+
+    from siamese_xai import losses
+
+    h = tf.constant([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    y = tf.constant([0, 0, 1])
+    # d^2: (0,1) = 1, (0,2) = 4, (1,2) = 5; tau = 4.5: hinge max(0, 4.5 - d^2) = 0.5 and 0
+    got = losses.batch_contrastive_loss(h, y, tau=4.5).numpy()
+    np.testing.assert_allclose(got, [0.5 * 1 + 0.5 * 0.5, 0.5 * 1 + 0.5 * 0.0, (0.5 + 0.0) / 2])
+
+
+def test_mirrored_batches_are_seeded_and_mirror_left_right():
     x = np.random.default_rng(0).random((8, 4, 5, 3)).astype(np.float32)
     y = np.array([0, 1] * 4)
     plain = list(data.make_labelled_dataset(x, y, 8, seed=1))[0]
