@@ -4,6 +4,7 @@ Commands:
 
     python -m siamese_xai.startup -m benchmarks.photos make-data DIR --size 96
     python -m siamese_xai.startup -m benchmarks.photos run --work runs/photos --sizes 96 224   # make photos
+    python -m siamese_xai.startup -m benchmarks.photos figure   # docs/photos.png from runs/photos/train-96
 
 `make-data` writes a class-folder tree a user would train on
 (`siamese-xai train --data-dir DIR --out RUN`): DIR/train/<class>/NNNNN.png
@@ -235,6 +236,36 @@ def _met(result):
             "decoder_to_class_mean": result["decoder_to_class_mean"] <= TARGETS["decoder_to_class_mean"]}
 
 
+def figure(run_dir, data_dir, out, per_class: int = 2):
+    """docs/photos.png: test photos x, g(f(x)) (the decoder on the Siamese embedding) and each class's mean image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from siamese_xai import datasets, prototypes, runs
+
+    x, y, names = datasets.load_dataset(data_dir, split="test")
+    snn, decoder = runs.load_model(run_dir, runs.SNN_FILE), runs.load_model(run_dir, runs.DECODER_FILE)
+    pick = np.concatenate([np.flatnonzero(y == k)[:per_class] for k in range(len(names))])
+    rec = prototypes.embed_in_batches(decoder, prototypes.embed_in_batches(snn, x[pick]))
+    means = np.stack([x[y == k].mean(0) for k in range(len(names))])[y[pick]]
+    sse = lambda a: np.sum((x[pick] - a) ** 2, axis=(1, 2, 3))
+    fig, axes = plt.subplots(3, len(pick), figsize=(1.3 * len(pick), 4.3))
+    for row, (images, label) in enumerate(((x[pick], "x"), (rec, "g(f(x))"), (means, "class mean"))):
+        for i, ax in enumerate(axes[row]):
+            ax.imshow(np.clip(images[i], 0, 1))
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0:
+                ax.set_title(names[y[pick[i]]], fontsize=8)
+            else:
+                ax.set_xlabel(f"SSE {sse(images)[i]:.0f}", fontsize=7)
+        axes[row, 0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,7 +278,14 @@ def main(argv=None):
     run.add_argument("--sizes", type=int, nargs="+", default=[96, 224])
     run.add_argument("--paths", nargs="+", default=["train", "fit"], choices=("train", "fit"))
     run.add_argument("--out", default=str(OUT))
+    fig = sub.add_parser("figure", help="draw x, g(f(x)) and the class-mean image of a trained run")
+    fig.add_argument("--run", default="runs/photos/train-96")
+    fig.add_argument("--data-dir", default="runs/photos/data-96")
+    fig.add_argument("--out", default="docs/photos.png")
     args = parser.parse_args(argv)
+    if args.command == "figure":
+        print(f"figure written to {figure(args.run, args.data_dir, args.out)}")
+        return
     if args.command == "make-data":
         print(f"photos written to {make_data(args.folder, args.size, args.seed)}")
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from siamese_xai import commands
@@ -249,14 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from siamese_xai.startup import quiet_start
+    from siamese_xai.startup import quiet_start, warning_as_sentence
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         # inside the try, so that Ctrl-C during the slow import ends like any other interruption
         quiet_start(verbose=args.verbose)
-        args.func(args)
+        with warnings.catch_warnings():
+            if not args.verbose:  # a warning that gets through reads as a sentence, not a source path and line
+                warnings.showwarning = warning_as_sentence
+            args.func(args)
     except KeyboardInterrupt:
         print("siamese-xai: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

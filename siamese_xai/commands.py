@@ -25,19 +25,28 @@ def _say(text):
     print(f"siamese-xai: {text}", file=sys.stderr)
 
 
-def verdict(metrics: dict, num_classes: int, what: str) -> None:
+def verdict(metrics: dict, num_classes: int, what: str, trained_here: bool = True) -> None:
     """Ends `train` and `fit` with one line per problem found (`training.diagnose`), or a line saying it worked.
 
+    Args:
+        metrics: the test metrics.
+        num_classes: C.
+        what: how the lines name the run.
+        trained_here: `train` (True): a Siamese network that separates no
+            classes makes the run unusable (exit code 3). `fit` (False): the
+            network is the user's, and the explainer explains it whatever it
+            learnt, so the same finding is a warning (exit code 0).
+
     Raises:
-        RunNotUsable: the Siamese network does not separate the classes.
+        RunNotUsable: `trained_here` and the Siamese network does not separate the classes.
     """
     from siamese_xai.training import diagnose
 
     found = diagnose(metrics, num_classes)
-    for unusable, sentence in found:
-        if not unusable:
+    fatal = [sentence for unusable, sentence in found if unusable and trained_here]
+    for _, sentence in found:
+        if sentence not in fatal:
             _say(f"warning: {sentence}")
-    fatal = [sentence for unusable, sentence in found if unusable]
     if fatal:
         raise RunNotUsable(f"{what} is not usable: {'; '.join(fatal)}")
     _say(f"{what} is done: nearest-prototype test accuracy {metrics['prototype_accuracy']:.1%} (chance "
@@ -135,7 +144,7 @@ def fit(args):
                       "image_shape": list(explainer.image_shape), "num_train": len(x), "num_test": len(x_test),
                       "example": {"predicted": e.class_name(e.predicted_class[0]),
                                   "true": class_names[int(y_test[0])]}, "test": quality}, indent=2))
-    verdict(quality, len(class_names), f"the explainer in {args.out}")
+    verdict(quality, len(class_names), f"the explainer in {args.out}", trained_here=False)
 
 
 def _explanation_json(e, label, note) -> dict:

@@ -94,16 +94,12 @@ def quiet_start(verbose: bool = False) -> None:
     # which training on a small image folder prints: the last batch of each epoch has another shape)
     # are advice for developers, not results; --verbose shows them.
     tf.get_logger().setLevel("ERROR")
-    import warnings
-
-    # A Python warning that still gets through is shown as a sentence, not with the source path and line of
-    # the library that raised it (the user reads the command's lines, not its code).
-    warnings.showwarning = _warning_as_sentence
 
 
-def _warning_as_sentence(message, category, filename, lineno, file=None, line=None):
+def warning_as_sentence(message, category, filename, lineno, file=None, line=None):
+    """A `warnings.showwarning` for the command line: the message as one line, without the raising file's path."""
     text = " ".join(str(message).split())
-    print(f"note: {text}", file=file or sys.stderr)
+    print(f"siamese-xai: note: {text}", file=file or sys.stderr)
 
 
 def run_quietly(argv) -> None:
