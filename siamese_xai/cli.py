@@ -260,6 +260,9 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             if not args.verbose:  # a warning that gets through reads as a sentence, not a source path and line
                 warnings.showwarning = warning_as_sentence
+                # deprecations inside the libraries are advice for their callers' developers, not for the user
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", PendingDeprecationWarning)
             args.func(args)
     except KeyboardInterrupt:
         print("siamese-xai: interrupted; run the same command again to resume", file=sys.stderr)
