@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-fast reproduce clean bench evaluate pairs digits seeds mutants mutants-all .force
+.PHONY: setup test test-fast reproduce clean bench evaluate pairs digits seeds mutants mutants-all photos .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,13 @@ pairs: setup
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup
 	$(RUN_PY) -m reproduce.digits --work runs/digits --out figures
+
+# Photo-sized images (docs/photos.md): writes the 96x96 and 224x224 class-folder trees under runs/photos, trains
+# each with `siamese-xai train` and its defaults and fits an explainer to a tower trained with plain Keras, and
+# writes benchmarks/photos.json (times, peak memory, accuracy, g(f(x)) error). PHOTO_SIZES="96" for the first only.
+PHOTO_SIZES ?= 96 224
+photos: setup
+	$(RUN_PY) -m benchmarks.photos run --work runs/photos --sizes $(PHOTO_SIZES)
 
 # The whole reproduction with training seeds 1-5 (one full training each; resumable: rerun after an interruption).
 seeds: setup

@@ -96,6 +96,12 @@ def quiet_start(verbose: bool = False) -> None:
     tf.get_logger().setLevel("ERROR")
 
 
+def warning_as_sentence(message, category, filename, lineno, file=None, line=None):
+    """A `warnings.showwarning` for the command line: the message as one line, without the raising file's path."""
+    text = " ".join(str(message).split())
+    print(f"siamese-xai: note: {text}", file=file or sys.stderr)
+
+
 def run_quietly(argv) -> None:
     """Runs a script (or `-m MODULE`) as `__main__` after a quiet TensorFlow start-up.
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from siamese_xai.cli import commands
 from siamese_xai.cli.commands import CLIError  # noqa: F401 - the error main() reports in one line
 
 EXIT_USAGE = 2
+EXIT_NOT_USABLE = 3  # the run was written, but its Siamese network separates no classes
 
 
 def _positive_int(text):
@@ -299,17 +301,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from siamese_xai.startup import quiet_start
+    from siamese_xai.startup import quiet_start, warning_as_sentence
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         # inside the try, so that Ctrl-C during the slow import ends like any other interruption
         quiet_start(verbose=args.verbose)
-        args.func(args)
+        with warnings.catch_warnings():
+            if not args.verbose:  # a warning that gets through reads as a sentence, not a source path and line
+                warnings.showwarning = warning_as_sentence
+                # deprecations inside the libraries are advice for their callers' developers, not for the user
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", PendingDeprecationWarning)
+            args.func(args)
     except KeyboardInterrupt:
         print("siamese-xai: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except commands.RunNotUsable as err:
+        print(f"siamese-xai: {err}", file=sys.stderr)
+        return EXIT_NOT_USABLE
     except (CLIError, ValueError, OSError) as err:
         if args.verbose:
             traceback.print_exc()

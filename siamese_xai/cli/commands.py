@@ -18,6 +18,44 @@ class CLIError(Exception):
     """An error to show the user as one line, exit code 2."""
 
 
+class RunNotUsable(Exception):
+    """A run that finished but cannot be used (its network separates no classes): one line, exit code 3."""
+
+
+def _say(text):
+    print(f"siamese-xai: {text}", file=sys.stderr)
+
+
+def verdict(metrics: dict, num_classes: int, what: str, trained_here: bool = True) -> None:
+    """Ends `train` and `fit` with one line per problem found (`training.diagnose`), or a line saying it worked.
+
+    Args:
+        metrics: the test metrics.
+        num_classes: C.
+        what: how the lines name the run.
+        trained_here: `train` (True): a Siamese network that separates no
+            classes makes the run unusable (exit code 3). `fit` (False): the
+            network is the user's, and the explainer explains it whatever it
+            learnt, so the same finding is a warning (exit code 0).
+
+    Raises:
+        RunNotUsable: `trained_here` and the Siamese network does not separate the classes.
+    """
+    from siamese_xai.training.stages import diagnose
+
+    found = diagnose(metrics, num_classes)
+    fatal = [sentence for unusable, sentence in found if unusable and trained_here]
+    for _, sentence in found:
+        if sentence not in fatal:
+            _say(f"warning: {sentence}")
+    if fatal:
+        raise RunNotUsable(f"{what} is not usable: {'; '.join(fatal)}")
+    _say(f"{what} is done: nearest-prototype test accuracy {metrics['prototype_accuracy']:.1%} (chance "
+         f"{1 / num_classes:.1%}); g(f(x)) squared error {metrics['recon_sse_decoder']:.4g} against "
+         f"{metrics['recon_sse_class_mean_image']:.4g} for the class-mean images"
+         + (" (see the warning above)" if found else ""))
+
+
 def _make_strategy(name):
     from siamese_xai.training.distribute import STRATEGIES, make_strategy
 
@@ -43,9 +81,15 @@ def train(args):
     metrics = training.train_run(
         config, args.out, data_dir=args.data_dir, strategy=_make_strategy(args.strategy), force=args.force,
         verbose=0 if args.quiet else 1, dataset=args.dataset, image_size=args.image_size,
-        test_fraction=args.test_fraction, min_steps=min_steps(args),
+        test_fraction=args.test_fraction, min_steps=min_steps(args), size_defaults=not _schedule_chosen(args),
     )
     print(json.dumps(metrics, indent=2, sort_keys=True))
+    verdict(metrics, len(metrics["data"]["class_names"]), f"the run in {args.out}")
+
+
+def _schedule_chosen(args) -> bool:
+    return bool(args.tiny or any(getattr(args, name, None) for name in ("epochs", "snn_epochs", "ae_epochs",
+                                                                         "decoder_epochs", "min_steps")))
 
 
 def min_steps(args) -> int:
@@ -93,11 +137,15 @@ def fit(args):
                               verbose=0 if args.quiet else 1)
     x_test, y_test, _ = datasets.load_dataset(split="test", **load)
     e = explainer.explain(x_test[:1])  # a check that the run explains
+    from siamese_xai.training.stages import evaluate_embedding
+
+    quality = evaluate_embedding(tower, explainer.decoder, explainer.prototypes, x_test, y_test)
     print(json.dumps({"run": str(args.out), "run_id": explainer.run_id,
                       "classes": list(class_names), "embedding_dim": explainer.embedding_dim,
                       "image_shape": list(explainer.image_shape), "num_train": len(x), "num_test": len(x_test),
                       "example": {"predicted": e.class_name(e.predicted_class[0]),
-                                  "true": class_names[int(y_test[0])]}}, indent=2))
+                                  "true": class_names[int(y_test[0])]}, "test": quality}, indent=2))
+    verdict(quality, len(class_names), f"the explainer in {args.out}", trained_here=False)
 
 
 def _explanation_json(e, label, note) -> dict:

@@ -267,10 +267,40 @@ def make_pair_dataset(x, y, batch_size: int, seed: int, epoch: int = 0, num_pair
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
     i, j, z = sample_pairs(y, num_pairs or len(y), seed, epoch)
-    images = tf.constant(x)
+    images = tf.convert_to_tensor(x)  # a tensor passed in is used as it is, not copied
     ds = tf.data.Dataset.from_tensor_slices((i, j, z)).batch(batch_size).skip(skip_batches)
     ds = ds.map(lambda bi, bj, bz: (tf.gather(images, bi), tf.gather(images, bj), bz))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_labelled_dataset(x, y, batch_size: int, seed: int, epoch: int = 0, skip_batches: int = 0,
+                          augment: bool = False) -> tf.data.Dataset:
+    """A seeded, shuffled `tf.data` pipeline of image batches with their labels (the photo tower's all-pairs batches).
+
+    Args:
+        x: `(n, H, W, C)` images.
+        y: `(n,)` integer labels.
+        batch_size, seed, epoch, skip_batches: as in `make_image_dataset`.
+        augment: mirror each image left-right with probability 1/2, drawn with
+            the order (a resumed epoch sees the same flips). Off for the paper:
+            digits are not mirror-symmetric.
+
+    Returns:
+        A dataset of `(x_b, y_b)` batches: `(b, H, W, C)` float32, `(b,)` int64.
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    order = rng.permutation(len(x))
+    flips = rng.random(len(x)) < 0.5 if augment else np.zeros(len(x), bool)
+    images, labels = tf.convert_to_tensor(x), tf.constant(np.asarray(y, np.int64))
+
+    def gather(idx, flip):
+        batch = tf.gather(images, idx)
+        return tf.where(flip[:, None, None, None], tf.reverse(batch, axis=[2]), batch), tf.gather(labels, idx)
+
+    ds = tf.data.Dataset.from_tensor_slices((order, flips)).batch(batch_size).skip(skip_batches)
+    return ds.map(gather).prefetch(tf.data.AUTOTUNE)
 
 
 def make_image_dataset(arrays, batch_size: int, seed: int, epoch: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
@@ -291,7 +321,7 @@ def make_image_dataset(arrays, batch_size: int, seed: int, epoch: int = 0, skip_
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
     n = len(arrays[0])
     order = np.random.default_rng([int(seed), int(epoch)]).permutation(n)
-    tensors = tuple(tf.constant(a) for a in arrays)
+    tensors = tuple(tf.convert_to_tensor(a) for a in arrays)  # tensors passed in are not copied
     ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).skip(skip_batches)
     ds = ds.map(lambda idx: tuple(tf.gather(t, idx) for t in tensors))
     return ds.prefetch(tf.data.AUTOTUNE)

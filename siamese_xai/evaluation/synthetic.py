@@ -10,6 +10,9 @@
 - `make_shapes` (shapes): fixed before any method was scored on it (see
   docs/evaluation.md): glyphs at random positions off any grid, distractor
   glyphs of other classes, and a class decided by missing ink (a gap).
+- `make_photos` (photos): colour images of any size (96x96 and 224x224 in
+  `benchmarks/photos.py`): one object of five kinds at a random position,
+  size and colour on a coloured, noisy background, with its mask.
 
 Every generator is seeded (the same seed gives the same set), draws its
 labels first with `balanced_labels`, and returns the true region of each image;
@@ -241,3 +244,81 @@ def make_shapes(n: int, seed: int = 0, num_pair_classes: int = 4, distractors: i
     if noise:
         x = np.clip(x + rng.normal(0.0, noise, x.shape).astype(np.float32), 0.0, 1.0)
     return x, y, regions
+
+
+PHOTO_CLASSES = ("disc", "square", "triangle", "ring", "cross")
+
+
+def _photo_mask(k, size, rng):
+    """The object's `(size, size)` bool mask: kind k, half-extent 14-24% of the side, at a random place inside."""
+    r = rng.uniform(0.14, 0.24) * size
+    cy, cx = rng.uniform(r + 1, size - r - 1, size=2)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    dy, dx = (yy - cy) / r, (xx - cx) / r
+    if k == 0:
+        return dy ** 2 + dx ** 2 <= 1
+    if k == 1:
+        return (np.abs(dy) <= 0.8) & (np.abs(dx) <= 0.8)
+    if k == 2:
+        return (dy <= 0.8) & (dy >= -1) & (np.abs(dx) <= (dy + 1) / 1.8 * 0.95)
+    if k == 3:
+        return (dy ** 2 + dx ** 2 <= 1) & (dy ** 2 + dx ** 2 >= 0.45)
+    return ((np.abs(dy) <= 1) & (np.abs(dx) <= 0.3)) | ((np.abs(dx) <= 1) & (np.abs(dy) <= 0.3))
+
+
+def photo_image(k: int, size: int, rng):
+    """One photo of kind k: `(image (size, size, 3) uint8, mask (size, size) bool)`.
+
+    The background is a linear gradient between two random colours in a random
+    direction plus Gaussian noise (sd 0.06); the object is a flat random colour
+    at least 0.35 away (mean over the channels) from the background under it,
+    with the same noise, so that the class is the object's outline only.
+    """
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    angle = rng.uniform(0, 2 * np.pi)
+    t = np.clip((np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5)) + 0.5, 0, 1)[..., None]
+    c0, c1 = rng.uniform(0.1, 0.9, size=(2, 3))
+    image = c0 + (c1 - c0) * t
+    mask = _photo_mask(k, size, rng)
+    under = image[mask].mean(0)
+    colour = rng.uniform(0, 1, 3)
+    for _ in range(20):
+        if np.abs(colour - under).mean() >= 0.35:
+            break
+        colour = rng.uniform(0, 1, 3)
+    else:
+        colour = np.where(under > 0.5, 0.05, 0.95)
+    image[mask] = colour
+    image = image + rng.normal(0.0, 0.06, image.shape)
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
+
+
+def make_photos(n: int, size: int = 96, seed: int = 0):
+    """Colour photos of five kinds of object (`PHOTO_CLASSES`) on varied backgrounds, with their masks.
+
+    The labels are drawn first (`balanced_labels`, seeded by `seed`); image i
+    is then drawn by `photo_image` from its own generator seeded by
+    `(seed, i)`, so that a class-folder tree can be written one image at a
+    time (`benchmarks/photos.py make-data`).
+
+    Args:
+        n: images to make.
+        size: the side in pixels (96 and 224 in the benchmark; any side >= 16).
+        seed: the same seed gives the same set.
+
+    Returns:
+        `(x, y, masks)`: `(n, size, size, 3)` float32 in [0, 1] (multiples of
+        1/255, as read back from PNG files), `(n,)` int64 classes (balanced,
+        shuffled), `(n, size, size)` bool the object's pixels.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
+    if not isinstance(size, int) or size < 16:
+        raise ValueError(f"`size` must be an integer of at least 16. Received: size={size!r}")
+    y = balanced_labels(np.random.default_rng(seed), n, len(PHOTO_CLASSES))
+    x = np.empty((n, size, size, 3), np.float32)
+    masks = np.empty((n, size, size), bool)
+    for i, k in enumerate(y):
+        image, masks[i] = photo_image(int(k), size, np.random.default_rng([seed, i]))
+        x[i] = image / np.float32(255)
+    return x, y, masks

@@ -37,6 +37,35 @@ def contrastive_loss(h_i, h_j, z, tau: float = 1.0):
     return (1.0 - z) * d2 + z * tf.maximum(0.0, tau - d2)
 
 
+def batch_contrastive_loss(h, y, tau: float = 1.0):
+    """The paper's contrastive loss over every pair of a batch, balanced: one value per anchor.
+
+    For anchor i, the mean of `contrastive_loss` over its similar partners
+    (same label, j != i) and the mean over its dissimilar partners, averaged
+    with weight 1/2 each, as the balanced pairs of `data.sample_pairs` weigh
+    them; an anchor without a partner of one kind takes the other's mean
+    alone. A batch of B images gives B (B - 1) / 2 pairs instead of B / 2.
+
+    Args:
+        h: `(batch, D)` embeddings.
+        y: `(batch,)` integer labels.
+        tau: the threshold on the squared distance of dissimilar pairs.
+
+    Returns:
+        `(batch,)` per-anchor losses.
+    """
+    d2 = tf.reduce_sum(tf.square(h[:, None, :] - h[None, :, :]), axis=-1)
+    equal = tf.cast(tf.equal(y[:, None], y[None, :]), d2.dtype)
+    similar = equal - tf.eye(tf.shape(h)[0], dtype=d2.dtype)
+    dissimilar = 1.0 - equal
+    n_sim, n_dis = tf.reduce_sum(similar, axis=1), tf.reduce_sum(dissimilar, axis=1)
+    l_sim = tf.reduce_sum(similar * d2, axis=1) / tf.maximum(n_sim, 1.0)
+    l_dis = tf.reduce_sum(dissimilar * tf.maximum(0.0, tau - d2), axis=1) / tf.maximum(n_dis, 1.0)
+    w_sim = tf.where(n_dis > 0, 0.5, 1.0) * tf.cast(n_sim > 0, d2.dtype)
+    w_dis = tf.where(n_sim > 0, 0.5, 1.0) * tf.cast(n_dis > 0, d2.dtype)
+    return w_sim * l_sim + w_dis * l_dis
+
+
 def reconstruction_sse(x, x_rec):
     """Per-example sum of squared errors ||x - x_rec||^2. `(batch, ...) -> (batch,)`."""
     diff = tf.reshape(x - x_rec, [tf.shape(x)[0], -1])

@@ -27,6 +27,38 @@ pattern, one rule per layer kind:
 
 Parameter counts grow with the image only through the flattened grids (the
 encoder's Dense1, the decoder's Dense2, the Siamese network's Dense1).
+
+Photos (not the paper's): images whose shorter side is at least
+`PHOTO_MIN_SIDE` (48) pixels get other networks, chosen by `uses_photo_networks`
+in `siamese_xai.training.stages` (the builders above still build Table 1's pattern
+for any shape when called). Table 1's pattern does not scale: three poolings
+leave a 12x12 grid of a 96x96 image, so the Siamese network's Dense1 has 4.7 M
+weights and did not learn in 17 epochs, and a 12x12x8 code grid cannot draw
+a photo. The photo networks follow one rule, `photo_levels`:
+
+- L levels, the fewest (at least 3) that bring the shorter side to 8 or less
+  by halvings that round up (96: 48, 24, 12, 6, so L = 4; 224: L = 5; 64: L = 3);
+- level l (1..L) has `tower_filters(l)` = min(16 * 2^(l-1), 128) filters in
+  the Siamese tower and `photo_filters(l)` = min(8 * 2^(l-1), 64) in the
+  encoder and the decoder (Table 1 has 8 to 16; twice these filters made the
+  autoencoder's two stages too slow for minutes on a 2-core CPU);
+- the tower f (`build_photo_tower`): each image's channels standardised over
+  its pixels, an average pooling by `tower_pooling` (the largest power of 2
+  that leaves the shorter side at least 48 px: 2 for 96, 4 for 224), then per
+  level of the pooled image a 3x3 stride-2 conv, batch normalisation and
+  ReLU, one more conv on the last grid, the mean and the maximum of each
+  feature over the grid, Dense(128, ReLU), a linear Dense(D) and a
+  standardisation of each coordinate over the batch (no learnt scale, so the
+  embeddings cannot all collapse to one point): about 80,000 weights at any
+  size, and an embedding that does not depend on where the object is;
+- the encoder e (`build_photo_encoder`): per level a 3x3 stride-2 ReLU conv,
+  then Flatten, Dense(128, ReLU) and the linear code Dense(D);
+- the decoder g (`build_photo_decoder`): Dense(128, ReLU), Dense onto the
+  encoder's last grid (its sides x its filters), then per level, deepest
+  first, UpSampling2D and the conv that brings the sides back to the
+  encoder's (the rule above) with the filters of the level below, the last
+  with C filters and a sigmoid. Only Dense, Reshape, UpSampling2D and Conv2D
+  layers (and the one-pixel padding of odd sides), as in Table 1's decoder.
 """
 
 from __future__ import annotations
@@ -219,6 +251,152 @@ def build_decoder(embedding_dim: int = 20, name: str = "decoder", image_shape=IM
     x = layers.UpSampling2D(2, name="upsampling3")(x)
     outputs = _upsampled_conv(x, image_shape[2], sides[0], "sigmoid", "conv3")
     return keras.Model(inputs, outputs, name=name)
+
+
+PHOTO_MIN_SIDE = 48
+_PHOTO_DENSE = 128
+
+
+def uses_photo_networks(image_shape) -> bool:
+    """Whether images of `image_shape` `(H, W, C)` get the photo networks (shorter side >= `PHOTO_MIN_SIDE`)."""
+    image_shape = _check_image_shape(image_shape)
+    return min(image_shape[:2]) >= PHOTO_MIN_SIDE
+
+
+def photo_levels(image_shape) -> list:
+    """The photo networks' sides per level: `[(H, W), (ceil(H/2), ceil(W/2)), ...]`, L + 1 entries (module docstring)."""
+    sides = [tuple(_check_image_shape(image_shape)[:2])]
+    while len(sides) < 4 or min(sides[-1]) > 8:
+        sides.append(tuple(_halved(v) for v in sides[-1]))
+    return sides
+
+
+def photo_filters(level: int) -> int:
+    """Filters of the photo autoencoder's level `level` (1-based): min(8 * 2^(level-1), 64)."""
+    return min(8 * 2 ** (level - 1), 64)
+
+
+def tower_filters(level: int) -> int:
+    """Filters of the photo tower's level `level` (1-based): min(16 * 2^(level-1), 128)."""
+    return min(16 * 2 ** (level - 1), 128)
+
+
+def tower_pooling(image_shape) -> int:
+    """The photo tower's input average pooling: the largest power of 2 that leaves the shorter side >= 48 px."""
+    factor, side = 1, min(_check_image_shape(image_shape)[:2])
+    while side / (2 * factor) >= PHOTO_MIN_SIDE:
+        factor *= 2
+    return factor
+
+
+def build_photo_tower(embedding_dim: int = 20, name: str = "snn", image_shape=(96, 96, 3)) -> keras.Model:
+    """Builds the Siamese subnetwork f for photos: strided conv blocks with batch normalisation, global pooling.
+
+    Not the paper's (module docstring): per level of `photo_levels` a 3x3
+    stride-2 conv without bias, `BatchNormalization` and ReLU; then global
+    average pooling, Dense(128, ReLU) and a linear Dense(embedding_dim).
+
+    Args:
+        embedding_dim: D.
+        name: the model's name.
+        image_shape: `(H, W, C)`, any size (meant for sides >= `PHOTO_MIN_SIDE`).
+
+    Returns:
+        A `keras.Model` from `(batch, H, W, C)` in [0, 1] to `(batch, D)`.
+    """
+    _check_dim(embedding_dim)
+    image_shape = _check_image_shape(image_shape)
+    inputs = keras.Input(image_shape, name="image")
+    # each image's channels standardised over its pixels: the background's colour, which varies most and
+    # says nothing of the class, is gone before the first conv (it doubled the accuracy reached in 6 epochs)
+    x = layers.GroupNormalization(groups=image_shape[2], center=False, scale=False, epsilon=1e-3,
+                                  name="image_norm")(inputs)
+    factor = tower_pooling(image_shape)
+    if factor > 1:
+        x = layers.AveragePooling2D(factor, padding="same", name="downsample")(x)
+    seen = (*(math.ceil(v / factor) for v in image_shape[:2]), image_shape[2])
+    for level in range(1, len(photo_levels(seen))):
+        x = layers.Conv2D(tower_filters(level), 3, strides=2, padding="same", use_bias=False, name=f"conv{level}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{level}")(x)
+        x = layers.ReLU(name=f"relu{level}")(x)
+    # one more conv on the coarsest grid: its receptive field (more than half the image) spans an object
+    depth = len(photo_levels(seen)) - 1
+    x = layers.Conv2D(tower_filters(depth), 3, padding="same", use_bias=False, name="conv_top")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="bn_top")(x)
+    x = layers.ReLU(name="relu_top")(x)
+    # the mean and the maximum of each feature over the image: an object covering a tenth of a photo
+    # moves the maximum, while the mean is mostly the background's
+    x = layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D(name="mean_pool")(x),
+                                         layers.GlobalMaxPooling2D(name="max_pool")(x)])
+    x = layers.Dense(_PHOTO_DENSE, activation="relu", name="dense1")(x)
+    x = layers.Dense(embedding_dim, name="embedding")(x)
+    # Each coordinate standardised over the batch (at inference: by its running statistics, an affine
+    # map): at initialisation global pooling makes all embeddings nearly equal, where the contrastive
+    # loss's gradient vanishes (d^2 -> 0 for every pair: loss 0.5, the collapse seen without it).
+    outputs = layers.BatchNormalization(momentum=0.9, center=False, scale=False, name="embedding_norm")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_photo_encoder(embedding_dim: int = 20, name: str = "encoder", image_shape=(96, 96, 3)) -> keras.Model:
+    """Builds the encoder e for photos: a 3x3 stride-2 ReLU conv per level, Flatten, Dense(128), linear code.
+
+    Args:
+        embedding_dim: D, the code length (the Siamese embedding's).
+        name: the model's name.
+        image_shape: `(H, W, C)`.
+
+    Returns:
+        A `keras.Model` from `(batch, H, W, C)` to `(batch, D)`.
+    """
+    _check_dim(embedding_dim)
+    image_shape = _check_image_shape(image_shape)
+    inputs = keras.Input(image_shape, name="image")
+    x = inputs
+    for level in range(1, len(photo_levels(image_shape))):
+        x = layers.Conv2D(photo_filters(level), 3, strides=2, padding="same", activation="relu", name=f"conv{level}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(_PHOTO_DENSE, activation="relu", name="dense1")(x)
+    outputs = layers.Dense(embedding_dim, name="dense2")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_photo_decoder(embedding_dim: int = 20, name: str = "decoder", image_shape=(96, 96, 3)) -> keras.Model:
+    """Builds the decoder g for photos, the mirror of `build_photo_encoder` (module docstring).
+
+    Args:
+        embedding_dim: D, the code length.
+        name: the model's name.
+        image_shape: `(H, W, C)` of the images to reconstruct.
+
+    Returns:
+        A `keras.Model` from `(batch, D)` to `(batch, H, W, C)` with values in (0, 1).
+    """
+    _check_dim(embedding_dim)
+    image_shape = _check_image_shape(image_shape)
+    sides = photo_levels(image_shape)
+    depth = len(sides) - 1
+    grid = (*sides[depth], photo_filters(depth))
+    inputs = keras.Input((embedding_dim,), name="code")
+    x = layers.Dense(_PHOTO_DENSE, activation="relu", name="dense1")(inputs)
+    x = layers.Dense(grid[0] * grid[1] * grid[2], activation="relu", name="dense2")(x)
+    x = layers.Reshape(grid, name="reshape")(x)
+    for level in range(depth, 0, -1):
+        last = level == 1
+        x = layers.UpSampling2D(2, name=f"upsampling{depth - level + 1}")(x)
+        x = _upsampled_conv(x, image_shape[2] if last else photo_filters(level - 1), sides[level - 1],
+                            "sigmoid" if last else "relu", f"conv{depth - level + 1}")
+    return keras.Model(inputs, x, name=name)
+
+
+def build_for_images(image_shape):
+    """`(tower, encoder, decoder)` builders' choice for `image_shape`: the photo networks or Table 1's pattern.
+
+    Returns:
+        Three functions of `(embedding_dim, image_shape=...)`, each building one model.
+    """
+    if uses_photo_networks(image_shape):
+        return build_photo_tower, build_photo_encoder, build_photo_decoder
+    return build_siamese_subnetwork, build_encoder, build_decoder
 
 
 def build_autoencoder(encoder: keras.Model, decoder: keras.Model, name: str = "autoencoder") -> keras.Model:

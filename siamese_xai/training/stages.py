@@ -17,6 +17,7 @@ import tensorflow as tf
 from siamese_xai import files, runs
 from siamese_xai.data import mnist as data
 from siamese_xai.data import datasets
+from siamese_xai.training import defaults
 from siamese_xai.training import losses
 from siamese_xai.training import models
 from siamese_xai.explainers import prototypes
@@ -56,11 +57,17 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
     cfg = config.snn
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed + _SNN_SEED)
+    photo = models.uses_photo_networks(x.shape[1:])
+    learning_rate = cfg.learning_rate
+    if photo:  # decayed to 5% along a cosine: the clusters settle at the end instead of jumping between batches
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            cfg.learning_rate, cfg.epochs * _steps(len(x), cfg.batch_size), alpha=0.05)
     with strategy.scope():
-        snn = models.build_siamese_subnetwork(config.embedding_dim, image_shape=tuple(x.shape[1:]))
-        optimizer = keras.optimizers.Adam(cfg.learning_rate)
+        snn = models.build_for_images(x.shape[1:])[0](config.embedding_dim, image_shape=tuple(x.shape[1:]))
+        optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build(snn.trainable_variables)
     num_pairs = cfg.pairs_per_epoch or len(x)
+    images = tf.constant(x)  # once per stage: a copy per epoch grew the resident memory by the data set each epoch
     kernels = _kernels(snn)
 
     def per_example(x_i, x_j, z):
@@ -69,15 +76,22 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
         per_ex = losses.contrastive_loss(h_i, h_j, z, cfg.tau)
         return per_ex, {"distance2": losses.squared_distance(h_i, h_j)}
 
+    def per_anchor(xb, yb):  # the photo tower: every pair of a batch of images (`losses.batch_contrastive_loss`)
+        return losses.batch_contrastive_loss(snn(xb, training=True), yb, cfg.tau), {}
+
+    if photo:  # an epoch is one pass over the images; pairs_per_epoch does not apply
+        make_dataset = lambda epoch, skip: data.make_labelled_dataset(
+            images, y, cfg.batch_size, config.seed + _SNN_SEED, epoch, skip, augment=True)
+    else:
+        make_dataset = lambda epoch, skip: data.make_pair_dataset(
+            images, y, cfg.batch_size, config.seed + _SNN_SEED, epoch, num_pairs, skip)
     stage = Stage(
         name="snn",
         variables=snn.trainable_variables,
-        per_example=per_example,
+        per_example=per_anchor if photo else per_example,
         regularizer=lambda: cfg.mu * losses.l2_regularization(kernels),
-        make_dataset=lambda epoch, skip: data.make_pair_dataset(
-            x, y, cfg.batch_size, config.seed + _SNN_SEED, epoch, num_pairs, skip
-        ),
-        steps_per_epoch=_steps(num_pairs, cfg.batch_size),
+        make_dataset=make_dataset,
+        steps_per_epoch=_steps(len(x) if photo else num_pairs, cfg.batch_size),
         epochs=cfg.epochs,
         optimizer=optimizer,
         trackables={"snn": snn},
@@ -108,12 +122,17 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
     _check_embeddings(x, h, config.embedding_dim)
     keras.utils.set_random_seed(config.seed + _AE_SEED)
     with strategy.scope():
-        encoder = models.build_encoder(config.embedding_dim, image_shape=tuple(x.shape[1:]))
-        decoder = models.build_decoder(config.embedding_dim, image_shape=tuple(x.shape[1:]), **(decoder_options or {}))
+        _, build_encoder, build_decoder = models.build_for_images(x.shape[1:])
+        if decoder_options and build_decoder is not models.build_decoder:
+            raise ValueError(f"`decoder_options` apply to Table 1's decoder; images of shape {tuple(x.shape[1:])} get "
+                             f"the photo decoder (`models.build_photo_decoder`). Received: {decoder_options!r}")
+        encoder = build_encoder(config.embedding_dim, image_shape=tuple(x.shape[1:]))
+        decoder = build_decoder(config.embedding_dim, image_shape=tuple(x.shape[1:]), **(decoder_options or {}))
         variables = encoder.trainable_variables + decoder.trainable_variables
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(variables)
     kernels = _kernels(encoder, decoder)
+    tensors = (tf.constant(x), tf.constant(h))
 
     def per_example(xb, hb):
         code = encoder(xb, training=True)
@@ -126,7 +145,7 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
         variables=variables,
         per_example=per_example,
         regularizer=lambda: cfg.lam * losses.l2_regularization(kernels),
-        make_dataset=lambda epoch, skip: data.make_image_dataset((x, h), cfg.batch_size, config.seed + _AE_SEED, epoch, skip),
+        make_dataset=lambda epoch, skip: data.make_image_dataset(tensors, cfg.batch_size, config.seed + _AE_SEED, epoch, skip),
         steps_per_epoch=_steps(len(x), cfg.batch_size),
         epochs=cfg.epochs,
         optimizer=optimizer,
@@ -160,6 +179,7 @@ def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(tuned.trainable_variables)
     kernels = _kernels(tuned)
+    tensors = (tf.constant(x), tf.constant(h))
 
     def per_example(xb, hb):
         sse = losses.reconstruction_sse(xb, tuned(hb, training=True))
@@ -170,7 +190,7 @@ def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=
         variables=tuned.trainable_variables,
         per_example=per_example,
         regularizer=lambda: cfg.lam * losses.l2_regularization(kernels),
-        make_dataset=lambda epoch, skip: data.make_image_dataset((x, h), cfg.batch_size, config.seed + _DEC_SEED, epoch, skip),
+        make_dataset=lambda epoch, skip: data.make_image_dataset(tensors, cfg.batch_size, config.seed + _DEC_SEED, epoch, skip),
         steps_per_epoch=_steps(len(x), cfg.batch_size),
         epochs=cfg.epochs,
         optimizer=optimizer,
@@ -229,14 +249,31 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
     Returns:
         `prototype_accuracy`, `recon_sse_autoencoder` (mean per-image SSE of
         g(e(x))), `recon_sse_decoder` (the same for g(f(x))) and
-        `alignment_sse` (mean ||e(x) - f(x)||^2).
+        `alignment_sse` (mean ||e(x) - f(x)||^2), with those of `evaluate_embedding`.
     """
     batched = lambda model, inputs: prototypes.embed_in_batches(model, inputs, batch_size)
     h = batched(snn, x)
     code = batched(encoder, x)
     rec_e = batched(decoder, code)
-    rec_f = batched(decoder, h)
-    sse = lambda a, b: float(np.mean(np.sum((a - b).reshape(len(a), -1) ** 2, axis=1)))
+    out = _embedding_metrics(h, batched(decoder, h), protos, x, y)
+    out.update({
+        "recon_sse_autoencoder": _sse(x, rec_e),
+        "alignment_sse": float(np.mean(np.sum((code - h) ** 2, axis=1))),
+        "num_test_images": int(len(x)),
+    })
+    return dict(sorted(out.items(), key=lambda kv: _EVALUATE_ORDER.index(kv[0])))
+
+
+_EVALUATE_ORDER = ("embedding_within_class_sq_spread", "embedding_between_class_sq_distance",
+                   "recon_sse_class_mean_image", "prototype_accuracy", "recon_sse_autoencoder", "recon_sse_decoder",
+                   "alignment_sse", "num_test_images")
+
+
+def _sse(a, b):
+    return float(np.mean(np.sum((a - b).reshape(len(a), -1) ** 2, axis=1)))
+
+
+def _embedding_metrics(h, rec_f, protos, x, y):
     # How much of an image the embedding keeps beyond its class: the contrastive
     # loss pulls same-class embeddings together, and the decoder can only
     # reconstruct the within-class detail that survives.
@@ -248,17 +285,82 @@ def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dic
     return {
         "embedding_within_class_sq_spread": within,
         "embedding_between_class_sq_distance": between,
-        "recon_sse_class_mean_image": sse(x, image_means[y]),
+        "recon_sse_class_mean_image": _sse(x, image_means[y]),
         "prototype_accuracy": prototypes.prototype_accuracy(h, y, protos),
-        "recon_sse_autoencoder": sse(x, rec_e),
-        "recon_sse_decoder": sse(x, rec_f),
-        "alignment_sse": float(np.mean(np.sum((code - h) ** 2, axis=1))),
-        "num_test_images": int(len(x)),
+        "recon_sse_decoder": _sse(x, rec_f),
     }
 
 
+def evaluate_embedding(embed, decoder, protos, x, y, batch_size: int = 1000) -> dict:
+    """`evaluate`'s figures that need no encoder: for a user's own tower (`siamese-xai fit`).
+
+    Args:
+        embed: f, a callable from images to `(batch, D)` embeddings.
+        decoder: g.
+        protos: `(C, D)` prototypes; every class must have a test image.
+        x: `(n, H, W, C)` test images.
+        y: `(n,)` test labels.
+
+    Returns:
+        `embedding_within_class_sq_spread`, `embedding_between_class_sq_distance`,
+        `recon_sse_class_mean_image`, `prototype_accuracy` and `recon_sse_decoder`.
+    """
+    h = prototypes.embed_in_batches(embed, x, batch_size)
+    return _embedding_metrics(h, prototypes.embed_in_batches(decoder, h, batch_size), protos, x, y)
+
+
+# A test accuracy within this share of the way from chance (1 / C) to 1 counts as chance.
+CHANCE_BAND = 0.1
+
+
+def diagnose(metrics: dict, num_classes: int) -> list:
+    """What did not work in a run, as sentences for the user: `[(unusable, sentence), ...]`, empty when all did.
+
+    Three checks on the test metrics of `evaluate` (or the same keys from `fit`):
+    the nearest-prototype accuracy within `CHANCE_BAND` of chance; the
+    prototypes closer (mean squared distance between class means) than the
+    within-class spread (mean squared distance to the own class mean); the
+    decoder's g(f(x)) no better than each class's mean image. The first two
+    make the run unusable (its explanations would explain a network that
+    separates nothing); the third leaves it usable (explanations then show
+    class templates rather than the image's own detail).
+
+    Args:
+        metrics: with `prototype_accuracy`, `embedding_within_class_sq_spread`,
+            `embedding_between_class_sq_distance`, `recon_sse_decoder` and
+            `recon_sse_class_mean_image`.
+        num_classes: C.
+
+    Returns:
+        A list of `(unusable: bool, sentence: str)`.
+    """
+    found = []
+    chance = 1 / num_classes
+    acc = metrics["prototype_accuracy"]
+    within, between = metrics["embedding_within_class_sq_spread"], metrics["embedding_between_class_sq_distance"]
+    remedy = ("try more steps (--min-steps or --snn-epochs), more images per class, or check that each class "
+              "folder holds only its class")
+    if acc <= chance + CHANCE_BAND * (1 - chance):
+        sentence = (f"the Siamese network did not learn: nearest-prototype test accuracy {acc:.1%} against "
+                    f"chance {chance:.1%}; {remedy}")
+        found.append((True, sentence))
+    elif between <= within:
+        sentence = (f"the Siamese network does not separate the classes: its prototypes lie {between:.3g} apart "
+                    f"(squared distance) against a within-class spread of {within:.3g}; {remedy}")
+        found.append((True, sentence))
+    dec, mean = metrics["recon_sse_decoder"], metrics["recon_sse_class_mean_image"]
+    if dec >= mean:
+        sentence = (f"the decoder draws no better than the class means: squared error of g(f(x)) {dec:.4g} "
+                    f"against {mean:.4g} for each class's mean image, so explanations will show class "
+                    "templates rather than an image's own detail; try more decoder epochs (--decoder-epochs) "
+                    "or a longer embedding (--embedding-dim)")
+        found.append((False, sentence))
+    return found
+
+
 def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force: bool = False, verbose: int = 1, *,
-              dataset=None, image_size=None, test_fraction: float = 0.2, min_steps: int = 0) -> dict:
+              dataset=None, image_size=None, test_fraction: float = 0.2, min_steps: int = 0,
+              size_defaults: bool = False) -> dict:
     """Trains all three stages on a labelled image set (MNIST by default) and writes the run folder.
 
     Each stage whose model file already exists is loaded instead of trained
@@ -283,6 +385,9 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         min_steps: each stage trains at least this many steps (`TrainConfig.with_min_steps`;
             0, the default, keeps `config`'s epochs). The config written to
             `config.json` is the one trained, with the raised epochs.
+        size_defaults: replace `config`'s schedule by the defaults for the
+            images' size and number (`siamese_xai.training.defaults.for_images`; the
+            paper's for images under the photo size) and print them first.
 
     Under `MultiWorkerMirroredStrategy` every worker runs this with the same
     arguments; the chief writes `run_dir`, the other workers write the same
@@ -301,6 +406,10 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
                    "class_names": list(class_names)}
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
+    if size_defaults:
+        config, line = defaults.for_images(config, tuple(x_train.shape[1:]), len(x_train))
+        if verbose:
+            print(line)
     fitted = config.with_min_steps(min_steps, len(x_train))
     if fitted != config and verbose:
         print(f"{len(x_train)} training images: epochs raised to {fitted.snn.epochs} / {fitted.autoencoder.epochs} / "

@@ -1,0 +1,161 @@
+"""Photo-sized images: the photo generator, the photo networks, the size-based defaults, and the did-not-learn lines."""
+
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from siamese_xai import cli
+from siamese_xai.data import mnist as data
+from siamese_xai.training import defaults
+from siamese_xai.training import models
+from siamese_xai.evaluation import synthetic
+from siamese_xai.training import stages as training
+from siamese_xai.config import TrainConfig
+
+
+def _shapes(model):
+    return [(layer.name, tuple(layer.output.shape[1:])) for layer in model.layers]
+
+
+def test_photo_generator_is_seeded_and_its_masks_hold_the_object():
+    x, y, masks = synthetic.make_photos(10, size=48, seed=3)
+    x2, y2, _ = synthetic.make_photos(10, size=48, seed=3)
+    assert x.shape == (10, 48, 48, 3) and x.dtype == np.float32 and masks.shape == (10, 48, 48)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    image, mask = synthetic.photo_image(int(y[4]), 48, np.random.default_rng([3, 4]))
+    np.testing.assert_array_equal(x[4] * 255, image)
+    np.testing.assert_array_equal(masks[4], mask)
+    assert sorted(np.bincount(y, minlength=5)) == [2, 2, 2, 2, 2]
+    np.testing.assert_array_equal(np.round(x * 255) / 255, x)  # what a PNG file holds
+    assert all(0.02 < m.mean() < 0.25 for m in masks)
+    # the object is one flat colour (plus noise) that differs from the background around it
+    for image, mask in zip(x, masks):
+        assert np.abs(image[mask].mean(0) - image[~mask].mean(0)).mean() > 0.1
+
+
+def test_photo_rule_levels_and_filters():
+    assert models.photo_levels((96, 96, 3)) == [(96, 96), (48, 48), (24, 24), (12, 12), (6, 6)]
+    assert len(models.photo_levels((224, 224, 3))) - 1 == 5 and models.photo_levels((224, 224, 3))[-1] == (7, 7)
+    assert len(models.photo_levels((48, 48, 3))) - 1 == 3
+    assert [models.photo_filters(level) for level in range(1, 7)] == [8, 16, 32, 64, 64, 64]
+    assert [models.tower_filters(level) for level in range(1, 7)] == [16, 32, 64, 128, 128, 128]
+    assert [models.tower_pooling((s, s, 3)) for s in (48, 64, 95, 96, 224)] == [1, 1, 1, 2, 4]
+    assert not models.uses_photo_networks((47, 200, 3)) and models.uses_photo_networks((48, 48, 1))
+    # the paper's images keep Table 1's builders
+    assert models.build_for_images((28, 28, 1)) == (models.build_siamese_subnetwork, models.build_encoder,
+                                                    models.build_decoder)
+
+
+def test_photo_tower_shapes_and_parameter_count_by_hand():
+    tower = models.build_photo_tower(20, image_shape=(64, 64, 3))
+    shapes = dict(_shapes(tower))
+    assert "downsample" not in shapes and shapes["image_norm"] == (64, 64, 3)
+    assert dict(_shapes(models.build_photo_tower(20, image_shape=(96, 96, 3))))["downsample"] == (48, 48, 3)
+    assert [shapes[f"relu{k}"] for k in (1, 2, 3)] == [(32, 32, 16), (16, 16, 32), (8, 8, 64)]
+    assert shapes["pool"] == (128,) and shapes["embedding_norm"] == (20,)
+    # convs without bias 3*9*16, 16*9*32, 32*9*64, 64*9*64; four numbers per batch-norm channel;
+    # dense 128*128+128, 128*20+20; the embedding's running mean and variance 2*20
+    assert tower.count_params() == (432 + 4608 + 18432 + 36864 + 4 * (16 + 32 + 64 + 64)
+                                    + 16512 + 2580 + 40)
+
+
+def test_photo_autoencoder_shapes_and_parameter_counts_by_hand():
+    enc = models.build_photo_encoder(20, image_shape=(64, 64, 3))
+    dec = models.build_photo_decoder(20, image_shape=(64, 64, 3))
+    assert _shapes(enc) == [("image", (64, 64, 3)), ("conv1", (32, 32, 8)), ("conv2", (16, 16, 16)),
+                            ("conv3", (8, 8, 32)), ("flatten", (2048,)), ("dense1", (128,)), ("dense2", (20,))]
+    # conv 3*9*8+8, 8*9*16+16, 16*9*32+32; dense 2048*128+128, 128*20+20
+    assert enc.count_params() == 224 + 1168 + 4640 + 262272 + 2580
+    assert _shapes(dec) == [("code", (20,)), ("dense1", (128,)), ("dense2", (2048,)), ("reshape", (8, 8, 32)),
+                            ("upsampling1", (16, 16, 32)), ("conv1", (16, 16, 16)), ("upsampling2", (32, 32, 16)),
+                            ("conv2", (32, 32, 8)), ("upsampling3", (64, 64, 8)), ("conv3", (64, 64, 3))]
+    # dense 20*128+128, 128*2048+2048; conv 32*9*16+16, 16*9*8+8, 8*9*3+3
+    assert dec.count_params() == 2688 + 264192 + 4624 + 1160 + 219
+    # odd sides come back exactly: 100x120 -> 50x60, 25x30, 13x15, 7x8
+    assert models.build_photo_decoder(20, image_shape=(100, 120, 3)).output_shape == (None, 100, 120, 3)
+    assert models.build_autoencoder(enc, dec)(np.zeros((2, 64, 64, 3), np.float32))[0].shape == (2, 64, 64, 3)
+
+
+def test_defaults_by_image_size_and_count():
+    paper = TrainConfig.paper()
+    same, line = defaults.for_images(paper, (28, 28, 1), 60000)
+    assert same == paper and line.startswith("28x28x1 images, 60000 training images: the paper's networks")
+    photo, line = defaults.for_images(paper.replace(seed=4), (96, 96, 3), 3000)
+    assert photo.seed == 4 and photo.embedding_dim == paper.embedding_dim
+    assert (photo.snn.batch_size, photo.snn.learning_rate) == (defaults.PHOTO_SNN_BATCH, defaults.PHOTO_SNN_LR)
+    steps = -(-3000 // defaults.PHOTO_SNN_BATCH)
+    assert photo.snn.epochs == -(-defaults.PHOTO_SNN_STEPS // steps)
+    assert photo.autoencoder.epochs * -(-3000 // defaults.PHOTO_AE_BATCH) >= defaults.PHOTO_AE_STEPS
+    assert line.startswith("96x96x3 images, 3000 training images: photo networks (4 levels")
+    assert photo.snn.tau == 2 * paper.embedding_dim
+    assert f"{photo.snn.epochs} epochs" in line
+
+
+def test_batch_contrastive_loss_by_hand():
+    import tensorflow as tf
+
+    from siamese_xai.training import losses
+
+    h = tf.constant([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    y = tf.constant([0, 0, 1])
+    # d^2: (0,1) = 1, (0,2) = 4, (1,2) = 5; tau = 4.5: hinge max(0, 4.5 - d^2) = 0.5 and 0
+    got = losses.batch_contrastive_loss(h, y, tau=4.5).numpy()
+    np.testing.assert_allclose(got, [0.5 * 1 + 0.5 * 0.5, 0.5 * 1 + 0.5 * 0.0, (0.5 + 0.0) / 2])
+
+
+def test_mirrored_batches_are_seeded_and_mirror_left_right():
+    x = np.random.default_rng(0).random((8, 4, 5, 3)).astype(np.float32)
+    y = np.array([0, 1] * 4)
+    plain = list(data.make_labelled_dataset(x, y, 8, seed=1))[0]
+    both = [list(data.make_labelled_dataset(x, y, 8, seed=1, augment=True))[0] for _ in range(2)]
+    np.testing.assert_array_equal(both[0][0], both[1][0])
+    flipped = ~np.all(both[0][0].numpy() == plain[0].numpy(), axis=(1, 2, 3))
+    assert 0 < flipped.sum() < 8
+    np.testing.assert_array_equal(both[0][0].numpy()[flipped], plain[0].numpy()[flipped][:, :, ::-1])
+
+
+GOOD = {"prototype_accuracy": 0.97, "embedding_within_class_sq_spread": 0.1, "embedding_between_class_sq_distance": 2.0,
+        "recon_sse_decoder": 100.0, "recon_sse_class_mean_image": 400.0}
+
+
+@pytest.mark.parametrize("changes, unusable, words", [
+    ({}, None, None),
+    ({"prototype_accuracy": 0.23}, True, "did not learn: nearest-prototype test accuracy 23.0% against chance 20.0%"),
+    ({"embedding_between_class_sq_distance": 0.0003, "embedding_within_class_sq_spread": 0.016}, True,
+     "does not separate the classes: its prototypes lie 0.0003 apart"),
+    ({"recon_sse_decoder": 3353.0, "recon_sse_class_mean_image": 1539.0}, False,
+     "the decoder draws no better than the class means: squared error of g(f(x)) 3353 against 1539"),
+])
+def test_diagnose_names_what_did_not_work(changes, unusable, words):
+    found = training.diagnose({**GOOD, **changes}, num_classes=5)
+    if unusable is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0][0] is unusable and words in found[0][1]
+        assert "try " in found[0][1]
+
+
+@pytest.fixture(scope="module")
+def random_label_photos(tmp_path_factory):
+    """48x48 photos whose labels are drawn at random: no network can learn them."""
+    root = tmp_path_factory.mktemp("random_labels")
+    x, _, _ = synthetic.make_photos(250, size=48, seed=0)
+    labels = np.random.default_rng(1).integers(0, 5, len(x))
+    for i, (image, k) in enumerate(zip(x, labels)):
+        folder = root / synthetic.PHOTO_CLASSES[k]
+        folder.mkdir(exist_ok=True)
+        Image.fromarray((image * 255).round().astype(np.uint8), "RGB").save(folder / f"{i:04d}.png")
+    return root
+
+
+def test_train_says_when_the_network_did_not_learn(random_label_photos, tmp_path, capsys):
+    code = cli.main(["train", "--tiny", "--epochs", "1", "--data-dir", str(random_label_photos),
+                     "--out", str(tmp_path / "run"), "--test-fraction", "0.4", "--quiet"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert code == cli.EXIT_NOT_USABLE, err
+    assert last.startswith(f"siamese-xai: the run in {tmp_path / 'run'} is not usable: the Siamese network ")
+    assert "try more steps" in last and ".py:" not in err  # a sentence, no warning with a source path
+    assert (tmp_path / "run" / "metrics.json").exists()  # the run is written all the same
