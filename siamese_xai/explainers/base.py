@@ -31,10 +31,10 @@ class Explainer:
     """The base of every estimator: construction from a run, `answers`, `replace`, `save`.
 
     Subclasses define `__init__(embed, decoder, prototypes, config=None, *,
-    run_id=None, class_names=None, **options)`, `explain(x, question=None,
-    *, seed=0)`, `answers`, the properties `embed`, `decoder`, `prototypes`,
-    `config` (whose `estimator` is the name in `REGISTRY`), `image_shape`,
-    `run_id` and `class_names`.
+    run_id=None, class_names=None, **options)` (keeping `_embed`, `_decoder`
+    and `_config`, whose `estimator` is the name in `REGISTRY`),
+    `explain(x, question=None, *, seed=0)` and the properties `prototypes`,
+    `image_shape`, `run_id` and `class_names`.
     """
 
     @classmethod
@@ -54,6 +54,21 @@ class Explainer:
         options.setdefault("run_id", run.run_id)
         options.setdefault("class_names", run.class_names)
         return cls(run.embed, run.decoder, run.prototypes, config, **options)
+
+    @property
+    def embed(self):
+        """The black box f."""
+        return self._embed
+
+    @property
+    def decoder(self):
+        """The decoder g."""
+        return self._decoder
+
+    @property
+    def config(self):
+        """The estimator's config."""
+        return self._config
 
     @property
     def answers(self) -> tuple:

@@ -119,20 +119,6 @@ class ProbeExplainer(Explainer):
         self._templates = None  # g(c_j) for every class, decoded on first use
 
     @property
-    def config(self) -> ProbeConfig:
-        return self._config
-
-    @property
-    def embed(self):
-        """The black box f."""
-        return self._embed
-
-    @property
-    def decoder(self):
-        """The decoder g, which draws the class proposals."""
-        return self._decoder
-
-    @property
     def class_names(self) -> tuple:
         """The classes' names in label order ("0", "1", ... when the run has none)."""
         return self._class_names or tuple(str(k) for k in range(len(self._prototypes)))

@@ -212,24 +212,9 @@ class SiameseExplainer(Explainer):
     # -- properties ---------------------------------------------------------
 
     @property
-    def embed(self):
-        """The black-box embedding f."""
-        return self._embed
-
-    @property
-    def decoder(self):
-        """The decoder g."""
-        return self._decoder
-
-    @property
     def prototypes(self) -> np.ndarray:
         """`(C, D)` float32 prototypes (read-only)."""
         return self._prototypes
-
-    @property
-    def config(self) -> ExplainConfig | TemplateContrastConfig:
-        """The estimator's config."""
-        return self._config
 
     @property
     def asks_contrast(self) -> bool:
