@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-fast reproduce clean bench evaluate pairs digits seeds mutants mutants-all photos .force
+.PHONY: setup test test-slow reproduce clean bench evaluate pairs digits seeds mutants mutants-all photos .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,13 +34,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The whole suite, slow tests included (what CI runs).
+# The test suite: every test but those marked slow (end to end over several TensorFlow processes).
 test: setup
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
-# The inner loop: everything but the tests marked slow.
-test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+# The slow end-to-end tests (processes killed and resumed, a two-worker cluster, the wheel in a fresh
+# environment, the benchmarks' quick modes). CI runs them after `make test`.
+test-slow: setup
+	$(PY) -m pytest -q -m slow --durations=15
 
 # The paper's reproduction end to end: train, Figs. 4-9 and two more, the report.
 # The last lines say, per quantity, whether this run falls inside the band across seeds (figures/seeds.json).
