@@ -45,6 +45,18 @@ def test_a_real_image_of_l_flips_where_the_decoders_blur_cannot():
     np.testing.assert_allclose(p.replace(proposal="prototype").explain(toy_image()).proposal[0], 0.25)
 
 
+def test_the_example_painted_is_one_f_classes_as_l():
+    """An example labelled l that f classes otherwise is passed over, however near x; where f classes no
+    example as l, the one f puts nearest to c_l is painted."""
+    nearest = region(B, 0.5) + region(C)  # h = (0, 2): classed 1
+    _, p = probe((np.stack([toy_image(), nearest]), np.array([1, 1])))  # x itself, labelled 1, is classed 0
+    np.testing.assert_array_equal(p.explain(toy_image()).proposal[0], nearest)
+    # neither is classed 1: x (h = (4, 2), d^2 = 20 to c_1) and A + 0.75 B (h = (4, 3), d^2 = 17 to c_1, 9 to c_0)
+    closer = region(A) + region(B, 0.75)
+    _, p = probe((np.stack([toy_image(), closer]), np.array([1, 1])))
+    np.testing.assert_array_equal(p.explain(toy_image()).proposal[0], closer)
+
+
 def test_auto_paints_g_where_the_contrast_class_has_no_example():
     _, p = probe((region(A)[None], np.array([0])))  # an example of class 0 only; x's contrast class is 1
     np.testing.assert_allclose(p.explain(toy_image()).proposal[0], 0.25)

@@ -123,6 +123,7 @@ class ProbeExplainer(Explainer):
         self._embed_fn = tf.function(embed, reduce_retracing=True) if isinstance(embed, keras.Model) else embed
         self._templates = None  # g(c_j) for every class, decoded on first use
         self._examples = None if examples is None else self._checked_examples(examples)
+        self._example_dist = None  # (n, K) squared distances of f(examples) to the prototypes, on first use
 
     def _checked_examples(self, examples):
         """`(x (n, H, W, C) float32, y (n,) int64)` of `examples`, or a ValueError naming what is wrong."""
@@ -363,20 +364,33 @@ class ProbeExplainer(Explainer):
         return np.clip(out, 0.0, 1.0).astype(np.float32)  # an image, whatever range g draws in
 
     def _nearest_examples(self, xs, classes, kind):
-        """`(n, H, W, C)`: for each image, the example of its class in `classes` nearest to it (squared pixel
-        distance; ties: the first example)."""
+        """`(n, H, W, C)`: for each image, a real image of its class c in `classes`.
+
+        Of the examples of c that f classes as c (nearest prototype c), the
+        one nearest to the image (squared pixel distance; ties: the first);
+        where f classes none of them as c, the one f puts nearest to c's
+        prototype. f sees the examples once per explainer (not counted in
+        `n_calls`, which counts each explained image's own images).
+        """
         if self._examples is None or kind not in ("class", "contrast"):
             raise ValueError("`proposal` \"example\" needs a class question and an explainer with `examples` "
                              f"(`with_examples` or `with_support`). Received: a {kind!r} question, examples "
                              f"{'held' if self._examples is not None else 'None'}")
         ex, ey = self._examples
+        if self._example_dist is None:  # f on the examples, once per explainer
+            self._example_dist = self._distances(self._f(ex))
+        classed = self._example_dist.argmin(1) == ey
         out = np.empty_like(xs)
         for i, (x, c) in enumerate(zip(xs, classes)):
             of_c = np.flatnonzero(ey == c)
             if not len(of_c):
                 raise ValueError(f"`examples` must hold an image of every contrast class. Received: none of class "
                                  f"{int(c)}")
-            d = ((ex[of_c].astype(np.float64) - x) ** 2).sum(axis=(1, 2, 3))
+            if classed[of_c].any():  # of those f classes as c, the nearest to x: the fewest cells to change
+                of_c = of_c[classed[of_c]]
+                d = ((ex[of_c].astype(np.float64) - x) ** 2).sum(axis=(1, 2, 3))
+            else:  # none is classed c: the one f puts nearest to c's prototype
+                d = self._example_dist[of_c, c]
             out[i] = ex[of_c[np.argmin(d)]]
         return out
 
