@@ -48,8 +48,10 @@ def test_a_real_image_of_l_flips_where_the_decoders_blur_cannot():
 def test_the_example_painted_is_one_f_classes_as_l():
     """An example labelled l that f classes otherwise is passed over, however near x; where f classes no
     example as l, the one f puts nearest to c_l is painted."""
-    nearest = region(B, 0.5) + region(C)  # h = (0, 2): classed 1
-    _, p = probe((np.stack([toy_image(), nearest]), np.array([1, 1])))  # x itself, labelled 1, is classed 0
+    # x itself labelled 1 (classed 0); B half-inked with C (h = (0, 2), classed 1, d^2 = 4 from x in pixels);
+    # B inked (h = c_1, classed 1, d^2 = 9 from x): of those classed 1 the nearest to x in pixels
+    nearest = region(B, 0.5) + region(C)
+    _, p = probe((np.stack([toy_image(), nearest, region(B)]), np.array([1, 1, 1])))
     np.testing.assert_array_equal(p.explain(toy_image()).proposal[0], nearest)
     # neither is classed 1: x (h = (4, 2), d^2 = 20 to c_1) and A + 0.75 B (h = (4, 3), d^2 = 17 to c_1, 9 to c_0)
     closer = region(A) + region(B, 0.75)
