@@ -25,6 +25,9 @@ class folder written here (reused from `--runs` when its `metrics.json` exists):
   contrastive loss separates nothing on this set);
 - `fewshot`: MNIST training images of the digits 0-4 only.
 
+Per network the JSON also records `decoder_image_classed_as_its_class`: the share of classes l whose decoded
+prototype g(c_l) f classes as l. Where it is low, painting g(c_l) cannot move x to l.
+
 Settings scored (the probe's defaults, `ProbeConfig()`, everywhere but where a row names its proposal):
 
 - `mnist`: the first `n_images` MNIST test images;
@@ -202,8 +205,12 @@ def scored_sets(settings: dict, sets: dict, dev: bool) -> dict:
 def summary(e, asked=None) -> dict:
     """Flip rate, found-set size and f calls of a `ProbeExplanation` (over the rows `asked`, default all)."""
     rows = np.arange(len(e.flips)) if asked is None else np.flatnonzero(asked)
+    from scipy.stats import binomtest
+
     flips, size, calls = e.flips[rows], e.set_size[rows], e.n_calls[rows]
+    ci = binomtest(int(flips.sum()), len(rows)).proportion_ci(0.95) if len(rows) else None
     return {"n": int(len(rows)), "flip_rate": float(flips.mean()) if len(rows) else None,
+            "flip_rate_95ci": [float(ci.low), float(ci.high)] if ci is not None else None,
             "set_size_mean": float(size[flips].mean()) if flips.any() else None,
             "set_size_max": int(size[flips].max()) if flips.any() else None,
             "n_calls_mean": float(calls.mean()) if len(rows) else None,
@@ -242,6 +249,17 @@ def rank_scores(probe, triplets) -> dict:
     return {**summary(e, right), "triplets": int(len(right)), "ranked_wrong": int((~right).sum())}
 
 
+def decoder_draws(probe) -> float:
+    """Share of the classes l whose decoded prototype g(c_l) f classes as l (its nearest prototype is c_l)."""
+    import tensorflow as tf
+
+    from siamese_xai.explainers.questions import squared_distances
+
+    g = np.clip(np.asarray(probe.decoder(tf.constant(probe.prototypes))), 0.0, 1.0).astype(np.float32)
+    nearest = squared_distances(probe.embed_images(g), probe.prototypes).argmin(1)
+    return float((nearest == np.arange(len(g))).mean())
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="seconds-scale networks and a handful of images")
@@ -272,6 +290,7 @@ def main(argv=None):
                            "training_seconds": round(sum(metrics["seconds"].values()), 1),
                            "seconds_in_this_run": round(time.perf_counter() - t1, 1)}
         nets[name] = ProbeExplainer.from_run(args.runs / name)
+        runs_info[name]["decoder_image_classed_as_its_class"] = decoder_draws(nets[name])
     if args.train_only:
         print(json.dumps(runs_info, indent=1))
         return

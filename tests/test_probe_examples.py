@@ -116,3 +116,18 @@ def test_rank_is_swapped_only_where_below_is_strictly_nearer():
     assert r.flipped(np.array([[2.0, 2.0]]), [0]).tolist() == [False]  # equidistant
     assert r.flipped(np.array([[2.0, 2.5]]), [0]).tolist() == [True]
     assert r.flipped(np.array([[2.5, 2.0]]), [0]).tolist() == [False]
+
+
+def test_rank_triplets_of_the_flip_benchmark():
+    """`below` is the query with one slot's glyph swapped (one 5x5 box differs); `above` is the query's identity."""
+    from benchmarks import pair_data
+    from benchmarks.probe_flips import rank_triplets
+
+    t = rank_triplets(4, seed=0)
+    assert {k: v.shape for k, v in t.items()} == {k: (4, 28, 28, 1) for k in ("query", "above", "below")}
+    for q, a, b in zip(t["query"][..., 0], t["above"][..., 0], t["below"][..., 0]):
+        differ = q != b
+        rows, cols = np.nonzero(differ)
+        assert differ.any() and np.ptp(rows) < pair_data.GLYPH and np.ptp(cols) < pair_data.GLYPH
+        assert not np.array_equal(q, a)  # other clutter
+    assert rank_triplets(4, seed=0)["below"].tobytes() == t["below"].tobytes()
