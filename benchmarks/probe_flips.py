@@ -288,6 +288,8 @@ def main(argv=None):
                            "prototype_accuracy": metrics["prototype_accuracy"],
                            "accuracy_on": metrics.get("accuracy_on", "held-out images of the class folder"),
                            "training_seconds": round(sum(metrics["seconds"].values()), 1),
+                           "recon_sse_decoder": metrics.get("recon_sse_decoder"),
+                           "recon_sse_class_mean_image": metrics.get("recon_sse_class_mean_image"),
                            "seconds_in_this_run": round(time.perf_counter() - t1, 1)}
         nets[name] = ProbeExplainer.from_run(args.runs / name)
         runs_info[name]["decoder_image_classed_as_its_class"] = decoder_draws(nets[name])
