@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-slow reproduce clean bench evaluate pairs digits seeds mutants mutants-all photos .force
+.PHONY: setup test test-slow reproduce clean bench evaluate pairs probe-flips digits seeds mutants mutants-all photos .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ evaluate: setup $(RUN)/metrics.json
 # and xaitk-saliency (they pull in PyTorch).
 pairs: setup
 	$(RUN_PY) -m benchmarks.pairs
+
+# How often the probe's counterfactuals flip f's decision on MNIST, the shapes set, the pair set (class and rank
+# questions) and MNIST digits 5-9 explained by a network trained on 0-4 (few-shot); writes benchmarks/probe_flips.json.
+# The first run trains four small networks into runs/probe-flips (docs/asking-the-network.md has the times).
+probe-flips: setup
+	$(RUN_PY) -m benchmarks.probe_flips
 
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup

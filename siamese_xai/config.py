@@ -374,7 +374,7 @@ def explain_config_from_dict(d: dict):
     return ExplainConfig(estimator=estimator, **d)
 
 
-PROPOSALS = ("auto", "prototype", "shift", "blur", "other")
+PROPOSALS = ("auto", "prototype", "shift", "blur", "other", "example")
 CANDIDATES = ("change", "ink")
 SPREADS = ("change", "ink", "removed", "uniform")
 
@@ -391,9 +391,12 @@ class ProbeConfig:
             question's target embedding t (c_l; f(x2) for a pair); `"shift"`,
             clip(x + g(t) - g(h), 0, 1); `"blur"`, x blurred by a Gaussian of
             one cell side (a neutral in-fill); `"other"`, the pair question's
-            other image at the same place. `"auto"` (default): `"prototype"`
-            for the class questions, `"blur"` for an accepted `Verify`, `"other"`
-            for the other pair questions (docs/questions.md says why).
+            other image at the same place; `"example"`, the class question's
+            real image of l nearest to x (the explainer's `examples`).
+            `"auto"` (default): for the class questions `"example"` where the
+            explainer holds examples of l, else `"prototype"`; `"blur"` for
+            an accepted `Verify`, `"other"` for the other pair questions
+            (docs/questions.md says why).
         candidates: which cells are probed: `"change"` (those where p differs
             from x, the largest |p - x| first) or `"ink"` (those holding ink
             of x that p changes, the most ink first); see `candidate_regions`.

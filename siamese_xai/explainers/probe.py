@@ -12,7 +12,11 @@ answer from f. For an input x with embedding h = f(x):
    and "x is classed l" means that c_l is the nearest prototype of f(x).
 2. The proposal p (what x would look like as l, drawn by the decoder g):
    `"prototype"`: p = clip(g(c_l), 0, 1); `"shift"`: p = clip(x + g(c_l) - g(h), 0, 1),
-   x moved by the decoder's change from h to c_l.
+   x moved by the decoder's change from h to c_l; `"example"`: a real image
+   of l from the explainer's `examples`, of those f classes as l the nearest
+   to x (`"auto"` picks it where the explainer holds examples of l: where
+   the decoder cannot draw l, f does not class g(c_l) as l and painting it
+   rarely flips the decision).
 3. Candidate regions: square cells of side `cell` (default
    max(2, round(min(H, W) / 7)): 4 on 28x28, 5 on 32x32). The grid is
    anchored on the image, not on the frame: its origin is placed so that one
@@ -63,7 +67,10 @@ candidates by change, the cell rule, max_regions = 40, the |p - x| spread
 inside a cell, the smoothing of half a cell, and ranking what x has first) were chosen on MNIST training
 images only (`benchmarks/probe_design.py`, `benchmarks/probe_design.json`),
 never on the test images a benchmark uses nor on any ground-truth set, and
-they were fixed before any benchmark number of this method was seen.
+they were fixed before any benchmark number of this method was seen. The
+example proposal was added later, chosen on development sets of glyph images
+that no benchmark scores (`benchmarks/probe_flips.py --dev`); without
+examples the class answers are unchanged.
 """
 
 from __future__ import annotations
@@ -95,10 +102,15 @@ class ProbeExplainer(Explainer):
         config: a `ProbeConfig` (default: the defaults above).
         batch_size: images per call of f; never changes the result.
         run_id, class_names: copied into every result.
+        examples: None, or `(x, y)`: `(n, H, W, C)` real images of the classes
+            (float in [0, 1] or uint8) and `(n,)` their classes in [0, K); the
+            class questions then paint, for a contrast class with examples,
+            the example of that class nearest to x (proposal `"example"`, what
+            `"auto"` picks then). `with_support` keeps its support set as examples.
     """
 
     def __init__(self, embed, decoder, prototypes, config: ProbeConfig | None = None, *, batch_size: int = 1024,
-                 run_id: str | None = None, class_names=None):
+                 run_id: str | None = None, class_names=None, examples=None):
         config = ProbeConfig() if config is None else config
         if not isinstance(config, ProbeConfig):
             raise TypeError(f"`config` must be a ProbeConfig. Received: config={config!r}")
@@ -117,6 +129,27 @@ class ProbeExplainer(Explainer):
 
         self._embed_fn = tf.function(embed, reduce_retracing=True) if isinstance(embed, keras.Model) else embed
         self._templates = None  # g(c_j) for every class, decoded on first use
+        self._examples = None if examples is None else self._checked_examples(examples)
+        self._example_dist = None  # (n, K) squared distances of f(examples) to the prototypes, on first use
+
+    def _checked_examples(self, examples):
+        """`(x (n, H, W, C) float32, y (n,) int64)` of `examples`, or a ValueError naming what is wrong."""
+        if not isinstance(examples, (tuple, list)) or len(examples) != 2:
+            raise ValueError(f"`examples` must be None or a pair (x, y). Received: {type(examples).__name__}")
+        xs, _ = _checks.check_images(examples[0], self._image_shape, "examples[0]", single=False)
+        y = np.asarray(examples[1])
+        if y.shape != (len(xs),) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"`examples[1]` must be {len(xs)} integer classes, one per image. Received: dtype "
+                             f"{y.dtype}, shape {y.shape}")
+        if len(y) and (y.min() < 0 or y.max() >= len(self._prototypes)):
+            raise ValueError(f"`examples[1]` must be classes in [0, {len(self._prototypes)}). Received: "
+                             f"{int(y.min())}..{int(y.max())}")
+        return xs, y.astype(np.int64)
+
+    @property
+    def examples(self):
+        """None, or `(x, y)`: the real images of the classes the class questions may paint (`ProbeConfig.proposal`)."""
+        return self._examples
 
     @property
     def class_names(self) -> tuple:
@@ -143,6 +176,10 @@ class ProbeExplainer(Explainer):
     def with_support(self, x, y, num_classes: int | None = None) -> ProbeExplainer:
         """The same f, g and config with prototypes from a support set (few-shot: classes f never saw; no retraining).
 
+        The support images become the explainer's `examples`: a class question
+        paints the support image of the contrast class nearest to x (the
+        decoder may never have learned to draw these classes).
+
         Args:
             x: `(n, H, W, C)` support images, float in [0, 1] or uint8.
             y: `(n,)` their classes in [0, num_classes); every class needs an example.
@@ -153,12 +190,23 @@ class ProbeExplainer(Explainer):
         xs, _ = _checks.check_images(x, self._image_shape, "x", single=False)
         p = compute_prototypes(self._embed, xs, y, num_classes=num_classes)
         return type(self)(self._embed, self._decoder, p, self._config, batch_size=self._batch_size,
-                          run_id=self._run_id, class_names=None)
+                          run_id=self._run_id, class_names=None, examples=(xs, np.asarray(y)))
+
+    def with_examples(self, x, y) -> ProbeExplainer:
+        """The same f, g, prototypes and config with real images of the classes to paint (`examples`).
+
+        Args:
+            x: `(n, H, W, C)` images, float in [0, 1] or uint8.
+            y: `(n,)` their classes in [0, K).
+        """
+        return type(self)(self._embed, self._decoder, self._prototypes, self._config, batch_size=self._batch_size,
+                          run_id=self._run_id, class_names=self._class_names, examples=(x, y))
 
     def replace(self, **config_changes) -> ProbeExplainer:
         """The same networks with some config fields changed."""
         return type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
-                          batch_size=self._batch_size, run_id=self._run_id, class_names=self._class_names)
+                          batch_size=self._batch_size, run_id=self._run_id, class_names=self._class_names,
+                          examples=self._examples)
 
     # -- f and g ------------------------------------------------------------
 
@@ -288,7 +336,11 @@ class ProbeExplainer(Explainer):
         """`(B,)` the proposal each input of a resolved question is painted with (`ProbeConfig.proposal`, "auto" resolved)."""
         if self._config.proposal != "auto":
             return np.full(len(decision.margin), self._config.proposal, object)
-        return decision.question.proposal(decision)
+        kinds = decision.question.proposal(decision)
+        if decision.question.draws_prototypes and self._examples is not None:
+            # a real image of l where the explainer holds one: the decoder's g(c_l) is a blur where it cannot draw
+            kinds = np.where(np.isin(decision.contrast_class, self._examples[1]), "example", kinds).astype(object)
+        return kinds
 
     def _proposal(self, xs, h, decision, images, cell):
         """`(B, H, W, C)` float32 in [0, 1]: what each input's regions are painted with."""
@@ -308,6 +360,8 @@ class ProbeExplainer(Explainer):
                 out[rows] = xs[rows] + decoded[rows] - self._g(h[rows])
             elif kind == "blur":
                 out[rows] = smoothed(xs[rows], float(cell))
+            elif kind == "example":
+                out[rows] = self._nearest_examples(xs[rows], decision.contrast_class[rows], decision.kind)
             else:
                 role = decision.question.paints_from
                 if role is None:
@@ -315,6 +369,37 @@ class ProbeExplainer(Explainer):
                                      f"another image. Received: a {decision.kind!r} question")
                 out[rows] = images[role][rows]
         return np.clip(out, 0.0, 1.0).astype(np.float32)  # an image, whatever range g draws in
+
+    def _nearest_examples(self, xs, classes, kind):
+        """`(n, H, W, C)`: for each image, a real image of its class c in `classes`.
+
+        Of the examples of c that f classes as c (nearest prototype c), the
+        one nearest to the image (squared pixel distance; ties: the first);
+        where f classes none of them as c, the one f puts nearest to c's
+        prototype. f sees the examples once per explainer (not counted in
+        `n_calls`, which counts each explained image's own images).
+        """
+        if self._examples is None or kind not in ("class", "contrast"):
+            raise ValueError("`proposal` \"example\" needs a class question and an explainer with `examples` "
+                             f"(`with_examples` or `with_support`). Received: a {kind!r} question, examples "
+                             f"{'held' if self._examples is not None else 'None'}")
+        ex, ey = self._examples
+        if self._example_dist is None:  # f on the examples, once per explainer
+            self._example_dist = self._distances(self._f(ex))
+        classed = self._example_dist.argmin(1) == ey
+        out = np.empty_like(xs)
+        for i, (x, c) in enumerate(zip(xs, classes)):
+            of_c = np.flatnonzero(ey == c)
+            if not len(of_c):
+                raise ValueError(f"`examples` must hold an image of every contrast class. Received: none of class "
+                                 f"{int(c)}")
+            if classed[of_c].any():  # of those f classes as c, the nearest to x: the fewest cells to change
+                of_c = of_c[classed[of_c]]
+                d = ((ex[of_c].astype(np.float64) - x) ** 2).sum(axis=(1, 2, 3))
+            else:  # none is classed c: the one f puts nearest to c's prototype
+                d = self._example_dist[of_c, c]
+            out[i] = ex[of_c[np.argmin(d)]]
+        return out
 
     def _painted(self, x, p, regions, order, j):
         return np.where(np.isin(regions, order[:j])[..., None], p, x)
