@@ -1,4 +1,4 @@
-"""The decoder study (benchmarks/decoder_study.py) and the larger decoder it trains (models.LARGE_DECODER)."""
+"""The decoder study (benchmarks/studies/decoder_study.py) and the larger decoder it trains (models.LARGE_DECODER)."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 
-from benchmarks import decoder_study as ds  # noqa: E402
+from benchmarks.studies import decoder_study as ds  # noqa: E402
 
 from siamese_xai import files
 from siamese_xai.training import models  # noqa: E402

@@ -1,4 +1,4 @@
-"""The benchmark (python -m benchmarks.evaluate) end to end in quick mode, and its verdict rules by hand."""
+"""The benchmark (python -m benchmarks.evaluation.evaluate) end to end in quick mode, and its verdict rules by hand."""
 
 import json
 import math
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 
-from benchmarks import evaluate_report as report  # noqa: E402
-from benchmarks import registry, verdicts  # noqa: E402
+from benchmarks.evaluation import evaluate_report as report  # noqa: E402
+from benchmarks.evaluation import registry, verdicts  # noqa: E402
 
 from siamese_xai import files  # noqa: E402
 
 
 def _load_script():
-    from benchmarks import evaluate
+    from benchmarks.evaluation import evaluate
 
     return evaluate
 
@@ -175,7 +175,7 @@ def test_ground_truth_is_judged_only_on_a_network_that_is_right_often_enough():
 
 
 def test_sigmoid_slope_ratio_by_hand():
-    from benchmarks import ground_truth
+    from benchmarks.evaluation import ground_truth
 
     # y (1 - y) / 0.25: 1 at mid-grey; at 0.98, 0.0196 / 0.25 = 0.0784 (12.8 times flatter)
     np.testing.assert_allclose(ground_truth.sigmoid_slope_ratio([0.5, 0.98, 0.0]), [1.0, 0.0784, 0.0])
@@ -187,7 +187,7 @@ def test_registry_names_are_unique_and_every_script_reads_it():
     assert len({m.name for m in registry.METHODS}) == len(registry.METHODS)
     assert len({m.name for m in registry.METRICS}) == len(registry.METRICS)
     assert set(registry.PRIMARY) == {"faithfulness", "ground truth"}
-    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluation"
     for script in ("evaluate.py", "evaluate_report.py", "randomisation.py", "ground_truth.py"):
         assert "registry" in (root / script).read_text(), script
 
@@ -199,7 +199,7 @@ def test_registry_methods_run_under_every_mode_of_every_script():
     # the randomisation check builds it (no explainer: `ctx.explainer` is None), with an untrained f.
     import keras
 
-    from benchmarks import evaluate, randomisation
+    from benchmarks.evaluation import evaluate, randomisation
     from siamese_xai.evaluation import metrics
     from siamese_xai.training.models import build_siamese_subnetwork
 

@@ -13,10 +13,10 @@ x_p (`intensity_maps`) and the Sobel edge magnitude of x (`edge_maps`).
 `method_maps` and `contrast_maps` give this project's own maps in the same
 form. `OracleScalar` replaces the network by the ground truth itself, to
 measure what a baseline can score at best on a synthetic set. See
-`benchmarks/RESULTS.md` for what was used and why.
+`benchmarks/evaluation/RESULTS.md` for what was used and why.
 
-The benchmark (`python -m benchmarks.evaluate`) and `reproduce/digits.py` use
-them; `benchmarks/registry.py` names them.
+The benchmark (`python -m benchmarks.evaluation.evaluate`) and `reproduce/digits.py` use
+them; `benchmarks/evaluation/registry.py` names them.
 """
 
 from __future__ import annotations

@@ -56,10 +56,10 @@ The computation, for an input with embedding h = f(x):
    both are computed from `mean_signed_change` and `input`.
 
 Why weight by x_p and not rank S alone: on the varying synthetic set
-(`benchmarks/synthetic_varying.py`, a square in one of two cells per class)
+(`benchmarks/evaluation/synthetic_varying.py`, a square in one of two cells per class)
 f places both cells of a class at nearly the same embedding, so S alone puts
 half its top pixels in the cell x does not use (ground-truth share 0.51);
-E puts them on x's square (0.94; measured by `benchmarks/evaluate.py`,
+E puts them on x's square (0.94; measured by `benchmarks/evaluation/evaluate.py`,
 results.json's `contrast_ablations`).
 
 Why a deterministic path: the move toward c_l is one-dimensional, so a

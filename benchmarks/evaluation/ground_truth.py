@@ -1,6 +1,6 @@
 """Ground-truth extras of the evaluation: ceilings, the negative control's mechanism, the contrast ablations.
 
-`python -m benchmarks.evaluate` calls these on the constant and varying sets:
+`python -m benchmarks.evaluation.evaluate` calls these on the constant and varying sets:
 
 - `ceilings`: each method's relevance rank accuracy when the network is replaced
   by `baselines.OracleScalar` (a model of the ground truth itself), i.e. the
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks import registry
+from benchmarks.evaluation import registry
 from siamese_xai.evaluation import baselines as bl
 from siamese_xai.evaluation import metrics
 from siamese_xai.evaluation.synthetic import CELL, CLASS_CELLS

@@ -2,8 +2,8 @@
 
 Commands (from the repository root; TFDS_DATA_DIR must point at MNIST):
 
-    .venv/bin/python -m benchmarks.decoder_study --work /tmp/decoder_study          # full
-    .venv/bin/python -m benchmarks.decoder_study --quick --work DIR --out DIR        # seconds-long budgets (the test)
+    .venv/bin/python -m benchmarks.studies.decoder_study --work /tmp/decoder_study          # full
+    .venv/bin/python -m benchmarks.studies.decoder_study --quick --work DIR --out DIR        # seconds-long budgets (the test)
 
 Run time: the committed JSON records, per unit, the seconds its training
 (`training_seconds`, on the 2-core machine shared with four other jobs: its
@@ -28,7 +28,7 @@ is the same for every configuration (`MODES`, recorded in the JSON):
 - the constant-square set (`baselines.make_synthetic`, the negative control)
   and the varying set (`synthetic_varying.make_varying_synthetic`): 5,000
   images each, f, autoencoder and decoder at 2, 8, 8 epochs (as
-  the varying run of `benchmarks/evaluate.py`).
+  the varying run of `benchmarks/evaluation/evaluate.py`).
 
 Measured per configuration: g(f(x)) SSE per MNIST test image, and
 ||g(f(x)) - g(c_k)||^2 (how far the decoded image is from its class's decoded
@@ -62,7 +62,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 import numpy as np  # noqa: E402
 
@@ -77,7 +77,7 @@ from siamese_xai.data.mnist import load_mnist  # noqa: E402
 from siamese_xai.config import ExplainConfig
 from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 from siamese_xai.explainers.prototypes import embed_in_batches, prototypes_from_embeddings  # noqa: E402
-from benchmarks.synthetic_varying import make_varying_synthetic  # noqa: E402
+from benchmarks.evaluation.synthetic_varying import make_varying_synthetic  # noqa: E402
 
 DECODERS = {"table1": {}, "large": dict(models.LARGE_DECODER)}
 CONFIGS = tuple((d, beta, "table1") for d in (10, 20) for beta in (1, 10, 100)) + ((20, 10, "large"),)
@@ -521,7 +521,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="seconds-long budgets (the test)")
     p.add_argument("--work", default=str(ROOT / "runs" / "decoder_study"), help="where the trained models are kept")
-    p.add_argument("--out", default=str(ROOT / "benchmarks"), help="folder of decoder_study.json and .md")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "studies"), help="folder of decoder_study.json and .md")
     p.add_argument("--figures", default=None, help="folder of decoder_study.png (default: figures/, quick: --out)")
     p.add_argument("--paper-run", default=str(ROOT / "runs" / "paper"),
                    help="the paper run: its f is reused at D = 20 and its decoder is a row ('' for none)")
@@ -606,7 +606,7 @@ def main(argv=None) -> dict:
     stage_sums = {s: round(sum(v.get(s, 0.0) for v in training_seconds.values()), 1)
                   for s in ("snn", "autoencoder", "decoder")}
     result = {
-        "command": "benchmarks/decoder_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "benchmarks/studies/decoder_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "mode": mode,
         "machine": machine_description(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),

@@ -1,8 +1,8 @@
 """Every explanation method and every metric of the benchmark, each declared once.
 
-A method is added here and nowhere else: `python -m benchmarks.evaluate`,
-`benchmarks.evaluate_report`, `benchmarks.randomisation` and
-`benchmarks.ground_truth` read `METHODS` (name, kind, deterministic or not,
+A method is added here and nowhere else: `python -m benchmarks.evaluation.evaluate`,
+`benchmarks.evaluation.evaluate_report`, `benchmarks.evaluation.randomisation` and
+`benchmarks.evaluation.ground_truth` read `METHODS` (name, kind, deterministic or not,
 description, and how to build its map function) and `METRICS` (name, kind,
 direction, description, whether it is the primary one). docs/evaluation.md
 states the rules the metrics enter.
@@ -34,8 +34,8 @@ class Context:
     `explainer` is None where a method without `decoder=True` is built by the
     randomisation check and for the ground-truth ceilings, so such a method
     reads f and the prototypes from `scalar` (`scalar.embed`,
-    `scalar.prototypes`). `settings` is one mode of `benchmarks.evaluate.MODES`
-    or of `benchmarks.randomisation.MODES`; a budget a method reads from it
+    `scalar.prototypes`). `settings` is one mode of `benchmarks.evaluation.evaluate.MODES`
+    or of `benchmarks.evaluation.randomisation.MODES`; a budget a method reads from it
     is a key of every mode of both.
     """
 
