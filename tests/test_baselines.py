@@ -81,7 +81,7 @@ def test_oracle_scalar_and_the_kernelshap_grid_ceiling():
     d, _ = oracle(xs[:1], [1])
     np.testing.assert_allclose(d, [0.0])  # image 0 has no ink in image 1's square
     maps = bl.kernelshap_maps(oracle, xs, np.arange(2), seed=0, nsamples=200)
-    share = metrics.ground_truth_scores(maps, regions)["share"]
+    share = metrics.region_scores(maps, regions)["rank_accuracy"]
     # the straddling square spreads over two superpixels of 16 pixels each: at most half of the top 16 hit it
     np.testing.assert_allclose(share, [0.5, 1.0])
     with pytest.raises(ValueError, match="regions"):

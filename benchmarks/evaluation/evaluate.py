@@ -49,6 +49,7 @@ from siamese_xai import files
 from siamese_xai.evaluation import metrics  # noqa: E402
 from siamese_xai.data.mnist import load_mnist  # noqa: E402
 from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.questions import runner_up  # noqa: E402
 from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 from siamese_xai.machine import machine_description  # noqa: E402
 from siamese_xai.evaluation.synthetic import make_shapes, make_synthetic, make_varying_synthetic  # noqa: E402
@@ -114,7 +115,7 @@ def evaluate_dataset(name, explainer, x, regions, settings, mean_image=None, log
     """
     scalar = metrics.DistanceScalar(explainer.embed, explainer.prototypes)
     classes = scalar.classify(x)
-    contrasts = metrics.runner_up(scalar.all_distances(x), classes)
+    contrasts = runner_up(scalar.all_distances(x), classes)
     fns = registry.method_functions(explainer, scalar, settings)
     n_stab = min(settings["n_stability"], len(x))
     records, per_image, curves, all_maps = [], {}, {}, {}

@@ -136,7 +136,7 @@ def contrast_ablations(explainer, xs, classes, regions, other_cells, seed: int =
         "contrast_unsigned": np.asarray(e.mean_abs_change[..., 0]),
     }
     size = int(regions[0].sum())
-    out = {name: metrics.mean_ci(metrics.ground_truth_scores(m, regions)["share"]) for name, m in variants.items()}
+    out = {name: metrics.mean_ci(metrics.region_scores(m, regions)["rank_accuracy"]) for name, m in variants.items()}
     out["share_in_other_cell"] = {
         name: float((metrics.top_q_mask(variants[name], size) & other_cells).sum() / (len(xs) * size))
         for name in ("contrast", "contrast_S_only")

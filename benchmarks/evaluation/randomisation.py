@@ -67,6 +67,7 @@ from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 from siamese_xai.explainers.explanation import ranking_map  # noqa: E402
 from siamese_xai.explainers.prototypes import compute_prototypes, nearest_prototype  # noqa: E402
+from siamese_xai.explainers.questions import runner_up  # noqa: E402
 
 Q = 100  # top-q masks: the explainer's own default mask size
 THRESHOLD = 0.5  # `changes`: the upper 95% bound of the Spearman correlation at full randomisation is below this
@@ -446,7 +447,7 @@ def cascade_check(embed, decoder, xs, xp, yp, xr, train_config: TrainConfig, set
 
     def kl(h, prototypes):
         nearest, distances = nearest_prototype(h, prototypes)
-        return nearest, np.where(np.arange(num_classes)[None] == nearest[:, None], np.inf, distances).argmin(1)
+        return nearest, runner_up(distances, nearest)
 
     kept = None
     for i, stage in enumerate(stages):

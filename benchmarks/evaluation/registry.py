@@ -108,7 +108,7 @@ class MarginScalar:
 
     def codes(self, xs, classes) -> np.ndarray:
         """`(B,)` k * C + l, l the runner-up prototype of each unperturbed image (one f call per image)."""
-        from siamese_xai.evaluation.metrics import runner_up
+        from siamese_xai.explainers.questions import runner_up
 
         classes = np.asarray(classes, np.int64)
         return classes * self.num_classes + runner_up(self.scalar.all_distances(xs), classes)

@@ -49,6 +49,7 @@ from siamese_xai.evaluation.faithfulness import fill_images, removal_curves, roa
 from siamese_xai.evaluation.metrics import DistanceScalar  # noqa: E402
 from siamese_xai.config import SPREADS, ProbeConfig
 from siamese_xai.explainers.probe import ProbeExplainer  # noqa: E402
+from siamese_xai.explainers.questions import runner_up  # noqa: E402
 from siamese_xai.explainers.regions import ranking_of, smoothed, spread_drops  # noqa: E402
 
 # Stage A: the ranking rule on the first configuration; stage B: the other choices, with the default ranking rule.
@@ -116,7 +117,7 @@ def main(argv=None) -> dict:
     scalar = DistanceScalar(run.embed, run.prototypes)
     dist = scalar.all_distances(xs)
     k = dist.argmin(1)
-    l = np.where(np.arange(dist.shape[1])[None] == k[:, None], np.inf, dist).argmin(1)
+    l = runner_up(dist, k)
     rows = []
     explained, per_image = {}, {}
     for changes in VARIANTS if args.variants is None else VARIANTS[: args.variants]:

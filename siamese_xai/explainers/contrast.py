@@ -99,7 +99,7 @@ ZERO_PATH_RTOL = 1e-5
 
 
 def runner_up_tensor(distances, explained):
-    """The nearest prototype other than the explained class, in the graph: `siamese_xai.evaluation.metrics.runner_up`'s rule.
+    """The nearest prototype other than the explained class, in the graph: `siamese_xai.explainers.questions.runner_up`'s rule.
 
     Args:
         distances: `(B, C)` float32 distances to every prototype (C >= 2).
