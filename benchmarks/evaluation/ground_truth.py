@@ -129,7 +129,7 @@ def contrast_ablations(explainer, xs, classes, regions, other_cells, seed: int =
         their top-|R| pixels) and `"mask_pixels_mean"` (the mask's size: only
         pixels with E_p > 0 enter it).
     """
-    maps, e = bl.contrast_maps(explainer, xs, classes, seed=seed, return_explanation=True)
+    maps, e = registry.explained_maps(explainer.replace(estimator="template_contrast"), xs, classes, seed)
     variants = {
         "contrast": maps,
         "contrast_S_only": -np.asarray(e.mean_signed_change[..., 0]),

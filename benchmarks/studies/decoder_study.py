@@ -25,8 +25,8 @@ is the same for every configuration (`MODES`, recorded in the JSON):
   trained. The autoencoder and the decoder fine-tuning use the first 15,000
   images and 4 epochs each (the paper run: 60,000 images, 8 epochs each), so
   the paper run's own decoder is a separate row, "paper run (full schedule)";
-- the constant-square set (`baselines.make_synthetic`, the negative control)
-  and the varying set (`synthetic_varying.make_varying_synthetic`): 5,000
+- the constant-square set (`synthetic.make_synthetic`, the negative control)
+  and the varying set (`synthetic.make_varying_synthetic`): 5,000
   images each, f, autoencoder and decoder at 2, 8, 8 epochs (as
   the varying run of `benchmarks/evaluation/evaluate.py`).
 
@@ -79,7 +79,7 @@ from siamese_xai.config import ExplainConfig
 from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 from siamese_xai.explainers.prototypes import embed_in_batches, prototypes_from_embeddings  # noqa: E402
 from siamese_xai.explainers.questions import runner_up, squared_distances  # noqa: E402
-from benchmarks.evaluation.synthetic_varying import make_varying_synthetic  # noqa: E402
+from siamese_xai.evaluation.synthetic import make_synthetic, make_varying_synthetic  # noqa: E402
 
 DECODERS = {"table1": {}, "large": dict(models.LARGE_DECODER)}
 CONFIGS = tuple((d, beta, "table1") for d in (10, 20) for beta in (1, 10, 100)) + ((20, 10, "large"),)
@@ -549,9 +549,9 @@ def main(argv=None) -> dict:
     x_test, y_test = load_mnist("test", args.data_dir)
     train = {"mnist": (x_train[: m["snn_train"]], y_train[: m["snn_train"]])}
     ae_x = {"mnist": x_train[: m["ae_train"]]}
-    tests = {"square": bl.make_synthetic(x_test, 3 * m["n_gt"], seed=1),
+    tests = {"square": make_synthetic(x_test, 3 * m["n_gt"], seed=1),
              "varying": make_varying_synthetic(x_test, 3 * m["n_gt"], seed=1)[:3]}
-    for name, make in (("square", bl.make_synthetic), ("varying", make_varying_synthetic)):
+    for name, make in (("square", make_synthetic), ("varying", make_varying_synthetic)):
         xs, ys = make(x_train, m["synth_train"], seed=0)[:2]
         train[name], ae_x[name] = (xs, ys), xs
     x_recon, xs_mnist = x_test[: m["recon_test"]], x_test[: m["n_mnist"]]
