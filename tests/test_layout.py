@@ -79,3 +79,36 @@ def test_reproduce_and_benchmarks_are_packages_and_nothing_edits_sys_path():
     edits = [f"{p.relative_to(ROOT)}:{i}" for p in HARNESS + sorted((ROOT / "tests").glob("*.py"))
              for i, line in enumerate(p.read_text().splitlines(), 1) if edit.search(line)]
     assert not edits, edits
+
+
+def _harness_module(path):
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_no_harness_module_imports_one_that_imports_it_back():
+    # e.g. two speed benchmarks sharing a timing helper: the helper goes into a module both import
+    names = {_harness_module(p): p for p in HARNESS}
+    edges = {}
+    for name, path in names.items():
+        found = set()
+        for module, alias in _imports(path):
+            for target in (f"{module}.{alias}", module):
+                if target in names and target != name:
+                    found.add(target)
+                    break
+        edges[name] = found
+    state, cycles = {}, []
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                cycles.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for name in sorted(names):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, f"import cycles in the harness: {cycles}"
