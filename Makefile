@@ -67,15 +67,15 @@ figures/REPORT.md: reproduce/report.py $(FIGS) figures/claims.json $(FORCE_DEP) 
 # Full mode; the times of both are in their JSON files (`seconds`); the first run also trains runs/synthetic,
 # runs/varying and runs/shapes.
 evaluate: setup $(RUN)/metrics.json
-	$(RUN_PY) -m benchmarks.randomisation --run $(RUN)
-	$(RUN_PY) -m benchmarks.evaluate --run $(RUN)
+	$(RUN_PY) -m benchmarks.evaluation.randomisation --run $(RUN)
+	$(RUN_PY) -m benchmarks.evaluation.evaluate --run $(RUN)
 
-# The pair benchmark with known answers (docs/pairs.md; the rules in benchmarks/pairs.py's docstring): why two
-# images are the same identity or differ, every method in one run; writes benchmarks/pairs.json and PAIRS.md. The first
+# The pair benchmark with known answers (docs/pairs.md; the rules in benchmarks/evaluation/pairs.py's docstring): why two
+# images are the same identity or differ, every method in one run; writes benchmarks/evaluation/pairs.json and PAIRS.md. The first
 # run trains runs/pair-set and runs/pair-mnist and creates .venv-peers, the separate environment of distance-explainer
 # and xaitk-saliency (they pull in PyTorch).
 pairs: setup
-	$(RUN_PY) -m benchmarks.pairs
+	$(RUN_PY) -m benchmarks.evaluation.pairs
 
 # How often the probe's counterfactuals flip f's decision on MNIST, the shapes set, the pair set (class and rank
 # questions) and MNIST digits 5-9 explained by a network trained on 0-4 (few-shot); writes benchmarks/probe_flips.json.
@@ -89,19 +89,19 @@ digits: setup
 
 # Photo-sized images (docs/photos.md): writes the 96x96 and 224x224 class-folder trees under runs/photos, trains
 # each with `siamese-xai train` and its defaults and fits an explainer to a tower trained with plain Keras, and
-# writes benchmarks/photos.json (times, peak memory, accuracy, g(f(x)) error). PHOTO_SIZES="96" for the first only.
+# writes benchmarks/speed/photos.json (times, peak memory, accuracy, g(f(x)) error). PHOTO_SIZES="96" for the first only.
 PHOTO_SIZES ?= 96 224
 photos: setup
-	$(RUN_PY) -m benchmarks.photos run --work runs/photos --sizes $(PHOTO_SIZES)
+	$(RUN_PY) -m benchmarks.speed.photos run --work runs/photos --sizes $(PHOTO_SIZES)
 
 # The whole reproduction with training seeds 1-5 (one full training each; resumable: rerun after an interruption).
 seeds: setup
 	$(RUN_PY) -m reproduce.seeds --work runs/seeds --out figures
 
 # Mutation testing of the method's core (setup.cfg [mutmut]), then the per-module summary in
-# benchmarks/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed). `make mutants`
+# tools/mutants.json. MUTANTS names the mutated functions (mutmut's names, globs allowed). `make mutants`
 # runs a seeded sample of MUTANTS_PER_MODULE mutants of each module (every mutant of a smaller one;
-# benchmarks/mutants_sample.py), `make mutants-all` every mutant (hours); MUTANTS_JOBS mutants at a time.
+# tools/mutants_sample.py), `make mutants-all` every mutant (hours); MUTANTS_JOBS mutants at a time.
 MUTANTS ?= siamese_xai.runs.x_run_id* siamese_xai.scale.shards.x__manifest* siamese_xai.scale.shards.x__check_manifest* \
 	siamese_xai.training.loop.x_fit* siamese_xai.training.loop.x_worker_dir* siamese_xai.training.loop.x_is_chief* siamese_xai.training.loop.x__record_session* \
 	siamese_xai.training.loop.x_read_sessions* siamese_xai.explainers._graph.x_explain_graph* siamese_xai.explainers._graph.x_nearest_prototype_tensors* \
@@ -113,16 +113,16 @@ MUTANTS_PER_MODULE ?= 30
 MUTANTS_JOBS ?= 2
 mutants: MUTANTS_START := $(shell date +%s)
 mutants: setup
-	$(RUN_PY) -m benchmarks.mutants_sample --per-module $(MUTANTS_PER_MODULE) --targets $(foreach m,$(MUTANTS),"$(m)") > mutants-sample.txt
+	$(RUN_PY) -m tools.mutants_sample --per-module $(MUTANTS_PER_MODULE) --targets $(foreach m,$(MUTANTS),"$(m)") > mutants-sample.txt
 	nice -n 10 $(VENV)/bin/mutmut run --max-children $(MUTANTS_JOBS) $$(cat mutants-sample.txt) || true
-	$(RUN_PY) -m benchmarks.mutants_summary --mutants mutants --out benchmarks/mutants.json --seconds $$(( $$(date +%s) - $(MUTANTS_START) )) \
+	$(RUN_PY) -m tools.mutants_summary --mutants mutants --out tools/mutants.json --seconds $$(( $$(date +%s) - $(MUTANTS_START) )) \
 		--per-module $(MUTANTS_PER_MODULE) --targets $(foreach m,$(MUTANTS),"$(m)")
 
 mutants-all:
 	$(MAKE) mutants MUTANTS_PER_MODULE=0
 
 bench: setup
-	$(RUN_PY) -m benchmarks.bench_speed --run $(RUN)
+	$(RUN_PY) -m benchmarks.speed.bench_speed --run $(RUN)
 
 clean:
 	rm -rf $(VENV) runs

@@ -68,6 +68,7 @@ import time
 import numpy as np
 
 from siamese_xai.evaluation import metrics
+from siamese_xai.explainers.questions import runner_up
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -253,7 +254,7 @@ def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chu
 
     masks, dist = explain(correct)
     ks = predicted[correct]
-    ls = metrics.runner_up(dist, ks).tolist()
+    ls = runner_up(dist, ks).tolist()
     spec = [specificity(m, int(k), l, means) for m, k, l in zip(masks, ks, ls)]
     masks_m, _ = explain(confused)
     ink = [ink_contrast(m, int(k), int(t), means) for m, k, t in zip(masks_m, predicted[confused], y[confused])]

@@ -57,11 +57,12 @@ def main():
     import numpy as np
 
     from siamese_xai import files, plotting
-    from siamese_xai.evaluation import metrics
+    from siamese_xai.evaluation import faithfulness, metrics
     from siamese_xai.training import stages as training
     from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
     from siamese_xai.data.datasets import load_dataset
     from siamese_xai.config import ExplainConfig
+    from siamese_xai.explainers.questions import runner_up
     from siamese_xai.explainers.siamese import SiameseExplainer
 
     t0 = time.perf_counter()
@@ -77,6 +78,7 @@ def main():
     e = explainer.explain(x, seed=0)
     classes = e.predicted_class
     scalar = metrics.DistanceScalar(explainer.embed, explainer.prototypes)
+    contrasts = runner_up(scalar.all_distances(x), classes)
     maps = {
         "mc": e.mean_abs_change[..., 0],
         "linear": explainer.replace(estimator="linear").explain(x, seed=0).mean_abs_change[..., 0],
@@ -87,8 +89,11 @@ def main():
     }
     scores = {}
     for name, m in maps.items():
-        curves = metrics.deletion_insertion(scalar, x, classes, m, steps=STEPS)
-        scores[name] = {key: metrics.mean_ci(curves[key]) for key in ("deletion_auc", "insertion_auc")}
+        curves = faithfulness.removal_curves(scalar, x, classes, contrasts, m, faithfulness.fill_images(x, "zero"),
+                                             steps=STEPS)
+        # the areas under d = ||f(x) - c_k||^2 as pixels go to 0 (deletion) or come back into a blank image (insertion)
+        scores[name] = {"deletion_auc": metrics.mean_ci(curves["deletion_distance_auc"]),
+                        "insertion_auc": metrics.mean_ci(curves["insertion_distance_auc"])}
 
     shown = [int(np.flatnonzero(y == k)[0]) for k in (0, 3, 5, 8)]
     fig, axes = plt.subplots(len(shown), 4, figsize=(6.4, 1.7 * len(shown)))

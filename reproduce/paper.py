@@ -45,7 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siamese_xai.evaluation.metrics import mask_iou, runner_up, top_q_mask
+from siamese_xai.evaluation.metrics import mask_iou, top_q_mask
+from siamese_xai.explainers.questions import runner_up
 from siamese_xai.explainers.prototypes import embed_in_batches, nearest_prototype
 from siamese_xai.machine import machine_description  # noqa: F401  (used by the figure scripts)
 

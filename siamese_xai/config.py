@@ -18,9 +18,9 @@ from siamese_xai import _checks
 # The command line's minimum number of optimizer steps per training stage. Four epochs of the
 # Siamese network are 1,876 steps on MNIST but 24 on 720 images (3 classes x 240 training
 # images), too few to train it; each stage then gets at least this many steps, which leaves
-# MNIST's schedule (and the paper run) unchanged. On benchmarks/schedule.py's shapes folder the
+# MNIST's schedule (and the paper run) unchanged. On benchmarks/studies/schedule.py's shapes folder the
 # test accuracy is 0.589 with the paper's epochs, 0.889 with 200 steps and 0.961 with 400
-# (benchmarks/schedule.json).
+# (benchmarks/studies/schedule.json).
 DEFAULT_MIN_STEPS = 400
 
 

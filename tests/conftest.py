@@ -56,7 +56,7 @@ def tiny_run(tmp_path_factory):
 
 
 # A deadline for a file to appear, not a bound on any result: a TensorFlow process that loads a run
-# took 183 s to start on a 2-core machine under load (benchmarks/reproduce_speed.json), so 120 s failed there.
+# took 183 s to start on a 2-core machine under load (benchmarks/speed/reproduce_speed.json), so 120 s failed there.
 def _kill_when_exists(cmd, ready, timeout: float = 600.0, poll: float = 0.02):
     """Starts `cmd`, waits until the file `ready` exists, then SIGKILLs the process.
 

@@ -9,7 +9,7 @@ from siamese_xai.evaluation import baselines as bl  # noqa: E402
 
 from linear_toy import P, linear_toy  # noqa: E402
 
-from siamese_xai.evaluation import metrics  # noqa: E402
+from siamese_xai.evaluation import metrics, synthetic  # noqa: E402
 
 
 
@@ -36,19 +36,19 @@ def test_occlusion_and_gradient_free_baselines_find_the_support(toy):
 
 def test_make_synthetic_is_seeded_and_the_square_decides_the_class():
     digits = np.random.default_rng(0).random((20, 28, 28, 1)).astype(np.float32) * 0.5
-    x, y, regions = bl.make_synthetic(digits, 50, seed=3)
-    x2, y2, r2 = bl.make_synthetic(digits, 50, seed=3)
+    x, y, regions = synthetic.make_synthetic(digits, 50, seed=3)
+    x2, y2, r2 = synthetic.make_synthetic(digits, 50, seed=3)
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
     assert x.shape == (50, 28, 28, 1) and regions.shape == (50, 28, 28)
-    assert np.all(regions.reshape(50, -1).sum(1) == bl.SQUARE**2)
+    assert np.all(regions.reshape(50, -1).sum(1) == synthetic.SQUARE**2)
     assert np.all(x[..., 0][regions] == 1.0)
     for k in range(10):
-        r, c = bl.SQUARE_POSITIONS[k]
+        r, c = synthetic.SQUARE_POSITIONS[k]
         assert np.all(regions[y == k, r, c])
     assert sorted(np.bincount(y).tolist()) == [5] * 10
     with pytest.raises(ValueError, match="num_classes"):
-        bl.make_synthetic(digits, 5, num_classes=11)
+        synthetic.make_synthetic(digits, 5, num_classes=11)
 
 
 def test_model_free_orderings_by_hand():
@@ -81,7 +81,7 @@ def test_oracle_scalar_and_the_kernelshap_grid_ceiling():
     d, _ = oracle(xs[:1], [1])
     np.testing.assert_allclose(d, [0.0])  # image 0 has no ink in image 1's square
     maps = bl.kernelshap_maps(oracle, xs, np.arange(2), seed=0, nsamples=200)
-    share = metrics.ground_truth_scores(maps, regions)["share"]
+    share = metrics.region_scores(maps, regions)["rank_accuracy"]
     # the straddling square spreads over two superpixels of 16 pixels each: at most half of the top 16 hit it
     np.testing.assert_allclose(share, [0.5, 1.0])
     with pytest.raises(ValueError, match="regions"):

@@ -1,4 +1,4 @@
-"""The decoder study (benchmarks/decoder_study.py) and the larger decoder it trains (models.LARGE_DECODER)."""
+"""The decoder study (benchmarks/studies/decoder_study.py) and the larger decoder it trains (models.LARGE_DECODER)."""
 
 import json
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 
-from benchmarks import decoder_study as ds  # noqa: E402
+from benchmarks.studies import decoder_study as ds  # noqa: E402
 
 from siamese_xai import files
 from siamese_xai.training import models  # noqa: E402
@@ -81,10 +81,10 @@ def test_relation_of_two_intervals_by_hand(a, b, expected):
     assert ds.relation({"mean": a[0], "ci95": a[1]}, {"mean": b[0], "ci95": b[1]}) == expected
 
 
-def test_runner_up_by_hand():
+def test_nearest_two_by_hand():
     protos = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 2.0]], np.float32)
     h = np.array([[0.5, 0.0], [0.0, 1.5], [1.5, 0.0]], np.float32)  # the last one: c_0 and c_1 tie, lower index first
-    k, l = ds.runner_up(h, protos)
+    k, l = ds.nearest_two(h, protos)
     assert k.tolist() == [0, 2, 0] and l.tolist() == [2, 0, 1]
 
 

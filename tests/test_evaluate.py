@@ -1,4 +1,4 @@
-"""The benchmark (python -m benchmarks.evaluate) end to end in quick mode, and its verdict rules by hand."""
+"""The benchmark (python -m benchmarks.evaluation.evaluate) end to end in quick mode, and its verdict rules by hand."""
 
 import json
 import math
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 
-from benchmarks import evaluate_report as report  # noqa: E402
-from benchmarks import registry, verdicts  # noqa: E402
+from benchmarks.evaluation import evaluate_report as report  # noqa: E402
+from benchmarks.evaluation import registry, verdicts  # noqa: E402
 
 from siamese_xai import files  # noqa: E402
 
 
 def _load_script():
-    from benchmarks import evaluate
+    from benchmarks.evaluation import evaluate
 
     return evaluate
 
@@ -175,7 +175,7 @@ def test_ground_truth_is_judged_only_on_a_network_that_is_right_often_enough():
 
 
 def test_sigmoid_slope_ratio_by_hand():
-    from benchmarks import ground_truth
+    from benchmarks.evaluation import ground_truth
 
     # y (1 - y) / 0.25: 1 at mid-grey; at 0.98, 0.0196 / 0.25 = 0.0784 (12.8 times flatter)
     np.testing.assert_allclose(ground_truth.sigmoid_slope_ratio([0.5, 0.98, 0.0]), [1.0, 0.0784, 0.0])
@@ -187,7 +187,7 @@ def test_registry_names_are_unique_and_every_script_reads_it():
     assert len({m.name for m in registry.METHODS}) == len(registry.METHODS)
     assert len({m.name for m in registry.METRICS}) == len(registry.METRICS)
     assert set(registry.PRIMARY) == {"faithfulness", "ground truth"}
-    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluation"
     for script in ("evaluate.py", "evaluate_report.py", "randomisation.py", "ground_truth.py"):
         assert "registry" in (root / script).read_text(), script
 
@@ -199,7 +199,7 @@ def test_registry_methods_run_under_every_mode_of_every_script():
     # the randomisation check builds it (no explainer: `ctx.explainer` is None), with an untrained f.
     import keras
 
-    from benchmarks import evaluate, randomisation
+    from benchmarks.evaluation import evaluate, randomisation
     from siamese_xai.evaluation import metrics
     from siamese_xai.training.models import build_siamese_subnetwork
 
@@ -261,3 +261,39 @@ def test_margin_baselines_explain_the_margin_and_count_their_f_calls():
     np.testing.assert_allclose(maps[1].ravel(), [0.0, 0.0, 2.0, 0.0], atol=1e-6)
     # per image: 1 (the runner-up) + 1 (x itself) + 4 occluded images
     np.testing.assert_array_equal(extras["n_calls"], [6.0, 6.0])
+
+
+def test_this_projects_methods_are_read_through_the_result_protocol():
+    # Every judged method is an explainer's `ranking` (the map its mask holds the top of), read the same way;
+    # the per-image values a result carries (the probe's f calls, flips, set size) come with it.
+    import types
+
+    import keras
+
+    from siamese_xai.config import ExplainConfig
+    from siamese_xai.evaluation import metrics
+    from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.explainers.siamese import SiameseExplainer
+    from siamese_xai.training.models import build_decoder, build_siamese_subnetwork
+
+    keras.utils.set_random_seed(0)
+    embed, decoder = build_siamese_subnetwork(8), build_decoder(8)
+    xs = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+    protos = np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32)
+    explainer = SiameseExplainer(embed, decoder, protos, ExplainConfig(n_perturbations=64))
+    scalar = metrics.DistanceScalar(embed, protos)
+    classes = scalar.classify(xs)
+    fns = registry.method_functions(explainer, scalar, {}, names=registry.JUDGED)
+    direct = {m: explainer.replace(estimator=m) for m in ("mc", "linear", "template_contrast")}
+    direct["probe"] = ProbeExplainer(embed, decoder, protos)
+    for name in registry.JUDGED:
+        maps, extras = registry.split(fns[name](xs, classes, 2))
+        want = direct[name].explain(xs, target_class=classes.tolist(), seed=2)
+        np.testing.assert_array_equal(maps, want.ranking[..., 0], err_msg=name)
+        assert set(extras) == ({"n_calls", "flips", "set_size"} if name == "probe" else set()), name
+    np.testing.assert_array_equal(registry.split(fns["mc"](xs, classes, 2))[0],
+                                  direct["mc"].explain(xs, target_class=classes.tolist(), seed=2).mean_abs_change[..., 0])
+    rgb = types.SimpleNamespace(explain=lambda x, target_class, seed: types.SimpleNamespace(
+        ranking=np.zeros((3, 28, 28, 3), np.float32), fields=("ranking",)))
+    with pytest.raises(ValueError, match=r"ranking must be one gray map per image.*Received: \(3, 28, 28, 3\)"):
+        registry.explained_maps(rgb, xs, classes)

@@ -7,7 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = sorted((ROOT / "siamese_xai").rglob("*.py"))  # subpackages too
-HARNESS = sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "reproduce").glob("*.py"))
+HARNESS = (sorted((ROOT / "benchmarks").rglob("*.py")) + sorted((ROOT / "reproduce").glob("*.py"))
+           + sorted((ROOT / "tools").glob("*.py")))
 HARNESS_MODULES = {p.stem for p in HARNESS}
 
 
@@ -22,7 +23,7 @@ def _imports(path):
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT / "siamese_xai")))
 def test_the_library_does_not_import_the_harness(path):
-    wrong = [m for m, _ in _imports(path) if m.split(".")[0] in HARNESS_MODULES | {"benchmarks", "reproduce"}]
+    wrong = [m for m, _ in _imports(path) if m.split(".")[0] in HARNESS_MODULES | {"benchmarks", "reproduce", "tools"}]
     assert not wrong, f"{path.name} imports the harness: {wrong}"
 
 
@@ -70,10 +71,44 @@ def test_the_harness_imports_its_own_modules_through_its_package(path):
 
 
 def test_reproduce_and_benchmarks_are_packages_and_nothing_edits_sys_path():
-    assert (ROOT / "reproduce" / "__init__.py").is_file() and (ROOT / "benchmarks" / "__init__.py").is_file()
+    packages = [ROOT / "reproduce", ROOT / "tools", ROOT / "benchmarks", *(p.parent for p in HARNESS)]
+    assert all((p / "__init__.py").is_file() for p in packages), [str(p) for p in packages if not (p / "__init__.py").is_file()]
     import re
 
     edit = re.compile(r"sys\.path\.(insert|append)\(")
     edits = [f"{p.relative_to(ROOT)}:{i}" for p in HARNESS + sorted((ROOT / "tests").glob("*.py"))
              for i, line in enumerate(p.read_text().splitlines(), 1) if edit.search(line)]
     assert not edits, edits
+
+
+def _harness_module(path):
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_no_harness_module_imports_one_that_imports_it_back():
+    # e.g. two speed benchmarks sharing a timing helper: the helper goes into a module both import
+    names = {_harness_module(p): p for p in HARNESS}
+    edges = {}
+    for name, path in names.items():
+        found = set()
+        for module, alias in _imports(path):
+            for target in (f"{module}.{alias}", module):
+                if target in names and target != name:
+                    found.add(target)
+                    break
+        edges[name] = found
+    state, cycles = {}, []
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                cycles.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for name in sorted(names):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, f"import cycles in the harness: {cycles}"

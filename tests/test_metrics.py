@@ -5,7 +5,9 @@ import pytest
 
 from linear_toy import P, linear_toy
 
+from siamese_xai.evaluation import faithfulness as fa
 from siamese_xai.evaluation import metrics
+from siamese_xai.explainers.questions import runner_up
 
 
 
@@ -35,67 +37,69 @@ def test_distance_scalar_matches_hand_computation(toy):
         scalar(xs[..., 0], np.zeros(4, int))
 
 
-def test_deletion_auc_of_true_ordering_beats_random(toy):
+def _zero_removal(scalar, xs, classes, maps, **kw):
+    """`removal_curves` with pixels set to 0, contrasted with each image's runner-up."""
+    contrasts = runner_up(scalar.all_distances(xs), classes)
+    return fa.removal_curves(scalar, xs, classes, contrasts, maps, fa.fill_images(xs, "zero"), **kw), contrasts
+
+
+def test_distance_curves_of_true_ordering_beat_random(toy):
     xs, f, protos, true_maps = toy
     scalar = metrics.DistanceScalar(f, protos)
     classes = np.arange(4)
-    true = metrics.deletion_insertion(scalar, xs, classes, true_maps)
-    rand = metrics.deletion_insertion(scalar, xs, classes, np.random.default_rng(0).random((4, 28, 28)))
+    true, _ = _zero_removal(scalar, xs, classes, true_maps, steps=28)
+    rand, _ = _zero_removal(scalar, xs, classes, np.random.default_rng(0).random((4, 28, 28)), steps=28)
     assert true["fraction"][0] == 0 and true["fraction"][-1] == 1 and len(true["fraction"]) == 29
     # deleting the pixels d depends on drives d up at once; inserting them first brings it down at once
-    assert np.all(true["deletion_auc"] > rand["deletion_auc"])
-    assert np.all(true["insertion_auc"] < rand["insertion_auc"])
+    assert np.all(true["deletion_distance_auc"] > rand["deletion_distance_auc"])
+    assert np.all(true["insertion_distance_auc"] < rand["insertion_distance_auc"])
     # both curves end where the other starts: the blank image and x itself
     np.testing.assert_allclose(true["deletion_distance"][:, -1], true["insertion_distance"][:, 0], rtol=1e-6)
     np.testing.assert_allclose(true["deletion_distance"][:, 0], true["insertion_distance"][:, -1], rtol=1e-6)
     # x itself is its own class; the AUC is the trapezoid area under the curve
     assert np.all(true["deletion_same_class"][:, 0] == 1.0)
-    np.testing.assert_allclose(true["deletion_auc"], np.trapezoid(true["deletion_distance"], true["fraction"], axis=1))
+    np.testing.assert_allclose(true["deletion_distance_auc"],
+                               np.trapezoid(true["deletion_distance"], true["fraction"], axis=1))
     # every curve point is one image through f, in one call per curve
     calls = f.calls
-    metrics.deletion_insertion(scalar, xs, classes, true_maps, steps=7)
+    fa.removal_curves(scalar, xs, classes, classes, true_maps, fa.fill_images(xs, "zero"), steps=7)
     assert f.calls - calls == 2
-    with pytest.raises(ValueError, match="finite"):
-        metrics.deletion_insertion(scalar, xs, classes, np.full((4, 28, 28), np.nan))
 
 
-def test_margin_and_normalised_curves_follow_their_definitions(toy):
+def test_margin_and_distance_curves_follow_their_definitions(toy):
     xs, f, protos, true_maps = toy
     scalar = metrics.DistanceScalar(f, protos)
     classes = np.arange(4)
-    cur = metrics.deletion_insertion(scalar, xs, classes, true_maps)
+    cur, contrasts = _zero_removal(scalar, xs, classes, true_maps, steps=28)
     h = f(xs).astype(np.float64)
     d_all = ((h[:, None] - protos[None].astype(np.float64)) ** 2).sum(-1)  # (4, 5) by hand
+    np.testing.assert_allclose(cur["deletion_distance"][:, 0], d_all[np.arange(4), classes], atol=1e-5)
     d_all[np.arange(4), classes] = np.inf
     runner = d_all.argmin(1)
-    np.testing.assert_array_equal(cur["contrast_class"], runner)
+    np.testing.assert_array_equal(contrasts, runner)
     # the unperturbed x: m(x) = d(x, c_l) - d(x, c_k), with d(x, c_k) = 0 here (c_b = f(x_b))
-    np.testing.assert_allclose(cur["deletion_margin"][:, 0], d_all[np.arange(4), runner], rtol=1e-5)
-    np.testing.assert_allclose(cur["insertion_margin"][:, -1], cur["deletion_margin"][:, 0], rtol=1e-6)
+    np.testing.assert_allclose(cur["deletion"][:, 0], d_all[np.arange(4), runner], rtol=1e-5)
+    np.testing.assert_allclose(cur["insertion"][:, -1], cur["deletion"][:, 0], rtol=1e-6)
     blank = ((protos[runner] ** 2).sum(1) - (protos[classes] ** 2).sum(1)).astype(np.float64)
-    np.testing.assert_allclose(cur["deletion_margin"][:, -1], blank, rtol=1e-5)  # f(blank) = 0
-    np.testing.assert_allclose(cur["deletion_margin_auc"], np.trapezoid(cur["deletion_margin"], cur["fraction"], axis=1))
-    d = cur["deletion_distance"]
-    scaled = (d - d[:, :1]) / (d[:, -1:] - d[:, :1])
-    np.testing.assert_allclose(cur["deletion_auc_normalised"], np.trapezoid(scaled, cur["fraction"], axis=1))
-    rand = metrics.deletion_insertion(scalar, xs, classes, np.random.default_rng(0).random((4, 28, 28)))
-    assert np.all(cur["deletion_auc_normalised"] > rand["deletion_auc_normalised"])
-    assert np.all(cur["insertion_auc_normalised"] < rand["insertion_auc_normalised"])
-    assert np.all((cur["deletion_auc_normalised"] > 0) & (cur["deletion_auc_normalised"] <= 1))
+    np.testing.assert_allclose(cur["deletion"][:, -1], blank, rtol=1e-5)  # f(blank) = 0
+    np.testing.assert_allclose(cur["deletion_distance"][:, -1], (protos[classes] ** 2).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(cur["deletion_auc"], np.trapezoid(cur["deletion"], cur["fraction"], axis=1))
 
 
-def test_ground_truth_scores_by_hand():
+def test_region_scores_pointing_and_share_by_hand():
     regions = np.zeros((2, 28, 28), bool)
     regions[:, 0:4, 0:4] = True
     maps = np.zeros((2, 28, 28))
     maps[0, 0:4, 0:4] = 1.0  # exactly the region
     maps[1, 10:14, 10:14] = 1.0  # elsewhere
     maps[1, 0, 0] = 0.5  # in the region, but the 17th largest: just outside the top 16
-    gt = metrics.ground_truth_scores(maps, regions)
-    np.testing.assert_allclose(gt["share"], [1.0, 0.0])
+    gt = metrics.region_scores(maps, regions)
+    np.testing.assert_allclose(gt["rank_accuracy"], [1.0, 0.0])
     np.testing.assert_allclose(gt["pointing"], [1.0, 0.0])
+    maps[1, 0, 0] = 1.0  # ties with the 16 elsewhere, first in raster order: the pointing game's pixel
+    np.testing.assert_allclose(metrics.region_scores(maps, regions)["pointing"], [1.0, 1.0])
     with pytest.raises(ValueError, match="regions"):
-        metrics.ground_truth_scores(maps, regions[:, :10])
+        metrics.region_scores(maps, regions[:, :10])
 
 
 def test_stability_and_mean_ci():
@@ -130,27 +134,15 @@ def test_interval_verdict_by_hand():
     assert metrics.interval_verdict(a, touching, higher_is_better=True) == "overlap"
 
 
-def test_runner_up_and_margin_by_hand():
-    distances = np.array([[1.0, 0.5, 3.0], [2.0, 1.0, 0.1]])
-    # row 0 explains class 1: of classes 0 and 2 the nearer is 0; row 1 explains 2: of 0 and 1, 1
-    np.testing.assert_array_equal(metrics.runner_up(distances, [1, 2]), [0, 1])
+def test_runner_up_by_hand():
+    distances = np.array([[1.0, 0.5, 3.0], [2.0, 1.0, 0.1], [0.2, 0.2, 0.2]])
+    # row 0 explains class 1: of classes 0 and 2 the nearer is 0; row 1 explains 2: of 0 and 1, 1;
+    # row 2 explains 0: 1 and 2 tie, the lower index wins
+    np.testing.assert_array_equal(runner_up(distances, [1, 2, 0]), [0, 1, 1])
     with pytest.raises(ValueError, match="classes.shape"):
-        metrics.runner_up(distances, [1])
-    curves = np.array([[[1.0, 0.5, 3.0], [2.0, 2.5, 0.0]]])  # one image, two curve points, three prototypes
-    # m = d(., c_l) - d(., c_k) with k = 1, l = 0: 1 - 0.5 and 2 - 2.5
-    np.testing.assert_allclose(metrics.margin_curves(curves, [1], [0]), [[0.5, -0.5]])
-
-
-def test_normalised_auc_by_hand():
-    fraction = np.array([0.0, 0.5, 1.0])
-    curves = np.array([[1.0, 2.0, 3.0], [1.0, 3.0, 3.0], [3.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3.0, 2.0, 1.0]])
-    start = np.array([1.0, 1.0, 1.0, 2.0, 3.0])
-    end = np.array([3.0, 3.0, 3.0, 2.0, 1.0])
-    got = metrics.normalised_auc(curves, fraction, start, end)
-    # rescaled: [0, .5, 1] -> 0.5; [0, 1, 1] -> 0.75; [1, 0, 0] -> 0.25; end == start and end < start
-    # (the blank image nearer to c_k than x): undefined
-    np.testing.assert_allclose(got[:3], [0.5, 0.75, 0.25])
-    assert np.isnan(got[3]) and np.isnan(got[4])
+        runner_up(distances, [1])
+    with pytest.raises(ValueError, match="C >= 2"):
+        runner_up(distances[:, :1], [0, 0, 0])
 
 
 def test_top_q_mask_by_hand():
@@ -193,7 +185,7 @@ def test_the_graph_keeps_the_same_top_q_and_runner_up_on_ties():
     distances = rng.integers(0, 3, (40, 4)).astype(np.float32)  # ties between the runner-up candidates
     explained = rng.integers(0, 4, 40)
     got = contrast.runner_up_tensor(tf.constant(distances), tf.constant(explained, tf.int64)).numpy()
-    np.testing.assert_array_equal(got, metrics.runner_up(distances, explained))
+    np.testing.assert_array_equal(got, runner_up(distances, explained))
 
 
 def test_mask_iou():

@@ -1,6 +1,6 @@
-"""The mutation summaries: docs/mutation.md quotes benchmarks/mutants.json (what `make mutants` wrote) and
-benchmarks/mutants_census.json (every mutant run so far) as benchmarks/mutants_summary.py renders them; the sample
-`make mutants` runs (benchmarks/mutants_sample.py) and the verdict per module, by hand."""
+"""The mutation summaries: docs/mutation.md quotes tools/mutants.json (what `make mutants` wrote) and
+tools/mutants_census.json (every mutant run so far) as tools/mutants_summary.py renders them; the sample
+`make mutants` runs (tools/mutants_sample.py) and the verdict per module, by hand."""
 
 import json
 from pathlib import Path
@@ -12,11 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_results_tables_and_timing_are_the_committed_json():
     pytest.importorskip("mutmut")  # the summary script reads mutmut's names of the exit codes
-    from benchmarks import mutants_sample
-    from benchmarks.mutants_summary import table, verdict_table
+    from tools import mutants_sample
+    from tools.mutants_summary import table, verdict_table
 
-    made = json.loads((ROOT / "benchmarks" / "mutants.json").read_text())  # what `make mutants` wrote
-    census = json.loads((ROOT / "benchmarks" / "mutants_census.json").read_text())  # every mutant run so far
+    made = json.loads((ROOT / "tools" / "mutants.json").read_text())  # what `make mutants` wrote
+    census = json.loads((ROOT / "tools" / "mutants_census.json").read_text())  # every mutant run so far
     page = (ROOT / "docs" / "mutation.md").read_text()
     assert made["sample"] == {"per_module": mutants_sample.PER_MODULE, "seed": mutants_sample.SEED}
     assert made["runs"] == ["mutants"] and len(made["seconds"]) == 1
@@ -31,7 +31,7 @@ def test_the_results_tables_and_timing_are_the_committed_json():
 
 def test_the_sample_is_every_small_module_and_a_seeded_draw_of_a_large_one():
     pytest.importorskip("mutmut")
-    from benchmarks.mutants_sample import draw
+    from tools.mutants_sample import draw
 
     names = [f"pkg.a.x_f__mutmut_{i}" for i in range(1, 6)] + [f"pkg.b.x_g__mutmut_{i}" for i in range(1, 41)]
     drawn = draw(names[::-1], 10, seed=3)
@@ -50,7 +50,7 @@ def test_mutant_names_are_the_ones_mutmut_runs(tmp_path, monkeypatch, request):
     pytest.importorskip("mutmut")
     from mutmut.configuration import reset_config
 
-    from benchmarks.mutants_sample import mutant_names, targeted
+    from tools.mutants_sample import mutant_names, targeted
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "setup.cfg").write_text("[mutmut]\nsource_paths = pkg\n")
@@ -66,7 +66,7 @@ def test_mutant_names_are_the_ones_mutmut_runs(tmp_path, monkeypatch, request):
 
 def test_a_module_is_judged_on_its_census_when_complete_else_on_its_sample():
     pytest.importorskip("mutmut")
-    from benchmarks.mutants_summary import judge
+    from tools.mutants_summary import judge
 
     full = {"m": [f"m.x_f__mutmut_{i}" for i in range(1, 11)]}
     codes = {n: 1 for n in full["m"][:8]} | {"m.x_f__mutmut_9": 0, "m.x_f__mutmut_10": 0}

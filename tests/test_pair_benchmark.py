@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import pair_data as pd
-from benchmarks import pairs
+from benchmarks.evaluation import pair_data as pd
+from benchmarks.evaluation import pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ def test_the_oriented_pair_distance_by_hand():
 @pytest.mark.slow
 def test_a_tiny_run_writes_every_method_and_target(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "siamese_xai.startup", "-m", "benchmarks.pairs", "--tiny", "--no-peers",
+    proc = subprocess.run([sys.executable, "-m", "siamese_xai.startup", "-m", "benchmarks.evaluation.pairs", "--tiny", "--no-peers",
                            "--no-mnist", "--out", str(tmp_path), "--runs", str(tmp_path / "runs")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""The model-parameter randomisation check: benchmarks/randomisation.py.
+"""The model-parameter randomisation check: benchmarks/evaluation/randomisation.py.
 
 The similarity statistics are checked against values computed by hand; the
 randomisation against the trained weights (a copy changes, the original does
@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks import randomisation as rz
-from benchmarks import registry
+from benchmarks.evaluation import randomisation as rz
+from benchmarks.evaluation import registry
 
 
 # ---------------------------------------------------------------------------

@@ -98,15 +98,15 @@ README_METHODS = {"`probe`": "probe", "distance explainer": "distance_explainer"
 
 
 def test_faithfulness_row_quotes_the_committed_results():
-    """The README's faithfulness row is benchmarks/results.json's MNIST ROAD (most relevant first) as written."""
+    """The README's faithfulness row is benchmarks/evaluation/results.json's MNIST ROAD (most relevant first) as written."""
     import json
 
-    results = json.loads((README.parent / "benchmarks" / "results.json").read_text())
+    results = json.loads((README.parent / "benchmarks" / "evaluation" / "results.json").read_text())
     row = next(line for line in README.read_text().splitlines() if line.startswith("| faithfulness on "))
     records = {r["method"]: r for r in results["records"] if r["dataset"] == "mnist"}
     n = results["datasets"]["mnist"]["n_images"]
     assert row.startswith(f"| faithfulness on {n:,} MNIST test images (ROAD, most relevant first")
-    assert f"`benchmarks/results.json` ({results['mode']} mode)" in row
+    assert f"`benchmarks/evaluation/results.json` ({results['mode']} mode)" in row
     for shown, method in README_METHODS.items():
         road = records[method]["road_morf"]
         assert f"{shown} {road['mean']:.3f} ± {road['ci95']:.3f}" in row, method

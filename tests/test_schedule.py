@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from benchmarks.schedule import write_shapes_folder
+from benchmarks.studies.schedule import write_shapes_folder
 from siamese_xai import cli
 from siamese_xai.cli import commands
 from siamese_xai.config import DEFAULT_MIN_STEPS, SNNConfig, TrainConfig
@@ -54,6 +54,6 @@ def test_train_with_no_flags_fits_a_small_folder(tmp_path, capsys):
     assert metrics["data"]["num_train"] == 720
     # 720 images -> 6 steps per epoch -> ceil(400 / 6) = 67 epochs in every stage
     assert [config[s]["epochs"] for s in ("snn", "autoencoder", "decoder")] == [67, 67, 67]
-    # benchmarks/schedule.json, same folder and code: 0.961 with 400 steps, 0.589 with the paper's epochs.
+    # benchmarks/studies/schedule.json, same folder and code: 0.961 with 400 steps, 0.589 with the paper's epochs.
     # 0.9 leaves 11 of the 180 test images for another CPU's rounding and stays far above the paper's schedule.
     assert metrics["prototype_accuracy"] >= 0.9, metrics

@@ -124,8 +124,8 @@ def test_quiet_start_keeps_tensorflow_python_warnings_out():
 
 
 def test_scripts_start_quietly_through_the_runner():
-    # benchmarks/bench_speed.py imports TensorFlow at the top, so even --help passes through its start-up
-    proc = subprocess.run([sys.executable, "-m", "siamese_xai.startup", str(ROOT / "benchmarks" / "bench_speed.py"),
+    # benchmarks/speed/bench_speed.py imports TensorFlow at the top, so even --help passes through its start-up
+    proc = subprocess.run([sys.executable, "-m", "siamese_xai.startup", str(ROOT / "benchmarks" / "speed" / "bench_speed.py"),
                            "--help"], env=_clean_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("usage: bench_speed.py")
@@ -144,5 +144,5 @@ def test_the_makefile_runs_every_script_through_the_runner():
     scripts = [line for line in recipes if "reproduce" in line or "benchmarks" in line or "$<" in line]
     assert scripts and all(line.startswith("$(RUN_PY) ") for line in scripts), scripts
     # reproduce and benchmarks are packages: their scripts run as modules, from the project root
-    assert all(line.startswith(("$(RUN_PY) -m reproduce.", "$(RUN_PY) -m benchmarks.")) for line in scripts), scripts
+    assert all(line.startswith(("$(RUN_PY) -m reproduce.", "$(RUN_PY) -m benchmarks.", "$(RUN_PY) -m tools.")) for line in scripts), scripts
     assert "RUN_PY := $(PY) -m siamese_xai.startup" in (ROOT / "Makefile").read_text()

@@ -1,4 +1,4 @@
-"""The varying ground-truth set (benchmarks/synthetic_varying.py): the square decides the class and varies within it."""
+"""The varying ground-truth set (benchmarks/evaluation/synthetic_varying.py): the square decides the class and varies within it."""
 
 
 import numpy as np
@@ -48,7 +48,7 @@ def test_bad_arguments():
 def test_classifier_embedding_is_f_without_its_head_and_separates_the_classes():
     import keras
 
-    from benchmarks.synthetic_varying import train_classifier_embedding
+    from benchmarks.evaluation.synthetic_varying import train_classifier_embedding
     from siamese_xai.training import models
     from siamese_xai.explainers.prototypes import prototype_accuracy, prototypes_from_embeddings
 
@@ -69,7 +69,7 @@ def test_classifier_embedding_is_f_without_its_head_and_separates_the_classes():
 
 
 def test_train_synthetic_run_refuses_an_unknown_objective(tmp_path):
-    from benchmarks.synthetic_varying import train_synthetic_run
+    from benchmarks.evaluation.synthetic_varying import train_synthetic_run
 
     with pytest.raises(ValueError, match=r"`objective` must be one of \('contrastive', 'classifier'\). "
                                          r"Received: objective='softmax'"):

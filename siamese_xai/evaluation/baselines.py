@@ -1,4 +1,4 @@
-"""The baselines the explainer is evaluated against, the synthetic data set, and timing.
+"""The baselines the explainer is evaluated against, the ground truth as a scalar (`OracleScalar`), and timing.
 
 Every baseline maps `(xs (B, H, W, 1), classes (B,))` to an importance map
 `(B, H, W)` of the scalar `siamese_xai.evaluation.metrics.DistanceScalar` explains,
@@ -10,13 +10,13 @@ through `dianna`, so it is re-implemented here in a few lines); gradient
 saliency and Integrated Gradients (white-box; they need f's gradients); and
 two model-free sanity orderings that never look at f: the input intensity
 x_p (`intensity_maps`) and the Sobel edge magnitude of x (`edge_maps`).
-`method_maps` and `contrast_maps` give this project's own maps in the same
-form. `OracleScalar` replaces the network by the ground truth itself, to
+This project's own maps are its explainers' `ranking`, read through the
+result protocol (`benchmarks/evaluation/registry.py`). `OracleScalar` replaces the network by the ground truth itself, to
 measure what a baseline can score at best on a synthetic set. See
-`benchmarks/RESULTS.md` for what was used and why.
+`benchmarks/evaluation/RESULTS.md` for what was used and why.
 
-The benchmark (`python -m benchmarks.evaluate`) and `reproduce/digits.py` use
-them; `benchmarks/registry.py` names them.
+The benchmark (`python -m benchmarks.evaluation.evaluate`) and `reproduce/digits.py` use
+them; `benchmarks/evaluation/registry.py` names them.
 """
 
 from __future__ import annotations
@@ -29,27 +29,12 @@ import tensorflow as tf
 
 from siamese_xai import _checks
 from siamese_xai.evaluation.metrics import DistanceScalar
-from siamese_xai.evaluation.synthetic import SQUARE, SQUARE_POSITIONS, make_synthetic  # noqa: F401  (the harness's names)
 
 _check_images = _checks.check_gray_batch
 
 
 # ---------------------------------------------------------------------------
 # explainers: each maps (xs (B,H,W,1), classes (B,), seed) -> (B, H, W) importance
-
-
-def method_maps(explainer, xs, classes, seed=0) -> np.ndarray:
-    """This method's importance map, `mean_abs_change` (Delta_p), for the given classes.
-
-    Args:
-        explainer: a `SiameseExplainer` (its config picks the estimator, `mc` or `linear`).
-        xs: `(B, H, W, 1)` images; classes: `(B,)` the explained classes.
-
-    Returns:
-        `(B, H, W)` float32.
-    """
-    e = explainer.explain(_check_images(xs), target_class=[int(c) for c in classes], seed=seed)
-    return np.asarray(e.mean_abs_change[..., 0], np.float32)
 
 
 def random_maps(xs, classes, seed=0) -> np.ndarray:
@@ -79,25 +64,6 @@ def edge_maps(xs, classes=None, seed=0) -> np.ndarray:
     # one image at a time: on a (B, H, W) array sobel would also smooth across the batch axis
     return np.stack([np.hypot(ndimage.sobel(x, axis=1, mode="nearest"), ndimage.sobel(x, axis=0, mode="nearest"))
                      for x in xs]).astype(np.float32)
-
-
-def contrast_maps(explainer, xs, classes, seed=0, return_explanation=False):
-    """The contrastive method's ranking E_p = max(-S_p, 0) x_p, why class k rather than the runner-up.
-
-    Args:
-        explainer: a `SiameseExplainer` (any estimator; the decoded path, `TemplateContrastConfig`, is used).
-        xs: `(B, H, W, 1)`; classes: `(B,)` the explained classes k.
-        return_explanation: also return the `Explanation` (for its other fields).
-
-    Returns:
-        `(B, H, W)` float32 (and the `Explanation` when asked).
-    """
-    xs = _check_images(xs)
-    if not explainer.asks_contrast:
-        explainer = explainer.replace(estimator="template_contrast")
-    e = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed)
-    maps = np.asarray(e.ranking[..., 0], np.float32)  # E_p, the map the mask was ranked by
-    return (maps, e) if return_explanation else maps
 
 
 class OracleScalar:

@@ -89,18 +89,25 @@ def fill_images(xs, kind: str, mean_image=None, blur_sigma: float = 2.0) -> np.n
 
 
 def _margins(scalar, imgs, classes, contrasts):
-    """`(B, T)` margins and same-class flags of `imgs` `(B, T, H, W, 1)`."""
+    """`(B, T)` margins, same-class flags and squared distances to c_k of `imgs` `(B, T, H, W, 1)`."""
     b, t = imgs.shape[:2]
     dist = scalar.all_distances(imgs.reshape(b * t, *imgs.shape[2:]).astype(np.float32)).reshape(b, t, -1)
     rows = np.arange(b)
     margin = dist[rows, :, contrasts] - dist[rows, :, classes]
     same = (np.argmin(dist, axis=-1) == classes[:, None]).astype(np.float64)
-    return margin, same
+    return margin, same, dist[rows, :, classes]
 
 
 def removal_curves(scalar, xs, classes, contrasts, maps, fill, support: bool = False, steps: int | None = None,
                    seed: int = 0) -> dict:
-    """Deletion and insertion curves of the margin, removing pixels in the map's order.
+    """Deletion and insertion curves of the margin and of d, removing pixels in the map's order.
+
+    Pixels are ranked by `maps` (descending; ties broken by a fixed random
+    permutation, so a constant map acts like a random ordering). All
+    B x (steps + 1) images of each curve go through f in one call; the margin,
+    d and the nearest class come from the same embeddings. A faithful map gives
+    a small deletion AUC and a large insertion AUC of the margin (x stops being
+    "k rather than l" at once), and a large deletion AUC of d.
 
     Args:
         scalar: a `DistanceScalar` (or anything with `all_distances(xs) -> (B, C)`).
@@ -115,8 +122,13 @@ def removal_curves(scalar, xs, classes, contrasts, maps, fill, support: bool = F
     Returns:
         `{"fraction": (T,), "deletion": (B, T), "insertion": (B, T),
         "deletion_auc": (B,), "insertion_auc": (B,), "deletion_same_class",
-        "insertion_same_class": (B, T)}` (T = steps + 1). Deletion starts at x;
-        insertion starts at x with every removable pixel filled.
+        "insertion_same_class": (B, T), "deletion_distance",
+        "insertion_distance": (B, T), "deletion_distance_auc",
+        "insertion_distance_auc": (B,)}` (T = steps + 1): the margin curves
+        and their areas (trapezoid rule over the fraction), whether the
+        nearest prototype is still k, and d = ||f(.) - c_k||^2 along the same
+        curves with its areas. Deletion starts at x; insertion starts at x with
+        every removable pixel filled.
     """
     xs, maps = _check(xs, maps)
     b, h, w, _ = xs.shape
@@ -144,9 +156,10 @@ def removal_curves(scalar, xs, classes, contrasts, maps, fill, support: bool = F
         if name == "insertion" and support:
             # off the support, insertion keeps x (the background), not the fill
             imgs = np.where((flat > 0)[:, None], imgs, flat[:, None])
-        margin, same = _margins(scalar, imgs.reshape(b, steps + 1, h, w, 1), classes, contrasts)
-        out[name], out[f"{name}_same_class"] = margin, same
+        margin, same, dist = _margins(scalar, imgs.reshape(b, steps + 1, h, w, 1), classes, contrasts)
+        out[name], out[f"{name}_same_class"], out[f"{name}_distance"] = margin, same, dist
         out[f"{name}_auc"] = np.trapezoid(margin, fraction, axis=1)
+        out[f"{name}_distance_auc"] = np.trapezoid(dist, fraction, axis=1)
     return out
 
 
@@ -253,7 +266,7 @@ def road_curves(scalar, xs, classes, contrasts, maps, fractions=ROAD_FRACTIONS, 
                 imgs[i : i + nb, 1:] = noisy_linear_imputation(
                     np.repeat(xs[i : i + nb, None], len(counts), 1).reshape(-1, h, w, 1), masks.reshape(-1, h, w),
                     noise, rng).reshape(nb, len(counts), h, w, 1)
-        margin, same = _margins(scalar, imgs, classes, contrasts)
+        margin, same, _ = _margins(scalar, imgs, classes, contrasts)
         out[name], out[f"{name}_same_class"] = margin, same
         out[f"{name}_auc"] = np.trapezoid(margin, axis, axis=1)
     return out

@@ -9,22 +9,15 @@ prototype of the explained class k:
 An importance map is `(B, H, W)`, larger meaning "more of what keeps x close
 to c_k". The metrics:
 
-- deletion / insertion curves (`deletion_insertion`): pixels are set to the
-  baseline (0, MNIST's background) in the order of importance, or added back
-  to a blank image in that order; the curves track the raw d, d normalised
-  per image by d(blank) - d(x) (`normalised_auc`; a ratio to d(x) alone
-  would explode, d(x) is often near 0), the margin
-  m(x) = d(x, c_l) - d(x, c_k) with l the runner-up prototype of the
-  unperturbed x (fixed per image; `margin_curves`), and whether the nearest
-  prototype is still class k. Area under each curve by the trapezoid rule
-  over the fraction of pixels. A faithful map gives a *large* deletion AUC
-  of d (the distance grows as soon as the important pixels go), a *small*
-  insertion AUC of d, a *small* deletion AUC of the margin (x stops being
-  "k rather than l" at once) and a *large* insertion AUC of the margin;
+- the deletion / insertion curves of d and of the margin
+  m(x) = d(x, c_l) - d(x, c_k) (l the runner-up prototype of the unperturbed
+  x, `siamese_xai.explainers.questions.runner_up`) under a removal operator
+  are `siamese_xai.evaluation.faithfulness.removal_curves`;
 - stability (`stability`): the mean pairwise top-q IoU (`mask_iou`) of the
   maps of one image under several seeds;
-- ground truth (`ground_truth_scores`): the share of the top-|R| pixels inside
-  a known region R, and the pointing game (is the top pixel in R);
+- ground truth (`region_scores`): the share of the top-|R| pixels inside a
+  known region R, the share of the map's positive mass in R, the ROC-AUC of
+  the map as a detector of R, and the pointing game (is the top pixel in R);
 - `mean_ci`: a mean with its 95% Student-t interval, for any per-image value;
   `interval_verdict`: is one mean better than another with the two 95%
   intervals not overlapping.
@@ -107,142 +100,6 @@ class DistanceScalar:
     def classify(self, xs) -> np.ndarray:
         """`(B,)` int64 nearest-prototype classes of `xs`."""
         return nearest_prototype(self.embeddings(xs), self.prototypes)[0]
-
-
-def runner_up(distances, classes) -> np.ndarray:
-    """The nearest prototype other than the explained class.
-
-    Args:
-        distances: `(B, C)` distances to every prototype (C >= 2).
-        classes: `(B,)` the explained class k of each row.
-
-    Returns:
-        `(B,)` int64 argmin_{j != k} distances[b, j] (ties: lower index first).
-
-    The package's one runner-up rule; the template-contrast graph computes the
-    same in TensorFlow (`siamese_xai.explainers.contrast.runner_up_tensor`, checked
-    against this one in tests/test_metrics.py).
-    """
-    d = np.array(distances, np.float64)
-    classes = np.asarray(classes, np.int64)
-    if d.ndim != 2 or d.shape[1] < 2 or classes.shape != (len(d),):
-        raise ValueError(f"`distances` must be (B, C >= 2) and `classes` (B,). Received: distances.shape={d.shape}, "
-                         f"classes.shape={classes.shape}")
-    d[np.arange(len(d)), classes] = np.inf
-    return np.argmin(d, axis=1).astype(np.int64)
-
-
-def margin_curves(distances, classes, contrasts) -> np.ndarray:
-    """The margin m = d(., c_l) - d(., c_k) along curves.
-
-    Args:
-        distances: `(B, T, C)` squared distances of each curve point to every prototype.
-        classes: `(B,)` k; contrasts: `(B,)` l (fixed per image).
-
-    Returns:
-        `(B, T)` float64; positive while the point is closer to c_k than to c_l.
-    """
-    d = np.asarray(distances, np.float64)
-    b = np.arange(len(d))
-    return d[b, :, np.asarray(contrasts, np.int64)] - d[b, :, np.asarray(classes, np.int64)]
-
-
-def normalised_auc(curves, fraction, start, end, min_gap: float = 1e-6) -> np.ndarray:
-    """Area under (curve - start) / (end - start), per image: the curve rescaled to run from 0 to 1.
-
-    For deletion of d, `start` = d(x) and `end` = d(blank); for insertion of
-    d the same two values (the insertion curve runs from d(blank) down to
-    d(x), so its rescaled curve runs from 1 to 0). The rescaled area is in
-    [0, 1] when the curve stays between its end points and compares images
-    whose d(x) and d(blank) differ.
-
-    Args:
-        curves: `(B, T)` values; fraction: `(T,)` the x axis.
-        start, end: `(B,)` the two values that map to 0 and 1.
-        min_gap: where end - start <= min_gap the rescaling is undefined
-            (the blank image is not farther from c_k than x): NaN.
-
-    Returns:
-        `(B,)` float64, NaN where undefined.
-    """
-    curves = np.asarray(curves, np.float64)
-    gap = np.asarray(end, np.float64) - np.asarray(start, np.float64)
-    ok = gap > min_gap
-    scaled = (curves - np.asarray(start, np.float64)[:, None]) / np.where(ok, gap, 1.0)[:, None]
-    return np.where(ok, np.trapezoid(scaled, np.asarray(fraction, np.float64), axis=1), np.nan)
-
-
-def deletion_insertion(scalar: DistanceScalar, xs, classes, maps, steps: int = 28, baseline: float = 0.0, seed: int = 0) -> dict:
-    """Deletion and insertion curves of d, of the margin and of "the nearest prototype is still class k".
-
-    Pixels are ranked by `maps` (descending; ties broken by a fixed random
-    permutation, so a constant map acts like a random ordering). At step t the
-    first `t * ceil(P / steps)` pixels are set to `baseline` (deletion) or
-    copied from x into a `baseline` image (insertion). All B x (steps + 1)
-    images of each curve go through f in one call per curve; d, the margin
-    and the nearest class come from the same embeddings.
-
-    Args:
-        scalar: the `DistanceScalar`.
-        xs: `(B, H, W, 1)` images; classes: `(B,)` the explained classes k.
-        maps: `(B, H, W)` importance, larger = more important.
-        steps: points of each curve after the first.
-        baseline: the value of a removed pixel.
-        seed: seeds the tie-break permutation.
-
-    Returns:
-        A dict with `fraction` `(steps + 1,)`; `contrast_class` `(B,)` (l, the
-        runner-up of the unperturbed x); `deletion_distance`,
-        `insertion_distance`, `deletion_margin`, `insertion_margin`,
-        `deletion_same_class`, `insertion_same_class` (each `(B, steps + 1)`);
-        and `deletion_auc`, `insertion_auc` (raw d), `deletion_auc_normalised`,
-        `insertion_auc_normalised` (NaN where d(blank) <= d(x)),
-        `deletion_margin_auc`, `insertion_margin_auc`, `deletion_class_auc`,
-        `insertion_class_auc` (each `(B,)`).
-    """
-    xs = check_gray_batch(xs)
-    b, h, w, _ = xs.shape
-    maps = np.asarray(maps, np.float64).reshape(b, -1)
-    if maps.shape != (b, h * w):
-        raise ValueError(f"`maps` must be ({b}, {h}, {w}). Received: maps of {maps.size} values")
-    if not np.isfinite(maps).all():
-        raise ValueError("`maps` must be finite. Received: NaN or inf")
-    classes = np.asarray(classes, np.int64)
-    if classes.shape != (b,):
-        raise ValueError(f"`classes` must be ({b},). Received: classes.shape={classes.shape}")
-    p = h * w
-    per_step = -(-p // steps)
-    tie = np.random.default_rng(seed).permutation(p)
-    # lexsort: last key is primary (descending importance), then the tie-break
-    order = np.stack([np.lexsort((tie, -maps[i])) for i in range(b)])
-    ranks = np.empty_like(order)
-    ranks[np.arange(b)[:, None], order] = np.arange(p)[None]
-    removed = ranks[:, None, :] < (np.arange(steps + 1) * per_step)[None, :, None]  # (B, T, P)
-    flat = xs.reshape(b, 1, p)
-    fraction = np.minimum(np.arange(steps + 1) * per_step, p) / p
-    out = {"fraction": fraction}
-    curves = {}
-    for name, imgs in (
-        ("deletion", np.where(removed, baseline, flat)),
-        ("insertion", np.where(removed, flat, baseline)),
-    ):
-        curves[name] = scalar.all_distances(imgs.reshape(-1, h, w, 1).astype(np.float32)).reshape(b, steps + 1, -1)
-    contrasts = runner_up(curves["deletion"][:, 0], classes)  # step 0 of deletion is x itself
-    out["contrast_class"] = contrasts
-    for name, dist in curves.items():
-        d = dist[np.arange(b), :, classes]
-        same = (np.argmin(dist, axis=-1) == classes[:, None]).astype(np.float64)
-        margin = margin_curves(dist, classes, contrasts)
-        out[f"{name}_distance"] = d
-        out[f"{name}_margin"] = margin
-        out[f"{name}_same_class"] = same
-        out[f"{name}_auc"] = np.trapezoid(d, fraction, axis=1)
-        out[f"{name}_margin_auc"] = np.trapezoid(margin, fraction, axis=1)
-        out[f"{name}_class_auc"] = np.trapezoid(same, fraction, axis=1)
-    d_x, d_blank = out["deletion_distance"][:, 0], out["deletion_distance"][:, -1]
-    for name in curves:
-        out[f"{name}_auc_normalised"] = normalised_auc(out[f"{name}_distance"], fraction, d_x, d_blank)
-    return out
 
 
 def mean_ci(values, drop_nan: bool = False) -> dict:
@@ -350,31 +207,6 @@ def stability(maps_per_seed, q: int = 100) -> np.ndarray:
     return np.array([np.mean([mask_iou(masks[i, n], masks[j, n]) for i, j in pairs]) for n in range(b)])
 
 
-def ground_truth_scores(maps, regions) -> dict:
-    """Top-|R| share inside the true region and the pointing game.
-
-    Args:
-        maps: `(B, H, W)` importance.
-        regions: `(B, H, W)` bool true regions (all of the same size |R|).
-
-    Returns:
-        `{"share": (B,), "pointing": (B,)}`: the share of the |R| top pixels
-        inside R, and 1.0 where the top pixel is inside R.
-    """
-    maps = np.asarray(maps)
-    regions = np.asarray(regions, bool)
-    if maps.shape != regions.shape:
-        raise ValueError(f"`regions` must have the maps' shape {maps.shape}. Received: {regions.shape}")
-    sizes = regions.reshape(len(regions), -1).sum(1)
-    if len(set(sizes.tolist())) != 1 or sizes[0] == 0:
-        raise ValueError(f"`regions` must all have the same non-zero size. Received: sizes {sorted(set(sizes.tolist()))}")
-    top = top_q_mask(maps, int(sizes[0]))
-    share = (top & regions).reshape(len(maps), -1).sum(1) / sizes[0]
-    best = np.argmax(maps.reshape(len(maps), -1), axis=1)
-    pointing = regions.reshape(len(maps), -1)[np.arange(len(maps)), best].astype(np.float64)
-    return {"share": share.astype(np.float64), "pointing": pointing}
-
-
 def paired_test(a, b, higher_is_better: bool) -> dict:
     """Two-sided Wilcoxon signed-rank test of paired per-image values a - b (zero differences dropped).
 
@@ -428,12 +260,13 @@ def region_scores(maps, regions) -> dict:
         maps: `(B, H, W)` importance; regions: `(B, H, W)` bool, each non-empty and not the whole image.
 
     Returns:
-        `{"rank_accuracy", "mass", "roc_auc"}`, each `(B,)`: the share of the
-        |R| top pixels (ties: first in raster order, as `top_q_mask`) inside R
-        (Arras et al.'s relevance rank accuracy, the top-|R| share); the share
-        of the positive part of the map inside R (0 where the map has no
-        positive value); the ROC-AUC of the map as a detector of R's pixels
-        (ties count one half).
+        `{"rank_accuracy", "mass", "roc_auc", "pointing"}`, each `(B,)`
+        float64: the share of the |R| top pixels (ties: first in raster order,
+        as `top_q_mask`) inside R (Arras et al.'s relevance rank accuracy, the
+        top-|R| share); the share of the positive part of the map inside R (0
+        where the map has no positive value); the ROC-AUC of the map as a
+        detector of R's pixels (ties count one half); the pointing game, 1.0
+        where the map's largest value (the first in raster order) is inside R.
     """
     maps = np.asarray(maps, np.float64)
     regions = np.asarray(regions, bool)
@@ -456,4 +289,5 @@ def region_scores(maps, regions) -> dict:
         r = stats.rankdata(flat[i])  # average ranks: ties count one half
         n1, n0 = sizes[i], reg.shape[1] - sizes[i]
         auc[i] = (r[reg[i]].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
-    return {"rank_accuracy": rank_acc, "mass": mass, "roc_auc": auc}
+    pointing = reg[np.arange(b), np.argmax(flat, axis=1)].astype(np.float64)
+    return {"rank_accuracy": rank_acc, "mass": mass, "roc_auc": auc, "pointing": pointing}

@@ -11,7 +11,7 @@
   docs/evaluation.md): glyphs at random positions off any grid, distractor
   glyphs of other classes, and a class decided by missing ink (a gap).
 - `make_photos` (photos): colour images of any size (96x96 and 224x224 in
-  `benchmarks/photos.py`): one object of five kinds at a random position,
+  `benchmarks/speed/photos.py`): one object of five kinds at a random position,
   size and colour on a coloured, noisy background, with its mask.
 
 Every generator is seeded (the same seed gives the same set), draws its
@@ -299,7 +299,7 @@ def make_photos(n: int, size: int = 96, seed: int = 0):
     The labels are drawn first (`balanced_labels`, seeded by `seed`); image i
     is then drawn by `photo_image` from its own generator seeded by
     `(seed, i)`, so that a class-folder tree can be written one image at a
-    time (`benchmarks/photos.py make-data`).
+    time (`benchmarks/speed/photos.py make-data`).
 
     Args:
         n: images to make.

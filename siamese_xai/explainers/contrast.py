@@ -56,10 +56,10 @@ The computation, for an input with embedding h = f(x):
    both are computed from `mean_signed_change` and `input`.
 
 Why weight by x_p and not rank S alone: on the varying synthetic set
-(`benchmarks/synthetic_varying.py`, a square in one of two cells per class)
+(`benchmarks/evaluation/synthetic_varying.py`, a square in one of two cells per class)
 f places both cells of a class at nearly the same embedding, so S alone puts
 half its top pixels in the cell x does not use (ground-truth share 0.51);
-E puts them on x's square (0.94; measured by `benchmarks/evaluate.py`,
+E puts them on x's square (0.94; measured by `benchmarks/evaluation/evaluate.py`,
 results.json's `contrast_ablations`).
 
 Why a deterministic path: the move toward c_l is one-dimensional, so a
@@ -99,7 +99,7 @@ ZERO_PATH_RTOL = 1e-5
 
 
 def runner_up_tensor(distances, explained):
-    """The nearest prototype other than the explained class, in the graph: `siamese_xai.evaluation.metrics.runner_up`'s rule.
+    """The nearest prototype other than the explained class, in the graph: `siamese_xai.explainers.questions.runner_up`'s rule.
 
     Args:
         distances: `(B, C)` float32 distances to every prototype (C >= 2).

@@ -65,7 +65,7 @@ only asked about rows), bit for bit when f returns the same row in any batch.
 What was fixed, and on what data: the defaults (the proposal g(c_l), the
 candidates by change, the cell rule, max_regions = 40, the |p - x| spread
 inside a cell, the smoothing of half a cell, and ranking what x has first) were chosen on MNIST training
-images only (`benchmarks/probe_design.py`, `benchmarks/probe_design.json`),
+images only (`benchmarks/studies/probe_design.py`, `benchmarks/studies/probe_design.json`),
 never on the test images a benchmark uses nor on any ground-truth set, and
 they were fixed before any benchmark number of this method was seen. The
 example proposal was added later, chosen on development sets of glyph images

@@ -42,6 +42,30 @@ def squared_distances(h, prototypes) -> np.ndarray:
     return (diff * diff).sum(-1)
 
 
+def runner_up(distances, classes) -> np.ndarray:
+    """The nearest prototype other than the explained class: the l of "why k rather than l".
+
+    Args:
+        distances: `(B, C)` distances (or squared distances) to every prototype (C >= 2).
+        classes: `(B,)` the explained class k of each row.
+
+    Returns:
+        `(B,)` int64 argmin_{j != k} distances[b, j] (ties: lower index first).
+
+    The package's one runner-up rule (the questions, the metrics, the gallery,
+    the benchmarks and the reproduction call it); the template-contrast graph
+    computes the same in TensorFlow (`siamese_xai.explainers.contrast.runner_up_tensor`,
+    checked against this one in tests/test_metrics.py).
+    """
+    d = np.array(distances, np.float64)
+    classes = np.asarray(classes, np.int64)
+    if d.ndim != 2 or d.shape[1] < 2 or classes.shape != (len(d),):
+        raise ValueError(f"`distances` must be (B, C >= 2) and `classes` (B,). Received: distances.shape={d.shape}, "
+                         f"classes.shape={classes.shape}")
+    d[np.arange(len(d)), classes] = np.inf
+    return np.argmin(d, axis=1).astype(np.int64)
+
+
 def distance(a, b) -> np.ndarray:
     """`(n, D)`, `(n, D)` -> `(n,)` float64 Euclidean distances."""
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
@@ -121,7 +145,7 @@ class RatherThan(Question):
         d = squared_distances(h, prototypes)
         targets = _classes(self.target, b, len(prototypes), "target_class")
         k = np.where(targets < 0, d.argmin(1), targets)
-        runner = np.where(np.arange(len(prototypes))[None] == k[:, None], np.inf, d).argmin(1)
+        runner = runner_up(d, k)
         l = runner
         if self.kind == "contrast":
             contrasts = _classes(self.contrast, b, len(prototypes), "contrast_class")

@@ -96,7 +96,7 @@ class SiameseExplainer(Explainer):
         chunk_size: decoder rows per call in `"mc"` (perturbations per block
             in `"linear"`); bounds memory, never changes the result beyond
             float rounding. 1000 was fastest on a 2-core CPU (see
-            `benchmarks/bench_speed.py`); Table 1's decoder then holds about
+            `benchmarks/speed/bench_speed.py`); Table 1's decoder then holds about
             50 MB of activations.
         fuse_decoder: evaluate each `UpSampling2D(nearest) -> Conv2D` pair of
             a chain-shaped Keras decoder as one convolution on the

@@ -48,7 +48,6 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
     ) from None
 
 from siamese_xai.scale import shards
-from siamese_xai.data.sources import ImageFolderSource, MnistSource, TFRecordSource  # noqa: F401 - the sources a pipeline reads
 
 # The DirectRunner in multi-processing mode, one worker process per core; --beam-option values come after, so
 # a user's --runner / --direct_num_workers win.

@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 from siamese_xai import files
 from siamese_xai.scale import shards
 from siamese_xai.data import sources  # noqa: E402
+from siamese_xai.explainers.questions import runner_up  # noqa: E402
 
 REPORT_FILE = "report.html"
 PAGE_SIZE = 120  # gallery items drawn at once; "more" adds as many again
@@ -56,9 +57,12 @@ SHADES = 20  # levels of the confusion table's shading
 
 
 def margins(distances) -> np.ndarray:
-    """`(n, C)` distances to the prototypes -> `(n,)` second-nearest minus nearest (>= 0)."""
-    d = np.sort(np.asarray(distances, np.float64), axis=1)
-    return d[:, 1] - d[:, 0] if d.shape[1] > 1 else np.full(len(d), np.inf)
+    """`(n, C)` distances to the prototypes -> `(n,)` the runner-up's distance minus the nearest's (>= 0)."""
+    d = np.asarray(distances, np.float64)
+    if d.ndim != 2 or d.shape[1] < 2:
+        return np.full(len(d), np.inf)
+    rows, nearest = np.arange(len(d)), d.argmin(1)
+    return d[rows, runner_up(d, nearest)] - d[rows, nearest]
 
 
 def summarize(results, num_classes: int) -> dict:

@@ -4,7 +4,7 @@ The paper's networks and schedule (`TrainConfig.paper`) are for 28x28 digits
 and stay the defaults for every image whose shorter side is under
 `models.PHOTO_MIN_SIDE`. Larger images get the photo networks
 (`siamese_xai.training.models`, "Photos") and the schedule below, measured on the
-96x96 photos of `benchmarks/photos.py` (`benchmarks/photos.json`):
+96x96 photos of `benchmarks/speed/photos.py` (`benchmarks/speed/photos.json`):
 
 - the Siamese network: batches of `PHOTO_SNN_BATCH` images, the paper's
   contrastive loss over every pair of a batch (`losses.batch_contrastive_loss`:

@@ -43,7 +43,7 @@ class Stage:
     # images(): {tag: (n, H, W, C) in [0, 1]} written to TensorBoard after every epoch, or None
     images: Callable | None = None
     # compile the train step with XLA (one replica only). Off: on a 2-core CPU XLA ran every stage's
-    # step several times slower than TensorFlow's oneDNN kernels (benchmarks/bench_reproduce.py)
+    # step several times slower than TensorFlow's oneDNN kernels (benchmarks/speed/bench_reproduce.py)
     jit_compile: bool = False
 
 

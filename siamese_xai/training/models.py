@@ -91,7 +91,7 @@ def _check_image_shape(image_shape):
 
 
 # Not the paper's: a decoder larger than Table 1 (twice the channels, a four times wider Dense1),
-# the `build_decoder` options of the decoder study (`benchmarks/decoder_study.py`).
+# the `build_decoder` options of the decoder study (`benchmarks/studies/decoder_study.py`).
 LARGE_DECODER = {"dense_units": 160, "channels": (16, 16, 32)}
 
 
@@ -229,7 +229,7 @@ def build_decoder(embedding_dim: int = 20, name: str = "decoder", image_shape=IM
             (Table 1: 8, so Dense2 has 4 * 4 * 8 = 128 units) and the filters
             of decoder Conv1 and Conv2 (Table 1: 8 and 16). Other values are
             not the paper's: `LARGE_DECODER` is the larger decoder of
-            `benchmarks/decoder_study.py`.
+            `benchmarks/studies/decoder_study.py`.
 
     Returns:
         A `keras.Model` from `(batch, embedding_dim)` to `(batch, H, W, C)`

@@ -2,13 +2,13 @@
 
 Command:
 
-    python -m siamese_xai.startup benchmarks/schedule.py --work runs/schedule
+    python -m siamese_xai.startup benchmarks/studies/schedule.py --work runs/schedule
 
 Writes a folder of 3 classes x 300 images, 32x32 RGB (filled circles, squares
 and triangles of random colour, size, rotation and place on a noisy tinted
 background), trains a run on it for each `--min-steps` value (0 is the
 paper's 4 / 8 / 8 epochs: 24 / 48 / 48 steps on its 720 training images) with
-`siamese_xai.training.stages.train_run`, and writes `benchmarks/schedule.json`: the
+`siamese_xai.training.stages.train_run`, and writes `benchmarks/studies/schedule.json`: the
 nearest-prototype accuracy on the 180 test images, the reconstruction error,
 the epochs and the stage times of each, and the load average. Run time: about
 5 minutes on a quiet 2-core CPU (18 minutes at a load average of 20-25).
@@ -62,7 +62,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="runs/schedule", help="folder for the images and the runs")
     parser.add_argument("--min-steps", type=int, nargs="+", default=[0, 200, 400], help="minimum steps per stage to try")
-    parser.add_argument("--out", default="benchmarks/schedule.json")
+    parser.add_argument("--out", default="benchmarks/studies/schedule.json")
     args = parser.parse_args()
 
     from siamese_xai import files

@@ -3,9 +3,9 @@
 Command (from the repository root; TFDS_DATA_DIR must point at MNIST; needs
 `siamese_xai.evaluation.faithfulness`, the benchmark's ROAD and removal curves):
 
-    .venv/bin/python -m benchmarks.probe_design --run runs/paper          # 8-25 minutes on 2 shared cores
+    .venv/bin/python -m benchmarks.studies.probe_design --run runs/paper          # 8-25 minutes on 2 shared cores
 
-Writes `benchmarks/probe_design.json`. The images are `--n` training images
+Writes `benchmarks/studies/probe_design.json`. The images are `--n` training images
 drawn with a fixed seed from the last 10,000 of MNIST's training split, never
 test images (a benchmark scores the test images) and never a ground-truth set.
 Every image is explained as its nearest prototype k rather than the runner-up
@@ -19,7 +19,7 @@ each explains the distance d of class k) and the intensity ordering are
 scored on the same images, and the default is compared with each by a
 paired two-sided Wilcoxon signed-rank test (Holm over the five references,
 per metric): a design-time estimate on training images, not the benchmark's
-verdict. Per-image values go to `benchmarks/probe_design.npz`.
+verdict. Per-image values go to `benchmarks/studies/probe_design.npz`.
 
 Variants (`VARIANTS`, each a change of `ProbeConfig`'s defaults): stage A,
 the ranking rule: the spread of a region's drop over its pixels
@@ -38,7 +38,7 @@ import os
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 import numpy as np  # noqa: E402
 
@@ -49,6 +49,7 @@ from siamese_xai.evaluation.faithfulness import fill_images, removal_curves, roa
 from siamese_xai.evaluation.metrics import DistanceScalar  # noqa: E402
 from siamese_xai.config import SPREADS, ProbeConfig
 from siamese_xai.explainers.probe import ProbeExplainer  # noqa: E402
+from siamese_xai.explainers.questions import runner_up  # noqa: E402
 from siamese_xai.explainers.regions import ranking_of, smoothed, spread_drops  # noqa: E402
 
 # Stage A: the ranking rule on the first configuration; stage B: the other choices, with the default ranking rule.
@@ -103,7 +104,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=str(ROOT / "runs" / "paper"))
     ap.add_argument("--n", type=int, default=100, help="training images")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "probe_design.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "studies" / "probe_design.json"))
     ap.add_argument("--data-dir", help="MNIST's location (default: $TFDS_DATA_DIR)")
     ap.add_argument("--variants", type=int, help="only the first few variants (a quick check)")
     args = ap.parse_args(argv)
@@ -116,7 +117,7 @@ def main(argv=None) -> dict:
     scalar = DistanceScalar(run.embed, run.prototypes)
     dist = scalar.all_distances(xs)
     k = dist.argmin(1)
-    l = np.where(np.arange(dist.shape[1])[None] == k[:, None], np.inf, dist).argmin(1)
+    l = runner_up(dist, k)
     rows = []
     explained, per_image = {}, {}
     for changes in VARIANTS if args.variants is None else VARIANTS[: args.variants]:

@@ -2,9 +2,9 @@
 
 Commands:
 
-    python -m siamese_xai.startup -m benchmarks.photos make-data DIR --size 96
-    python -m siamese_xai.startup -m benchmarks.photos run --work runs/photos --sizes 96 224   # make photos
-    python -m siamese_xai.startup -m benchmarks.photos figure   # docs/photos.png from runs/photos/train-96
+    python -m siamese_xai.startup -m benchmarks.speed.photos make-data DIR --size 96
+    python -m siamese_xai.startup -m benchmarks.speed.photos run --work runs/photos --sizes 96 224   # make photos
+    python -m siamese_xai.startup -m benchmarks.speed.photos figure   # docs/photos.png from runs/photos/train-96
 
 `make-data` writes a class-folder tree a user would train on
 (`siamese-xai train --data-dir DIR --out RUN`): DIR/train/<class>/NNNNN.png
@@ -25,7 +25,7 @@ generator, not the images.
   the classes through a Dense head, then the head dropped) and
   `siamese_xai.training.fitting.fit_explainer` on it, as `siamese-xai fit` runs it;
 
-and writes `benchmarks/photos.json`: per size and path, each stage's seconds
+and writes `benchmarks/speed/photos.json`: per size and path, each stage's seconds
 and peak resident memory (sampled every 0.1 s), the process's peak, the
 nearest-prototype test accuracy, g(f(x))'s squared error against each
 class's mean image, the load average before and after, and whether each
@@ -278,7 +278,7 @@ def main(argv=None):
     make.add_argument("folder")
     make.add_argument("--size", type=int, default=96)
     make.add_argument("--seed", type=int, default=0)
-    run = sub.add_parser("run", help="make the trees, train and fit, write benchmarks/photos.json")
+    run = sub.add_parser("run", help="make the trees, train and fit, write benchmarks/speed/photos.json")
     run.add_argument("--work", default="runs/photos")
     run.add_argument("--sizes", type=int, nargs="+", default=[96, 224])
     run.add_argument("--paths", nargs="+", default=["train", "fit"], choices=("train", "fit"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks import registry
+from benchmarks.evaluation import registry
 from siamese_xai.evaluation import metrics
 
 ALPHA = 0.05

@@ -1,6 +1,6 @@
 """`explain-split --runner beam` against the one-process run on the MNIST test set: same folder, both times.
 
-    .venv/bin/python -m benchmarks.beam_split --run runs/paper --work runs/beam_split [--limit K]
+    .venv/bin/python -m benchmarks.speed.beam_split --run runs/paper --work runs/beam_split [--limit K]
 
 Runs the command line twice into two folders, `WORK/local` (`--runner local`)
 and `WORK/beam` (`--runner beam`: the DirectRunner, multi-processing, one
@@ -10,7 +10,7 @@ average before and after (the 2-core machine is often shared). Then compares
 the two folders file by file: the manifests as JSON, every array of every
 shard for equal dtype, shape and bytes. The verdict `same_folder_content` is
 true only when every file and array is equal. Writes
-`benchmarks/beam_split.json` and, with `--report`, the gallery of the Beam
+`benchmarks/speed/beam_split.json` and, with `--report`, the gallery of the Beam
 folder (`WORK/beam/report.html`). The paper's defaults (N = 5000): about 3-4
 minutes per run on the 2-core machine when it is quiet.
 """

@@ -1,6 +1,6 @@
 """Ground-truth extras of the evaluation: ceilings, the negative control's mechanism, the contrast ablations.
 
-`python -m benchmarks.evaluate` calls these on the constant and varying sets:
+`python -m benchmarks.evaluation.evaluate` calls these on the constant and varying sets:
 
 - `ceilings`: each method's relevance rank accuracy when the network is replaced
   by `baselines.OracleScalar` (a model of the ground truth itself), i.e. the
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks import registry
+from benchmarks.evaluation import registry
 from siamese_xai.evaluation import baselines as bl
 from siamese_xai.evaluation import metrics
 from siamese_xai.evaluation.synthetic import CELL, CLASS_CELLS
@@ -129,14 +129,14 @@ def contrast_ablations(explainer, xs, classes, regions, other_cells, seed: int =
         their top-|R| pixels) and `"mask_pixels_mean"` (the mask's size: only
         pixels with E_p > 0 enter it).
     """
-    maps, e = bl.contrast_maps(explainer, xs, classes, seed=seed, return_explanation=True)
+    maps, e = registry.explained_maps(explainer.replace(estimator="template_contrast"), xs, classes, seed)
     variants = {
         "contrast": maps,
         "contrast_S_only": -np.asarray(e.mean_signed_change[..., 0]),
         "contrast_unsigned": np.asarray(e.mean_abs_change[..., 0]),
     }
     size = int(regions[0].sum())
-    out = {name: metrics.mean_ci(metrics.ground_truth_scores(m, regions)["share"]) for name, m in variants.items()}
+    out = {name: metrics.mean_ci(metrics.region_scores(m, regions)["rank_accuracy"]) for name, m in variants.items()}
     out["share_in_other_cell"] = {
         name: float((metrics.top_q_mask(variants[name], size) & other_cells).sum() / (len(xs) * size))
         for name in ("contrast", "contrast_S_only")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese_xai.evaluation.synthetic import CELL, CLASS_CELLS, INTENSITY, LAYOUT, make_varying_synthetic  # noqa: F401
+from siamese_xai.evaluation.synthetic import INTENSITY, LAYOUT, make_varying_synthetic
 
 
 def train_varying_run(run_dir, digits, n_train: int = 4000, epochs=(2, 8, 8), pairs: int = 8000, seed: int = 0,

@@ -2,10 +2,10 @@
 
 Command (from the project root, after `make reproduce` has trained runs/paper):
 
-    .venv/bin/python -m benchmarks.bench_reproduce --run runs/paper
+    .venv/bin/python -m benchmarks.speed.bench_reproduce --run runs/paper
 
 Run time: about 3 minutes on a quiet 2-core CPU. Writes
-`benchmarks/reproduce_speed.json` (atomically) with, per change:
+`benchmarks/speed/reproduce_speed.json` (atomically) with, per change:
 
 - `jit_compile`: the median time per train step of each stage (snn,
   autoencoder, decoder) with and without XLA (`Stage.jit_compile`), at the
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -141,7 +141,7 @@ def main():
     parser.add_argument("--run", default="runs/paper", help="a trained run folder")
     parser.add_argument("--steps", type=int, default=24, help="train steps per stage and variant")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of (without XLA, with XLA)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "reproduce_speed.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "speed" / "reproduce_speed.json"))
     args = parser.parse_args()
     x, y = data.load_mnist("train")
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ virtual environment that holds only them (`ensure_environment` creates it:
 `python -m venv ENV`, then `pip install torch distance-explainer
 xaitk-saliency`), and it imports neither TensorFlow nor `siamese_xai`.
 
-`benchmarks.pairs` starts it as `ENV/bin/python -m benchmarks.pair_peers`
+`benchmarks.evaluation.pairs` starts it as `ENV/bin/python -m benchmarks.evaluation.pair_peers`
 and talks to it over its standard input and output (pickled tuples):
 
 - the benchmark sends `("job", {"method", "image", "reference", ...})`;

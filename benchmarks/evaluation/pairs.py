@@ -2,20 +2,20 @@
 
 Commands (from the project root; TFDS_DATA_DIR must point at MNIST):
 
-    python -m benchmarks.pairs                      # full (`make pairs`)
-    python -m benchmarks.pairs --tiny --out DIR     # a handful of pairs (the test)
-    python -m benchmarks.pairs --from-results       # PAIRS.md again from pairs.json
+    python -m benchmarks.evaluation.pairs                      # full (`make pairs`)
+    python -m benchmarks.evaluation.pairs --tiny --out DIR     # a handful of pairs (the test)
+    python -m benchmarks.evaluation.pairs --from-results       # PAIRS.md again from pairs.json
 
-Writes `benchmarks/pairs.json` (settings, the networks and their accuracy,
+Writes `benchmarks/evaluation/pairs.json` (settings, the networks and their accuracy,
 per data set and method the mean and 95% interval of every score, the paired
 tests, the targets and whether each is met, the wall time),
-`benchmarks/pairs_per_pair.npz` (every per-pair value, key
+`benchmarks/evaluation/pairs_per_pair.npz` (every per-pair value, key
 `dataset/metric/method`, so every test can be rerun) and
-`benchmarks/PAIRS.md` (`benchmarks.pairs_report`, from the JSON alone).
+`benchmarks/evaluation/PAIRS.md` (`benchmarks.evaluation.pairs_report`, from the JSON alone).
 
 Data sets:
 
-- `pairs`: `benchmarks.pair_data` (identities of glyphs at known places
+- `pairs`: `benchmarks.evaluation.pair_data` (identities of glyphs at known places
   over clutter, distractors shared by every identity). f, the autoencoder and
   the decoder are trained by the package's own `siamese_xai.training.stages.train_run`
   (what `siamese-xai train --data-dir` runs) on a generated class folder
@@ -45,7 +45,7 @@ Methods (all in one run):
   its `ranking`; the design (proposals: the other image to bring a rejected
   pair together, a blur in-fill to part an accepted one; cells, 40 regions,
   the smoothing) was fixed on MNIST training images before this set existed
-  (`benchmarks/probe_design.py`) and is not changed here;
+  (`benchmarks/studies/probe_design.py`) and is not changed here;
 - `paper_pair`: the paper's pair mode, `SiameseExplainer.explain(x,
   Pair(other))` with its defaults (N = 5000 decoded perturbations), map =
   `mean_abs_change`;
@@ -53,7 +53,7 @@ Methods (all in one run):
   on the squared pair distance ||f(x) - f(other)||^2 (6x6 zero patch stride 2;
   49 superpixels, 300 coalitions; 32 steps from the blank image);
 - `distance_explainer`, `sbsm`: the pip packages through their own APIs, in
-  their own environment (`benchmarks/pair_peers.py`; created on first use at
+  their own environment (`benchmarks/evaluation/pair_peers.py`; created on first use at
   `--peers-env`, default `.venv-peers`): they pull in PyTorch and are not
   installed beside TensorFlow;
 - `random`: a uniformly random order (the floor).
@@ -108,7 +108,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import pair_data, pair_peers  # noqa: E402
+from benchmarks.evaluation import pair_data, pair_peers  # noqa: E402
 from siamese_xai.evaluation import baselines as bl  # noqa: E402
 from siamese_xai.evaluation import faithfulness as fa  # noqa: E402
 from siamese_xai import files
@@ -117,7 +117,7 @@ from siamese_xai.explainers import questions  # noqa: E402
 from siamese_xai.machine import machine_description  # noqa: E402
 from siamese_xai.explainers.prototypes import embed_in_batches  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODES = {
     "tiny": dict(n_mates=2, n_nonmates=2, n_calib=64, n_train=640, epochs=1, min_steps=0, mnist_pairs=(2, 2),
                  mnist_train=1000, mnist_epochs=(1, 1, 1), shap_nsamples=40, de_masks=50, ig_steps=4,
@@ -219,12 +219,12 @@ def calibrate(embed, pairs: dict) -> dict:
 
 
 class PeerProcess:
-    """The peers' worker (`benchmarks/pair_peers.py`) in its own environment; f runs here and counts images."""
+    """The peers' worker (`benchmarks/evaluation/pair_peers.py`) in its own environment; f runs here and counts images."""
 
     def __init__(self, python, embed, log_path):
         env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
         self._log = open(log_path, "ab")
-        self._proc = subprocess.Popen([str(python), "-m", "benchmarks.pair_peers"], cwd=ROOT, env=env,
+        self._proc = subprocess.Popen([str(python), "-m", "benchmarks.evaluation.pair_peers"], cwd=ROOT, env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
         self.embed = embed
 
@@ -492,7 +492,7 @@ def targets(results: dict, rows: list) -> list:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tiny", action="store_true", help="a handful of pairs and tiny networks (the test)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks", help="folder for pairs.json, the npz and PAIRS.md")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "evaluation", help="folder for pairs.json, the npz and PAIRS.md")
     p.add_argument("--runs", type=Path, default=ROOT / "runs", help="folder of the trained networks")
     p.add_argument("--peers-env", type=Path, default=ROOT / ".venv-peers",
                    help="the peers' virtual environment (created if missing)")
@@ -503,7 +503,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from benchmarks import pairs_report
+    from benchmarks.evaluation import pairs_report
 
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -566,7 +566,7 @@ def main(argv=None):
                   for ds, by in per_pair_by_set.items()})
     results["tests"] = {"alpha": ALPHA, "family_size": len(rows), "rows": rows}
     results["targets"] = targets(results, rows)
-    results["peers"] = ({"environment": "a separate virtual environment (benchmarks/pair_peers.py)",
+    results["peers"] = ({"environment": "a separate virtual environment (benchmarks/evaluation/pair_peers.py)",
                          "packages": list(pair_peers.PACKAGES)} if peers is not None else None)
     results["seconds"] = time.perf_counter() - started
     results["load_average_at_start"] = load

@@ -1,12 +1,12 @@
 """A seeded sample of the mutants `make mutants` runs: every mutant of a small module, `per_module` of a large one.
 
-    python -m benchmarks.mutants_sample --per-module 30 --targets 'siamese_xai.runs.x_run_id*' ...
+    python -m tools.mutants_sample --per-module 30 --targets 'siamese_xai.runs.x_run_id*' ...
 
 prints the sampled mutants' names, one per line, for `mutmut run NAME ...`.
 
 Running every mutant of the method's core takes hours on a 2-core machine; a
 simple random sample of each module's mutants estimates the module's killed
-fraction (with a Wilson interval, `benchmarks.mutants_summary`) in a fixed time.
+fraction (with a Wilson interval, `tools.mutants_summary`) in a fixed time.
 The names come from mutmut's own generator (`mutate_file_contents`, the code
 `mutmut run` writes its mutants with), in memory: nothing is written and no test
 runs. Each module's sample depends on the seed, the module's name and its

@@ -1,7 +1,7 @@
 """Summarises a mutmut run (mutants/, after `make mutants`) per module: killed, survived, timeout, not covered.
 
-    python -m benchmarks.mutants_summary --mutants mutants --out benchmarks/mutants.json \
-        --equivalent benchmarks/mutants_equivalent.json --seconds 1234 --targets 'siamese_xai.runs.x_run_id*' \
+    python -m tools.mutants_summary --mutants mutants --out tools/mutants.json \
+        --equivalent tools/mutants_equivalent.json --seconds 1234 --targets 'siamese_xai.runs.x_run_id*' \
         --per-module 30
 
 Reads mutmut's own record of each mutant's test exit code (`mutants/**/*.py.meta`)
@@ -14,7 +14,7 @@ timeout) over the mutants that ran.
 
 Each module is judged against the 90% target on every targeted mutant when all
 of them ran (the census), otherwise on the seeded sample `make mutants` runs
-(`benchmarks.mutants_sample`), with its 95% Wilson interval.
+(`tools.mutants_sample`), with its 95% Wilson interval.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from mutmut.stats import status_by_exit_code
 from scipy import stats
 
-from benchmarks import mutants_sample
+from tools import mutants_sample
 from siamese_xai import files
 
 TARGET_KILLED_FRACTION = 0.9
@@ -163,14 +163,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mutants", nargs="+", default=["mutants"],
                         help="mutmut's folder; several: a later one's results replace an earlier one's")
-    parser.add_argument("--out", default="benchmarks/mutants.json")
-    parser.add_argument("--equivalent", default="benchmarks/mutants_equivalent.json",
+    parser.add_argument("--out", default="tools/mutants.json")
+    parser.add_argument("--equivalent", default="tools/mutants_equivalent.json",
                         help="JSON {mutant name: why it is equivalent}; may be absent")
     parser.add_argument("--seconds", type=float, nargs="+", default=None, help="each mutmut run's wall time, recorded")
     parser.add_argument("--targets", nargs="+", required=True,
                         help="the functions the runs were asked to mutate (mutmut's names, globs allowed)")
     parser.add_argument("--per-module", type=int, default=mutants_sample.PER_MODULE,
-                        help="the sample `make mutants` ran (benchmarks.mutants_sample); 0: every mutant")
+                        help="the sample `make mutants` ran (tools.mutants_sample); 0: every mutant")
     parser.add_argument("--seed", type=int, default=mutants_sample.SEED)
     args = parser.parse_args(argv)
     path = Path(args.equivalent)

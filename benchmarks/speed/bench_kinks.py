@@ -3,7 +3,7 @@
 Command (from the project root; `make bench` runs `kink_stats` and `profile`
 inside `bench_speed.py`):
 
-    .venv/bin/python -m benchmarks.bench_kinks [--run runs/paper] [--images 100]
+    .venv/bin/python -m benchmarks.speed.bench_kinks [--run runs/paper] [--images 100]
 
 For each of the first `--images` MNIST test images (seed 0, N = 5000, the
 paper's defaults) it runs the float64 pass of `siamese_xai.decoding.kinks` and
@@ -20,7 +20,7 @@ The profile times, on one image, the parts of both exact paths in ms per
 shapes, timed in interleaved rounds): the layer path's steps (each affine
 map with its activation rule) and the sources path's float64 pass (per
 image, for all N), its `coef @ S` and the last activation's rule with the
-sums. About 1 min on the 2-core CPU. Writes `benchmarks/kinks.json`.
+sums. About 1 min on the 2-core CPU. Writes `benchmarks/speed/kinks.json`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def profile(explainer, image, repeats=7, rows=1000, seed=0):
     """ms per `rows` perturbations of each part of the layer path and of the sources path, on one image."""
     import tensorflow as tf
 
-    from benchmarks.bench_speed import interleaved
+    from benchmarks.speed.timing import interleaved
     from siamese_xai.decoding.rules import act_delta, act_sums
 
     chain, plan = explainer.decoder_evaluation.exact, explainer.decoder_evaluation.kinks

@@ -2,7 +2,7 @@
 
 Command (from the project root):
 
-    .venv/bin/python -m benchmarks.bench_exactness [--run runs/paper] [--images 100]
+    .venv/bin/python -m benchmarks.speed.bench_exactness [--run runs/paper] [--images 100]
 
 For each of the first `--images` MNIST test images (tfds order) it computes
 Delta_p = mean_i |g(h + d_i) - g(h)| three ways, with the same h, J, sigma
@@ -17,7 +17,7 @@ and reports, for each of the first two against the reference: the relative
 error |Delta_p - Delta_p^64| / Delta_p^64 (max and mean over the pixels with
 Delta_p^64 >= 1e-6 of the image's largest, and the max over the float64 top-q
 pixels) and the top-q mask IoU. About 1.5 min on the 2-core CPU (the float64
-decoding dominates). Writes `benchmarks/exactness.json`.
+decoding dominates). Writes `benchmarks/speed/exactness.json`.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Command (from the project root; `make bench` runs it with `--run runs/paper`):
 
-    .venv/bin/python -m benchmarks.bench_speed [--run runs/paper] [--quick]
+    .venv/bin/python -m benchmarks.speed.bench_speed [--run runs/paper] [--quick]
 
 Run time on the 2-core CPU: about 5 min with `--run` (the float64 reference
 of the exactness figures takes a third of it), about 1.5 min with --quick.
-Writes `benchmarks/speed.json` (atomically) and prints:
+Writes `benchmarks/speed/speed.json` (atomically) and prints:
 
 - the floor: decoder FLOPs (its Dense and Conv2D layers as Keras runs them)
   x N / this machine's float32 matmul throughput (a 2048^2 `tf.matmul`);
@@ -59,8 +59,9 @@ from siamese_xai.explainers.prototypes import embed_in_batches
 
 HERE = Path(__file__).resolve().parent
 
-from benchmarks.bench_exactness import exactness, print_table  # noqa: E402
-from benchmarks.bench_kinks import kink_stats, print_kinks, print_profile, profile  # noqa: E402
+from benchmarks.speed.bench_exactness import exactness, print_table  # noqa: E402
+from benchmarks.speed.bench_kinks import kink_stats, print_kinks, print_profile, profile  # noqa: E402
+from benchmarks.speed.timing import interleaved  # noqa: E402
 
 
 def decoder_flops(decoder):
@@ -121,20 +122,6 @@ def decode_check(explainer, rows, repeats):
                 lambda d=d: tf.reduce_sum(tf.abs(d.internal(codes) - 0.5), axis=0), jit_compile=jit)
     times = interleaved({k: (lambda f=f: f().numpy()) for k, f in fns.items()}, repeats)
     return {k: v * n / rows for k, v in times.items()}
-
-
-def interleaved(fns, repeats, warmup=1):
-    """Median ms of each function, timed in rounds (one call of each per round) so that load affects all alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: 1e3 * float(np.median(v)) for k, v in times.items()}
 
 
 def rankdata(a):

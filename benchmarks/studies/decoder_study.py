@@ -2,8 +2,8 @@
 
 Commands (from the repository root; TFDS_DATA_DIR must point at MNIST):
 
-    .venv/bin/python -m benchmarks.decoder_study --work /tmp/decoder_study          # full
-    .venv/bin/python -m benchmarks.decoder_study --quick --work DIR --out DIR        # seconds-long budgets (the test)
+    .venv/bin/python -m benchmarks.studies.decoder_study --work /tmp/decoder_study          # full
+    .venv/bin/python -m benchmarks.studies.decoder_study --quick --work DIR --out DIR        # seconds-long budgets (the test)
 
 Run time: the committed JSON records, per unit, the seconds its training
 (`training_seconds`, on the 2-core machine shared with four other jobs: its
@@ -25,10 +25,10 @@ is the same for every configuration (`MODES`, recorded in the JSON):
   trained. The autoencoder and the decoder fine-tuning use the first 15,000
   images and 4 epochs each (the paper run: 60,000 images, 8 epochs each), so
   the paper run's own decoder is a separate row, "paper run (full schedule)";
-- the constant-square set (`baselines.make_synthetic`, the negative control)
-  and the varying set (`synthetic_varying.make_varying_synthetic`): 5,000
+- the constant-square set (`synthetic.make_synthetic`, the negative control)
+  and the varying set (`synthetic.make_varying_synthetic`): 5,000
   images each, f, autoencoder and decoder at 2, 8, 8 epochs (as
-  the varying run of `benchmarks/evaluate.py`).
+  the varying run of `benchmarks/evaluation/evaluate.py`).
 
 Measured per configuration: g(f(x)) SSE per MNIST test image, and
 ||g(f(x)) - g(c_k)||^2 (how far the decoded image is from its class's decoded
@@ -62,13 +62,14 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 import numpy as np  # noqa: E402
 
 from siamese_xai.evaluation import baselines as bl  # noqa: E402
 from siamese_xai.machine import machine_description  # noqa: E402
 from siamese_xai import files, runs
+from siamese_xai.evaluation import faithfulness as fa
 from siamese_xai.evaluation import metrics
 from siamese_xai.training import models
 from siamese_xai.training import stages as training  # noqa: E402
@@ -77,11 +78,13 @@ from siamese_xai.data.mnist import load_mnist  # noqa: E402
 from siamese_xai.config import ExplainConfig
 from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 from siamese_xai.explainers.prototypes import embed_in_batches, prototypes_from_embeddings  # noqa: E402
-from benchmarks.synthetic_varying import make_varying_synthetic  # noqa: E402
+from siamese_xai.explainers.questions import runner_up, squared_distances  # noqa: E402
+from siamese_xai.evaluation.synthetic import make_synthetic, make_varying_synthetic  # noqa: E402
 
 DECODERS = {"table1": {}, "large": dict(models.LARGE_DECODER)}
 CONFIGS = tuple((d, beta, "table1") for d in (10, 20) for beta in (1, 10, 100)) + ((20, 10, "large"),)
 REFERENCE = (10, "table1")  # each configuration is compared with beta = 10, Table 1, at its own D
+DELETION_STEPS = 28  # points of each deletion and insertion curve after the first (one per 28 pixels of 784)
 DATASETS = ("mnist", "square", "varying")
 
 MODES = {
@@ -123,11 +126,11 @@ def relation(a: dict, b: dict) -> str:
     return "overlap"
 
 
-def runner_up(h, prototypes):
-    """`(k, l)`: `(n,)` nearest prototype of each embedding `h` `(n, D)` and its runner-up (`metrics.runner_up`)."""
-    d = ((np.asarray(h, np.float64)[:, None] - np.asarray(prototypes, np.float64)[None]) ** 2).sum(-1)
+def nearest_two(h, prototypes):
+    """`(k, l)`: `(n,)` nearest prototype of each embedding `h` `(n, D)` and its runner-up (`questions.runner_up`)."""
+    d = squared_distances(h, prototypes)
     k = np.argmin(d, axis=1).astype(np.int64)  # ties: lower index first
-    return k, metrics.runner_up(d, k)
+    return k, runner_up(d, k)
 
 
 # ---------------------------------------------------------------------------
@@ -247,37 +250,38 @@ def _cached(folder: Path, stamp: dict, compute):
     return result
 
 
-def _faithfulness(scalar, xs, k, maps) -> dict:
-    """Deletion and insertion AUCs of d, and the deletion AUC of the margin to the runner-up l of x."""
-    d = metrics.deletion_insertion(scalar, xs, k, maps)
-    return {"deletion_auc_d": metrics.mean_ci(d["deletion_auc"]), "insertion_auc_d": metrics.mean_ci(d["insertion_auc"]),
-            "deletion_auc_margin": metrics.mean_ci(d["deletion_margin_auc"])}
+def _faithfulness(scalar, xs, k, l, maps) -> dict:
+    """Deletion and insertion AUCs of d (pixels set to 0), and the deletion AUC of the margin to the runner-up l of x."""
+    d = fa.removal_curves(scalar, xs, k, l, maps, fa.fill_images(xs, "zero"), steps=DELETION_STEPS)
+    return {"deletion_auc_d": metrics.mean_ci(d["deletion_distance_auc"]),
+            "insertion_auc_d": metrics.mean_ci(d["insertion_distance_auc"]),
+            "deletion_auc_margin": metrics.mean_ci(d["deletion_auc"])}
 
 
 def mnist_references(snn, protos, xs) -> dict:
     """The model-free orderings of the same f (input intensity, random): `{name: faithfulness}`."""
-    k, _ = runner_up(embed_in_batches(snn, xs, 1000), protos)
+    k, l = nearest_two(embed_in_batches(snn, xs, 1000), protos)
     scalar = metrics.DistanceScalar(snn, protos)
-    return {"input_intensity": _faithfulness(scalar, xs, k, xs[..., 0]),
-            "random": _faithfulness(scalar, xs, k, bl.random_maps(xs, k, seed=0))}
+    return {"input_intensity": _faithfulness(scalar, xs, k, l, xs[..., 0]),
+            "random": _faithfulness(scalar, xs, k, l, bl.random_maps(xs, k, seed=0))}
 
 
 def mnist_scores(snn, decoder, protos, x_recon, xs, n_perturbations) -> dict:
     """g(f(x)) error on `x_recon` and the two methods' faithfulness on `xs` (MNIST test images)."""
     h = embed_in_batches(snn, x_recon, 1000)
     rec = embed_in_batches(decoder, h, 1000)
-    k, _ = runner_up(h, protos)
+    k, _ = nearest_two(h, protos)
     templates = embed_in_batches(decoder, protos.astype(np.float32), 1000)
     out = {"recon_sse": metrics.mean_ci(per_image_sse(x_recon, rec)),
            "template_sse": metrics.mean_ci(per_image_sse(templates[k], rec))}
-    k, l = runner_up(embed_in_batches(snn, xs, 1000), protos)
+    k, l = nearest_two(embed_in_batches(snn, xs, 1000), protos)
     scalar = metrics.DistanceScalar(snn, protos)
     explainer = SiameseExplainer(snn, decoder, protos, ExplainConfig(n_perturbations=n_perturbations))
     e_mc = explainer.explain(xs, target_class=k.tolist(), seed=0)
     e_con = explainer.replace(estimator="template_contrast").explain(xs, target_class=k.tolist(),
                                                                      contrast_class=l.tolist(), seed=0)
-    out["mc"] = _faithfulness(scalar, xs, k, e_mc.mean_abs_change[..., 0])
-    out["contrast"] = _faithfulness(scalar, xs, k, _contrast_map(e_con))
+    out["mc"] = _faithfulness(scalar, xs, k, l, e_mc.mean_abs_change[..., 0])
+    out["contrast"] = _faithfulness(scalar, xs, k, l, _contrast_map(e_con))
     return out
 
 
@@ -289,14 +293,14 @@ def synthetic_scores(snn, decoder, protos, test, n_perturbations) -> dict:
     e_mc = explainer.explain(xs, target_class=ys.tolist(), seed=0)
     e_con = explainer.replace(estimator="template_contrast").explain(xs, target_class=ys.tolist(), seed=0)
     for name, maps in (("mc", e_mc.mean_abs_change[..., 0]), ("contrast", _contrast_map(e_con))):
-        gt = metrics.ground_truth_scores(maps, regions)
-        out[name] = {"gt_share": metrics.mean_ci(gt["share"]), "pointing": metrics.mean_ci(gt["pointing"])}
+        gt = metrics.region_scores(maps, regions)
+        out[name] = {"gt_share": metrics.mean_ci(gt["rank_accuracy"]), "pointing": metrics.mean_ci(gt["pointing"])}
     return out
 
 
 def _correct(snn, protos, x, y, regions, n):
     """The first `n` images f classifies correctly, and the test accuracy."""
-    k, _ = runner_up(embed_in_batches(snn, x, 1000), protos)
+    k, _ = nearest_two(embed_in_batches(snn, x, 1000), protos)
     keep = np.flatnonzero(k == y)[:n]
     return (x[keep], y[keep], regions[keep]), float((k == y).mean())
 
@@ -521,7 +525,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="seconds-long budgets (the test)")
     p.add_argument("--work", default=str(ROOT / "runs" / "decoder_study"), help="where the trained models are kept")
-    p.add_argument("--out", default=str(ROOT / "benchmarks"), help="folder of decoder_study.json and .md")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "studies"), help="folder of decoder_study.json and .md")
     p.add_argument("--figures", default=None, help="folder of decoder_study.png (default: figures/, quick: --out)")
     p.add_argument("--paper-run", default=str(ROOT / "runs" / "paper"),
                    help="the paper run: its f is reused at D = 20 and its decoder is a row ('' for none)")
@@ -545,9 +549,9 @@ def main(argv=None) -> dict:
     x_test, y_test = load_mnist("test", args.data_dir)
     train = {"mnist": (x_train[: m["snn_train"]], y_train[: m["snn_train"]])}
     ae_x = {"mnist": x_train[: m["ae_train"]]}
-    tests = {"square": bl.make_synthetic(x_test, 3 * m["n_gt"], seed=1),
+    tests = {"square": make_synthetic(x_test, 3 * m["n_gt"], seed=1),
              "varying": make_varying_synthetic(x_test, 3 * m["n_gt"], seed=1)[:3]}
-    for name, make in (("square", bl.make_synthetic), ("varying", make_varying_synthetic)):
+    for name, make in (("square", make_synthetic), ("varying", make_varying_synthetic)):
         xs, ys = make(x_train, m["synth_train"], seed=0)[:2]
         train[name], ae_x[name] = (xs, ys), xs
     x_recon, xs_mnist = x_test[: m["recon_test"]], x_test[: m["n_mnist"]]
@@ -606,7 +610,7 @@ def main(argv=None) -> dict:
     stage_sums = {s: round(sum(v.get(s, 0.0) for v in training_seconds.values()), 1)
                   for s in ("snn", "autoencoder", "decoder")}
     result = {
-        "command": "benchmarks/decoder_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "benchmarks/studies/decoder_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "mode": mode,
         "machine": machine_description(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),

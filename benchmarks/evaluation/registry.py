@@ -1,14 +1,17 @@
 """Every explanation method and every metric of the benchmark, each declared once.
 
-A method is added here and nowhere else: `python -m benchmarks.evaluate`,
-`benchmarks.evaluate_report`, `benchmarks.randomisation` and
-`benchmarks.ground_truth` read `METHODS` (name, kind, deterministic or not,
+A method is added here and nowhere else: `python -m benchmarks.evaluation.evaluate`,
+`benchmarks.evaluation.evaluate_report`, `benchmarks.evaluation.randomisation` and
+`benchmarks.evaluation.ground_truth` read `METHODS` (name, kind, deterministic or not,
 description, and how to build its map function) and `METRICS` (name, kind,
 direction, description, whether it is the primary one). docs/evaluation.md
 states the rules the metrics enter.
 
 A map function is `fn(xs (B, H, W, 1), classes (B,), seed) -> (B, H, W)`,
-larger meaning more important to the decision for class k.
+larger meaning more important to the decision for class k. This project's
+methods are read through the result protocol every explainer shares
+(`explained_maps`: `explain(x, target_class=..., seed=...)` and the result's
+`ranking`), so any explainer enters the benchmark the same way.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ class Context:
     `explainer` is None where a method without `decoder=True` is built by the
     randomisation check and for the ground-truth ceilings, so such a method
     reads f and the prototypes from `scalar` (`scalar.embed`,
-    `scalar.prototypes`). `settings` is one mode of `benchmarks.evaluate.MODES`
-    or of `benchmarks.randomisation.MODES`; a budget a method reads from it
+    `scalar.prototypes`). `settings` is one mode of `benchmarks.evaluation.evaluate.MODES`
+    or of `benchmarks.evaluation.randomisation.MODES`; a budget a method reads from it
     is a key of every mode of both.
     """
 
@@ -67,29 +70,49 @@ class Method:
     decoder: bool = False
 
 
-def _explainer_maps(method):
+# Per-image fields a result may carry that the benchmark records: f calls the explainer counted itself, whether
+# its answer flipped the decision, the size of the set it found.
+RESULT_EXTRAS = ("n_calls", "flips", "set_size")
+
+
+def explained_maps(explainer, xs, classes, seed: int = 0):
+    """Any explainer's maps through the result protocol: why each image is its class k.
+
+    Args:
+        explainer: anything with `explain(x, target_class=..., seed=...)` returning a
+            `siamese_xai.explainers.results.BatchResult` (every result has `ranking`).
+        xs: `(B, H, W, 1)` images; classes: `(B,)` the explained classes k.
+        seed: the explainer's seed.
+
+    Returns:
+        `(maps, result)`: `(B, H, W)` float32 the result's `ranking` (the map
+        its mask holds the top of), and the result itself.
+    """
+    result = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed)
+    ranking = np.asarray(result.ranking, np.float32)
+    if ranking.shape != (len(xs), *np.shape(xs)[1:3], 1):
+        raise ValueError(f"`explainer`'s ranking must be one gray map per image, {(len(xs), *np.shape(xs)[1:3], 1)}. "
+                         f"Received: {ranking.shape}")
+    return ranking[..., 0], result
+
+
+def _explained(make):
+    """A method of this project: `make(ctx)` builds its explainer, read through `explained_maps`."""
     def build(ctx):
-        e = ctx.explainer.replace(estimator=method)
-        return lambda x, c, s: bl.method_maps(e, x, c, s)
+        explainer = make(ctx)
+
+        def fn(x, c, s):
+            maps, result = explained_maps(explainer, x, c, s)
+            extras = {k: np.asarray(getattr(result, k), np.float64) for k in RESULT_EXTRAS if k in result.fields}
+            return (maps, extras) if extras else maps
+        return fn
     return build
-
-
-def _template_contrast(ctx):
-    e = ctx.explainer.replace(estimator="template_contrast")
-    return lambda x, c, s: bl.contrast_maps(e, x, c, s)
 
 
 def _probe(ctx):
     from siamese_xai.explainers.probe import ProbeExplainer
 
-    e = ProbeExplainer(ctx.explainer.embed, ctx.explainer.decoder, ctx.explainer.prototypes)
-
-    def fn(x, c, s):
-        ex = e.explain(x, target_class=[int(v) for v in c])
-        extras = {"n_calls": np.asarray(ex.n_calls, np.float64), "flips": np.asarray(ex.flips, np.float64),
-                  "set_size": np.asarray(ex.set_size, np.float64)}
-        return np.asarray(ex.ranking, np.float32).reshape(len(x), *np.shape(x)[1:3]), extras
-    return fn
+    return ProbeExplainer(ctx.explainer.embed, ctx.explainer.decoder, ctx.explainer.prototypes)
 
 
 class MarginScalar:
@@ -108,7 +131,7 @@ class MarginScalar:
 
     def codes(self, xs, classes) -> np.ndarray:
         """`(B,)` k * C + l, l the runner-up prototype of each unperturbed image (one f call per image)."""
-        from siamese_xai.evaluation.metrics import runner_up
+        from siamese_xai.explainers.questions import runner_up
 
         classes = np.asarray(classes, np.int64)
         return classes * self.num_classes + runner_up(self.scalar.all_distances(xs), classes)
@@ -138,18 +161,18 @@ def _by_margin(maps):
 METHODS = (
     Method("mc", THIS_PROJECT, False,
            "the paper's method, N = 5000 decoded perturbations, s = 5 (the defaults); map = Delta_p",
-           _explainer_maps("mc"), decoder=True),
+           _explained(lambda ctx: ctx.explainer.replace(estimator="mc")), decoder=True),
     Method("linear", THIS_PROJECT, False,
            "the paper's method, the decoder's first-order expansion over the same draws",
-           _explainer_maps("linear"), decoder=True),
+           _explained(lambda ctx: ctx.explainer.replace(estimator="linear")), decoder=True),
     Method("template_contrast", THIS_PROJECT, True,
            "a contrast of the decoded class templates along the path from h to c_l (l the runner-up), gated by "
            "the input: E_p = max(-S_p, 0) x_p; f is never run on a changed input",
-           _template_contrast, decoder=True),
+           _explained(lambda ctx: ctx.explainer.replace(estimator="template_contrast")), decoder=True),
     Method("probe", THIS_PROJECT, True,
            "asks f: cells of the image painted with the decoder's proposal g(c_l), each scored by the measured "
            "drop of the margin; the smallest flipping set found by bisection and checked by f (siamese_xai.explainers.probe)",
-           _probe, decoder=True),
+           _explained(_probe), decoder=True),
     Method("random", MODEL_FREE, False, "uniformly random pixel ordering",
            lambda ctx: bl.random_maps, scalar_only=True),
     Method("intensity", MODEL_FREE, True, "the input intensity x_p (no model)",

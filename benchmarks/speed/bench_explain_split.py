@@ -1,6 +1,6 @@
 """Times `siamese-xai explain-split` (siamese_xai.scale.shards.explain_split) on the MNIST test set.
 
-    .venv/bin/python -m benchmarks.bench_explain_split [--run runs/paper] [--mc-images 1000] [--methods mc,linear]
+    .venv/bin/python -m benchmarks.speed.bench_explain_split [--run runs/paper] [--mc-images 1000] [--methods mc,linear]
 
 Explains the first `--mc-images` test images with `estimator="mc"` (N = 5000,
 the exact change; the 10,000-image time is extrapolated from them when fewer
@@ -8,7 +8,7 @@ are run, and the JSON says so) and all 10,000 with `estimator="linear"`, with th
 paper's defaults (s = 5, q = 100), shards of 500 images, batches of 32, into
 a temporary folder. The load average before and after each method is
 recorded, since the 2-core machine is often shared. Writes
-`benchmarks/explain_split.json`. Under a minute per 1000 `mc` images on the
+`benchmarks/speed/explain_split.json`. Under a minute per 1000 `mc` images on the
 2-core machine, even when it is shared (the exact change as sources split at
 the ReLU kinks; carried through every layer it took about 2 minutes quiet).
 """

@@ -1,6 +1,6 @@
-"""PAIRS.md from pairs.json alone: every number on the page is read from the JSON (`benchmarks.pairs`).
+"""PAIRS.md from pairs.json alone: every number on the page is read from the JSON (`benchmarks.evaluation.pairs`).
 
-    python -m benchmarks.pairs_report [--out benchmarks]
+    python -m benchmarks.evaluation.pairs_report [--out benchmarks]
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ORDER = ("probe", "paper_pair", "distance_explainer", "sbsm", "occlusion", "kernelshap", "integrated_gradients",
          "random")
 NAMES = {"probe": "probe (this project, Verify at tau)", "paper_pair": "paper's pair mode (this project)",
@@ -30,8 +30,8 @@ def _cell(score):
 def render(results: dict) -> str:
     """The page, from the dict pairs.json holds."""
     lines = ["# The pair benchmark", "",
-             "Written by `python -m benchmarks.pairs_report` from `benchmarks/pairs.json` (`make pairs`); the rules, "
-             "the data and the methods are in `benchmarks/pairs.py`'s docstring and docs/pairs.md. The probe's design "
+             "Written by `python -m benchmarks.evaluation.pairs_report` from `benchmarks/evaluation/pairs.json` (`make pairs`); the rules, "
+             "the data and the methods are in `benchmarks/evaluation/pairs.py`'s docstring and docs/pairs.md. The probe's design "
              "was fixed on MNIST training images before this set existed and was not changed after its numbers were "
              "seen; the verdict rules and targets were declared in the script before its first run.", "",
              f"Mode `{results['mode']}`, {results['seconds'] / 60:.1f} min on {results['machine']} "
@@ -103,7 +103,7 @@ def write(out: Path) -> Path:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "evaluation")
     print(write(p.parse_args(argv).out))
 
 

@@ -2,17 +2,17 @@
 
 Commands (from the project root; TFDS_DATA_DIR must point at MNIST):
 
-    python -m benchmarks.randomisation --run runs/paper                 # full: 100 images
-    python -m benchmarks.randomisation --run RUN --quick --out FILE.json  # a few images (the test)
+    python -m benchmarks.evaluation.randomisation --run runs/paper                 # full: 100 images
+    python -m benchmarks.evaluation.randomisation --run RUN --quick --out FILE.json  # a few images (the test)
 
-Writes `benchmarks/randomisation.json` (or `--out`) atomically, with its wall
+Writes `benchmarks/evaluation/randomisation.json` (or `--out`) atomically, with its wall
 time (`seconds`, `seconds_by_part`), the machine and its load.
 
 Cascading randomisation: the Siamese subnetwork f is copied (the run folder
 is never written) and its weighted layers are re-initialised one at a time
 from the top (the embedding layer) down to the first convolution, each with
 the layer's own initializers, seeded by `--seed` and the stage. After each
-step every registered method (`benchmarks/registry.py`) explains the same
+step every registered method (`benchmarks/evaluation/registry.py`) explains the same
 images again and its map is compared with its trained-f map: top-q IoU
 (q = 100), SSIM of the min-max-normalised maps (`tf.image.ssim`), Spearman
 rank correlation of the maps and of their absolute values.
@@ -50,14 +50,14 @@ import zlib
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 
-from benchmarks import registry  # noqa: E402
+from benchmarks.evaluation import registry  # noqa: E402
 from siamese_xai import files, runs
 from siamese_xai.evaluation import metrics
 from siamese_xai.training import stages as training  # noqa: E402
@@ -67,6 +67,7 @@ from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 from siamese_xai.explainers.explanation import ranking_map  # noqa: E402
 from siamese_xai.explainers.prototypes import compute_prototypes, nearest_prototype  # noqa: E402
+from siamese_xai.explainers.questions import runner_up  # noqa: E402
 
 Q = 100  # top-q masks: the explainer's own default mask size
 THRESHOLD = 0.5  # `changes`: the upper 95% bound of the Spearman correlation at full randomisation is below this
@@ -233,7 +234,7 @@ DECODER_MAPS = ("mc", "linear", "template_contrast")  # `DecoderMethods` compute
 
 
 def method_info(name: str) -> dict:
-    """Kind, variant and description of a method's entry in randomisation.json (from `benchmarks.registry`)."""
+    """Kind, variant and description of a method's entry in randomisation.json (from `benchmarks.evaluation.registry`)."""
     base = name[: -len("_kept")] if name.endswith("_kept") else name
     m = registry.BY_NAME.get(base)
     if m is None:
@@ -446,7 +447,7 @@ def cascade_check(embed, decoder, xs, xp, yp, xr, train_config: TrainConfig, set
 
     def kl(h, prototypes):
         nearest, distances = nearest_prototype(h, prototypes)
-        return nearest, np.where(np.arange(num_classes)[None] == nearest[:, None], np.inf, distances).argmin(1)
+        return nearest, runner_up(distances, nearest)
 
     kept = None
     for i, stage in enumerate(stages):
@@ -513,7 +514,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", default=str(ROOT / "runs" / "paper"), help="the trained MNIST run folder (read only)")
     p.add_argument("--quick", action="store_true", help="a few images (the test)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "randomisation.json"), help="the JSON file to write")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "evaluation" / "randomisation.json"), help="the JSON file to write")
     p.add_argument("--seed", type=int, default=0, help="seeds the re-initialisation and every method's draws")
     p.add_argument("--data-dir", default=None, help="MNIST's location (see load_mnist)")
     args = p.parse_args(argv)

@@ -3,20 +3,20 @@
 Commands (from the project root; TFDS_DATA_DIR must point at MNIST, as for
 `make reproduce`):
 
-    python -m benchmarks.evaluate --run runs/paper            # full (`make evaluate`)
-    python -m benchmarks.evaluate --run runs/paper --medium   # 100 images (labelled medium)
-    python -m benchmarks.evaluate --run RUN --quick --out DIR # a few images (the test)
+    python -m benchmarks.evaluation.evaluate --run runs/paper            # full (`make evaluate`)
+    python -m benchmarks.evaluation.evaluate --run runs/paper --medium   # 100 images (labelled medium)
+    python -m benchmarks.evaluation.evaluate --run RUN --quick --out DIR # a few images (the test)
 
 docs/evaluation.md declares the metrics and the verdict rule. The methods
-and the metrics are those of `benchmarks/registry.py`. Writes, atomically:
+and the metrics are those of `benchmarks/evaluation/registry.py`. Writes, atomically:
 
-- `benchmarks/results.json`: per data set and method, the mean and 95%
+- `benchmarks/evaluation/results.json`: per data set and method, the mean and 95%
   Student-t interval of every metric, stability, f calls and seconds per
-  explanation; the paired verdicts (`benchmarks/verdicts.py`); the targets;
+  explanation; the paired verdicts (`benchmarks/evaluation/verdicts.py`); the targets;
   the settings, the machine, the wall time and the load;
-- `benchmarks/per_image.npz`: every per-image value, key
+- `benchmarks/evaluation/per_image.npz`: every per-image value, key
   `dataset/metric/method`, so each verdict can be re-tested;
-- `benchmarks/RESULTS.md` (`evaluate_report.render_markdown`) and
+- `benchmarks/evaluation/RESULTS.md` (`evaluate_report.render_markdown`) and
   `figures/road_curves.png`.
 
 The first full run also trains the constant-square, varying-square and
@@ -39,24 +39,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import evaluate_report as report  # noqa: E402
-from benchmarks import ground_truth as gtx  # noqa: E402
-from benchmarks import registry, verdicts  # noqa: E402
-from benchmarks.synthetic_varying import train_synthetic_run, train_varying_run  # noqa: E402
+from benchmarks.evaluation import evaluate_report as report  # noqa: E402
+from benchmarks.evaluation import ground_truth as gtx  # noqa: E402
+from benchmarks.evaluation import registry, verdicts  # noqa: E402
+from benchmarks.evaluation.synthetic_varying import train_synthetic_run, train_varying_run  # noqa: E402
 from siamese_xai.evaluation import baselines as bl  # noqa: E402
 from siamese_xai.evaluation import faithfulness as fa  # noqa: E402
 from siamese_xai import files
 from siamese_xai.evaluation import metrics  # noqa: E402
 from siamese_xai.data.mnist import load_mnist  # noqa: E402
 from siamese_xai.config import ExplainConfig
+from siamese_xai.explainers.questions import runner_up  # noqa: E402
 from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
 from siamese_xai.machine import machine_description  # noqa: E402
 from siamese_xai.evaluation.synthetic import make_shapes, make_synthetic, make_varying_synthetic  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Per mode: MNIST images, images and seeds for stability, images timed one by one, the baselines' budgets,
 # images per ground-truth set, the synthetic networks' training (images, epochs f/AE/decoder, pairs per epoch; the
-# shapes network's f is trained as a classifier: benchmarks/synthetic_varying.py, train_classifier_embedding).
+# shapes network's f is trained as a classifier: benchmarks/evaluation/synthetic_varying.py, train_classifier_embedding).
 MODES = {
     "quick": dict(n_images=8, n_gt=8, n_stability=3, seeds=(0, 1), n_cost=1, shap_nsamples=60, rise_masks=100,
                   ig_steps=8, synth_train=1000, synth_test=60, synth_epochs=(1, 1, 1), synth_pairs=2000,
@@ -114,7 +115,7 @@ def evaluate_dataset(name, explainer, x, regions, settings, mean_image=None, log
     """
     scalar = metrics.DistanceScalar(explainer.embed, explainer.prototypes)
     classes = scalar.classify(x)
-    contrasts = metrics.runner_up(scalar.all_distances(x), classes)
+    contrasts = runner_up(scalar.all_distances(x), classes)
     fns = registry.method_functions(explainer, scalar, settings)
     n_stab = min(settings["n_stability"], len(x))
     records, per_image, curves, all_maps = [], {}, {}, {}
@@ -221,12 +222,12 @@ def main(argv=None) -> dict:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="a few images (the test)")
     group.add_argument("--medium", action="store_true", help="100 images; labelled as such in RESULTS.md")
-    p.add_argument("--out", default=str(ROOT / "benchmarks"), help="folder for results.json, per_image.npz, RESULTS.md")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "evaluation"), help="folder for results.json, per_image.npz, RESULTS.md")
     p.add_argument("--figures", default=str(ROOT / "figures"), help="folder for road_curves.png")
     p.add_argument("--synthetic-runs", default=None,
                    help="folder of the ground-truth sets' trained networks (default: runs/; quick: a temporary folder)")
-    p.add_argument("--randomisation", default=str(ROOT / "benchmarks" / "randomisation.json"),
-                   help="the randomisation check's results (python -m benchmarks.randomisation), read if present")
+    p.add_argument("--randomisation", default=str(ROOT / "benchmarks" / "evaluation" / "randomisation.json"),
+                   help="the randomisation check's results (python -m benchmarks.evaluation.randomisation), read if present")
     p.add_argument("--data-dir", default=None, help="MNIST's location (see load_mnist)")
     p.add_argument("--from-results", action="store_true",
                    help="only re-render RESULTS.md and the figure from OUT/results.json and OUT/per_image.npz")
