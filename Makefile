@@ -78,10 +78,10 @@ pairs: setup
 	$(RUN_PY) -m benchmarks.evaluation.pairs
 
 # How often the probe's counterfactuals flip f's decision on MNIST, the shapes set, the pair set (class and rank
-# questions) and MNIST digits 5-9 explained by a network trained on 0-4 (few-shot); writes benchmarks/probe_flips.json.
+# questions) and MNIST digits 5-9 explained by a network trained on 0-4 (few-shot); writes benchmarks/evaluation/probe_flips.json.
 # The first run trains four small networks into runs/probe-flips (docs/asking-the-network.md has the times).
 probe-flips: setup
-	$(RUN_PY) -m benchmarks.probe_flips
+	$(RUN_PY) -m benchmarks.evaluation.probe_flips
 
 # The method on scikit-learn's 8x8 digits through the image-folder path (about 3 minutes).
 digits: setup

@@ -120,8 +120,8 @@ def test_rank_is_swapped_only_where_below_is_strictly_nearer():
 
 def test_rank_triplets_of_the_flip_benchmark():
     """`below` is the query with one slot's glyph swapped (one 5x5 box differs); `above` is the query's identity."""
-    from benchmarks import pair_data
-    from benchmarks.probe_flips import rank_triplets
+    from benchmarks.evaluation import pair_data
+    from benchmarks.evaluation.probe_flips import rank_triplets
 
     t = rank_triplets(4, seed=0)
     assert {k: v.shape for k, v in t.items()} == {k: (4, 28, 28, 1) for k in ("query", "above", "below")}

@@ -69,7 +69,7 @@ images only (`benchmarks/studies/probe_design.py`, `benchmarks/studies/probe_des
 never on the test images a benchmark uses nor on any ground-truth set, and
 they were fixed before any benchmark number of this method was seen. The
 example proposal was added later, chosen on development sets of glyph images
-that no benchmark scores (`benchmarks/probe_flips.py --dev`); without
+that no benchmark scores (`benchmarks/evaluation/probe_flips.py --dev`); without
 examples the class answers are unchanged.
 """
 

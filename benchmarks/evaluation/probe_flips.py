@@ -2,11 +2,11 @@
 
 Commands (from the project root; TFDS_DATA_DIR must point at MNIST):
 
-    python -m benchmarks.probe_flips                  # full (`make probe-flips`)
-    python -m benchmarks.probe_flips --tiny --out DIR # seconds-scale networks and a handful of images
-    python -m benchmarks.probe_flips --dev            # the development sets instead (see below)
+    python -m benchmarks.evaluation.probe_flips                  # full (`make probe-flips`)
+    python -m benchmarks.evaluation.probe_flips --tiny --out DIR # seconds-scale networks and a handful of images
+    python -m benchmarks.evaluation.probe_flips --dev            # the development sets instead (see below)
 
-Writes `benchmarks/probe_flips.json` (`probe_flips_dev.json` with `--dev`): per setting the networks'
+Writes `benchmarks/evaluation/probe_flips.json` (`probe_flips_dev.json` with `--dev`): per setting the networks'
 accuracy, the number of explained images, the probe's flip rate (share of
 images whose found set f classes otherwise, checked by f), the mean and
 largest found-set size in cells and the mean and largest number of images
@@ -18,10 +18,10 @@ Networks, each trained by the package's `siamese_xai.training.stages.train_run` 
 class folder written here (reused from `--runs` when its `metrics.json` exists):
 
 - `mnist`: the first `mnist_train` MNIST training images, 10 classes;
-- `pairs`: `benchmarks.pair_data`'s identity images (32 identities, the
+- `pairs`: `benchmarks.evaluation.pair_data`'s identity images (32 identities, the
   training seed of `benchmarks.pairs`, 100);
 - `shapes`: `siamese_xai.evaluation.synthetic.make_shapes` (seed 0), 5 classes, trained as the evaluation
-  benchmark trains it (`benchmarks.synthetic_varying.train_synthetic_run`, f a classifier's embedding: the
+  benchmark trains it (`benchmarks.evaluation.synthetic_varying.train_synthetic_run`, f a classifier's embedding: the
   contrastive loss separates nothing on this set);
 - `fewshot`: MNIST training images of the digits 0-4 only.
 
@@ -74,11 +74,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import pair_data  # noqa: E402
+from benchmarks.evaluation import pair_data  # noqa: E402
 from siamese_xai import files  # noqa: E402
 from siamese_xai.machine import machine_description  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TARGET = 0.90
 MODES = {
     "tiny": dict(n_images=6, n_triplets=6, support=5, mnist_train=600, pairs_train=640, shapes_train=600,
@@ -117,7 +117,7 @@ def train(run_dir: Path, x, y, settings: dict, log=print) -> dict:
 def train_shapes(run_dir: Path, x, y, settings: dict, log=print) -> dict:
     """The shapes network as the evaluation benchmark trains it: f a classifier's embedding (the contrastive loss
     separates nothing on this set), the autoencoder and the decoder by `siamese_xai.training.stages`."""
-    from benchmarks.synthetic_varying import train_synthetic_run
+    from benchmarks.evaluation.synthetic_varying import train_synthetic_run
 
     if not (Path(run_dir) / "synthetic_config.json").exists():
         log(f"training {run_dir} on {len(x)} images of {len(np.unique(y))} classes (f a classifier's embedding)")
@@ -265,7 +265,7 @@ def parse_args(argv=None):
     p.add_argument("--tiny", action="store_true", help="seconds-scale networks and a handful of images")
     p.add_argument("--dev", action="store_true", help="the development sets and every proposal choice")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "probe-flips", help="folder of the trained networks")
-    p.add_argument("--out", type=Path, default=None, help="the JSON's folder (default: benchmarks/)")
+    p.add_argument("--out", type=Path, default=None, help="the JSON's folder (default: benchmarks/evaluation/)")
     p.add_argument("--train-only", action="store_true", help="train (or reuse) the networks and stop")
     return p.parse_args(argv)
 
@@ -314,7 +314,7 @@ def main(argv=None):
     out = {"mode": mode, "dev": bool(args.dev), "settings": settings, "runs": runs_info, "results": results,
            "targets": targets, "seconds": round(time.perf_counter() - t0, 1), "load_average_at_start": load,
            "machine": machine_description(), "date": datetime.date.today().isoformat()}
-    folder = args.out or ROOT / "benchmarks"
+    folder = args.out or ROOT / "benchmarks" / "evaluation"
     name = "probe_flips_dev.json" if args.dev else "probe_flips.json"
     files.write_json(Path(folder) / name, out)
     print(f"wrote {Path(folder) / name} in {out['seconds']} s")
