@@ -97,6 +97,8 @@ class ProbeExplainer(Explainer):
         run_id, class_names: copied into every result.
     """
 
+    result_class = ProbeExplanation
+
     def __init__(self, embed, decoder, prototypes, config: ProbeConfig | None = None, *, batch_size: int = 1024,
                  run_id: str | None = None, class_names=None):
         config = ProbeConfig() if config is None else config
