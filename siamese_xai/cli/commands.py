@@ -153,6 +153,7 @@ def _explanation_json(e, label, note) -> dict:
     import numpy as np
 
     out = e.to_dict()
+    out["estimator"] = e.config.estimator  # the registry's name, whichever config the result records
     out["true_label"] = label
     out["mask_pixels_row_col"] = np.argwhere(e.mask[0].any(axis=-1)).tolist()
     if note:
