@@ -75,7 +75,7 @@ def _add_explain_options(p, full: bool = False):
         return
     p.add_argument("--direction", choices=("toward_prototype", "positive"),
                    help="perturb toward the prototype (default) or by +|eps| (the literal reading); mc and linear only")
-    p.add_argument("--seed", type=_non_negative_int, help="seed of the perturbations (default 0); mc and linear only")
+    p.add_argument("--seed", type=_non_negative_int, help="seed of the perturbations (default 0); mc and linear (template_contrast records it, it draws nothing)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR); "
                    "for explain-split also an image folder (DIR/<class>/... or DIR/train, DIR/test)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -200,8 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Explains each INPUT: which pixels make the Siamese network place it at its class prototype. "
             "INPUT is a 28x28 grayscale PNG/JPEG (white digit on black, like MNIST; colour images are "
-            "converted to grayscale with a note) or mnist:test:INDEX. Writes OUT/NAME.png (the paper's "
-            "quadruple: input, reconstruction, input with the mask, the mask) and OUT/NAME.json."
+            "converted to grayscale with a note) or mnist:test:INDEX. Any --estimator answers the question "
+            "--target-class, --contrast-class or --pair asks, or is refused naming both. Writes OUT/NAME.png (the "
+            "estimator's figure: the paper's quadruple of input, reconstruction, input with the mask and the mask "
+            "for mc, linear and template_contrast; input, proposal, measured drop and found change for the probe) "
+            "and OUT/NAME.json (every field of its result)."
         ),
     )
     explain.add_argument("inputs", nargs="+", metavar="INPUT", help="image file or mnist:test:INDEX")
