@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from siamese_xai import _checks
 
@@ -259,6 +260,11 @@ class ExplainConfig:
     estimator: str = "mc"
     sigma_scale: float = 0.1
 
+    # The command line's options this estimator reads: option -> config field (None: `explain`'s `seed`).
+    # Any other estimator option given with it is refused by name (siamese_xai.cli).
+    CLI_OPTIONS: ClassVar[dict] = {"s": "s", "q": "q", "n": "n_perturbations", "sigma_scale": "sigma_scale",
+                                   "direction": "direction", "seed": None}
+
     def __post_init__(self):
         if self.estimator == TEMPLATE_CONTRAST:
             raise ValueError(
@@ -321,6 +327,9 @@ class TemplateContrastConfig:
     n_path_points: int = 5000
     s: int = 5
     q: int = 100
+
+    # option -> config field, as `ExplainConfig.CLI_OPTIONS` (the seed is recorded, the path draws nothing)
+    CLI_OPTIONS: ClassVar[dict] = {"s": "s", "q": "q", "n": "n_path_points", "seed": None}
 
     def __post_init__(self):
         _checks.check_positive_int("n_path_points", self.n_path_points)
@@ -418,6 +427,9 @@ class ProbeConfig:
     spread: str = "change"
     has_first: bool = True
     smooth: float | None = None
+
+    # option -> config field, as `ExplainConfig.CLI_OPTIONS`
+    CLI_OPTIONS: ClassVar[dict] = {"cell": "cell", "max_regions": "max_regions", "proposal": "proposal"}
 
     def __post_init__(self):
         if self.cell is not None:

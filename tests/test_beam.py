@@ -126,3 +126,21 @@ def test_a_folder_split_made_on_beam_has_a_report(tiny_run, tmp_path):
     page = report.write_report(split)
     assert page.read_text().count('<script type="application/json" id="data">') == 1
     assert len(shards.load_split_results(split).index) == 6
+
+
+def test_the_probe_on_beam_writes_the_one_process_folder(tiny_run, tmp_path):
+    """explain-split --estimator probe on Beam: the workers build the probe from the manifest's config."""
+    from siamese_xai.config import ProbeConfig
+    from siamese_xai.explainers.probe import ProbeExplainer
+
+    run_dir, _ = tiny_run
+    probe = ProbeExplainer.from_run(run_dir, ProbeConfig(max_regions=10, proposal="shift"))
+    source = sources.MnistSource("test", limit=10)
+    x, y = source.load()
+    settings = dict(shard_size=4, batch_size=3, verbose=0)
+    shards.explain_split(probe, x, tmp_path / "local", labels=y, source=source.describe(), **settings)
+    result = beam.explain_split_beam(run_dir, probe, source, tmp_path / "beam",
+                                     beam_options=["--direct_running_mode=in_memory"], **settings)
+    assert (result["num_shards"], result["shards_written"]) == (3, 3)
+    _assert_same_folder(tmp_path / "local", tmp_path / "beam")
+    assert shards.load_split_results(tmp_path / "beam").estimator == "probe"

@@ -151,8 +151,85 @@ def test_options_the_probe_does_not_read_are_refused(tiny_run, tmp_path, capsys)
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-def test_commands_that_store_decoder_fields_refuse_the_probe_by_name(tiny_run, tmp_path, capsys):
+def test_export_refuses_the_probe_through_its_declared_capability(tiny_run, tmp_path, capsys, monkeypatch):
+    """`export` asks the explainer class whether it is `exportable`; no estimator's name decides it."""
+    from siamese_xai.explainers.siamese import SiameseExplainer
+
     run_dir, _ = tiny_run
-    for command in (["export", "--out", str(tmp_path / "sm")], ["explain-split", "--out", str(tmp_path / "s")]):
-        assert cli.main([command[0], "--run", str(run_dir), *command[1:], "--estimator", "probe"]) == 2
-        assert f"--estimator probe is not available for `{command[0]}`" in capsys.readouterr().err
+    assert ProbeExplainer.exportable is False and SiameseExplainer.exportable is True
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "sm"), "--estimator", "probe"]) == 2
+    err = capsys.readouterr().err
+    assert "--estimator probe is not available for `export`: ProbeExplainer is not exportable" in err
+    assert "export takes --estimator mc or linear or template_contrast" in err
+    # the same refusal follows the declaration, whichever the estimator
+    monkeypatch.setattr(SiameseExplainer, "exportable", False)
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "sm"), "--estimator", "linear"]) == 2
+    assert "--estimator linear is not available for `export`: SiameseExplainer is not exportable" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "sm").exists()
+
+
+# A value for every estimator option of the command line (what argparse gives), and the config field or
+# `explain` keyword each estimator that reads it must receive it as.
+OPTION_VALUES = {"s": 3, "q": 30, "n": 64, "sigma_scale": 0.2, "direction": "positive", "seed": 4, "cell": 5,
+                 "max_regions": 7, "proposal": "blur"}
+
+
+@pytest.mark.parametrize("estimator", ["mc", "linear", "template_contrast", "probe"])
+def test_every_option_reaches_the_estimator_or_is_refused_by_name(estimator):
+    import argparse
+
+    from siamese_xai.cli import commands
+    from siamese_xai.explainers.base import REGISTRY, estimator_classes
+
+    readers = commands.estimator_options()
+    assert set(readers) == set(OPTION_VALUES)  # every option the configs declare has a value here
+    parser = cli.build_parser()
+    explain_options = {a.dest for a in parser._subparsers._group_actions[0].choices["explain"]._actions}
+    assert set(readers) <= explain_options  # and the command line takes it
+    assert set(REGISTRY) == {"mc", "linear", "template_contrast", "probe"}
+    _, config_class = estimator_classes(estimator)
+    for option, value in OPTION_VALUES.items():
+        args = argparse.Namespace(command="explain", estimator=estimator, **{option: value})
+        if option in config_class.CLI_OPTIONS:
+            _, config, keywords = commands._estimator_setup(args)
+            field = config_class.CLI_OPTIONS[option]
+            got = keywords[option] if field is None else getattr(config, field)
+            assert got == value and config.estimator == estimator, option
+        else:
+            with pytest.raises(commands.CLIError) as info:
+                commands._estimator_setup(args)
+            flag = "--" + option.replace("_", "-")
+            assert f"{flag} does not apply to --estimator {estimator}" in str(info.value)
+            assert f"{flag} applies to --estimator {commands._listed(readers[option])}" in str(info.value)
+    # every option at once: those it reads reach it, the others are all named in one refusal
+    args = argparse.Namespace(command="explain", estimator=estimator, **OPTION_VALUES)
+    with pytest.raises(commands.CLIError, match=rf"do not apply to --estimator {estimator} "):
+        commands._estimator_setup(args)
+
+
+@pytest.mark.parametrize("estimator", ["mc", "template_contrast", "probe"])
+def test_the_question_options_reach_every_estimator_or_are_refused_naming_both(tiny_run, tmp_path, capsys, estimator):
+    """--target-class, --contrast-class and --pair become questions; a question the estimator does not answer is
+    refused with check_answers's message (the estimator and the question), before anything is written."""
+    run_dir, _ = tiny_run
+    out = tmp_path / "out"
+    base = ["explain", "--run", str(run_dir), "mnist:test:0", "--out", str(out), "--estimator", estimator, "--quiet"]
+    small = [] if estimator == "probe" else ["--n", "16", "--q", "10", "--s", "3"]
+    assert cli.main(base + small + ["--target-class", "3", "--contrast-class", "5"]) == (2 if estimator == "mc" else 0)
+    if estimator == "mc":
+        err = capsys.readouterr().err
+        assert "--contrast-class needs --estimator template_contrast or probe" in err
+        assert "the estimator 'mc' does not answer RatherThan questions" in err
+        assert not out.exists() or not list(out.iterdir())
+    else:
+        record = json.loads((out / "mnist-test-0.json").read_text())
+        assert record["explained_class"] == [3] and record["contrast_class"] == [5]
+    assert cli.main(base + small + ["--target-class", "3"]) == 0
+    record = json.loads((out / "mnist-test-0.json").read_text())
+    assert record["explained_class"] == [3] and record["estimator"] == estimator
+    assert cli.main(base + small + ["--pair", "mnist:test:1"]) == 0
+    record = json.loads((out / "mnist-test-0__vs__mnist-test-1.json").read_text())
+    assert (record["explained_class"] == [-1]) == (estimator != "template_contrast")
+    assert cli.main(base + small + ["--pair", "mnist:test:1", "--target-class", "3"]) == 2
+    assert "--pair asks about the distance to another image" in capsys.readouterr().err

@@ -275,3 +275,41 @@ def test_hostile_class_and_file_names_show_as_written_and_run_nothing(tiny_run, 
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         browser.quit()
+
+
+def test_report_on_a_probe_folder_shows_its_mask_map_and_found_sets(tiny_run, tmp_path, capsys):
+    """explain-split --estimator probe, then report: the page draws the probe's mask and margin drop, says each
+    item's found set and flip, keeps its CSP, and runs in headless Chromium without an error."""
+    import base64
+    import hashlib
+    import html
+    import re
+
+    from selenium.webdriver.common.by import By
+
+    split, page = tmp_path / "split", tmp_path / "page.html"
+    assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--out", str(split), "--estimator", "probe",
+                     "--split", "test", "--limit", "8", "--shard-size", "4", "--max-regions", "12", "--quiet"]) == 0
+    assert cli.main(["report", str(split), "--out", str(page)]) == 0, capsys.readouterr().err
+    results = shards.load_split_results(split)
+    assert results.estimator == "probe" and results.manifest["explain_config"]["max_regions"] == 12
+    text = page.read_text()
+    assert "estimator probe" in text and "the margin drop f measured per region" in text
+    items = _page_data(page)["items"]
+    assert [item[0] for item in items] == list(range(8))
+    for item, size, flips in zip(items, results.set_size, results.flips):
+        assert item[6] == f"{size} region{'' if size == 1 else 's'} painted {'flip' if flips else 'do not flip'} f"
+    # the sprite sheet's tiles are the probe's mask and drop map, as tiles() draws them
+    np.testing.assert_array_equal(report.signed_map(results), results.drop_map)
+    csp = html.unescape(re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text).group(1))
+    [script] = re.findall(r"<script>(.*?)</script>", text, re.S)
+    assert "script-src 'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in csp
+
+    browser = _chromium()
+    try:
+        browser.get(page.as_uri())
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#gallery .item .found")]
+        assert shown == [item[6] for item in items]
+    finally:
+        browser.quit()

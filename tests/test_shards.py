@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -253,3 +254,56 @@ def test_progress_shows_images_rate_and_time_left_only_when_asked_or_on_a_termin
     assert "12/12" in shown and "image" in shown  # Keras's Progbar: images done, the rate per image
     shards.explain_split(explainer, x[:12], tmp_path / "b", shard_size=6, batch_size=4, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_the_probe_stores_the_fields_its_result_class_keeps(tiny_run, tmp_path):
+    from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.explainers.probe_explanation import ProbeExplanation
+
+    probe = ProbeExplainer.from_run(tiny_run[0]).replace(max_regions=10)
+    x, y = data.load_mnist("test")
+    shards.explain_split(probe, x[:6], tmp_path, labels=y[:6], shard_size=4, batch_size=3, verbose=0)
+    got = shards.load_split_results(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["explain_config"] == {"estimator": "probe", **dataclasses.asdict(probe.config)}
+    assert shards.config_from_dict(manifest["explain_config"]) == probe.config
+    kept = tuple(n for n in ProbeExplanation.FIELDS if n in ProbeExplanation.SHARD_FIELDS)
+    assert got.fields == ("index", "label") + kept == tuple(manifest["fields"])
+    assert got.estimator == "probe" and got.result_class is ProbeExplanation
+    assert got.sigma is None and got.mean_signed_change is None  # the decoder estimators' fields
+    batches = [probe.explain(x[a:b]) for a, b in ((0, 3), (3, 4), (4, 6))]  # shard 0's two batches, shard 1's one
+    for name in kept:
+        np.testing.assert_array_equal(getattr(got, name), np.concatenate([getattr(e, name) for e in batches]), name)
+    np.testing.assert_array_equal(got[2:4].flips, got.flips[2:4])
+
+
+def test_explain_split_of_the_probe_killed_and_restarted_equals_an_uninterrupted_run(tiny_run, tmp_path,
+                                                                                    kill_when_exists):
+    from siamese_xai.config import ProbeConfig
+    from siamese_xai.explainers.probe import ProbeExplainer
+
+    run_dir, _ = tiny_run
+    out = tmp_path / "killed"
+    limit, shard_size = 200, 10
+    cmd = [sys.executable, "-m", "siamese_xai.cli", "explain-split", "--run", str(run_dir), "--split", "test",
+           "--limit", str(limit), "--shard-size", str(shard_size), "--estimator", "probe", "--max-regions", "10",
+           "--out", str(out), "--quiet"]
+    env = kill_when_exists(cmd, out / "shard-00000.npz", poll=0.05)
+    written = sorted(p.name for p in out.glob("shard-*.npz"))
+    assert 1 <= len(written) < limit // shard_size, written  # killed mid-run
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"{len(written)} kept from an earlier run" in rerun.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] + [shards.shard_name(i) for i in range(limit // shard_size)]
+
+    x, y = data.load_mnist("test")
+    probe = ProbeExplainer.from_run(run_dir, ProbeConfig(max_regions=10))
+    shards.explain_split(probe, x[:limit], tmp_path / "whole", labels=y[:limit], shard_size=shard_size, verbose=0,
+                         source={"dataset": "mnist", "split": "test", "limit": limit})
+    assert json.loads((out / "manifest.json").read_text()) == json.loads((tmp_path / "whole" / "manifest.json").read_text())
+    for i in range(limit // shard_size):
+        a, b = dict(np.load(out / shards.shard_name(i))), dict(np.load(tmp_path / "whole" / shards.shard_name(i)))
+        assert sorted(a) == sorted(b) and "flips" in a and "set_size" in a
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{i}:{k}")

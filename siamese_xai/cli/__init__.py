@@ -39,28 +39,43 @@ def _non_negative_int(text):
     return value
 
 
-def _add_explain_options(p, full: bool = False, probe: bool = False):
-    """The explainer's parameters; `full` adds those of commands that explain images, `probe` the method asking f."""
-    p.add_argument("--s", type=_positive_int, metavar="S", help="embedding coordinates to perturb (default 5)")
-    p.add_argument("--q", type=_positive_int, metavar="Q", help="pixels in the mask (default 100)")
+def _add_explain_options(p, full: bool = False):
+    """The estimators' parameters; `full` adds those of commands that explain images.
+
+    Each estimator's config declares which of them it reads (`CLI_OPTIONS`);
+    the others are refused for it by name (`commands.estimator_options`).
+    """
+    p.add_argument("--s", type=_positive_int, metavar="S", help="embedding coordinates to perturb (default 5); "
+                   "mc, linear and template_contrast")
+    p.add_argument("--q", type=_positive_int, metavar="Q", help="pixels in the mask (default 100); mc, linear and "
+                   "template_contrast")
     p.add_argument("--n", type=_positive_int, metavar="N",
                    help="codes decoded per explanation: perturbations with mc and linear (default 5000, the paper's), "
                    "path points with template_contrast (default 5000)")
     p.add_argument("--sigma-scale", type=_positive_float, metavar="F",
                    help="sigma = F * min_j |h_j - c_j| (default 0.1, the paper's); mc and linear only")
+    from siamese_xai.config import PROPOSALS
     from siamese_xai.explainers.base import REGISTRY
 
+    p.add_argument("--cell", type=_positive_int, metavar="PX",
+                   help="side of the probe's candidate regions in pixels (default max(2, round(min(H, W) / 7))); "
+                   "probe only")
+    p.add_argument("--max-regions", type=_positive_int, metavar="R",
+                   help="the most candidate regions the probe paints per image, one f call each (default 40); "
+                   "probe only")
+    p.add_argument("--proposal", choices=PROPOSALS,
+                   help="what the probe paints the regions with (default auto: the decoder's image of the contrast "
+                   "prototype for class questions, the other image for a pair); probe only")
     p.add_argument("--estimator", choices=tuple(REGISTRY),
                    help="mc: decode N perturbations (the paper); linear: first-order, faster; template_contrast: why "
                    "the SNN's class rather than the runner-up (or --contrast-class), from the decoded class templates "
-                   "gated by the input"
-                   + ("; probe: why the SNN's class rather than the runner-up, measured by f on regions painted with "
-                      "the decoder's image of the runner-up's prototype" if probe else ""))
+                   "gated by the input; probe: why the SNN's class rather than the runner-up, measured by f on "
+                   "regions painted with the decoder's image of the runner-up's prototype")
     if not full:
         return
     p.add_argument("--direction", choices=("toward_prototype", "positive"),
                    help="perturb toward the prototype (default) or by +|eps| (the literal reading); mc and linear only")
-    p.add_argument("--seed", type=_non_negative_int, help="seed of the perturbations (default 0); mc and linear only")
+    p.add_argument("--seed", type=_non_negative_int, help="seed of the perturbations (default 0); mc and linear (template_contrast records it, it draws nothing)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST's location for mnist: inputs (default: $TFDS_DATA_DIR); "
                    "for explain-split also an image folder (DIR/<class>/... or DIR/train, DIR/test)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -185,8 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Explains each INPUT: which pixels make the Siamese network place it at its class prototype. "
             "INPUT is a 28x28 grayscale PNG/JPEG (white digit on black, like MNIST; colour images are "
-            "converted to grayscale with a note) or mnist:test:INDEX. Writes OUT/NAME.png (the paper's "
-            "quadruple: input, reconstruction, input with the mask, the mask) and OUT/NAME.json."
+            "converted to grayscale with a note) or mnist:test:INDEX. Any --estimator answers the question "
+            "--target-class, --contrast-class or --pair asks, or is refused naming both. Writes OUT/NAME.png (the "
+            "estimator's figure: the paper's quadruple of input, reconstruction, input with the mask and the mask "
+            "for mc, linear and template_contrast; input, proposal, measured drop and found change for the probe) "
+            "and OUT/NAME.json (every field of its result)."
         ),
     )
     explain.add_argument("inputs", nargs="+", metavar="INPUT", help="image file or mnist:test:INDEX")
@@ -197,15 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--contrast-class", type=_non_negative_int, metavar="L",
                          help="with --estimator template_contrast or probe: explain 'why class K rather than class L?' "
                          "(default: the runner-up)")
-    _add_explain_options(explain, full=True, probe=True)
+    _add_explain_options(explain, full=True)
     explain.set_defaults(func=commands.explain)
 
     split = sub.add_parser(
         "explain-split",
         help="explain every image of a split (MNIST, an image folder or a tfds set), in resumable shards",
         description=(
-            "Explains every image of the split and writes OUT/shard-NNNNN.npz (masks, mean changes, classes, "
-            "distances, J, sigma; see siamese_xai.scale.shards) and OUT/manifest.json. Killed and run again with the "
+            "Explains every image of the split with any --estimator and writes OUT/shard-NNNNN.npz (the fields its "
+            "result keeps: masks, maps, classes, distances, and J and sigma, or the probe's found sets and flips; see "
+            "siamese_xai.scale.shards) and OUT/manifest.json. Killed and run again with the "
             "same command, it keeps the finished shards and computes the rest. --runner beam computes the shards on "
             "Apache Beam (pip install 'siamese-xai[beam]'; the DirectRunner, or Flink, Spark, Dataflow through "
             "--beam-option) into the same folder."

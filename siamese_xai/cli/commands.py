@@ -153,6 +153,7 @@ def _explanation_json(e, label, note) -> dict:
     import numpy as np
 
     out = e.to_dict()
+    out["estimator"] = e.config.estimator  # the registry's name, whichever config the result records
     out["true_label"] = label
     out["mask_pixels_row_col"] = np.argwhere(e.mask[0].any(axis=-1)).tolist()
     if note:
@@ -161,53 +162,69 @@ def _explanation_json(e, label, note) -> dict:
 
 
 def explain(args):
+    """`explain`: any estimator of the registry, asked the question the options make, through `Explainer.explain`."""
     import keras
     import numpy as np
 
     from siamese_xai import files, plotting
     from siamese_xai.data import inputs
-    from siamese_xai.explainers.siamese import SiameseExplainer
 
+    explainer_class, config, keywords = _estimator_setup(args)  # refuses an option the estimator does not read
     out_dir = _writable_dir(args.out)
-    if _estimator(args) == "probe":
-        return _explain_probe(args, out_dir)
-    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
+    explainer = explainer_class.from_run(args.run, config)
     shape = explainer.image_shape
     resolved = [inputs.resolve_input(spec, args.data_dir, shape) for spec in args.inputs]
     other = inputs.resolve_input(args.pair, args.data_dir, shape) if args.pair else None
+    question = _question(args, explainer, other)
     for _, _, _, note in resolved:
         if note:
             print(f"note: {note}", file=sys.stderr)
     images = np.stack([image for image, _, _, _ in resolved])
     resolved = [(image, name, label, note) for (image, _, label, note), name in zip(resolved, _output_names(resolved))]
-    contrast = {} if args.contrast_class is None else {"contrast_class": args.contrast_class}
-    if args.contrast_class is not None and not explainer.asks_contrast:  # probe: above
-        raise CLIError("--contrast-class needs --estimator template_contrast or probe; received --estimator "
-                       f"{explainer.config.estimator}")
-    if other is not None:
-        target = {} if args.target_class is None or not explainer.asks_contrast else {"target_class": args.target_class}
-        explanation = explainer.explain(images, reference=other[0], seed=_seed(args), **contrast, **target)
-    else:
-        explanation = explainer.explain(images, target_class=args.target_class, seed=_seed(args), **contrast)
+    result = explainer.explain(images, question, **keywords)
     bar = keras.utils.Progbar(len(resolved), unit_name="input") if len(resolved) > 1 and not args.quiet else None
-    for i, ((_, name, label, note), e) in enumerate(zip(resolved, explanation)):
+    for i, ((_, name, label, note), e) in enumerate(zip(resolved, result)):
         if other is not None:
             name = f"{name}__vs__{_output_names([other])[0]}"
-        axes = plotting.plot_explanation(e)
-        plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
+        axes = plotting.plot_result(e)
+        plotting.save_figure(axes.flat[0].figure, out_dir / f"{name}.png")
         files.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
         if bar is not None:
             bar.update(i + 1)
         if args.quiet or bar is None:
-            what = "pair" if other is not None else f"class {e.class_name(e.explained_class[0])}"
-            if e.asks_contrast:
-                against = "the other image" if other is not None else f"class {e.class_name(e.contrast_class[0])}"
-                what = f"class {e.class_name(e.explained_class[0])} rather than {against}"
-                moves = f"moved most={e.moved_indices[0].tolist()}, path length={float(e.path_length[0]):.4g}"
-            else:
-                moves = f"J={e.indices[0].tolist()}, sigma={float(e.sigma[0]):.4g}"
-            print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {what}, {moves} "
-                  f"-> {out_dir / (name + '.png')}")
+            print(f"{name}: {e.summary(0)} -> {out_dir / (name + '.png')}")
+
+
+def _question(args, explainer, other):
+    """The question `--target-class`, `--contrast-class` and `--pair` ask, if the explainer answers it.
+
+    `--pair OTHER` asks `Pair(OTHER)`; `--contrast-class L` asks `RatherThan(K, L)`;
+    otherwise the estimator is asked "why class K rather than the runner-up"
+    (`RatherThan(K)`) where it answers that kind, else "why class K"
+    (`WhyClass(K)`); K is `--target-class`, or each input's own class.
+
+    Raises:
+        CLIError: the estimator does not answer the question (`Explainer.check_answers`'s
+            message, with the options that asked it and the estimators that answer it).
+    """
+    from siamese_xai.explainers import questions
+    from siamese_xai.explainers.base import ANSWERS
+
+    if other is not None:
+        if args.target_class is not None or args.contrast_class is not None:
+            raise CLIError("--target-class and --contrast-class ask about classes; --pair asks about the distance to "
+                           "another image: give one or the other")
+        question, asked = questions.Pair(other[0]), "--pair"
+    elif args.contrast_class is not None or questions.RatherThan.kind in explainer.answers:
+        question, asked = questions.RatherThan(args.target_class, args.contrast_class), "--contrast-class"
+    else:
+        question, asked = questions.WhyClass(args.target_class), "--target-class"
+    try:
+        explainer.check_answers(question)
+    except ValueError as err:
+        who = [name for name, kinds in ANSWERS.items() if question.kind in kinds]
+        raise CLIError(f"{asked} needs --estimator {' or '.join(who)}; {err}") from None
+    return question
 
 
 def _output_names(resolved) -> list:
@@ -233,51 +250,12 @@ def _output_names(resolved) -> list:
     return names
 
 
-def _explain_probe(args, out_dir):
-    """`explain --estimator probe`: why class k rather than l (or, with --pair, why this far), measured by f."""
-    import numpy as np
-
-    from siamese_xai import files, plotting
-    from siamese_xai.data import inputs
-    from siamese_xai.explainers.probe import ProbeExplainer
-    from siamese_xai.explainers.questions import Pair
-
-    _refuse_options(args, "probe", ("s", "q", "n", "sigma_scale", "direction", "seed"))
-    probe = ProbeExplainer.from_run(args.run)
-    resolved = [inputs.resolve_input(spec, args.data_dir, probe.image_shape) for spec in args.inputs]
-    images = np.stack([image for image, _, _, _ in resolved])
-    resolved = [(image, name, label, note) for (image, _, label, note), name in zip(resolved, _output_names(resolved))]
-    if args.pair:
-        if args.target_class is not None or args.contrast_class is not None:
-            raise CLIError("--target-class and --contrast-class ask about classes; --pair asks about the distance to "
-                           "another image: give one or the other")
-        other = inputs.resolve_input(args.pair, args.data_dir, probe.image_shape)
-        other = (other[0], _output_names([other])[0])
-        explanation = probe.explain(images, Pair(other[0]))
-    else:
-        explanation = probe.explain(images, target_class=args.target_class, contrast_class=args.contrast_class)
-    for (_, name, label, note), e in zip(resolved, explanation):
-        if args.pair:
-            name = f"{name}__vs__{other[1]}"
-        axes = plotting.plot_probe(e)
-        plotting.save_figure(axes[0].figure, out_dir / f"{name}.png")
-        files.write_json(out_dir / f"{name}.json", _explanation_json(e, label, note))
-        k, l = e.class_name(e.explained_class[0]), e.class_name(e.contrast_class[0])
-        if args.pair:
-            print(f"{name}: d = {float(e.margin[0]):.4g}; {int(e.set_size[0])} regions hold some of the distance "
-                  f"({int(e.n_calls[0])} f calls) -> {out_dir / (name + '.png')}")
-            continue
-        print(f"{name}: SNN class {e.class_name(e.predicted_class[0])}, explained {k} rather than {l}: "
-              f"{int(e.set_size[0])} regions painted {'flip' if e.flips[0] else 'do not flip'} f to {l} "
-              f"({int(e.n_calls[0])} f calls) -> {out_dir / (name + '.png')}")
-
-
 def explain_split(args):
     from siamese_xai import files, runs
     from siamese_xai.data import datasets, sources
-    from siamese_xai.explainers.siamese import SiameseExplainer
     from siamese_xai.scale import shards
 
+    explainer_class, config, keywords = _estimator_setup(args)
     if args.beam_option and args.runner != "beam":
         raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
     if args.runner == "beam":
@@ -285,7 +263,7 @@ def explain_split(args):
             from siamese_xai.scale import beam
         except ImportError as err:
             raise CLIError(" ".join(str(err).split())) from None
-    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
+    explainer = explainer_class.from_run(args.run, config)
     kind = datasets.data_kind(args.data_dir, args.dataset)
     seed = 0
     if kind != "mnist" or args.image_size is not None:
@@ -293,7 +271,7 @@ def explain_split(args):
         config_path = Path(args.run) / runs.CONFIG_FILE
         seed = files.read_json(config_path).get("seed", 0) if config_path.is_file() else 0
     out_dir = _writable_dir(args.out)
-    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=_seed(args),
+    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=keywords.get("seed", 0),
                    verbose=0 if args.quiet else "auto", force=args.force)
     # one source for both runners: its description is what `report` reads back (sources.from_description)
     source = sources.for_data(args.data_dir, args.dataset, args.split, args.image_size, args.test_fraction, seed,
@@ -320,10 +298,16 @@ def report(args):
 
 
 def export(args):
-    from siamese_xai.explainers.siamese import SiameseExplainer
+    from siamese_xai.explainers.base import REGISTRY, estimator_classes
     from siamese_xai.scale.export import export_explainer
 
-    explainer = SiameseExplainer.from_run(args.run, _explain_config(args))
+    explainer_class, config, _ = _estimator_setup(args)
+    if not explainer_class.exportable:  # the class's declared capability: a SavedModel holds one graph
+        graphs = [name for name in REGISTRY if estimator_classes(name)[0].exportable]
+        raise CLIError(f"--estimator {config.estimator} is not available for `export`: {explainer_class.__name__} "
+                       f"is not exportable (a SavedModel holds one traceable graph); export takes --estimator "
+                       f"{' or '.join(graphs)}")
+    explainer = explainer_class.from_run(args.run, config)
     export_explainer(explainer, args.out)
     print(f"SavedModel written to {args.out}")
 
@@ -346,39 +330,53 @@ def _seed(args) -> int:
     return 0 if getattr(args, "seed", None) is None else args.seed
 
 
-def _refuse_options(args, estimator, names):
-    """A CLIError naming the given options that `estimator` does not read (none is ignored silently)."""
-    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) is not None]
-    if given:
-        raise CLIError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --estimator "
-                       f"{estimator}; received {' '.join(given)}")
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
 
 
-def _estimator(args):
-    """`--estimator`; None when it is not given."""
-    return getattr(args, "estimator", None)
+def _listed(names) -> str:
+    """"a", "a and b", "a, b and c"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _explain_config(args):
-    """The estimator's config the command's options ask for (the paper's `mc` and defaults otherwise)."""
-    from siamese_xai.config import ExplainConfig, TemplateContrastConfig
+def estimator_options() -> dict:
+    """Every estimator option of the command line -> the estimators that read it (their configs' `CLI_OPTIONS`)."""
+    from siamese_xai.explainers.base import REGISTRY, estimator_classes
 
-    estimator = _estimator(args) or "mc"
-    if estimator not in ("mc", "linear", "template_contrast"):
-        raise CLIError(f"--estimator {estimator} is not available for `{args.command}` (its results are the decoder "
-                       "estimators' fields: mc, linear or template_contrast); `explain` takes every estimator")
-    if estimator == "template_contrast":
-        for name in ("direction", "sigma_scale"):
-            if getattr(args, name, None) is not None:
-                raise CLIError(f"--{name.replace('_', '-')} applies to --estimator mc and linear (perturbations); "
-                               "received --estimator template_contrast")
-        options = (("s", "s"), ("q", "q"), ("n", "n_path_points"))
-        return TemplateContrastConfig(**{field: getattr(args, name) for name, field in options
-                                         if getattr(args, name, None) is not None})
-    options = (("s", "s"), ("q", "q"), ("n", "n_perturbations"), ("direction", "direction"),
-               ("sigma_scale", "sigma_scale"))
-    changes = {field: getattr(args, name) for name, field in options if getattr(args, name, None) is not None}
-    return ExplainConfig(estimator=estimator, **changes)
+    readers = {}
+    for name in REGISTRY:
+        for option in estimator_classes(name)[1].CLI_OPTIONS:
+            readers.setdefault(option, []).append(name)
+    return readers
+
+
+def _estimator_setup(args):
+    """`(explainer class, config, explain's keyword arguments)` that --estimator and its options ask for.
+
+    Each config class declares the options it reads (`CLI_OPTIONS`: option ->
+    field, None for `explain`'s `seed`); an option of another estimator is
+    refused by name, none is ignored silently.
+
+    Raises:
+        CLIError: an option given that the estimator does not read (each named, with the estimators that read it).
+    """
+    from siamese_xai.explainers.base import estimator_classes
+    from siamese_xai.scale.shards import config_from_dict
+
+    name = getattr(args, "estimator", None) or "mc"
+    explainer_class, config_class = estimator_classes(name)
+    readers = estimator_options()
+    given = {option: getattr(args, option) for option in readers if getattr(args, option, None) is not None}
+    refused = [option for option in given if option not in config_class.CLI_OPTIONS]
+    if refused:
+        flags = ", ".join(_flag(o) for o in refused)
+        who = "; ".join(f"{_flag(o)} applies to --estimator {_listed(readers[o])}" for o in refused)
+        raise CLIError(f"{flags} {'does' if len(refused) == 1 else 'do'} not apply to --estimator {name} ({who}); "
+                       f"received {' '.join(_flag(o) for o in refused)}")
+    fields = {config_class.CLI_OPTIONS[o]: v for o, v in given.items() if config_class.CLI_OPTIONS[o] is not None}
+    keywords = {o: v for o, v in given.items() if config_class.CLI_OPTIONS[o] is None}
+    return explainer_class, config_from_dict({"estimator": name, **fields}), keywords
 
 
 def _probe_record(e, i: int = 0) -> dict:

@@ -35,7 +35,16 @@ class Explainer:
     and `_config`, whose `estimator` is the name in `REGISTRY`),
     `explain(x, question=None, *, seed=0)` and the properties `prototypes`,
     `image_shape`, `run_id` and `class_names`.
+
+    Each subclass also declares what the outer layers need to know of it:
+    `result_class`, the `BatchResult` subclass its `explain` returns (whose
+    `SHARD_FIELDS` a split keeps), and `exportable`, whether
+    `siamese_xai.scale.export` can write it as a SavedModel (a graph of
+    tensors; an estimator that asks f in a loop of NumPy code is not one).
     """
+
+    result_class = None
+    exportable = False
 
     @classmethod
     def from_run(cls, path, config=None, **options):

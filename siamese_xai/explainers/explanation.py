@@ -35,6 +35,10 @@ PATH_ONLY = ("moved_indices", "path_length")  # the decoded path (`TemplateContr
 OPTIONAL = PERTURBATION_ONLY + PATH_ONLY
 
 
+def _is_path(config) -> bool:
+    return isinstance(config, TemplateContrastConfig)
+
+
 def ranking_map(config, mean_abs_change, mean_signed_change, images) -> np.ndarray:
     """The map an estimator ranks the pixels by (its mask: the q largest positive values); `Explanation.ranking`.
 
@@ -130,11 +134,32 @@ class Explanation(BatchResult):
 
     FIELDS = FIELDS
     FORMAT = "siamese-xai explanation 1"
+    SHARD_FIELDS = tuple(name for name in FIELDS
+                         if name not in ("input", "reconstruction", "embedding", "reference", "reference_distance"))
+    MAP_FIELD = "mean_signed_change"
+
+    @classmethod
+    def fields_for(cls, config) -> tuple:
+        """The fields of a result of `config`'s estimator: J and sigma, or the decoded path's own two."""
+        return tuple(n for n in FIELDS if n not in (PERTURBATION_ONLY if _is_path(config) else PATH_ONLY))
+
+    def summary(self, i: int = 0) -> str:
+        """The question and what explanation i found: J and sigma, or the coordinates the path moved most."""
+        name = self.class_name
+        k = name(self.explained_class[i])
+        if self.asks_contrast:
+            against = "the other image" if self.contrast_class[i] < 0 else f"class {name(self.contrast_class[i])}"
+            what = f"class {k} rather than {against}"
+            found = f"moved most={self.moved_indices[i].tolist()}, path length={float(self.path_length[i]):.4g}"
+        else:
+            what = "pair" if self.explained_class[i] < 0 else f"class {k}"
+            found = f"J={self.indices[i].tolist()}, sigma={float(self.sigma[i]):.4g}"
+        return f"SNN class {name(self.predicted_class[i])}, explained {what}, {found}"
 
     def __post_init__(self):
         if self.contrast_class is None:  # the perturbation estimators ask no contrast class
             object.__setattr__(self, "contrast_class", np.full(len(np.asarray(self.mask)), -1, np.int64))
-        present = PATH_ONLY if isinstance(self.config, TemplateContrastConfig) else PERTURBATION_ONLY
+        present = PATH_ONLY if _is_path(self.config) else PERTURBATION_ONLY
         for name in OPTIONAL:
             if (getattr(self, name) is None) == (name in present):
                 raise ValueError(

@@ -109,6 +109,8 @@ class ProbeExplainer(Explainer):
             `"auto"` picks then). `with_support` keeps its support set as examples.
     """
 
+    result_class = ProbeExplanation
+
     def __init__(self, embed, decoder, prototypes, config: ProbeConfig | None = None, *, batch_size: int = 1024,
                  run_id: str | None = None, class_names=None, examples=None):
         config = ProbeConfig() if config is None else config

@@ -106,6 +106,24 @@ class ProbeExplanation(BatchResult):
 
     FIELDS = FIELDS
     FORMAT = "siamese-xai probe explanation 1"
+    # a shard leaves out the images and embeddings f, g and the prototypes give back from the input
+    SHARD_FIELDS = tuple(name for name in FIELDS
+                         if name not in ("input", "proposal", "embedding", "target", "counterfactual"))
+    MAP_FIELD = "drop_map"
+
+    def summary(self, i: int = 0) -> str:
+        """The question's margin and the found set: how many regions, whether they flip f, how many f calls."""
+        calls = f"({int(self.n_calls[i])} f calls)"
+        kind = self.question.get("kind")
+        if kind == "pair":
+            return f"d = {float(self.margin[i]):.4g}; {int(self.set_size[i])} regions hold some of the distance {calls}"
+        flips = "flip" if self.flips[i] else "do not flip"
+        if kind in ("class", "contrast"):
+            k, l = self.class_name(self.explained_class[i]), self.class_name(self.contrast_class[i])
+            return (f"SNN class {self.class_name(self.predicted_class[i])}, explained {k} rather than {l}: "
+                    f"{int(self.set_size[i])} regions painted {flips} f to {l} {calls}")
+        return (f"{kind} margin {float(self.margin[i]):.4g}: {int(self.set_size[i])} regions painted {flips} "
+                f"the decision {calls}")
 
     def __post_init__(self):
         for name in FIELDS:

@@ -48,6 +48,20 @@ class BatchResult:
 
     FIELDS: dict = {}
     FORMAT: str = ""
+    # The fields a split's shard keeps (`siamese_xai.scale.shards`): the rest (the image, what f, g and the
+    # prototypes give back from it) would make a split's results several times larger than its maps.
+    SHARD_FIELDS: tuple = ()
+    # The signed map a split's report draws beside the mask (`siamese_xai.scale.gallery`).
+    MAP_FIELD: str = ""
+
+    @classmethod
+    def fields_for(cls, config) -> tuple:
+        """The array fields a result made with `config` holds, in `FIELDS` order (every one unless overridden)."""
+        return tuple(cls.FIELDS)
+
+    def summary(self, i: int = 0) -> str:
+        """One line saying what explanation i found (the command line prints it)."""
+        raise NotImplementedError
 
     def _freeze_arrays(self):
         """Makes every present array field read-only with its dtype and checks the common leading axis B."""

@@ -125,6 +125,9 @@ class SiameseExplainer(Explainer):
             or `q` exceeds the image size.
     """
 
+    result_class = Explanation
+    exportable = True  # one traceable graph (`graph`): siamese_xai.scale.export writes it
+
     def __init__(self, embed, decoder, prototypes, config: ExplainConfig | TemplateContrastConfig | None = None, *,
                  chunk_size: int = 1000, fuse_decoder: bool = True, exact_differences: bool = True,
                  kink_split: bool = True, run_id: str | None = None, class_names=None):

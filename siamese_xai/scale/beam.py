@@ -86,7 +86,7 @@ class ReadBatches(beam.DoFn):
 
 
 class ExplainerModelHandler(ModelHandler):
-    """RunInference's model: the run's `SiameseExplainer`, loaded once per worker; one element is one batch.
+    """RunInference's model: the run's explainer (any estimator), loaded once per worker; one element is one batch.
 
     Beam's stock `TFModelHandlerNumpy` / `TFModelHandlerTensor` cannot serve here: they load with
     `tf.keras.models.load_model` (a run folder is three files plus the explanation graph, and Keras 3
@@ -97,7 +97,7 @@ class ExplainerModelHandler(ModelHandler):
 
     Args:
         run_dir: the run folder (a path every worker reaches).
-        config: the estimator's config as a dict (its `to_dict()`, or an earlier manifest's).
+        config: the estimator's config as a dict (`shards.config_dict`, the manifest's `explain_config`).
         seed: the seed of the perturbation draws.
         run_id: the manifest's run identity; a worker whose run folder differs stops.
     """
@@ -107,10 +107,11 @@ class ExplainerModelHandler(ModelHandler):
         self._run_dir, self._config, self._seed, self._run_id = str(run_dir), dict(config), int(seed), run_id
 
     def load_model(self):
-        from siamese_xai.config import explain_config_from_dict
-        from siamese_xai.explainers.siamese import SiameseExplainer
+        from siamese_xai.explainers.base import estimator_classes
 
-        explainer = SiameseExplainer.from_run(self._run_dir, explain_config_from_dict(self._config))
+        config = shards.config_from_dict(self._config)
+        explainer_class, _ = estimator_classes(config.estimator)
+        explainer = explainer_class.from_run(self._run_dir, config)
         if explainer.run_id != self._run_id:
             raise ValueError(f"the run folder {self._run_dir!r} seen by this worker has run_id {explainer.run_id!r}, "
                              f"the manifest {self._run_id!r}: every worker must see the same run")
@@ -201,8 +202,9 @@ def explain_split_beam(run_dir, explainer, source, out_dir, shard_size: int = 50
 
     Args:
         run_dir: the run folder `explainer` was loaded from; the workers load it too.
-        explainer: the `SiameseExplainer` (its run identity, parameters and
-            image shape go into the manifest).
+        explainer: the explainer, of any estimator (its run identity, config
+            and image shape go into the manifest; the workers build the same
+            estimator from `run_dir` and that config).
         source: `MnistSource`, `ImageFolderSource` or `TFRecordSource` (or any
             object with `describe()`, `load()` and `read(start, stop)`).
         out_dir: the output folder.

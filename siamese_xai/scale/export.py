@@ -79,10 +79,13 @@ def export_explainer(explainer: SiameseExplainer, path) -> None:
         path: the folder to write.
 
     Raises:
-        TypeError: `explainer.embed` cannot be traced by TensorFlow.
+        TypeError: the explainer's class is not `exportable` (the probe asks f
+            in a loop of NumPy code: no graph to save), or `explainer.embed`
+            cannot be traced by TensorFlow.
     """
-    if not isinstance(explainer, SiameseExplainer):
-        raise TypeError(f"`explainer` must be a SiameseExplainer. Received: explainer={explainer!r}")
+    if not getattr(explainer, "exportable", False):  # the explainer class's declared capability
+        raise TypeError("`explainer` must be a SiameseExplainer or another explainer whose class declares "
+                        f"`exportable = True` (one traceable graph). Received: explainer={explainer!r}")
     module = _ExplainerModule(explainer)
     try:
         serve = module.serve.get_concrete_function()

@@ -8,10 +8,16 @@ SHA-256), and writes one HTML file holding:
   nearest-prototype decision (rows: true class, columns: predicted), and the
   distribution of the margin;
 - per class (the explained class) the mean mask (the share of images whose
-  mask holds each pixel) and the mean signed change;
-- a gallery of every explanation (input, input with its mask, signed change),
+  mask holds each pixel) and the mean of the estimator's signed map;
+- a gallery of every explanation (input, input with its mask, signed map),
   sortable and filterable by true class, predicted class, margin and distance,
   with "misclassified" and "near the boundary" one click away.
+
+A folder of any estimator reads the same way: the signed map is the one its
+result class names (`BatchResult.MAP_FIELD`: the decoder estimators' mean
+signed change, the probe's measured margin drop), and where the folder holds a
+found set's size and flip (the probe's `set_size`, `flips`), each item says
+them.
 
 The margin of an image is the distance to the second-nearest prototype minus
 the distance to the nearest (the predicted class): small margins lie near the
@@ -106,13 +112,33 @@ def _gray_rgb(image):
     return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
 
 
+# The signed maps a folder's result class may name (`MAP_FIELD`), as the page names them:
+# (the per-class row's label, the gallery's words for it).
+MAP_TITLES = {
+    "mean_signed_change": ("mean signed\nchange", "the signed mean change (red: brighter, blue: darker)"),
+    "drop_map": ("mean margin\ndrop", "the margin drop f measured per region (red: evidence for the explained "
+                 "decision, blue: against it)"),
+}
+
+
+def signed_map(results) -> np.ndarray:
+    """`(n, H, W, C)` the folder's signed map: the field its estimator's result class names (`MAP_FIELD`)."""
+    return getattr(results, results.result_class.MAP_FIELD)
+
+
+def _map_titles(results) -> tuple:
+    field = results.result_class.MAP_FIELD
+    return MAP_TITLES.get(field, (field.replace("_", " "), field.replace("_", " ")))
+
+
 def tiles(images, masks, signed_changes, alpha: float = 0.7) -> np.ndarray:
-    """Each explanation as one RGB strip: input | input with the mask | signed change (red +, blue -).
+    """Each explanation as one RGB strip: input | input with the mask | signed map (red +, blue -).
 
     Args:
         images: `(n, H, W, C)` in [0, 1].
         masks: `(n, H, W, C)` bool.
-        signed_changes: `(n, H, W, C)`; each is scaled by its own largest |value|.
+        signed_changes: `(n, H, W, C)` the signed map (`signed_map`); each is
+            scaled by its own largest |value|.
 
     Returns:
         `(n, H, 3 W + 2, 3)` float32 in [0, 1], a one-pixel white gap between panels.
@@ -163,7 +189,7 @@ def plot_margins(margin, correct, ax=None):
 
 
 def plot_class_means(results, class_names, axes=None):
-    """Per explained class: the share of images whose mask holds each pixel, and the mean signed change.
+    """Per explained class: the share of images whose mask holds each pixel, and the mean signed map (`signed_map`).
 
     Args:
         results: a `shards.SplitResults` (`shards.load_split_results`).
@@ -177,11 +203,12 @@ def plot_class_means(results, class_names, axes=None):
     if axes is None:
         _, axes = plt.subplots(2, c, figsize=(1.25 * c + 0.6, 3.1), squeeze=False, layout="constrained")
     axes = np.asarray(axes, dtype=object).reshape(2, c)
+    signed = signed_map(results)
     for k in range(c):
         members = results.explained_class == k
         shape = results.mask.shape[1:3]
         mask = results.mask[members].any(axis=-1).mean(axis=0) if members.any() else np.zeros(shape)
-        change = results.mean_signed_change[members].mean(axis=(0, -1)) if members.any() else np.zeros(shape)
+        change = signed[members].mean(axis=(0, -1)) if members.any() else np.zeros(shape)
         bound = float(np.abs(change).max()) or 1.0
         axes[0, k].imshow(mask, cmap="magma", vmin=0, vmax=max(float(mask.max()), 1e-9), interpolation="nearest")
         axes[1, k].imshow(change, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
@@ -192,7 +219,7 @@ def plot_class_means(results, class_names, axes=None):
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("mean mask", fontsize=8)
-    axes[1, 0].set_ylabel("mean signed\nchange", fontsize=8)
+    axes[1, 0].set_ylabel(_map_titles(results)[0], fontsize=8)
     return axes
 
 
@@ -225,6 +252,20 @@ def _table(rows, header, shade=None) -> str:
 def _finite(value):
     """A number for the page's JSON: rounded, None (null, read as Infinity) where not finite (one class)."""
     return round(float(value), 5) if np.isfinite(value) else None
+
+
+def _config_text(config: dict) -> str:
+    """An estimator's parameters as one line: `name=value ...` (N for the decoded codes, as in the paper)."""
+    short = {"n_perturbations": "N", "n_path_points": "N"}
+    return " ".join(f"{short.get(k, k)}={v}" for k, v in config.items() if k != "estimator")
+
+
+def _found(results, i):
+    """What item i's found set did, where the folder holds one (the probe's `set_size`, `flips`), else None."""
+    if getattr(results, "set_size", None) is None or getattr(results, "flips", None) is None:
+        return None
+    size = int(results.set_size[i])
+    return f"{size} region{'' if size == 1 else 's'} painted {'flip' if results.flips[i] else 'do not flip'} f"
 
 
 def _source_text(source) -> str:
@@ -266,11 +307,11 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
         order = np.lexsort((margin, ~wrong))[:limit]  # misclassified first, then by margin
         order.sort()
     images = _load_images(manifest, results.index[order], data_dir)
-    sheet = sprite_sheet(tiles(images, results.mask[order], results.mean_signed_change[order]))
+    sheet = sprite_sheet(tiles(images, results.mask[order], signed_map(results)[order]))
     h, w = manifest["image_shape"][:2]
 
     items = [[int(results.index[i]), int(results.label[i]), int(results.predicted_class[i]),
-              _finite(margin[i]), _finite(distance[i]), j] for j, i in enumerate(order)]
+              _finite(margin[i]), _finite(distance[i]), j, _found(results, i)] for j, i in enumerate(order)]
     correct = ~wrong
     counts = [[names[k], int(summary["true_counts"][k]), int(summary["predicted_counts"][k])] for k in range(num_classes)]
     confusion = [[names[k]] + summary["confusion"][k].tolist() for k in range(num_classes)]
@@ -282,9 +323,9 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
         style=style,
         title=html.escape(f"Explanations of {manifest['num_images']} images"),
         meta=html.escape(f"run {manifest['run_id']} · source {_source_text(manifest.get('source'))} "
-                         f"· estimator {config.get('estimator', config.get('method'))} · s={config.get('s')} "
-                         f"q={config.get('q')} N={config.get('n_perturbations', config.get('n_path_points'))} "
+                         f"· estimator {config.get('estimator', config.get('method'))} · {_config_text(config)} "
                          f"· seed {manifest['seed']}"),
+        map_words=html.escape(_map_titles(results)[1]),
         accuracy="n/a" if np.isnan(summary["accuracy"]) else f"{100 * summary['accuracy']:.2f} %",
         num_wrong=int(wrong.sum()),
         counts=_table(counts, ["class", "true", "predicted"]),
@@ -390,6 +431,7 @@ function item(r) {
     backgroundPosition: `-${x}px -${y}px`, backgroundSize: `${DATA.columns * (tw + 1) * SCALE}px auto`});
   node.append(tile, div("", `#${r[0]} true ${truth} \\u2192 ${DATA.names[r[2]]}`),
     div("", `margin ${r[3].toFixed(3)} \\u00b7 d ${r[4].toFixed(3)}`));
+  if (r[6] !== null) node.append(div("found", r[6]));
   return node;
 }
 function render() {
@@ -429,11 +471,11 @@ _PAGE = """<!DOCTYPE html>
 </div>
 <h3>Margin distribution</h3>
 <img class="plot" alt="margin histogram" src="{margins}">
-<h2>Per class: mean mask and mean signed change</h2>
+<h2>Per class: mean mask and mean signed map</h2>
 <img class="plot" alt="per-class means" src="{means}">
 <h2>Gallery</h2>
-<p class="meta">Each item: the input, the input with its mask (red), the signed mean change (red: brighter, blue:
-darker). Red frame: misclassified. The gallery holds {shown_note}.</p>
+<p class="meta">Each item: the input, the input with its mask (red), {map_words}. Red frame: misclassified. The
+gallery holds {shown_note}.</p>
 <div id="controls">
 <label>true <select id="true"><option value="">all</option>{class_options}</select></label>
 <label>predicted <select id="pred"><option value="">all</option>{class_options}</select></label>

@@ -26,12 +26,17 @@ DirectRunner, Flink, Spark, Dataflow), through `prepare_split`,
 `explain_shard` and `write_shard` here, into the same folder layout; a
 folder one path started, the other finishes.
 
-Each shard holds, for its images, `index` (`(n,)` int64, positions in the
-split), `label` (`(n,)` int64, the true labels, -1 when not given) and the
-`Explanation` fields of its estimator (`stored_fields`), with the same names,
-shapes and dtypes (`siamese_xai.explainers.explanation.FIELDS`): every field but those in
-`NOT_STORED`, with J and sigma (`indices`, `sigma`) for the perturbation
-estimators and the decoded path's `moved_indices` and `path_length` for it.
+Any estimator of `siamese_xai.explainers.base.REGISTRY` explains a split: the
+manifest records its config (`config_dict`, with its name under `estimator`),
+which `config_from_dict` reads back, and each shard holds, for its images,
+`index` (`(n,)` int64, positions in the split), `label` (`(n,)` int64, the
+true labels, -1 when not given) and the fields of the estimator's result
+that its result class keeps (`BatchResult.SHARD_FIELDS`; `stored_fields`),
+with the same names, shapes and dtypes: for the decoder estimators every
+`Explanation` field but those in `NOT_STORED`, with J and sigma (`indices`,
+`sigma`) for the perturbation estimators and the decoded path's
+`moved_indices` and `path_length` for it; for the probe its maps, found set,
+margins and flips, without the images it painted.
 `load_split_results` reads them back as one `SplitResults`.
 """
 
@@ -50,26 +55,55 @@ import keras
 import numpy as np
 
 from siamese_xai import files
-from siamese_xai.explainers import explanation
+from siamese_xai.config import ExplainConfig, TemplateContrastConfig
+from siamese_xai.explainers import base, explanation
 from siamese_xai._checks import check_images, check_positive_int, check_seed
 
 MANIFEST_FILE = "manifest.json"
-# The Explanation fields a shard leaves out: the image (the manifest names its source and SHA-256)
-# and the per-image vectors and images f, g and the prototypes give back from it, which would make a
-# split's results several times larger than the masks and changes they are kept for.
-NOT_STORED = ("input", "reconstruction", "embedding", "reference", "reference_distance")
-# The Explanation fields a shard holds, in `explanation.FIELDS`'s order: those of the perturbation
-# estimators ("mc", "linear"), and those of the decoded path (its own fields instead of J and sigma).
-STORED = tuple(name for name in explanation.FIELDS if name not in NOT_STORED + explanation.PATH_ONLY)
-PATH_STORED = tuple(name for name in explanation.FIELDS if name not in NOT_STORED + explanation.PERTURBATION_ONLY)
-# Per image: its position in the split and true label, then the stored fields.
-FIELDS = ("index", "label") + STORED
-PATH_FIELDS = ("index", "label") + PATH_STORED
+
+
+def config_dict(config) -> dict:
+    """An estimator's config as JSON-ready data: its fields and its name under `estimator` (`config_from_dict`)."""
+    return {"estimator": config.estimator, **dataclasses.asdict(config)}
+
+
+def config_from_dict(d: dict):
+    """The config `config_dict` wrote, of the estimator it names (`base.REGISTRY`).
+
+    Raises:
+        ValueError: an unknown estimator or field (named in the message).
+    """
+    d = dict(d)
+    _, config_class = base.estimator_classes(d.get("estimator", "mc"))
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(d) - names - {"estimator"})
+    if unknown:
+        raise ValueError(f"`config` must hold only {config_class.__name__}'s fields {sorted(names)}. Received: "
+                         f"{unknown} for the estimator {d.get('estimator', 'mc')!r}")
+    return config_class(**{k: v for k, v in d.items() if k in names})
 
 
 def stored_fields(config) -> tuple:
-    """The Explanation fields a shard holds for an explainer with this config (its estimator's own)."""
-    return PATH_STORED if getattr(config, "estimator", None) == "template_contrast" else STORED
+    """The result fields a shard holds for an explainer with this config: those its result class keeps.
+
+    The result class is the estimator's (`Explainer.result_class`), the fields
+    those a result of this config has (`BatchResult.fields_for`) that the class
+    keeps in a shard (`BatchResult.SHARD_FIELDS`), in its `FIELDS` order.
+    """
+    result = base.estimator_classes(config.estimator)[0].result_class
+    return tuple(name for name in result.fields_for(config) if name in result.SHARD_FIELDS)
+
+
+# The Explanation fields a shard leaves out: the image (the manifest names its source and SHA-256)
+# and the per-image vectors and images f, g and the prototypes give back from it.
+NOT_STORED = tuple(name for name in explanation.FIELDS if name not in explanation.Explanation.SHARD_FIELDS)
+# The Explanation fields a shard holds, in `explanation.FIELDS`'s order: those of the perturbation
+# estimators ("mc", "linear"), and those of the decoded path (its own fields instead of J and sigma).
+STORED = stored_fields(ExplainConfig())
+PATH_STORED = stored_fields(TemplateContrastConfig())
+# Per image: its position in the split and true label, then the stored fields.
+FIELDS = ("index", "label") + STORED
+PATH_FIELDS = ("index", "label") + PATH_STORED
 
 
 def shard_name(i: int) -> str:
@@ -89,7 +123,7 @@ def _manifest(explainer, images, labels, shard_size, batch_size, seed, source):
         "num_shards": -(-len(images) // int(shard_size)),
         "batch_size": int(batch_size),
         "seed": int(seed),
-        "explain_config": explainer.config.to_dict(),
+        "explain_config": config_dict(explainer.config),
         "class_names": [str(c) for c in explainer.class_names],
         "fields": ["index", "label", *stored_fields(explainer.config)],
     }
@@ -196,7 +230,7 @@ def explain_batch(explainer, images, index, labels, seed: int) -> dict:
     """Explains one batch and returns its shard record.
 
     Args:
-        explainer: a `SiameseExplainer`.
+        explainer: any estimator's explainer (`base.Explainer`).
         images: `(b, *image_shape)` float32.
         index: `(b,)` their positions in the split.
         labels: `(b,)` their true labels.
@@ -229,7 +263,7 @@ def explain_shard(explainer, manifest: dict, shard: int, images, labels, on_batc
     """Explains shard `shard` in its batches (`batch_bounds`) and returns its record.
 
     Args:
-        explainer: a `SiameseExplainer` of the manifest's run and parameters.
+        explainer: an explainer of the manifest's run, estimator and parameters.
         manifest: the folder's manifest (`prepare_split`).
         shard: the shard number.
         images: `(m, *image_shape)` float32, the shard's images only.
@@ -262,14 +296,16 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     """Explains every image, writing shards as it goes; resumes a previous call.
 
     Args:
-        explainer: a `SiameseExplainer`.
+        explainer: any estimator's explainer (`base.Explainer`: a `SiameseExplainer`,
+            a `ProbeExplainer`, ...), explaining each image's own decision.
         images: `(n, H, W, C)` (or `(n, H, W)`) float32 in [0, 1] or uint8.
         out_dir: the output folder (created if missing).
         labels: `(n,)` true labels stored beside the results, or None.
         shard_size: images per shard file.
         batch_size: images per `explain` call (memory: the `mc` estimator
             holds `batch_size * chunk_size` decoded images).
-        seed: seed of the perturbation draws (the same for every image).
+        seed: seed of the perturbation draws (the same for every image; recorded, unused, by an
+            estimator that draws nothing).
         verbose: 1 shows a progress bar (images done, rate, time left), 0
             none, "auto" one only when stdout is a terminal.
         source: JSON-ready description of where the images come from (e.g.
@@ -299,19 +335,35 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     return {**manifest, "shards_kept": manifest["num_shards"] - len(todo), "shards_written": len(todo)}
 
 
-# Every stored field of either estimator: a `SplitResults` holds those of its folder, the others are None.
-_REQUIRED = ("index", "label") + tuple(n for n in STORED if n not in explanation.OPTIONAL)
-_OPTIONAL = tuple(n for n in explanation.FIELDS if n in explanation.OPTIONAL and n not in NOT_STORED)
-_ORDER = ("index", "label") + tuple(n for n in explanation.FIELDS if n not in NOT_STORED)  # FIELDS's order
+def _every_stored_field():
+    """`(required, optional)`: the stored fields every estimator of `base.REGISTRY` has, and the others."""
+    each = [stored_fields(config_from_dict({"estimator": name})) for name in base.REGISTRY]
+    union = list(dict.fromkeys(n for fields in each for n in fields))
+    required = tuple(n for n in union if all(n in fields for fields in each))
+    return ("index", "label") + required, tuple(n for n in union if n not in required)
+
+
+# A `SplitResults` holds the stored fields of its folder's estimator; those of the others are None.
+_REQUIRED, _OPTIONAL = _every_stored_field()
 
 
 class _SplitResultsMethods:
-    """The methods of `SplitResults` (its fields are made from `STORED` and `PATH_STORED` below)."""
+    """The methods of `SplitResults` (its fields are every estimator's stored fields, below)."""
 
     @property
     def fields(self) -> tuple:
-        """The names of the arrays this result holds: `index`, `label` and its estimator's stored fields."""
-        return tuple(n for n in _ORDER if getattr(self, n) is not None)
+        """The names of the arrays this result holds: `index`, `label` and its estimator's stored fields, in order."""
+        return tuple(n for n in self.manifest["fields"] if getattr(self, n, None) is not None)
+
+    @property
+    def estimator(self) -> str:
+        """The name of the estimator that wrote the folder (`base.REGISTRY`)."""
+        return self.manifest["explain_config"].get("estimator", "mc")
+
+    @property
+    def result_class(self):
+        """The result class of that estimator (`BatchResult`: its `FIELDS`, `MAP_FIELD`)."""
+        return base.estimator_classes(self.estimator)[0].result_class
 
     def __len__(self) -> int:
         return len(self.index)
@@ -354,21 +406,22 @@ SplitResults = dataclasses.make_dataclass(
 )
 SplitResults.__doc__ = """The explanations of a whole split, as `load_split_results` reads them back.
 
-    Not an `Explanation`: a shard keeps the Explanation fields in `STORED`
-    (the masks, the changes, the classes, the distances) but not those in
-    `NOT_STORED` (the images and what f and g give back from them), which an
-    `Explanation` requires. Every stored field has the `Explanation`
+    Not an estimator's result: a shard keeps the fields its result class
+    names in `SHARD_FIELDS` (for the decoder estimators the masks, the
+    changes, the classes, the distances; for the probe its maps, found set,
+    margins and flips) but not the images and what f and g give back from
+    them, which the result requires. Every stored field has the result
     attribute's name, shape and dtype, so code that reads `e.mask` or
     `e.distances` reads a `SplitResults` alike; the images come from the
     manifest's source (`siamese_xai.data.sources`), in the order of `index`.
     `len(r)` is the number of images and `r[a:b]` (or an index array) selects
-    some, as with an `Explanation`.
+    some, as with a result.
 
     Attributes:
         index: `(n,)` int64, each image's position in the split.
         label: `(n,)` int64, the true labels (-1 when not given).
-        (one attribute per name in `STORED` or `PATH_STORED`): as the
-            `Explanation` attribute; the other estimator's fields are None.
+        (one attribute per field any estimator stores): as the attribute of
+            the folder's estimator's result; the other estimators' fields are None.
         manifest: the folder's `manifest.json` (the run's identity, the
             source, the explanation parameters, the seed, the class names);
             `run_id`, `seed`, `class_names` and `image_shape` read it.
@@ -381,16 +434,22 @@ def load_split_results(out_dir) -> SplitResults:
     Raises:
         FileNotFoundError: the folder has no manifest, or a shard is missing
             (the run was interrupted: run it again).
-        ValueError: the folder was written with other fields (an older
-            version of the package): explain the split again with `force=True`.
+        ValueError: the folder was written with other fields than its
+            estimator's (an older version of the package): explain the split
+            again with `force=True`.
     """
     out_dir = Path(out_dir)
     if not (out_dir / MANIFEST_FILE).is_file():
         raise FileNotFoundError(f"{str(out_dir)!r} has no {MANIFEST_FILE}: not an explain-split folder")
     manifest = files.read_json(out_dir / MANIFEST_FILE)
-    if sorted(manifest.get("fields", ())) not in (sorted(FIELDS), sorted(PATH_FIELDS)):
+    try:
+        expected = ("index", "label") + stored_fields(config_from_dict(manifest.get("explain_config", {})))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{str(out_dir)!r} records an explainer config this version cannot read ({err}); explain "
+                         "the split again with force=True (--force)") from None
+    if sorted(manifest.get("fields", ())) != sorted(expected):
         raise ValueError(
-            f"{str(out_dir)!r} must hold the fields {list(FIELDS)} (or {list(PATH_FIELDS)}). Received: a folder with "
+            f"{str(out_dir)!r} must hold the fields {list(expected)} (its estimator's). Received: a folder with "
             f"{manifest.get('fields')}; explain the split again with force=True (--force)"
         )
     missing = [shard_name(i) for i in range(manifest["num_shards"]) if not (out_dir / shard_name(i)).is_file()]
