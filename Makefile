@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-slow reproduce clean bench evaluate pairs probe-flips digits seeds mutants mutants-all photos .force
+.PHONY: setup test test-slow reproduce clean bench evaluate pairs probe-flips digits seeds mutants mutants-all photos explain-memory .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,11 @@ digits: setup
 PHOTO_SIZES ?= 96 224
 photos: setup
 	$(RUN_PY) -m benchmarks.speed.photos run --work runs/photos --sizes $(PHOTO_SIZES)
+
+# Explaining one image with mc (N = 5000) at 28, 96 and 224 px, each in its own process (docs/photos.md): peak
+# resident memory and seconds under the default memory budget and under 256 MiB; writes benchmarks/speed/explain_memory.json.
+explain-memory: setup
+	$(RUN_PY) -m benchmarks.speed.explain_memory run --budgets-mb 256
 
 # The whole reproduction with training seeds 1-5 (one full training each; resumable: rerun after an interruption).
 seeds: setup

@@ -142,7 +142,7 @@ def _tanh_chain():
 
 
 @pytest.mark.parametrize("build, note", [(_not_a_chain, "not a chain"), (_tanh_chain, "tanh_dense")])
-def test_decoder_without_exact_rules_falls_back_to_the_subtraction_with_a_warning(build, note):
+def test_decoder_without_exact_rules_falls_back_to_the_subtraction_quietly(build, note):
     keras.utils.set_random_seed(0)
     dec = build()
     rng = np.random.default_rng(8)
@@ -150,15 +150,23 @@ def test_decoder_without_exact_rules_falls_back_to_the_subtraction_with_a_warnin
     protos = rng.normal(0, 1, (3, D)).astype(np.float32)
     embed = lambda x: (np.asarray(x, np.float64).reshape(len(x), -1) @ proj).astype(np.float32)  # noqa: E731
     cfg = ExplainConfig.tiny(q=10)
-    with pytest.warns(RuntimeWarning, match=f"`mc` subtracts two float32 decodings.*{note}"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fallback is recorded, not printed
         ex = SiameseExplainer(embed, dec, protos, cfg)
     assert not ex.decoder_exact
+    assert ex.decoder_evaluation.notes == (
+        f"mc subtracts two float32 decodings for this decoder ({ex.decoder_evaluation.exact_note}), so each change "
+        "carries rounding of about 1e-7 of the image relative to the change.",)
+    assert note in ex.decoder_evaluation.exact_note
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # asked for: no warning
         before = SiameseExplainer(embed, dec, protos, cfg, exact_differences=False)
         SiameseExplainer(embed, dec, protos, cfg.replace(estimator="linear"))  # linear never subtracts
     xs = rng.random((3, 28, 28, 1)).astype(np.float32)
     a, b = ex.explain(xs, seed=1), before.explain(xs, seed=1)
+    assert a.decoder_path == {"mode": "subtract", "fused": ex.decoder_fused,
+                              "notes": list(ex.decoder_evaluation.notes)}
+    assert b.decoder_path["notes"] == []  # asked for: no fallback
     np.testing.assert_array_equal(a.mean_abs_change, b.mean_abs_change)  # the same function as before
     np.testing.assert_array_equal(a.mask, b.mask)
     assert a.mask.sum() == 30
@@ -169,9 +177,12 @@ def test_exact_rule_that_disagrees_is_dropped(monkeypatch):
 
     monkeypatch.setattr(rules, "act_delta", lambda act, base, dz, groups: dz)  # activations ignored: wrong
     dec = scaled_table1_decoder()
-    with pytest.warns(RuntimeWarning, match="`mc` subtracts two float32 decodings.*differed"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         ev = decoder_evaluator(dec, np.random.default_rng(0).normal(size=(8, D)))
     assert ev.exact is None and ev.kinks is None and ev.mode == "subtract" and "differed" in ev.exact_note
+    assert len(ev.notes) == 1 and "mc subtracts two float32 decodings" in ev.notes[0] and "differed" in ev.notes[0]
+    assert ev.summary() == {"mode": "subtract", "fused": ev.fused, "notes": list(ev.notes)}
 
 
 def test_chain_with_activation_layer_and_trailing_reshape_is_exact():

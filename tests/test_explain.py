@@ -622,11 +622,18 @@ def test_keras_embed_is_a_black_box_called_once(run_dir, table1_decoder):
     np.testing.assert_allclose(e.embedding, snn(images(3, seed=16)).numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_fused_decoder_that_disagrees_is_dropped(monkeypatch, embed, table1_decoder, prototypes):
+def test_fused_decoder_that_disagrees_is_dropped(monkeypatch, embed, table1_decoder, prototypes, tmp_path):
     from siamese_xai.decoding import fused
 
     wrong = fused.FusedUpConv.__call__
     monkeypatch.setattr(fused.FusedUpConv, "__call__", lambda self, x: 0.5 * wrong(self, x))
-    with pytest.warns(RuntimeWarning, match="fused evaluation of `decoder` differs"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # recorded in every explanation, not printed
         ex = SiameseExplainer(embed, table1_decoder, prototypes, ExplainConfig.tiny(s=2, q=5))
     assert not ex.decoder_fused
+    assert ex.decoder_evaluation.notes[0] == ("The fused evaluation of the decoder differed from the decoder itself "
+                                              "on probe codes, so the decoder is evaluated as it is.")
+    e = ex.explain(images(1, seed=3))
+    assert e.decoder_path["fused"] is False and e.decoder_path["notes"][0] == ex.decoder_evaluation.notes[0]
+    e.save(tmp_path / "e.npz")
+    assert Explanation.load(tmp_path / "e.npz").decoder_path == e.decoder_path

@@ -67,7 +67,8 @@ def test_indexing_keeps_the_batch_axis():
 def test_to_dict_is_json_ready_and_complete():
     e = make()
     d = json.loads(json.dumps(e.to_dict()))
-    assert set(d) == set(FIELDS) | {"config", "seed", "run_id", "class_names"}
+    assert set(d) == set(FIELDS) | {"config", "seed", "run_id", "class_names", "decoder_path"}
+    assert d["decoder_path"] is None  # not recorded by whoever built it
     for name in e.fields:
         np.testing.assert_array_equal(np.asarray(d[name], dtype=FIELDS[name]), getattr(e, name))
     assert d["moved_indices"] is None and d["path_length"] is None  # the decoded path's fields

@@ -65,6 +65,9 @@ class KinkPlan:
         """
         self.chain, self.last = chain, last
         self.keep, self.size = keep, size
+        # the ReLU layers whose crossed units become sources (at most `cap` candidates each)
+        self.relu_layers = sum(1 for i, st in enumerate(chain.steps) if i != last and st.kind != "shape"
+                               and st.act == "relu")
 
     def prepare(self, codes, basis, eps, cap):
         """The float64 pass of the codes and of the sources through the layers.

@@ -70,14 +70,17 @@ def perturbation_draws(seed, n, s):
     return tf.abs(tf.random.stateless_normal([n, s], seed=seeds, alg="philox"))
 
 
-def kink_cap(chunk_size, group, n_all):
+def kink_cap(chunk_size, group, n_all, limit=None):
     """The most candidate units near a kink per input and layer (`siamese_xai.decoding.kinks`) before the layer path is used.
 
     Their per-draw changes (group x N x cap float64) then stay within about
     the memory of one block of the layer path (chunk_size rows of the widest
-    activation).
+    activation). `limit` (the decoder evaluation's
+    `kink_candidates_within_budget`; None: none) caps it further, so that
+    the sources (rows of the widest activation) fit the memory budget.
     """
-    return max(64, chunk_size * 2048 // (group * n_all))
+    cap = max(64, chunk_size * 2048 // (group * n_all))
+    return cap if limit is None else min(cap, limit)
 
 
 def _sum_blocks(num_chunks, block, like):
@@ -195,7 +198,8 @@ def explain_graph(h, prototypes, targets, references, use_reference, seed, *, de
     n = min(n_all, chunk_size)
     group = max(1, chunk_size // n_all)
     num_chunks = -(-n_all // n)
-    cap = kink_cap(chunk_size, group, n_all)
+    budget_cap = getattr(decoder, "kink_candidates_within_budget", None)
+    cap = kink_cap(chunk_size, group, n_all, budget_cap(s) if budget_cap is not None else None)
 
     predicted, distances = nearest_prototype_tensors(h, prototypes)
     explained = tf.where(use_reference, tf.constant(-1, tf.int64), tf.where(targets < 0, predicted, targets))

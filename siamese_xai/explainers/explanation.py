@@ -109,6 +109,11 @@ class Explanation(BatchResult):
         seed: the seed of the perturbation draws.
         run_id: the identity of the run folder the explainer came from, or None.
         class_names: the classes' names in label order, or None (then "0", "1", ...).
+        decoder_path: how the decoder was evaluated, or None (not recorded):
+            `{"mode": "kinks" | "layers" | "subtract", "fused": bool,
+            "notes": [...]}`, the notes one plain sentence per fallback from a
+            faster or exact path that did not apply to this decoder
+            (`siamese_xai.decoding.evaluator`).
     """
 
     input: np.ndarray
@@ -131,6 +136,7 @@ class Explanation(BatchResult):
     sigma: np.ndarray | None = None
     moved_indices: np.ndarray | None = None
     path_length: np.ndarray | None = None
+    decoder_path: dict | None = None
 
     FIELDS = FIELDS
     FORMAT = "siamese-xai explanation 1"
@@ -206,7 +212,8 @@ class Explanation(BatchResult):
 
     def _meta(self) -> dict:
         return {"config": self.config.to_dict(), "seed": int(self.seed), "run_id": self.run_id,
-                "class_names": None if self.class_names is None else list(self.class_names)}
+                "class_names": None if self.class_names is None else list(self.class_names),
+                "decoder_path": self.decoder_path}
 
     @classmethod
     def _from_meta(cls, arrays, meta, path) -> Explanation:
@@ -217,4 +224,4 @@ class Explanation(BatchResult):
         needed = [name for name in FIELDS if name not in (PERTURBATION_ONLY if contrast else PATH_ONLY)]
         cls._check_file(arrays, meta, needed, path)
         return cls(**arrays, config=config, seed=meta["seed"], run_id=meta["run_id"],
-                   class_names=meta.get("class_names"))
+                   class_names=meta.get("class_names"), decoder_path=meta.get("decoder_path"))

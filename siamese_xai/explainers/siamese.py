@@ -64,9 +64,14 @@ from siamese_xai.explainers.base import Explainer
 from siamese_xai.explainers._graph import explain_graph
 from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 from siamese_xai.explainers.contrast import contrast_graph
-from siamese_xai.decoding.evaluator import DecoderEvaluation, decoder_evaluator, probe_codes
+from siamese_xai.decoding.evaluator import (DEFAULT_MEMORY_BUDGET, DecoderEvaluation, check_memory_budget,
+                                            decoder_evaluator, probe_codes)
 from siamese_xai.explainers.explanation import Explanation
 from siamese_xai.explainers.prototypes import compute_prototypes
+
+
+# The most decoder rows per call: the fastest on a 2-core CPU (benchmarks/bench_speed.py).
+MAX_CHUNK = 1000
 
 
 class SiameseExplainer(Explainer):
@@ -95,22 +100,34 @@ class SiameseExplainer(Explainer):
             "why class k rather than class l").
         chunk_size: decoder rows per call in `"mc"` (perturbations per block
             in `"linear"`); bounds memory, never changes the result beyond
-            float rounding. 1000 was fastest on a 2-core CPU (see
-            `benchmarks/speed/bench_speed.py`); Table 1's decoder then holds about
-            50 MB of activations.
+            float rounding. None (default): the most rows whose activations
+            fit `memory_budget`, at most 1000 (fastest on a 2-core CPU, see
+            `benchmarks/speed/bench_speed.py`; Table 1's decoder then holds about
+            50 MB of activations, so 28 px images get 1000).
+        memory_budget: bytes the decoder's evaluation may hold at once
+            (default `DEFAULT_MEMORY_BUDGET`, 1 GiB; at least 16 MiB): it
+            sets the rows per decoder call where `chunk_size` is None, and
+            the most units near a ReLU kink per layer before `"mc"` carries
+            the change through the layers instead of splitting it at the
+            kinks (`siamese_xai.decoding.kinks`), so a 224x224x3 image
+            explains with N = 5000 in bounded memory
+            (`benchmarks/speed/explain_memory.py`). The process's peak is this
+            plus TensorFlow and the networks (about 1 GB).
         fuse_decoder: evaluate each `UpSampling2D(nearest) -> Conv2D` pair of
             a chain-shaped Keras decoder as one convolution on the
             un-upsampled image (the same function up to float rounding, about
             3.5x faster on Table 1's decoder). It is checked against the
-            decoder when the explainer is built and dropped, with a warning,
-            if they differ by more than 1e-4.
+            decoder when the explainer is built and dropped, quietly, if
+            they differ by more than 1e-4 (every explanation's
+            `decoder_path` says so).
         exact_differences: `"mc"` takes each change g(h + d) - g(h) exactly,
             carrying d through the decoder without subtracting two nearby
             float32 images (equal to a float64 evaluation to float32 precision
             on the change), for chain decoders of Dense / Conv2D / Reshape /
             Flatten / UpSampling2D layers with relu, sigmoid or linear
-            activations; any other decoder's images are subtracted, with a
-            `RuntimeWarning`. False: always subtract (kept for comparisons).
+            activations; any other decoder's images are subtracted, quietly
+            (every explanation's `decoder_path` says so). False: always
+            subtract (kept for comparisons).
         kink_split: with `exact_differences`, split the change at the ReLU
             kinks where every activation before the last is relu or linear
             (`siamese_xai.decoding.kinks`: the same function, far fewer
@@ -129,15 +146,18 @@ class SiameseExplainer(Explainer):
     exportable = True  # one traceable graph (`graph`): siamese_xai.scale.export writes it
 
     def __init__(self, embed, decoder, prototypes, config: ExplainConfig | TemplateContrastConfig | None = None, *,
-                 chunk_size: int = 1000, fuse_decoder: bool = True, exact_differences: bool = True,
-                 kink_split: bool = True, run_id: str | None = None, class_names=None):
+                 chunk_size: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET, fuse_decoder: bool = True,
+                 exact_differences: bool = True, kink_split: bool = True, run_id: str | None = None,
+                 class_names=None):
         if config is None:
             config = ExplainConfig()
         if not isinstance(config, (ExplainConfig, TemplateContrastConfig)):
             raise TypeError(
                 f"`config` must be an ExplainConfig or a TemplateContrastConfig. Received: config={config!r}"
             )
-        _checks.check_positive_int("chunk_size", chunk_size)
+        if chunk_size is not None:
+            _checks.check_positive_int("chunk_size", chunk_size)
+        memory_budget = check_memory_budget(memory_budget)
         _checks.check_bool("fuse_decoder", fuse_decoder)
         _checks.check_bool("exact_differences", exact_differences)
         _checks.check_bool("kink_split", kink_split)
@@ -152,7 +172,8 @@ class SiameseExplainer(Explainer):
                 f"`class_names` must name each of the {num_classes} classes. Received: {len(class_names)} names"
             )
         self._embed, self._decoder, self._config = embed, decoder, config
-        self._options = {"chunk_size": int(chunk_size), "fuse_decoder": fuse_decoder, "kink_split": kink_split,
+        self._options = {"chunk_size": chunk_size, "memory_budget": memory_budget, "fuse_decoder": fuse_decoder,
+                         "kink_split": kink_split,
                          "exact_differences": exact_differences, "run_id": run_id, "class_names": class_names}
         # A Keras model is still called as a black box, through a tf.function:
         # same result, without eager Keras's per-call overhead (~4 ms).
@@ -162,11 +183,14 @@ class SiameseExplainer(Explainer):
         self._num_classes, self._dim = num_classes, dim
         self._image_shape = image_shape
         mode = ("kinks" if kink_split else "layers") if exact_differences and config.estimator == "mc" else "subtract"
-        self._dec = decoder_evaluator(decoder, probe_codes(p), mode=mode, fuse=fuse_decoder)
+        self._dec = decoder_evaluator(decoder, probe_codes(p), mode=mode, fuse=fuse_decoder,
+                                      memory_budget=memory_budget)
+        self._chunk_size = int(chunk_size) if chunk_size is not None else min(MAX_CHUNK,
+                                                                              self._dec.rows_within_budget())
         internal_shape = tuple(self._dec.internal(tf.zeros((1, dim), tf.float32)).shape[1:])
         graph_fn = contrast_graph if self.asks_contrast else explain_graph
         self._graph = functools.partial(
-            graph_fn, decoder=self._dec, internal_shape=internal_shape, config=config, chunk_size=int(chunk_size)
+            graph_fn, decoder=self._dec, internal_shape=internal_shape, config=config, chunk_size=self._chunk_size
         )
         self._core = tf.function(
             self.graph,
@@ -226,7 +250,13 @@ class SiameseExplainer(Explainer):
 
     @property
     def chunk_size(self) -> int:
-        return self._options["chunk_size"]
+        """Decoder rows per call: the option, or the most within `memory_budget` (at most 1000)."""
+        return self._chunk_size
+
+    @property
+    def memory_budget(self) -> int:
+        """Bytes the decoder's evaluation may hold at once while explaining."""
+        return self._options["memory_budget"]
 
     @property
     def run_id(self) -> str | None:
@@ -271,7 +301,8 @@ class SiameseExplainer(Explainer):
     def kink_cap(self) -> int:
         """The most units near a ReLU kink per input and layer before `mc` carries the change through the layers."""
         n = self._config.n_perturbations
-        return _graph.kink_cap(self.chunk_size, max(1, self.chunk_size // n), n)
+        return _graph.kink_cap(self.chunk_size, max(1, self.chunk_size // n), n,
+                               self._dec.kink_candidates_within_budget(self._config.s))
 
     def perturbation_draws(self, seed: int = 0) -> np.ndarray:
         """`(N, s)` float32 |eps|, the draws every input of an explanation with this seed uses."""
@@ -383,7 +414,7 @@ class SiameseExplainer(Explainer):
                 stacklevel=2,
             )
         return Explanation(input=xs, embedding=h, config=self._config, seed=seed, run_id=self.run_id,
-                           class_names=self.class_names, **out)
+                           class_names=self.class_names, decoder_path=self._dec.summary(), **out)
 
     def explain_pair(self, x1, x2, seed: int = 0) -> Explanation:
         """Why f finds x1 close to (or far from) x2: `explain(x1, reference=x2, seed=seed)`."""
