@@ -50,12 +50,13 @@ def _data(n):
 
 
 def _train(x, y, cfg, strategy, run_dir=None):
+    from siamese_xai.explainers.prototypes import embed_in_batches
     from siamese_xai.training import stages as training
 
     losses = {"snn": [], "autoencoder": []}
     snn = training.train_siamese(x, y, cfg, run_dir, strategy, verbose=0,
                                  on_step=lambda s, v: losses["snn"].append(v["loss"]))
-    h = training.predict(snn, x)
+    h = embed_in_batches(snn, x, 1000)
     enc, dec = training.train_autoencoder(x, h, cfg, run_dir, strategy, verbose=0,
                                           on_step=lambda s, v: losses["autoencoder"].append(v["loss"]))
     weights = snn.get_weights() + enc.get_weights() + dec.get_weights()

@@ -7,6 +7,7 @@ import pytest
 from siamese_xai.data import mnist as data
 from siamese_xai.explainers import prototypes
 from siamese_xai.training import loop
+from siamese_xai.explainers.prototypes import embed_in_batches
 from siamese_xai.training import stages as training
 from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
 
@@ -42,11 +43,11 @@ def test_saved_models_reload_and_agree(tiny_run):
     snn = keras.models.load_model(run_dir / "snn.keras", compile=False)
     dec = keras.models.load_model(run_dir / "decoder.keras", compile=False)
     x, y = data.load_mnist("test")
-    h = training.predict(snn, x)
+    h = embed_in_batches(snn, x, 1000)
     assert h.shape == (10000, 20)
     protos = np.load(run_dir / "prototypes.npy")
     assert prototypes.prototype_accuracy(h, y, protos) == metrics["prototype_accuracy"]
-    recon = training.predict(dec, h)
+    recon = embed_in_batches(dec, h, 1000)
     assert recon.shape == (10000, 28, 28, 1)
     sse = float(np.mean(np.sum((x - recon).reshape(len(x), -1) ** 2, axis=1)))
     assert sse == pytest.approx(metrics["recon_sse_decoder"], rel=1e-6)
@@ -142,7 +143,7 @@ def test_joint_training_aligns_codes_with_the_embedding():
     def alignment(alpha, beta):
         cfg = TrainConfig.tiny(autoencoder=AutoencoderConfig(epochs=6, batch_size=32, alpha=alpha, beta=beta, learning_rate=1e-2))
         enc, _ = training.train_autoencoder(x, h, cfg, verbose=0)
-        return float(np.mean(np.sum((training.predict(enc, x) - h) ** 2, 1)))
+        return float(np.mean(np.sum((embed_in_batches(enc, x, 1000) - h) ** 2, 1)))
 
     with_beta, without_beta = alignment(1.0, 10.0), alignment(1.0, 0.0)
     spread = float(np.mean(np.sum((h - h.mean(0)) ** 2, 1)))
@@ -168,7 +169,7 @@ def test_config_validation_names_the_argument():
     assert cfg.embedding_dim == 20
 
 
-def test_predict_takes_any_black_box():
+def test_embedding_in_batches_takes_any_black_box():
     x = np.arange(12, dtype=np.float32).reshape(6, 2)
     calls = []
 
@@ -176,7 +177,7 @@ def test_predict_takes_any_black_box():
         calls.append(len(batch))
         return batch * 2
 
-    np.testing.assert_array_equal(training.predict(f, x, batch_size=4), x * 2)
+    np.testing.assert_array_equal(embed_in_batches(f, x, batch_size=4), x * 2)
     assert calls == [4, 2]
 
 

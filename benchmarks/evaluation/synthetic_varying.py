@@ -119,6 +119,7 @@ def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stam
         with the training accuracy, reconstruction error and wall times.
     """
     from siamese_xai import files, runs
+    from siamese_xai.explainers.prototypes import embed_in_batches
     from siamese_xai.training import stages as training
     from siamese_xai.config import AutoencoderConfig, DecoderConfig, SNNConfig, TrainConfig
     from siamese_xai.explainers.siamese import SiameseExplainer
@@ -145,13 +146,13 @@ def train_synthetic_run(run_dir, x, y, epochs=(2, 8, 8), pairs: int = 8000, stam
     else:
         snn = training.train_siamese(x, y, config, verbose=verbose)
     t1 = time.perf_counter()
-    h = training.predict(snn, x)
+    h = embed_in_batches(snn, x, 1000)
     _, decoder = training.train_autoencoder(x, h, config, verbose=verbose)
     t2 = time.perf_counter()
     decoder = training.finetune_decoder(decoder, x, h, config, verbose=verbose)
     t3 = time.perf_counter()
     protos = prototypes_from_embeddings(h, y, num_classes)
-    recon = training.predict(decoder, h)
+    recon = embed_in_batches(decoder, h, 1000)
     info = {
         "objective": objective,
         "train_accuracy": float(prototype_accuracy(h, y, protos)),

@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 from siamese_xai import files
 from siamese_xai.data import mnist as data
 from siamese_xai.training import loop
+from siamese_xai.explainers.prototypes import embed_in_batches  # noqa: E402
 from siamese_xai.training import stages as training  # noqa: E402
 from siamese_xai.config import TrainConfig  # noqa: E402
 
@@ -69,7 +70,7 @@ def train_step_times(x, y, steps: int, rounds: int = 1) -> dict:
         for jit in (False, True):
             training.fit = fit_with(jit)
             snn = training.train_siamese(x, y, config, verbose=0)
-            h = training.predict(snn, x)
+            h = embed_in_batches(snn, x, 1000)
             _, decoder = training.train_autoencoder(x, h, config, verbose=0)
             training.finetune_decoder(decoder, x, h, config, verbose=0)
     training.fit = loop.fit

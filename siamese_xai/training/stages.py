@@ -228,15 +228,6 @@ def _check_embeddings(x, h, embedding_dim):
         )
 
 
-def predict(model, x, batch_size: int = 1000) -> np.ndarray:
-    """`model(x)` in batches of 1000, as a float32 NumPy array: `prototypes.embed_in_batches`.
-
-    Kept for callers of the old name; the batch size is the one `train_run`
-    uses, so the same model gives the same arrays bit for bit.
-    """
-    return prototypes.embed_in_batches(model, x, batch_size)
-
-
 def evaluate(snn, encoder, decoder, protos, x, y, batch_size: int = 1000) -> dict:
     """The run's quality figures on a test set.
 
