@@ -15,6 +15,7 @@ import numpy as np
 
 from siamese_xai.explainers.explanation import Explanation
 from siamese_xai.explainers.probe_explanation import ProbeExplanation
+from siamese_xai.explainers.results import BatchResult
 
 MASK_COLOR = (1.0, 0.15, 0.1)
 TITLE_SIZE = 9
@@ -243,8 +244,46 @@ def plot_probe(explanation, axes=None, *, index: int = 0):
     return flat
 
 
+def plot_any(result, axes=None, *, index: int = 0):
+    """Draws any `BatchResult` from the fields every result holds: the input, its signed map, the mask over the input.
+
+    The signed map is the result class's `MAP_FIELD` (its `ranking` where it declares none); the third panel's
+    title is the result's one-line `summary`.
+
+    Args:
+        result: a `siamese_xai.explainers.results.BatchResult` of B explanations.
+        axes: 3 matplotlib Axes; a new figure when None.
+        index: which of the B explanations to draw.
+
+    Returns:
+        The Axes drawn into, as an object array.
+    """
+    if not isinstance(result, BatchResult):
+        raise TypeError(f"`result` must be an explainer's result (a BatchResult). Received: {type(result).__name__}")
+    b = len(result)
+    if not isinstance(index, (int, np.integer)) or not -b <= index < b:
+        raise ValueError(f"`index` must be an integer in [-{b}, {b}) for {b} explanations. Received: index={index!r}")
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(3 * PANEL_INCHES, 2.6))
+    flat = np.asarray(axes, dtype=object).ravel()
+    if flat.size != 3:
+        raise ValueError(f"`axes` must hold 3 matplotlib Axes. Received: {flat.size}")
+    name = result.MAP_FIELD or "ranking"
+    x = np.asarray(result.input[index])
+    _show(flat[0], _image(x), "input")
+    change = np.asarray(getattr(result, name)[index], np.float64)
+    change = change.mean(axis=-1) if change.ndim == 3 else change
+    bound = float(np.abs(change).max()) or 1.0
+    _show(flat[1], change, name, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    _show(flat[2], _image(x), result.summary(index))
+    flat[2].contour(np.asarray(result.mask[index]).reshape(x.shape[:2] + (-1,)).any(axis=-1).astype(float),
+                    levels=[0.5], colors=[MASK_COLOR], linewidths=0.8)
+    return flat
+
+
 def plot_result(result, axes=None, *, index: int = 0):
-    """Draws any explainer's result: `plot_explanation` for an `Explanation`, `plot_probe` for a `ProbeExplanation`.
+    """Draws any explainer's result: `plot_explanation` for an `Explanation`, `plot_probe` for a
+    `ProbeExplanation`, `plot_any` for every other result class.
 
     Returns:
         The Axes drawn into, as an object array.
@@ -253,7 +292,7 @@ def plot_result(result, axes=None, *, index: int = 0):
         return plot_probe(result, axes, index=index)
     if isinstance(result, Explanation):
         return np.asarray(plot_explanation(result, axes, index=index), dtype=object)
-    raise TypeError(f"`result` must be an Explanation or a ProbeExplanation. Received: {type(result).__name__}")
+    return plot_any(result, axes, index=index)
 
 
 def plot_reconstructions(images, from_embedding, from_code, axes=None):

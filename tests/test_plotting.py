@@ -174,3 +174,62 @@ def test_quadruple_is_legible_with_long_names_and_not_mostly_white_space(h, w):
     # the images and their titles cover most of the figure, whatever its aspect
     shown = sum(box.width * box.height for ax in axes for box in (ax.get_window_extent(renderer), ax.title.get_window_extent(renderer)))
     assert shown / (fig.bbox.width * fig.bbox.height) > 0.5
+
+
+def _minimal_result_class():
+    """A result class of an estimator the plotting module has never heard of: the common fields only."""
+    import dataclasses
+
+    from siamese_xai.explainers.results import BatchResult
+
+    fields = {"input": np.float32, "distances": np.float32, "predicted_class": np.int64,
+              "explained_class": np.int64, "contrast_class": np.int64, "ranking": np.float32, "mask": np.bool_}
+
+    @dataclasses.dataclass(frozen=True, eq=False, repr=False)
+    class Minimal(BatchResult):
+        input: np.ndarray
+        distances: np.ndarray
+        predicted_class: np.ndarray
+        explained_class: np.ndarray
+        contrast_class: np.ndarray
+        ranking: np.ndarray
+        mask: np.ndarray
+        class_names: tuple | None = None
+        FIELDS = fields
+
+        def __post_init__(self):
+            self._freeze_arrays()
+
+        def summary(self, i=0):
+            return f"the found set of image {i}"
+
+    return Minimal
+
+
+def test_any_result_class_is_drawn_from_its_common_fields():
+    rng = np.random.default_rng(0)
+    ranking = rng.standard_normal((2, 28, 28, 1)).astype(np.float32)
+    mask = ranking > 1.5
+    result = _minimal_result_class()(input=rng.random((2, 28, 28, 1)), distances=rng.random((2, 3)),
+                                     predicted_class=[0, 1], explained_class=[0, 1], contrast_class=[-1, -1],
+                                     ranking=ranking, mask=mask)
+    axes = plotting.plot_result(result, index=1)
+    assert len(axes) == 3
+    assert axes[0].images[0].get_array().shape == (28, 28)
+    np.testing.assert_allclose(axes[1].images[0].get_array(), ranking[1, ..., 0])
+    assert axes[2].get_title() == "the found set of image 1"
+    assert len(axes[2].collections) >= 1  # the mask's outline
+    with pytest.raises(ValueError, match="3 matplotlib Axes"):
+        plotting.plot_any(result, plt.subplots(1, 2)[1])
+    with pytest.raises(TypeError, match="BatchResult"):
+        plotting.plot_any(object())
+    plt.close("all")
+
+
+def test_a_result_class_without_a_common_field_is_refused_when_defined():
+    from siamese_xai.explainers.results import BatchResult
+
+    with pytest.raises(TypeError, match=r"Lacking lacks \['distances', 'predicted_class'"):
+        class Lacking(BatchResult):
+            FIELDS = {"input": np.float32, "explained_class": np.int64, "contrast_class": np.int64,
+                      "ranking": np.float32, "mask": np.bool_}

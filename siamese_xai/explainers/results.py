@@ -10,9 +10,12 @@ arrays, iteration, `fields`, `class_name`, `to_dict`, and `save`/`load` of
 one `.npz` file (written atomically; the parameters as JSON beside the arrays,
 never pickled).
 
-Every result holds at least `input`, `explained_class`, `contrast_class`,
-`mask` and `ranking` (the map whose largest values are the mask's pixels),
-so a benchmark, a plot or a split's shards read any estimator the same way.
+Every result holds at least the fields of `COMMON` (`input`, `distances`,
+`predicted_class`, `explained_class`, `contrast_class`, `ranking`, the map
+whose largest values are the mask's pixels, and `mask`), as arrays in
+`FIELDS` or as properties; a result class that lacks one is refused when it
+is defined. So a benchmark, a plot, a split's shards and its report read any
+estimator the same way.
 """
 
 from __future__ import annotations
@@ -43,8 +46,21 @@ def _jsonable(a):
     return a.tolist()
 
 
+# What every result holds (a field or a property), with its shape for B explanations of (H, W, C) images:
+# input (B, H, W, C); distances (B, K) from f(x) to every prototype; predicted_class (B,) the nearest one;
+# explained_class and contrast_class (B,) k and l (-1 where the question has none); ranking (B, H, W, C), larger
+# first; mask (B, H, W, C) bool.
+COMMON = ("input", "distances", "predicted_class", "explained_class", "contrast_class", "ranking", "mask")
+
+
 class BatchResult:
     """Mixin of a frozen dataclass of B explanations; subclasses set `FIELDS`, `FORMAT` and `_meta`/`_from_meta`."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        missing = [name for name in COMMON if name not in cls.FIELDS and not hasattr(cls, name)]
+        if missing:
+            raise TypeError(f"a result class must hold every field of `COMMON`; {cls.__name__} lacks {missing}")
 
     FIELDS: dict = {}
     FORMAT: str = ""
