@@ -70,7 +70,7 @@ from siamese_xai.explainers.explanation import Explanation
 from siamese_xai.explainers.prototypes import compute_prototypes
 
 
-# The most decoder rows per call: the fastest on a 2-core CPU (benchmarks/bench_speed.py).
+# The most decoder rows per call: the fastest on a 2-core CPU (benchmarks/speed/bench_speed.py).
 MAX_CHUNK = 1000
 
 
