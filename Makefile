@@ -34,12 +34,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The test suite: every test but those marked slow (end to end over several TensorFlow processes).
+# The test suite: every test but those marked slow (end to end: networks trained, processes killed and resumed).
 test: setup
 	$(PY) -m pytest -q -m "not slow" --durations=15
 
-# The slow end-to-end tests (processes killed and resumed, a two-worker cluster, the wheel in a fresh
-# environment, the benchmarks' quick modes). CI runs them after `make test`.
+# The slow end-to-end tests (train and explain-split killed and resumed, one- and two-worker clusters, the wheel
+# in a fresh environment, the benchmarks' quick modes). CI runs them after `make test`.
 test-slow: setup
 	$(PY) -m pytest -q -m slow --durations=15
 

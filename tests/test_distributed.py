@@ -39,6 +39,7 @@ def test_strategy_by_name():
         distribute.make_strategy("tpu-pod")
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_the_default_strategy(tmp_path):
     out = tmp_path / "losses.json"
     proc = subprocess.run([sys.executable, str(WORKER), "mirrored", str(out)], env=_env(),

@@ -102,6 +102,7 @@ def test_summary_on_a_linear_toy():
     np.testing.assert_allclose(s["recon_sse"], 0.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_paper_run_figures_on_the_tiny_run(tiny_run, tmp_path):
     from reproduce import fig9_contrast
 

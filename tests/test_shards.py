@@ -145,6 +145,7 @@ def test_split_errors(explainer, tmp_path):
         shards.load_split_results(tmp_path)
 
 
+@pytest.mark.slow
 def test_explain_split_killed_and_restarted_equals_an_uninterrupted_run(tiny_run, tmp_path, kill_when_exists):
     run_dir, _ = tiny_run
     out = tmp_path / "killed"
@@ -277,6 +278,7 @@ def test_the_probe_stores_the_fields_its_result_class_keeps(tiny_run, tmp_path):
     np.testing.assert_array_equal(got[2:4].flips, got.flips[2:4])
 
 
+@pytest.mark.slow
 def test_explain_split_of_the_probe_killed_and_restarted_equals_an_uninterrupted_run(tiny_run, tmp_path,
                                                                                     kill_when_exists):
     from siamese_xai.config import ProbeConfig

@@ -53,6 +53,7 @@ def test_saved_models_reload_and_agree(tiny_run):
     assert sse == pytest.approx(metrics["recon_sse_decoder"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_stages(tiny_run, tmp_path, capsys):
     import shutil
 
@@ -124,6 +125,7 @@ def test_interrupted_training_resumes_mid_epoch_to_the_same_weights(tmp_path, op
         np.testing.assert_array_equal(u, v)
 
 
+@pytest.mark.slow
 def test_autoencoder_and_decoder_learn_with_d10(tmp_path):
     cfg = TrainConfig.tiny(embedding_dim=10, train_limit=1000)
     metrics = training.train_run(cfg, tmp_path / "d10", verbose=0)
@@ -202,6 +204,7 @@ def _steps_logged(path, stage):
     return [int(step) for name, step in (line.split() for line in path.read_text().splitlines()) if name == stage]
 
 
+@pytest.mark.slow
 def test_train_killed_in_each_stage_resumes_from_its_checkpoint(tmp_path, stop_and_kill):
     """SIGKILL a real `siamese-xai train` mid-epoch in each stage in turn; each rerun resumes mid-epoch.
 
