@@ -184,6 +184,13 @@ def plot_explanation(explanation, axes=None, *, index: int = 0):
     return flat
 
 
+def _check_index(result, index) -> None:
+    """Raises the ValueError naming `index` unless it picks one of the result's B explanations."""
+    b = len(result)
+    if not isinstance(index, (int, np.integer)) or not -b <= index < b:
+        raise ValueError(f"`index` must be an integer in [-{b}, {b}) for {b} explanations. Received: index={index!r}")
+
+
 def _probe_titles(e, index):
     """The four panels' titles of `plot_probe`, in the words of the question asked."""
     kind, n = e.question.get("kind", "contrast"), int(e.set_size[index])
@@ -224,9 +231,7 @@ def plot_probe(explanation, axes=None, *, index: int = 0):
     """
     if not isinstance(explanation, ProbeExplanation):
         raise TypeError(f"`explanation` must be a ProbeExplanation. Received: {type(explanation).__name__}")
-    b = len(explanation)
-    if not isinstance(index, (int, np.integer)) or not -b <= index < b:
-        raise ValueError(f"`index` must be an integer in [-{b}, {b}) for {b} explanations. Received: index={index!r}")
+    _check_index(explanation, index)
     if axes is None:
         _, axes = plt.subplots(1, 4, figsize=(8.0, 2.4))
     flat = np.asarray(axes, dtype=object).ravel()
@@ -260,9 +265,7 @@ def plot_any(result, axes=None, *, index: int = 0):
     """
     if not isinstance(result, BatchResult):
         raise TypeError(f"`result` must be an explainer's result (a BatchResult). Received: {type(result).__name__}")
-    b = len(result)
-    if not isinstance(index, (int, np.integer)) or not -b <= index < b:
-        raise ValueError(f"`index` must be an integer in [-{b}, {b}) for {b} explanations. Received: index={index!r}")
+    _check_index(result, index)
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(3 * PANEL_INCHES, 2.6))
     flat = np.asarray(axes, dtype=object).ravel()
