@@ -18,6 +18,14 @@ from benchmarks.evaluation import registry
 from siamese_xai.evaluation import metrics
 
 ALPHA = 0.05
+# The smallest effect of interest, declared before any verdict was computed under it (docs/evaluation.md):
+# one twentieth of the span a number can take. A ground-truth score spans [0, 1]; an area under the margin
+# curve spans the area of a curve that stays at the unperturbed margin m-bar over its fraction axis.
+MARGIN_FRACTION = 0.05
+GROUND_TRUTH_SPAN = 1.0
+AXIS_LENGTH = {"road": 0.9, "removal": 1.0}  # the fraction axis of ROAD (0 to 0.9) and of deletion / insertion
+# The "beats" verdicts are also counted with every margin scaled by these factors (a sensitivity check).
+SENSITIVITY = (0.5, 2.0)
 
 
 def comparisons(per_image: dict, kind: str) -> list:
