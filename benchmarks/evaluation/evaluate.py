@@ -286,7 +286,8 @@ def finish(results: dict, per_image: dict, randomisation_path) -> None:
                                 if ds == "shapes" and ds in report.scored_ground_truth(results)}}
     # per_image is dataset -> metric -> method; the verdicts want dataset -> method -> metric
     swapped = {kind: {ds: _by_method(v) for ds, v in d.items()} for kind, d in by_kind.items()}
-    results["verdicts"] = verdicts.all_verdicts(swapped)
+    margins = {kind: verdicts.margins(kind, d, results.get("curves")) for kind, d in by_kind.items()}
+    results["verdicts"] = verdicts.all_verdicts(swapped, margins)
     results["randomisation"] = report.read_randomisation(randomisation_path, results["datasets"]["mnist"]["run_id"])
     results["targets"] = report.targets(results)
 
