@@ -29,7 +29,13 @@ def scored_ground_truth(results: dict) -> list:
     """The ground-truth sets whose network reaches `MIN_GT_ACCURACY` on its test images."""
     return [ds for ds, meta in results["datasets"].items()
             if ds != "mnist" and meta.get("test_accuracy", 0.0) >= MIN_GT_ACCURACY]
-WORDS = {"better": "better", "worse": "worse", "overlap": "no difference shown"}
+# The verdict words of `benchmarks.evaluation.verdicts.verdict_from_edges`, as RESULTS.md writes them.
+WORDS = {"better": "better", "worse": "worse", "equivalent": "equivalent", "not worse": "not worse",
+         "not better": "not better", "not shown": "not shown"}
+DATASET_ORDER = ("mnist", "constant", "varying", "shapes")
+TARGET_ORDER = ("make_evaluate_minutes", "asks_f", "beats_rivals_on_margin", "f_calls", "flips", "randomisation",
+                "shapes_rank_accuracy")
+POWER_TARGET = 0.8  # the power RESULTS.md counts comparisons against (the usual planning value)
 
 
 def read_randomisation(path, run_id) -> dict | None:
@@ -66,11 +72,10 @@ def targets(results: dict) -> dict:
     beats = results["verdicts"]["faithfulness"]["beats"].get("mnist", {}).get(ASKS_F, {})
     rows = {b: beats.get(b, {}) for b in TARGET_RIVALS}
     out["beats_rivals_on_margin"] = {
-        "rule": f"{ASKS_F} beats {', '.join(TARGET_RIVALS)} (primary metric, Holm p < 0.05, worse under no baseline)",
+        "rule": f"{ASKS_F} beats {', '.join(TARGET_RIVALS)} (better beyond the margin on the primary metric, Holm "
+                "p < 0.05, not worse shown on every other number)",
         "rows": rows, "met": all(r.get("beats") for r in rows.values()),
-        "measured": "; ".join(f"vs {b}: {'beats' if r.get('beats') else WORDS.get(r.get('primary'), 'n/a')}"
-                              + (f", worse on {', '.join(r['worse_on'])}" if r.get("worse_on") else "")
-                              for b, r in rows.items())}
+        "measured": "; ".join(f"vs {b}: {_cell_words(r, names=True)}" for b, r in rows.items())}
     calls = {m: _record(results, "mnist", m)["f_calls_per_image"] for m in (ASKS_F, *CALL_RIVALS)}
     out["f_calls"] = {"rule": f"{ASKS_F}'s f calls at most one fifth of {' and '.join(CALL_RIVALS)}'s",
                       "calls": calls, "met": all(calls[ASKS_F] <= calls[m] / 5 for m in CALL_RIVALS),
@@ -133,22 +138,84 @@ def _beats_table(results, kind, ds):
     others = [r["method"] for r in results["records"] if r["dataset"] == ds]
     judged = [m for m in registry.JUDGED if m in beats]
     lines = [f"Verdicts on {ds} ({kind}; primary metric `{v['primary']}`; {v['family_size']} tests in the Holm "
-             f"family): the row method against the column method. **beats** = better on the primary metric "
-             "and worse on no other; otherwise the primary verdict, and the metrics it is worse on.", "",
+             f"family, two per comparison): the row method against the column method. **beats** = better beyond the "
+             "margin on the primary metric and not worse shown on every other number; otherwise the primary verdict, "
+             "the numbers it is worse on beyond the margin and those where it is not shown to be not worse.", "",
              "| method | " + " | ".join(others) + " |", "|" + "---|" * (len(others) + 1)]
     for a in judged:
         cells = []
         for b in others:
             c = beats[a].get(b)
-            if c is None:
-                cells.append("—")
-            elif c["beats"]:
-                cells.append("**beats**")
-            else:
-                worse = f"; worse on {len(c['worse_on'])}" if c["worse_on"] else ""
-                cells.append(f"{WORDS.get(c['primary'], 'n/a')}{worse}")
+            cells.append("—" if c is None else _cell_words(c))
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _cell_words(cell, names=False):
+    """One beats cell in words: **beats**, or the primary verdict, where it is worse and where not-worse is not shown."""
+    if cell.get("beats"):
+        return "beats" if names else "**beats**"
+    out = WORDS.get(cell.get("primary"), "n/a")
+    for key, word in (("worse_on", "worse on"), ("not_shown_on", "not shown on")):
+        if cell.get(key):
+            out += f"; {word} {', '.join(cell[key]) if names else len(cell[key])}"
+    return out
+
+
+def _margin_table(results, kind, ds):
+    """Per number: its margin and the power of the comparisons (docs/evaluation.md), with the verdicts' counts."""
+    v = results["verdicts"][kind]
+    rows = [r for r in v["comparisons"] if r["dataset"] == ds]
+    lines = [f"Margins and power on {ds}: power = the probability that a test at one edge of the margin rejects when "
+             "the true mean difference lies one margin from it (normal approximation with the observed SD of the "
+             f"paired differences, Bonferroni level {v['alpha']} / {v['family_size']}).", "",
+             f"| number | margin | comparisons | power ≥ {POWER_TARGET} | median power | better or worse | equivalent "
+             "| not worse or not better | not shown |", "|---|---|---|---|---|---|---|---|---|"]
+    for metric in (m.name for m in registry.METRICS if m.name in v["margins"][ds]):
+        delta = v["margins"][ds][metric]
+        rs = [r for r in rows if r["metric"] == metric]
+        if not rs:
+            continue
+        count = lambda *words: sum(r["verdict"] in words for r in rs)  # noqa: E731
+        power = sorted(r["power"] for r in rs)
+        lines.append(f"| {metric} | {delta:.4f} | {len(rs)} | {sum(p >= POWER_TARGET for p in power)} | "
+                     f"{power[len(power) // 2]:.2f} | {count('better', 'worse')} | {count('equivalent')} | "
+                     f"{count('not worse', 'not better')} | {count('not shown')} |")
+    return lines + [""]
+
+
+def _rank_table(results, kind, ds):
+    """The rank aggregate on one data set: each method's mean rank over the numbers, and their disagreement."""
+    agg = results["verdicts"][kind]["rank_aggregate"].get(ds)
+    if not agg:
+        return []
+    primary = results["verdicts"][kind]["primary"]
+    order = sorted(agg["mean_rank"], key=lambda m: (agg["mean_rank"][m], m))
+    lines = [f"Rank aggregate on {ds} (as in LATEC): each method ranked by its mean on each of the {len(agg['metrics'])} "
+             "numbers (1 = best), the ranks averaged. The numbers' agreement: Kendall's W = "
+             f"{agg['kendalls_w']:.2f} (1 = all order the methods alike); {agg['discordant_share']:.0%} of the (pair of "
+             "numbers, pair of methods) are ordered oppositely by the two numbers.", "",
+             f"| method | mean rank | rank on `{primary}` |", "|---|---|---|"]
+    lines += [f"| {m} | {agg['mean_rank'][m]:.2f} | {agg['ranks'][primary][m]:g} |" for m in order]
+    return lines + [""]
+
+
+def _sensitivity(results, kind):
+    s = results["verdicts"][kind]["sensitivity"]
+    base = {tuple(b) for b in s["beats_at_1"]}
+    parts = []
+    for f in s["factors"]:
+        other = {tuple(b) for b in s[str(f)]["beats"]}
+        change = [f"{a} beats {b} ({ds})" for ds, a, b in sorted(other - base)]
+        change += [f"{a} no longer beats {b} ({ds})" for ds, a, b in sorted(base - other)]
+        parts.append(f"at {f}x the margins {len(other)}" + (f" ({'; '.join(change)})" if change else ""))
+    return [f"Sensitivity ({kind}): {len(base)} **beats** verdicts at the declared margins; " + ", ".join(parts) + ".", ""]
+
+
+def _verdict_details(results, kind, ds):
+    if ds not in results["verdicts"][kind]["beats"]:
+        return []
+    return _sensitivity(results, kind) + _margin_table(results, kind, ds) + _rank_table(results, kind, ds)
 
 
 def render_markdown(results: dict) -> str:
@@ -164,21 +231,28 @@ def render_markdown(results: dict) -> str:
         + f". Machine: {results['machine']}. Wall time {results['seconds']:.0f} s, load average at the end "
         f"{results.get('load_average_1_5_15_min')} (1/5/15 min).",
         "",
-        "The metrics, the removal operators and the verdict rule are declared in docs/evaluation.md (fixed before "
-        "the numbers). Every number is the mean over images with its "
-        f"{results['interval']}; per-image values: `benchmarks/evaluation/per_image.npz`.",
+        "The metrics, the removal operators and the verdict rule are declared in docs/evaluation.md (the margins of "
+        "the verdict rule were declared after the per-image values existed and before any verdict under them; "
+        "`benchmarks/evaluation/verdicts.py` computes the verdicts from the per-image values, and "
+        "`python -m benchmarks.evaluation.evaluate --from-results` recomputes them without measuring). Every number is "
+        f"the mean over images with its {results['interval']}; per-image values: `benchmarks/evaluation/per_image.npz`.",
         "",
         "## Targets",
         "",
     ]
-    for name, t in results.get("targets", {}).items():
+    # results.json is written with sorted keys: the page lists the targets in the order `targets` sets them
+    targets_ = results.get("targets", {})
+    for name in sorted(targets_, key=lambda k: TARGET_ORDER.index(k) if k in TARGET_ORDER else len(TARGET_ORDER)):
+        t = targets_[name]
         lines.append(f"- `{name}`: {t['rule']}: {_met(t['met'])}" + (f" ({t['measured']})." if t.get("measured") else "."))
     lines.append("")
-    for ds, meta in results["datasets"].items():
+    # results.json is written with sorted keys: the page keeps the order in which the benchmark runs the sets
+    for ds in sorted(results["datasets"], key=lambda d: DATASET_ORDER.index(d) if d in DATASET_ORDER else len(DATASET_ORDER)):
+        meta = results["datasets"][ds]
         lines += [f"## {ds}", ""]
         if ds == "mnist":
             lines += [f"The run `{meta['run']}`, the first {meta['n_images']} MNIST test images.", ""]
-            lines += _beats_table(results, "faithfulness", ds)
+            lines += _beats_table(results, "faithfulness", ds) + _verdict_details(results, "faithfulness", ds)
             lines += _table(results, ds, faith[:6])
             lines += [""] + _table(results, ds, faith[6:], extra=(
                 ("stability", lambda r: _fmt(r["stability"])),
@@ -190,7 +264,7 @@ def render_markdown(results: dict) -> str:
                       f"classifies correctly ({meta['correct_scored']} are; test accuracy {meta['test_accuracy']:.1%}, "
                       f"train accuracy {tr.get('train_accuracy', float('nan')):.1%}).", ""]
             if ds in scored_ground_truth(results):
-                lines += _beats_table(results, "ground truth", ds)
+                lines += _beats_table(results, "ground truth", ds) + _verdict_details(results, "ground truth", ds)
             else:
                 lines += [f"Not scored: the network is right on {meta['test_accuracy']:.1%} of the test images, below "
                           f"the {MIN_GT_ACCURACY:.0%} a ground-truth set needs (docs/evaluation.md); the table is "
