@@ -71,13 +71,13 @@ def test_quick_mode_end_to_end(untrained_run, tmp_path):
     v = results["verdicts"]["faithfulness"]
     n_judged = len(registry.JUDGED)
     pairs = n_judged * (len(methods) - n_judged) + n_judged * (n_judged - 1) // 2
-    assert v["family_size"] == pairs * len(faith)
+    assert v["family_size"] == 2 * pairs * len(faith) and v["n_comparisons"] == pairs * len(faith)
     assert set(v["beats"]["mnist"]) == set(registry.JUDGED)
     # ground-truth verdicts only on a set whose network is accurate enough (quick mode trains for one epoch)
     scored = report.scored_ground_truth(results)
     assert scored == [ds for ds in ("constant", "varying", "shapes")
                       if results["datasets"][ds]["test_accuracy"] >= report.MIN_GT_ACCURACY]
-    assert results["verdicts"]["ground truth"]["family_size"] == pairs * len(gt) * ("shapes" in scored)
+    assert results["verdicts"]["ground truth"]["family_size"] == 2 * pairs * len(gt) * ("shapes" in scored)
     assert (tmp_path / "RESULTS.md").read_text().startswith("# Benchmark")
     again = script.main(["--from-results", "--out", str(tmp_path), "--figures", str(tmp_path),
                          "--randomisation", str(tmp_path / "absent.json")])
@@ -92,33 +92,45 @@ def _per_image(a, b, c):
                       "occlusion": {n: np.asarray(c, float) for n in names}}}
 
 
+def _margins(delta=0.1):
+    return {"faithfulness": {"mnist": {m.name: delta for m in registry.METRICS if m.kind == "faithfulness"}}}
+
+
 def test_beats_needs_the_primary_and_no_worse_metric():
     n = 12
-    low, high = np.arange(n) * 0.01, np.arange(n) * 0.01 + 1.0
-    same = np.arange(n) * 0.01 + 0.5
+    # no two differences alike: mc - intensity = -(1 + 0.003 i), mc - occlusion = -(0.5 + 0.002 i)
+    low, high = np.arange(n) * 0.01, np.arange(n) * 0.013 + 1.0
+    same = np.arange(n) * 0.012 + 0.5
     per = _per_image(low, high, same)
     # mc is lower than intensity everywhere: better on every lower-is-better metric, worse on every higher one
-    v = verdicts.all_verdicts({"faithfulness": per})["faithfulness"]
+    v = verdicts.all_verdicts({"faithfulness": per}, _margins())["faithfulness"]
     cell = v["beats"]["mnist"]["mc"]["intensity"]
     assert cell["primary"] == "better" and not cell["beats"]
     assert set(cell["worse_on"]) == {m.name for m in registry.METRICS if m.kind == "faithfulness" and m.higher_is_better}
     # make mc better on every metric's own side: it beats both
     for m in registry.METRICS:
         if m.kind == "faithfulness" and m.higher_is_better:
-            per["mnist"]["mc"][m.name] = high + 1.0
-    v = verdicts.all_verdicts({"faithfulness": per})["faithfulness"]
+            per["mnist"]["mc"][m.name] = high * 1.5 + 1.0
+    v = verdicts.all_verdicts({"faithfulness": per}, _margins())["faithfulness"]
     assert v["beats"]["mnist"]["mc"]["intensity"]["beats"] and v["beats"]["mnist"]["mc"]["occlusion"]["beats"]
-    # 2 pairs x 14 metrics; 12 all-positive differences: exact p = 2 / 4096, Holm x 28 still < 0.05
-    assert v["family_size"] == 28
-    assert all(np.isclose(r["p"], 2 / 4096) and r["p_holm"] < 0.05 for r in v["comparisons"])
+    # 2 pairs x 14 metrics x 2 edges of the margin; every difference lies far beyond +0.1, Holm x 56 still < 0.05
+    assert v["family_size"] == 56 and v["n_comparisons"] == 28
+    assert all(r["p_upper_holm"] < 0.05 and r["verdict"] == "better" for r in v["comparisons"])
+    # the same differences within a margin wider than all of them are equivalent, not better: no beats
+    v = verdicts.all_verdicts({"faithfulness": per}, _margins(delta=3.0))["faithfulness"]
+    assert {r["verdict"] for r in v["comparisons"]} == {"equivalent"}
+    assert not v["beats"]["mnist"]["mc"]["intensity"]["beats"]
 
 
 def test_too_few_images_show_no_difference():
-    per = _per_image([0.0, 0.1, 0.2], [1.0, 1.1, 1.2], [1.0, 1.1, 1.2])
-    v = verdicts.all_verdicts({"faithfulness": per})["faithfulness"]
-    # three positive differences: exact two-sided p = 2 / 8 = 0.25, never significant
-    assert all(r["verdict"] == "overlap" for r in v["comparisons"])
-    assert not v["beats"]["mnist"]["mc"]["intensity"]["beats"]
+    per = _per_image([0.0, 0.1, 0.2], [1.0, 1.3, 1.1], [1.0, 1.2, 1.05])
+    v = verdicts.all_verdicts({"faithfulness": per}, _margins())["faithfulness"]
+    # three differences: the raw p at the nearer edge is about 0.009 (t = 10.6, 2 df), x 56 by Holm: nothing shown,
+    # and nothing shown is not read as "not worse"
+    assert all(r["verdict"] == "not shown" for r in v["comparisons"])
+    cell = v["beats"]["mnist"]["mc"]["intensity"]
+    assert not cell["beats"] and cell["primary"] == "not shown"
+    assert len(cell["not_shown_on"]) == 13 and not cell["worse_on"]
 
 
 def test_per_image_values_round_trip(tmp_path):
@@ -165,7 +177,7 @@ def test_ground_truth_is_judged_only_on_a_network_that_is_right_often_enough():
         return results
 
     judged = run(report.MIN_GT_ACCURACY)
-    assert judged["verdicts"]["ground truth"]["family_size"] == len(gt)
+    assert judged["verdicts"]["ground truth"]["family_size"] == 2 * len(gt)
     assert judged["verdicts"]["ground truth"]["beats"]["shapes"]["probe"]["kernelshap"]["beats"]
     assert judged["targets"]["shapes_rank_accuracy"]["met"] is True
     near_chance = run(0.274)
@@ -297,3 +309,12 @@ def test_this_projects_methods_are_read_through_the_result_protocol():
         ranking=np.zeros((3, 28, 28, 3), np.float32), fields=("ranking",)))
     with pytest.raises(ValueError, match=r"ranking must be one gray map per image.*Received: \(3, 28, 28, 3\)"):
         registry.explained_maps(rgb, xs, classes)
+
+
+def test_results_md_is_the_rendering_of_the_committed_results_json():
+    # RESULTS.md holds no word that results.json lacks: rendering the committed JSON gives the committed page
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluation"
+    results = files.read_json(root / "results.json")
+    assert report.render_markdown(results) == (root / "RESULTS.md").read_text()
