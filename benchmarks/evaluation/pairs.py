@@ -7,8 +7,8 @@ Commands (from the project root; TFDS_DATA_DIR must point at MNIST):
     python -m benchmarks.evaluation.pairs --from-results       # verdicts, targets, PAIRS.md again from the stored values
 
 Writes `benchmarks/evaluation/pairs.json` (settings, the networks and their accuracy,
-per data set and method the mean and 95% interval of every score, the paired
-tests, the targets and whether each is met, the wall time),
+per data set and method the mean and 95% interval of every score, the
+verdicts of `pair_verdicts`, the targets and whether each is met, the wall time),
 `benchmarks/evaluation/pairs_per_pair.npz` (every per-pair value, key
 `dataset/metric/method`, so every test can be rerun) and
 `benchmarks/evaluation/PAIRS.md` (`benchmarks.evaluation.pairs_report`, from the JSON alone).
