@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.evaluation import pair_data as pd
-from benchmarks.evaluation import pairs
+from benchmarks.evaluation import pair_verdicts, pairs, pairs_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +90,57 @@ def test_the_oriented_pair_distance_by_hand():
     out = margin.all_distances(xs)
     assert out[:, 0].tolist() == [0, 0, 0, 0]
     assert out[:, 1].tolist() == pytest.approx([2.0, 1.0, -5.0, -3.0])
+
+
+def test_pair_margins_by_hand():
+    region = pair_verdicts.margins("region", {}, ["pairs"])
+    assert region == {"pairs": {"rank_accuracy": 0.05, "relevance_mass": 0.05, "distractor_share": 0.05}}
+    removal = pair_verdicts.margins("removal", {"a": 0.6}, ["a"])["a"]
+    assert removal["deletion_zero"] == removal["deletion_blur"] == pytest.approx(0.03)  # 0.05 x 1.0 x 0.6
+    assert removal["road_morf"] == removal["road_lerf"] == pytest.approx(0.027)  # 0.05 x 0.9 x 0.6
+    with pytest.raises(ValueError, match="`kind`"):
+        pair_verdicts.margins("faithfulness", {}, ["a"])
+    with pytest.raises(ValueError, match="`thresholds`"):
+        pair_verdicts.margins("removal", {}, ["a"])
+
+
+def test_a_difference_not_shown_blocks_a_beats_and_a_clear_one_decides():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.01, 60)
+    by_method = {"probe": {"rank_accuracy": 0.8 + noise, "relevance_mass": 0.5 + noise, "distractor_share": 0.1 + noise},
+                 "a": {"rank_accuracy": 0.5 + noise[::-1], "relevance_mass": 0.5 + noise[::-1],  # equivalent
+                       "distractor_share": 0.1 + rng.normal(0, 0.5, 60)},  # too noisy: not shown
+                 "b": {"rank_accuracy": 0.5 + noise[::-1], "relevance_mass": 0.5 + noise[::-1],
+                       "distractor_share": 0.3 + noise[::-1]}}  # the probe is better on all three
+    v = pair_verdicts.all_verdicts({"pairs": by_method}, {"pairs": 0.5})["region"]
+    cell = v["beats"]["pairs"]["probe"]
+    assert cell["a"]["primary"] == "better" and not cell["a"]["beats"] and cell["a"]["not_shown_on"] == ["distractor_share"]
+    assert cell["b"]["beats"] and v["family_size"] == 2 * 6 and "removal" not in pair_verdicts.all_verdicts(
+        {"pairs": by_method}, {"pairs": 0.5})
+
+
+def test_the_committed_verdicts_and_targets_are_those_of_the_per_pair_values():
+    # pairs.json's verdicts and targets are what the rule gives on the stored per-pair values, measuring nothing
+    root = ROOT / "benchmarks" / "evaluation"
+    committed = json.loads((root / "pairs.json").read_text())
+    with np.load(root / "pairs_per_pair.npz") as npz:
+        per_pair = pair_verdicts.load_per_pair(npz, pairs.METHOD_ORDER)
+    again = json.loads(json.dumps(pair_verdicts.recompute(committed, per_pair), sort_keys=True))
+    assert again["verdicts"] == committed["verdicts"] and again["targets"] == committed["targets"]
+
+
+def test_pairs_md_is_the_rendering_of_the_committed_pairs_json():
+    root = ROOT / "benchmarks" / "evaluation"
+    results = json.loads((root / "pairs.json").read_text())
+    assert pairs_report.render(results) == (root / "PAIRS.md").read_text()
+
+
+def test_the_targets_docs_pairs_md_states_are_those_of_pairs_json():
+    text = (ROOT / "docs" / "pairs.md").read_text()
+    section = text.split("### The targets under this rule", 1)[1].split("\n#", 1)[0]
+    stated = dict(line[2:].rsplit(": ", 1) for line in section.splitlines() if line.startswith("- "))
+    targets = json.loads((ROOT / "benchmarks" / "evaluation" / "pairs.json").read_text())["targets"]
+    assert stated == {t["target"]: "met" if t["met"] else "missed" if t["met"] is False else "not run" for t in targets}
 
 
 @pytest.mark.slow

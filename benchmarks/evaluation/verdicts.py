@@ -131,11 +131,19 @@ def discordant_share(ranks) -> float:
     return float((signs[a] * signs[b] < 0).mean())
 
 
-def rank_aggregate(means: dict) -> dict:
+def _higher(kind: str, higher: dict | None) -> dict:
+    """metric -> higher is better: `higher` where given (another benchmark's numbers), else the registry's of `kind`."""
+    if higher is not None:
+        return dict(higher)
+    return {m.name: m.higher_is_better for m in registry.METRICS if m.kind == kind}
+
+
+def rank_aggregate(means: dict, higher: dict | None = None) -> dict:
     """Mean rank of each method over the numbers, and the numbers' disagreement.
 
     Args:
         means: metric -> method -> mean value (every metric over the same methods).
+        higher: metric -> higher is better (default: the registry's).
 
     Returns:
         `{"metrics", "ranks" (metric -> method -> rank, 1 = best), "mean_rank" (method -> mean rank),
@@ -146,7 +154,8 @@ def rank_aggregate(means: dict) -> dict:
     rows = []
     for metric in names:
         v = np.array([means[metric][m] for m in methods], np.float64)
-        better_first = -v if registry.METRIC_BY_NAME[metric].higher_is_better else v
+        up = higher[metric] if higher is not None else registry.METRIC_BY_NAME[metric].higher_is_better
+        better_first = -v if up else v
         rows.append(stats.rankdata(better_first))
     ranks = np.array(rows)
     out = {"metrics": names, "ranks": {metric: dict(zip(methods, map(float, row))) for metric, row in zip(names, ranks)},
@@ -183,35 +192,38 @@ def margins(kind: str, datasets, curves: dict | None = None, scale: float = 1.0)
     return out
 
 
-def _pairs(methods):
-    for a in (m for m in methods if m in registry.JUDGED):
+def _pairs(methods, judged):
+    for a in (m for m in methods if m in judged):
         for b in methods:
-            if b != a and not (b in registry.JUDGED and methods.index(b) < methods.index(a)):
+            if b != a and not (b in judged and methods.index(b) < methods.index(a)):
                 yield a, b  # each pair of judged methods is tested once
 
 
-def comparisons(per_image: dict, kind: str, margin: dict) -> list:
+def comparisons(per_image: dict, kind: str, margin: dict, higher: dict | None = None,
+                judged: tuple | None = None) -> list:
     """Every (data set, A, B, metric) compared at both edges of its margin, Holm-adjusted over the family `kind`.
 
     Args:
         per_image: data set -> method -> metric -> `(n,)` values (the npz's content).
-        kind: "faithfulness" or "ground truth".
+        kind: "faithfulness" or "ground truth" (or another benchmark's kind, with `higher`).
         margin: data set -> metric -> delta (`margins`).
+        higher: metric -> higher is better, the numbers of the kind (default: the registry's of `kind`).
+        judged: the methods whose verdicts are given (default: this project's, `registry.JUDGED`).
 
     Returns:
         A list of dicts `{"dataset", "a", "b", "metric", "n", "margin", "mean_difference", "median_difference"
         (of A - B), "sd_difference", "p_lower", "p_upper" (raw, at -delta / +delta), "p_lower_holm",
         "p_upper_holm", "power", "verdict"}`, the verdict of A against B.
     """
-    names = [m.name for m in registry.METRICS if m.kind == kind]
+    up = _higher(kind, higher)
     rows, sides = [], []
     for ds, by_method in per_image.items():
-        for a, b in _pairs(list(by_method)):
-            for metric in (n for n in names if n in by_method[a] and n in by_method[b]):
+        for a, b in _pairs(list(by_method), registry.JUDGED if judged is None else judged):
+            for metric in (n for n in up if n in by_method[a] and n in by_method[b]):
                 va, vb = np.asarray(by_method[a][metric], np.float64), np.asarray(by_method[b][metric], np.float64)
                 ok = np.isfinite(va) & np.isfinite(vb)
                 raw = va[ok] - vb[ok]
-                d = raw if registry.METRIC_BY_NAME[metric].higher_is_better else -raw
+                d = raw if up[metric] else -raw
                 delta = margin[ds][metric]
                 (p_lo, s_lo), (p_up, s_up) = edge_test(d, -delta), edge_test(d, delta)
                 rows.append({"dataset": ds, "a": a, "b": b, "metric": metric, "n": int(d.size), "margin": delta,
@@ -229,18 +241,21 @@ def comparisons(per_image: dict, kind: str, margin: dict) -> list:
     return rows
 
 
-def beats(rows: list, kind: str) -> dict:
+def beats(rows: list, kind: str, primary: str | None = None, judged: tuple | None = None) -> dict:
     """data set -> A -> B -> `{"beats", "primary", "worse_on", "not_shown_on"}` (both directions for judged pairs).
+
+    `primary` (default: the registry's of `kind`) decides "better"; `judged` as in `comparisons`.
 
     `worse_on`: the other numbers where A is worse beyond the margin; `not_shown_on`: those where A's
     non-inferiority is not shown (not better, not shown). A beats B when the primary verdict is "better"
     and both lists are empty.
     """
-    primary = registry.PRIMARY[kind]
+    primary = registry.PRIMARY[kind] if primary is None else primary
+    judged = registry.JUDGED if judged is None else judged
     table = {}
     for r in rows:
         for a, b, verdict in ((r["a"], r["b"], r["verdict"]), (r["b"], r["a"], _FLIP.get(r["verdict"], r["verdict"]))):
-            if a not in registry.JUDGED:
+            if a not in judged:
                 continue
             cell = table.setdefault(r["dataset"], {}).setdefault(a, {}).setdefault(
                 b, {"primary": None, "worse_on": [], "not_shown_on": []})
