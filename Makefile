@@ -63,7 +63,7 @@ figures/REPORT.md: reproduce/report.py $(FIGS) figures/claims.json $(FORCE_DEP) 
 	$(RUN_PY) -m reproduce.report --run $(RUN) --out figures
 
 # The benchmark (docs/evaluation.md): the model-parameter randomisation check, then every registered method on
-# MNIST (ROAD and deletion/insertion of the margin, paired Wilcoxon-Holm verdicts) and on three ground-truth sets.
+# MNIST (ROAD and deletion/insertion of the margin; verdicts by paired tests against a declared margin, Holm-corrected) and on three ground-truth sets.
 # Full mode; the times of both are in their JSON files (`seconds`); the first run also trains runs/synthetic,
 # runs/varying and runs/shapes.
 evaluate: setup $(RUN)/metrics.json
