@@ -64,13 +64,17 @@ def _add_explain_options(p, full: bool = False):
                    help="the most candidate regions the probe paints per image, one f call each (default 40); "
                    "probe only")
     p.add_argument("--proposal", choices=PROPOSALS,
-                   help="what the probe paints the regions with (default auto: the decoder's image of the contrast "
-                   "prototype for class questions, the other image for a pair); probe only")
+                   help="what the probe paints the regions with (default auto: for class questions a real training "
+                   "image of the contrast class, else the decoder's image of its prototype; the other image for a "
+                   "pair); probe only")
+    p.add_argument("--examples-per-class", type=_non_negative_int, metavar="K",
+                   help="training images of each class the probe loads, from the data the run was trained on, to "
+                   "paint as the contrast class (default 5; 0: none, paint the decoder's image); probe only")
     p.add_argument("--estimator", choices=tuple(REGISTRY),
                    help="mc: decode N perturbations (the paper); linear: first-order, faster; template_contrast: why "
                    "the SNN's class rather than the runner-up (or --contrast-class), from the decoded class templates "
                    "gated by the input; probe: why the SNN's class rather than the runner-up, measured by f on "
-                   "regions painted with the decoder's image of the runner-up's prototype")
+                   "regions painted with a training image of the runner-up (--examples-per-class)")
     if not full:
         return
     p.add_argument("--direction", choices=("toward_prototype", "positive"),

@@ -418,10 +418,11 @@ def verify(args):
     from siamese_xai import files, plotting
     from siamese_xai.data import inputs
     from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.config import ProbeConfig
     from siamese_xai.explainers.questions import Verify
 
     out_dir = _writable_dir(args.out)
-    probe = ProbeExplainer.from_run(args.run)
+    probe = ProbeExplainer.from_run(args.run, ProbeConfig(examples_per_class=0))  # a pair question paints no example
     (a, name_a, _, _), (b, name_b, _, _) = (inputs.resolve_input(s, args.data_dir, probe.image_shape)
                                             for s in (args.first, args.second))
     tau, calibration = _threshold(args, probe)
@@ -455,10 +456,11 @@ def rank(args):
     from siamese_xai import files, plotting
     from siamese_xai.data import inputs
     from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.config import ProbeConfig
     from siamese_xai.explainers.questions import Rank
 
     out_dir = _writable_dir(args.out)
-    probe = ProbeExplainer.from_run(args.run)
+    probe = ProbeExplainer.from_run(args.run, ProbeConfig(examples_per_class=0))  # a pair question paints no example
     q, q_name, _, _ = inputs.resolve_input(args.query, args.data_dir, probe.image_shape)
     gallery = [inputs.resolve_input(s, args.data_dir, probe.image_shape) for s in args.gallery]
     if len(gallery) < 2:
