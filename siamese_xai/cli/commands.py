@@ -250,46 +250,6 @@ def _output_names(resolved) -> list:
     return names
 
 
-def explain_split(args):
-    from siamese_xai import files, runs
-    from siamese_xai.data import datasets, sources
-    from siamese_xai.scale import shards
-
-    explainer_class, config, keywords = _estimator_setup(args)
-    if args.beam_option and args.runner != "beam":
-        raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
-    if args.runner == "beam":
-        try:  # before the slow loading, so that a missing extra is said at once
-            from siamese_xai.scale import beam
-        except ImportError as err:
-            raise CLIError(" ".join(str(err).split())) from None
-    explainer = explainer_class.from_run(args.run, config)
-    kind = datasets.data_kind(args.data_dir, args.dataset)
-    seed = 0
-    if kind != "mnist" or args.image_size is not None:
-        # an image folder is split as it was for training: with the run's seed (0 if the run does not say)
-        config_path = Path(args.run) / runs.CONFIG_FILE
-        seed = files.read_json(config_path).get("seed", 0) if config_path.is_file() else 0
-    out_dir = _writable_dir(args.out)
-    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=keywords.get("seed", 0),
-                   verbose=0 if args.quiet else "auto", force=args.force)
-    # one source for both runners: its description is what `report` reads back (sources.from_description)
-    source = sources.for_data(args.data_dir, args.dataset, args.split, args.image_size, args.test_fraction, seed,
-                              args.limit)
-    x, y = source.load()
-    if tuple(x.shape[1:]) != tuple(explainer.image_shape):
-        raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
-                       f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
-    if args.runner == "beam":
-        del x, y
-        result = beam.explain_split_beam(args.run, explainer, source, out_dir, beam_options=args.beam_option,
-                                         **options)
-    else:
-        result = shards.explain_split(explainer, x, out_dir, labels=y, source=source.describe(), **options)
-    print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
-          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
-
-
 def report(args):
     from siamese_xai.scale import gallery as report
 
