@@ -237,20 +237,20 @@ def test_every_option_reaches_the_estimator_or_is_refused_by_name(estimator):
     for option, value in OPTION_VALUES.items():
         args = argparse.Namespace(command="explain", estimator=estimator, **{option: value})
         if option in config_class.CLI_OPTIONS:
-            _, config, keywords = commands._estimator_setup(args)
+            _, config, keywords = commands.estimator_setup(args)
             field = config_class.CLI_OPTIONS[option]
             got = keywords[option] if field is None else getattr(config, field)
             assert got == value and config.estimator == estimator, option
         else:
             with pytest.raises(commands.CLIError) as info:
-                commands._estimator_setup(args)
+                commands.estimator_setup(args)
             flag = "--" + option.replace("_", "-")
             assert f"{flag} does not apply to --estimator {estimator}" in str(info.value)
             assert f"{flag} applies to --estimator {commands._listed(readers[option])}" in str(info.value)
     # every option at once: those it reads reach it, the others are all named in one refusal
     args = argparse.Namespace(command="explain", estimator=estimator, **OPTION_VALUES)
     with pytest.raises(commands.CLIError, match=rf"do not apply to --estimator {estimator} "):
-        commands._estimator_setup(args)
+        commands.estimator_setup(args)
 
 
 @pytest.mark.parametrize("estimator", ["mc", "template_contrast", "probe"])

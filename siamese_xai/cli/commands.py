@@ -169,8 +169,8 @@ def explain(args):
     from siamese_xai import files, plotting
     from siamese_xai.data import inputs
 
-    explainer_class, config, keywords = _estimator_setup(args)  # refuses an option the estimator does not read
-    out_dir = _writable_dir(args.out)
+    explainer_class, config, keywords = estimator_setup(args)  # refuses an option the estimator does not read
+    out_dir = writable_dir(args.out)
     explainer = explainer_class.from_run(args.run, config)
     shape = explainer.image_shape
     resolved = [inputs.resolve_input(spec, args.data_dir, shape) for spec in args.inputs]
@@ -261,7 +261,7 @@ def export(args):
     from siamese_xai.explainers.base import REGISTRY, estimator_classes
     from siamese_xai.scale.export import export_explainer
 
-    explainer_class, config, _ = _estimator_setup(args)
+    explainer_class, config, _ = estimator_setup(args)
     if not explainer_class.exportable:  # the class's declared capability: a SavedModel holds one graph
         graphs = [name for name in REGISTRY if estimator_classes(name)[0].exportable]
         raise CLIError(f"--estimator {config.estimator} is not available for `export`: {explainer_class.__name__} "
@@ -272,7 +272,8 @@ def export(args):
     print(f"SavedModel written to {args.out}")
 
 
-def _writable_dir(path):
+def writable_dir(path):
+    """`path` as a folder that exists and can be written (created if missing), or a CLIError naming --out."""
     from pathlib import Path
 
     path = Path(path)
@@ -311,7 +312,7 @@ def estimator_options() -> dict:
     return readers
 
 
-def _estimator_setup(args):
+def estimator_setup(args):
     """`(explainer class, config, explain's keyword arguments)` that --estimator and its options ask for.
 
     Each config class declares the options it reads (`CLI_OPTIONS`: option ->
@@ -381,7 +382,7 @@ def verify(args):
     from siamese_xai.config import ProbeConfig
     from siamese_xai.explainers.questions import Verify
 
-    out_dir = _writable_dir(args.out)
+    out_dir = writable_dir(args.out)
     probe = ProbeExplainer.from_run(args.run, ProbeConfig(examples_per_class=0))  # a pair question paints no example
     (a, name_a, _, _), (b, name_b, _, _) = (inputs.resolve_input(s, args.data_dir, probe.image_shape)
                                             for s in (args.first, args.second))
@@ -419,7 +420,7 @@ def rank(args):
     from siamese_xai.config import ProbeConfig
     from siamese_xai.explainers.questions import Rank
 
-    out_dir = _writable_dir(args.out)
+    out_dir = writable_dir(args.out)
     probe = ProbeExplainer.from_run(args.run, ProbeConfig(examples_per_class=0))  # a pair question paints no example
     q, q_name, _, _ = inputs.resolve_input(args.query, args.data_dir, probe.image_shape)
     gallery = [inputs.resolve_input(s, args.data_dir, probe.image_shape) for s in args.gallery]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from siamese_xai.cli.commands import CLIError, _estimator_setup, _writable_dir
+from siamese_xai.cli.commands import CLIError, estimator_setup, writable_dir
 
 
 def explain_split(args):
@@ -17,7 +17,7 @@ def explain_split(args):
     from siamese_xai.data import datasets, sources
     from siamese_xai.scale import shards
 
-    explainer_class, config, keywords = _estimator_setup(args)
+    explainer_class, config, keywords = estimator_setup(args)
     if args.pairs is not None:
         given = [flag for flag, value in (("--data-dir", args.data_dir), ("--dataset", args.dataset),
                                           ("--image-size", args.image_size)) if value is not None]
@@ -32,7 +32,7 @@ def explain_split(args):
         except ImportError as err:
             raise CLIError(" ".join(str(err).split())) from None
     explainer = explainer_class.from_run(args.run, config)
-    out_dir = _writable_dir(args.out)
+    out_dir = writable_dir(args.out)
     options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=keywords.get("seed", 0),
                    verbose=0 if args.quiet else "auto", force=args.force)
     if args.pairs is not None:
