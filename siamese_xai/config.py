@@ -418,6 +418,11 @@ class ProbeConfig:
             before it is ranked (None: half the cell side, 2 px on 28x28; 0:
             none), so that a pixel's rank also weighs the neighbouring
             cells' measurements instead of the grid's block edges.
+        examples_per_class: K, how many training images of each class
+            `ProbeExplainer.from_run` loads as `examples` from the data the
+            run was trained on (the first K of each class in the training
+            split's order); 0: none, the class questions paint g(c_l). An
+            explainer built from its networks holds the examples it is given.
     """
 
     cell: int | None = None
@@ -427,9 +432,11 @@ class ProbeConfig:
     spread: str = "change"
     has_first: bool = True
     smooth: float | None = None
+    examples_per_class: int = 5
 
     # option -> config field, as `ExplainConfig.CLI_OPTIONS`
-    CLI_OPTIONS: ClassVar[dict] = {"cell": "cell", "max_regions": "max_regions", "proposal": "proposal"}
+    CLI_OPTIONS: ClassVar[dict] = {"cell": "cell", "max_regions": "max_regions", "proposal": "proposal",
+                                   "examples_per_class": "examples_per_class"}
 
     def __post_init__(self):
         if self.cell is not None:
@@ -442,6 +449,10 @@ class ProbeConfig:
                                         or not 0 <= self.smooth < float("inf")):
             raise ValueError(f"`smooth` must be None or a finite number >= 0. Received: smooth={self.smooth!r}")
         _checks.check_bool("has_first", self.has_first)
+        if not isinstance(self.examples_per_class, int) or isinstance(self.examples_per_class, bool) \
+                or self.examples_per_class < 0:
+            raise ValueError("`examples_per_class` must be an integer >= 0. Received: "
+                             f"examples_per_class={self.examples_per_class!r}")
 
     def replace(self, **changes) -> ProbeConfig:
         return dataclasses.replace(self, **changes)

@@ -144,3 +144,20 @@ def test_the_probe_on_beam_writes_the_one_process_folder(tiny_run, tmp_path):
     assert (result["num_shards"], result["shards_written"]) == (3, 3)
     _assert_same_folder(tmp_path / "local", tmp_path / "beam")
     assert shards.load_split_results(tmp_path / "beam").estimator == "probe"
+
+
+def test_a_list_of_pairs_on_beam_writes_the_one_process_folder(tiny_run, tmp_path):
+    """PairListSource on Beam: the workers read their rows of the CSV and ask Pair, as the one-process path does."""
+    from test_shards import _pair_list
+
+    run_dir, _ = tiny_run
+    csv, _ = _pair_list(tmp_path, [("d0.png", "d1.png"), ("d2.png", "d3.png"), ("d4.png", "d5.png")])
+    explainer = SiameseExplainer.from_run(run_dir, ExplainConfig.tiny())
+    source = sources.PairListSource(csv, explainer.image_shape)
+    x, _ = source.load()
+    settings = dict(shard_size=2, batch_size=2, verbose=0)
+    shards.explain_split(explainer, x, tmp_path / "local", source=source.describe(), pairs=True, **settings)
+    result = beam.explain_split_beam(run_dir, explainer, source, tmp_path / "beam",
+                                     beam_options=["--direct_running_mode=in_memory"], **settings)
+    assert (result["num_shards"], result["shards_written"]) == (2, 2)
+    _assert_same_folder(tmp_path / "local", tmp_path / "beam")

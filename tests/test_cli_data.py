@@ -57,6 +57,19 @@ def test_train_and_explain_an_image_folder(image_folder, tmp_path, capsys):
     assert line.startswith(f"query: SNN class {predicted}, explained class {predicted}")
     assert np.array(record["mask"]).shape == (1, SIZE, SIZE, 3)
     assert (out / "query.png").stat().st_size > 1000
+    # the probe paints real images of the folder it was trained on: the first 5 training images of each class
+    # (the default), or g(c_l) with --examples-per-class 0; either is recorded
+    probe = ["explain", "--run", str(run), str(image_folder.parent / "query.png"), "--out", str(out), "--quiet",
+             "--estimator", "probe"]
+    assert cli.main(probe) == 0
+    record = json.loads((out / "query.json").read_text())
+    assert record["proposal_kind"] == ["example"] and record["examples"]["count"] == 5 * len(CLASSES)
+    assert record["examples"]["source"]["image_folder"] == str(image_folder.resolve())
+    assert cli.main(probe + ["--examples-per-class", "0"]) == 0
+    record = json.loads((out / "query.json").read_text())
+    assert record["proposal_kind"] == ["prototype"] and record["examples"] == {"per_class": 0, "count": 0}
+    assert cli.main(probe[:-2] + ["--examples-per-class", "2"]) == 2  # mc reads no examples: refused by name
+    assert "--examples-per-class does not apply to --estimator mc" in capsys.readouterr().err
 
 
 def _tower():

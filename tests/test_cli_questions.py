@@ -151,6 +151,51 @@ def test_options_the_probe_does_not_read_are_refused(tiny_run, tmp_path, capsys)
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+def test_the_probe_from_a_run_paints_its_training_images_or_says_why_not(tiny_run, tmp_path, capsys):
+    """`explain --estimator probe` holds the first K training images of each class of the run's data (MNIST here)
+    and records the proposal it painted; --examples-per-class 0 paints g(c_l); a run whose data is gone says so
+    in one line and paints g(c_l), recorded."""
+    import shutil
+
+    run_dir, _ = tiny_run
+    base = ["explain", "mnist:test:0", "--out", str(tmp_path / "out"), "--estimator", "probe", "--quiet"]
+    assert cli.main(base + ["--run", str(run_dir), "--examples-per-class", "3"]) == 0
+    record = json.loads((tmp_path / "out" / "mnist-test-0.json").read_text())
+    assert record["proposal_kind"] == ["example"] and record["config"]["examples_per_class"] == 3
+    assert record["examples"] == {"per_class": 3, "count": 30,
+                                  "source": {"dataset": "mnist", "split": "train", "limit": 2000}}
+    # the painted image is one of those examples: the first 3 of each class of the training split
+    from siamese_xai.data import mnist
+
+    x, y = mnist.load_mnist_slice("train", 0, 200)
+    first = np.concatenate([x[y == c][:3] for c in range(10)])
+    painted = np.asarray(record["proposal"][0], np.float32)
+    assert np.abs(first - painted).reshape(30, -1).max(1).min() < 1e-6
+    from siamese_xai.explainers.training_examples import training_examples
+
+    (ex, ey), _ = training_examples(run_dir, 3, (28, 28, 1), 10)
+    first = np.sort(np.concatenate([np.flatnonzero(y == c)[:3] for c in range(10)]))
+    np.testing.assert_array_equal(ex, x[first])
+    np.testing.assert_array_equal(ey, y[first])
+    assert cli.main(base + ["--run", str(run_dir), "--examples-per-class", "0"]) == 0
+    record = json.loads((tmp_path / "out" / "mnist-test-0.json").read_text())
+    assert record["proposal_kind"] == ["prototype"] and record["examples"] == {"per_class": 0, "count": 0}
+    # a copy of the run whose data folder is gone
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    metrics = json.loads((moved / "metrics.json").read_text())
+    metrics["data"]["data_dir"] = str(tmp_path / "gone")
+    (moved / "metrics.json").write_text(json.dumps(metrics))
+    capsys.readouterr()
+    assert cli.main(base + ["--run", str(moved)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "siamese-xai: note: the probe holds no examples" in err
+    assert "no longer exists" in err and "--examples-per-class 0" in err
+    record = json.loads((tmp_path / "out" / "mnist-test-0.json").read_text())
+    assert record["proposal_kind"] == ["prototype"] and record["examples"]["count"] == 0
+    assert str(tmp_path / "gone") in record["examples"]["missing"]
+
+
 def test_export_refuses_the_probe_through_its_declared_capability(tiny_run, tmp_path, capsys, monkeypatch):
     """`export` asks the explainer class whether it is `exportable`; no estimator's name decides it."""
     from siamese_xai.explainers.siamese import SiameseExplainer
@@ -172,7 +217,7 @@ def test_export_refuses_the_probe_through_its_declared_capability(tiny_run, tmp_
 # A value for every estimator option of the command line (what argparse gives), and the config field or
 # `explain` keyword each estimator that reads it must receive it as.
 OPTION_VALUES = {"s": 3, "q": 30, "n": 64, "sigma_scale": 0.2, "direction": "positive", "seed": 4, "cell": 5,
-                 "max_regions": 7, "proposal": "blur"}
+                 "max_regions": 7, "proposal": "blur", "examples_per_class": 2}
 
 
 @pytest.mark.parametrize("estimator", ["mc", "linear", "template_contrast", "probe"])
@@ -192,20 +237,20 @@ def test_every_option_reaches_the_estimator_or_is_refused_by_name(estimator):
     for option, value in OPTION_VALUES.items():
         args = argparse.Namespace(command="explain", estimator=estimator, **{option: value})
         if option in config_class.CLI_OPTIONS:
-            _, config, keywords = commands._estimator_setup(args)
+            _, config, keywords = commands.estimator_setup(args)
             field = config_class.CLI_OPTIONS[option]
             got = keywords[option] if field is None else getattr(config, field)
             assert got == value and config.estimator == estimator, option
         else:
             with pytest.raises(commands.CLIError) as info:
-                commands._estimator_setup(args)
+                commands.estimator_setup(args)
             flag = "--" + option.replace("_", "-")
             assert f"{flag} does not apply to --estimator {estimator}" in str(info.value)
             assert f"{flag} applies to --estimator {commands._listed(readers[option])}" in str(info.value)
     # every option at once: those it reads reach it, the others are all named in one refusal
     args = argparse.Namespace(command="explain", estimator=estimator, **OPTION_VALUES)
     with pytest.raises(commands.CLIError, match=rf"do not apply to --estimator {estimator} "):
-        commands._estimator_setup(args)
+        commands.estimator_setup(args)
 
 
 @pytest.mark.parametrize("estimator", ["mc", "template_contrast", "probe"])

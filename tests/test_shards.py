@@ -309,3 +309,68 @@ def test_explain_split_of_the_probe_killed_and_restarted_equals_an_uninterrupted
         assert sorted(a) == sorted(b) and "flips" in a and "set_size" in a
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{i}:{k}")
+
+
+def _pair_list(tmp_path, rows, header=True):
+    """MNIST test digits 0..5 as PNG files beside `pairs.csv`, whose rows are `rows` (cells as written)."""
+    from PIL import Image
+
+    x, _ = data.load_mnist("test")
+    for i in range(6):
+        Image.fromarray(np.round(x[i, ..., 0] * 255).astype(np.uint8)).save(tmp_path / f"d{i}.png")
+    lines = (["first,second"] if header else []) + [",".join(r) for r in rows]
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "pairs.csv", x[:6]
+
+
+def test_a_list_of_pairs_is_explained_in_resumable_shards_through_the_command_line(tiny_run, tmp_path, capsys):
+    """explain-split --pairs CSV: each row asked Pair(second) about its first image, in shards, resumed like a split."""
+    from siamese_xai import cli
+    from siamese_xai.explainers.questions import Pair
+
+    csv, x = _pair_list(tmp_path, [("d0.png", "d1.png"), ("d2.png", str(tmp_path / "d3.png")), ("d4.png", "d5.png")])
+    out = tmp_path / "out"
+    argv = ["explain-split", "--run", str(tiny_run[0]), "--pairs", str(csv), "--out", str(out), "--shard-size", "2",
+            "--batch-size", "2", "--n", "16", "--q", "10", "--s", "3", "--quiet"]
+    assert cli.main(argv) == 0
+    assert "3 pairs in 2 shards" in capsys.readouterr().out
+    results = shards.load_split_results(out)
+    assert results.manifest["question"] == "pair" and results.manifest["source"]["pairs"] == str(csv)
+    config = ExplainConfig(n_perturbations=16, q=10, s=3)
+    explainer = SiameseExplainer.from_run(tiny_run[0], config)
+    local = shards.explain_split(explainer, np.stack([x[0::2], x[1::2]], axis=1), tmp_path / "lib", shard_size=2,
+                                 batch_size=2, verbose=0, pairs=True, source=results.manifest["source"])
+    assert local["images_sha256"] == results.manifest["images_sha256"]
+    _assert_same(results, shards.load_split_results(tmp_path / "lib"))
+    e = explainer.explain(x[0:4:2], Pair(x[1:4:2]))  # the first shard's batch: rows 1 and 2
+    np.testing.assert_array_equal(results.mask[:2], e.mask)
+    assert results.explained_class.tolist() == [-1, -1, -1]
+    # killed after the first shard: run again, it keeps it and writes the other
+    (out / "shard-00001.npz").unlink()
+    assert cli.main(argv) == 0
+    assert "(1 kept from an earlier run, 1 written)" in capsys.readouterr().out
+    _assert_same(results, shards.load_split_results(out))
+    assert cli.main(["report", str(out)]) == 2  # the page draws a split's images only
+    assert "explains a list of pairs (--pairs); the report draws a split's images only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rows, header, match", [
+    ([("d0.png", "d1.png"), ("d2.png", "d3.png", "d4.png")], True, r"row 3: expected 2 image paths, received 3 cells"),
+    ([("d0.png", "d1.png"), ("d2.png", "gone.png")], False, r"row 2: Image file '.*gone.png' does not exist"),
+    ([("d0.png",)], False, r"row 1: expected 2 image paths, received 1 cells"),
+])
+def test_a_bad_pair_list_is_refused_naming_its_row(tiny_run, tmp_path, capsys, rows, header, match):
+    import re
+
+    from siamese_xai import cli
+
+    csv, _ = _pair_list(tmp_path, rows, header)
+    out = tmp_path / "out"
+    assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--pairs", str(csv), "--out", str(out),
+                     "--n", "16", "--q", "10", "--s", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(match, err) and str(csv) in err
+    assert not list(out.iterdir())  # nothing written
+    assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--pairs", str(csv), "--out", str(out),
+                     "--data-dir", str(tmp_path)]) == 2
+    assert "--data-dir name a data set; --pairs lists the images itself" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from siamese_xai.cli import commands
+from siamese_xai.cli import commands, splits
 from siamese_xai.cli.commands import CLIError  # noqa: F401 - the error main() reports in one line
 
 EXIT_USAGE = 2
@@ -64,13 +64,17 @@ def _add_explain_options(p, full: bool = False):
                    help="the most candidate regions the probe paints per image, one f call each (default 40); "
                    "probe only")
     p.add_argument("--proposal", choices=PROPOSALS,
-                   help="what the probe paints the regions with (default auto: the decoder's image of the contrast "
-                   "prototype for class questions, the other image for a pair); probe only")
+                   help="what the probe paints the regions with (default auto: for class questions a real training "
+                   "image of the contrast class, else the decoder's image of its prototype; the other image for a "
+                   "pair); probe only")
+    p.add_argument("--examples-per-class", type=_non_negative_int, metavar="K",
+                   help="training images of each class the probe loads, from the data the run was trained on, to "
+                   "paint as the contrast class (default 5; 0: none, paint the decoder's image); probe only")
     p.add_argument("--estimator", choices=tuple(REGISTRY),
                    help="mc: decode N perturbations (the paper); linear: first-order, faster; template_contrast: why "
                    "the SNN's class rather than the runner-up (or --contrast-class), from the decoded class templates "
                    "gated by the input; probe: why the SNN's class rather than the runner-up, measured by f on "
-                   "regions painted with the decoder's image of the runner-up's prototype")
+                   "regions painted with a training image of the runner-up (--examples-per-class)")
     if not full:
         return
     p.add_argument("--direction", choices=("toward_prototype", "positive"),
@@ -234,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--split", choices=("train", "test"), default="test",
                        help="the split (default test; an image folder is split as for `train`, with the run's seed)")
     split.add_argument("--out", required=True, metavar="DIR", help="folder for the shards")
-    split.add_argument("--limit", type=_positive_int, metavar="K", help="only the first K images of the split")
+    split.add_argument("--pairs", metavar="CSV",
+                       help="explain a list of pairs instead of a split: a CSV file of two image paths per row "
+                       "(FIRST,SECOND, relative to the CSV's folder; an optional header row), each asked why FIRST is "
+                       "at its distance from SECOND; not with --data-dir, --dataset or --image-size")
+    split.add_argument("--limit", type=_positive_int, metavar="K", help="only the first K images of the split (or pairs)")
     split.add_argument("--shard-size", type=_positive_int, default=500, metavar="M", help="images per shard (default 500)")
     split.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="images per explainer call (default 32)")
     split.add_argument("--force", action="store_true", help="start OUT over if it holds results computed with other settings")
@@ -245,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: the DirectRunner, multi-processing, one worker per core)")
     _add_explain_options(split, full=True)
     _add_data_options(split)
-    split.set_defaults(func=commands.explain_split)
+    split.set_defaults(func=splits.explain_split)
 
     verify = sub.add_parser(
         "verify",

@@ -169,8 +169,8 @@ def explain(args):
     from siamese_xai import files, plotting
     from siamese_xai.data import inputs
 
-    explainer_class, config, keywords = _estimator_setup(args)  # refuses an option the estimator does not read
-    out_dir = _writable_dir(args.out)
+    explainer_class, config, keywords = estimator_setup(args)  # refuses an option the estimator does not read
+    out_dir = writable_dir(args.out)
     explainer = explainer_class.from_run(args.run, config)
     shape = explainer.image_shape
     resolved = [inputs.resolve_input(spec, args.data_dir, shape) for spec in args.inputs]
@@ -250,46 +250,6 @@ def _output_names(resolved) -> list:
     return names
 
 
-def explain_split(args):
-    from siamese_xai import files, runs
-    from siamese_xai.data import datasets, sources
-    from siamese_xai.scale import shards
-
-    explainer_class, config, keywords = _estimator_setup(args)
-    if args.beam_option and args.runner != "beam":
-        raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
-    if args.runner == "beam":
-        try:  # before the slow loading, so that a missing extra is said at once
-            from siamese_xai.scale import beam
-        except ImportError as err:
-            raise CLIError(" ".join(str(err).split())) from None
-    explainer = explainer_class.from_run(args.run, config)
-    kind = datasets.data_kind(args.data_dir, args.dataset)
-    seed = 0
-    if kind != "mnist" or args.image_size is not None:
-        # an image folder is split as it was for training: with the run's seed (0 if the run does not say)
-        config_path = Path(args.run) / runs.CONFIG_FILE
-        seed = files.read_json(config_path).get("seed", 0) if config_path.is_file() else 0
-    out_dir = _writable_dir(args.out)
-    options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=keywords.get("seed", 0),
-                   verbose=0 if args.quiet else "auto", force=args.force)
-    # one source for both runners: its description is what `report` reads back (sources.from_description)
-    source = sources.for_data(args.data_dir, args.dataset, args.split, args.image_size, args.test_fraction, seed,
-                              args.limit)
-    x, y = source.load()
-    if tuple(x.shape[1:]) != tuple(explainer.image_shape):
-        raise CLIError(f"--run {args.run!r} explains images of shape {tuple(explainer.image_shape)}; the data "
-                       f"({kind}) has images of shape {tuple(x.shape[1:])} (--image-size resizes them)")
-    if args.runner == "beam":
-        del x, y
-        result = beam.explain_split_beam(args.run, explainer, source, out_dir, beam_options=args.beam_option,
-                                         **options)
-    else:
-        result = shards.explain_split(explainer, x, out_dir, labels=y, source=source.describe(), **options)
-    print(f"{result['num_images']} images in {result['num_shards']} shards in {out_dir} "
-          f"({result['shards_kept']} kept from an earlier run, {result['shards_written']} written)")
-
-
 def report(args):
     from siamese_xai.scale import gallery as report
 
@@ -301,7 +261,7 @@ def export(args):
     from siamese_xai.explainers.base import REGISTRY, estimator_classes
     from siamese_xai.scale.export import export_explainer
 
-    explainer_class, config, _ = _estimator_setup(args)
+    explainer_class, config, _ = estimator_setup(args)
     if not explainer_class.exportable:  # the class's declared capability: a SavedModel holds one graph
         graphs = [name for name in REGISTRY if estimator_classes(name)[0].exportable]
         raise CLIError(f"--estimator {config.estimator} is not available for `export`: {explainer_class.__name__} "
@@ -312,7 +272,8 @@ def export(args):
     print(f"SavedModel written to {args.out}")
 
 
-def _writable_dir(path):
+def writable_dir(path):
+    """`path` as a folder that exists and can be written (created if missing), or a CLIError naming --out."""
     from pathlib import Path
 
     path = Path(path)
@@ -351,7 +312,7 @@ def estimator_options() -> dict:
     return readers
 
 
-def _estimator_setup(args):
+def estimator_setup(args):
     """`(explainer class, config, explain's keyword arguments)` that --estimator and its options ask for.
 
     Each config class declares the options it reads (`CLI_OPTIONS`: option ->
@@ -418,10 +379,11 @@ def verify(args):
     from siamese_xai import files, plotting
     from siamese_xai.data import inputs
     from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.config import ProbeConfig
     from siamese_xai.explainers.questions import Verify
 
-    out_dir = _writable_dir(args.out)
-    probe = ProbeExplainer.from_run(args.run)
+    out_dir = writable_dir(args.out)
+    probe = ProbeExplainer.from_run(args.run, ProbeConfig(examples_per_class=0))  # a pair question paints no example
     (a, name_a, _, _), (b, name_b, _, _) = (inputs.resolve_input(s, args.data_dir, probe.image_shape)
                                             for s in (args.first, args.second))
     tau, calibration = _threshold(args, probe)
@@ -455,10 +417,11 @@ def rank(args):
     from siamese_xai import files, plotting
     from siamese_xai.data import inputs
     from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.config import ProbeConfig
     from siamese_xai.explainers.questions import Rank
 
-    out_dir = _writable_dir(args.out)
-    probe = ProbeExplainer.from_run(args.run)
+    out_dir = writable_dir(args.out)
+    probe = ProbeExplainer.from_run(args.run, ProbeConfig(examples_per_class=0))  # a pair question paints no example
     q, q_name, _, _ = inputs.resolve_input(args.query, args.data_dir, probe.image_shape)
     gallery = [inputs.resolve_input(s, args.data_dir, probe.image_shape) for s in args.gallery]
     if len(gallery) < 2:

@@ -13,7 +13,8 @@ The descriptions (JSON):
 - MNIST: `{"dataset": "mnist", "split", "limit"}`, plus `"image_size"` when resized;
 - an image folder: `{"image_folder": PATH, "split", "image_size", "test_fraction", "seed"}`, plus `"limit"`;
 - a tensorflow-datasets set: `{"tfds": NAME, "split", "data_dir", "limit", "image_size"}`;
-- TFRecord files: `{"tfrecord": [PATH, ...], "image_shape", "image_key", "label_key"}`.
+- TFRecord files: `{"tfrecord": [PATH, ...], "image_shape", "image_key", "label_key"}`;
+- a list of pairs: `{"pairs": PATH, "image_shape", "limit"}` (`PairListSource`: items are pairs, `(n, 2, H, W, C)`).
 """
 
 from __future__ import annotations
@@ -193,6 +194,73 @@ class TFRecordSource:
         return self._read(start, stop)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class PairListSource:
+    """Pairs of image files listed in a CSV file, two paths a row: each item is a pair `(2, H, W, C)`.
+
+    The format: one pair per row, `FIRST,SECOND` (paths relative to the CSV
+    file's folder, or absolute; quoted as CSV quotes when a path holds a
+    comma); blank rows are skipped; an optional first row is a header when
+    neither of its cells names an existing file nor ends in an image suffix
+    (e.g. `first,second`). Images are read as `siamese_xai.data.inputs.read_image`
+    reads `explain`'s inputs (converted to the run's channels, never
+    resized). There are no labels (-1).
+
+    Args:
+        path: the CSV file.
+        image_shape: `(H, W, C)`, the run's images.
+        limit: the first `limit` pairs only, or None.
+    """
+
+    pairs = True  # an item is two images (`siamese_xai.scale.shards` asks the Pair question of each)
+
+    def __init__(self, path, image_shape, limit: int | None = None):
+        self.path, self.image_shape, self.limit = str(path), tuple(int(v) for v in image_shape), limit
+
+    def describe(self) -> dict:
+        return {"pairs": os.path.abspath(self.path), "image_shape": list(self.image_shape), "limit": self.limit}
+
+    def rows(self) -> list:
+        """`[(row number, first path, second path)]`, or a ValueError naming the file and the bad row."""
+        import csv
+
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            with open(self.path, newline="", encoding="utf-8") as fh:
+                table = [(i + 1, row) for i, row in enumerate(csv.reader(fh)) if any(c.strip() for c in row)]
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise ValueError(f"the pair list {self.path!r} cannot be read: {err}") from None
+        if table and not any(os.path.isfile(os.path.join(folder, c.strip())) or
+                             c.strip().lower().endswith(IMAGE_SUFFIXES) for c in table[0][1]):
+            table = table[1:]  # a header
+        out = []
+        for number, row in table:
+            if len(row) != 2:
+                raise ValueError(f"the pair list {self.path!r}, row {number}: expected 2 image paths, received "
+                                 f"{len(row)} cells ({','.join(row)[:80]!r})")
+            out.append((number, *(os.path.join(folder, c.strip()) for c in row)))
+        if not out:
+            raise ValueError(f"the pair list {self.path!r} holds no pairs (expected rows FIRST,SECOND)")
+        return out if self.limit is None else out[: self.limit]
+
+    def read(self, start: int, stop: int):
+        from siamese_xai.data.inputs import read_image
+
+        pairs = []
+        for number, *paths in self.rows()[start:stop]:
+            try:
+                pairs.append(np.stack([read_image(p, self.image_shape)[0] for p in paths]))
+            except (OSError, ValueError) as err:
+                raise ValueError(f"the pair list {self.path!r}, row {number}: {err}") from None
+        x = np.stack(pairs) if pairs else np.zeros((0, 2) + self.image_shape, np.float32)
+        return x.astype(np.float32), np.full(len(x), -1, np.int64)
+
+    def load(self):
+        return self.read(0, len(self.rows()))
+
+
 def for_data(data_dir=None, dataset=None, split: str = "test", image_size=None, test_fraction: float = 0.2,
              seed: int = 0, limit: int | None = None):
     """The source of `datasets.load_dataset(data_dir, dataset, split, ...)`'s images, the first `limit`.
@@ -251,6 +319,8 @@ def from_description(source: dict, data_dir=None):
         return TfdsSource(source["tfds"], source.get("split", "test"),
                           data_dir if data_dir is not None else source.get("data_dir"), source.get("limit"),
                           source.get("image_size"))
+    if "pairs" in source:
+        return PairListSource(source["pairs"], source["image_shape"], source.get("limit"))
     if "tfrecord" in source:
         return TFRecordSource(source["tfrecord"], source["image_shape"], source.get("image_key", "image"),
                               source.get("label_key", "label"))

@@ -75,6 +75,8 @@ examples the class answers are unchanged.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from siamese_xai import _checks
@@ -132,7 +134,36 @@ class ProbeExplainer(Explainer):
         self._embed_fn = tf.function(embed, reduce_retracing=True) if isinstance(embed, keras.Model) else embed
         self._templates = None  # g(c_j) for every class, decoded on first use
         self._examples = None if examples is None else self._checked_examples(examples)
+        # what the result records of the examples (`from_run` and `with_support` say where they came from)
+        self._examples_record = None if examples is None else {"count": len(self._examples[1]), "source": "given"}
         self._example_dist = None  # (n, K) squared distances of f(examples) to the prototypes, on first use
+
+    @classmethod
+    def from_run(cls, path, config: ProbeConfig | None = None, **options) -> ProbeExplainer:
+        """The probe of a run folder, holding the first `config.examples_per_class` training images of each class.
+
+        The examples come from the data the run was trained on
+        (`siamese_xai.explainers.training_examples`); where it cannot be read,
+        a warning of one line says why and the probe holds none (the class
+        questions paint g(c_l)); the results' `examples` record either.
+        `examples=` in `options` replaces them.
+        """
+        from siamese_xai.explainers.training_examples import training_examples
+
+        probe = super().from_run(path, config, **options)
+        k = probe.config.examples_per_class
+        if "examples" in options:
+            return probe
+        if k == 0:
+            probe._examples_record = {"per_class": 0, "count": 0}
+            return probe
+        examples, probe._examples_record = training_examples(path, k, probe.image_shape, len(probe.prototypes))
+        if examples is None:
+            warnings.warn(f"the probe holds no examples and paints the decoder's g(c_l): "
+                          f"{probe._examples_record['missing']} (examples_per_class=0, --examples-per-class 0, asks for none)", stacklevel=2)
+        else:
+            probe._examples = probe._checked_examples(examples)
+        return probe
 
     def _checked_examples(self, examples):
         """`(x (n, H, W, C) float32, y (n,) int64)` of `examples`, or a ValueError naming what is wrong."""
@@ -191,8 +222,10 @@ class ProbeExplainer(Explainer):
 
         xs, _ = _checks.check_images(x, self._image_shape, "x", single=False)
         p = compute_prototypes(self._embed, xs, y, num_classes=num_classes)
-        return type(self)(self._embed, self._decoder, p, self._config, batch_size=self._batch_size,
-                          run_id=self._run_id, class_names=None, examples=(xs, np.asarray(y)))
+        out = type(self)(self._embed, self._decoder, p, self._config, batch_size=self._batch_size,
+                         run_id=self._run_id, class_names=None, examples=(xs, np.asarray(y)))
+        out._examples_record["source"] = "support"
+        return out
 
     def with_examples(self, x, y) -> ProbeExplainer:
         """The same f, g, prototypes and config with real images of the classes to paint (`examples`).
@@ -206,9 +239,11 @@ class ProbeExplainer(Explainer):
 
     def replace(self, **config_changes) -> ProbeExplainer:
         """The same networks with some config fields changed."""
-        return type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
-                          batch_size=self._batch_size, run_id=self._run_id, class_names=self._class_names,
-                          examples=self._examples)
+        out = type(self)(self._embed, self._decoder, self._prototypes, self._config.replace(**config_changes),
+                         batch_size=self._batch_size, run_id=self._run_id, class_names=self._class_names,
+                         examples=self._examples)
+        out._examples_record = self._examples_record
+        return out
 
     # -- f and g ------------------------------------------------------------
 
@@ -282,7 +317,8 @@ class ProbeExplainer(Explainer):
         dist = self._distances(h)
         predicted = dist.argmin(1)
         margin0 = decision.margin
-        proposal = self._proposal(xs, h, decision, images, cell)
+        kinds = self.proposal_kind(decision)
+        proposal = self._proposal(xs, h, decision, images, cell, kinds)
 
         # candidates and the one-region images, all images of the batch in one list
         regions = np.full((b,) + self._image_shape[:2], -1, np.int32)
@@ -331,7 +367,8 @@ class ProbeExplainer(Explainer):
             ranking=ranking_of(xs, proposal, smooth) if cfg.has_first else smooth, regions=regions,
             region_drop=region_drop, mask=mask, set_size=found, flips=flips, final_margin=final_margin,
             counterfactual=counterfactual, n_calls=calls, config=cfg, cell=cell, run_id=self._run_id,
-            class_names=self._class_names, question=questions.describe(question),
+            class_names=self._class_names, question=questions.describe(question), proposal_kind=kinds.astype(str),
+            examples=self._examples_record,
         )
 
     def proposal_kind(self, decision) -> np.ndarray:
@@ -344,9 +381,8 @@ class ProbeExplainer(Explainer):
             kinds = np.where(np.isin(decision.contrast_class, self._examples[1]), "example", kinds).astype(object)
         return kinds
 
-    def _proposal(self, xs, h, decision, images, cell):
-        """`(B, H, W, C)` float32 in [0, 1]: what each input's regions are painted with."""
-        kinds = self.proposal_kind(decision)
+    def _proposal(self, xs, h, decision, images, cell, kinds):
+        """`(B, H, W, C)` float32 in [0, 1]: what each input's regions are painted with (`kinds`: `proposal_kind`)."""
         out = np.zeros_like(xs)
         if decision.question.draws_prototypes:
             if self._templates is None:

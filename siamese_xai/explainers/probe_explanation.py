@@ -31,6 +31,7 @@ FIELDS = {
     "final_margin": np.float32,
     "counterfactual": np.float32,
     "n_calls": np.int64,
+    "proposal_kind": np.str_,
 }
 
 
@@ -71,12 +72,20 @@ class ProbeExplanation(BatchResult):
         final_margin: `(B,)` m(counterfactual), measured by f (NaN for `Pair`: not asked).
         counterfactual: `(B, H, W, C)` x with the found set painted with p.
         n_calls: `(B,)` images this explanation passed through f.
+        proposal_kind: `(B,)` str, the proposal each image was painted with
+            (`ProbeConfig.proposal` with "auto" resolved: "example" where a
+            real image of l was painted, "prototype" for g(c_l), ...);
+            "unrecorded" in a result made without it.
         config: the `ProbeConfig` used.
         cell: the cell side in pixels.
         question: the question asked, as data (`siamese_xai.explainers.questions.describe`:
             its kind, and a verification's threshold).
         run_id: the run folder's identity, or None.
         class_names: the classes' names, or None.
+        examples: the real images the explainer held, as data, or None
+            (built without any): `{"count": n, "source": ...}`, from a run
+            also `"per_class"` (`ProbeConfig.examples_per_class`), and
+            `"missing"` (why none) where the run's data could not be read.
     """
 
     input: np.ndarray
@@ -103,12 +112,16 @@ class ProbeExplanation(BatchResult):
     run_id: str | None = None
     class_names: tuple | None = None
     question: dict = dataclasses.field(default_factory=lambda: {"kind": "contrast"})
+    proposal_kind: np.ndarray | None = None
+    examples: dict | None = None
 
     FIELDS = FIELDS
     FORMAT = "siamese-xai probe explanation 1"
-    # a shard leaves out the images and embeddings f, g and the prototypes give back from the input
+    # a shard leaves out the images and embeddings f, g and the prototypes give back from the input (and the
+    # proposal's name, a string: the manifest's config says which proposal was asked for)
     SHARD_FIELDS = tuple(name for name in FIELDS
-                         if name not in ("input", "proposal", "embedding", "target", "counterfactual"))
+                         if name not in ("input", "proposal", "embedding", "target", "counterfactual",
+                                         "proposal_kind"))
     MAP_FIELD = "drop_map"
 
     def summary(self, i: int = 0) -> str:
@@ -126,22 +139,26 @@ class ProbeExplanation(BatchResult):
                 f"the decision {calls}")
 
     def __post_init__(self):
+        if self.proposal_kind is None:
+            object.__setattr__(self, "proposal_kind", np.full(len(self.mask), "unrecorded"))
         for name in FIELDS:
             if getattr(self, name) is None:
                 raise ValueError(f"`{name}` must be given. Received: None")
         object.__setattr__(self, "question", dict(self.question))
+        if self.examples is not None:
+            object.__setattr__(self, "examples", dict(self.examples))
         self._freeze_arrays()
 
     def _meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "cell": int(self.cell), "run_id": self.run_id,
                 "class_names": None if self.class_names is None else list(self.class_names),
-                "question": dict(self.question)}
+                "question": dict(self.question), "examples": self.examples}
 
     @classmethod
     def _from_meta(cls, arrays, meta, path) -> ProbeExplanation:
-        cls._check_file(arrays, meta, list(FIELDS), path)
+        cls._check_file(arrays, meta, [name for name in FIELDS if name != "proposal_kind"], path)
         return cls(**arrays, config=ProbeConfig(**meta["config"]), cell=meta["cell"], run_id=meta["run_id"],
-                   class_names=meta["class_names"], question=meta["question"])
+                   class_names=meta["class_names"], question=meta["question"], examples=meta.get("examples"))
 
     def __repr__(self) -> str:
         return (f"ProbeExplanation(B={len(self)}, question={self.question['kind']!r}, "

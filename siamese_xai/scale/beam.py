@@ -61,7 +61,7 @@ class ExplainBatch(NamedTuple):
 
     shard: int
     start: int
-    images: np.ndarray  # (b, *image_shape) float32
+    images: np.ndarray  # (b, *image_shape) float32, or (b, 2, *image_shape) pairs
     labels: np.ndarray  # (b,) int64
 
 
@@ -80,7 +80,7 @@ class ReadBatches(beam.DoFn):
         if len(images) != stop - start:
             raise ValueError(f"the source gave {len(images)} images for shard {shard} (positions {start}..{stop - 1}); "
                              "it changed after the manifest was written")
-        images = np.asarray(images, np.float32).reshape((stop - start,) + tuple(self._manifest["image_shape"]))
+        images = np.asarray(images, np.float32).reshape((stop - start,) + shards.item_shape(self._manifest))
         for a, b in shards.batch_bounds(self._manifest, shard):
             yield ExplainBatch(shard, a, images[a - start:b - start], np.asarray(labels[a - start:b - start], np.int64))
 
@@ -100,11 +100,13 @@ class ExplainerModelHandler(ModelHandler):
         config: the estimator's config as a dict (`shards.config_dict`, the manifest's `explain_config`).
         seed: the seed of the perturbation draws.
         run_id: the manifest's run identity; a worker whose run folder differs stops.
+        pairs: the elements are pairs, each asked `Pair` (`shards.explain_batch`).
     """
 
-    def __init__(self, run_dir, config: dict, seed: int, run_id: str):
+    def __init__(self, run_dir, config: dict, seed: int, run_id: str, pairs: bool = False):
         super().__init__()
         self._run_dir, self._config, self._seed, self._run_id = str(run_dir), dict(config), int(seed), run_id
+        self._pairs = bool(pairs)
 
     def load_model(self):
         from siamese_xai.explainers.base import estimator_classes
@@ -124,7 +126,7 @@ class ExplainerModelHandler(ModelHandler):
             counter.inc(len(element.images))
             index = np.arange(element.start, element.start + len(element.images))
             yield PredictionResult(element, shards.explain_batch(model, element.images, index, element.labels,
-                                                                 self._seed))
+                                                                 self._seed, self._pairs))
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": 1}  # an element is already one explain() batch
@@ -162,7 +164,8 @@ class ExplainShards(beam.PTransform):
 
     def expand(self, shard_numbers):
         m = self._manifest
-        handler = ExplainerModelHandler(self._run_dir, m["explain_config"], m["seed"], m["run_id"])
+        handler = ExplainerModelHandler(self._run_dir, m["explain_config"], m["seed"], m["run_id"],
+                                        m.get("question") == "pair")
         return (
             shard_numbers
             | "Spread" >> beam.Reshuffle()  # so that the shards are shared among the workers
@@ -205,7 +208,8 @@ def explain_split_beam(run_dir, explainer, source, out_dir, shard_size: int = 50
         explainer: the explainer, of any estimator (its run identity, config
             and image shape go into the manifest; the workers build the same
             estimator from `run_dir` and that config).
-        source: `MnistSource`, `ImageFolderSource` or `TFRecordSource` (or any
+        source: `MnistSource`, `ImageFolderSource`, `TFRecordSource` or
+            `PairListSource` (whose items are pairs, asked `Pair`; or any
             object with `describe()`, `load()` and `read(start, stop)`).
         out_dir: the output folder.
         shard_size, batch_size, seed, force: as `shards.explain_split`'s.
@@ -226,7 +230,7 @@ def explain_split_beam(run_dir, explainer, source, out_dir, shard_size: int = 50
     images, source_labels = source.load()
     manifest, _, _, todo = shards.prepare_split(
         explainer, images, out_dir, source_labels if labels is None else labels, shard_size, batch_size, seed,
-        source=source.describe(), force=force)
+        source=source.describe(), force=force, pairs=getattr(source, "pairs", False))
     del images
     out_dir = Path(out_dir)
     if todo:

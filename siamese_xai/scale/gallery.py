@@ -297,6 +297,8 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     split_dir = Path(split_dir)
     results = shards.load_split_results(split_dir)
     manifest = results.manifest
+    if manifest.get("question") == "pair":
+        raise ValueError(f"{str(split_dir)!r} explains a list of pairs (--pairs); the report draws a split's images only")
     num_classes = results.distances.shape[1]
     names = list(results.class_names)
     summary = summarize(results, num_classes)

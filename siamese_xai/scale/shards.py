@@ -38,6 +38,12 @@ with the same names, shapes and dtypes: for the decoder estimators every
 `moved_indices` and `path_length` for it; for the probe its maps, found set,
 margins and flips, without the images it painted.
 `load_split_results` reads them back as one `SplitResults`.
+
+A list of pairs (`pairs=True`; `siamese_xai.data.sources.PairListSource`):
+each item is two images `(2, H, W, C)` and is asked the `Pair` question (why
+the first is at its distance from the second); the manifest records
+`"question": "pair"` and the SHA-256 of both images, the shards hold the same
+fields as a split's.
 """
 
 from __future__ import annotations
@@ -110,10 +116,10 @@ def shard_name(i: int) -> str:
     return f"shard-{i:05d}.npz"
 
 
-def _manifest(explainer, images, labels, shard_size, batch_size, seed, source):
+def _manifest(explainer, images, labels, shard_size, batch_size, seed, source, pairs=False):
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
     digest.update(np.ascontiguousarray(labels).tobytes())
-    return {
+    return {**({"question": "pair"} if pairs else {}),
         "run_id": explainer.run_id,
         "source": source,
         "images_sha256": digest.hexdigest(),
@@ -167,7 +173,7 @@ def _start_over(out_dir: Path) -> None:
 
 
 def prepare_split(explainer, images, out_dir, labels=None, shard_size: int = 500, batch_size: int = 32,
-                  seed: int = 0, *, source=None, force: bool = False):
+                  seed: int = 0, *, source=None, force: bool = False, pairs: bool = False):
     """Checks the arguments, writes or checks `OUT/manifest.json`; returns what is left to compute.
 
     Args: as `explain_split`'s.
@@ -186,7 +192,14 @@ def prepare_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         check_positive_int(name, value)
     seed = check_seed(seed)
     # every image is checked (shape, dtype, NaN / inf, range) before anything is written
-    images, _ = check_images(images, explainer.image_shape, "images", single=False)
+    if pairs:
+        images = np.asarray(images)
+        if images.ndim != 5 or images.shape[1] != 2:
+            raise ValueError(f"`images` must be pairs, (n, 2, H, W, C), with pairs=True. Received: shape {images.shape}")
+        flat, _ = check_images(images.reshape((-1,) + images.shape[2:]), explainer.image_shape, "images", single=False)
+        images = flat.reshape((-1, 2) + flat.shape[1:])
+    else:
+        images, _ = check_images(images, explainer.image_shape, "images", single=False)
     n = len(images)
     if labels is None:
         labels = np.full(n, -1, np.int64)
@@ -194,7 +207,7 @@ def prepare_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     if labels.shape != (n,):
         raise ValueError(f"`labels` must have shape ({n},), one per image. Received: labels.shape={labels.shape}")
     json.dumps(source)  # must be JSON-ready: fail before anything is written
-    manifest = _manifest(explainer, images, labels, shard_size, batch_size, seed, source)
+    manifest = _manifest(explainer, images, labels, shard_size, batch_size, seed, source, pairs)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,20 +239,31 @@ def batch_bounds(manifest: dict, shard: int) -> list:
     return [(b, min(b + manifest["batch_size"], stop)) for b in range(start, stop, manifest["batch_size"])]
 
 
-def explain_batch(explainer, images, index, labels, seed: int) -> dict:
+def item_shape(manifest: dict) -> tuple:
+    """The shape of one item of the folder: `image_shape`, or `(2, *image_shape)` for a list of pairs."""
+    return ((2,) if manifest.get("question") == "pair" else ()) + tuple(manifest["image_shape"])
+
+
+def explain_batch(explainer, images, index, labels, seed: int, pairs: bool = False) -> dict:
     """Explains one batch and returns its shard record.
 
     Args:
         explainer: any estimator's explainer (`base.Explainer`).
-        images: `(b, *image_shape)` float32.
+        images: `(b, *image_shape)` float32, or `(b, 2, *image_shape)` pairs with `pairs`.
         index: `(b,)` their positions in the split.
         labels: `(b,)` their true labels.
         seed: the seed of the perturbation draws.
+        pairs: ask each pair `Pair(second)` about its first image, not each image's own class.
 
     Returns:
         `{field: (b, ...) array}` for every name in `FIELDS`.
     """
-    e = explainer.explain(images, seed=seed)
+    if pairs:
+        from siamese_xai.explainers.questions import Pair
+
+        e = explainer.explain(images[:, 0], Pair(images[:, 1]), seed=seed)
+    else:
+        e = explainer.explain(images, seed=seed)
     return {"index": np.asarray(index, np.int64), "label": np.asarray(labels, np.int64),
             **{k: getattr(e, k) for k in stored_fields(explainer.config)}}
 
@@ -274,7 +298,7 @@ def explain_shard(explainer, manifest: dict, shard: int, images, labels, on_batc
     parts = []
     for a, b in batch_bounds(manifest, shard):
         parts.append(explain_batch(explainer, images[a - start:b - start], np.arange(a, b), labels[a - start:b - start],
-                                   manifest["seed"]))
+                                   manifest["seed"], manifest.get("question") == "pair"))
         if on_batch is not None:
             on_batch(b - a)
     return join_records(parts)
@@ -292,7 +316,7 @@ def progress_bar(total: int, verbose):
 
 
 def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500, batch_size: int = 32,
-                  seed: int = 0, verbose=1, *, source=None, force: bool = False) -> dict:
+                  seed: int = 0, verbose=1, *, source=None, force: bool = False, pairs: bool = False) -> dict:
     """Explains every image, writing shards as it goes; resumes a previous call.
 
     Args:
@@ -311,6 +335,7 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         source: JSON-ready description of where the images come from (e.g.
             `{"dataset": "mnist", "split": "test"}`), recorded in the manifest.
         force: start `out_dir` over if it holds other results.
+        pairs: `images` are `(n, 2, H, W, C)` pairs, each asked `Pair` (module docstring).
 
     Returns:
         The manifest, with `shards_kept` (finished before this call) and
@@ -322,7 +347,7 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         OSError: `out_dir` cannot be created or written.
     """
     manifest, images, labels, todo = prepare_split(explainer, images, out_dir, labels, shard_size, batch_size, seed,
-                                                   source=source, force=force)
+                                                   source=source, force=force, pairs=pairs)
     n = manifest["num_images"]
     bar = progress_bar(n, verbose)
     if bar is not None:

@@ -8,6 +8,7 @@ a run folder.
 
 from __future__ import annotations
 
+import os
 import time
 
 import keras
@@ -392,7 +393,9 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     load = dict(data_dir=data_dir, dataset=dataset, image_size=image_size, test_fraction=test_fraction, seed=config.seed)
     x_train, y_train, class_names = datasets.load_dataset(split="train", **load)
     x_test, y_test, _ = datasets.load_dataset(split="test", **load)
-    data_record = {"data_dir": None if data_dir is None else str(data_dir), "dataset": dataset,
+    # what `ProbeExplainer.from_run` reads its examples from: the folder absolute, the split's test share
+    data_record = {"data_dir": None if data_dir is None else os.path.abspath(data_dir), "dataset": dataset,
+                   "test_fraction": test_fraction,
                    "image_shape": list(x_train.shape[1:]), "num_train": len(x_train), "num_test": len(x_test),
                    "class_names": list(class_names)}
     if config.train_limit:
