@@ -49,12 +49,70 @@ Claims and tests (paired: each image is compared with itself):
    mask lies more on ink of k that t lacks than on ink of t that k lacks. Test:
    Wilcoxon signed-rank against 0.
 
-The three p-values (two-sided) are adjusted together by Holm's method. Verdict:
-"holds" when the adjusted p < 0.05 and the effect has the claimed sign; "does
-not hold" when the adjusted p < 0.05 and the effect has the opposite sign;
-"not shown" otherwise, or when fewer than 10 images are available. Intervals are
-95% (Student t for means). Across seeds (reproduce/seeds.py), a claim holds or
-does not hold when every seed gives that verdict; otherwise it is "not shown".
+Controls (each claim is tested as the method minus a mask computed from the
+input alone, so that what any mask of the same image would score is not
+credited to the explanation):
+
+- intensity mask: the q = 100 brightest pixels of x (ties first in raster
+  order, `metrics.top_q_mask`);
+- random mask: q pixels of the 784 drawn without replacement by
+  `numpy.random.default_rng([RANDOM_MASK_SEED, test index])`, fixed per image.
+
+Each control mask gets the same score as the method's mask (specificity with
+the same k and l; ink contrast with the same k and t) and the same statistic
+(its mean, or its Spearman rho with the SSE). The contrasts, d = score(method)
+- score(control), per image and per control:
+
+- Figs. 4-7 and Fig. 9 (means): pooled, Wilcoxon signed-rank of d against 0;
+  class-stratified, the mean over classes of the per-class mean of d (each
+  class with at least 2 images weighs the same, so that one numerous class,
+  e.g. the 1s, does not carry the mean), with the interval est ± 1.96 ·
+  sqrt(sum_k s_k^2 / n_k) / K and a sign-flip randomisation test (each image's
+  d keeps or flips its sign; PERMUTATIONS draws of seed PERMUTATION_SEED;
+  p = (1 + #{|T*| >= |T|}) / (PERMUTATIONS + 1)), exact under the paired null
+  that method and control are exchangeable on every image.
+- Fig. 8 (rank correlation): pooled, Spearman's rho(SSE, d) over C with
+  Spearman's test; within classes, the mean of the per-class rho(SSE, d)
+  weighted by the class's number of images (classes of at least 3 images whose
+  values are not constant), tested by permuting d among the images of each
+  class (PERMUTATIONS draws, p as above). rho(SSE, d) rather than a difference
+  of two correlations: it is the per-image paired contrast, as for the mean
+  claims (what the input alone predicts of an image's specificity is removed
+  image by image before ranking), and Spearman's test of it needs no
+  resampling; the difference rho(SSE, method) - rho(SSE, control) is reported
+  beside it as a description.
+
+Classes: the true label (for C it is also the SNN's class). Per class, the
+mean of the method's and of each control's score (for Fig. 8 each one's rho)
+is reported.
+
+Family and verdicts: the 12 contrasts (3 claims x 2 controls x pooled and
+within classes), two-sided p-values, are adjusted together by Holm's method. A
+claim "holds" when all four of its contrasts have an adjusted p < 0.05 with the
+claimed sign: the explanation beats both input-only masks, pooled and within
+classes; "does not hold" when all four have an adjusted p < 0.05 with the
+opposite sign; "not shown" otherwise (mixed signs, any contrast not
+significant), or when fewer than MIN_IMAGES images are available. Intervals
+are 95%.
+
+Beside these, the uncontrolled statistic of the first version of these rules
+is kept with its own verdict (`uncontrolled`): the method's statistic against
+0 (Wilcoxon signed-rank for the means, Spearman's test, Fisher's z interval
+with the Bonett-Wright variance (1 + rho^2 / 2) / (n - 3) for rho; Student t
+intervals for means), its three p-values adjusted together by Holm, "holds" /
+"does not hold" / "not shown" by the same sign rule. It cannot tell the method
+from the input, so it decides nothing.
+
+Across seeds (reproduce/seeds.py, reproduce/bands.py `claims_across_seeds`): a
+random-effects estimate in two stages: per statistic, the mean of the seeds'
+estimates with a Student-t 95% interval over seeds, mean ± t_{0.975, n-1} ·
+sd / sqrt(n), and a one-sample t-test of the seeds' estimates against 0 (their
+spread holds both the sampling error within a seed and the variation between
+seeds). The verdict across seeds applies the rule above to the pooled
+contrasts (Holm over the 12 pooled tests), from at least 5 seeds; a seeds
+file without per-seed contrasts gives "not shown" with the reason. The pooled
+uncontrolled statistic gets the uncontrolled verdict beside, and each seed's
+own verdict is listed. More seeds narrow the interval; no seed can veto.
 """
 
 from __future__ import annotations
