@@ -257,6 +257,53 @@ def test_readme_claims_row_says_the_verdicts_of_the_json_files():
         assert f"{labels[name]} {across['claims'][name]['uncontrolled_verdict']}" in seeds
 
 
+class _FakeExplainer:
+    """Masks = each image's two brightest pixels; distances make the label the nearest class, then the next one."""
+
+    class config:
+        q = 2
+
+    def explain(self, x, seed=0):
+        flat = x.reshape(len(x), -1)
+        mask = claims.intensity_masks(flat, 2)
+        labels = flat[:, -1].astype(int)  # the label is stored in the last pixel
+        distances = np.ones((len(x), 3))
+        distances[np.arange(len(x)), labels] = 0.0
+        distances[np.arange(len(x)), (labels + 1) % 3] = 0.5
+        return _Result(mask.reshape(x.shape), distances)
+
+
+class _Result:
+    def __init__(self, mask, distances):
+        self.mask, self.distances = mask, distances
+
+    def __len__(self):
+        return len(self.mask)
+
+
+def test_per_image_scores_gives_each_image_its_controls():
+    rng = np.random.default_rng(0)
+    y = np.arange(12) % 3
+    x = rng.uniform(0, 0.5, (12, 6))
+    x[:, -1] = y
+    predicted = y.copy()
+    predicted[[4, 9]] = [2, 1]  # two misclassified images
+    summary = {"predicted": predicted, "recon_sse": np.arange(12.0)}
+    means = np.abs(rng.normal(size=(3, 6)))
+    out = claims.per_image_scores(_FakeExplainer(), x, y, means, subset_size=12, chunk=5, summary=summary)
+    correct = [i for i in np.sort(claims.subset_indices(12, 12)) if i not in (4, 9)]
+    assert out["correct_index"] == correct and out["correct_class"] == y[correct].tolist()
+    assert out["confused_index"] == [4, 9] and out["confused_true"] == [1, 0] and out["confused_class"] == [2, 1]
+    # the method's masks are the intensity masks here: the two must score the same, the random ones by their index
+    np.testing.assert_allclose(out["correct_specificity"], out["correct_specificity_intensity"])
+    np.testing.assert_allclose(out["confused_ink_contrast"], out["confused_ink_contrast_intensity"])
+    ks, ls = y[correct], (y[correct] + 1) % 3
+    np.testing.assert_allclose(out["correct_specificity_random"],
+                               claims.specificities(claims.random_masks(correct, 2, 6), ks, ls, means))
+    np.testing.assert_allclose(out["confused_ink_contrast_random"],
+                               claims.ink_contrasts(claims.random_masks([4, 9], 2, 6), [2, 1], [1, 0], means))
+
+
 def test_subset_is_fixed_and_independent_of_the_network():
     a, b = claims.subset_indices(10000), claims.subset_indices(10000)
     np.testing.assert_array_equal(a, b)

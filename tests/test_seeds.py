@@ -91,6 +91,11 @@ def test_claims_across_seeds_without_per_seed_controls_or_seeds_give_no_verdict(
     assert out["fig9"]["verdict"] == "not shown (seeds.json holds no per-seed control contrasts)"
     assert out["fig9"]["uncontrolled_verdict"] == "holds" and out["fig8"]["uncontrolled_verdict"] == "does not hold"
     assert list(out["fig9"]["pooled"]) == ["effect"]
+    partial = _seeds_with({"fig4_7": {"effect": 0.2, **{stat: 0.2 for stat in bands.CONTRASTS}},
+                           "fig8": {"effect": 0.2}, "fig9": {"effect": 0.2}})
+    out = bands.claims_across_seeds(partial, SIGNS)  # the family is incomplete: no claim gets a controlled verdict
+    assert out["fig4_7"]["verdict"] == "not shown (seeds.json holds no per-seed control contrasts)"
+    assert out["fig4_7"]["pooled"]["minus_random"]["mean"] == pytest.approx(0.203)
     few = bands.claims_across_seeds(_seeds_with({name: {"effect": 0.2} for name in bands.CLAIM_NAMES}, (1, 2)), SIGNS)
     assert few["fig8"]["verdict"] == few["fig8"]["uncontrolled_verdict"] == "not shown (2 of 5 seeds)"
     assert bands.claims_across_seeds({}, SIGNS)["fig4_7"]["verdict"] == "not shown (0 of 5 seeds)"
