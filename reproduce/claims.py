@@ -4,8 +4,8 @@ Command (run by `make reproduce` after training; `reproduce/seeds.py` runs it on
 
     .venv/bin/python -m reproduce.claims --run runs/paper --out figures
 
-Run time: about 1-2 minutes on a 2-core CPU (about 2,100 explanations at N = 5000). Writes
-figures/claims.json.
+Run time: about 1-2 minutes on a quiet 2-core CPU (about 2,100 explanations at N = 5000, then the
+permutation tests). Writes figures/claims.json.
 
 The paper shows one picture per claim. Here each claim becomes a test over many
 images, scored against class differences taken from the DATA (the mean training
@@ -68,14 +68,14 @@ the same k and l; ink contrast with the same k and t) and the same statistic
   class with at least 2 images weighs the same, so that one numerous class,
   e.g. the 1s, does not carry the mean), with the interval est ± 1.96 ·
   sqrt(sum_k s_k^2 / n_k) / K and a sign-flip randomisation test (each image's
-  d keeps or flips its sign; PERMUTATIONS draws of seed PERMUTATION_SEED;
+  d keeps or flips its sign; 9,999 draws of seed 0, `claim_stats.PERMUTATIONS`;
   p = (1 + #{|T*| >= |T|}) / (PERMUTATIONS + 1)), exact under the paired null
   that method and control are exchangeable on every image.
 - Fig. 8 (rank correlation): pooled, Spearman's rho(SSE, d) over C with
   Spearman's test; within classes, the mean of the per-class rho(SSE, d)
   weighted by the class's number of images (classes of at least 3 images whose
   values are not constant), tested by permuting d among the images of each
-  class (PERMUTATIONS draws, p as above). rho(SSE, d) rather than a difference
+  class (9,999 draws, p as above). rho(SSE, d) rather than a difference
   of two correlations: it is the per-image paired contrast, as for the mean
   claims (what the input alone predicts of an image's specificity is removed
   image by image before ranking), and Spearman's test of it needs no
