@@ -42,6 +42,9 @@ FIGURE_FIELDS = (
 )
 CONVERGENCE_N = (50, 500, 5000)
 CLAIM_NAMES = ("fig4_7", "fig8", "fig9")
+# a claim's per-run estimates kept per seed: the uncontrolled statistic and the four contrasts of reproduce/claims.py
+CONTROLS = ("intensity", "random")
+CONTRASTS = tuple(f"{prefix}minus_{c}" for c in CONTROLS for prefix in ("", "within_"))
 
 
 def run_quantities(metrics: dict, figures: list, convergence: dict | None = None, claims: dict | None = None) -> dict:
@@ -77,10 +80,14 @@ def run_quantities(metrics: dict, figures: list, convergence: dict | None = None
             value = iou.get(str(n), iou.get(n))
             if value is not None:
                 out[f"convergence.iou_{n}"] = float(value)
-    if claims:
-        for name in CLAIM_NAMES:
-            if name in claims["claims"]:
-                out[f"claims.{name}.effect"] = float(claims["claims"][name]["effect"])
+    for name in CLAIM_NAMES if claims else ():
+        c = claims["claims"].get(name)
+        if c is None:
+            continue
+        out[f"claims.{name}.effect"] = float(c.get("uncontrolled", c)["effect"])  # a record without controls: "effect"
+        for control, parts in c.get("contrasts", {}).items():
+            for part, t in parts.items():
+                out[f"claims.{name}.{'within_' if part == 'within_class' else ''}minus_{control}"] = float(t["effect"])
     return out
 
 
@@ -96,7 +103,11 @@ def label(name: str) -> str:
     if head == "convergence":
         return f"top-q IoU at N = {key.split('_')[1]} against N = 20,000"
     if head == "claims":
-        return f"claim {key.split('.')[0]}: effect"
+        claim, _, stat = key.partition(".")
+        if stat == "effect":
+            return f"claim {claim}: uncontrolled statistic"
+        within = stat.startswith("within_")
+        return f"claim {claim}: method minus {stat.split('_')[-1]} mask ({'within classes' if within else 'pooled'})"
     return name
 
 
@@ -169,15 +180,51 @@ def check_lines(own: dict, seeds_record: dict, min_seeds: int = MIN_SEEDS) -> li
     return lines
 
 
-def across_seeds_verdict(verdicts) -> str:
-    """A claim's verdict over seeds: the common verdict when all seeds agree, else "not shown"."""
-    verdicts = list(verdicts)
-    if len(verdicts) < MIN_SEEDS:
-        return f"not shown ({len(verdicts)} of {MIN_SEEDS} seeds)"
-    if len(set(verdicts)) == 1:
-        return verdicts[0]
-    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts)))
-    return f"not shown (seeds disagree: {counts})"
+def claims_across_seeds(seeds_record: dict, signs: dict, min_seeds: int = MIN_SEEDS) -> dict:
+    """Each claim pooled over seeds (reproduce/claims.py's rule): random-effects estimates and verdicts.
+
+    Args:
+        seeds_record: figures/seeds.json (its `quantities` hold `claims.NAME.STAT` by seed; its `claims` the
+            seeds' own verdicts).
+        signs: `{claim name: claimed sign}` (reproduce/claims.py's CLAIMS).
+        min_seeds: fewer seeds give no verdict.
+
+    Returns:
+        `{name: {"pooled": {STAT: claim_stats.pool_over_seeds(...)}, "verdict", "uncontrolled_verdict",
+        "verdicts"}}`: STAT is "effect" (the uncontrolled statistic) and, when every seed has them, the four
+        contrasts; "verdict" applies the run's rule to the pooled contrasts (Holm over all of them),
+        "uncontrolled_verdict" the uncontrolled rule to the pooled statistic (Holm over the claims).
+    """
+    from reproduce import claim_stats as st
+
+    quantities = seeds_record.get("quantities", {})
+    n = len(seeds_record.get("seeds_done", []))
+    out = {}
+    for name in CLAIM_NAMES:
+        stats = {stat: quantities[f"claims.{name}.{stat}"]["values"] for stat in ("effect", *CONTRASTS)
+                 if f"claims.{name}.{stat}" in quantities}
+        out[name] = {"pooled": {stat: st.pool_over_seeds(v) for stat, v in stats.items()},
+                     "verdicts": seeds_record.get("claims", {}).get(name, {}).get("verdicts", {})}
+    keys = [(name, stat) for name in CLAIM_NAMES for stat in CONTRASTS]
+    complete = all(stat in out[name]["pooled"] for name, stat in keys)
+    adjusted = dict(zip(keys, st.holm([out[k[0]]["pooled"][k[1]]["p"] for k in keys]))) if complete else {}
+    old = dict(zip(CLAIM_NAMES, st.holm([out[name]["pooled"].get("effect", {"p": float("nan")})["p"]
+                                          for name in CLAIM_NAMES])))
+    for name in CLAIM_NAMES:
+        pooled, sign = out[name]["pooled"], signs[name]
+        for stat, p in [(stat, adjusted.get((name, stat))) for stat in CONTRASTS] + [("effect", old[name])]:
+            if stat in pooled:
+                pooled[stat]["p_holm"] = float(p) if p is not None else float("nan")
+        if n < min_seeds:
+            out[name]["verdict"] = out[name]["uncontrolled_verdict"] = f"not shown ({n} of {min_seeds} seeds)"
+            continue
+        out[name]["verdict"] = (st.all_agree([(pooled[s]["mean"], pooled[s]["p_holm"]) for s in CONTRASTS], sign, n,
+                                             min_seeds) if complete
+                                else "not shown (seeds.json holds no per-seed control contrasts)")
+        e = pooled.get("effect")
+        out[name]["uncontrolled_verdict"] = (st.verdict(e["mean"], e["p_holm"], sign, n, min_seeds) if e
+                                             else "not shown (no per-seed statistic)")
+    return out
 
 
 def render_band_table(own: dict, seeds_record: dict | None, min_seeds: int = MIN_SEEDS) -> list:
@@ -207,34 +254,89 @@ def render_band_table(own: dict, seeds_record: dict | None, min_seeds: int = MIN
     return lines + [""]
 
 
-def render_claims_table(claims: dict | None, seeds_record: dict | None, min_seeds: int = MIN_SEEDS) -> list:
-    """Markdown lines: one verdict row per paper claim, for this run and across seeds (see reproduce/claims.py)."""
+def across_seeds_record(claims: dict, seeds_record: dict | None) -> dict:
+    """The content of figures/claims_seeds.json: `claims_across_seeds` of seeds.json, the signs from claims.json.
+
+    Args:
+        claims: figures/claims.json (each claim's "sign").
+        seeds_record: figures/seeds.json, or None (no seeds: every verdict "not shown").
+    """
+    signs = {name: claims["claims"][name]["sign"] for name in CLAIM_NAMES}
+    seeds_record = seeds_record or {}
+    return {"source": "figures/seeds.json", "seeds_done": list(seeds_record.get("seeds_done", [])),
+            "statistics": {"effect": "the uncontrolled statistic", **{k: k.replace("_", " ") for k in CONTRASTS}},
+            "claims": claims_across_seeds(seeds_record, signs)}
+
+
+def _interval(t: dict) -> str:
+    ci = t.get("ci95")
+    return f"{t['effect']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and all(map(math.isfinite, ci)) else "")
+
+
+def _claims_contrast_rows(claims: dict) -> list:
+    """Markdown rows: per claim, pooled and within classes, the method, each control and each contrast."""
+    lines = ["| claim | estimate | method | intensity mask | random mask | method − intensity, Holm p | "
+             "method − random, Holm p |", "|---|---|---|---|---|---|---|"]
+    for name in CLAIM_NAMES:
+        c = claims["claims"][name]
+        for part, words in (("pooled", "pooled"), ("within_class", "within classes")):
+            contrasts = [f"{_interval(c['contrasts'][k][part])}, {c['contrasts'][k][part]['p_holm']:.2g}" for k in CONTROLS]
+            lines.append(f"| {name} | {words} | {_interval(c['method'][part])} | "
+                         f"{' | '.join(_interval(c['controls'][k][part]) for k in CONTROLS)} | {' | '.join(contrasts)} |")
+    return lines
+
+
+def _claims_class_rows(claims: dict) -> list:
+    """Markdown rows: per claim and class, n and the method's and each control's mean (Fig. 8: rho)."""
+    classes = sorted({k for name in CLAIM_NAMES for k in claims["claims"][name]["per_class"]}, key=int)
+    lines = [f"| claim | score | {' | '.join(classes)} |", "|---|---|" + "---|" * len(classes)]
+    fmt = lambda v: "—" if v is None else (f"{v}" if isinstance(v, int) else f"{v:.3f}")
+    for name in CLAIM_NAMES:
+        per = claims["claims"][name]["per_class"]
+        for who in ("n", "method", *CONTROLS):
+            lines.append(f"| {name} | {who} | {' | '.join(fmt(per.get(k, {}).get(who)) for k in classes)} |")
+    return lines
+
+
+def render_claims_table(claims: dict | None, across: dict | None) -> list:
+    """Markdown lines: each paper claim's verdict for this run and pooled over seeds, its controls and classes.
+
+    Args:
+        claims: figures/claims.json (reproduce/claims.py), or None.
+        across: `across_seeds_record` of figures/seeds.json (figures/claims_seeds.json), or None.
+    """
     lines = ["## The paper's claims as statistics", ""]
     if not claims:
         return lines + ["No figures/claims.json: run `python -m reproduce.claims` (part of `make reproduce`).", ""]
     per_image = claims.get("per_image", {})
+    across = across or across_seeds_record(claims, None)
+    done = len(across["seeds_done"])
     lines += [
         "Computed by reproduce/claims.py by the rules in its docstring, declared before any number was seen: masks "
-        "scored against class differences of the mean training images (data, not the decoder g), paired tests, "
-        f"Holm's correction over the three claims. This run: {len(per_image.get('correct_index', []))} correctly "
-        f"classified images of a fixed subset of {claims.get('subset_size')} test images and all "
-        f"{len(per_image.get('confused_index', []))} misclassified test images.",
+        "scored against class differences of the mean training images (data, not the decoder g); each claim tested "
+        "as the method minus two masks computed from the input alone (its q brightest pixels; q pixels drawn at "
+        "random), pooled and within classes, Holm's correction over the 12 contrasts; a claim holds only when all "
+        f"four of its contrasts agree. This run: {len(per_image.get('correct_index', []))} correctly classified "
+        f"images of a fixed subset of {claims.get('subset_size')} test images and all "
+        f"{len(per_image.get('confused_index', []))} misclassified test images. Across seeds: figures/seeds.json "
+        f"({done} seeds), each statistic's mean over the seeds with a Student-t 95% interval over seeds; the "
+        "uncontrolled statistic (method alone, against 0) is kept beside with its own verdict and decides nothing.",
         "",
+        "| claim | measure | this run | this run, uncontrolled: value [95% CI], n, Holm p | uncontrolled verdict | "
+        "seeds: pooled uncontrolled [95% CI] | seeds: uncontrolled verdict | each seed's verdict | **across seeds** |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    enough = bool(seeds_record) and len(seeds_record.get("seeds_done", [])) >= min_seeds
-    lines += ["| claim | measure | this run: value [95% CI], n | Holm p | this run | seeds | across seeds |",
-              "|---|---|---|---|---|---|---|"]
     for name in CLAIM_NAMES:
-        c = claims["claims"][name]
-        if enough:
-            s = seeds_record["claims"][name]
-            by_seed = ", ".join(f"{seed}: {v}" for seed, v in s["verdicts"].items())
-            overall = s["verdict"]
-        else:
-            done = len(seeds_record.get("seeds_done", [])) if seeds_record else 0
-            by_seed, overall = f"{done} of {min_seeds} seeds done", "not shown (no seed band yet)"
-        lines.append(
-            f"| {c['statement']} | {c['measure']} | {c['effect']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}], "
-            f"n = {c['n']} | {c['p_holm']:.2g} | {c['verdict']} | {by_seed} | **{overall}** |"
-        )
+        c, s = claims["claims"][name], across["claims"][name]
+        u, e = c["uncontrolled"], s["pooled"].get("effect")
+        pooled = "—" if not e or e["ci95"] is None else f"{e['mean']:.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]"
+        by_seed = ", ".join(f"{seed}: {v}" for seed, v in s["verdicts"].items()) or "—"
+        lines.append(f"| {c['statement']} | {c['measure']} | **{c['verdict']}** | {_interval(u)}, n = {u['n']}, "
+                     f"{u['p_holm']:.2g} | {u['verdict']} | {pooled} | {s['uncontrolled_verdict']} | {by_seed} | "
+                     f"**{s['verdict']}** |")
+    lines += ["", "This run's contrasts (Figs. 4-7 and 9: means of the scores, within classes the mean of the class "
+              "means; Fig. 8: Spearman's rho with the SSE, within classes the mean of the per-class rho weighted by "
+              "the class's images):", "", *_claims_contrast_rows(claims), "",
+              "Per class (the true label): images, and the mean score of each mask (Fig. 8: rho with the SSE):", "",
+              *_claims_class_rows(claims)]
     return lines + [""]

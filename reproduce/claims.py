@@ -4,8 +4,8 @@ Command (run by `make reproduce` after training; `reproduce/seeds.py` runs it on
 
     .venv/bin/python -m reproduce.claims --run runs/paper --out figures
 
-Run time: about 1-2 minutes on a 2-core CPU (about 2,100 explanations at N = 5000). Writes
-figures/claims.json.
+Run time: about 1-2 minutes on a quiet 2-core CPU (about 2,100 explanations at N = 5000, then the
+permutation tests). Writes figures/claims.json.
 
 The paper shows one picture per claim. Here each claim becomes a test over many
 images, scored against class differences taken from the DATA (the mean training
@@ -49,24 +49,82 @@ Claims and tests (paired: each image is compared with itself):
    mask lies more on ink of k that t lacks than on ink of t that k lacks. Test:
    Wilcoxon signed-rank against 0.
 
-The three p-values (two-sided) are adjusted together by Holm's method. Verdict:
-"holds" when the adjusted p < 0.05 and the effect has the claimed sign; "does
-not hold" when the adjusted p < 0.05 and the effect has the opposite sign;
-"not shown" otherwise, or when fewer than 10 images are available. Intervals are
-95% (Student t for means). Across seeds (reproduce/seeds.py), a claim holds or
-does not hold when every seed gives that verdict; otherwise it is "not shown".
+Controls (each claim is tested as the method minus a mask computed from the
+input alone, so that what any mask of the same image would score is not
+credited to the explanation):
+
+- intensity mask: the q = 100 brightest pixels of x (ties first in raster
+  order, `metrics.top_q_mask`);
+- random mask: q pixels of the 784 drawn without replacement by
+  `numpy.random.default_rng([RANDOM_MASK_SEED, test index])`, fixed per image.
+
+Each control mask gets the same score as the method's mask (specificity with
+the same k and l; ink contrast with the same k and t) and the same statistic
+(its mean, or its Spearman rho with the SSE). The contrasts, d = score(method)
+- score(control), per image and per control:
+
+- Figs. 4-7 and Fig. 9 (means): pooled, Wilcoxon signed-rank of d against 0;
+  class-stratified, the mean over classes of the per-class mean of d (each
+  class with at least 2 images weighs the same, so that one numerous class,
+  e.g. the 1s, does not carry the mean), with the interval est ± 1.96 ·
+  sqrt(sum_k s_k^2 / n_k) / K and a sign-flip randomisation test (each image's
+  d keeps or flips its sign; 9,999 draws of seed 0, `claim_stats.PERMUTATIONS`;
+  p = (1 + #{|T*| >= |T|}) / (PERMUTATIONS + 1)), exact under the paired null
+  that method and control are exchangeable on every image.
+- Fig. 8 (rank correlation): pooled, Spearman's rho(SSE, d) over C with
+  Spearman's test; within classes, the mean of the per-class rho(SSE, d)
+  weighted by the class's number of images (classes of at least 3 images whose
+  values are not constant), tested by permuting d among the images of each
+  class (9,999 draws, p as above). rho(SSE, d) rather than a difference
+  of two correlations: it is the per-image paired contrast, as for the mean
+  claims (what the input alone predicts of an image's specificity is removed
+  image by image before ranking), and Spearman's test of it needs no
+  resampling; the difference rho(SSE, method) - rho(SSE, control) is reported
+  beside it as a description.
+
+Classes: the true label (for C it is also the SNN's class). Per class, the
+mean of the method's and of each control's score (for Fig. 8 each one's rho)
+is reported.
+
+Family and verdicts: the 12 contrasts (3 claims x 2 controls x pooled and
+within classes), two-sided p-values, are adjusted together by Holm's method. A
+claim "holds" when all four of its contrasts have an adjusted p < 0.05 with the
+claimed sign: the explanation beats both input-only masks, pooled and within
+classes; "does not hold" when all four have an adjusted p < 0.05 with the
+opposite sign; "not shown" otherwise (mixed signs, any contrast not
+significant), or when fewer than MIN_IMAGES images are available. Intervals
+are 95%.
+
+Beside these, the uncontrolled statistic of the first version of these rules
+is kept with its own verdict (`uncontrolled`): the method's statistic against
+0 (Wilcoxon signed-rank for the means, Spearman's test, Fisher's z interval
+with the Bonett-Wright variance (1 + rho^2 / 2) / (n - 3) for rho; Student t
+intervals for means), its three p-values adjusted together by Holm, "holds" /
+"does not hold" / "not shown" by the same sign rule. It cannot tell the method
+from the input, so it decides nothing.
+
+Across seeds (reproduce/seeds.py, reproduce/bands.py `claims_across_seeds`): a
+random-effects estimate in two stages: per statistic, the mean of the seeds'
+estimates with a Student-t 95% interval over seeds, mean ± t_{0.975, n-1} ·
+sd / sqrt(n), and a one-sample t-test of the seeds' estimates against 0 (their
+spread holds both the sampling error within a seed and the variation between
+seeds). The verdict across seeds applies the rule above to the pooled
+contrasts (Holm over the 12 pooled tests), from at least 5 seeds; a seeds
+file without per-seed contrasts gives "not shown" with the reason. The pooled
+uncontrolled statistic gets the uncontrolled verdict beside, and each seed's
+own verdict is listed. More seeds narrow the interval; no seed can veto.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import time
 
 import numpy as np
 
+from reproduce import claim_stats as st
 from siamese_xai.evaluation import metrics
 from siamese_xai.explainers.questions import runner_up
 
@@ -74,8 +132,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SUBSET_SEED = 0
 SUBSET_SIZE = 2000
-ALPHA = 0.05
-MIN_IMAGES = 10
+RANDOM_MASK_SEED = 1
+MIN_IMAGES = st.MIN_IMAGES
+CONTROLS = ("intensity", "random")
 CLAIMS = (
     ("fig4_7", "Figs. 4-7: a well reconstructed digit's explanation shows what distinguishes its class",
      "mean specificity of the mask", 1),
@@ -96,10 +155,35 @@ def class_mean_images(x, y, num_classes: int = 10) -> np.ndarray:
     return np.stack([x[y == k].mean(0) for k in range(num_classes)])
 
 
+def intensity_masks(x, q: int) -> np.ndarray:
+    """The intensity control: `(n, P)` bool, the q brightest pixels of each image, ties first in raster order.
+
+    Args:
+        x: `(n, 28, 28, 1)` or `(n, P)` images.
+        q: pixels per mask.
+    """
+    x = np.asarray(x, np.float64)
+    return metrics.top_q_mask(x.reshape(len(x), -1), q)
+
+
+def random_masks(indices, q: int, size: int) -> np.ndarray:
+    """The random control: `(n, size)` bool, q pixels per image drawn by `default_rng([RANDOM_MASK_SEED, index])`.
+
+    Args:
+        indices: `(n,)` the images' test-set indices (each image's draw depends on its index only).
+        q: pixels per mask, in [1, size].
+        size: pixels per image P.
+    """
+    if not 1 <= q <= size:
+        raise ValueError(f"`q` must be in [1, {size}]. Received: q={q}")
+    out = np.zeros((len(indices), size), bool)
+    for row, index in zip(out, indices):
+        row[np.random.default_rng([RANDOM_MASK_SEED, int(index)]).choice(size, q, replace=False)] = True
+    return out
+
+
 def _top(values, q):
-    """The q largest of a flat map (`metrics.top_q_mask`: ties to the lower index); none for q = 0 (`share` refuses it)."""
-    if q == 0:
-        return np.zeros(values.shape, bool)
+    """The q largest of a flat map (`metrics.top_q_mask`: ties to the lower index)."""
     return metrics.top_q_mask(values[None], q)[0]
 
 
@@ -114,102 +198,139 @@ def share(mask, region) -> float:
     return float((mask & region).sum() / q)
 
 
-def specificity(mask, k: int, l: int, means) -> float:
-    """How much more a mask lies where classes k and l differ than where any other two classes differ.
-
-    Args:
-        mask: `(H, W, 1)` or `(P,)` boolean mask of q pixels.
-        k, l: the explained class and the class it is set against.
-        means: `(C, P)` class-mean images (`class_mean_images`).
-
-    Returns:
-        share(mask, T_abs(k, l)) - mean over the other unordered pairs {a, b} of share(mask, T_abs(a, b)).
-    """
-    mask = np.asarray(mask, bool).ravel()
-    q = int(mask.sum())
-    c = len(means)
-    pair = lambda a, b: share(mask, _top(np.abs(means[a] - means[b]), q))
-    others = [pair(a, b) for a in range(c) for b in range(a + 1, c) if {a, b} != {k, l}]
-    return pair(k, l) - float(np.mean(others))
-
-
-def ink_contrast(mask, k: int, t: int, means) -> float:
-    """share(mask, T_pos(k, t)) - share(mask, T_pos(t, k)): the mask on ink of k that t lacks, minus the reverse."""
-    mask = np.asarray(mask, bool).ravel()
-    q = int(mask.sum())
-    return share(mask, _top(means[k] - means[t], q)) - share(mask, _top(means[t] - means[k], q))
-
-
-def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjustment of p-values (NaN stays NaN and is not counted)."""
-    p = np.asarray(p_values, np.float64)
-    out = np.full(p.shape, np.nan)
-    idx = np.flatnonzero(~np.isnan(p))
-    order = idx[np.argsort(p[idx], kind="stable")]
-    m, running = len(order), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
+def _shares(masks, regions_of_q):
+    """`(n, R)` share of each mask in each region, the regions built for each mask's own q."""
+    masks = np.asarray(masks, bool).reshape(len(masks), -1)
+    q = masks.sum(1)
+    if np.any(q == 0):
+        raise ValueError("`masks` must mark at least one pixel each. Received: an empty mask")
+    out = np.zeros((len(masks), 0))
+    for value in np.unique(q):
+        regions = regions_of_q(int(value)).astype(np.float64)
+        if out.shape[1] == 0:
+            out = np.zeros((len(masks), len(regions)))
+        out[q == value] = masks[q == value] @ regions.T / value
     return out
 
 
-def verdict(effect: float, p_adjusted: float, sign: int, n: int) -> str:
-    """"holds", "does not hold" or "not shown", by the rule in the module docstring."""
-    if n < MIN_IMAGES or not np.isfinite(p_adjusted) or p_adjusted >= ALPHA or effect == 0:
-        return "not shown"
-    return "holds" if np.sign(effect) == sign else "does not hold"
-
-
-def _mean_test(values) -> dict:
-    from scipy import stats
-
-    from siamese_xai.evaluation.metrics import mean_ci
-
-    v = np.asarray(values, np.float64)
-    if len(v) < 2:
-        return {"effect": float(v.mean()) if len(v) else float("nan"), "ci95": [float("nan")] * 2, "p": float("nan"), "n": len(v)}
-    ci = mean_ci(v)
-    p = 1.0 if np.all(v == 0) else float(stats.wilcoxon(v).pvalue)
-    return {"effect": ci["mean"], "ci95": [ci["mean"] - ci["ci95"], ci["mean"] + ci["ci95"]], "p": p, "n": len(v),
-            "test": "Wilcoxon signed-rank"}
-
-
-def _rank_test(a, b) -> dict:
-    from scipy import stats
-
-    n = len(a)
-    if n < 4:
-        return {"effect": float("nan"), "ci95": [float("nan")] * 2, "p": float("nan"), "n": n}
-    rho, p = stats.spearmanr(a, b)
-    rho = float(np.clip(rho, -0.999999, 0.999999))
-    half = 1.959964 * math.sqrt((1 + rho**2 / 2) / (n - 3))
-    return {"effect": rho, "ci95": [math.tanh(math.atanh(rho) - half), math.tanh(math.atanh(rho) + half)],
-            "p": float(p), "n": n, "test": "Spearman"}
-
-
-def judge(per_image: dict) -> dict:
-    """The three claims' effects, intervals, Holm-adjusted p-values and verdicts from per-image scores.
+def specificities(masks, ks, ls, means) -> np.ndarray:
+    """`(n,)` specificity of each mask: share where k and l differ minus the mean share over the other class pairs.
 
     Args:
-        per_image: `{"correct_sse", "correct_specificity", "confused_ink_contrast"}`, 1-D arrays.
+        masks: `(n, H, W, 1)` or `(n, P)` boolean masks (q = each mask's number of pixels).
+        ks, ls: `(n,)` the explained class and the class it is set against.
+        means: `(C, P)` class-mean images (`class_mean_images`).
+    """
+    c = len(means)
+    pairs = [(a, b) for a in range(c) for b in range(a + 1, c)]
+    shares = _shares(masks, lambda q: np.stack([_top(np.abs(means[a] - means[b]), q) for a, b in pairs]))
+    column = {pair: j for j, pair in enumerate(pairs)}
+    out = np.empty(len(shares))
+    for i, (k, l) in enumerate(zip(ks, ls)):
+        j = column[(min(k, l), max(k, l))]
+        out[i] = shares[i, j] - np.delete(shares[i], j).mean()
+    return out
+
+
+def specificity(mask, k: int, l: int, means) -> float:
+    """`specificities` of one `(H, W, 1)` or `(P,)` mask."""
+    return float(specificities(np.asarray(mask, bool).reshape(1, -1), [k], [l], means)[0])
+
+
+def ink_contrasts(masks, ks, ts, means) -> np.ndarray:
+    """`(n,)` share(mask, T_pos(k, t)) - share(mask, T_pos(t, k)): on ink of k that t lacks, minus the reverse.
+
+    Args:
+        masks: `(n, H, W, 1)` or `(n, P)` boolean masks; ks: `(n,)` the SNN's classes; ts: `(n,)` the true ones.
+        means: `(C, P)` class-mean images.
+    """
+    c = len(means)
+    pairs = [(a, b) for a in range(c) for b in range(c) if a != b]
+    shares = _shares(masks, lambda q: np.stack([_top(means[a] - means[b], q) for a, b in pairs]))
+    column = {pair: j for j, pair in enumerate(pairs)}
+    return np.array([shares[i, column[(k, t)]] - shares[i, column[(t, k)]] for i, (k, t) in enumerate(zip(ks, ts))])
+
+
+def ink_contrast(mask, k: int, t: int, means) -> float:
+    """`ink_contrasts` of one mask."""
+    return float(ink_contrasts(np.asarray(mask, bool).reshape(1, -1), [k], [t], means)[0])
+
+
+def _claim_arrays(per_image: dict) -> dict:
+    """Per claim: the method's scores, each control's, the classes, and the SSE for Fig. 8."""
+    a = {key: np.asarray(value) for key, value in per_image.items()}
+    for key in ("correct_class", *(f"correct_specificity_{c}" for c in CONTROLS),
+                *(f"confused_ink_contrast_{c}" for c in CONTROLS)):
+        if key not in a:
+            raise ValueError(f"`per_image` must hold `{key}` (scores of the control masks). Received keys: {sorted(a)}")
+    sse = a["correct_sse"].astype(np.float64)
+    good = sse <= np.median(sse) if len(sse) else np.zeros(0, bool)
+    correct = lambda key, rows: a[key][rows].astype(np.float64)
+    all_rows = np.ones(len(sse), bool)
+    return {
+        "fig4_7": {"method": correct("correct_specificity", good), "classes": a["correct_class"][good],
+                   **{c: correct(f"correct_specificity_{c}", good) for c in CONTROLS}},
+        "fig8": {"method": correct("correct_specificity", all_rows), "classes": a["correct_class"], "sse": sse,
+                 **{c: correct(f"correct_specificity_{c}", all_rows) for c in CONTROLS}},
+        "fig9": {"method": a["confused_ink_contrast"].astype(np.float64), "classes": a["confused_true"],
+                 **{c: a[f"confused_ink_contrast_{c}"].astype(np.float64) for c in CONTROLS}},
+    }
+
+
+def _statistic(name, values, arrays, permutations) -> dict:
+    """The claim's statistic of per-image values, pooled and within classes."""
+    if name == "fig8":
+        return {"pooled": st.rank_test(arrays["sse"], values),
+                "within_class": st.within_class_rank_test(arrays["sse"], values, arrays["classes"], permutations)}
+    return {"pooled": st.mean_test(values),
+            "within_class": st.stratified_mean_test(values, arrays["classes"], permutations)}
+
+
+def _per_class(name, arrays, statistics) -> dict:
+    """`{class: {"n", "method", "intensity", "random"}}`: per-class means, or per-class rho for Fig. 8."""
+    if name == "fig8":
+        rows = {who: statistics[who]["within_class"]["per_class"] for who in ("method", *CONTROLS)}
+        return {c: {"n": v["n"], **{who: rows[who].get(c, {}).get("rho") for who in rows}} for c, v in rows["method"].items()}
+    rows = {who: st.class_means(arrays[who], arrays["classes"]) for who in ("method", *CONTROLS)}
+    return {c: {"n": v["n"], **{who: rows[who][c]["mean"] for who in rows}} for c, v in rows["method"].items()}
+
+
+def judge(per_image: dict, permutations: int = st.PERMUTATIONS) -> dict:
+    """The three claims' statistics, controls, contrasts, Holm-adjusted p-values and verdicts from per-image scores.
+
+    Args:
+        per_image: `per_image_scores`' dict: 1-D arrays `correct_sse`, `correct_class`, `correct_specificity`,
+            `correct_specificity_{intensity,random}`, `confused_true`, `confused_ink_contrast`,
+            `confused_ink_contrast_{intensity,random}`.
+        permutations: draws of the randomisation tests.
 
     Returns:
-        `{claim name: {"statement", "measure", "effect", "ci95", "p", "p_holm", "n", "verdict"}}`.
+        `{claim name: {"statement", "measure", "sign", "n", "verdict", "uncontrolled", "method", "controls",
+        "contrasts", "per_class"}}` (the rules: the module docstring).
     """
-    sse = np.asarray(per_image["correct_sse"], np.float64)
-    spec = np.asarray(per_image["correct_specificity"], np.float64)
-    good = sse <= np.median(sse) if len(sse) else np.zeros(0, bool)
-    tests = {
-        "fig4_7": _mean_test(spec[good]),
-        "fig8": _rank_test(sse, spec),
-        "fig9": _mean_test(per_image["confused_ink_contrast"]),
-    }
-    adjusted = holm([tests[name]["p"] for name, *_ in CLAIMS])
+    arrays = _claim_arrays(per_image)
     out = {}
-    for (name, statement, measure, sign), p_holm in zip(CLAIMS, adjusted):
-        t = tests[name]
-        out[name] = {"statement": statement, "measure": measure, **t, "p_holm": float(p_holm),
-                     "verdict": verdict(t["effect"], p_holm, sign, t["n"])}
+    for name, statement, measure, sign in CLAIMS:
+        a = arrays[name]
+        stats = {who: _statistic(name, a[who], a, permutations) for who in ("method", *CONTROLS)}
+        contrasts = {c: _statistic(name, a["method"] - a[c], a, permutations) for c in CONTROLS}
+        out[name] = {"statement": statement, "measure": measure, "sign": sign, "n": len(a["method"]),
+                     "uncontrolled": dict(stats["method"]["pooled"]), "method": stats["method"],
+                     "controls": {c: stats[c] for c in CONTROLS}, "contrasts": contrasts,
+                     "per_class": _per_class(name, a, stats)}
+        if name == "fig8":
+            out[name]["rho_difference"] = {c: stats["method"]["pooled"]["effect"] - stats[c]["pooled"]["effect"]
+                                           for c in CONTROLS}
+    old = st.holm([out[name]["uncontrolled"]["p"] for name, *_ in CLAIMS])
+    keys = [(name, c, part) for name, *_ in CLAIMS for c in CONTROLS for part in ("pooled", "within_class")]
+    new = st.holm([out[name]["contrasts"][c][part]["p"] for name, c, part in keys])
+    for (name, c, part), p in zip(keys, new):
+        out[name]["contrasts"][c][part]["p_holm"] = float(p)
+    for (name, _, _, sign), p in zip(CLAIMS, old):
+        u, claim = out[name]["uncontrolled"], out[name]
+        u.update(p_holm=float(p), verdict=st.verdict(u["effect"], p, sign, u["n"]))
+        tests = [(t["effect"], t["p_holm"]) for c in CONTROLS for t in claim["contrasts"][c].values()]
+        claim["verdict"] = st.all_agree(tests, sign, claim["n"])
     return out
 
 
@@ -220,7 +341,7 @@ def subset_indices(n_test: int, size: int = SUBSET_SIZE) -> np.ndarray:
 
 def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chunk: int = 250, seed: int = 0,
                      summary: dict | None = None) -> dict:
-    """Explains C and M (see the module docstring) and scores every mask.
+    """Explains C and M (see the module docstring) and scores every mask and its two controls.
 
     Args:
         explainer: a `SiameseExplainer`.
@@ -232,8 +353,9 @@ def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chu
         summary: `paper.test_set_summary` of (x, y) if already computed.
 
     Returns:
-        A dict of per-image arrays: `correct_index`, `correct_sse`, `correct_specificity`,
-        `confused_index`, `confused_true`, `confused_class`, `confused_ink_contrast`.
+        A dict of per-image arrays: `correct_index`, `correct_class`, `correct_sse`, `correct_specificity` and
+        `correct_specificity_{intensity,random}`, `confused_index`, `confused_true`, `confused_class`,
+        `confused_ink_contrast` and `confused_ink_contrast_{intensity,random}`.
     """
     y = np.asarray(y)
     if summary is None:
@@ -244,6 +366,7 @@ def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chu
     subset = np.sort(subset_indices(len(x), subset_size))
     correct = subset[predicted[subset] == y[subset]]
     confused = np.flatnonzero(predicted != y)
+    q = explainer.config.q
 
     def explain(indices):
         parts = [explainer.explain(x[indices[i:i + chunk]], seed=seed) for i in range(0, len(indices), chunk)]
@@ -252,16 +375,23 @@ def per_image_scores(explainer, x, y, means, subset_size: int = SUBSET_SIZE, chu
         return (np.concatenate([p.mask.reshape(len(p), -1) for p in parts]),
                 np.concatenate([p.distances for p in parts]))
 
+    def with_controls(masks, indices, score):
+        controls = {"intensity": intensity_masks(x[indices], q), "random": random_masks(indices, q, means.shape[1])}
+        return {"": score(masks).tolist(), **{f"_{c}": score(m).tolist() for c, m in controls.items()}}
+
     masks, dist = explain(correct)
     ks = predicted[correct]
-    ls = runner_up(dist, ks).tolist()
-    spec = [specificity(m, int(k), l, means) for m, k, l in zip(masks, ks, ls)]
+    ls = runner_up(dist, ks) if len(correct) else np.zeros(0, int)
+    spec = with_controls(masks, correct, lambda m: specificities(m, ks, ls, means))
     masks_m, _ = explain(confused)
-    ink = [ink_contrast(m, int(k), int(t), means) for m, k, t in zip(masks_m, predicted[confused], y[confused])]
+    ink = with_controls(masks_m, confused, lambda m: ink_contrasts(m, predicted[confused], y[confused], means))
     return {
-        "correct_index": correct.tolist(), "correct_sse": summary["recon_sse"][correct].astype(float).tolist(),
-        "correct_specificity": spec, "confused_index": confused.tolist(), "confused_true": y[confused].tolist(),
-        "confused_class": predicted[confused].tolist(), "confused_ink_contrast": ink,
+        "correct_index": correct.tolist(), "correct_class": y[correct].tolist(),
+        "correct_sse": summary["recon_sse"][correct].astype(float).tolist(),
+        **{f"correct_specificity{key}": v for key, v in spec.items()},
+        "confused_index": confused.tolist(), "confused_true": y[confused].tolist(),
+        "confused_class": predicted[confused].tolist(),
+        **{f"confused_ink_contrast{key}": v for key, v in ink.items()},
     }
 
 
@@ -277,7 +407,8 @@ def claims_record(run_dir, data_dir=None, subset_size: int = SUBSET_SIZE, config
     means = class_mean_images(x_train, y_train, len(explainer.prototypes))
     scores = per_image_scores(explainer, x, y, means, subset_size)
     return {"claims": judge(scores), "per_image": scores, "subset_size": subset_size, "subset_seed": SUBSET_SEED,
-            "explain_config": dataclasses.asdict(explainer.config),
+            "random_mask_seed": RANDOM_MASK_SEED, "permutations": st.PERMUTATIONS,
+            "permutation_seed": st.PERMUTATION_SEED, "explain_config": dataclasses.asdict(explainer.config),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -292,8 +423,18 @@ def main():
     record = claims_record(args.run, args.data_dir)
     files.write_json(os.path.join(args.out, "claims.json"), record)
     for name, c in record["claims"].items():
-        print(f"{name}: {c['verdict']} ({c['measure']} = {c['effect']:.3f}, 95% CI [{c['ci95'][0]:.3f}, "
-              f"{c['ci95'][1]:.3f}], n = {c['n']}, Holm p = {c['p_holm']:.2g})")
+        print("\n".join(summary_lines(name, c)))
+
+
+def summary_lines(name: str, claim: dict) -> list:
+    """A claim's verdict, its uncontrolled statistic and its four contrasts, one line each (printed by `main`)."""
+    u = claim["uncontrolled"]
+    lines = [f"{name}: {claim['verdict']} (n = {claim['n']}); uncontrolled {claim['measure']} = {u['effect']:.3f} "
+             f"[{u['ci95'][0]:.3f}, {u['ci95'][1]:.3f}], Holm p = {u['p_holm']:.2g}: {u['verdict']}"]
+    for c in CONTROLS:
+        for part, t in claim["contrasts"][c].items():
+            lines.append(f"  minus {c} ({part.replace('_', ' ')}): {t['effect']:+.3f}, Holm p = {t['p_holm']:.2g}")
+    return lines
 
 
 if __name__ == "__main__":

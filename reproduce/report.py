@@ -6,7 +6,9 @@ Command (the last step of `make reproduce`):
 
 Run time: a few seconds. Reads runs/paper/metrics.json, runs/paper/config.json
 and figures/*.json (written by the figure scripts, reproduce/claims.py and, if
-present, reproduce/seeds.py) and writes figures/REPORT.md.
+present, reproduce/seeds.py) and writes figures/REPORT.md and figures/claims_seeds.json (each paper claim pooled
+over the seeds of figures/seeds.json by `bands.claims_across_seeds`, the rule of
+reproduce/claims.py's docstring).
 
     .venv/bin/python -m reproduce.report --run runs/paper --out figures --check-band
 
@@ -42,7 +44,10 @@ def main():
         return
     config = files.read_json(os.path.join(args.run, runs.CONFIG_FILE))
     text = paper.render_report(metrics, config, figures, convergence, paper.machine_description())
-    text = text.rstrip("\n") + "\n\n" + "\n".join(bands.render_claims_table(claims, seeds) + bands.render_band_table(own, seeds))
+    across = bands.across_seeds_record(claims, seeds) if claims else None
+    if across:
+        files.write_json(os.path.join(args.out, "claims_seeds.json"), across)
+    text = text.rstrip("\n") + "\n\n" + "\n".join(bands.render_claims_table(claims, across) + bands.render_band_table(own, seeds))
     with files.atomic_path(os.path.join(args.out, "REPORT.md")) as tmp:
         tmp.write_text(text)
     print(f"report -> {args.out}/REPORT.md")

@@ -65,6 +65,30 @@ def seed_record(run_dir, data_dir=None, explain_config=None, subset_size=None, r
     }
 
 
+def claims_summary(per_seed: dict) -> dict:
+    """Each claim across the seeds: the seeds' verdicts and estimates, pooled by `bands.claims_across_seeds`.
+
+    Args:
+        per_seed: `{seed: seed_record(...)}`.
+
+    Returns:
+        `{name: {"verdicts", "effects", "pooled", "verdict", "uncontrolled_verdict"}}` (effects: the uncontrolled
+        statistic by seed).
+    """
+    from reproduce import bands
+    from reproduce import claims
+
+    record = {"seeds_done": sorted(per_seed), "quantities": bands.summarise({s: r["quantities"] for s, r in per_seed.items()}),
+              "claims": {name: {"verdicts": {str(s): r["claims"][name]["verdict"] for s, r in per_seed.items()}}
+                         for name in bands.CLAIM_NAMES}}
+    across = bands.claims_across_seeds(record, {name: sign for name, *_, sign in claims.CLAIMS})
+    uncontrolled = lambda c: c.get("uncontrolled", c)["effect"]
+    return {name: {"verdicts": record["claims"][name]["verdicts"],
+                   "effects": {str(s): uncontrolled(r["claims"][name]) for s, r in per_seed.items()},
+                   **{k: across[name][k] for k in ("pooled", "verdict", "uncontrolled_verdict")}}
+            for name in bands.CLAIM_NAMES}
+
+
 def run_seeds(seeds, work, out, train_config, data_dir=None, explain_config=None, subset_size=None,
               reference_n: int = 20000, verbose: int = 1, collect_only: bool = False) -> dict:
     """Trains (or resumes) and measures every seed, then writes OUT/seeds.json; returns its record.
@@ -106,14 +130,7 @@ def run_seeds(seeds, work, out, train_config, data_dir=None, explain_config=None
             "train_config": {k: v for k, v in train_config.to_dict().items() if k != "seed"},
             "explain_config": per_seed[int(seed)]["explain_config"],
             "quantities": bands.summarise({s: r["quantities"] for s, r in per_seed.items()}),
-            "claims": {
-                name: {
-                    "verdicts": {str(s): r["claims"][name]["verdict"] for s, r in per_seed.items()},
-                    "effects": {str(s): r["claims"][name]["effect"] for s, r in per_seed.items()},
-                    "verdict": bands.across_seeds_verdict(r["claims"][name]["verdict"] for r in per_seed.values()),
-                }
-                for name in bands.CLAIM_NAMES
-            },
+            "claims": claims_summary(per_seed),
             "figures": {str(s): r["figures"] for s, r in per_seed.items()},
         }
         files.write_json(os.path.join(out, "seeds.json"), summary)

@@ -54,11 +54,51 @@ def test_check_lines_needs_five_seeds_and_says_inside_or_outside():
     assert lines[1].startswith("inside  metrics.prototype_accuracy = 0.9905;")
 
 
-def test_across_seeds_verdict():
-    assert bands.across_seeds_verdict(["holds"] * 5) == "holds"
-    assert bands.across_seeds_verdict(["does not hold"] * 6) == "does not hold"
-    assert bands.across_seeds_verdict(["holds"] * 4 + ["not shown"]) == "not shown (seeds disagree: 4 holds, 1 not shown)"
-    assert bands.across_seeds_verdict(["holds"] * 4) == "not shown (4 of 5 seeds)"
+SIGNS = {"fig4_7": 1, "fig8": -1, "fig9": 1}
+
+
+def _seeds_with(claim_values, seeds=(1, 2, 3, 4, 5)):
+    """A seeds.json record whose quantities hold `claims.NAME.STAT` = value + seed / 1000 for every seed."""
+    per_seed = {s: {f"claims.{name}.{stat}": v + s / 1000 for name, stats in claim_values.items()
+                    for stat, v in stats.items()} for s in seeds}
+    verdicts = {name: {"verdicts": {str(s): "not shown" for s in seeds}} for name in bands.CLAIM_NAMES}
+    return {"seeds_done": list(seeds), "quantities": bands.summarise(per_seed), "claims": verdicts}
+
+
+def test_claims_across_seeds_pool_the_contrasts_and_keep_each_seeds_verdict():
+    contrasts = lambda v: {stat: v for stat in bands.CONTRASTS}
+    record = _seeds_with({"fig4_7": {"effect": 0.3, **contrasts(0.2)}, "fig8": {"effect": 0.3, **contrasts(0.0)},
+                          "fig9": {"effect": -0.1, **contrasts(-0.2)}})
+    out = bands.claims_across_seeds(record, SIGNS)
+    assert out["fig4_7"]["verdict"] == "holds" and out["fig9"]["verdict"] == "does not hold"
+    assert out["fig8"]["verdict"] == "not shown"  # contrasts of mean 0.003: not significant after Holm
+    assert out["fig8"]["uncontrolled_verdict"] == "does not hold" and out["fig4_7"]["verdicts"]["3"] == "not shown"
+    pooled = out["fig4_7"]["pooled"]["minus_random"]
+    assert pooled["mean"] == pytest.approx(0.203) and pooled["n"] == 5  # the seeds' values 0.201 .. 0.205
+    half = 2.7764451051977987 * math.sqrt(2.5e-6) / math.sqrt(5)
+    assert pooled["ci95"] == pytest.approx([0.203 - half, 0.203 + half])
+    # one seed that disagrees no longer vetoes: four seeds at 0.2, one at -0.05, pooled mean 0.15
+    skew = _seeds_with({n: {"effect": 0.3, **contrasts(0.2)} for n in bands.CLAIM_NAMES})
+    for stat in bands.CONTRASTS:
+        skew["quantities"][f"claims.fig4_7.{stat}"] = bands.summarise(
+            {s: {"v": v} for s, v in zip(range(1, 6), [0.2, 0.21, 0.19, 0.2, 0.15])})["v"]
+    assert bands.claims_across_seeds(skew, SIGNS)["fig4_7"]["verdict"] == "holds"
+
+
+def test_claims_across_seeds_without_per_seed_controls_or_seeds_give_no_verdict():
+    old = _seeds_with({name: {"effect": 0.2} for name in bands.CLAIM_NAMES})
+    out = bands.claims_across_seeds(old, SIGNS)
+    assert out["fig9"]["verdict"] == "not shown (seeds.json holds no per-seed control contrasts)"
+    assert out["fig9"]["uncontrolled_verdict"] == "holds" and out["fig8"]["uncontrolled_verdict"] == "does not hold"
+    assert list(out["fig9"]["pooled"]) == ["effect"]
+    partial = _seeds_with({"fig4_7": {"effect": 0.2, **{stat: 0.2 for stat in bands.CONTRASTS}},
+                           "fig8": {"effect": 0.2}, "fig9": {"effect": 0.2}})
+    out = bands.claims_across_seeds(partial, SIGNS)  # the family is incomplete: no claim gets a controlled verdict
+    assert out["fig4_7"]["verdict"] == "not shown (seeds.json holds no per-seed control contrasts)"
+    assert out["fig4_7"]["pooled"]["minus_random"]["mean"] == pytest.approx(0.203)
+    few = bands.claims_across_seeds(_seeds_with({name: {"effect": 0.2} for name in bands.CLAIM_NAMES}, (1, 2)), SIGNS)
+    assert few["fig8"]["verdict"] == few["fig8"]["uncontrolled_verdict"] == "not shown (2 of 5 seeds)"
+    assert bands.claims_across_seeds({}, SIGNS)["fig4_7"]["verdict"] == "not shown (0 of 5 seeds)"
 
 
 def _figure(name, sse, ink):
@@ -159,26 +199,43 @@ def test_two_tiny_seeds_resume_after_an_interruption_and_summarise(tmp_path, mon
     assert record["claims"]["fig8"]["verdict"] == "not shown (2 of 5 seeds)"  # never a verdict from two seeds
 
 
+def _claim(verdict, effect, sign=1):
+    t = lambda e: {"effect": e, "ci95": [e - 0.1, e + 0.1], "p": 0.001, "p_holm": 0.002, "n": 40}
+    both = lambda e: {"pooled": t(e), "within_class": t(e) | {"ci95": None}}
+    return {"statement": f"claim {verdict}", "measure": "m", "sign": sign, "n": 40, "verdict": verdict,
+            "uncontrolled": t(effect) | {"verdict": "holds"}, "method": both(effect),
+            "controls": {"intensity": both(0.1), "random": both(0.0)},
+            "contrasts": {"intensity": both(effect - 0.1), "random": both(effect)},
+            "per_class": {"1": {"n": 30, "method": effect, "intensity": 0.1, "random": 0.0},
+                          "7": {"n": 10, "method": None, "intensity": 0.1, "random": 0.0}}}
+
+
 def test_claims_table_has_one_verdict_row_per_claim_from_the_json():
-    claim = lambda v, e: {"statement": f"claim {v}", "measure": "m", "effect": e, "ci95": [e - 0.1, e + 0.1], "n": 40,
-                          "p_holm": 0.001, "verdict": v}
-    claims = {"claims": {"fig4_7": claim("holds", 0.3), "fig8": claim("does not hold", 0.2), "fig9": claim("not shown", 0.0)},
+    claims = {"claims": {"fig4_7": _claim("holds", 0.3), "fig8": _claim("does not hold", 0.2, -1),
+                         "fig9": _claim("not shown", 0.0)},
               "per_image": {"correct_index": [0] * 40, "confused_index": [1] * 7}, "subset_size": 50}
-    seeds = {"seeds_done": [1, 2, 3, 4, 5], "claims": {
-        name: {"verdicts": {str(s): "holds" for s in range(1, 6)}, "verdict": f"overall {name}"} for name in bands.CLAIM_NAMES}}
-    rows = [line for line in bands.render_claims_table(claims, seeds) if line.startswith("| claim ")][1:]  # after the header
+    seeds = _seeds_with({name: {"effect": 0.2} for name in bands.CLAIM_NAMES})
+    across = bands.across_seeds_record(claims, seeds)
+    assert across["seeds_done"] == [1, 2, 3, 4, 5] and across["source"] == "figures/seeds.json"
+    lines = bands.render_claims_table(claims, across)
+    rows = [line for line in lines if line.startswith("| claim ") and not line.startswith("| claim |")]
     assert len(rows) == 3
-    assert rows[0].startswith("| claim holds | m | 0.300 [0.200, 0.400], n = 40 | 0.001 | holds |")
-    assert rows[1].endswith("| **overall fig8** |")
-    assert "40 correctly classified images of a fixed subset of 50 test images and all 7 misclassified" in "\n".join(
-        bands.render_claims_table(claims, seeds))
-    few = bands.render_claims_table(claims, {"seeds_done": [1, 2], "claims": seeds["claims"]})
-    assert all(line.endswith("| **not shown (no seed band yet)** |") for line in few[-4:-1])
+    assert rows[0].startswith("| claim holds | m | **holds** | 0.300 [0.200, 0.400], n = 40, 0.002 | holds | 0.203 [")
+    assert rows[1].endswith("| **not shown (seeds.json holds no per-seed control contrasts)** |")
+    assert "does not hold | 1: not shown, 2: not shown" in rows[1]  # pooled uncontrolled verdict, each seed's
+    text = "\n".join(lines)
+    assert "40 correctly classified images of a fixed subset of 50 test images and all 7 misclassified" in text
+    assert "| fig8 | within classes | 0.200 | 0.100 | 0.000 | 0.100, 0.002 | 0.200, 0.002 |" in text
+    assert "| fig9 | method | 0.000 | — |" in text and "| fig4_7 | n | 30 | 10 |" in text
+    few = bands.render_claims_table(claims, bands.across_seeds_record(claims, {"seeds_done": [1, 2]}))
+    assert all(line.endswith("| **not shown (2 of 5 seeds)** |") for line in few
+               if line.startswith("| claim ") and not line.startswith("| claim |"))
 
 
 def _fake_seed_record(seed):
-    return {"quantities": {"metrics.prototype_accuracy": 0.99 + seed / 1000, "fig8.mask_on_ink": 0.1 * seed},
-            "claims": {name: {"verdict": "holds", "effect": 0.1 * seed} for name in bands.CLAIM_NAMES},
+    return {"quantities": {"metrics.prototype_accuracy": 0.99 + seed / 1000, "fig8.mask_on_ink": 0.1 * seed,
+                           **{f"claims.{name}.effect": 0.1 * seed for name in bands.CLAIM_NAMES}},
+            "claims": {name: {"verdict": "holds", "uncontrolled": {"effect": 0.1 * seed}} for name in bands.CLAIM_NAMES},
             "figures": {"fig4": seed}, "explain_config": {"q": 100}}
 
 
@@ -202,8 +259,12 @@ def test_run_seeds_skips_finished_seeds_and_trains_the_others_with_their_seed(tm
     assert record["seeds_done"] == [1, 2, 3, 4, 5] and record == files.read_json(out / "seeds.json")
     acc = record["quantities"]["metrics.prototype_accuracy"]
     assert acc["mean"] == pytest.approx(0.993) and (acc["min"], acc["max"]) == pytest.approx((0.991, 0.995))
-    assert record["claims"]["fig8"] == {"verdicts": {str(s): "holds" for s in range(1, 6)},
-                                        "effects": {str(s): pytest.approx(0.1 * s) for s in range(1, 6)}, "verdict": "holds"}
+    fig8 = record["claims"]["fig8"]
+    assert fig8["verdicts"] == {str(s): "holds" for s in range(1, 6)}
+    assert fig8["effects"] == {str(s): pytest.approx(0.1 * s) for s in range(1, 6)}
+    # the fake seeds have no control contrasts: the pooled uncontrolled statistic (0.3, positive) gets its verdict
+    assert fig8["verdict"] == "not shown (seeds.json holds no per-seed control contrasts)"
+    assert fig8["uncontrolled_verdict"] == "does not hold" and fig8["pooled"]["effect"]["mean"] == pytest.approx(0.3)
     assert "seed" not in record["train_config"]  # the seed is what varies
     trained.clear()
     seeds.run_seeds([1, 2, 3, 4, 5], work, out, TrainConfig.tiny(), verbose=0)
