@@ -254,6 +254,14 @@ def test_streamed_folder_mixes_grey_and_colour_and_resizes_as_load_dataset(tmp_p
         assert images.shape == x.shape and images.shape[3] == 3 and images.cache is None  # resized: not cached
         np.testing.assert_array_equal(np.asarray(images), x)
         np.testing.assert_array_equal(y, y_mem)
+    for path in tmp_path.glob("*/[12].png"):  # one size: the uint8 cache holds them, converted as load_dataset does
+        Image.open(path).crop((0, 0, 48, 48)).save(path)
+    images, _, _ = _streamed(tmp_path)
+    assert images.cache is not None and images.shape[1:] == (48, 48, 3)
+    x, _, _ = datasets.load_dataset(tmp_path, split="train", test_fraction=0.4)
+    np.testing.assert_array_equal(np.asarray(images), x)
+    np.testing.assert_array_equal(list(streaming.image_dataset((images, np.zeros((len(x), 1))), 8, 0))[0][0],
+                                  list(data.make_image_dataset((x, np.zeros((len(x), 1))), 8, 0))[0][0])
 
 
 @pytest.mark.slow  # about a minute; make test trains the same streamed folder in test_train_says_when_the_network_did_not_learn

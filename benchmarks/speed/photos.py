@@ -30,8 +30,9 @@ and peak resident memory (sampled every 0.1 s), the process's peak, the
 nearest-prototype test accuracy, g(f(x))'s squared error against each
 class's mean image, the load average before, during (min, mean, max of the
 1-minute load sampled with the memory) and after, and whether each
-target of docs/photos.md was met. Run time: about 10 minutes for 96 px on a
-quiet 2-core CPU; 224 px takes several times longer.
+target of docs/photos.md was met. Run time: 11 minutes for 96 px (`--paths
+train`) on 2 CPU cores shared with other jobs (load average 8); 224 px takes
+several times longer.
 """
 
 from __future__ import annotations
