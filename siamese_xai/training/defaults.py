@@ -24,6 +24,10 @@ and stay the defaults for every image whose shorter side is under
   a g(f(x)) no better than the class-mean images: the tower's embeddings keep
   almost nothing of an image beyond its class (docs/photos.md), and the
   accuracy depends on the Siamese network alone.
+
+`train_run(size_defaults=True)` does not raise this schedule by `min_steps`
+(the command line passes `siamese_xai.config.DEFAULT_MIN_STEPS` by default; a
+`--min-steps` given turns the size defaults off).
 """
 
 from __future__ import annotations
