@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_xai import cli
+from siamese_xai import cli, files
 from siamese_xai.data import mnist as data
 from siamese_xai.training import defaults
 from siamese_xai.training import models
@@ -159,3 +159,123 @@ def test_train_says_when_the_network_did_not_learn(random_label_photos, tmp_path
     assert last.startswith(f"siamese-xai: the run in {tmp_path / 'run'} is not usable: the Siamese network ")
     assert "try more steps" in last and ".py:" not in err  # a sentence, no warning with a source path
     assert (tmp_path / "run" / "metrics.json").exists()  # the run is written all the same
+
+
+# --- streaming: photo-size image folders read on the fly (siamese_xai.data.streaming) ---
+
+def _streamed(folder, **kwargs):
+    from siamese_xai.data import streaming
+
+    return streaming.load_images(folder, split="train", test_fraction=0.4, **kwargs)
+
+
+@pytest.mark.parametrize("cache_bytes", [None, 0], ids=["uint8 cache", "files"])
+def test_streamed_batches_are_the_in_memory_batches(random_label_photos, cache_bytes):
+    from siamese_xai.data import datasets, streaming
+
+    images, y, names = _streamed(random_label_photos, **({} if cache_bytes is None else {"cache_bytes": 0}))
+    x, y_mem, names_mem = datasets.load_dataset(random_label_photos, split="train", test_fraction=0.4)
+    assert isinstance(images, streaming.FolderImages) and (images.cache is None) == (cache_bytes == 0)
+    n = len(x)
+    assert images.shape == x.shape == (n, 48, 48, 3) and n > 128 and names == names_mem
+    np.testing.assert_array_equal(y, y_mem)
+    streamed = list(streaming.labelled_dataset(images, y, 32, seed=3, epoch=1, skip_batches=1, augment=True))
+    in_memory = list(data.make_labelled_dataset(x, y, 32, seed=3, epoch=1, skip_batches=1, augment=True))
+    assert len(streamed) == len(in_memory) == 4  # 5 batches, the first skipped (a resumed epoch)
+    for (xs, ys), (xm, ym) in zip(streamed, in_memory):
+        assert xs.dtype == tf_float32() and ys.dtype == tf_int64() and xs.shape[1:] == (48, 48, 3)
+        np.testing.assert_array_equal(xs, xm)
+        np.testing.assert_array_equal(ys, ym)
+    h = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    for (xs, hs), (xm, hm) in zip(streaming.image_dataset((images, h), 64, 5, 2), data.make_image_dataset((x, h), 64, 5, 2)):
+        assert xs.shape[1:] == (48, 48, 3) and hs.shape[1:] == (2,)
+        np.testing.assert_array_equal(xs, xm)
+        np.testing.assert_array_equal(hs, hm)
+    np.testing.assert_array_equal(np.asarray(images[10:13]), x[10:13])
+    np.testing.assert_array_equal(streaming.embed(lambda b: b.reshape(len(b), -1)[:, :4], images, 64), x.reshape(n, -1)[:, :4])
+
+
+def tf_float32():
+    import tensorflow as tf
+
+    return tf.float32
+
+
+def tf_int64():
+    import tensorflow as tf
+
+    return tf.int64
+
+
+def test_streamed_pairs_are_similar_exactly_when_the_files_share_a_class_folder(random_label_photos):
+    from siamese_xai.data import datasets, streaming
+
+    images, y, names = _streamed(random_label_photos)
+    x, _, _ = datasets.load_dataset(random_label_photos, split="train", test_fraction=0.4)
+    folder_of = [names.index(p.split("/")[-2]) for p in images.paths]  # the class each file's folder names
+    xb, yb = next(iter(streaming.labelled_dataset(images, y, 32, seed=7, augment=True)))
+    found = []
+    for image, label in zip(xb.numpy(), yb.numpy()):  # each streamed image is one file's image, maybe mirrored
+        match = [i for i in range(len(x)) if np.array_equal(x[i], image) or np.array_equal(x[i][:, ::-1], image)]
+        assert len(match) == 1 and folder_of[match[0]] == label
+        found.append(folder_of[match[0]])
+    # the contrastive stage's pairs: every pair of the batch, similar (z = 0) where the labels agree
+    z = (yb.numpy()[:, None] != yb.numpy()[None, :]).astype(int)
+    np.testing.assert_array_equal(z, (np.array(found)[:, None] != np.array(found)[None, :]).astype(int))
+    assert 0 < z.sum() < z.size - len(z)  # both kinds of pair occur
+
+
+def test_streaming_starts_at_the_photo_size_and_keeps_small_folders_in_memory(tmp_path):
+    from image_files import write_digit_folder
+    from siamese_xai.data import streaming
+
+    assert streaming.STREAM_MIN_SIDE == models.PHOTO_MIN_SIDE
+    assert streaming.streams((48, 64, 3)) and not streaming.streams((47, 96, 3)) and not streaming.streams((28, 28, 1))
+    x, _, _ = streaming.load_images(write_digit_folder(tmp_path / "digits"), split="train")
+    assert isinstance(x, np.ndarray) and x.shape[1:] == (28, 28, 1)
+    assert streaming.describe(x) == "images held in memory (float32)"
+
+
+def test_streamed_folder_mixes_grey_and_colour_and_resizes_as_load_dataset(tmp_path):
+    from siamese_xai.data import datasets, streaming
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["a", "b"]):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            size, mode = ((48, 48), "L") if i == 0 else ((48, 56), "RGBA" if k else "RGB")
+            shape = (*size, {"L": 1, "RGB": 3, "RGBA": 4}[mode])
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8).squeeze(), mode).save(tmp_path / name / f"{i}.png")
+    with pytest.raises(ValueError, match="have different sizes: .* pass image_size"):
+        _streamed(tmp_path)
+    for kwargs in ({"image_size": (48, 56)}, {"image_size": (48, 56), "cache_bytes": 0}):
+        images, y, _ = _streamed(tmp_path, **kwargs)
+        x, y_mem, _ = datasets.load_dataset(tmp_path, split="train", test_fraction=0.4, image_size=(48, 56))
+        assert images.shape == x.shape and images.shape[3] == 3 and images.cache is None  # resized: not cached
+        np.testing.assert_array_equal(np.asarray(images), x)
+        np.testing.assert_array_equal(y, y_mem)
+    for path in tmp_path.glob("*/[12].png"):  # one size: the uint8 cache holds them, converted as load_dataset does
+        Image.open(path).crop((0, 0, 48, 48)).save(path)
+    images, _, _ = _streamed(tmp_path)
+    assert images.cache is not None and images.shape[1:] == (48, 48, 3)
+    x, _, _ = datasets.load_dataset(tmp_path, split="train", test_fraction=0.4)
+    np.testing.assert_array_equal(np.asarray(images), x)
+    np.testing.assert_array_equal(list(streaming.image_dataset((images, np.zeros((len(x), 1))), 8, 0))[0][0],
+                                  list(data.make_image_dataset((x, np.zeros((len(x), 1))), 8, 0))[0][0])
+
+
+@pytest.mark.slow  # about a minute; make test trains the same streamed folder in test_train_says_when_the_network_did_not_learn
+def test_streamed_photo_run_states_it_and_trains_end_to_end(random_label_photos, tmp_path, capsys, monkeypatch):
+    # the size's defaults with one epoch per stage: the first line and a whole streamed run in seconds
+    monkeypatch.setattr(defaults, "PHOTO_SNN_STEPS", 1)
+    monkeypatch.setattr(defaults, "PHOTO_AE_STEPS", 1)
+    metrics = training.train_run(TrainConfig.paper(), tmp_path / "run", random_label_photos, test_fraction=0.4,
+                                 size_defaults=True, verbose=1, min_steps=400)  # the CLI's default minimum
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("48x48x3 images, ") and "training images: photo networks" in first
+    assert first.endswith("images streamed: read from the folder once, held as uint8 (1 MB), "
+                          "each batch converted as it is drawn")
+    assert metrics["data"]["image_shape"] == [48, 48, 3] and metrics["num_test_images"] == 250 - metrics["data"]["num_train"]
+    assert (tmp_path / "run" / "decoder.keras").exists()
+    trained = TrainConfig.from_dict(files.read_json(tmp_path / "run" / "config.json"))
+    assert (trained.snn.epochs, trained.autoencoder.epochs, trained.decoder.epochs) == (1, 1, 1)  # min_steps ignored

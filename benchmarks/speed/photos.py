@@ -28,9 +28,11 @@ generator, not the images.
 and writes `benchmarks/speed/photos.json`: per size and path, each stage's seconds
 and peak resident memory (sampled every 0.1 s), the process's peak, the
 nearest-prototype test accuracy, g(f(x))'s squared error against each
-class's mean image, the load average before and after, and whether each
-target of docs/photos.md was met. Run time: about 10 minutes for 96 px on a
-quiet 2-core CPU; 224 px takes several times longer.
+class's mean image, the load average before, during (min, mean, max of the
+1-minute load sampled with the memory) and after, and whether each
+target of docs/photos.md was met. Run time: 11 minutes for 96 px (`--paths
+train`) on 2 CPU cores shared with other jobs (load average 8); 224 px takes
+several times longer.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class _Memory:
 
     def __init__(self, pid="self"):
         self.status = f"/proc/{pid}/status"
-        self.stage, self.peaks, self.peak = "load", {}, 0
+        self.stage, self.peaks, self.peak, self.loads = "load", {}, 0, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -101,6 +103,7 @@ class _Memory:
 
     def note(self):
         rss = self.rss()
+        self.loads.append(os.getloadavg()[0])  # the machine's 1-minute load average, other jobs included
         self.peak = max(self.peak, rss)
         self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), rss)
 
@@ -118,8 +121,11 @@ class _Memory:
     def stop(self):
         self._stop.set()
         self._thread.join()
+        loads = self.loads or [os.getloadavg()[0]]
         return {"peak_rss_gb": round(self.peak / 2**30, 3),
-                "peak_rss_gb_by_stage": {k: round(v / 2**30, 3) for k, v in self.peaks.items()}}
+                "peak_rss_gb_by_stage": {k: round(v / 2**30, 3) for k, v in self.peaks.items()},
+                "load_during": {"min": round(min(loads), 2), "mean": round(sum(loads) / len(loads), 2),
+                                "max": round(max(loads), 2)}}
 
 
 def _marked(memory):

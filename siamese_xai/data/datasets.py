@@ -104,15 +104,6 @@ def _stack(images, paths, folder, image_size):
     return np.stack(out).astype(np.float32, copy=False)
 
 
-def _read_class_folders(found: dict, names, folder, image_size):
-    paths, labels = [], []
-    for label, name in enumerate(names):
-        paths += found[name]
-        labels += [label] * len(found[name])
-    x = _stack([_decode(p) for p in paths], paths, folder, image_size)
-    return x, np.asarray(labels, dtype=np.int64)
-
-
 def _stratified_test_mask(y, test_fraction, seed, folder, names):
     """Marks round(n_k * test_fraction) images of each class k (at least one, never all) as test."""
     rng = np.random.default_rng(int(seed))
@@ -129,7 +120,15 @@ def _stratified_test_mask(y, test_fraction, seed, folder, names):
     return test
 
 
-def _load_image_folder(folder: Path, split, image_size, test_fraction, seed):
+def folder_files(folder: Path, split, test_fraction, seed):
+    """The image files of one split of an image folder, without reading them (`load_dataset`'s layouts).
+
+    Returns:
+        `(paths, labels, class_names, together)`: a list of `Path`s in class
+        order, then file-name order; `(n,)` int64 labels; a tuple of the C
+        class names; the paths whose channels and sizes `load_dataset` decides
+        together (the split's, or the whole folder's in the one-folder layout).
+    """
     has = {name: (folder / name).is_dir() for name in SPLITS}
     if all(has.values()):
         found = _class_folders(folder / split)
@@ -142,8 +141,8 @@ def _load_image_folder(folder: Path, split, image_size, test_fraction, seed):
                 f"{other_names if split == 'train' else sorted(found)})"
             )
         names = tuple(sorted(found))
-        x, y = _read_class_folders(found, names, folder / split, image_size)
-        return LabelledImages(x, y, names)
+        paths, labels = _listed(found, names)
+        return paths, labels, names, paths
     if any(has.values()):
         present, missing = ("train", "test") if has["train"] else ("test", "train")
         raise ValueError(
@@ -152,10 +151,31 @@ def _load_image_folder(folder: Path, split, image_size, test_fraction, seed):
         )
     found = _class_folders(folder)
     names = tuple(sorted(found))
-    x, y = _read_class_folders(found, names, folder, image_size)
-    test = _stratified_test_mask(y, test_fraction, seed, folder, names)
+    paths, labels = _listed(found, names)
+    test = _stratified_test_mask(labels, test_fraction, seed, folder, names)
     keep = test if split == "test" else ~test
-    return LabelledImages(x[keep], y[keep], names)
+    return [p for p, k in zip(paths, keep) if k], labels[keep], names, paths
+
+
+def _listed(found: dict, names):
+    paths, labels = [], []
+    for label, name in enumerate(names):
+        paths += found[name]
+        labels += [label] * len(found[name])
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def _load_image_folder(folder: Path, split, image_size, test_fraction, seed):
+    if (folder / "train").is_dir() or (folder / "test").is_dir():
+        paths, labels, names, _ = folder_files(folder, split, test_fraction, seed)
+        return LabelledImages(_stack([_decode(p) for p in paths], paths, folder / split, image_size), labels, names)
+    found = _class_folders(folder)
+    names = tuple(sorted(found))
+    paths, labels = _listed(found, names)
+    x = _stack([_decode(p) for p in paths], paths, folder, image_size)  # every image read before the split's checks
+    keep = _stratified_test_mask(labels, test_fraction, seed, folder, names)
+    keep = keep if split == "test" else ~keep
+    return LabelledImages(x[keep], labels[keep], names)
 
 
 def _select_channels(images):

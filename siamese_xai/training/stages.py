@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from siamese_xai import files, runs
 from siamese_xai.data import mnist as data
-from siamese_xai.data import datasets
+from siamese_xai.data import streaming
 from siamese_xai.training import defaults
 from siamese_xai.training import losses
 from siamese_xai.training import models
@@ -68,7 +68,7 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
         optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build(snn.trainable_variables)
     num_pairs = cfg.pairs_per_epoch or len(x)
-    images = tf.constant(x)  # once per stage: a copy per epoch grew the resident memory by the data set each epoch
+    images = streaming.as_tensor(x)  # once per stage: a copy per epoch grew the resident memory by the data set each epoch
     kernels = _kernels(snn)
 
     def per_example(x_i, x_j, z):
@@ -81,7 +81,7 @@ def train_siamese(x, y, config: TrainConfig, run_dir=None, strategy=None, verbos
         return losses.batch_contrastive_loss(snn(xb, training=True), yb, cfg.tau), {}
 
     if photo:  # an epoch is one pass over the images; pairs_per_epoch does not apply
-        make_dataset = lambda epoch, skip: data.make_labelled_dataset(
+        make_dataset = lambda epoch, skip: streaming.labelled_dataset(
             images, y, cfg.batch_size, config.seed + _SNN_SEED, epoch, skip, augment=True)
     else:
         make_dataset = lambda epoch, skip: data.make_pair_dataset(
@@ -133,7 +133,7 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(variables)
     kernels = _kernels(encoder, decoder)
-    tensors = (tf.constant(x), tf.constant(h))
+    tensors = (streaming.as_tensor(x), tf.constant(h))
 
     def per_example(xb, hb):
         code = encoder(xb, training=True)
@@ -146,7 +146,7 @@ def train_autoencoder(x, h, config: TrainConfig, run_dir=None, strategy=None, ve
         variables=variables,
         per_example=per_example,
         regularizer=lambda: cfg.lam * losses.l2_regularization(kernels),
-        make_dataset=lambda epoch, skip: data.make_image_dataset(tensors, cfg.batch_size, config.seed + _AE_SEED, epoch, skip),
+        make_dataset=lambda epoch, skip: streaming.image_dataset(tensors, cfg.batch_size, config.seed + _AE_SEED, epoch, skip),
         steps_per_epoch=_steps(len(x), cfg.batch_size),
         epochs=cfg.epochs,
         optimizer=optimizer,
@@ -180,7 +180,7 @@ def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(tuned.trainable_variables)
     kernels = _kernels(tuned)
-    tensors = (tf.constant(x), tf.constant(h))
+    tensors = (streaming.as_tensor(x), tf.constant(h))
 
     def per_example(xb, hb):
         sse = losses.reconstruction_sse(xb, tuned(hb, training=True))
@@ -191,7 +191,7 @@ def finetune_decoder(decoder, x, h, config: TrainConfig, run_dir=None, strategy=
         variables=tuned.trainable_variables,
         per_example=per_example,
         regularizer=lambda: cfg.lam * losses.l2_regularization(kernels),
-        make_dataset=lambda epoch, skip: data.make_image_dataset(tensors, cfg.batch_size, config.seed + _DEC_SEED, epoch, skip),
+        make_dataset=lambda epoch, skip: streaming.image_dataset(tensors, cfg.batch_size, config.seed + _DEC_SEED, epoch, skip),
         steps_per_epoch=_steps(len(x), cfg.batch_size),
         epochs=cfg.epochs,
         optimizer=optimizer,
@@ -210,7 +210,7 @@ def _image_summaries(x, h, decoder, encoder=None):
 
     Inference calls only: they draw no random numbers, so the weights are the same with or without them.
     """
-    x0, h0 = x[:SUMMARY_IMAGES], h[:SUMMARY_IMAGES]
+    x0, h0 = np.asarray(x[:SUMMARY_IMAGES]), h[:SUMMARY_IMAGES]
 
     def images():
         out = {"x": x0, "g_f_x": decoder(h0, training=False)}
@@ -379,7 +379,8 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
             `config.json` is the one trained, with the raised epochs.
         size_defaults: replace `config`'s schedule by the defaults for the
             images' size and number (`siamese_xai.training.defaults.for_images`; the
-            paper's for images under the photo size) and print them first.
+            paper's for images under the photo size) and print them first;
+            the photo schedule then ignores `min_steps`.
 
     Under `MultiWorkerMirroredStrategy` every worker runs this with the same
     arguments; the chief writes `run_dir`, the other workers write the same
@@ -391,8 +392,9 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
     strategy = make_strategy(strategy)
     # data first: a missing data set must not leave a half-made run folder behind
     load = dict(data_dir=data_dir, dataset=dataset, image_size=image_size, test_fraction=test_fraction, seed=config.seed)
-    x_train, y_train, class_names = datasets.load_dataset(split="train", **load)
-    x_test, y_test, _ = datasets.load_dataset(split="test", **load)
+    x_train, y_train, class_names = streaming.load_images(split="train", **load)  # streamed from 48 px on
+    x_test, y_test, _ = streaming.load_images(split="test", **load)
+    x_test = np.asarray(x_test)  # the test images are evaluated in memory
     # what `ProbeExplainer.from_run` reads its examples from: the folder absolute, the split's test share
     data_record = {"data_dir": None if data_dir is None else os.path.abspath(data_dir), "dataset": dataset,
                    "test_fraction": test_fraction,
@@ -402,8 +404,10 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     if size_defaults:
         config, line = defaults.for_images(config, tuple(x_train.shape[1:]), len(x_train))
+        if models.uses_photo_networks(x_train.shape[1:]):
+            min_steps = 0  # the photo schedule's own least steps per stage stand (`defaults.for_images`)
         if verbose:
-            print(line)
+            print(f"{line}; {streaming.describe(x_train)}")
     fitted = config.with_min_steps(min_steps, len(x_train))
     if fitted != config and verbose:
         print(f"{len(x_train)} training images: epochs raised to {fitted.snn.epochs} / {fitted.autoencoder.epochs} / "
@@ -449,7 +453,7 @@ def train_run(config: TrainConfig, run_dir, data_dir=None, strategy=None, force:
         return model
 
     snn = stage("snn", run_dir / runs.SNN_FILE, lambda: train_siamese(x_train, y_train, config, run_dir, strategy, verbose))
-    h_train = prototypes.embed_in_batches(snn, x_train, 1000)
+    h_train = streaming.embed(snn, x_train, 1000)
     protos = prototypes.prototypes_from_embeddings(h_train, y_train, len(class_names))
     runs.write_class_names(run_dir, class_names)
     runs.write_prototypes(run_dir, protos)
