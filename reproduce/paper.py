@@ -367,7 +367,7 @@ def write_paper_figure(name: str, run_dir, out_dir, seed: int = 0, data_dir=None
         f"SNN {record['predicted_class']})",
         fontsize=9,
     )
-    fig.tight_layout()
+    # plot_explanation lays the figure out (constrained layout, which also makes room for this title)
     plotting.save_figure(fig, Path(out_dir) / f"{name}.png")
     record["seconds"] = round(time.perf_counter() - t0, 1)
     files.write_json(Path(out_dir) / f"{name}.json", record)
