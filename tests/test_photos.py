@@ -195,6 +195,28 @@ def test_streamed_batches_are_the_in_memory_batches(random_label_photos, cache_b
     np.testing.assert_array_equal(streaming.embed(lambda b: b.reshape(len(b), -1)[:, :4], images, 64), x.reshape(n, -1)[:, :4])
 
 
+def test_probe_examples_of_a_photo_folder_decode_only_the_kept_images(random_label_photos, tmp_path, monkeypatch):
+    """A run on a streamed folder holds the first K training images of each class, as the in-memory split gives them."""
+    from siamese_xai import files
+    from siamese_xai.data import datasets, streaming
+    from siamese_xai.explainers.training_examples import training_examples
+
+    run = tmp_path / "run"
+    run.mkdir()
+    files.write_json(run / "metrics.json", {"data": {"data_dir": str(random_label_photos), "dataset": None,
+                                                     "test_fraction": 0.4, "image_shape": [48, 48, 3]}})
+    files.write_json(run / "config.json", {"seed": 0, "train_limit": 120})
+    read = []
+    original = streaming.FolderImages.read
+    monkeypatch.setattr(streaming.FolderImages, "read", lambda self, a, b: read.append(b - a) or original(self, a, b))
+    (x, y), record = training_examples(run, 2, (48, 48, 3), 5)
+    x_all, y_all, _ = datasets.load_dataset(random_label_photos, split="train", test_fraction=0.4)
+    keep = np.sort(np.concatenate([np.flatnonzero(y_all[:120] == c)[:2] for c in range(5)]))
+    assert record["count"] == len(keep) == 10 and sum(read) == 10  # ten images decoded, not the split
+    np.testing.assert_array_equal(y, y_all[keep])
+    np.testing.assert_array_equal(x, x_all[keep])
+
+
 def tf_float32():
     import tensorflow as tf
 

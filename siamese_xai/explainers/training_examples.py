@@ -9,8 +9,9 @@ same folder, split, seed and test share, the first `train_limit` images) and
 keeps the first K images of each class in that split's order: a fixed choice,
 the one `benchmarks/evaluation/probe_flips.py` measured (`examples_of`). MNIST
 is read in slices of 1,000 training images until every class has K (the first
-1,000 hold more than 5 of each digit), an image folder or a tfds set whole
-(once per process).
+1,000 hold more than 5 of each digit); a photo-size image folder (one that
+training streams) is listed and only the kept images decoded; a smaller
+folder or a tfds set is read whole (once per process).
 
 Where the data cannot be read (the folder moved, the tfds set is not
 prepared here, the run was made by `fit`, which records no data), there are
@@ -55,6 +56,23 @@ def _first_of_each_class(read, per_class: int, num_classes: int, total: int | No
         start = stop
 
 
+def _first_of_each_class_in_folder(folder, image_shape, test_fraction, seed, limit, per_class: int, num_classes: int):
+    """The first `per_class` images of each class of a photo-size folder's training split, only those decoded.
+
+    The folder is listed and checked as training streamed it (`streaming.open_folder`, with no cache), so
+    memory holds C * K images, not the split (3,000 224x224 RGB images are 1.8 GB as float32).
+    """
+    from siamese_xai.data import streaming
+
+    images, labels, _ = streaming.open_folder(folder, "train", tuple(image_shape[:2]), test_fraction, seed,
+                                              cache_bytes=0)
+    labels = labels[:limit] if limit else labels
+    keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]))
+    x = np.concatenate([images.read(int(i), int(i) + 1) for i in keep]) if len(keep) else np.zeros(
+        (0, *images.shape[1:]), np.float32)
+    return x, labels[keep]
+
+
 def training_examples(path, per_class: int, image_shape, num_classes: int):
     """The first `per_class` training images of each class of the data the run folder was trained on.
 
@@ -72,7 +90,7 @@ def training_examples(path, per_class: int, image_shape, num_classes: int):
         `{"per_class": K, "count": n, "source": the data's description}`, or
         `{"per_class": K, "count": 0, "missing": one line saying why}`.
     """
-    from siamese_xai.data import sources
+    from siamese_xai.data import sources, streaming
     from siamese_xai.data.datasets import data_kind
 
     path, image_shape = Path(path), tuple(int(v) for v in image_shape)
@@ -88,6 +106,9 @@ def training_examples(path, per_class: int, image_shape, num_classes: int):
                                   config.get("seed", 0), limit)
         if native:  # only the slices needed, not the 60,000 images
             x, y = _first_of_each_class(source.read, per_class, num_classes, limit)
+        elif kind == "image_folder" and streaming.streams(image_shape):
+            x, y = _first_of_each_class_in_folder(data["data_dir"], image_shape, data.get("test_fraction", 0.2),
+                                                  config.get("seed", 0), limit, per_class, num_classes)
         else:
             x, y = source.load()
         if tuple(x.shape[1:]) != image_shape:
