@@ -345,6 +345,12 @@ def test_a_list_of_pairs_is_explained_in_resumable_shards_through_the_command_li
     e = explainer.explain(x[0:4:2], Pair(x[1:4:2]))  # the first shard's batch: rows 1 and 2
     np.testing.assert_array_equal(results.mask[:2], e.mask)
     assert results.explained_class.tolist() == [-1, -1, -1]
+    # the probe over pairs loads no training images (a pair question paints the other image), unless asked to
+    for given, held in (([], 0), (["--examples-per-class", "2"], 2)):
+        probe_out = tmp_path / f"probe{held}"
+        assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--pairs", str(csv), "--out", str(probe_out),
+                         "--estimator", "probe", "--max-regions", "4", "--limit", "1", "--quiet", *given]) == 0
+        assert shards.load_split_results(probe_out).manifest["explain_config"]["examples_per_class"] == held
     # killed after the first shard: run again, it keeps it and writes the other
     (out / "shard-00001.npz").unlink()
     assert cli.main(argv) == 0

@@ -31,6 +31,8 @@ def explain_split(args):
             from siamese_xai.scale import beam  # noqa: F401
         except ImportError as err:
             raise CLIError(" ".join(str(err).split())) from None
+    if args.pairs is not None and getattr(config, "examples_per_class", 0) and args.examples_per_class is None:
+        config = config.replace(examples_per_class=0)  # a pair question paints no example: none loaded (as `verify`)
     explainer = explainer_class.from_run(args.run, config)
     out_dir = writable_dir(args.out)
     options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=keywords.get("seed", 0),
