@@ -21,15 +21,14 @@ MIN_CLASS_RANK = 3  # images a class needs to enter the within-class rank correl
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjustment of p-values (NaN stays NaN and is not counted)."""
+    """Holm's step-down adjustment of p-values (`metrics.holm`), where NaN stays NaN and is not counted."""
+    from siamese_xai.evaluation import metrics
+
     p = np.asarray(p_values, np.float64)
     out = np.full(p.shape, np.nan)
-    idx = np.flatnonzero(~np.isnan(p))
-    order = idx[np.argsort(p[idx], kind="stable")]
-    m, running = len(order), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
+    known = ~np.isnan(p)
+    if known.any():
+        out[known] = metrics.holm(p[known])
     return out
 
 
