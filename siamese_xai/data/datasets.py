@@ -87,10 +87,7 @@ def _stack(images, paths, folder, image_size):
     sizes = {}
     out = []
     for image, path in zip(images, paths):
-        image = _select_channels(image)
-        if image.shape[2] != channels:
-            image = np.repeat(image, channels, axis=2)
-        x = image.astype(np.float32) / 255.0
+        x = to_channels(image, channels).astype(np.float32) / 255.0
         if image_size is not None and x.shape[:2] != tuple(image_size):
             x = np.clip(tf.image.resize(x, image_size, method="bilinear", antialias=True).numpy(), 0.0, 1.0)
         sizes.setdefault(x.shape[:2], path)
@@ -176,6 +173,12 @@ def _load_image_folder(folder: Path, split, image_size, test_fraction, seed):
     keep = _stratified_test_mask(labels, test_fraction, seed, folder, names)
     keep = keep if split == "test" else ~keep
     return LabelledImages(x[keep], labels[keep], names)
+
+
+def to_channels(image, channels: int) -> np.ndarray:
+    """uint8 `(h, w, c)` -> `(h, w, channels)`: colour or gray chosen (`_select_channels`), gray repeated into 3."""
+    image = _select_channels(image)
+    return np.repeat(image, channels, axis=2) if image.shape[2] != channels else image
 
 
 def _select_channels(images):

@@ -136,14 +136,8 @@ def open_folder(folder, split: str = "train", image_size=None, test_fraction: fl
     (height, width), = sizes
     cache = None
     if len(raw) == len(paths) and len(paths) * height * width * channels <= cache_bytes:
-        cache = np.stack([_channels(raw[str(p)], channels) for p in paths])
+        cache = np.stack([datasets.to_channels(raw[str(p)], channels) for p in paths])
     return FolderImages(paths, (len(paths), height, width, channels), image_size, cache), labels, names
-
-
-def _channels(image, channels):
-    """uint8 `(h, w, c)` -> `channels` channels, as `datasets.load_dataset` converts them."""
-    image = datasets._select_channels(image)
-    return np.repeat(image, channels, axis=2) if image.shape[2] != channels else image
 
 
 def load_images(data_dir=None, dataset=None, split: str = "train", image_size=None, test_fraction: float = 0.2,
