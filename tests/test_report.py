@@ -115,8 +115,10 @@ def test_report_renders_a_split_of_tfrecord_files(tiny_run, tmp_path):
 
 
 def test_script_json_cannot_close_the_script_element():
+    from siamese_xai.scale.page import script_json
+
     value = {"names": ["</script><!--", "a & b > c", "\u2028\u2029", "é"]}
-    text = report.script_json(value)
+    text = script_json(value)
     assert not set("<>&\u2028\u2029") & set(text) and text.isascii()
     assert json.loads(text) == value
 
@@ -311,5 +313,140 @@ def test_report_on_a_probe_folder_shows_its_mask_map_and_found_sets(tiny_run, tm
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         shown = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#gallery .item .found")]
         assert shown == [item[6] for item in items]
+    finally:
+        browser.quit()
+
+
+def _sheet_tiles(page, count):
+    """The first `count` tiles of a page's sprite sheet (its stylesheet's data URI), `(count, h, w, 3)` in [0, 1]."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    text = page.read_text()
+    uri = re.search(r"url\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", text).group(1)
+    sheet = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))).convert("RGB"), np.float32) / 255
+    w, h = _page_data(page)["tile"]
+    rows = [divmod(i, report.SHEET_COLUMNS) for i in range(count)]
+    return np.stack([sheet[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] for r, c in rows])
+
+
+@pytest.fixture(scope="module")
+def hostile_pairs(tiny_run, tmp_path_factory):
+    """A pair list whose files and folder have hostile names, explained by the probe of a run with hostile class
+    names: `(run, pair list, split folder, the pairs (3, 2, 28, 28, 1), the files as the list names them)`."""
+    import csv
+
+    from PIL import Image
+
+    from siamese_xai import runs
+    from siamese_xai.data import mnist as data
+
+    root = tmp_path_factory.mktemp("pairs")
+    run = root / "run"
+    shutil.copytree(tiny_run[0], run)
+    runs.write_class_names(run, HOSTILE_NAMES, 10)
+    folder = root / "list <svg onload=\"document.title='PWNED-dir'\">"
+    folder.mkdir()
+    x, _ = data.load_mnist("test")
+    files = [HOSTILE_FILES[0], "one.png", "two.png", HOSTILE_FILES[1], HOSTILE_FILES[2], "five.png"]
+    for i, name in enumerate(files):
+        Image.fromarray(np.round(x[i, ..., 0] * 255).astype(np.uint8)).save(folder / name, "PNG")
+    with open(folder / "pairs.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([("first", "second")] + [(files[i], files[i + 1]) for i in (0, 2, 4)])
+    split = root / "split"
+    assert cli.main(["explain-split", "--run", str(run), "--pairs", str(folder / "pairs.csv"), "--out", str(split),
+                     "--estimator", "probe", "--max-regions", "6", "--shard-size", "2", "--quiet"]) == 0
+    pairs = np.round(x[:6] * 255).astype(np.float32).reshape(3, 2, 28, 28, 1) / 255
+    return run, folder / "pairs.csv", split, pairs, [(files[i], files[i + 1]) for i in (0, 2, 4)]
+
+
+def test_a_pair_folder_draws_both_images_the_map_the_distance_and_the_counterfactual(hostile_pairs, tmp_path, capsys):
+    """report on an explain-split --pairs folder: each pair's two images, the first's mask and map, the probe's
+    distance, found set and counterfactual (explain's own, given back from the mask), under the page's CSP."""
+    from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.explainers.questions import Pair
+    from siamese_xai.scale import pair_gallery
+
+    run, pair_list, split, written, names = hostile_pairs
+    page = tmp_path / "pairs.html"
+    assert cli.main(["report", str(split), "--out", str(page)]) == 0, capsys.readouterr().err
+    results = shards.load_split_results(split)
+    pairs = report.load_images(results.manifest, results.index, None)  # as explain-split read them (SHA-256 checked)
+    np.testing.assert_allclose(pairs, written, atol=1e-6)
+    data = _page_data(page)
+    assert [item[:3] for item in data["items"]] == [[i, *names[i]] for i in range(3)]
+    assert [item[3] for item in data["items"]] == results.predicted_class.tolist() and data["names"] == HOSTILE_NAMES
+    np.testing.assert_allclose([item[4] for item in data["items"]], results.margin, atol=1e-5)  # d(f(first), f(second))
+    for item, size, calls in zip(data["items"], results.set_size, results.n_calls):
+        assert item[6] == f"{size} region{'' if size == 1 else 's'} hold{'s' if size == 1 else ''} some of the distance ({calls} f calls)"
+    text = page.read_text()
+    assert "Explanations of 3 pairs" in text and "no same / different verdict" in text and "counterfactual" in text
+    # the counterfactual the page paints is the one explain computes, from the two images and the mask alone
+    config = shards.config_from_dict(results.manifest["explain_config"])
+    e = ProbeExplainer.from_run(run, config).explain(pairs[:, 0], Pair(pairs[:, 1]), seed=results.seed)
+    painted = pair_gallery.counterfactuals(results, pairs)
+    np.testing.assert_array_equal(painted, e.counterfactual)
+    assert (painted != pairs[:, 0]).any()  # the found sets paint something
+    # each tile: first | first with its mask | its map | second | counterfactual, as the sheet holds them
+    got = _sheet_tiles(page, 3)
+    want = pair_gallery.pair_tiles(pairs, results.mask, results.drop_map, painted)
+    assert got.shape == want.shape == (3, 28, 5 * 28 + 4, 3)
+    np.testing.assert_allclose(got, want, atol=1 / 255 + 1e-6)
+    for panel, image in ((0, pairs[:, 0]), (3, pairs[:, 1]), (4, e.counterfactual)):
+        np.testing.assert_allclose(got[:, :, panel * 29:panel * 29 + 28], np.repeat(image, 3, -1), atol=1 / 255 + 1e-6)
+    assert cli.main(["report", str(split), "--out", str(page), "--max-items", "2"]) == 0  # the first 2 pairs
+    assert [item[0] for item in _page_data(page)["items"]] == [0, 1]
+    with pytest.raises(ValueError, match="explains a list of pairs"):
+        report.write_report(split)
+    assert cli.main(["report", str(split), "--data-dir", str(tmp_path)]) == 2
+    assert "explains a list of pairs, whose images its pair list names" in capsys.readouterr().err
+
+
+def test_hostile_file_and_class_names_of_a_pair_list_show_as_written_and_run_nothing(hostile_pairs, tmp_path):
+    import base64
+    import hashlib
+    import html
+    import re
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from siamese_xai.scale import pair_gallery
+
+    _, pair_list, split, _, names = hostile_pairs
+    page = pair_gallery.write_pair_report(split, tmp_path / "p.html")
+    text = page.read_text()
+    csp = html.unescape(re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text).group(1))
+    [script] = re.findall(r"<script>(.*?)</script>", text, re.S)
+    assert "script-src 'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in csp
+    markup = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", text, flags=re.S)
+    assert not re.search(r"<[^>]*\s(style|on\w+)=", markup, re.I) and "<img src=x" not in text
+
+    browser = _chromium()
+    try:
+        browser.get(page.as_uri())
+        run = browser.execute_script
+        assert browser.title == "Explanations of 3 pairs" and run("return window.PWNED === undefined")
+        assert run("return document.scripts.length") == 2  # the data, the script
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert len(browser.find_elements(By.CSS_SELECTOR, "img, svg, b, iframe, object")) == 0
+
+        def texts(css):
+            return run(f"return [...document.querySelectorAll({json.dumps(css)})].map((e) => e.textContent)")
+
+        assert texts("#gallery .first") == [f"#{i} first: {a}" for i, (a, _) in enumerate(names)]
+        assert texts("#gallery .second") == [f"second: {b}" for _, b in names]
+        results = shards.load_split_results(split)
+        for shown, k, d in zip(texts("#gallery .verdict"), results.predicted_class, results.margin):
+            assert shown == f"first classed {HOSTILE_NAMES[k]} \u00b7 d {d:.3f}"
+        assert str(pair_list) in run("return document.querySelector('.meta').textContent")
+        Select(browser.find_element(By.ID, "sort")).select_by_value("dist-desc")  # redrawn: still nothing runs
+        shown = [float(e.get_attribute("data-dist")) for e in browser.find_elements(By.CSS_SELECTOR, "#gallery .item")]
+        assert shown == sorted(shown, reverse=True) and len(shown) == 3
+        assert browser.title == "Explanations of 3 pairs" and run("return window.PWNED === undefined")
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         browser.quit()

@@ -356,8 +356,15 @@ def test_a_list_of_pairs_is_explained_in_resumable_shards_through_the_command_li
     assert cli.main(argv) == 0
     assert "(1 kept from an earlier run, 1 written)" in capsys.readouterr().out
     _assert_same(results, shards.load_split_results(out))
-    assert cli.main(["report", str(out)]) == 2  # the page draws a split's images only
-    assert "explains a list of pairs (--pairs); the report draws a split's images only" in capsys.readouterr().err
+    # its page (tests/test_report.py): a decoder estimator's shards keep no pair distance, nor a found set to paint
+    assert cli.main(["report", str(out)]) == 0
+    text = (out / "report.html").read_text()
+    assert "Explanations of 3 pairs" in text and "shards do not keep the pair's distance" in text
+    data = json.loads(text.split('<script type="application/json" id="data">', 1)[1].split("</script>")[0])
+    assert [item[:3] + item[4:5] for item in data["items"]] == [[0, "d0.png", "d1.png", None],
+                                                                [1, "d2.png", "d3.png", None],  # inside the list's folder
+                                                                [2, "d4.png", "d5.png", None]]
+    assert data["tile"] == [4 * 28 + 3, 28]  # first | its mask | its signed change | second
 
 
 @pytest.mark.parametrize("rows, header, match", [

@@ -301,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Writes one self-contained HTML page (no server, no network): counts per true and predicted class, the "
             "confusion of the nearest-prototype decision, the margin's distribution, each class's mean mask and mean "
-            "signed change, and a gallery of the explanations to sort and filter by class, margin and distance."
+            "signed change, and a gallery of the explanations to sort and filter by class, margin and distance. "
+            "A folder of pairs (explain-split --pairs) gets a page of its pairs: both images, the first's mask and "
+            "map, the pair's distance and the counterfactual where the folder holds them."
         ),
     )
     report.add_argument("split_dir", metavar="SPLIT_DIR", help="a folder written by explain-split")
@@ -309,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--data-dir", metavar="DIR", help="MNIST's or a tfds set's location, to draw the images (default: "
                         "the one explain-split recorded, or $TFDS_DATA_DIR)")
     report.add_argument("--max-items", type=_positive_int, metavar="K",
-                        help="gallery items: the K nearest the decision boundary (default: every image)")
+                        help="gallery items: the K nearest the decision boundary, or a list's first K pairs "
+                        "(default: every image)")
     report.set_defaults(func=commands.report)
 
     export = sub.add_parser(

@@ -251,9 +251,15 @@ def _output_names(resolved) -> list:
 
 
 def report(args):
-    from siamese_xai.scale import gallery as report
+    from siamese_xai.scale import gallery, pair_gallery
 
-    path = report.write_report(args.split_dir, args.out, data_dir=args.data_dir, limit=args.max_items)
+    if pair_gallery.holds_pairs(args.split_dir):
+        if args.data_dir is not None:
+            raise CLIError(f"--data-dir names a data set's location; {args.split_dir!r} explains a list of pairs, "
+                           f"whose images its pair list names (received --data-dir {args.data_dir!r})")
+        path = pair_gallery.write_pair_report(args.split_dir, args.out, limit=args.max_items)
+    else:
+        path = gallery.write_report(args.split_dir, args.out, data_dir=args.data_dir, limit=args.max_items)
     print(f"gallery written to {path}")
 
 

@@ -25,13 +25,14 @@ decision boundary. The distance is the one to the predicted class's prototype.
 
 Images are PNGs drawn with matplotlib and embedded as data URIs; the gallery's
 tiles are one sprite sheet, so a page of 10,000 explanations is one image.
-The page's script only sorts, filters and pages the items.
+The page's script only sorts, filters and pages the items. A folder of pairs
+(`explain-split --pairs`) has its own page: `siamese_xai.scale.pair_gallery`.
 
 Class names, paths and run ids are data, never markup or code: they are
-escaped where they enter HTML (`html.escape`), written with `script_json`
+escaped where they enter HTML (`html.escape`), written with `page.script_json`
 into the JSON the script reads, and shown by the script through `textContent`.
-A Content-Security-Policy lets only the page's own script and stylesheet run
-(by hash) and only data: images load (docs/escaping.md).
+A Content-Security-Policy (`page.content_security_policy`) lets only the page's
+own script and stylesheet run (by hash) and only data: images load (docs/escaping.md).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ import base64
 import hashlib
 import html
 import io
-import json
 import textwrap
 from pathlib import Path
 
@@ -52,6 +52,7 @@ import numpy as np  # noqa: E402
 
 from siamese_xai import files
 from siamese_xai.scale import shards
+from siamese_xai.scale.page import content_security_policy, script_json
 from siamese_xai.data import sources  # noqa: E402
 from siamese_xai.explainers.questions import runner_up  # noqa: E402
 
@@ -106,7 +107,7 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _gray_rgb(image):
+def gray_rgb(image):
     """`(H, W, C)` in [0, 1] -> `(H, W, 3)`."""
     image = np.clip(np.asarray(image, np.float32), 0, 1)
     return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
@@ -126,7 +127,7 @@ def signed_map(results) -> np.ndarray:
     return getattr(results, results.result_class.MAP_FIELD)
 
 
-def _map_titles(results) -> tuple:
+def map_titles(results) -> tuple:
     field = results.result_class.MAP_FIELD
     return MAP_TITLES.get(field, (field.replace("_", " "), field.replace("_", " ")))
 
@@ -145,7 +146,7 @@ def tiles(images, masks, signed_changes, alpha: float = 0.7) -> np.ndarray:
     """
     n, h, w = images.shape[:3]
     out = np.ones((n, h, 3 * w + 2, 3), np.float32)
-    rgb = np.stack([_gray_rgb(x) for x in images]) if n else np.zeros((0, h, w, 3), np.float32)
+    rgb = np.stack([gray_rgb(x) for x in images]) if n else np.zeros((0, h, w, 3), np.float32)
     mask = np.asarray(masks).any(axis=-1)[..., None]
     change = np.asarray(signed_changes, np.float32).mean(axis=-1)
     bound = np.abs(change).reshape(n, -1).max(axis=1) if n else np.zeros(0)
@@ -168,7 +169,7 @@ def sprite_sheet(strips, columns: int = SHEET_COLUMNS) -> np.ndarray:
     return sheet
 
 
-def _sheet_uri(sheet) -> str:
+def sheet_uri(sheet) -> str:
     buf = io.BytesIO()
     plt.imsave(buf, np.clip(sheet, 0, 1), format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -219,15 +220,16 @@ def plot_class_means(results, class_names, axes=None):
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("mean mask", fontsize=8)
-    axes[1, 0].set_ylabel(_map_titles(results)[0], fontsize=8)
+    axes[1, 0].set_ylabel(map_titles(results)[0], fontsize=8)
     return axes
 
 
-def _load_images(manifest, index, data_dir):
-    """The explained images, from the manifest's source, checked against its SHA-256."""
+def load_images(manifest, index, data_dir):
+    """`(len(index), *shards.item_shape(manifest))` the explained items (images, or pairs), from the manifest's
+    source, checked against its SHA-256."""
     source = sources.from_description(manifest.get("source"), data_dir)
     images, labels = source.load()
-    images = np.asarray(images, np.float32).reshape((-1,) + tuple(manifest["image_shape"]))
+    images = np.asarray(images, np.float32).reshape((-1,) + shards.item_shape(manifest))
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
     digest.update(np.ascontiguousarray(np.asarray(labels, np.int64)).tobytes())
     if digest.hexdigest() != manifest["images_sha256"]:
@@ -268,6 +270,13 @@ def _found(results, i):
     return f"{size} region{'' if size == 1 else 's'} painted {'flip' if results.flips[i] else 'do not flip'} f"
 
 
+def meta_text(manifest: dict) -> str:
+    """A folder's provenance as one line of text: its run, source, estimator, parameters and seed."""
+    config = manifest.get("explain_config", {})
+    return (f"run {manifest['run_id']} · source {_source_text(manifest.get('source'))} · estimator "
+            f"{config.get('estimator', config.get('method'))} · {_config_text(config)} · seed {manifest['seed']}")
+
+
 def _source_text(source) -> str:
     """A manifest's `source` as one line of text, paths as written: `key: value, ...`."""
     if not isinstance(source, dict):
@@ -298,7 +307,8 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     results = shards.load_split_results(split_dir)
     manifest = results.manifest
     if manifest.get("question") == "pair":
-        raise ValueError(f"{str(split_dir)!r} explains a list of pairs (--pairs); the report draws a split's images only")
+        raise ValueError(f"{str(split_dir)!r} explains a list of pairs (--pairs): its page is "
+                         "pair_gallery.write_pair_report's (`siamese-xai report` picks it)")
     num_classes = results.distances.shape[1]
     names = list(results.class_names)
     summary = summarize(results, num_classes)
@@ -308,7 +318,7 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     if limit is not None:
         order = np.lexsort((margin, ~wrong))[:limit]  # misclassified first, then by margin
         order.sort()
-    images = _load_images(manifest, results.index[order], data_dir)
+    images = load_images(manifest, results.index[order], data_dir)
     sheet = sprite_sheet(tiles(images, results.mask[order], signed_map(results)[order]))
     h, w = manifest["image_shape"][:2]
 
@@ -317,17 +327,14 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     correct = ~wrong
     counts = [[names[k], int(summary["true_counts"][k]), int(summary["predicted_counts"][k])] for k in range(num_classes)]
     confusion = [[names[k]] + summary["confusion"][k].tolist() for k in range(num_classes)]
-    config = manifest.get("explain_config", {})
-    style = _STYLE.format(sheet=_sheet_uri(sheet), shades="\n".join(
+    style = STYLE.format(sheet=sheet_uri(sheet), shades="\n".join(
         f".shade{i} {{ background: rgba(76,114,176,{0.85 * i / SHADES:.3f}); }}" for i in range(1, SHADES + 1)))
     page = _PAGE.format(
-        csp=html.escape(content_security_policy(style)),
+        csp=html.escape(content_security_policy(style, _SCRIPT)),
         style=style,
         title=html.escape(f"Explanations of {manifest['num_images']} images"),
-        meta=html.escape(f"run {manifest['run_id']} · source {_source_text(manifest.get('source'))} "
-                         f"· estimator {config.get('estimator', config.get('method'))} · {_config_text(config)} "
-                         f"· seed {manifest['seed']}"),
-        map_words=html.escape(_map_titles(results)[1]),
+        meta=html.escape(meta_text(manifest)),
+        map_words=html.escape(map_titles(results)[1]),
         accuracy="n/a" if np.isnan(summary["accuracy"]) else f"{100 * summary['accuracy']:.2f} %",
         num_wrong=int(wrong.sum()),
         counts=_table(counts, ["class", "true", "predicted"]),
@@ -347,37 +354,8 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     return out
 
 
-def script_json(value) -> str:
-    """`value` as JSON that is safe inside an HTML `<script>` element.
-
-    `<`, `>` and `&` are written as `\u003c`, `\u003e` and `\u0026` (the same
-    JSON), so no string from the data can close the element (`</script>`) or
-    open a comment (`<!--`); U+2028 and U+2029 are escaped too (`ensure_ascii`).
-    """
-    text = json.dumps(value, ensure_ascii=True, allow_nan=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _sha256(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
-
-
-def content_security_policy(style: str) -> str:
-    """The page's Content-Security-Policy: its own script and stylesheet (by hash) and data: images, nothing else.
-
-    Nothing is fetched (`default-src 'none'`), no other script runs (no inline
-    handler, no `javascript:` URL, no injected `<script>`), and no style
-    attribute applies; the page's script sets styles through the CSSOM, which
-    the policy does not govern.
-
-    Args:
-        style: the text of the page's `<style>` element.
-    """
-    return (f"default-src 'none'; script-src {_sha256(_SCRIPT)}; style-src {_sha256(style)}; img-src data:; "
-            "base-uri 'none'; form-action 'none'")
-
-
-_STYLE = """
+# The pages' stylesheet (`siamese_xai.scale.pair_gallery` adds its own rules): `{sheet}` the sprite sheet.
+STYLE = """
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.2em 2em; color: #222; }}
 h1 {{ font-size: 1.4em; margin-bottom: 0.1em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
 .meta {{ color: #666; font-size: 0.9em; overflow-wrap: anywhere; }}
@@ -398,12 +376,29 @@ img.plot {{ max-width: 100%; }}
 
 # Every string from the data enters the page as text: the Python side escapes it for HTML (html.escape), the
 # JSON for the script is script_json's, and the script builds the gallery from DOM nodes and textContent.
-_SCRIPT = """
+# The pages' script begins with these: the data, an element by id, a div of text, the sprite sheet's tile `place`.
+SCRIPT_HELPERS = """
 "use strict";
 const DATA = JSON.parse(document.getElementById("data").textContent);
-for (const r of DATA.items) for (const col of [3, 4]) if (r[col] === null) r[col] = Infinity;
 const SCALE = 2;
 const el = (id) => document.getElementById(id);
+function div(className, text) {
+  const node = document.createElement("div");
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+function tile(place) {
+  const [tw, th] = DATA.tile;
+  const x = (place % DATA.columns) * (tw + 1) * SCALE, y = Math.floor(place / DATA.columns) * (th + 1) * SCALE;
+  const node = div("tile");
+  Object.assign(node.style, {width: `${tw * SCALE}px`, height: `${th * SCALE}px`,
+    backgroundPosition: `-${x}px -${y}px`, backgroundSize: `${DATA.columns * (tw + 1) * SCALE}px auto`});
+  return node;
+}
+"""
+_SCRIPT = SCRIPT_HELPERS + """
+for (const r of DATA.items) for (const col of [3, 4]) if (r[col] === null) r[col] = Infinity;
 let shown = DATA.pageSize;
 function current() {
   const t = el("true").value, p = el("pred").value, wrongOnly = el("wrong").checked;
@@ -416,22 +411,11 @@ function current() {
   rows.sort((a, b) => sign * (a[col] - b[col]) || a[0] - b[0]);
   return rows;
 }
-function div(className, text) {
-  const node = document.createElement("div");
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 function item(r) {
-  const [tw, th] = DATA.tile;
-  const x = (r[5] % DATA.columns) * (tw + 1) * SCALE, y = Math.floor(r[5] / DATA.columns) * (th + 1) * SCALE;
   const truth = r[1] >= 0 ? DATA.names[r[1]] : "?";
   const node = div(r[1] >= 0 && r[1] !== r[2] ? "item wrong" : "item");
   Object.assign(node.dataset, {index: r[0], true: r[1], pred: r[2], margin: r[3], dist: r[4]});
-  const tile = div("tile");
-  Object.assign(tile.style, {width: `${tw * SCALE}px`, height: `${th * SCALE}px`,
-    backgroundPosition: `-${x}px -${y}px`, backgroundSize: `${DATA.columns * (tw + 1) * SCALE}px auto`});
-  node.append(tile, div("", `#${r[0]} true ${truth} \\u2192 ${DATA.names[r[2]]}`),
+  node.append(tile(r[5]), div("", `#${r[0]} true ${truth} \\u2192 ${DATA.names[r[2]]}`),
     div("", `margin ${r[3].toFixed(3)} \\u00b7 d ${r[4].toFixed(3)}`));
   if (r[6] !== null) node.append(div("found", r[6]));
   return node;
