@@ -232,7 +232,8 @@ HOSTILE_NAMES = [
 HOSTILE_FILES = ["<img src=x onerror=alert(1)>.png", "\"quoted' é.png", "f" * 200 + ".png"]
 
 
-def test_hostile_class_and_file_names_show_as_written_and_run_nothing(tiny_run, tmp_path):
+def test_hostile_class_and_file_names_show_as_written_and_run_nothing(tiny_run, hostile_pairs, tmp_path):
+    """The split's page and a pair list's page (one browser for both: it is slow to start)."""
     from selenium.webdriver.common.by import By
 
     from siamese_xai import runs
@@ -275,6 +276,7 @@ def test_hostile_class_and_file_names_show_as_written_and_run_nothing(tiny_run, 
         browser.find_element(By.ID, "reset").click()
         assert browser.title == "Explanations of 6 images" and text("return window.PWNED === undefined")
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        _pair_page_shows_names_and_runs_nothing(browser, hostile_pairs, tmp_path)
     finally:
         browser.quit()
 
@@ -366,11 +368,16 @@ def hostile_pairs(tiny_run, tmp_path_factory):
 def test_a_pair_folder_draws_both_images_the_map_the_distance_and_the_counterfactual(hostile_pairs, tmp_path, capsys):
     """report on an explain-split --pairs folder: each pair's two images, the first's mask and map, the probe's
     distance, found set and counterfactual (explain's own, given back from the mask), under the page's CSP."""
+    import base64
+    import hashlib
+    import html
+    import re
+
     from siamese_xai.explainers.probe import ProbeExplainer
     from siamese_xai.explainers.questions import Pair
     from siamese_xai.scale import pair_gallery
 
-    run, pair_list, split, written, names = hostile_pairs
+    run, _, split, written, names = hostile_pairs
     page = tmp_path / "pairs.html"
     assert cli.main(["report", str(split), "--out", str(page)]) == 0, capsys.readouterr().err
     results = shards.load_split_results(split)
@@ -384,6 +391,11 @@ def test_a_pair_folder_draws_both_images_the_map_the_distance_and_the_counterfac
         assert item[6] == f"{size} region{'' if size == 1 else 's'} hold{'s' if size == 1 else ''} some of the distance ({calls} f calls)"
     text = page.read_text()
     assert "Explanations of 3 pairs" in text and "no same / different verdict" in text and "counterfactual" in text
+    csp = html.unescape(re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text).group(1))
+    [script] = re.findall(r"<script>(.*?)</script>", text, re.S)
+    assert "script-src 'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in csp
+    markup = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", text, flags=re.S)
+    assert not re.search(r"<[^>]*\s(style|on\w+)=", markup, re.I) and "<img src=x" not in text
     # the counterfactual the page paints is the one explain computes, from the two images and the mask alone
     config = shards.config_from_dict(results.manifest["explain_config"])
     e = ProbeExplainer.from_run(run, config).explain(pairs[:, 0], Pair(pairs[:, 1]), seed=results.seed)
@@ -405,48 +417,33 @@ def test_a_pair_folder_draws_both_images_the_map_the_distance_and_the_counterfac
     assert "explains a list of pairs, whose images its pair list names" in capsys.readouterr().err
 
 
-def test_hostile_file_and_class_names_of_a_pair_list_show_as_written_and_run_nothing(hostile_pairs, tmp_path):
-    import base64
-    import hashlib
-    import html
-    import re
-
+def _pair_page_shows_names_and_runs_nothing(browser, hostile_pairs, tmp_path):
+    """The page of a pair list whose file names and run's class names are hostile, in `browser`."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     from siamese_xai.scale import pair_gallery
 
     _, pair_list, split, _, names = hostile_pairs
-    page = pair_gallery.write_pair_report(split, tmp_path / "p.html")
-    text = page.read_text()
-    csp = html.unescape(re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text).group(1))
-    [script] = re.findall(r"<script>(.*?)</script>", text, re.S)
-    assert "script-src 'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in csp
-    markup = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", text, flags=re.S)
-    assert not re.search(r"<[^>]*\s(style|on\w+)=", markup, re.I) and "<img src=x" not in text
+    page = pair_gallery.write_pair_report(split, tmp_path / "pairs.html")
+    browser.get(page.as_uri())
+    run = browser.execute_script
+    assert browser.title == "Explanations of 3 pairs" and run("return window.PWNED === undefined")
+    assert run("return document.scripts.length") == 2  # the data, the script
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "img, svg, b, iframe, object")) == 0
 
-    browser = _chromium()
-    try:
-        browser.get(page.as_uri())
-        run = browser.execute_script
-        assert browser.title == "Explanations of 3 pairs" and run("return window.PWNED === undefined")
-        assert run("return document.scripts.length") == 2  # the data, the script
-        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-        assert len(browser.find_elements(By.CSS_SELECTOR, "img, svg, b, iframe, object")) == 0
+    def texts(css):
+        return run(f"return [...document.querySelectorAll({json.dumps(css)})].map((e) => e.textContent)")
 
-        def texts(css):
-            return run(f"return [...document.querySelectorAll({json.dumps(css)})].map((e) => e.textContent)")
-
-        assert texts("#gallery .first") == [f"#{i} first: {a}" for i, (a, _) in enumerate(names)]
-        assert texts("#gallery .second") == [f"second: {b}" for _, b in names]
-        results = shards.load_split_results(split)
-        for shown, k, d in zip(texts("#gallery .verdict"), results.predicted_class, results.margin):
-            assert shown == f"first classed {HOSTILE_NAMES[k]} \u00b7 d {d:.3f}"
-        assert str(pair_list) in run("return document.querySelector('.meta').textContent")
-        Select(browser.find_element(By.ID, "sort")).select_by_value("dist-desc")  # redrawn: still nothing runs
-        shown = [float(e.get_attribute("data-dist")) for e in browser.find_elements(By.CSS_SELECTOR, "#gallery .item")]
-        assert shown == sorted(shown, reverse=True) and len(shown) == 3
-        assert browser.title == "Explanations of 3 pairs" and run("return window.PWNED === undefined")
-        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-    finally:
-        browser.quit()
+    assert texts("#gallery .first") == [f"#{i} first: {a}" for i, (a, _) in enumerate(names)]
+    assert texts("#gallery .second") == [f"second: {b}" for _, b in names]
+    results = shards.load_split_results(split)
+    for shown, k, d in zip(texts("#gallery .verdict"), results.predicted_class, results.margin):
+        assert shown == f"first classed {HOSTILE_NAMES[k]} \u00b7 d {d:.3f}"
+    assert str(pair_list) in run("return document.querySelector('.meta').textContent")
+    Select(browser.find_element(By.ID, "sort")).select_by_value("dist-desc")  # redrawn: still nothing runs
+    shown = [float(e.get_attribute("data-dist")) for e in browser.find_elements(By.CSS_SELECTOR, "#gallery .item")]
+    assert shown == sorted(shown, reverse=True) and len(shown) == 3
+    assert browser.title == "Explanations of 3 pairs" and run("return window.PWNED === undefined")
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

@@ -128,6 +128,7 @@ def signed_map(results) -> np.ndarray:
 
 
 def map_titles(results) -> tuple:
+    """The folder's signed map as the page names it: (the per-class row's label, the gallery's words) (`MAP_TITLES`)."""
     field = results.result_class.MAP_FIELD
     return MAP_TITLES.get(field, (field.replace("_", " "), field.replace("_", " ")))
 
@@ -170,6 +171,7 @@ def sprite_sheet(strips, columns: int = SHEET_COLUMNS) -> np.ndarray:
 
 
 def sheet_uri(sheet) -> str:
+    """`(h, w, 3)` in [0, 1] -> the PNG as a data URI (the pages' one sprite sheet)."""
     buf = io.BytesIO()
     plt.imsave(buf, np.clip(sheet, 0, 1), format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -68,7 +68,7 @@ def pair_names(source) -> list:
         source: a `sources.PairListSource`.
     """
     folder = os.path.dirname(os.path.abspath(source.path)) + os.sep
-    return [tuple(p[len(folder):] if p.startswith(folder) else p for p in paths) for _, *paths in source.rows()]
+    return [tuple(p.removeprefix(folder) for p in paths) for _, *paths in source.rows()]
 
 
 def counterfactuals(results, pairs):
