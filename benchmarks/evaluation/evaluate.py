@@ -22,7 +22,9 @@ and the metrics are those of `benchmarks/evaluation/registry.py`. Writes, atomic
 The first full run also trains the constant-square, varying-square and
 shapes networks into `runs/synthetic`, `runs/varying` and `runs/shapes`
 (later runs reuse them). `--from-results` re-renders RESULTS.md and the figure
-from results.json and per_image.npz (recomputing the verdicts).
+from results.json and per_image.npz (recomputing the verdicts); `--readme README.md`
+also rewrites the README's faithfulness row and verdict paragraph
+(`evaluate_report.update_readme`), so no verdict there is written by hand.
 """
 
 from __future__ import annotations
@@ -254,6 +256,8 @@ def main(argv=None) -> dict:
     p.add_argument("--data-dir", default=None, help="MNIST's location (see load_mnist)")
     p.add_argument("--from-results", action="store_true",
                    help="only re-render RESULTS.md and the figure from OUT/results.json and OUT/per_image.npz")
+    p.add_argument("--readme", default=None,
+                   help="also rewrite this README's faithfulness row and verdict paragraph from the results")
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.from_results:
@@ -261,6 +265,8 @@ def main(argv=None) -> dict:
         per_image = load_per_image(out / "per_image.npz")
         finish(results, per_image, args.randomisation)
         write_reports(results, None, out, Path(args.figures))
+        if args.readme:
+            report.update_readme(args.readme, results)
         return results
     mode = "quick" if args.quick else "medium" if args.medium else "full"
     settings = MODES[mode]
@@ -299,6 +305,8 @@ def main(argv=None) -> dict:
     results["load_average_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]
     finish(results, per_image, args.randomisation)
     write_reports(results, per_image, out, Path(args.figures))
+    if args.readme:
+        report.update_readme(args.readme, results)
     return results
 
 
