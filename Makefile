@@ -71,10 +71,10 @@ evaluate: setup $(RUN)/metrics.json
 	$(RUN_PY) -m benchmarks.evaluation.evaluate --run $(RUN)
 
 # Quality (ROAD, most relevant first) against f calls per image for kernelshap_margin, distance_explainer_margin and
-# probe over a range of their budgets, on the first 50 MNIST test images (about 10 minutes); writes
+# probe over a range of their budgets, on the first 20 MNIST test images; writes
 # benchmarks/evaluation/cost_curves.json and docs/cost_curves.png.
 cost-curves: setup $(RUN)/metrics.json
-	$(RUN_PY) -m benchmarks.evaluation.cost_curves --run $(RUN) --n 50
+	$(RUN_PY) -m benchmarks.evaluation.cost_curves --run $(RUN) --n 20
 
 # The pair benchmark with known answers (docs/pairs.md; the rules in benchmarks/evaluation/pairs.py's docstring): why two
 # images are the same identity or differ, every method in one run; writes benchmarks/evaluation/pairs.json and PAIRS.md. The first

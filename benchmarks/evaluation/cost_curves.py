@@ -16,9 +16,9 @@ from what the post-processing adds. f calls are counted per image (the
 methods count their own). Per point: the mean ROAD MoRF over the images with
 its 95% Student-t interval (lower is better).
 
-Command (from the project root; `make cost-curves`), about 10 minutes on a 2-core machine with `--n 50`:
+Command (from the project root; `make cost-curves`; its wall time and load are in the JSON):
 
-    python -m benchmarks.evaluation.cost_curves --run runs/paper --n 50
+    python -m benchmarks.evaluation.cost_curves --run runs/paper --n 20
 
 Writes `benchmarks/evaluation/cost_curves.json` and `docs/cost_curves.png`.
 """
@@ -126,7 +126,7 @@ def plot(results: dict, path) -> None:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", default=str(ROOT / "runs" / "paper"), help="the trained MNIST run folder")
-    p.add_argument("--n", type=int, default=50, help="the first N MNIST test images")
+    p.add_argument("--n", type=int, default=20, help="the first N MNIST test images")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "evaluation" / "cost_curves.json"))
     p.add_argument("--figure", default=str(ROOT / "docs" / "cost_curves.png"))
     p.add_argument("--data-dir", default=None, help="MNIST's location (see load_mnist)")
