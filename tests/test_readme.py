@@ -94,8 +94,7 @@ def test_links_stay_inside_the_repository_and_resolve(page):
 
 README_METHODS = {"`probe`": "probe", "distance explainer": "distance_explainer", "input intensity": "intensity",
                   "occlusion by the margin": "occlusion_margin", "KernelSHAP by the margin": "kernelshap_margin",
-                  "; occlusion": "occlusion", "`mc`": "mc", "; KernelSHAP": "kernelshap",
-                  "its raw map `probe_raw`": "probe_raw", "distance explainer by the margin": "distance_explainer_margin"}
+                  "; occlusion": "occlusion", "`mc`": "mc", "; KernelSHAP": "kernelshap"}
 
 
 def test_faithfulness_row_quotes_the_committed_results():

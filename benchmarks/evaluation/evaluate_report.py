@@ -298,10 +298,13 @@ def render_markdown(results: dict) -> str:
             lines += _table(results, ds, gt, extra=(("ceiling", lambda r: _fmt(r.get("ceiling"))),
                                                    ("stability", lambda r: _fmt(r["stability"])))) + [""]
     lines += ["![Mean ROAD curves of the margin on MNIST](../figures/road_curves.png)", "", "## Methods", ""]
-    lines += [f"- `{m.name}` ({m.kind}): {m.description}" for m in registry.METHODS]
-    lines += ["", "Entries derived from a method's maps (no call of f; its f calls and seconds are the method's, plus "
-              "the post-processing's seconds):", ""]
-    lines += [f"- `{v.name}` (from `{v.base}`): {v.description}" for v in registry.VARIANTS]
+    scored = {r["method"] for r in results["records"]}
+    lines += [f"- `{m.name}` ({m.kind}): {m.description}" for m in registry.METHODS if m.name in scored]
+    variants = [v for v in registry.VARIANTS if v.name in scored]
+    if variants:
+        lines += ["", "Entries derived from a method's maps (no call of f; its f calls and seconds are the method's, "
+                  "plus the post-processing's seconds):", ""]
+        lines += [f"- `{v.name}` (from `{v.base}`): {v.description}" for v in variants]
     lines += ["", "## Metrics", ""]
     lines += [f"- `{m.name}` ({m.kind}, {'higher' if m.higher_is_better else 'lower'} is better"
               f"{', primary' if m.primary else ''}): {m.description}" for m in registry.METRICS]
