@@ -24,7 +24,7 @@ ifdef FORCE
   TRAIN_FLAGS := --force
 endif
 
-.PHONY: setup test test-slow reproduce clean bench evaluate pairs probe-flips digits seeds mutants mutants-all photos explain-memory .force
+.PHONY: setup test test-slow reproduce clean bench evaluate cost-curves pairs probe-flips digits seeds mutants mutants-all photos explain-memory .force
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ figures/REPORT.md: reproduce/report.py $(FIGS) figures/claims.json $(FORCE_DEP) 
 evaluate: setup $(RUN)/metrics.json
 	$(RUN_PY) -m benchmarks.evaluation.randomisation --run $(RUN)
 	$(RUN_PY) -m benchmarks.evaluation.evaluate --run $(RUN)
+
+# Quality (ROAD, most relevant first) against f calls per image for kernelshap_margin, distance_explainer_margin and
+# probe over a range of their budgets, on the first 20 MNIST test images; writes
+# benchmarks/evaluation/cost_curves.json and docs/cost_curves.png.
+cost-curves: setup $(RUN)/metrics.json
+	$(RUN_PY) -m benchmarks.evaluation.cost_curves --run $(RUN) --n 20
 
 # The pair benchmark with known answers (docs/pairs.md; the rules in benchmarks/evaluation/pairs.py's docstring): why two
 # images are the same identity or differ, every method in one run; writes benchmarks/evaluation/pairs.json and PAIRS.md. The first

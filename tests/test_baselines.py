@@ -86,3 +86,29 @@ def test_oracle_scalar_and_the_kernelshap_grid_ceiling():
     np.testing.assert_allclose(share, [0.5, 1.0])
     with pytest.raises(ValueError, match="regions"):
         bl.OracleScalar(regions[0])
+
+
+def test_white_box_baselines_of_the_margin_by_hand():
+    """On h = W x, m = d(x, c_l) - d(x, c_k) = 2 h.(c_k - c_l) + |c_l|^2 - |c_k|^2: grad m = 2 W (c_k - c_l), constant."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(16, 2)).astype(np.float32)
+    embed = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2, use_bias=False)])
+    embed.layers[-1].set_weights([w])
+    protos = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]], np.float32)
+    scalar = metrics.DistanceScalar(embed, protos)
+    xs = rng.uniform(0, 1, (2, 4, 4, 1)).astype(np.float32)
+    k, l = np.array([1, 2]), np.array([2, 0])
+    grad_m = 2 * (w @ (protos[k] - protos[l]).T).T.reshape(2, 4, 4)  # (B, H, W)
+    np.testing.assert_allclose(bl.gradient_maps(scalar, xs, k, contrasts=l), np.abs(grad_m), rtol=1e-5)
+    ig = bl.integrated_gradients_maps(scalar, xs, k, steps=4, contrasts=l)
+    # positive where a pixel raises the margin (keeps x at k rather than l); exact for a linear f
+    np.testing.assert_allclose(ig, xs[..., 0] * grad_m, rtol=1e-5, atol=1e-6)
+    d = scalar.all_distances(np.concatenate([xs, np.zeros_like(xs)]))
+    m = d[np.arange(4), np.tile(l, 2)] - d[np.arange(4), np.tile(k, 2)]
+    np.testing.assert_allclose(ig.sum(axis=(1, 2)), m[:2] - m[2:], rtol=1e-4)  # completeness
+    # without contrasts: the gradient of d(x, c_k) alone, 2 W (h - c_k)
+    h = xs.reshape(2, -1) @ w
+    np.testing.assert_allclose(bl.gradient_maps(scalar, xs, k), np.abs(2 * (h - protos[k]) @ w.T).reshape(2, 4, 4),
+                               rtol=1e-4, atol=1e-6)

@@ -45,7 +45,7 @@ def test_quick_mode_end_to_end(untrained_run, tmp_path):
                            "--randomisation", str(tmp_path / "absent.json")])
     assert json.loads((tmp_path / "results.json").read_text())["records"] == json.loads(json.dumps(results["records"]))
     assert results["mode"] == "quick"
-    methods = [m.name for m in registry.METHODS]
+    methods = list(registry.ENTRIES)  # every method and every variant derived from one
     faith = [m.name for m in registry.METRICS if m.kind == "faithfulness"]
     gt = [m.name for m in registry.METRICS if m.kind == "ground truth"]
     per_image = script.load_per_image(tmp_path / "per_image.npz")
@@ -295,14 +295,21 @@ def test_this_projects_methods_are_read_through_the_result_protocol():
     explainer = SiameseExplainer(embed, decoder, protos, ExplainConfig(n_perturbations=64))
     scalar = metrics.DistanceScalar(embed, protos)
     classes = scalar.classify(xs)
-    fns = registry.method_functions(explainer, scalar, {}, names=registry.JUDGED)
+    own = [m.name for m in registry.METHODS if m.kind == registry.THIS_PROJECT]
+    fns = registry.method_functions(explainer, scalar, {}, names=own)
     direct = {m: explainer.replace(estimator=m) for m in ("mc", "linear", "template_contrast")}
     direct["probe"] = ProbeExplainer(embed, decoder, protos)
-    for name in registry.JUDGED:
+    for name in own:
         maps, extras = registry.split(fns[name](xs, classes, 2))
         want = direct[name].explain(xs, target_class=classes.tolist(), seed=2)
         np.testing.assert_array_equal(maps, want.ranking[..., 0], err_msg=name)
         assert set(extras) == ({"n_calls", "flips", "set_size"} if name == "probe" else set()), name
+        if name == "probe":  # its raw map and proposal are handed on, and its steps on them give its ranking
+            arrays = registry.split_arrays(fns[name](xs, classes, 2))[2]
+            np.testing.assert_array_equal(arrays["drop_map"], want.drop_map[..., 0])
+            variant = registry.Variant("probe_again", "probe", "drop_map", registry.PROBE_PROCESSING, "")
+            np.testing.assert_allclose(registry.variant_maps(variant, maps, arrays, arrays["proposal"], xs,
+                                                             registry.probe_sigma(xs.shape[1:])), maps, rtol=1e-6)
     np.testing.assert_array_equal(registry.split(fns["mc"](xs, classes, 2))[0],
                                   direct["mc"].explain(xs, target_class=classes.tolist(), seed=2).mean_abs_change[..., 0])
     rgb = types.SimpleNamespace(explain=lambda x, target_class, seed: types.SimpleNamespace(
@@ -318,3 +325,27 @@ def test_results_md_is_the_rendering_of_the_committed_results_json():
     root = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluation"
     results = files.read_json(root / "results.json")
     assert report.render_markdown(results) == (root / "RESULTS.md").read_text()
+
+
+def test_post_processing_variants_apply_the_probes_own_steps_by_hand():
+    from siamese_xai.explainers.regions import post_processed
+
+    maps = np.array([[[1.0, -1.0], [0.5, 2.0]]], np.float32)  # (1, 2, 2)
+    xs = np.array([[[0.9, 0.9], [0.1, 0.8]]], np.float32)[..., None]
+    proposal = np.array([[[0.0, 0.0], [0.5, 0.0]]], np.float32)  # x > p everywhere but (1, 0)
+    # gated: the positive pixels where x > p lifted by 1 + max |map| = 3; the rest unchanged
+    gated = registry.post_process(maps, (registry.GATED,), xs, proposal, sigma=1.0)
+    np.testing.assert_array_equal(gated, [[[4.0, -1.0], [0.5, 5.0]]])
+    np.testing.assert_array_equal(registry.post_process(maps, (registry.SMOOTHED,), xs, proposal, sigma=0.0), maps)
+    # the probe's exact steps are its own function's, on any map
+    rng = np.random.default_rng(0)
+    big, x, p = (v.astype(np.float32) for v in (rng.normal(size=(2, 9, 9)), rng.random((2, 9, 9, 1)), rng.random((2, 9, 9))))
+    np.testing.assert_array_equal(registry.post_process(big, registry.PROBE_PROCESSING, x, p, 2.0),
+                                  post_processed(x, p[..., None], big[..., None], 2.0)[..., 0])
+    # every map method has the probe's steps as a variant; the probe's raw map has each step alone
+    names = {v.name for v in registry.VARIANTS}
+    assert {f"{m.name}+smoothed+gated" for m in registry.METHODS if m.name != "probe"} <= names
+    assert {"probe_raw", "probe_raw+smoothed", "probe_raw+gated"} <= names and "probe_raw" in registry.JUDGED
+    gate = registry.VARIANT_BY_NAME["occlusion+smoothed+gated"]
+    with pytest.raises(ValueError, match="proposal=None"):
+        registry.variant_maps(gate, big, {}, None, x, 2.0)

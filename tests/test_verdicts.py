@@ -131,8 +131,8 @@ def test_a_difference_not_shown_blocks_beats():
 # -- the README's Results paragraph ----------------------------------------------------------------------------
 
 _SETS = {"MNIST": "mnist", "the shapes ground-truth set": "shapes"}
-_CLAUSE = re.compile(r"`(\w+)` (beats|is (better|worse|not worse|not better|equivalent) on the primary metric "
-                     r"(?:than|to)) ((?:`\w+`(?:, | and |,? and )?)+)")
+_CLAUSE = re.compile(r"`([\w+]+)` (beats|is (better|worse|not worse|not better|equivalent|not shown) on the primary "
+                     r"metric (?:than|to|against)) ((?:`[\w+]+`(?:, | and |,? and )?)+)")
 
 
 def readme_claims(text: str) -> list:
@@ -150,7 +150,7 @@ def readme_claims(text: str) -> list:
     for m in _CLAUSE.finditer(paragraph):
         ds = [name for pos, name in marks if pos < m.start()][-1]
         verdict = "beats" if m.group(2) == "beats" else m.group(3)
-        claims += [(ds, m.group(1), b, verdict) for b in re.findall(r"`(\w+)`", m.group(4))]
+        claims += [(ds, m.group(1), b, verdict) for b in re.findall(r"`([\w+]+)`", m.group(4))]
     return claims
 
 
@@ -158,6 +158,9 @@ def test_readme_parser_reads_each_clause():
     text = ("By the declared rule (x): on MNIST `probe` beats `mc` and `random`; `probe` is equivalent on the primary "
             "metric to `edge`. On the shapes ground-truth set `mc` is not better on the primary metric than `gradient`, "
             "`occlusion` and `kernelshap`.\n\n")
+    assert readme_claims("By the declared rule. On MNIST, against x, `probe` is not shown on the primary metric against "
+                         "`mc+smoothed+gated` and `edge`.\n\n") == [("mnist", "probe", "mc+smoothed+gated", "not shown"),
+                                                                     ("mnist", "probe", "edge", "not shown")]
     assert readme_claims(text) == [("mnist", "probe", "mc", "beats"), ("mnist", "probe", "random", "beats"),
                                    ("mnist", "probe", "edge", "equivalent"),
                                    ("shapes", "mc", "gradient", "not better"), ("shapes", "mc", "occlusion", "not better"),

@@ -22,7 +22,9 @@ and the metrics are those of `benchmarks/evaluation/registry.py`. Writes, atomic
 The first full run also trains the constant-square, varying-square and
 shapes networks into `runs/synthetic`, `runs/varying` and `runs/shapes`
 (later runs reuse them). `--from-results` re-renders RESULTS.md and the figure
-from results.json and per_image.npz (recomputing the verdicts).
+from results.json and per_image.npz (recomputing the verdicts); `--readme README.md`
+also rewrites the README's faithfulness row and verdict paragraph
+(`evaluate_report.update_readme`), so no verdict there is written by hand.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def faithfulness_values(scalar, xs, classes, contrasts, maps, mean_image, seed: 
 
 
 def evaluate_dataset(name, explainer, x, regions, settings, mean_image=None, log=print):
-    """Every registered method on one data set.
+    """Every registered method and variant (`registry.METHODS`, `registry.VARIANTS`) on one data set.
 
     Args:
         name: the data set's name.
@@ -110,8 +112,8 @@ def evaluate_dataset(name, explainer, x, regions, settings, mean_image=None, log
         mean_image: `(28, 28, 1)` the `mean` fill (faithfulness only).
 
     Returns:
-        `(records, per_image, curves, maps)`: one record per method; metric -> method -> `(n,)`;
-        method -> mean ROAD curves (faithfulness only); method -> `(n, 28, 28)` maps.
+        `(records, per_image, curves, maps)`: one record per entry; metric -> entry -> `(n,)`;
+        entry -> mean ROAD curves (faithfulness only); entry -> `(n, 28, 28)` maps.
     """
     scalar = metrics.DistanceScalar(explainer.embed, explainer.prototypes)
     classes = scalar.classify(x)
@@ -119,41 +121,64 @@ def evaluate_dataset(name, explainer, x, regions, settings, mean_image=None, log
     fns = registry.method_functions(explainer, scalar, settings)
     n_stab = min(settings["n_stability"], len(x))
     records, per_image, curves, all_maps = [], {}, {}, {}
-    for method in registry.METHODS:
-        t0 = time.perf_counter()
-        fn = fns[method.name]
-        calls = scalar.calls
-        maps, extras = registry.split(fn(x, classes, settings["seeds"][0]))
-        if "n_calls" in extras:  # the method counts its own calls of f
-            f_calls = float(np.mean(extras["n_calls"]))
-        else:  # a decoder method runs f once, on x; the others through the scalar
-            f_calls = (scalar.calls - calls) / len(x) if method.scalar_only or method.kind == registry.WHITE_BOX else 1.0
-        all_maps[method.name] = maps
-        rec = {"dataset": name, "method": method.name, "kind": method.kind, "description": method.description,
-               "n_images": int(len(x)), "f_calls_per_image": float(f_calls)}
+    arrays, seed_maps, seed_arrays, base_rec = {}, {}, {}, {}
+
+    def score(entry, maps, per_seed, rec, extras, t0):
+        """Fills `rec` with the entry's scores of `maps` and stability over `per_seed`; appends it."""
+        all_maps[entry] = maps
         for key, v in extras.items():
             rec["flip_rate" if key == "flips" else key] = metrics.mean_ci(v)
-            per_image.setdefault("flip_rate" if key == "flips" else key, {})[method.name] = np.asarray(v, np.float64)
+            per_image.setdefault("flip_rate" if key == "flips" else key, {})[entry] = np.asarray(v, np.float64)
         if regions is None:
-            values, curves[method.name] = faithfulness_values(scalar, x, classes, contrasts, maps, mean_image)
+            values, curves[entry] = faithfulness_values(scalar, x, classes, contrasts, maps, mean_image)
         else:
             scores = metrics.region_scores(maps, regions)
             values = {"rank_accuracy": scores["rank_accuracy"], "relevance_mass": scores["mass"],
                       "roc_auc": scores["roc_auc"]}
         for key, v in values.items():
-            per_image.setdefault(key, {})[method.name] = v
+            per_image.setdefault(key, {})[entry] = v
             rec[key] = metrics.mean_ci(v)
-        # A deterministic method is measured too (one rerun with another seed), not assumed to be stable.
-        seeds = settings["seeds"][1:2] if method.deterministic else settings["seeds"][1:]
-        per_seed = [maps[:n_stab]] + [registry.split(fn(x[:n_stab], classes[:n_stab], s))[0] for s in seeds]
         rec["stability"] = metrics.mean_ci(metrics.stability(np.stack(per_seed), Q))
-        rec["seconds_per_explanation"] = bl.median_seconds(lambda b, c: fn(b, c, 0), x, classes, settings["n_cost"])
         rec["wall_seconds"] = round(time.perf_counter() - t0, 1)
         records.append(rec)
         primary = "road_morf" if regions is None else "rank_accuracy"
-        log(f"[{name}] {method.name}: {primary} {rec[primary]['mean']:.3f} ± {rec[primary]['ci95']:.3f}, "
-            f"stability {rec['stability']['mean']:.3f}, {f_calls:.0f} f calls, "
+        log(f"[{name}] {entry}: {primary} {rec[primary]['mean']:.3f} ± {rec[primary]['ci95']:.3f}, "
+            f"stability {rec['stability']['mean']:.3f}, {rec['f_calls_per_image']:.0f} f calls, "
             f"{rec['seconds_per_explanation'] * 1e3:.1f} ms ({rec['wall_seconds']} s)")
+
+    for method in registry.METHODS:
+        t0 = time.perf_counter()
+        fn = fns[method.name]
+        calls = scalar.calls
+        maps, extras, arrays[method.name] = registry.split_arrays(fn(x, classes, settings["seeds"][0]))
+        if "n_calls" in extras:  # the method counts its own calls of f
+            f_calls = float(np.mean(extras["n_calls"]))
+        else:  # a decoder method runs f once, on x; the others through the scalar
+            f_calls = (scalar.calls - calls) / len(x) if method.scalar_only or method.kind == registry.WHITE_BOX else 1.0
+        rec = {"dataset": name, "method": method.name, "kind": method.kind, "description": method.description,
+               "n_images": int(len(x)), "f_calls_per_image": float(f_calls)}
+        # A deterministic method is measured too (one rerun with another seed), not assumed to be stable.
+        seeds = settings["seeds"][1:2] if method.deterministic else settings["seeds"][1:]
+        reruns = [registry.split_arrays(fn(x[:n_stab], classes[:n_stab], s)) for s in seeds]
+        seed_maps[method.name] = [maps[:n_stab]] + [r[0] for r in reruns]
+        seed_arrays[method.name] = [{k: v[:n_stab] for k, v in arrays[method.name].items()}] + [r[2] for r in reruns]
+        rec["seconds_per_explanation"] = bl.median_seconds(lambda b, c: fn(b, c, 0), x, classes, settings["n_cost"])
+        base_rec[method.name] = rec
+        score(method.name, maps, seed_maps[method.name], rec, extras, t0)
+    sigma = registry.probe_sigma(x.shape[1:])
+    proposal = arrays.get(registry.GATE_SOURCE, {}).get("proposal")
+    for variant in registry.VARIANTS:
+        t0 = time.perf_counter()
+        maps = registry.variant_maps(variant, all_maps[variant.base], arrays[variant.base], proposal, x, sigma)
+        post_seconds = (time.perf_counter() - t0) / len(x)
+        per_seed = [registry.variant_maps(variant, m, a, None if proposal is None else proposal[:n_stab], x[:n_stab], sigma)
+                    for m, a in zip(seed_maps[variant.base], seed_arrays[variant.base])]
+        base = base_rec[variant.base]
+        # derived from the base's maps: its f calls, and its seconds plus the post-processing's
+        rec = {"dataset": name, "method": variant.name, "kind": variant.kind, "description": variant.description,
+               "n_images": int(len(x)), "f_calls_per_image": base["f_calls_per_image"], "base": variant.base,
+               "steps": list(variant.steps), "seconds_per_explanation": base["seconds_per_explanation"] + post_seconds}
+        score(variant.name, maps, per_seed, rec, {}, t0)
     return records, per_image, curves, all_maps
 
 
@@ -231,6 +256,8 @@ def main(argv=None) -> dict:
     p.add_argument("--data-dir", default=None, help="MNIST's location (see load_mnist)")
     p.add_argument("--from-results", action="store_true",
                    help="only re-render RESULTS.md and the figure from OUT/results.json and OUT/per_image.npz")
+    p.add_argument("--readme", default=None,
+                   help="also rewrite this README's faithfulness row and verdict paragraph from the results")
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.from_results:
@@ -238,6 +265,8 @@ def main(argv=None) -> dict:
         per_image = load_per_image(out / "per_image.npz")
         finish(results, per_image, args.randomisation)
         write_reports(results, None, out, Path(args.figures))
+        if args.readme:
+            report.update_readme(args.readme, results)
         return results
     mode = "quick" if args.quick else "medium" if args.medium else "full"
     settings = MODES[mode]
@@ -276,6 +305,8 @@ def main(argv=None) -> dict:
     results["load_average_1_5_15_min"] = [round(v, 2) for v in os.getloadavg()]
     finish(results, per_image, args.randomisation)
     write_reports(results, per_image, out, Path(args.figures))
+    if args.readme:
+        report.update_readme(args.readme, results)
     return results
 
 

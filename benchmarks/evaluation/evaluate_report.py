@@ -212,10 +212,36 @@ def _sensitivity(results, kind):
     return [f"Sensitivity ({kind}): {len(base)} **beats** verdicts at the declared margins; " + ", ".join(parts) + ".", ""]
 
 
+def _matched_table(results, kind, ds):
+    """Each method raw and with the probe's post-processing, beside `probe_raw` and `probe` judged against each."""
+    v = results["verdicts"][kind]
+    beats = v["beats"].get(ds, {})
+    recs = {r["method"]: r for r in results["records"] if r["dataset"] == ds}
+    primary = v["primary"]
+    post = "+" + "+".join(registry.PROBE_PROCESSING)
+    if ASKS_F not in beats or "probe_raw" not in beats:
+        return []
+    lines = [f"Matched post-processing on {ds} (`{primary}`): each method's map as it is and with the probe's own "
+             f"steps (`{post}`), and the verdicts that compare like with like: `probe_raw` (the probe's drop map, "
+             f"neither smoothed nor gated) against the map as it is, `{ASKS_F}` (smoothed and gated) against the map "
+             "with the same steps. `probe_raw` " + _fmt(recs["probe_raw"][primary]) + f", `{ASKS_F}` "
+             + _fmt(recs[ASKS_F][primary]) + ".", "",
+             f"| method | as it is | {post} | probe_raw vs as it is | {ASKS_F} vs {post} |", "|---|---|---|---|---|"]
+    for m in registry.METHODS:
+        if m.name == ASKS_F or m.name not in recs or m.name + post not in recs:
+            continue
+        raw_cell, post_cell = beats["probe_raw"].get(m.name), beats[ASKS_F].get(m.name + post)
+        lines.append(f"| {m.name} | {_fmt(recs[m.name][primary])} | {_fmt(recs[m.name + post][primary])} | "
+                     f"{'—' if raw_cell is None else _cell_words(raw_cell)} | "
+                     f"{'—' if post_cell is None else _cell_words(post_cell)} |")
+    return lines + [""]
+
+
 def _verdict_details(results, kind, ds):
     if ds not in results["verdicts"][kind]["beats"]:
         return []
-    return _sensitivity(results, kind) + _margin_table(results, kind, ds) + _rank_table(results, kind, ds)
+    return (_matched_table(results, kind, ds) + _sensitivity(results, kind) + _margin_table(results, kind, ds)
+            + _rank_table(results, kind, ds))
 
 
 def render_markdown(results: dict) -> str:
@@ -272,7 +298,13 @@ def render_markdown(results: dict) -> str:
             lines += _table(results, ds, gt, extra=(("ceiling", lambda r: _fmt(r.get("ceiling"))),
                                                    ("stability", lambda r: _fmt(r["stability"])))) + [""]
     lines += ["![Mean ROAD curves of the margin on MNIST](../figures/road_curves.png)", "", "## Methods", ""]
-    lines += [f"- `{m.name}` ({m.kind}): {m.description}" for m in registry.METHODS]
+    scored = {r["method"] for r in results["records"]}
+    lines += [f"- `{m.name}` ({m.kind}): {m.description}" for m in registry.METHODS if m.name in scored]
+    variants = [v for v in registry.VARIANTS if v.name in scored]
+    if variants:
+        lines += ["", "Entries derived from a method's maps (no call of f; its f calls and seconds are the method's, "
+                  "plus the post-processing's seconds):", ""]
+        lines += [f"- `{v.name}` (from `{v.base}`): {v.description}" for v in variants]
     lines += ["", "## Metrics", ""]
     lines += [f"- `{m.name}` ({m.kind}, {'higher' if m.higher_is_better else 'lower'} is better"
               f"{', primary' if m.primary else ''}): {m.description}" for m in registry.METRICS]
@@ -302,3 +334,124 @@ def plot_curves(results: dict, path) -> None:
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+# -- the README's results: the faithfulness row of its table and the verdict paragraph, from results.json -----------
+
+# The README's faithfulness row: (entry, the words it is shown with), in this order.
+README_ROW = (("probe", "`probe`"), ("probe_raw", "its raw map `probe_raw`"),
+              ("distance_explainer", "distance explainer"), ("distance_explainer_margin", "distance explainer by the margin"),
+              ("intensity", "input intensity"), ("occlusion_margin", "occlusion by the margin"),
+              ("kernelshap_margin", "KernelSHAP by the margin"), ("occlusion", "occlusion"), ("mc", "`mc`"),
+              ("kernelshap", "KernelSHAP"), ("integrated_gradients_margin", "IG by the margin"),
+              ("gradient_margin", "gradient by the margin"))
+# The verdicts in the order the paragraph states them, with their words ("beats" is a verdict on every number).
+_CLAUSES = (("better", "better on the primary metric than"), ("not worse", "not worse on the primary metric than"),
+            ("equivalent", "equivalent on the primary metric to"), ("not shown", "not shown on the primary metric against"),
+            ("not better", "not better on the primary metric than"), ("worse", "worse on the primary metric than"))
+_SET_WORDS = {"mnist": "On MNIST", "shapes": "On the shapes ground-truth set"}
+
+
+def _names(names) -> str:
+    names = [f"`{n}`" for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _row_clauses(row: dict, a: str, rivals=None) -> list:
+    """The clauses of one judged method's row (only `rivals` where given): whom it beats, then each primary verdict's."""
+    out = []
+    row = {b: c for b, c in row.items() if rivals is None or b in rivals}
+    beaten = [b for b, c in row.items() if c["beats"]]
+    if beaten:
+        out.append(f"`{a}` beats {_names(beaten)}")
+    for verdict, words in _CLAUSES:
+        rivals = [b for b, c in row.items() if not c["beats"] and c["primary"] == verdict]
+        if rivals:
+            out.append(f"`{a}` is {words} {_names(rivals)}")
+    return out
+
+
+def readme_faithfulness_row(results: dict) -> str:
+    """The README table's row of the MNIST faithfulness numbers (ROAD, most relevant first), as results.json holds them."""
+    recs = {r["method"]: r for r in results["records"] if r["dataset"] == "mnist"}
+    parts = []
+    for name, words in README_ROW:
+        r = recs[name]
+        text = f"{words} {r['road_morf']['mean']:.3f} ± {r['road_morf']['ci95']:.3f}"
+        if name == ASKS_F:
+            text += f" ({r['f_calls_per_image']:.0f} f calls, its found set flips f on {r['flip_rate']['mean']:.0%})"
+        elif name == "distance_explainer":
+            text += f" ({r['f_calls_per_image']:,.0f} calls)"
+        parts.append(text)
+    n = results["datasets"]["mnist"]["n_images"]
+    return (f"| faithfulness on {n:,} MNIST test images (ROAD, most relevant first, area under the margin; lower is "
+            f"better) | {'; '.join(parts)} | `benchmarks/evaluation/results.json` ({results['mode']} mode) |")
+
+
+def readme_paragraph(results: dict) -> str:
+    """The README's verdict paragraph: every verdict of the judged rows on MNIST and on the shapes set, and what each rests on."""
+    v = results["verdicts"]
+    text = ["By the declared rule (docs/evaluation.md: paired t-tests at both edges of a margin of one twentieth of each "
+            "number's span, Holm's correction over every comparison of a kind; **beats** = better beyond the margin on "
+            "the primary metric and shown not worse on every other number; a difference that is not shown is not read "
+            "as \"not worse\"). Each comparison rests on what its two entries are: `probe` is the probe as it ships, its "
+            "drop map smoothed by half a cell and gated (the positive pixels where x exceeds its proposal first); "
+            "`probe_raw` is its drop map alone; an entry `X+smoothed+gated` is method X's map with exactly the probe's "
+            "two steps (the same function, sigma and proposal); every other entry is a method's map as it is. So "
+            "`probe` against `X+smoothed+gated` and `probe_raw` against `X` compare the question asked of f under "
+            "matched post-processing; `probe` against `X` does not."]
+    for ds, kind in (("mnist", "faithfulness"), ("shapes", "ground truth")):
+        table = v[kind]["beats"].get(ds)
+        if not table:
+            continue
+        if ASKS_F not in table or "probe_raw" not in table:
+            continue
+        as_is = [m.name for m in registry.METHODS]
+        own = [v.name for v in registry.VARIANTS if v.base == ASKS_F]
+        matched = [v.name for v in registry.VARIANTS if v.base != ASKS_F]
+        groups = ((ASKS_F, own, "against its own raw map and each step alone"),
+                  (ASKS_F, matched, "against every method with the same post-processing (matched)"),
+                  ("probe_raw", as_is, "against every method as it is (matched: both raw)"),
+                  (ASKS_F, as_is, "against every method as it is (not matched: only the probe post-processed)"))
+        parts = [f"{words}, " + "; ".join(clauses) for a, rivals, words in groups
+                 if (clauses := _row_clauses(table[a], a, rivals))]
+        text.append(f"{_SET_WORDS[ds]}, " + ". ".join(part if i == 0 else part[0].upper() + part[1:]
+                                                       for i, part in enumerate(parts)) + ".")
+        agg = v[kind]["rank_aggregate"].get(ds)
+        if agg:
+            order = sorted(agg["mean_rank"], key=lambda m: (agg["mean_rank"][m], m))
+            text.append(f"Over the {len(agg['metrics'])} numbers of that set the rank aggregate puts "
+                        + ", ".join(f"`{m}` {i + 1}{'st' if i == 0 else 'nd' if i == 1 else 'rd'} (mean rank "
+                                    f"{agg['mean_rank'][m]:.2f})" for i, m in enumerate(order[:3]))
+                        + (f"; the numbers agree only in part (Kendall's W {agg['kendalls_w']:.2f})."
+                           if "kendalls_w" in agg else "."))
+    shapes = {r["method"]: r for r in results["records"] if r["dataset"] == "shapes"}
+    if "shapes" in scored_ground_truth(results):
+        text.append("Relevance rank accuracy on the shapes set: " + "; ".join(
+            f"`{m}` {_fmt(shapes[m]['rank_accuracy'])}" for m in
+            ("probe", "probe_raw", "kernelshap", "kernelshap_margin", "kernelshap_margin+smoothed+gated") if m in shapes)
+            + ".")
+    text.append("RESULTS.md has every verdict, the power of each comparison and how many verdicts change at half and "
+                "double the margins.")
+    return " ".join(text)
+
+
+def update_readme(path, results: dict) -> None:
+    """Rewrites the README's faithfulness row and verdict paragraph (`readme_faithfulness_row`, `readme_paragraph`)."""
+    import textwrap
+
+    path = Path(path)
+    text = path.read_text()
+    lines = text.split("\n")
+    row = [i for i, line in enumerate(lines) if line.startswith("| faithfulness on ")]
+    if len(row) != 1:
+        raise ValueError(f"`{path}` must hold one table row starting '| faithfulness on '. Received: {len(row)}")
+    lines[row[0]] = readme_faithfulness_row(results)
+    text = "\n".join(lines)
+    start = text.find("By the declared rule")
+    if start < 0:
+        raise ValueError(f"`{path}` must hold a paragraph starting 'By the declared rule'. Received: none")
+    end = text.index("\n\n", start)
+    wrapped = textwrap.fill(readme_paragraph(results), width=76, break_long_words=False, break_on_hyphens=False)
+    with files.atomic_path(path) as tmp:
+        tmp.write_text(text[:start] + wrapped + text[end:])

@@ -73,6 +73,8 @@ class Method:
 # Per-image fields a result may carry that the benchmark records: f calls the explainer counted itself, whether
 # its answer flipped the decision, the size of the set it found.
 RESULT_EXTRAS = ("n_calls", "flips", "set_size")
+# The key of `extras` under which a map function hands on whole arrays (name -> `(B, H, W)`), not per-image numbers.
+ARRAYS = "arrays"
 
 
 def explained_maps(explainer, xs, classes, seed: int = 0):
@@ -96,14 +98,19 @@ def explained_maps(explainer, xs, classes, seed: int = 0):
     return ranking[..., 0], result
 
 
-def _explained(make):
-    """A method of this project: `make(ctx)` builds its explainer, read through `explained_maps`."""
+def _explained(make, arrays=()):
+    """A method of this project: `make(ctx)` builds its explainer, read through `explained_maps`.
+
+    `arrays`: result fields `(B, H, W, 1)` handed on under `extras[ARRAYS]` (gray, channel dropped), for `VARIANTS`.
+    """
     def build(ctx):
         explainer = make(ctx)
 
         def fn(x, c, s):
             maps, result = explained_maps(explainer, x, c, s)
             extras = {k: np.asarray(getattr(result, k), np.float64) for k in RESULT_EXTRAS if k in result.fields}
+            if arrays:
+                extras[ARRAYS] = {k: np.asarray(getattr(result, k), np.float32)[..., 0] for k in arrays}
             return (maps, extras) if extras else maps
         return fn
     return build
@@ -144,6 +151,17 @@ class MarginScalar:
         return d[rows, k] - d[rows, l], d.argmin(1)
 
 
+def _white_margin(maps):
+    """A white-box baseline `maps(ctx, xs, classes, contrasts)` of the margin, l the runner-up of each unperturbed image."""
+    def build(ctx):
+        from siamese_xai.explainers.questions import runner_up
+
+        def fn(x, c, s):
+            return maps(ctx, x, c, runner_up(ctx.scalar.all_distances(x), np.asarray(c, np.int64)))
+        return fn
+    return build
+
+
 def _by_margin(maps):
     """A baseline `maps(ctx, scalar, xs, classes, seed)` driven by the margin m instead of d (`MarginScalar`)."""
     def build(ctx):
@@ -171,8 +189,9 @@ METHODS = (
            _explained(lambda ctx: ctx.explainer.replace(estimator="template_contrast")), decoder=True),
     Method("probe", THIS_PROJECT, True,
            "asks f: cells of the image painted with the decoder's proposal g(c_l), each scored by the measured "
-           "drop of the margin; the smallest flipping set found by bisection and checked by f (siamese_xai.explainers.probe)",
-           _explained(_probe), decoder=True),
+           "drop of the margin; the smallest flipping set found by bisection and checked by f (siamese_xai.explainers.probe); "
+           "map = its ranking: the drop map smoothed and gated (what x has first)",
+           _explained(_probe, arrays=("drop_map", "proposal")), decoder=True),
     Method("random", MODEL_FREE, False, "uniformly random pixel ordering",
            lambda ctx: bl.random_maps, scalar_only=True),
     Method("intensity", MODEL_FREE, True, "the input intensity x_p (no model)",
@@ -196,19 +215,142 @@ METHODS = (
            "the distance-explainer algorithm (RISE masks, 8x8 grid, p_keep 0.5, top/bottom 20%), d as distance",
            lambda ctx: lambda x, c, s: bl.rise_distance_maps(ctx.scalar, x, c, s, n_masks=ctx.settings["rise_masks"]),
            scalar_only=True),
+    Method("distance_explainer_margin", BLACK_BOX, False,
+           "the distance-explainer algorithm as above, driven by the margin: masks ranked by m, l the runner-up",
+           _by_margin(lambda ctx, sc, x, c, s: bl.rise_distance_maps(sc, x, c, s, n_masks=ctx.settings["rise_masks"]))),
     Method("gradient", WHITE_BOX, True, "|grad_x d| (white-box)",
            lambda ctx: lambda x, c, s: bl.gradient_maps(ctx.scalar, x, c)),
+    Method("gradient_margin", WHITE_BOX, True, "|grad_x m|, m = d(x, c_l) - d(x, c_k), l the runner-up (white-box)",
+           _white_margin(lambda ctx, x, c, l: bl.gradient_maps(ctx.scalar, x, c, contrasts=l))),
     Method("integrated_gradients", WHITE_BOX, True, "Integrated Gradients of -d from the blank image (white-box)",
            lambda ctx: lambda x, c, s: bl.integrated_gradients_maps(ctx.scalar, x, c, steps=ctx.settings["ig_steps"])),
+    Method("integrated_gradients_margin", WHITE_BOX, True,
+           "Integrated Gradients of the margin m from the blank image, l the runner-up (white-box)",
+           _white_margin(lambda ctx, x, c, l: bl.integrated_gradients_maps(ctx.scalar, x, c, steps=ctx.settings["ig_steps"],
+                                                                           contrasts=l))),
 )
 BY_NAME = {m.name: m for m in METHODS}
-JUDGED = tuple(m.name for m in METHODS if m.kind == THIS_PROJECT)
+
+
+# -- matched post-processing -------------------------------------------------------------------------------------
+# The probe's map is post-processed before it is ranked (siamese_xai.explainers.regions.post_processed): smoothed by a
+# Gaussian of half a cell, then gated (the positive pixels where x exceeds the probe's proposal p lifted above all
+# others). A variant applies the same steps, with the same sigma and the probe's own p of each image, to a method's
+# map; it is derived from maps already computed (no call of f), so its f calls and seconds are its base's.
+SMOOTHED, GATED = "smoothed", "gated"
+PROBE_PROCESSING = (SMOOTHED, GATED)  # the probe's steps, in its order
+GATE_SOURCE = "probe"  # the method whose per-image proposal p the gate compares x with
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method's map with post-processing steps applied, scored as an entry of its own.
+
+    Args:
+        name: its key in every JSON file.
+        base: the `METHODS` entry it is derived from.
+        source: the base's array it starts from: "map" (the base's map) or a name in the base's `extras[ARRAYS]`.
+        steps: `SMOOTHED` and / or `GATED`, applied in this order.
+        description: one line for RESULTS.md.
+    """
+
+    name: str
+    base: str
+    source: str
+    steps: tuple
+    description: str
+
+    @property
+    def kind(self) -> str:
+        return BY_NAME[self.base].kind
+
+    @property
+    def deterministic(self) -> bool:
+        return BY_NAME[self.base].deterministic
+
+
+def _steps_words(steps) -> str:
+    return " then ".join({SMOOTHED: "smoothed as the probe smooths", GATED: "gated as the probe gates"}[s] for s in steps)
+
+
+# Every map-producing method with the probe's exact post-processing; the probe's raw map (its drop map) alone and with
+# each step alone. The variants with one step of the other methods are not scored (docs/evaluation.md says why).
+VARIANTS = (
+    Variant("probe_raw", "probe", "drop_map", (), "the probe's raw map: its drop map, neither smoothed nor gated"),
+    Variant("probe_raw+smoothed", "probe", "drop_map", (SMOOTHED,), "the probe's drop map smoothed, not gated"),
+    Variant("probe_raw+gated", "probe", "drop_map", (GATED,), "the probe's drop map gated, not smoothed"),
+    *(Variant(f"{m.name}+{'+'.join(PROBE_PROCESSING)}", m.name, "map", PROBE_PROCESSING,
+              f"`{m.name}`'s map {_steps_words(PROBE_PROCESSING)} (the probe's post-processing)")
+      for m in METHODS if m.name != "probe"),
+)
+VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
+ENTRIES = tuple(m.name for m in METHODS) + tuple(v.name for v in VARIANTS)  # every scored entry, in order
+# The methods whose verdicts are given: this project's, and the probe's raw map (the comparison of raw maps).
+JUDGED = tuple(m.name for m in METHODS if m.kind == THIS_PROJECT) + ("probe_raw",)
+
+
+def probe_sigma(image_shape) -> float:
+    """The sigma in pixels the benchmark's probe smooths with (its default config)."""
+    from siamese_xai.config import ProbeConfig
+
+    return ProbeConfig().smooth_for(image_shape)
+
+
+def post_process(maps, steps, xs, proposal, sigma: float) -> np.ndarray:
+    """`maps` with the probe's post-processing `steps` applied (siamese_xai.explainers.regions), in order.
+
+    Args:
+        maps: `(B, H, W)`; xs: `(B, H, W, 1)` the images; proposal: `(B, H, W)` the probe's p of each image.
+        steps: a sequence of `SMOOTHED`, `GATED`.
+        sigma: the Gaussian's sigma in pixels (`probe_sigma`).
+
+    Returns:
+        `(B, H, W)` float32.
+    """
+    from siamese_xai.explainers.regions import ranking_of, smoothed
+
+    out = np.asarray(maps, np.float32)[..., None]
+    xs = np.asarray(xs, np.float32)
+    for step in steps:
+        if step == SMOOTHED:
+            out = smoothed(out, sigma)
+        elif step == GATED:
+            out = ranking_of(xs, np.asarray(proposal, np.float32)[..., None], out)
+        else:
+            raise ValueError(f"`steps` must hold {SMOOTHED!r} or {GATED!r}. Received: {step!r}")
+    return out[..., 0]
+
+
+def variant_maps(variant: Variant, base_maps, base_arrays: dict, proposal, xs, sigma: float) -> np.ndarray:
+    """`(B, H, W)` a variant's maps, derived without calling f.
+
+    Args:
+        variant: the `Variant`.
+        base_maps: `(B, H, W)` its base's maps; base_arrays: the base's `extras[ARRAYS]` (name -> `(B, H, W)`).
+        proposal: `(B, H, W)` the proposal of `GATE_SOURCE` for each image (None where no step gates).
+        xs: `(B, H, W, 1)` the images; sigma: `probe_sigma`.
+    """
+    start = base_maps if variant.source == "map" else base_arrays[variant.source]
+    if GATED in variant.steps and proposal is None:
+        raise ValueError(f"variant {variant.name!r} is gated by {GATE_SOURCE!r}'s proposal. Received: proposal=None")
+    return post_process(start, variant.steps, xs, proposal, sigma)
 
 
 def split(result):
-    """`(maps, extras)` from a map function's return value (maps alone, or maps and a dict of per-image values)."""
+    """`(maps, extras)` from a map function's return value (maps alone, or maps and a dict of per-image values).
+
+    Whole arrays a function hands on (`extras[ARRAYS]`) are left out; `split_arrays` returns them too.
+    """
+    maps, extras, _ = split_arrays(result)
+    return maps, extras
+
+
+def split_arrays(result):
+    """`(maps, extras, arrays)`: `split`'s pair and the arrays under `extras[ARRAYS]` (an empty dict if none)."""
     maps, extras = result if isinstance(result, tuple) else (result, {})
-    return np.asarray(maps, np.float32), extras
+    extras = dict(extras)
+    arrays = extras.pop(ARRAYS, {})
+    return np.asarray(maps, np.float32), extras, arrays
 
 
 def method_functions(explainer, scalar, settings: dict, names=None) -> dict:

@@ -232,13 +232,23 @@ def rise_masks(shape, n_masks: int, feature_res: int, p_keep: float, seed: int) 
     return np.stack([up[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n_masks)]).astype(np.float32)
 
 
-def _distance_tf(embed, prototypes, xs, classes):
-    c = tf.gather(tf.constant(prototypes, tf.float32), tf.constant(classes, tf.int32))
-    return tf.reduce_sum((embed(xs, training=False) - c) ** 2, axis=-1)
+def _distance_tf(embed, prototypes, xs, classes, contrasts=None):
+    """`(B,)` d(x, c_k) = ||f(x) - c_k||^2, or -m(x) = d(x, c_k) - d(x, c_l) where `contrasts` gives l."""
+    protos = tf.constant(prototypes, tf.float32)
+    h = embed(xs, training=False)
+    d = tf.reduce_sum((h - tf.gather(protos, tf.constant(classes, tf.int32))) ** 2, axis=-1)
+    if contrasts is None:
+        return d
+    return d - tf.reduce_sum((h - tf.gather(protos, tf.constant(contrasts, tf.int32))) ** 2, axis=-1)
 
 
-def gradient_maps(scalar: DistanceScalar, xs, classes) -> np.ndarray:
-    """Gradient saliency |d d / d x| (white-box: needs f to be a differentiable Keras model).
+def gradient_maps(scalar: DistanceScalar, xs, classes, contrasts=None) -> np.ndarray:
+    """Gradient saliency |d d / d x|, or |d m / d x| with `contrasts` (white-box: f a differentiable Keras model).
+
+    Args:
+        scalar: the `DistanceScalar`.
+        xs: `(B, H, W, 1)`; classes: `(B,)` k.
+        contrasts: None (explain d(x, c_k)), or `(B,)` l: explain the margin m = d(x, c_l) - d(x, c_k).
 
     Returns:
         `(B, H, W)` float32.
@@ -246,18 +256,20 @@ def gradient_maps(scalar: DistanceScalar, xs, classes) -> np.ndarray:
     xs = tf.constant(_check_images(xs))
     with tf.GradientTape() as tape:
         tape.watch(xs)
-        d = _distance_tf(scalar.embed, scalar.prototypes, xs, np.asarray(classes))
+        d = _distance_tf(scalar.embed, scalar.prototypes, xs, np.asarray(classes),
+                         None if contrasts is None else np.asarray(contrasts))
     g = tape.gradient(d, xs).numpy()
     scalar.calls += len(xs)
     return np.abs(g[..., 0]).astype(np.float32)
 
 
-def integrated_gradients_maps(scalar: DistanceScalar, xs, classes, steps: int = 32) -> np.ndarray:
-    """Integrated Gradients of -d from the blank image (white-box).
+def integrated_gradients_maps(scalar: DistanceScalar, xs, classes, steps: int = 32, contrasts=None) -> np.ndarray:
+    """Integrated Gradients of -d from the blank image (white-box), or of the margin m with `contrasts`.
 
     `(x - 0) * mean_t grad(-d)(t x)` over `steps` midpoints t; positive values
     mark pixels that bring x toward c_k. The attributions sum to about
-    d(0) - d(x) (completeness).
+    d(0) - d(x) (completeness); with `contrasts` (`(B,)` l) the value is
+    m = d(x, c_l) - d(x, c_k) and they sum to about m(x) - m(0).
 
     Returns:
         `(B, H, W)` float32.
@@ -268,7 +280,8 @@ def integrated_gradients_maps(scalar: DistanceScalar, xs, classes, steps: int = 
     path = tf.constant((alphas[None, :, None, None, None] * xs[:, None]).reshape(-1, *xs.shape[1:]))
     with tf.GradientTape() as tape:
         tape.watch(path)
-        neg = -_distance_tf(scalar.embed, scalar.prototypes, path, np.repeat(np.asarray(classes), steps))
+        neg = -_distance_tf(scalar.embed, scalar.prototypes, path, np.repeat(np.asarray(classes), steps),
+                            None if contrasts is None else np.repeat(np.asarray(contrasts), steps))
     g = tape.gradient(neg, path).numpy().reshape(b, steps, *xs.shape[1:]).mean(1)
     scalar.calls += b * steps
     return (xs * g)[..., 0].astype(np.float32)

@@ -84,7 +84,7 @@ from siamese_xai.explainers import questions
 from siamese_xai.explainers.base import Explainer
 from siamese_xai.config import ProbeConfig
 from siamese_xai.explainers.probe_explanation import ProbeExplanation
-from siamese_xai.explainers.regions import candidate_regions, ranking_of, smoothed, spread_drops
+from siamese_xai.explainers.regions import candidate_regions, post_processed, smoothed, spread_drops
 
 
 class ProbeExplainer(Explainer):
@@ -347,7 +347,6 @@ class ProbeExplainer(Explainer):
             drop_map[i] = spread_drops(xs[i], proposal[i], regions[i], d_i, cfg.spread)
             orders.append(np.argsort(-d_i, kind="stable"))
 
-        smooth = smoothed(drop_map, cfg.smooth_for(self._image_shape))
         if decision.has_decision:
             found, flips, final_margin, calls = self._search(xs, h, proposal, regions, orders, counts, decision)
         else:  # a distance has no side to flip to: the found set is the regions that hold some of it
@@ -364,7 +363,8 @@ class ProbeExplainer(Explainer):
             input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted,
             explained_class=decision.explained_class, contrast_class=decision.contrast_class, target=decision.target,
             margin=margin0, drop_map=drop_map,
-            ranking=ranking_of(xs, proposal, smooth) if cfg.has_first else smooth, regions=regions,
+            ranking=post_processed(xs, proposal, drop_map, cfg.smooth_for(self._image_shape), cfg.has_first),
+            regions=regions,
             region_drop=region_drop, mask=mask, set_size=found, flips=flips, final_margin=final_margin,
             counterfactual=counterfactual, n_calls=calls, config=cfg, cell=cell, run_id=self._run_id,
             class_names=self._class_names, question=questions.describe(question), proposal_kind=kinds.astype(str),

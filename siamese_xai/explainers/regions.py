@@ -130,3 +130,21 @@ def ranking_of(xs, proposal, drop_map) -> np.ndarray:
     lift = 1.0 + np.abs(m).max(axis=tuple(range(1, m.ndim)), initial=0.0)
     has = (m > 0) & (xs > proposal)
     return np.where(has, m + lift.reshape((-1,) + (1,) * (m.ndim - 1)), m).astype(np.float32)
+
+
+def post_processed(xs, proposal, drop_map, sigma: float, has_first: bool = True) -> np.ndarray:
+    """The probe's ranking of a map: `smoothed` by `sigma`, then (`has_first`) `ranking_of` with the proposal.
+
+    The probe ranks its own `drop_map` so; the benchmark applies the same two
+    steps to any other method's map, to compare maps under the same post-processing.
+
+    Args:
+        xs, proposal, drop_map: `(B, H, W, C)`.
+        sigma: the Gaussian's sigma in pixels (0: no smoothing).
+        has_first: lift the positive pixels where x > proposal above all others.
+
+    Returns:
+        `(B, H, W, C)` float32.
+    """
+    smooth = smoothed(drop_map, sigma)
+    return ranking_of(xs, proposal, smooth) if has_first else smooth
