@@ -364,18 +364,27 @@ class ProbeExplainer(Explainer):
             input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted,
             explained_class=decision.explained_class, contrast_class=decision.contrast_class, target=decision.target,
             margin=margin0, drop_map=drop_map,
-            ranking=ranking_of(xs, proposal, smooth) if cfg.has_first else smooth, regions=regions,
+            ranking=ranking_of(xs, proposal, smooth, mask if self.lift_rule(decision) == "found" else None)
+            if cfg.has_first else smooth, regions=regions,
             region_drop=region_drop, mask=mask, set_size=found, flips=flips, final_margin=final_margin,
             counterfactual=counterfactual, n_calls=calls, config=cfg, cell=cell, run_id=self._run_id,
             class_names=self._class_names, question=questions.describe(question), proposal_kind=kinds.astype(str),
             examples=self._examples_record,
         )
 
+    def lift_rule(self, decision) -> str:
+        """`ProbeConfig.lift` resolved for a question: "found" for the pair questions, "positive" for the class ones."""
+        if self._config.lift != "auto":
+            return self._config.lift
+        return "positive" if decision.question.paints_from is None else "found"
+
     def proposal_kind(self, decision) -> np.ndarray:
         """`(B,)` the proposal each input of a resolved question is painted with (`ProbeConfig.proposal`, "auto" resolved)."""
         if self._config.proposal != "auto":
             return np.full(len(decision.margin), self._config.proposal, object)
         kinds = decision.question.proposal(decision)
+        if self._config.infill == "mean" and self._examples is not None:
+            kinds = np.where(kinds == "blur", "mean", kinds).astype(object)
         if decision.question.draws_prototypes and self._examples is not None:
             # a real image of l where the explainer holds one: the decoder's g(c_l) is a blur where it cannot draw
             kinds = np.where(np.isin(decision.contrast_class, self._examples[1]), "example", kinds).astype(object)
@@ -398,6 +407,8 @@ class ProbeExplainer(Explainer):
                 out[rows] = xs[rows] + decoded[rows] - self._g(h[rows])
             elif kind == "blur":
                 out[rows] = smoothed(xs[rows], float(cell))
+            elif kind == "mean":
+                out[rows] = self._examples_mean()
             elif kind == "example":
                 out[rows] = self._nearest_examples(xs[rows], decision.contrast_class[rows], decision.kind)
             else:
@@ -407,6 +418,13 @@ class ProbeExplainer(Explainer):
                                      f"another image. Received: a {decision.kind!r} question")
                 out[rows] = images[role][rows]
         return np.clip(out, 0.0, 1.0).astype(np.float32)  # an image, whatever range g draws in
+
+    def _examples_mean(self) -> np.ndarray:
+        """`(H, W, C)` the mean of the explainer's examples (proposal `"mean"`), or a ValueError where it holds none."""
+        if self._examples is None:
+            raise ValueError("`proposal` \"mean\" needs an explainer with `examples` (`from_run`, `with_examples` "
+                             "or `with_support`). Received: examples None")
+        return self._examples[0].mean(0)
 
     def _nearest_examples(self, xs, classes, kind):
         """`(n, H, W, C)`: for each image, a real image of its class c in `classes`.
