@@ -120,6 +120,21 @@ def test_an_accepted_pair_is_parted_with_the_examples_mean():
         probe(proposal="mean")[1].explain(toy_image(), Verify(toy_image(), threshold=1.0))
 
 
+def test_a_pair_question_lifts_only_the_found_sets_ink():
+    """Examples' mean: 0.5 on A, 0.3 on B. Painting A (h = (2, 2), d = 2): drop 2, flips alone; painting B
+    (h = (4, 1.2), d = 0.8): drop 0.8, x > p there but B is not in the found set, so only A is lifted
+    (by 1 + max |drop_map| = 1.5); lift="positive" lifts B too."""
+    examples = (np.stack([region(A), region(B, 0.6)]), np.array([0, 1]))
+    question = Verify(toy_image(), threshold=1.0)
+    e = probe(examples, infill="mean")[1].explain(toy_image(), question)
+    np.testing.assert_allclose(e.region_drop[0, :3], [0.0, 2.0, 0.8], rtol=1e-5)  # C, A, B by |p - x|
+    assert e.set_size.tolist() == [1] and e.n_calls.tolist() == [1 + 1 + 3 + 1 + 1]
+    np.testing.assert_allclose(e.ranking[0][A], 0.5 + 1.5, rtol=1e-5)
+    np.testing.assert_allclose(e.ranking[0][B], 0.2, rtol=1e-5)
+    positive = probe(examples, infill="mean", lift="positive")[1].explain(toy_image(), question)
+    np.testing.assert_allclose(positive.ranking[0][B], 0.2 + 1.5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("examples, match", [
     (region(A), r"`examples` must be None or a pair \(x, y\)"),
     ((region(A)[None], np.array([0, 1])), r"`examples\[1\]` must be 1 integer classes"),

@@ -2,7 +2,7 @@
 
 Command (from the project root):
 
-    python -m benchmarks.evaluation.pairs_dev            # minutes; trains runs/pair-set first where it is missing
+    python -m benchmarks.evaluation.pairs_dev   # about a minute; trains runs/pair-set first where missing (~20 min)
 
 Writes `benchmarks/evaluation/pairs_dev.json`. The pair benchmark's design
 choices for the probe's pair question are made here, never on the pairs
@@ -17,15 +17,19 @@ pair is explained twice (each image against the other) with
 `Verify(other, tau)`, and the pairs whose verdict at tau is the one asked
 about are scored.
 
-Per variant (`VARIANTS`: `ProbeConfig` changes) and kind of pair (mates,
-non-mates, all): the benchmark's region scores (`pairs.region_values`), the
+Per variant (`VARIANTS`: `ProbeConfig` changes; `lift_positive` is the
+design before `ProbeConfig.lift`, `mean_infill` parts an accepted pair with
+the examples' mean instead of a blur) and kind of pair (mates, non-mates,
+all): the benchmark's region scores (`pairs.region_values`, keys
+`score/ranking` for each ranking of `rankings_of`, all from the same f
+calls), the
 flip rate, f calls and set size, and the diagnosis of the top-|R| pixels
 that fall on the distractors:
 
 - `distractor_top_lifted`: the share of the top-|R| pixels on the
-  distractors that `ranking_of` lifted (pixels of a positive cell where x
-  exceeds the proposal), i.e. that rank above every unlifted pixel whatever
-  their cell's drop;
+  distractors that `ranking_of` lifted (pixels of a positive cell, of the
+  found set under `lift="found"`, where x exceeds the proposal), i.e. that
+  rank above every unlifted pixel whatever their cell's drop;
 - `lifted_pixels`: lifted pixels per image (|R| = 25 for a non-mate,
   75 for a mate);
 - `drop_distractor`, `drop_evidence`, `drop_other`: the mean measured drop

@@ -70,7 +70,8 @@ never on the test images a benchmark uses nor on any ground-truth set, and
 they were fixed before any benchmark number of this method was seen. The
 example proposal was added later, chosen on development sets of glyph images
 that no benchmark scores (`benchmarks/evaluation/probe_flips.py --dev`); without
-examples the class answers are unchanged.
+examples the class answers are unchanged. The pair questions' `lift` was chosen
+on development pairs that no benchmark scores (`benchmarks/evaluation/pairs_dev.py`).
 """
 
 from __future__ import annotations
@@ -363,10 +364,9 @@ class ProbeExplainer(Explainer):
         return ProbeExplanation(
             input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted,
             explained_class=decision.explained_class, contrast_class=decision.contrast_class, target=decision.target,
-            margin=margin0, drop_map=drop_map,
+            margin=margin0, drop_map=drop_map, regions=regions, region_drop=region_drop,
             ranking=ranking_of(xs, proposal, smooth, mask if self.lift_rule(decision) == "found" else None)
-            if cfg.has_first else smooth, regions=regions,
-            region_drop=region_drop, mask=mask, set_size=found, flips=flips, final_margin=final_margin,
+            if cfg.has_first else smooth, mask=mask, set_size=found, flips=flips, final_margin=final_margin,
             counterfactual=counterfactual, n_calls=calls, config=cfg, cell=cell, run_id=self._run_id,
             class_names=self._class_names, question=questions.describe(question), proposal_kind=kinds.astype(str),
             examples=self._examples_record,
@@ -374,9 +374,8 @@ class ProbeExplainer(Explainer):
 
     def lift_rule(self, decision) -> str:
         """`ProbeConfig.lift` resolved for a question: "found" for the pair questions, "positive" for the class ones."""
-        if self._config.lift != "auto":
-            return self._config.lift
-        return "positive" if decision.question.paints_from is None else "found"
+        auto = "positive" if decision.question.paints_from is None else "found"
+        return auto if self._config.lift == "auto" else self._config.lift
 
     def proposal_kind(self, decision) -> np.ndarray:
         """`(B,)` the proposal each input of a resolved question is painted with (`ProbeConfig.proposal`, "auto" resolved)."""
@@ -407,8 +406,10 @@ class ProbeExplainer(Explainer):
                 out[rows] = xs[rows] + decoded[rows] - self._g(h[rows])
             elif kind == "blur":
                 out[rows] = smoothed(xs[rows], float(cell))
-            elif kind == "mean":
-                out[rows] = self._examples_mean()
+            elif kind == "mean":  # what every example holds stays, what tells them apart is averaged away
+                if self._examples is None:
+                    raise ValueError("`proposal` \"mean\" needs an explainer with `examples`. Received: examples None")
+                out[rows] = self._examples[0].mean(0)
             elif kind == "example":
                 out[rows] = self._nearest_examples(xs[rows], decision.contrast_class[rows], decision.kind)
             else:
@@ -418,13 +419,6 @@ class ProbeExplainer(Explainer):
                                      f"another image. Received: a {decision.kind!r} question")
                 out[rows] = images[role][rows]
         return np.clip(out, 0.0, 1.0).astype(np.float32)  # an image, whatever range g draws in
-
-    def _examples_mean(self) -> np.ndarray:
-        """`(H, W, C)` the mean of the explainer's examples (proposal `"mean"`), or a ValueError where it holds none."""
-        if self._examples is None:
-            raise ValueError("`proposal` \"mean\" needs an explainer with `examples` (`from_run`, `with_examples` "
-                             "or `with_support`). Received: examples None")
-        return self._examples[0].mean(0)
 
     def _nearest_examples(self, xs, classes, kind):
         """`(n, H, W, C)`: for each image, a real image of its class c in `classes`.
