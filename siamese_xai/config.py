@@ -383,7 +383,9 @@ def explain_config_from_dict(d: dict):
     return ExplainConfig(estimator=estimator, **d)
 
 
-PROPOSALS = ("auto", "prototype", "shift", "blur", "other", "example")
+PROPOSALS = ("auto", "prototype", "shift", "blur", "other", "example", "mean")
+INFILLS = ("blur", "mean")
+LIFTS = ("auto", "positive", "found")
 CANDIDATES = ("change", "ink")
 SPREADS = ("change", "ink", "removed", "uniform")
 
@@ -401,11 +403,16 @@ class ProbeConfig:
             clip(x + g(t) - g(h), 0, 1); `"blur"`, x blurred by a Gaussian of
             one cell side (a neutral in-fill); `"other"`, the pair question's
             other image at the same place; `"example"`, the class question's
-            real image of l nearest to x (the explainer's `examples`).
-            `"auto"` (default): for the class questions `"example"` where the
-            explainer holds examples of l, else `"prototype"`; `"blur"` for
-            an accepted `Verify`, `"other"` for the other pair questions
-            (docs/questions.md says why).
+            real image of l nearest to x (the explainer's `examples`);
+            `"mean"`, the mean of the explainer's `examples` (what every
+            class's images hold in common stays, what tells them apart is
+            averaged away). `"auto"` (default): for the class questions
+            `"example"` where the explainer holds examples of l, else
+            `"prototype"`; `infill` for an accepted `Verify`, `"other"` for
+            the other pair questions (docs/questions.md says why).
+        infill: the neutral in-fill `"auto"` paints to part an accepted
+            pair: `"blur"` or `"mean"` (`"blur"` where the explainer holds
+            no examples).
         candidates: which cells are probed: `"change"` (those where p differs
             from x, the largest |p - x| first) or `"ink"` (those holding ink
             of x that p changes, the most ink first); see `candidate_regions`.
@@ -414,6 +421,16 @@ class ProbeConfig:
             exceeds p (the evidence for k that x has), then the rest (the
             evidence that x lacks, and the other regions); see `ranking_of`.
             False: rank by `drop_map` alone.
+        lift: which cells' pixels `has_first` may lift: `"positive"`, those
+            of every cell with a positive drop; `"found"`, those of the found
+            set only (the cells f's verdict needed, verified by f; all
+            candidates where nothing flips). `"auto"` (default):
+            `"positive"` for the class questions (chosen on MNIST training
+            images), `"found"` for the pair questions (chosen on the pair
+            set's development pairs, `benchmarks/evaluation/pairs_dev.py`:
+            a cell that holds a small part of the evidence, such as content
+            every image shares, is measured to move f a little; lifting all
+            of its ink put it above the found set's other pixels).
         smooth: sigma in pixels of the Gaussian that smooths `drop_map`
             before it is ranked (None: half the cell side, 2 px on 28x28; 0:
             none), so that a pixel's rank also weighs the neighbouring
@@ -428,9 +445,11 @@ class ProbeConfig:
     cell: int | None = None
     max_regions: int = 40
     proposal: str = "auto"
+    infill: str = "blur"
     candidates: str = "change"
     spread: str = "change"
     has_first: bool = True
+    lift: str = "auto"
     smooth: float | None = None
     examples_per_class: int = 5
 
@@ -443,12 +462,14 @@ class ProbeConfig:
             _checks.check_positive_int("cell", self.cell)
         _checks.check_positive_int("max_regions", self.max_regions)
         _checks.check_choice("proposal", self.proposal, PROPOSALS)
+        _checks.check_choice("infill", self.infill, INFILLS)
         _checks.check_choice("candidates", self.candidates, CANDIDATES)
         _checks.check_choice("spread", self.spread, SPREADS)
         if self.smooth is not None and (not isinstance(self.smooth, (int, float)) or isinstance(self.smooth, bool)
                                         or not 0 <= self.smooth < float("inf")):
             raise ValueError(f"`smooth` must be None or a finite number >= 0. Received: smooth={self.smooth!r}")
         _checks.check_bool("has_first", self.has_first)
+        _checks.check_choice("lift", self.lift, LIFTS)
         if not isinstance(self.examples_per_class, int) or isinstance(self.examples_per_class, bool) \
                 or self.examples_per_class < 0:
             raise ValueError("`examples_per_class` must be an integer >= 0. Received: "

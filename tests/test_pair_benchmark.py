@@ -160,3 +160,21 @@ def test_a_tiny_run_writes_every_method_and_target(tmp_path):
     assert (tmp_path / "PAIRS.md").read_text().startswith("# The pair benchmark")
     with np.load(tmp_path / "pairs_per_pair.npz") as npz:
         assert "pairs/n_calls/probe" in npz.files
+
+
+def test_the_development_diagnosis_of_cells_by_hand():
+    """4x4, three 2x2 candidates: evidence (drop 2), distractor (drop 1), other (drop -1); margin 2; found: 1."""
+    from types import SimpleNamespace
+
+    from benchmarks.evaluation import pairs_dev
+
+    regions = np.full((4, 4), -1, np.int32)
+    regions[:2, :2], regions[:2, 2:], regions[2:, :2] = 0, 1, 2
+    e = SimpleNamespace(regions=regions[None], region_drop=np.array([[2.0, 1.0, -1.0, np.nan]]),
+                        margin=np.array([2.0]), set_size=np.array([1]))
+    evidence, distractors = regions == 0, regions == 1
+    out = pairs_dev.cell_diagnosis(e, 0, evidence, distractors)
+    assert out == {"drop_distractor": 0.5, "drop_evidence": 1.0, "drop_other": -0.5, "distractor_cells_positive": 1.0,
+                   "distractor_cells_found": 0.0, "distractor_cell_rank": 1.0}
+    # the development pairs are not the benchmark's: other seeds, the same identities
+    assert pairs_dev.DEV_SEED not in (1, 2) and pairs_dev.DEV_CALIBRATION_SEED not in (1, 2)

@@ -97,6 +97,15 @@ def test_ranking_puts_what_x_has_first():
     np.testing.assert_array_equal(plain.ranking, plain.drop_map)
 
 
+def test_only_eligible_pixels_are_lifted():
+    """x > p on both pixels, both drops positive: lifted by 1 + max |drop| = 3 both, or only the eligible one."""
+    xs, p = np.ones((1, 1, 2, 1)), np.zeros((1, 1, 2, 1))
+    drops = np.array([1.0, 2.0]).reshape(1, 1, 2, 1)
+    np.testing.assert_allclose(ranking_of(xs, p, drops)[0, 0, :, 0], [4.0, 5.0])
+    eligible = np.array([True, False]).reshape(1, 1, 2, 1)
+    np.testing.assert_allclose(ranking_of(xs, p, drops, eligible)[0, 0, :, 0], [4.0, 2.0])
+
+
 def test_no_flip_is_reported_not_assumed():
     """When even all candidates painted leave k nearest, flips is False and the mask holds every candidate."""
     f = ToyEmbed()
@@ -197,6 +206,7 @@ def test_any_image_shape_and_channels():
         ({"proposal": "paint"}, "`proposal` must be one of"),
         ({"candidates": "all"}, "`candidates` must be one of"),
         ({"spread": "max"}, "`spread` must be one of"),
+        ({"infill": "zero"}, "`infill` must be one of"),
         ({"has_first": 1}, "`has_first` must be True or False"),
         ({"smooth": -1.0}, "`smooth` must be None or a finite number >= 0"),
         ({"smooth": float("nan")}, "`smooth` must be None or a finite number >= 0"),

@@ -96,6 +96,45 @@ def test_pair_questions_keep_their_proposals_with_examples():
         bare.replace(proposal="example").explain(toy_image())
 
 
+def test_an_accepted_pair_is_parted_with_the_examples_mean():
+    """infill="mean": an accepted Verify paints the examples' mean (0.5 on A and on B), which keeps what every
+    example shares and averages away what tells them apart; a rejected pair still paints the other image."""
+    examples = (np.stack([region(A), region(B)]), np.array([0, 1]))
+    f, p = probe(examples, infill="mean")
+    # x against itself: d = 0 <= tau = 1, accepted, margin tau - d = 1
+    e = p.explain(toy_image(), Verify(toy_image(), threshold=1.0))
+    assert e.proposal_kind.tolist() == ["mean"]
+    np.testing.assert_allclose(e.proposal[0], region(A, 0.5) + region(B, 0.5))
+    # candidates by |p - x|: C (4 x 1, index 0), A (4 x 0.5, index 1); B unchanged (0.5 both). Painting A:
+    # h = (2, 2), d = 2, margin 1 - 2: drop 2; painting C changes nothing f reads: drop 0
+    np.testing.assert_allclose(e.region_drop[0, :2], [0.0, 2.0], rtol=1e-6)
+    assert e.flips.tolist() == [True] and e.set_size.tolist() == [1]
+    np.testing.assert_array_equal(e.mask[0], region(A).astype(bool))
+    assert e.n_calls.tolist() == [1 + 1 + 2 + 1 + 1]  # x, other, 2 candidates, P_2, P_1
+    rejected = p.explain(toy_image(), Verify(region(B), threshold=1.0))
+    np.testing.assert_array_equal(rejected.proposal[0], region(B))
+    # the default in-fill, and "mean" without examples, blur x
+    for other in (probe(examples)[1], probe(infill="mean")[1]):
+        assert other.explain(toy_image(), Verify(toy_image(), threshold=1.0)).proposal_kind.tolist() == ["blur"]
+    with pytest.raises(ValueError, match='`proposal` "mean" needs an explainer with `examples`.*examples None'):
+        probe(proposal="mean")[1].explain(toy_image(), Verify(toy_image(), threshold=1.0))
+
+
+def test_a_pair_question_lifts_only_the_found_sets_ink():
+    """Examples' mean: 0.5 on A, 0.3 on B. Painting A (h = (2, 2), d = 2): drop 2, flips alone; painting B
+    (h = (4, 1.2), d = 0.8): drop 0.8, x > p there but B is not in the found set, so only A is lifted
+    (by 1 + max |drop_map| = 1.5); lift="positive" lifts B too."""
+    examples = (np.stack([region(A), region(B, 0.6)]), np.array([0, 1]))
+    question = Verify(toy_image(), threshold=1.0)
+    e = probe(examples, infill="mean")[1].explain(toy_image(), question)
+    np.testing.assert_allclose(e.region_drop[0, :3], [0.0, 2.0, 0.8], rtol=1e-5)  # C, A, B by |p - x|
+    assert e.set_size.tolist() == [1] and e.n_calls.tolist() == [1 + 1 + 3 + 1 + 1]
+    np.testing.assert_allclose(e.ranking[0][A], 0.5 + 1.5, rtol=1e-5)
+    np.testing.assert_allclose(e.ranking[0][B], 0.2, rtol=1e-5)
+    positive = probe(examples, infill="mean", lift="positive")[1].explain(toy_image(), question)
+    np.testing.assert_allclose(positive.ranking[0][B], 0.2 + 1.5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("examples, match", [
     (region(A), r"`examples` must be None or a pair \(x, y\)"),
     ((region(A)[None], np.array([0, 1])), r"`examples\[1\]` must be 1 integer classes"),

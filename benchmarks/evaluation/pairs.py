@@ -45,7 +45,9 @@ Methods (all in one run):
   its `ranking`; the design (proposals: the other image to bring a rejected
   pair together, a blur in-fill to part an accepted one; cells, 40 regions,
   the smoothing) was fixed on MNIST training images before this set existed
-  (`benchmarks/studies/probe_design.py`) and is not changed here;
+  (`benchmarks/studies/probe_design.py`); the pair questions' lift of what x
+  has to the found set's cells (`ProbeConfig.lift`) was chosen later on
+  development pairs this benchmark never scores (`benchmarks.evaluation.pairs_dev`);
 - `paper_pair`: the paper's pair mode, `SiameseExplainer.explain(x,
   Pair(other))` with its defaults (N = 5000 decoded perturbations), map =
   `mean_abs_change`;

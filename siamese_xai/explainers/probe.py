@@ -70,7 +70,8 @@ never on the test images a benchmark uses nor on any ground-truth set, and
 they were fixed before any benchmark number of this method was seen. The
 example proposal was added later, chosen on development sets of glyph images
 that no benchmark scores (`benchmarks/evaluation/probe_flips.py --dev`); without
-examples the class answers are unchanged.
+examples the class answers are unchanged. The pair questions' `lift` was chosen
+on development pairs that no benchmark scores (`benchmarks/evaluation/pairs_dev.py`).
 """
 
 from __future__ import annotations
@@ -362,20 +363,27 @@ class ProbeExplainer(Explainer):
         return ProbeExplanation(
             input=xs, proposal=proposal, embedding=h, distances=np.sqrt(dist), predicted_class=predicted,
             explained_class=decision.explained_class, contrast_class=decision.contrast_class, target=decision.target,
-            margin=margin0, drop_map=drop_map,
-            ranking=post_processed(xs, proposal, drop_map, cfg.smooth_for(self._image_shape), cfg.has_first),
-            regions=regions,
-            region_drop=region_drop, mask=mask, set_size=found, flips=flips, final_margin=final_margin,
+            margin=margin0, drop_map=drop_map, regions=regions, region_drop=region_drop,
+            ranking=post_processed(xs, proposal, drop_map, cfg.smooth_for(self._image_shape), cfg.has_first,
+                                   mask if self.lift_rule(decision) == "found" else None),
+            mask=mask, set_size=found, flips=flips, final_margin=final_margin,
             counterfactual=counterfactual, n_calls=calls, config=cfg, cell=cell, run_id=self._run_id,
             class_names=self._class_names, question=questions.describe(question), proposal_kind=kinds.astype(str),
             examples=self._examples_record,
         )
+
+    def lift_rule(self, decision) -> str:
+        """`ProbeConfig.lift` resolved for a question: "found" for the pair questions, "positive" for the class ones."""
+        auto = "positive" if decision.question.paints_from is None else "found"
+        return auto if self._config.lift == "auto" else self._config.lift
 
     def proposal_kind(self, decision) -> np.ndarray:
         """`(B,)` the proposal each input of a resolved question is painted with (`ProbeConfig.proposal`, "auto" resolved)."""
         if self._config.proposal != "auto":
             return np.full(len(decision.margin), self._config.proposal, object)
         kinds = decision.question.proposal(decision)
+        if self._config.infill == "mean" and self._examples is not None:
+            kinds = np.where(kinds == "blur", "mean", kinds).astype(object)
         if decision.question.draws_prototypes and self._examples is not None:
             # a real image of l where the explainer holds one: the decoder's g(c_l) is a blur where it cannot draw
             kinds = np.where(np.isin(decision.contrast_class, self._examples[1]), "example", kinds).astype(object)
@@ -398,6 +406,10 @@ class ProbeExplainer(Explainer):
                 out[rows] = xs[rows] + decoded[rows] - self._g(h[rows])
             elif kind == "blur":
                 out[rows] = smoothed(xs[rows], float(cell))
+            elif kind == "mean":  # what every example holds stays, what tells them apart is averaged away
+                if self._examples is None:
+                    raise ValueError("`proposal` \"mean\" needs an explainer with `examples`. Received: examples None")
+                out[rows] = self._examples[0].mean(0)
             elif kind == "example":
                 out[rows] = self._nearest_examples(xs[rows], decision.contrast_class[rows], decision.kind)
             else:

@@ -109,7 +109,7 @@ def smoothed(maps, sigma: float) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def ranking_of(xs, proposal, drop_map) -> np.ndarray:
+def ranking_of(xs, proposal, drop_map, eligible=None) -> np.ndarray:
     """The order of the pixels: the evidence x has first, then the evidence x lacks.
 
     Where a region's drop is positive, painting p there moves f toward l; its
@@ -122,6 +122,8 @@ def ranking_of(xs, proposal, drop_map) -> np.ndarray:
 
     Args:
         xs, proposal, drop_map: `(B, H, W, C)`.
+        eligible: None, or `(B, H, W, C)` bool: only these pixels may be
+            lifted (e.g. the found set's cells); None: every pixel.
 
     Returns:
         `(B, H, W, C)` float32.
@@ -129,10 +131,12 @@ def ranking_of(xs, proposal, drop_map) -> np.ndarray:
     m = drop_map.astype(np.float64)
     lift = 1.0 + np.abs(m).max(axis=tuple(range(1, m.ndim)), initial=0.0)
     has = (m > 0) & (xs > proposal)
+    if eligible is not None:
+        has &= np.asarray(eligible, bool)
     return np.where(has, m + lift.reshape((-1,) + (1,) * (m.ndim - 1)), m).astype(np.float32)
 
 
-def post_processed(xs, proposal, drop_map, sigma: float, has_first: bool = True) -> np.ndarray:
+def post_processed(xs, proposal, drop_map, sigma: float, has_first: bool = True, eligible=None) -> np.ndarray:
     """The probe's ranking of a map: `smoothed` by `sigma`, then (`has_first`) `ranking_of` with the proposal.
 
     The probe ranks its own `drop_map` so; the benchmark applies the same two
@@ -142,9 +146,10 @@ def post_processed(xs, proposal, drop_map, sigma: float, has_first: bool = True)
         xs, proposal, drop_map: `(B, H, W, C)`.
         sigma: the Gaussian's sigma in pixels (0: no smoothing).
         has_first: lift the positive pixels where x > proposal above all others.
+        eligible: None, or `(B, H, W, C)` bool: only these pixels may be lifted (`ranking_of`).
 
     Returns:
         `(B, H, W, C)` float32.
     """
     smooth = smoothed(drop_map, sigma)
-    return ranking_of(xs, proposal, smooth) if has_first else smooth
+    return ranking_of(xs, proposal, smooth, eligible) if has_first else smooth
