@@ -101,7 +101,7 @@ def test_too_many_candidates_take_the_layer_by_layer_path():
 
 
 def test_the_draws_are_summed_in_cache_sized_steps_with_the_same_sums(monkeypatch):
-    """`block_rows(group)` draws per step, `BLOCK_BYTES // (4 x width x group)`: 40 draws in steps of 7, the last of 5."""
+    """`block_rows(group)` = BLOCK_BYTES // (4 x width x group) draws per step: 40 in steps of 7, the last of 5."""
     dec = scaled_table1_decoder()
     h = np.random.default_rng(8).normal(0, 1, (2, D)).astype(np.float32)
     basis, eps = perturbation(h, 3, 3e-2, 40, seed=9)

@@ -98,10 +98,10 @@ def _child(size, budget_mb, timeout=1800, block_mb=None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(sizes, budgets, out=OUT, compare_block_mb=None) -> dict:
+def run(sizes, budgets, out=OUT, compare_block_mb=None, rounds: int = 2) -> dict:
     """Measures every size under every budget (None: the explainer's default) and writes `out`.
 
-    With `compare_block_mb`, 96 px under the default budget is measured twice more, alternating: with the
+    With `compare_block_mb`, 96 px under the default budget is measured `rounds` times more, alternating: with the
     kink blocks of that size (`compare`: 1024 MiB sums the chunk's 1000 draws at once, as before
     `siamese_xai.decoding.kinks.BLOCK_BYTES`) and with the default blocks (`default`), one child each.
     """
@@ -114,7 +114,7 @@ def run(sizes, budgets, out=OUT, compare_block_mb=None) -> dict:
             result["measurements"].append(m)
     if compare_block_mb is not None:
         result["block_comparison"] = {"size": 96, "compare_block_mb": compare_block_mb, "compare": [], "default": []}
-        for _ in range(2):
+        for _ in range(rounds):
             for key, block in (("compare", compare_block_mb), ("default", None)):
                 m = _child(96, None, block_mb=block)
                 print(json.dumps(m), flush=True)
@@ -147,11 +147,12 @@ def main(argv=None):
     many.add_argument("--out", type=Path, default=OUT)
     many.add_argument("--compare-block-mb", type=float, default=None,
                       help="also measure 96 px with kink blocks of this size, alternating with the default")
+    many.add_argument("--compare-rounds", type=int, default=2, help="children per kind of block in the comparison")
     args = parser.parse_args(argv)
     if args.command == "one":
         print(json.dumps(measure(args.size, args.budget_mb, args.n, block_mb=args.block_mb)))
     else:
-        run(args.sizes, [None, *args.budgets_mb], args.out, args.compare_block_mb)
+        run(args.sizes, [None, *args.budgets_mb], args.out, args.compare_block_mb, args.compare_rounds)
 
 
 if __name__ == "__main__":

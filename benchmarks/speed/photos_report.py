@@ -59,11 +59,14 @@ def ceiling_table(photos) -> str:
     rows = [("g(f(x)), the trained decoder", c["decoder"]),
             ("class-mean image of the test images", c["class_mean_test"]),
             ("class-mean image of the training images", c["class_mean_train"])]
-    rows += [(f"mean of the {k} training images nearest in f", v) for k, v in c["knn_embedding"].items()]
-    rows += [(f"mean of the {k} training images nearest in pixels", v) for k, v in c["knn_pixels"].items()]
+    for key, space in (("knn_embedding", "f"), ("knn_pixels", "pixels")):
+        rows += [(f"mean of the {k} training images nearest in {space}", c[key][k]) for k in sorted(c[key], key=int)]
     lines += [f"| {a} | {v:.0f} | {v / base:.2f} |" for a, v in rows]
-    lines += ["", f"The training image nearest in f is of the test image's class for "
-              f"{c['nearest_embedding_same_class']:.1%} of the test images."]
+    f_best, x_best = c["best_knn_embedding_to_class_mean"], c["best_knn_pixels_to_class_mean"]
+    word = lambda r: "no better than" if r >= 1 else f"{1 - r:.0%} below"  # noqa: E731
+    lines += ["", f"The best lookup by f is {word(f_best)} the class-mean image ({f_best:.2f} of its error), the best "
+              f"lookup by pixels {word(x_best)} it ({x_best:.2f}). The training image nearest in f is of the test "
+              f"image's class for {c['nearest_embedding_same_class']:.1%} of the test images."]
     return "\n".join(lines)
 
 
@@ -121,11 +124,13 @@ def objects_table(objects) -> str:
 def tables() -> dict:
     """Every table the committed JSON files hold, by marker name."""
     photos, memory, objects = _read("photos.json"), _read("explain_memory.json"), _read("photos_objects.json")
+    blocks = _read("explain_memory_blocks.json")  # `explain_memory run --sizes 96 --compare-block-mb 1024 --out ...`
     out = {"train-96": train_table(photos), "explain-memory": memory_table(memory)}
     if "ceiling_96" in photos:
         out["ceiling-96"] = ceiling_table(photos)
-    if "block_comparison" in memory:
-        out["kink-blocks"] = block_table(memory)
+    for found in (memory, blocks):
+        if found is not None and "block_comparison" in found:
+            out["kink-blocks"] = block_table(found)
     if objects is not None:
         out["objects-96"] = objects_table(objects)
     return out

@@ -165,7 +165,7 @@ class KinkPlan:
         return rows, tf.concat([coef, da], axis=2)
 
     def block_rows(self, group: int) -> int:
-        """The draws per step of `sums` for `group` inputs: their `(group * rows, width)` float32 block in `BLOCK_BYTES`."""
+        """The draws per step of `sums` for `group` inputs: their float32 (group * rows, width) block in BLOCK_BYTES."""
         return max(1, BLOCK_BYTES // (4 * self.width * max(1, int(group))))
 
     def sums(self, prepared, lo, hi):
