@@ -101,9 +101,10 @@ photos: setup
 	$(RUN_PY) -m benchmarks.speed.photos run --work runs/photos --sizes $(PHOTO_SIZES)
 
 # Explaining one image with mc (N = 5000) at 28, 96 and 224 px, each in its own process (docs/photos.md): peak
-# resident memory and seconds under the default memory budget and under 256 MiB; writes benchmarks/speed/explain_memory.json.
+# resident memory and seconds under the default memory budget and under 256 MiB, and 96 px with the split at the kinks
+# summing 1000 draws at once (as before its cache-sized blocks); writes benchmarks/speed/explain_memory.json.
 explain-memory: setup
-	$(RUN_PY) -m benchmarks.speed.explain_memory run --budgets-mb 256
+	$(RUN_PY) -m benchmarks.speed.explain_memory run --budgets-mb 256 --compare-block-mb 1024
 
 # The whole reproduction with training seeds 1-5 (one full training each; resumable: rerun after an interruption).
 seeds: setup

@@ -100,6 +100,30 @@ def test_too_many_candidates_take_the_layer_by_layer_path():
         assert np.abs(image(a) - image(b)).max() <= 2e-6 * scale
 
 
+def test_the_draws_are_summed_in_cache_sized_steps_with_the_same_sums(monkeypatch):
+    """`block_rows(group)` = BLOCK_BYTES // (4 x width x group) draws per step: 40 in steps of 7, the last of 5."""
+    dec = scaled_table1_decoder()
+    h = np.random.default_rng(8).normal(0, 1, (2, D)).astype(np.float32)
+    basis, eps = perturbation(h, 3, 3e-2, 40, seed=9)
+    ev = decoder_evaluator(dec, h)
+    assert ev.kinks.width == 784  # the fused last layer's cells that reach the 28x28x1 image
+    assert ev.kinks.block_rows(1) == kinks.BLOCK_BYTES // (4 * 784) == 1337
+    h_t, b_t, e_t = tf.constant(h), tf.constant(basis), tf.constant(eps)
+    whole = _group_sums(ev, "mc", h_t, b_t, e_t, 40, 1, cap=10**6, group=2)
+    monkeypatch.setattr(kinks, "BLOCK_BYTES", 4 * 784 * 2 * 7)
+    assert ev.kinks.block_rows(2) == 7 and ev.kinks.block_rows(100) == 1
+    steps, sums = [], kinks.KinkPlan.sums
+    monkeypatch.setattr(kinks.KinkPlan, "sums", lambda self, p, lo, hi: steps.append(int(hi) - int(lo)) or
+                        sums(self, p, lo, hi))
+    stepped = _group_sums(ev, "mc", h_t, b_t, e_t, 40, 1, cap=10**6, group=2)
+    assert steps == [7] * 6  # the last step's slice is 5 draws long
+    internal = (2,) + tuple(ev.internal(tf.zeros((1, D))).shape[1:])
+    image = lambda t: ev.to_image(tf.reshape(t, internal)).numpy()  # noqa: E731 (padding dropped)
+    scale = image(whole[1]).max()
+    for a, b in zip(stepped[1:], whole[1:]):
+        assert np.abs(image(a) - image(b)).max() <= 2e-6 * scale
+
+
 def test_explainer_uses_the_sources_and_they_do_not_change_the_explanation():
     dec = scaled_table1_decoder()
     rng = np.random.default_rng(7)

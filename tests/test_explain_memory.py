@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from siamese_xai.config import ExplainConfig
-from siamese_xai.decoding import evaluator
+from siamese_xai.decoding import evaluator, kinks
 from siamese_xai.explainers import _graph
 from siamese_xai.explainers.siamese import SiameseExplainer
 from siamese_xai.training.models import build_decoder, build_photo_decoder
@@ -40,6 +40,7 @@ def test_the_paper_decoder_keeps_its_chunk_and_kink_cap_at_the_default_budget():
     assert ex.memory_budget == evaluator.DEFAULT_MEMORY_BUDGET == 2**30
     assert ex.chunk_size == 1000
     assert ex.kink_cap == _graph.kink_cap(1000, 1, 5000) == 409
+    assert ex.decoder_evaluation.kinks.block_rows(1) >= 1000  # so its sums step over 1000 draws at a time, as before
 
 
 def test_chunk_and_kink_cap_follow_the_budget_by_hand():
@@ -70,3 +71,4 @@ def test_two_budgets_give_the_same_explanation_to_float32_precision():
     assert np.all(np.abs(a.mean_signed_change - b.mean_signed_change) <= 1e-6 * scale)
     np.testing.assert_array_equal(a.mask, b.mask)
     np.testing.assert_array_equal(a.sigma, b.sigma)
+

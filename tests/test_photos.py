@@ -301,3 +301,49 @@ def test_streamed_photo_run_states_it_and_trains_end_to_end(random_label_photos,
     assert (tmp_path / "run" / "decoder.keras").exists()
     trained = TrainConfig.from_dict(files.read_json(tmp_path / "run" / "config.json"))
     assert (trained.snn.epochs, trained.autoencoder.epochs, trained.decoder.epochs) == (1, 1, 1)  # min_steps ignored
+
+
+def test_the_page_holds_the_tables_rendered_from_the_committed_json():
+    """docs/photos.md's numbers are `benchmarks.speed.photos_report`'s rendering of the JSON files, marker by marker."""
+    import re
+
+    from benchmarks.speed import photos_report
+
+    page = photos_report.PAGE.read_text()
+    tables = photos_report.tables()
+    assert {"train-96", "explain-memory"} <= set(tables)
+    for name, table in tables.items():
+        assert photos_report.block(name, table) in page, f"docs/photos.md's table {name!r} is not its JSON's"
+    assert set(re.findall(r"<!-- table:([\w-]+) -->", page)) == set(tables)  # no marker left without its table
+
+
+def test_object_share_rules_by_hand():
+    from benchmarks.speed import photos_objects as po
+
+    assert po.pick([1, 0, 1, 0, 0, 1], 4, 2).tolist() == [0, 1, 2, 3]  # the first two of each class
+    with pytest.raises(ValueError, match="`n` must be a positive multiple of the 2 classes. Received: n=3"):
+        po.pick([0, 1], 3, 2)
+    ranking = np.zeros((1, 2, 3, 2))
+    ranking[0, 0, 0] = [1, 2]  # 3
+    ranking[0, 1, 2] = [0, 2.5]  # 2.5
+    ranking[0, 1, 0] = [2, 0]  # 2
+    scores = po.pixel_scores(ranking)
+    assert scores.shape == (1, 2, 3) and scores[0, 0, 0] == 3
+    region = np.array([[[True, False, False], [False, False, True]]])
+    # |R| = 2: the two top pixels (0, 0) and (1, 2) are both in R; flipped scores put neither there
+    assert po.object_share(scores, region).tolist() == [1.0]
+    assert po.object_share(-scores, region).tolist() == [0.0]
+    shares = {"mc": np.linspace(0.5, 0.9, 12), "intensity": np.full(12, 0.3), "random": np.full(12, 0.3)}
+    tests = po.compare(shares)
+    assert set(tests) == {"mc", "random"} and tests["random"]["p"] == 1.0 and tests["random"]["verdict"] == "overlap"
+    assert tests["mc"]["p_holm"] == min(1.0, 2 * tests["mc"]["p"]) and tests["mc"]["verdict"] == "better"
+
+
+def test_the_knn_ceiling_by_hand():
+    from benchmarks.speed.photos import knn_sse
+
+    train = np.array([0.0, 1.0, 3.0]).reshape(3, 1, 1, 1)
+    test = np.array([1.0, 2.0]).reshape(2, 1, 1, 1)
+    d2 = np.array([[0.0, 1.0, 2.0], [5.0, 1.0, 1.0]])  # test 0 nearest 0 then 1; test 1: 1 and 2 tie, then 0
+    assert knn_sse(test, train, d2, 1) == ((1 - 0) ** 2 + (2 - 1) ** 2) / 2
+    assert knn_sse(test, train, d2, 2) == ((1 - 0.5) ** 2 + (2 - 2) ** 2) / 2

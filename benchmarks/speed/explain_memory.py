@@ -41,16 +41,23 @@ def _rss_gb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
 
 
-def measure(size: int, budget_mb: float | None, n: int = 5000, seed: int = 0) -> dict:
-    """One explanation of one random `size` px image with mc (N = n), in this process (module docstring)."""
+def measure(size: int, budget_mb: float | None, n: int = 5000, seed: int = 0, block_mb: float | None = None) -> dict:
+    """One explanation of one random `size` px image with mc (N = n), in this process (module docstring).
+
+    `block_mb`: the split at the kinks sums its draws in blocks of this many MiB instead of
+    `siamese_xai.decoding.kinks.BLOCK_BYTES` (a comparison; the result is the same to float32 precision).
+    """
     import numpy as np
 
     from siamese_xai.config import ExplainConfig
+    from siamese_xai.decoding import kinks
     from siamese_xai.explainers.siamese import SiameseExplainer
     from siamese_xai.training import models
 
     import keras
 
+    if block_mb is not None:
+        kinks.BLOCK_BYTES = int(block_mb * 2**20)
     keras.utils.set_random_seed(seed)
     shape = (28, 28, 1) if size == 28 else (size, size, 3)
     tower, _, decoder = (build(20, image_shape=shape) for build in models.build_for_images(shape))
@@ -68,7 +75,9 @@ def measure(size: int, budget_mb: float | None, n: int = 5000, seed: int = 0) ->
     t2 = time.perf_counter()
     return {
         "size": size, "image_shape": list(shape), "n_perturbations": n,
-        "memory_budget_mb": budget_mb, "chunk_size": explainer.chunk_size,
+        "memory_budget_mb": budget_mb, "chunk_size": explainer.chunk_size, "kink_block_mb": kinks.BLOCK_BYTES / 2**20,
+        "kink_block_rows": None if explainer.decoder_evaluation.kinks is None else
+        min(explainer.chunk_size, explainer.decoder_evaluation.kinks.block_rows(1)),
         "decoder_mode": explainer.decoder_evaluation.mode, "decoder_fused": explainer.decoder_fused,
         "first_seconds": round(t1 - t0, 3), "seconds": round(t2 - t1, 3),
         "base_rss_gb": round(base, 3),
@@ -77,18 +86,25 @@ def measure(size: int, budget_mb: float | None, n: int = 5000, seed: int = 0) ->
     }
 
 
-def _child(size, budget_mb, timeout=1800) -> dict:
+def _child(size, budget_mb, timeout=1800, block_mb=None) -> dict:
     cmd = [sys.executable, "-m", "siamese_xai.startup", "-m", "benchmarks.speed.explain_memory", "one", "--size", str(size)]
     if budget_mb is not None:
         cmd += ["--budget-mb", str(budget_mb)]
+    if block_mb is not None:
+        cmd += ["--block-mb", str(block_mb)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         return {"size": size, "memory_budget_mb": budget_mb, "error": done.stderr.strip().splitlines()[-3:]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(sizes, budgets, out=OUT) -> dict:
-    """Measures every size under every budget (None: the explainer's default) and writes `out`."""
+def run(sizes, budgets, out=OUT, compare_block_mb=None, rounds: int = 2) -> dict:
+    """Measures every size under every budget (None: the explainer's default) and writes `out`.
+
+    With `compare_block_mb`, 96 px under the default budget is measured `rounds` times more, alternating: with the
+    kink blocks of that size (`compare`: 1024 MiB sums the chunk's 1000 draws at once, as before
+    `siamese_xai.decoding.kinks.BLOCK_BYTES`) and with the default blocks (`default`), one child each.
+    """
     result = {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2), "targets": TARGETS,
               "networks": "build_for_images, randomly initialised (seed 0)", "measurements": []}
     for size in sizes:
@@ -96,6 +112,13 @@ def run(sizes, budgets, out=OUT) -> dict:
             m = _child(size, budget)
             print(json.dumps(m), flush=True)
             result["measurements"].append(m)
+    if compare_block_mb is not None:
+        result["block_comparison"] = {"size": 96, "compare_block_mb": compare_block_mb, "compare": [], "default": []}
+        for _ in range(rounds):
+            for key, block in (("compare", compare_block_mb), ("default", None)):
+                m = _child(96, None, block_mb=block)
+                print(json.dumps(m), flush=True)
+                result["block_comparison"][key].append(m)
     result["load_after"] = round(os.getloadavg()[0], 2)
     met = {}
     for m in result["measurements"]:
@@ -116,16 +139,20 @@ def main(argv=None):
     one.add_argument("--size", type=int, required=True)
     one.add_argument("--budget-mb", type=float, default=None)
     one.add_argument("--n", type=int, default=5000)
+    one.add_argument("--block-mb", type=float, default=None, help="the kink blocks' size instead of the default")
     many = sub.add_parser("run", help="every size and budget, each in a child process; writes the JSON")
     many.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     many.add_argument("--budgets-mb", type=float, nargs="*", default=[],
                       help="budgets besides the default (always measured)")
     many.add_argument("--out", type=Path, default=OUT)
+    many.add_argument("--compare-block-mb", type=float, default=None,
+                      help="also measure 96 px with kink blocks of this size, alternating with the default")
+    many.add_argument("--compare-rounds", type=int, default=2, help="children per kind of block in the comparison")
     args = parser.parse_args(argv)
     if args.command == "one":
-        print(json.dumps(measure(args.size, args.budget_mb, args.n)))
+        print(json.dumps(measure(args.size, args.budget_mb, args.n, block_mb=args.block_mb)))
     else:
-        run(args.sizes, [None, *args.budgets_mb], args.out)
+        run(args.sizes, [None, *args.budgets_mb], args.out, args.compare_block_mb, args.compare_rounds)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Commands:
     python -m siamese_xai.startup -m benchmarks.speed.photos make-data DIR --size 96
     python -m siamese_xai.startup -m benchmarks.speed.photos run --work runs/photos --sizes 96 224   # make photos
     python -m siamese_xai.startup -m benchmarks.speed.photos figure   # docs/photos.png from runs/photos/train-96
+    python -m siamese_xai.startup -m benchmarks.speed.photos ceiling  # the decoder's ceiling, into photos.json
 
 `make-data` writes a class-folder tree a user would train on
 (`siamese-xai train --data-dir DIR --out RUN`): DIR/train/<class>/NNNNN.png
@@ -238,6 +239,58 @@ def bench_fit(data_dir, run_dir) -> dict:
     return out
 
 
+def knn_sse(x_test, x_train, d2, k: int) -> float:
+    """Mean over the test images of the squared error of the mean of their k nearest training images.
+
+    Args:
+        x_test: `(n, H, W, C)`; x_train: `(m, H, W, C)`.
+        d2: `(n, m)` the distances that say which training images are nearest (ties: lower index first).
+    """
+    near = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    flat = x_train.reshape(len(x_train), -1)
+    errors = [np.sum((x_test[i].ravel() - flat[near[i]].mean(0)) ** 2) for i in range(len(x_test))]
+    return float(np.mean(errors))
+
+
+def _sq_distances(a, b):
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None]
+
+
+def ceiling(run_dir, data_dir, ks=(1, 5, 20)) -> dict:
+    """How much of a test image f(x) can tell a decoder: the k-nearest-neighbour ceiling.
+
+    For each test image, the mean of the k training images whose embeddings f are nearest to f(x) (a decoder
+    of f(x) that looks the answer up in the training set), against the mean of the k training images nearest
+    in pixels (what the same lookup gets when it sees the image itself), the training set's and the test
+    set's class-mean image of x's class (the second is `train`'s `recon_sse_class_mean_image`) and g(f(x)).
+    Squared error per image summed over pixels and channels, as `train` reports it, on the 500 test images.
+    """
+    from siamese_xai import runs
+    from siamese_xai.data import datasets
+    from siamese_xai.explainers import prototypes
+
+    x, y, names = datasets.load_dataset(data_dir, split="train")
+    xt, yt, _ = datasets.load_dataset(data_dir, split="test")
+    snn, decoder = runs.load_model(run_dir, runs.SNN_FILE), runs.load_model(run_dir, runs.DECODER_FILE)
+    h, ht = prototypes.embed_in_batches(snn, x, 256), prototypes.embed_in_batches(snn, xt, 256)
+    rec = prototypes.embed_in_batches(decoder, ht, 256)
+    sse = lambda a, b: float(np.mean(np.sum((a - b).reshape(len(a), -1) ** 2, axis=1)))  # noqa: E731
+    train_means = np.stack([x[y == k].mean(0) for k in range(len(names))])
+    test_means = np.stack([xt[yt == k].mean(0) for k in range(len(names))])
+    d_f, d_x = _sq_distances(ht, h), _sq_distances(xt, x)
+    out = {"test_images": int(len(xt)), "train_images": int(len(x)),
+           "decoder": sse(xt, rec), "class_mean_train": sse(xt, train_means[yt]),
+           "class_mean_test": sse(xt, test_means[yt]),
+           "knn_embedding": {str(k): knn_sse(xt, x, d_f, k) for k in ks},
+           "knn_pixels": {str(k): knn_sse(xt, x, d_x, k) for k in ks},
+           "nearest_embedding_same_class": float(np.mean(y[np.argmin(d_f, axis=1)] == yt))}
+    best = min(out["knn_embedding"].values())
+    out["best_knn_embedding_to_class_mean"] = round(best / out["class_mean_test"], 3)
+    out["best_knn_pixels_to_class_mean"] = round(min(out["knn_pixels"].values()) / out["class_mean_test"], 3)
+    return {k: (round(v, 1) if isinstance(v, float) and v > 10 else v) for k, v in out.items()}
+
+
 def _met(result):
     return {"accuracy": result["prototype_accuracy"] >= TARGETS["accuracy"],
             "train_seconds": result["seconds_total"] <= TARGETS["train_seconds"],
@@ -289,6 +342,11 @@ def main(argv=None):
     run.add_argument("--sizes", type=int, nargs="+", default=[96, 224])
     run.add_argument("--paths", nargs="+", default=["train", "fit"], choices=("train", "fit"))
     run.add_argument("--out", default=str(OUT))
+    ceil = sub.add_parser("ceiling", help="the k-nearest-neighbour ceiling of a decoder of f(x); into photos.json")
+    ceil.add_argument("--run", default="runs/photos/train-96")
+    ceil.add_argument("--data-dir", default="runs/photos/data-96")
+    ceil.add_argument("--size", type=int, default=96)
+    ceil.add_argument("--out", default=str(OUT))
     fig = sub.add_parser("figure", help="draw x, g(f(x)) and the class-mean image of a trained run")
     fig.add_argument("--run", default="runs/photos/train-96")
     fig.add_argument("--data-dir", default="runs/photos/data-96")
@@ -296,6 +354,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "figure":
         print(f"figure written to {figure(args.run, args.data_dir, args.out)}")
+        return
+    if args.command == "ceiling":
+        results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        results[f"ceiling_{args.size}"] = found = ceiling(args.run, args.data_dir)
+        Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        print(json.dumps(found))
         return
     if args.command == "make-data":
         print(f"photos written to {make_data(args.folder, args.size, args.seed)}")
