@@ -81,7 +81,7 @@ def make_data(folder, size: int, seed: int = 0, per_class=None) -> Path:
     return folder
 
 
-class _Memory:
+class Memory:
     """A process's resident memory (this one's by default), sampled every 0.1 s, and its peak per named stage."""
 
     def __init__(self, pid="self"):
@@ -164,7 +164,7 @@ def bench_train(data_dir, run_dir) -> dict:
         while child.poll() is None and not children.read_text().split():
             time.sleep(0.01)
         pid = int(children.read_text().split()[0])
-    memory = _Memory(pid)
+    memory = Memory(pid)
     first = None
     for line in child.stdout:
         first = first or line.strip()
@@ -216,7 +216,7 @@ def bench_fit(data_dir, run_dir) -> dict:
     from siamese_xai.config import TrainConfig
     from siamese_xai.training.fitting import fit_explainer
 
-    memory = _Memory()
+    memory = Memory()
     x, y, names = datasets.load_dataset(data_dir, split="train")
     t0 = time.perf_counter()
     memory.stage = "keras_tower"

@@ -115,7 +115,7 @@ def _explainers(run_dir):
 
 
 def run(run_dir, data_dir, n: int = 50, out=OUT) -> dict:
-    from benchmarks.speed.photos import _Memory
+    from benchmarks.speed.photos import Memory
     from siamese_xai.data import datasets
     from siamese_xai.evaluation import metrics
     from siamese_xai.explainers.prototypes import embed_in_batches, nearest_prototype
@@ -131,7 +131,7 @@ def run(run_dir, data_dir, n: int = 50, out=OUT) -> dict:
     classes = nearest_prototype(embed_in_batches(mc.embed, xs), mc.prototypes)[0]  # every method's question
     warm = int(np.setdiff1d(np.arange(len(x)), idx)[0])
     load_before = os.getloadavg()[0]
-    memory = _Memory()
+    memory = Memory()
     base = memory.rss()
     maps, seconds = {}, {}
     for name, explainer in explainers.items():
