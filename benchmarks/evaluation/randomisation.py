@@ -1,42 +1,37 @@
-"""The model-parameter randomisation check (Adebayo et al. 2018), able to fail: floors, ceilings, a retrained explainer.
+"""The model-parameter randomisation check (Adebayo et al. 2018): one question for every method, several seeds.
 
 Commands (from the project root; TFDS_DATA_DIR must point at MNIST):
 
-    python -m benchmarks.evaluation.randomisation --run runs/paper                 # full: 100 images
+    python -m benchmarks.evaluation.randomisation --run runs/paper                 # full (its time: randomisation.json)
     python -m benchmarks.evaluation.randomisation --run RUN --quick --out FILE.json  # a few images (the test)
+    python -m benchmarks.evaluation.randomisation --docs-only                       # re-render docs from the JSON
 
 Writes `benchmarks/evaluation/randomisation.json` (or `--out`) atomically, with its wall
-time (`seconds`, `seconds_by_part`), the machine and its load.
+time (`seconds`, `seconds_by_part`), the machine and its load, and (full mode, default
+`--out`) the results block of docs/evaluation.md (`randomisation_verdict.render_markdown`).
 
-Cascading randomisation: the Siamese subnetwork f is copied (the run folder
-is never written) and its weighted layers are re-initialised one at a time
-from the top (the embedding layer) down to the first convolution, each with
-the layer's own initializers, seeded by `--seed` and the stage. After each
-step every registered method (`benchmarks/evaluation/registry.py`) explains the same
-images again and its map is compared with its trained-f map: top-q IoU
-(q = 100), SSIM of the min-max-normalised maps (`tf.image.ssim`), Spearman
-rank correlation of the maps and of their absolute values.
+Every registered method (`registry.METHODS`, so a new entry enters by itself)
+explains the first `n_images` MNIST test images with the trained f, then again
+with f fully randomised: its weighted layers re-initialised from the top down on
+a copy of f (the run folder is never written), with the layers' own
+initializers, for each randomisation seed of the mode. The question stays the
+trained model's for every method: k is the trained f's nearest prototype and l
+its runner-up (`Context.contrast`), while the prototypes are the random f's
+class means. The baselines' budgets are the benchmark's (`evaluate.MODES`), and
+each method's own seed is 0 on both f, so the same f would give the same map.
+The methods with a decoder are explained with an explainer retrained from
+scratch on the random f (the paper's stages 2 and 3) at each budget of `budgets`
+(images, autoencoder epochs, decoder epochs), the largest deciding; with the
+trained decoder kept (suffix `_kept`) as a diagnostic. Where the mode sets
+`cascade` (quick: the test), the first seed's intermediate cascade stages are
+recorded as a diagnostic too, and where it sets `seed_noise`, each drawing
+method's trained-f map under a second seed; the full mode leaves both out for
+time.
 
-The verdict (docs/evaluation.md) puts the similarity s at full randomisation
-between a floor and a ceiling, per image: the floor is the similarity of the
-trained-f maps of two *different* images (image i and i + 1), what any two
-maps of the method share (a template shares a lot); the ceiling is the
-similarity of the same image's map computed twice with two seeds (1 for a
-deterministic method). r = (s - floor) / (ceiling - floor); the map
-**changes** when the upper end of the 95% interval of mean r is below 0.5 on
-both IoU and SSIM; it is **undecided (template)** when ceiling - floor is
-under 0.05 (the map barely depends on the image).
-
-The decoder methods also depend on the explainer trained for f. Their
-verdict is decided by the **retrained** variant: at full randomisation the
-explainable autoencoder and the decoder are trained from scratch on the
-randomised f (the paper's stages 2 and 3, shortened: `n_retrain_images`
-images, `retrain_epochs` epochs), and k and l are recomputed from the
-randomised f. The variant with the trained decoder kept (suffix `_kept`)
-is a diagnostic. The prototypes are recomputed with each stage's f from the
-same training images. Model-free orderings read no model: they must come
-out "does not change" (a check of the check). The Spearman rule of earlier
-versions is kept beside each verdict as `changes_spearman` (a diagnostic).
+The similarities (SSIM of min-max-scaled maps, Spearman rank correlation,
+top-q IoU and |map| rank correlation as diagnostics), the floors, the relative
+similarity and the verdict rule are declared in
+`benchmarks.evaluation.randomisation_verdict` and docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -46,7 +41,6 @@ import dataclasses
 import datetime
 import os
 import time
-import zlib
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,34 +48,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from scipy.stats import rankdata  # noqa: E402
 
 from benchmarks.evaluation import registry  # noqa: E402
-from siamese_xai import files, runs
-from siamese_xai.evaluation import metrics
+from benchmarks.evaluation import randomisation_verdict as rule  # noqa: E402
+from benchmarks.evaluation.evaluate import MODES as BENCHMARK_MODES  # noqa: E402
+from siamese_xai import files, runs  # noqa: E402
+from siamese_xai.evaluation import metrics  # noqa: E402
 from siamese_xai.training import stages as training  # noqa: E402
-from siamese_xai.config import TrainConfig  # noqa: E402
+from siamese_xai.config import ExplainConfig, TrainConfig  # noqa: E402
 from siamese_xai.data.mnist import load_mnist  # noqa: E402
-from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 from siamese_xai.explainers.siamese import SiameseExplainer  # noqa: E402
-from siamese_xai.explainers.explanation import ranking_map  # noqa: E402
-from siamese_xai.explainers.prototypes import compute_prototypes, nearest_prototype  # noqa: E402
+from siamese_xai.explainers.prototypes import compute_prototypes  # noqa: E402
 from siamese_xai.explainers.questions import runner_up  # noqa: E402
 
-Q = 100  # top-q masks: the explainer's own default mask size
-THRESHOLD = 0.5  # `changes`: the upper 95% bound of the Spearman correlation at full randomisation is below this
+# Per mode: images explained, randomisation seeds, the explainer's retraining budgets (training images, autoencoder
+# epochs, decoder epochs), whether the first seed records the intermediate cascade stages; the baselines' budgets are
+# the benchmark's own mode of the same name (`evaluate.MODES`).
 MODES = {
-    "quick": dict(n_images=4, n_prototype_images=1000, n_retrain_images=500, retrain_epochs=(1, 1),
-                  n_perturbations=500, contrast_points=200, shap_nsamples=60, rise_masks=200, ig_steps=8),
-    "full": dict(n_images=100, n_prototype_images=5000, n_retrain_images=5000, retrain_epochs=(4, 4),
-                 n_perturbations=5000, contrast_points=1000, shap_nsamples=100, rise_masks=300, ig_steps=32),
+    "quick": {**BENCHMARK_MODES["quick"], "n_images": 4, "randomisation_seeds": (0, 1), "n_prototype_images": 1000,
+              "budgets": ((300, 1, 1), (500, 1, 1)), "cascade": True, "seed_noise": True},
+    "full": {**BENCHMARK_MODES["full"], "n_images": 12, "randomisation_seeds": (0, 1, 2), "n_prototype_images": 60000,
+             "budgets": ((2000, 1, 1), (5000, 2, 2), (5000, 4, 4)), "cascade": False, "seed_noise": False},
 }
-RELATIVE_THRESHOLD = 0.5  # `changes`: the upper 95% bound of mean relative similarity is below this, on IoU and SSIM
-TEMPLATE_GAP = 0.05  # ceiling - floor below this: the map barely depends on the image (undecided)
-VERDICT_KEYS = ("iou_top_q", "ssim")
+DEFAULT_OUT = ROOT / "benchmarks" / "evaluation" / "randomisation.json"
+METHOD_SEED = 0  # every map's own seed, on the trained and the random f
 
 
+# ---------------------------------------------------------------------------
 # ---------------------------------------------------------------------------
 # randomisation
 
@@ -125,203 +118,9 @@ def reinitialise_layer(layer, seed: int) -> None:
         var.assign(keras.initializers.deserialize(config)(tuple(var.shape), dtype=var.dtype))
 
 
-# ---------------------------------------------------------------------------
-# similarity of two maps (pure functions)
-
-
-def rank_correlation(a, b) -> np.ndarray:
-    """Spearman rank correlation of each pair of maps (ties get their average rank).
-
-    A constant map has no ranking: its correlation with a non-constant map is
-    0 (it shares none of that map's ordering) and with another constant map 1.
-
-    Args:
-        a, b: `(B, H, W)` maps.
-
-    Returns:
-        `(B,)` float64 in [-1, 1].
-    """
-    a, b = _pair(a, b)
-    ra = rankdata(a, axis=1)
-    rb = rankdata(b, axis=1)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
-    va, vb = (ra * ra).sum(1), (rb * rb).sum(1)
-    den = np.sqrt(va * vb)
-    rho = np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1.0), 0.0)
-    return np.where((va == 0) & (vb == 0), 1.0, rho)
-
-
-def top_q_masks(maps, q: int = Q) -> np.ndarray:
-    """`(B, H, W)` bool: each map's q largest values (`metrics.top_q_mask`); ties broken by a permutation seeded by the map itself.
-
-    Seeding the tie-break by the map's content means that identical maps give
-    identical masks, while pixels tied at one value in two *different* maps
-    (e.g. the zeros that fill the mask of a map marking fewer than q pixels)
-    coincide only by chance, not because both masks fill them in raster order,
-    which the package's default tie-break (the lower flat index) would make
-    them do and so inflate the IoU of unrelated maps.
-    """
-    maps = np.asarray(maps, np.float64)
-    flat = maps.reshape(len(maps), -1)
-    tie = np.stack([np.random.default_rng(zlib.crc32(np.ascontiguousarray(row).tobytes())).permutation(row.size)
-                    for row in flat]) if len(flat) else np.zeros(flat.shape, np.int64)
-    return metrics.top_q_mask(maps, q, tie_order=tie)
-
-
-def map_ssim(a, b) -> np.ndarray:
-    """`(B,)` SSIM (`tf.image.ssim`, its 11x11 Gaussian window) of each pair of maps, each min-max scaled to [0, 1].
-
-    A constant map scales to 0 everywhere. The maps must be at least 11x11.
-    """
-    shape = np.shape(a) + (1,)
-    a, b = _pair(a, b)
-
-    def scale(m):
-        lo, hi = m.min(1, keepdims=True), m.max(1, keepdims=True)
-        return np.where(hi > lo, (m - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0).reshape(shape)
-
-    ssim = tf.image.ssim(tf.constant(scale(a), tf.float32), tf.constant(scale(b), tf.float32), max_val=1.0)
-    return ssim.numpy().astype(np.float64)
-
-
-def map_similarity(original, randomised, q: int = Q) -> dict:
-    """How similar each randomised-model map stays to the trained model's map of the same image.
-
-    Args:
-        original: `(B, H, W)` maps for the trained f.
-        randomised: `(B, H, W)` maps of the same images for a randomised f.
-        q: the top-q mask size.
-
-    Returns:
-        A dict of `(B,)` float64 arrays: `spearman` (signed maps),
-        `spearman_abs` (absolute values), `ssim`, and `iou_top_q` (the IoU of
-        the two top-q masks).
-    """
-    original, randomised = np.asarray(original, np.float64), np.asarray(randomised, np.float64)
-    _pair(original, randomised)
-    mo, mr = top_q_masks(original, q), top_q_masks(randomised, q)
-    return {
-        "spearman": rank_correlation(original, randomised),
-        "spearman_abs": rank_correlation(np.abs(original), np.abs(randomised)),
-        "ssim": map_ssim(original, randomised),
-        "iou_top_q": np.array([metrics.mask_iou(x, y) for x, y in zip(mo, mr)]),
-    }
-
-
-def summarise(values) -> dict:
-    """`{"mean", "lo", "hi", "n"}`: the mean of per-image values and its 95% interval (`metrics.mean_ci`)."""
-    s = metrics.mean_ci(values)
-    return {"mean": s["mean"], "lo": s["mean"] - s["ci95"], "hi": s["mean"] + s["ci95"], "n": s["n"]}
-
-
-def changes(last_stage: dict, key: str = "spearman", threshold: float = THRESHOLD) -> bool:
-    """Whether a map changed: the upper 95% bound of `last_stage[key]` (at full randomisation) is below `threshold`."""
-    return bool(last_stage[key]["hi"] < threshold)
-
-
-def _pair(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"The maps must be two (B, H, W) arrays of one shape. Received: {a.shape} and {b.shape}")
-    return a.reshape(len(a), -1), b.reshape(len(b), -1)
-
-
-# ---------------------------------------------------------------------------
-# every method's maps at one stage
-
-DECODER_MAPS = ("mc", "linear", "template_contrast")  # `DecoderMethods` computes these from one traced graph each
-
-
-def method_info(name: str) -> dict:
-    """Kind, variant and description of a method's entry in randomisation.json (from `benchmarks.evaluation.registry`)."""
-    base = name[: -len("_kept")] if name.endswith("_kept") else name
-    m = registry.BY_NAME.get(base)
-    if m is None:
-        return {"kind": "unregistered", "variant": None, "description": name}
-    if not m.decoder:
-        return {"kind": m.kind, "variant": None, "description": m.description}
-    if name.endswith("_kept"):
-        return {"kind": m.kind, "variant": "decoder kept (diagnostic)", "description": m.description}
-    return {"kind": m.kind, "variant": "explainer retrained from scratch on the randomised f (decides)",
-            "description": m.description}
-
-
-class DecoderMethods:
-    """The maps of `mc`, `linear` and `contrast` for one decoder g, for any f and prototypes.
-
-    Each method's explanation graph (`SiameseExplainer.graph`) is traced once
-    and then fed every stage's embeddings, with the stage's prototype c_k
-    (mc, linear) or c_l (contrast) passed as the reference embedding: by the
-    graph's definition of a reference (it replaces the prototype), that is
-    the explanation of class k (rather than l) with the stage's prototypes,
-    without rebuilding and retracing the explainer at every stage
-    (`tests/test_randomisation.py` checks the two agree).
-
-    Args:
-        decoder: g.
-        embed, prototypes: an f and its `(C, D)` prototypes (only to build the
-            explainers; the maps use the ones given to `__call__`).
-        n_perturbations: N (mc, linear).
-        contrast_points: the points of contrast's path (its midpoint rule
-            converges as 1 / N^2, so fewer than mc's draws suffice).
-    """
-
-    def __init__(self, decoder, embed, prototypes, n_perturbations: int, contrast_points: int):
-        configs = {m: ExplainConfig(n_perturbations=n_perturbations, estimator=m) for m in ("mc", "linear")}
-        configs["template_contrast"] = TemplateContrastConfig(n_path_points=contrast_points)
-        self._configs = configs
-        self._graphs = {m: tf.function(SiameseExplainer(embed, decoder, prototypes, c).graph) for m, c in configs.items()}
-
-    def __call__(self, h, xs, k, l, prototypes, seed: int = 0) -> dict:
-        """The three maps.
-
-        Args:
-            h: `(B, D)` f(xs) for the stage's f; xs: `(B, 28, 28, 1)` the images.
-            k: `(B,)` the explained classes; l: `(B,)` the contrast classes.
-            prototypes: `(C, D)` the stage's prototypes.
-            seed: the perturbations' seed (the same at every stage).
-
-        Returns:
-            name -> `(B, 28, 28)` float32 map: mc and linear's Delta_p
-            (`mean_abs_change`), contrast's E_p = max(-S_p, 0) x_p.
-        """
-        p = np.asarray(prototypes, np.float32)
-        k, l = np.asarray(k, np.int64), np.asarray(l, np.int64)
-        args = dict(h=tf.constant(h, tf.float32), targets=tf.constant(k), use_reference=tf.ones(len(k), tf.bool),
-                    seed=tf.constant(seed, tf.int64), contrasts=tf.constant(l), images=tf.constant(xs, tf.float32))
-        out = {}
-        for m, c in ((m, p[l] if m == "template_contrast" else p[k]) for m in self._configs):
-            r = self._graphs[m](references=tf.constant(c), **args)
-            out[m] = ranking_map(self._configs[m], r["mean_abs_change"].numpy(), r["mean_signed_change"].numpy(),
-                                 xs)[..., 0]  # the map each mask is ranked by
-        return {m: v.astype(np.float32) for m, v in out.items()}
-
-
-def baseline_maps(embed, prototypes, xs, k, settings, seed: int = 0) -> dict:
-    """The maps of every registered method that uses no decoder, for this f and its prototypes.
-
-    Returns:
-        name -> `(B, 28, 28)` float32 map.
-    """
-    scalar = metrics.DistanceScalar(embed, prototypes)
-    fns = registry.method_functions(None, scalar, settings, names=[m.name for m in registry.METHODS if not m.decoder])
-    return {name: registry.split(fn(xs, k, seed))[0] for name, fn in fns.items()}
-
-
-def other_decoder_maps(embed, decoder, prototypes, xs, k, settings, seed: int = 0) -> dict:
-    """The maps of registered decoder methods that `DecoderMethods` does not compute, through the registry."""
-    names = [m.name for m in registry.METHODS if m.decoder and m.name not in DECODER_MAPS]
-    if not names:
-        return {}
-    explainer = SiameseExplainer(embed, decoder, prototypes, ExplainConfig(n_perturbations=settings["n_perturbations"]))
-    fns = registry.method_functions(explainer, metrics.DistanceScalar(embed, prototypes), settings, names=names)
-    return {name: registry.split(fn(xs, k, seed))[0] for name, fn in fns.items()}
-
-
 def _reconstruction_sse(decoder, h, xs) -> float:
     """Mean over images of ||g(h) - x||^2."""
-    rec = np.asarray(decoder(tf.constant(h), training=False), np.float64)
+    rec = np.asarray(decoder(np.asarray(h, np.float32), training=False), np.float64)
     return float(((rec - xs) ** 2).reshape(len(xs), -1).sum(1).mean())
 
 
@@ -343,101 +142,190 @@ def retrain_explainer(embed, x, config: TrainConfig, epochs=(4, 4)):
     return decoder, steps
 
 
-def relative_similarity(similarity, floor, ceiling) -> np.ndarray:
-    """Per image (s - floor) / (ceiling - floor); where ceiling <= floor, NaN (no room between them)."""
-    s, f, c = (np.asarray(v, np.float64) for v in (similarity, floor, ceiling))
-    gap = c - f
-    return np.where(gap > 0, (s - f) / np.where(gap > 0, gap, 1.0), np.nan)
+# ---------------------------------------------------------------------------
+# the question, fixed from the trained f
 
 
-def verdict(similarity: dict, floor: dict, ceiling: dict) -> dict:
-    """The rule of docs/evaluation.md on per-image similarities, floors and ceilings (dicts keyed by VERDICT_KEYS).
+class TrainedContrast:
+    """`Context.contrast` for every stage: l = the trained f's runner-up to k, whatever f the method explains.
 
-    Returns:
-        `{"verdict": "changes" / "does not change" / "undecided (template)", "relative": key -> summary}`.
+    Counts its calls, so the check can record which methods asked for l.
     """
-    rel, gaps = {}, {}
-    for key in VERDICT_KEYS:
-        r = relative_similarity(similarity[key], floor[key], ceiling[key])
-        gaps[key] = float(np.mean(ceiling[key]) - np.mean(floor[key]))
-        rel[key] = summarise(r[np.isfinite(r)]) if np.isfinite(r).sum() >= 2 else None
-    if any(g < TEMPLATE_GAP for g in gaps.values()) or any(v is None for v in rel.values()):
-        word = "undecided (template)"
-    else:
-        word = "changes" if all(v["hi"] < RELATIVE_THRESHOLD for v in rel.values()) else "does not change"
-    return {"verdict": word, "relative": rel, "ceiling_minus_floor": gaps}
+
+    def __init__(self, trained_scalar):
+        self._scalar = trained_scalar
+        self.calls = 0
+
+    def __call__(self, xs, classes) -> np.ndarray:
+        self.calls += 1
+        return runner_up(self._scalar.all_distances(xs), classes)
 
 
-def _layer_initializers(layer) -> dict:
-    return {v.path.split("/")[-1]: type(getattr(layer, v.path.split("/")[-1] + "_initializer")).__name__
-            for v in layer.weights}
+def trained_question(trained_scalar, xs) -> tuple:
+    """`(k, l)`: `(B,)` the trained f's nearest prototype and runner-up for each image (the question asked at every stage)."""
+    d = trained_scalar.all_distances(xs)
+    k = d.argmin(1).astype(np.int64)
+    return k, runner_up(d, k)
 
 
-def _protocol(settings, seed, order, work) -> dict:
-    return {
-        "randomised": ("f's weighted layers, cascading from the top: stage i re-initialises the first i layers of "
-                       f"{order} with the layers' own initializers, seeded by {seed} * 1000 + i, on a copy of f"),
-        "initializers": {name: _layer_initializers(work.get_layer(name)) for name in order},
-        "prototypes": (f"recomputed at every stage (the trained one included) as the class means of the stage's f over "
-                       f"the first {settings['n_prototype_images']} MNIST training images"),
-        "explained_class": ("cascade stages: fixed, the trained f's nearest prototype (and runner-up l for the "
-                            "contrast); the retrained variant at full randomisation: recomputed from the randomised f"),
-        "decoder_kept": ("methods with the suffix _kept: g as trained for the original f, so the map can change only "
-                         "through what f gives the method (diagnostic only)"),
-        "retrained": (f"decoder methods without a suffix, at full randomisation: the explainable autoencoder and the "
-                      f"decoder trained from scratch on the randomised f (the paper's stages 2-3, shortened to the "
-                      f"first {settings['n_retrain_images']} training images and {list(settings['retrain_epochs'])} "
-                      "(autoencoder, decoder) epochs), k and l recomputed from the randomised f; this variant "
-                      "decides their verdict"),
-        "baselines": "explain d(x) = ||f(x) - c_k||^2 with the stage's f and prototypes (no decoder)",
-        "floor": ("per image, the similarity of the trained-f maps of image i and image i + 1 (the last with the "
-                  "first): what two different images' maps share"),
-        "ceiling": ("per image, the similarity of the trained-f maps of the same image under seeds s and s + 1 for a "
-                    "method that draws at random; 1 for a deterministic one"),
-        "verdict": (f"relative similarity r = (s - floor) / (ceiling - floor) per image at full randomisation; "
-                    f"changes when the upper end of the 95% Student-t interval of mean r is below "
-                    f"{RELATIVE_THRESHOLD} for both {VERDICT_KEYS}; undecided (template) when mean ceiling - mean "
-                    f"floor < {TEMPLATE_GAP}"),
-        "similarity": (f"per image against the trained f's map of the same method: Spearman rank correlation of the "
-                       f"maps and of their absolute values, SSIM of min-max scaled maps (tf.image.ssim), IoU of the "
-                       f"top-{Q} masks; mean with its 95% Student-t interval (lo, hi) over the images"),
-        "images": f"the first {settings['n_images']} MNIST test images (tfds order)",
-        "settings": settings,
-        "seed": seed,
-    }
+def explain_all(explainer, scalar, settings, xs, k, contrast, names, seed: int = METHOD_SEED) -> tuple:
+    """Maps of the registered methods `names` for one f: `(name -> (B, H, W) map, name -> asked for l)`."""
+    fns = registry.method_functions(explainer, scalar, settings, names=names, contrast=contrast)
+    maps, asked = {}, {}
+    for name, fn in fns.items():
+        before, t = contrast.calls, time.perf_counter()
+        maps[name] = registry.split(fn(xs, k, seed))[0]
+        asked[name] = contrast.calls > before
+        print(f"  {name}: {time.perf_counter() - t:.1f} s", flush=True)
+    return maps, asked
+
+# ---------------------------------------------------------------------------
+# the check
 
 
-def _all_maps(decoder_methods, embed, decoder, prototypes, h, xs, k, l, settings, seed):
-    maps = decoder_methods(h, xs, k, l, prototypes, seed)
-    maps.update(other_decoder_maps(embed, decoder, prototypes, xs, k, settings, seed))
-    return maps
+def _decoder_names():
+    return [m.name for m in registry.METHODS if m.decoder]
 
 
-def cascade_check(embed, decoder, xs, xp, yp, xr, train_config: TrainConfig, settings: dict, seed: int = 0,
-                  log=print) -> dict:
-    """The cascading randomisation of f, every method's similarity to its trained-f map, floors, ceilings, verdicts.
+def _randomise(embed, seed: int, upto: int | None = None, on=None):
+    """f's copy with the first `upto` cascade layers (all: None) re-initialised, seeded by seed * 1000 + stage."""
+    work = randomised_copy(embed) if on is None else on
+    order = cascade_layers(work)
+    for i, name in enumerate(order[:upto], 1):
+        reinitialise_layer(work.get_layer(name), seed * 1000 + i)
+    return work
+
+
+def _mean_similarity(a, b) -> dict:
+    return {key: float(v.mean()) for key, v in rule.map_similarity(a, b).items()}
+
+
+def cascade_stages(embed, decoder, trained, xs, k, contrast, xp, yp, settings, seed, log=print) -> list:
+    """The first seed's cascade, a diagnostic: every method's mean similarity to its trained map after each stage.
+
+    Decoder methods keep the trained decoder here. Returns one dict per stage
+    (`stage`, `randomised_layers`, `class_agreement`, `methods`: name -> measure -> mean).
+    """
+    work, order, out = randomised_copy(embed), cascade_layers(embed), []
+    num_classes = int(yp.max()) + 1
+    for i, name in enumerate(order, 1):
+        reinitialise_layer(work.get_layer(name), seed * 1000 + i)
+        prototypes = compute_prototypes(work, xp, yp, num_classes=num_classes)
+        scalar = metrics.DistanceScalar(work, prototypes)
+        maps, _ = explain_all(SiameseExplainer(work, decoder, prototypes, ExplainConfig()), scalar, settings, xs, k,
+                              contrast, [m.name for m in registry.METHODS])
+        out.append({"stage": name, "randomised_layers": order[:i],
+                    "class_agreement": float((scalar.classify(xs) == k).mean()),
+                    "methods": {n: _mean_similarity(trained[n], m) for n, m in maps.items()}})
+        log(f"[cascade, seed {seed}] {name}: agreement {out[-1]['class_agreement']:.2f}")
+    return out
+
+
+def randomised_maps(embed, decoder, xs, k, contrast, xp, yp, xr, train_config, settings, seed, log=print) -> tuple:
+    """Every method's maps at full randomisation for one seed: `(name -> map, name -> asked l, details)`.
+
+    Names: the registered names (decoder methods with the explainer retrained at
+    the largest budget), `name@budget_i` for each budget i of a decoder method,
+    `name_kept` with the trained decoder.
+    """
+    work = _randomise(embed, seed)
+    prototypes = compute_prototypes(work, xp, yp, num_classes=int(yp.max()) + 1)
+    scalar = metrics.DistanceScalar(work, prototypes)
+    h = scalar.embeddings(xs)
+    decoders = _decoder_names()
+    maps, asked = explain_all(SiameseExplainer(work, decoder, prototypes, ExplainConfig()), scalar, settings, xs, k,
+                              contrast, [m.name for m in registry.METHODS])
+    for name in decoders:
+        maps[f"{name}_kept"] = maps.pop(name)
+    details = {"seed": seed, "class_agreement": float((scalar.classify(xs) == k).mean()),
+               "sse_decoder_kept": _reconstruction_sse(decoder, h, xs), "budgets": []}
+    for b, (n_images, ae_epochs, dec_epochs) in enumerate(settings["budgets"]):
+        keras.utils.set_random_seed(seed * 100 + b)
+        t = time.perf_counter()
+        retrained, steps = retrain_explainer(work, xr[:n_images], train_config, (ae_epochs, dec_epochs))
+        seconds = round(time.perf_counter() - t, 1)
+        got, _ = explain_all(SiameseExplainer(work, retrained, prototypes, ExplainConfig()), scalar, settings, xs, k,
+                             contrast, decoders)
+        maps.update({f"{name}@{b}": m for name, m in got.items()})
+        details["budgets"].append({"images": n_images, "epochs": [ae_epochs, dec_epochs], "steps": steps,
+                                   "retrain_seconds": seconds, "sse": _reconstruction_sse(retrained, h, xs)})
+        log(f"[seed {seed}] budget {b}: {steps} steps in {seconds} s, SSE {details['budgets'][-1]['sse']:.1f}")
+    last = len(settings["budgets"]) - 1
+    maps.update({name: maps[f"{name}@{last}"] for name in decoders})
+    return maps, asked, details
+
+
+def _per_method(trained, random_by_seed, names, base_of) -> dict:
+    """measure -> `(n, S)` similarity per image and seed, for each name (compared with the trained map of `base_of`)."""
+    out = {}
+    for name in names:
+        sims = [rule.map_similarity(trained[base_of(name)], maps[name]) for maps in random_by_seed]
+        out[name] = {key: np.stack([s[key] for s in sims], 1) for key in sims[0]}
+    return out
+
+
+def _entry(name, similarity, floor, asked, extra=None) -> dict:
+    judged = rule.judge(similarity, floor)
+    base = name.split("@")[0].removesuffix("_kept")
+    m = registry.BY_NAME[base]
+    return {"kind": m.kind, "description": m.description, **judged,
+            "question": ("k and l fixed from the trained f" if asked.get(base) else
+                         "k fixed from the trained f (the method asks no l)"),
+            "similarity_mean_per_seed": {key: v.mean(0).round(4).tolist() for key, v in similarity.items()},
+            "per_image_similarity": {key: np.round(similarity[key], 4).tolist() for key in rule.VERDICT_KEYS},
+            "floor": {key: float(np.mean(v)) for key, v in floor.items()},
+            "per_image_floor": {key: np.round(floor[key], 4).tolist() for key in rule.VERDICT_KEYS},
+            **(extra or {})}
+
+
+def judge_all(trained, again, random_by_seed, asked, settings) -> dict:
+    """Every method's verdict (the decoder methods' at the largest budget, each budget and `_kept` beside it)."""
+    decoders, budgets = _decoder_names(), settings["budgets"]
+    floor = {name: rule.floors(m) for name, m in trained.items() if not name.endswith("_kept")}
+    names = list(random_by_seed[0])
+    sims = _per_method(trained, random_by_seed, names, lambda n: n.split("@")[0].removesuffix("_kept"))
+    methods = {}
+    for name in names:
+        if "@" in name:
+            continue
+        base = name.removesuffix("_kept")
+        extra = {}
+        if name in again:
+            noise = rule.map_similarity(trained[name], again[name])
+            rel = {key: rule.relative_similarity(noise[key], floor[name][key]) for key in rule.VERDICT_KEYS}
+            extra["seed_relative"] = {key: rule.student_interval(r[np.isfinite(r)]) if np.isfinite(r).sum() else None
+                                      for key, r in rel.items()}
+        if name in decoders:
+            sweep = []
+            for b, budget in enumerate(budgets):
+                one = rule.judge(sims[f"{name}@{b}"], floor[name])
+                sweep.append({"images": budget[0], "epochs": list(budget[1:]), "verdict": one["verdict"],
+                              "reason": one["reason"], "relative": one["relative"], "per_seed": one["per_seed"]})
+            extra.update(variant="explainer retrained from scratch on the random f, largest budget (decides)",
+                         budgets=sweep, depends_on_budget=len({s["verdict"] for s in sweep}) > 1)
+        elif name.endswith("_kept"):
+            extra["variant"] = "the trained decoder kept with the random f (diagnostic)"
+        else:
+            extra["variant"] = None
+        methods[name] = _entry(name, sims[name], floor[base], asked, extra)
+    return methods
+
+
+def randomisation_check(run, xs, xp, yp, xr, train_config, settings, log=print) -> dict:
+    """The check on one run: trained maps, each seed's random-f maps, verdicts, the check of the check.
 
     Args:
-        embed: the trained f, a Keras model (a copy is randomised; `embed` is untouched).
-        decoder: the trained g.
+        run: `runs.load_run`'s run (f, g, prototypes; never written).
         xs: `(n, 28, 28, 1)` the explained images (n >= 2).
-        xp, yp: `(m, 28, 28, 1)` images and `(m,)` labels the prototypes are computed from.
-        xr: `(r, 28, 28, 1)` images the explainer is retrained on.
-        train_config: the run's `TrainConfig` (its autoencoder and decoder settings are used for the retraining).
+        xp, yp: `(m, 28, 28, 1)` images and `(m,)` labels the random f's prototypes are computed from.
+        xr: `(r, 28, 28, 1)` images the explainer is retrained on (a budget takes the first ones).
+        train_config: the run's `TrainConfig` (the retraining's settings but the budget).
         settings: one of `MODES`.
-        seed: seeds the re-initialisation and every method's draws.
-        log: called with one line per stage.
 
     Returns:
-        A dict: `stages`, `stage_details`, `methods` (name -> `{"stages": per-stage summaries, "floor",
-        "ceiling", "verdict", "relative", ...}`), `protocol`, `seconds_by_part`.
+        A dict: `question`, `methods`, `seeds`, `cascade`, `check_of_the_check`, `seconds_by_part`.
     """
-    num_classes = int(yp.max()) + 1
-    work = randomised_copy(embed)
-    order = cascade_layers(work)
-    stages = ["original"] + order
-    first, floor, ceiling, k, l = {}, {}, {}, None, None
-    per_method, stage_details, seconds, last_sim = {}, [], {}, {}
+    seconds = {}
 
     def timed(part, fn):
         t = time.perf_counter()
@@ -445,84 +333,71 @@ def cascade_check(embed, decoder, xs, xp, yp, xr, train_config: TrainConfig, set
         seconds[part] = round(seconds.get(part, 0) + time.perf_counter() - t, 1)
         return value
 
-    def kl(h, prototypes):
-        nearest, distances = nearest_prototype(h, prototypes)
-        return nearest, runner_up(distances, nearest)
+    trained_scalar = metrics.DistanceScalar(run.embed, run.prototypes)
+    k, l = trained_question(trained_scalar, xs)
+    contrast = TrainedContrast(trained_scalar)
+    explainer = SiameseExplainer(run.embed, run.decoder, run.prototypes, ExplainConfig())
+    all_names = [m.name for m in registry.METHODS]
+    trained, asked = timed("trained f", lambda: explain_all(explainer, trained_scalar, settings, xs, k, contrast,
+                                                            all_names))
+    drawing = [m.name for m in registry.METHODS if not m.deterministic] if settings["seed_noise"] else []
+    again, _ = timed("trained f, seed 1", lambda: explain_all(explainer, trained_scalar, settings, xs, k, contrast,
+                                                              drawing, seed=METHOD_SEED + 1))
+    trained.update({f"{n}_kept": trained[n] for n in _decoder_names()})
+    seeds = settings["randomisation_seeds"]
+    cascade = timed("cascade (first seed)", lambda: cascade_stages(
+        run.embed, run.decoder, trained, xs, k, contrast, xp, yp, settings, seeds[0], log)) if settings["cascade"] else []
+    random_by_seed, details = [], []
+    for seed in seeds:
+        maps, _, detail = timed("random f", lambda: randomised_maps(
+            run.embed, run.decoder, xs, k, contrast, xp, yp, xr, train_config, settings, seed, log))
+        random_by_seed.append(maps)
+        details.append(detail)
+        log(f"[seed {seed}] class agreement with the trained f {detail['class_agreement']:.2f}")
+    methods = timed("similarities", lambda: judge_all(trained, again, random_by_seed, asked, settings))
+    controls = [m.name for m in registry.METHODS if m.kind == registry.MODEL_FREE]
+    return {"question": {"k": k.tolist(), "l": l.tolist()}, "methods": methods, "seeds": details,
+            "cascade": cascade, "check_of_the_check": rule.check_of_the_check(methods, controls),
+            "seconds_by_part": seconds}
 
-    kept = None
-    for i, stage in enumerate(stages):
-        if i:
-            reinitialise_layer(work.get_layer(stage), seed * 1000 + i)
-        prototypes = compute_prototypes(work, xp, yp, num_classes=num_classes)
-        h = metrics.DistanceScalar(work, prototypes).embeddings(xs)
-        nearest, _ = kl(h, prototypes)
-        if k is None:
-            k, l = kl(h, prototypes)
-            kept = DecoderMethods(decoder, work, prototypes, settings["n_perturbations"], settings["contrast_points"])
-        maps = timed("decoder methods, decoder kept", lambda: _all_maps(
-            kept, work, decoder, prototypes, h, xs, k, l, settings, seed))
-        maps = {f"{name}_kept": m for name, m in maps.items()}
-        maps.update(timed("baselines", lambda: baseline_maps(work, prototypes, xs, k, settings, seed)))
-        detail = {"stage": stage, "randomised_layers": order[:i], "class_agreement": float((nearest == k).mean()),
-                  "sse_decoder_kept": _reconstruction_sse(decoder, h, xs)}
-        if i == 0:
-            # the trained g is stages 2-3's decoder for the trained f: the retrained variant starts from the same maps
-            maps.update({name[: -len("_kept")]: m for name, m in maps.items() if name.endswith("_kept")})
-            again = timed("ceilings", lambda: {
-                **{f"{n}_kept": m for n, m in _all_maps(kept, work, decoder, prototypes, h, xs, k, l, settings,
-                                                         seed + 1).items()},
-                **baseline_maps(work, prototypes, xs, k, settings, seed + 1)})
-            again.update({name[: -len("_kept")]: m for name, m in again.items() if name.endswith("_kept")})
-            for name, m in maps.items():
-                info = method_info(name)
-                det = registry.BY_NAME[name[: -len("_kept")] if name.endswith("_kept") else name].deterministic \
-                    if info["kind"] != "unregistered" else False
-                floor[name] = map_similarity(m, np.roll(m, -1, axis=0))
-                ceiling[name] = ({key: np.ones(len(xs)) for key in floor[name]} if det
-                                 else map_similarity(m, again[name]))
-        elif i == len(stages) - 1:
-            t = time.perf_counter()
-            retrained, steps = retrain_explainer(work, xr, train_config, settings["retrain_epochs"])
-            detail.update(retrain_seconds=round(time.perf_counter() - t, 1), retrain_steps=steps,
-                          sse_retrained=_reconstruction_sse(retrained, h, xs))
-            k2, l2 = kl(h, prototypes)
-            fresh = DecoderMethods(retrained, work, prototypes, settings["n_perturbations"], settings["contrast_points"])
-            maps.update(timed("decoder methods, retrained", lambda: _all_maps(
-                fresh, work, retrained, prototypes, h, xs, k2, l2, settings, seed)))
-            detail["retrained_classes_agree_with_trained"] = float((k2 == k).mean())
-        for name, m in maps.items():
-            first.setdefault(name, m)
-            sim = map_similarity(first[name], m)
-            last_sim[name] = sim
-            per_method.setdefault(name, []).append({"stage": stage, **{key: summarise(v) for key, v in sim.items()}})
-        stage_details.append(detail)
-        log(f"[{stage}] class agreement {detail['class_agreement']:.2f}, SSE kept {detail['sse_decoder_kept']:.1f}"
-            + (f" retrained {detail['sse_retrained']:.1f}" if "sse_retrained" in detail else "") + "; "
-            + ", ".join(f"{n} {st[-1]['iou_top_q']['mean']:.2f}" for n, st in per_method.items() if st[-1]["stage"] == stage))
-    methods = {}
-    for name, st in per_method.items():
-        decided = verdict(last_sim[name], floor[name], ceiling[name])
-        methods[name] = {**method_info(name), **decided, "stages": st,
-                         "floor": {key: summarise(v) for key, v in floor[name].items()},
-                         "ceiling": {key: summarise(v) for key, v in ceiling[name].items()},
-                         "changes_spearman": changes(st[-1])}
-    return {"stages": stages, "stage_details": stage_details, "methods": methods,
-            "protocol": _protocol(settings, seed, order, work), "seconds_by_part": seconds}
+
+def _protocol(settings, order) -> dict:
+    return {
+        "question": ("k = the trained f's nearest prototype, l = its runner-up, for every method at every stage and "
+                     "seed (Context.contrast); prototypes recomputed for the random f"),
+        "randomised": (f"all weighted layers of a copy of f, cascading from the top ({order}), each with its own "
+                       "initializers, stage i seeded by seed * 1000 + i"),
+        "seeds": list(settings["randomisation_seeds"]),
+        "method_seed": METHOD_SEED,
+        "budgets": {"shap_nsamples": settings["shap_nsamples"], "rise_masks": settings["rise_masks"],
+                    "ig_steps": settings["ig_steps"], "decoder methods": "ExplainConfig() defaults, as evaluate"},
+        "retraining": [{"images": b[0], "autoencoder_epochs": b[1], "decoder_epochs": b[2]} for b in settings["budgets"]],
+        "floor": "per image, the mean similarity of its trained-f map to every other image's trained-f map",
+        "rule": (f"r = (s - floor) / (1 - floor); pooled 95% interval over images and seeds (two-way crossed random "
+                 f"effects, Satterthwaite df); changes: upper end < {rule.THRESHOLD} on {rule.VERDICT_KEYS}; does not "
+                 f"change: lower end > {rule.THRESHOLD} on both; not shown otherwise or where mean 1 - floor < "
+                 f"{rule.TEMPLATE_GAP}"),
+        "images": f"the first {settings['n_images']} MNIST test images (tfds order)",
+    }
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", default=str(ROOT / "runs" / "paper"), help="the trained MNIST run folder (read only)")
     p.add_argument("--quick", action="store_true", help="a few images (the test)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "evaluation" / "randomisation.json"), help="the JSON file to write")
-    p.add_argument("--seed", type=int, default=0, help="seeds the re-initialisation and every method's draws")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="the JSON file to write")
+    p.add_argument("--docs", default=str(ROOT / "docs" / "evaluation.md"),
+                   help="the page whose results block is re-rendered (full mode, default --out only)")
+    p.add_argument("--docs-only", action="store_true", help="only re-render the docs' results block from --out")
     p.add_argument("--data-dir", default=None, help="MNIST's location (see load_mnist)")
     args = p.parse_args(argv)
+    if args.docs_only:
+        rule.write_docs(files.read_json(args.out), args.docs)
+        return files.read_json(args.out)
     mode = "quick" if args.quick else "full"
     settings = MODES[mode]
     t_start = time.perf_counter()
-    keras.utils.set_random_seed(args.seed)
-
+    keras.utils.set_random_seed(0)
     run = runs.load_run(args.run)
     config_path = Path(args.run) / runs.CONFIG_FILE
     train_config = (TrainConfig.from_dict(files.read_json(config_path)) if config_path.is_file()
@@ -531,33 +406,31 @@ def main(argv=None) -> dict:
     x_train, y_train = load_mnist("train", args.data_dir)
     xs = np.array(x_test[: settings["n_images"]])
     xp, yp = x_train[: settings["n_prototype_images"]], y_train[: settings["n_prototype_images"]]
-    xr = np.array(x_train[: settings["n_retrain_images"]])
+    xr = np.array(x_train[: max(b[0] for b in settings["budgets"])])
     trained_weights = [np.array(w) for w in run.embed.get_weights()]
-    out = cascade_check(run.embed, run.decoder, xs, xp, yp, xr, train_config, settings, args.seed)
+    out = randomisation_check(run, xs, xp, yp, xr, train_config, settings)
     if any(not np.array_equal(a, b) for a, b in zip(trained_weights, run.embed.get_weights())):
         raise RuntimeError("the randomisation changed the trained f's weights; it must only change its copy")
-    mean_image = xr.mean(0)
     result = {
-        "run_id": run.run_id,
-        "run": str(args.run),
-        "mode": mode,
-        "n_images": int(len(xs)),
-        "q": Q,
-        "relative_threshold": RELATIVE_THRESHOLD,
-        "protocol": out["protocol"],
-        "stages": out["stages"],
-        "stage_details": out["stage_details"],
-        "sse_mean_training_image": float(((xs - mean_image) ** 2).reshape(len(xs), -1).sum(1).mean()),
-        "methods": out["methods"],
-        "seconds_by_part": out["seconds_by_part"],
+        "run_id": run.run_id, "run": str(args.run), "mode": mode, "n_images": int(len(xs)), "q": rule.Q,
+        "relative_threshold": rule.THRESHOLD, "verdict_keys": list(rule.VERDICT_KEYS),
+        "protocol": _protocol(settings, cascade_layers(run.embed)),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()},
+        "prototype_rule_vs_run": float(np.abs(compute_prototypes(run.embed, xp, yp) - run.prototypes).max()),
+        **out,
         "machine": _machine(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(time.perf_counter() - t_start, 1),
         "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
     }
     files.write_json(args.out, result)
+    if mode == "full" and Path(args.out) == DEFAULT_OUT:
+        rule.write_docs(files.read_json(args.out), args.docs)  # as --docs-only renders it
     print(f"wrote {args.out} ({result['seconds']:.0f} s, {mode} mode): "
           + ", ".join(f"{n}: {m['verdict']}" for n, m in result["methods"].items()))
+    check = result["check_of_the_check"]
+    if not check["passed"]:
+        raise RuntimeError(f"the check of the check failed: a model-free map must not change. Got {check['verdicts']}")
     return result
 
 

@@ -39,12 +39,16 @@ class Context:
     reads f and the prototypes from `scalar` (`scalar.embed`,
     `scalar.prototypes`). `settings` is one mode of `benchmarks.evaluation.evaluate.MODES`
     or of `benchmarks.evaluation.randomisation.MODES`; a budget a method reads from it
-    is a key of every mode of both.
+    is a key of every mode of both. `contrast`, where given, names l of "k rather
+    than l" for every method that asks one: `contrast(xs, classes) -> (B,)` (the
+    randomisation check fixes it from the trained f); None: each image's
+    runner-up under `scalar`'s f.
     """
 
     explainer: object
     scalar: object
     settings: dict
+    contrast: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ RESULT_EXTRAS = ("n_calls", "flips", "set_size")
 ARRAYS = "arrays"
 
 
-def explained_maps(explainer, xs, classes, seed: int = 0):
+def explained_maps(explainer, xs, classes, seed: int = 0, contrasts=None):
     """Any explainer's maps through the result protocol: why each image is its class k.
 
     Args:
@@ -85,12 +89,16 @@ def explained_maps(explainer, xs, classes, seed: int = 0):
             `siamese_xai.explainers.results.BatchResult` (every result has `ranking`).
         xs: `(B, H, W, 1)` images; classes: `(B,)` the explained classes k.
         seed: the explainer's seed.
+        contrasts: None, or `(B,)` l, passed as `contrast_class` to an explainer that
+            answers "k rather than l" (`"contrast" in explainer.answers`).
 
     Returns:
         `(maps, result)`: `(B, H, W)` float32 the result's `ranking` (the map
         its mask holds the top of), and the result itself.
     """
-    result = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed)
+    asks = {} if contrasts is None or "contrast" not in getattr(explainer, "answers", ()) else \
+        {"contrast_class": [int(c) for c in contrasts]}
+    result = explainer.explain(xs, target_class=[int(c) for c in classes], seed=seed, **asks)
     ranking = np.asarray(result.ranking, np.float32)
     if ranking.shape != (len(xs), *np.shape(xs)[1:3], 1):
         raise ValueError(f"`explainer`'s ranking must be one gray map per image, {(len(xs), *np.shape(xs)[1:3], 1)}. "
@@ -107,7 +115,7 @@ def _explained(make, arrays=()):
         explainer = make(ctx)
 
         def fn(x, c, s):
-            maps, result = explained_maps(explainer, x, c, s)
+            maps, result = explained_maps(explainer, x, c, s, None if ctx.contrast is None else ctx.contrast(x, c))
             extras = {k: np.asarray(getattr(result, k), np.float64) for k in RESULT_EXTRAS if k in result.fields}
             if arrays:
                 extras[ARRAYS] = {k: np.asarray(getattr(result, k), np.float32)[..., 0] for k in arrays}
@@ -130,18 +138,21 @@ class MarginScalar:
     prototypes), so the baselines' own bookkeeping (repeating the classes of
     the images they perturb) keeps k and l together. A rise of -m is a drop of
     the margin the benchmark scores. f's images are counted by `scalar`.
+    `contrast` (`Context.contrast`) names l; None: the runner-up under `scalar`'s f.
     """
 
-    def __init__(self, scalar):
+    def __init__(self, scalar, contrast=None):
         self.scalar, self.embed, self.prototypes = scalar, scalar.embed, scalar.prototypes
         self.num_classes = len(scalar.prototypes)
+        self.contrast = contrast
 
     def codes(self, xs, classes) -> np.ndarray:
         """`(B,)` k * C + l, l the runner-up prototype of each unperturbed image (one f call per image)."""
         from siamese_xai.explainers.questions import runner_up
 
         classes = np.asarray(classes, np.int64)
-        return classes * self.num_classes + runner_up(self.scalar.all_distances(xs), classes)
+        l = runner_up(self.scalar.all_distances(xs), classes) if self.contrast is None else self.contrast(xs, classes)
+        return classes * self.num_classes + np.asarray(l, np.int64)
 
     def __call__(self, xs, codes):
         codes = np.asarray(codes, np.int64)
@@ -165,7 +176,7 @@ def _white_margin(maps):
 def _by_margin(maps):
     """A baseline `maps(ctx, scalar, xs, classes, seed)` driven by the margin m instead of d (`MarginScalar`)."""
     def build(ctx):
-        margin = MarginScalar(ctx.scalar)
+        margin = MarginScalar(ctx.scalar, ctx.contrast)
 
         def fn(x, c, s):
             calls = ctx.scalar.calls
@@ -353,9 +364,9 @@ def split_arrays(result):
     return np.asarray(maps, np.float32), extras, arrays
 
 
-def method_functions(explainer, scalar, settings: dict, names=None) -> dict:
-    """name -> map function for every registered method (or those in `names`)."""
-    ctx = Context(explainer, scalar, settings)
+def method_functions(explainer, scalar, settings: dict, names=None, contrast=None) -> dict:
+    """name -> map function for every registered method (or those in `names`); `contrast`: `Context.contrast`."""
+    ctx = Context(explainer, scalar, settings, contrast)
     return {m.name: m.build(ctx) for m in METHODS if names is None or m.name in names}
 
 
