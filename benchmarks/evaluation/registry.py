@@ -115,7 +115,8 @@ def _explained(make, arrays=()):
         explainer = make(ctx)
 
         def fn(x, c, s):
-            maps, result = explained_maps(explainer, x, c, s, None if ctx.contrast is None else ctx.contrast(x, c))
+            asks_l = ctx.contrast is not None and "contrast" in getattr(explainer, "answers", ())
+            maps, result = explained_maps(explainer, x, c, s, ctx.contrast(x, c) if asks_l else None)
             extras = {k: np.asarray(getattr(result, k), np.float64) for k in RESULT_EXTRAS if k in result.fields}
             if arrays:
                 extras[ARRAYS] = {k: np.asarray(getattr(result, k), np.float32)[..., 0] for k in arrays}
