@@ -228,6 +228,9 @@ class _SpyKinks:
     def sums(self, *args):
         return self._kinks.sums(*args)
 
+    def block_rows(self, group):
+        return self._kinks.block_rows(group)
+
 
 @pytest.mark.parametrize("n_perturbations, chunk_size, group", [(40, 16, 1), (8, 32, 4)])
 def test_explain_graph_bounds_the_kink_candidates_by_kink_cap(n_perturbations, chunk_size, group):
