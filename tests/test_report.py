@@ -359,56 +359,75 @@ def hostile_pairs(tiny_run, tmp_path_factory):
     with open(folder / "pairs.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([("first", "second")] + [(files[i], files[i + 1]) for i in (0, 2, 4)])
     split = root / "split"
-    assert cli.main(["explain-split", "--run", str(run), "--pairs", str(folder / "pairs.csv"), "--out", str(split),
-                     "--estimator", "probe", "--max-regions", "6", "--shard-size", "2", "--quiet"]) == 0
     pairs = np.round(x[:6] * 255).astype(np.float32).reshape(3, 2, 28, 28, 1) / 255
+    h = np.asarray(runs.load_run(run).embed(pairs.reshape(6, 28, 28, 1), training=False), np.float64)
+    d = np.sort(np.linalg.norm(h[0::2] - h[1::2], axis=1))
+    tau = float(d[:2].mean())  # one pair the same, two different
+    assert cli.main(["explain-split", "--run", str(run), "--pairs", str(folder / "pairs.csv"), "--out", str(split),
+                     "--estimator", "probe", "--max-regions", "6", "--shard-size", "2", "--threshold", str(tau),
+                     "--quiet"]) == 0
     return run, folder / "pairs.csv", split, pairs, [(files[i], files[i + 1]) for i in (0, 2, 4)]
 
 
-def test_a_pair_folder_draws_both_images_the_map_the_distance_and_the_counterfactual(hostile_pairs, tmp_path, capsys):
-    """report on an explain-split --pairs folder: each pair's two images, the first's mask and map, the probe's
-    distance, found set and counterfactual (explain's own, given back from the mask), under the page's CSP."""
+def test_a_pair_folder_draws_both_images_both_maps_the_verdict_and_the_counterfactuals(hostile_pairs, tmp_path,
+                                                                                         capsys):
+    """report on an explain-split --pairs --threshold folder: each pair's verdict and distance, and for each of its
+    two images its mask, map, found set and counterfactual (explain's own, given back from the mask), under the
+    page's CSP."""
     import base64
     import hashlib
     import html
     import re
 
     from siamese_xai.explainers.probe import ProbeExplainer
-    from siamese_xai.explainers.questions import Pair
+    from siamese_xai.explainers.questions import Verify
     from siamese_xai.scale import pair_gallery
 
     run, _, split, written, names = hostile_pairs
     page = tmp_path / "pairs.html"
     assert cli.main(["report", str(split), "--out", str(page)]) == 0, capsys.readouterr().err
     results = shards.load_split_results(split)
+    tau = results.manifest["threshold"]
+    assert results.manifest["question"] == "verify"
     pairs = report.load_images(results.manifest, results.index, None)  # as explain-split read them (SHA-256 checked)
     np.testing.assert_allclose(pairs, written, atol=1e-6)
     data = _page_data(page)
     assert [item[:3] for item in data["items"]] == [[i, *names[i]] for i in range(3)]
     assert [item[3] for item in data["items"]] == results.predicted_class.tolist() and data["names"] == HOSTILE_NAMES
-    np.testing.assert_allclose([item[4] for item in data["items"]], results.margin, atol=1e-5)  # d(f(first), f(second))
-    for item, size, calls in zip(data["items"], results.set_size, results.n_calls):
-        assert item[6] == f"{size} region{'' if size == 1 else 's'} hold{'s' if size == 1 else ''} some of the distance ({calls} f calls)"
+    np.testing.assert_allclose([item[4] for item in data["items"]], results.pair_distance, atol=1e-5)
+    # the verdict at tau, and the probe's margin, |d - tau|, measured on the same pair
+    assert [item[5] for item in data["items"]] == [pair_gallery.verdict(d, tau) for d in results.pair_distance]
+    assert sorted(item[5].split(":")[0] for item in data["items"]) == ["different", "different", "same"]
+    np.testing.assert_allclose(results.margin, np.abs(results.pair_distance - tau)[:, None] * [1, 1], atol=1e-4)
+    for item, sizes, calls, flips in zip(data["items"], results.set_size, results.n_calls, results.flips):
+        assert item[7] == [f"painting {s} region{'' if s == 1 else 's'} from the other image "
+                           f"{'flips' if f else 'does not flip'} the verdict ({c} f calls)"
+                           for s, c, f in zip(sizes, calls, flips)]
     text = page.read_text()
-    assert "Explanations of 3 pairs" in text and "no same / different verdict" in text and "counterfactual" in text
+    assert "Explanations of 3 pairs" in text and "same or different at the threshold" in text and "counterfactual" in text
     csp = html.unescape(re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text).group(1))
     [script] = re.findall(r"<script>(.*?)</script>", text, re.S)
     assert "script-src 'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() in csp
     markup = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", text, flags=re.S)
     assert not re.search(r"<[^>]*\s(style|on\w+)=", markup, re.I) and "<img src=x" not in text
-    # the counterfactual the page paints is the one explain computes, from the two images and the mask alone
+    # the counterfactuals the page paints are those explain computes, from the two images and the masks alone
     config = shards.config_from_dict(results.manifest["explain_config"])
-    e = ProbeExplainer.from_run(run, config).explain(pairs[:, 0], Pair(pairs[:, 1]), seed=results.seed)
+    both, others = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+    e = ProbeExplainer.from_run(run, config).explain(both, Verify(others, tau), seed=results.seed)
     painted = pair_gallery.counterfactuals(results, pairs)
-    np.testing.assert_array_equal(painted, e.counterfactual)
-    assert (painted != pairs[:, 0]).any()  # the found sets paint something
-    # each tile: first | first with its mask | its map | second | counterfactual, as the sheet holds them
+    np.testing.assert_array_equal(painted[:, 0], e.counterfactual[:3])
+    np.testing.assert_array_equal(painted[:, 1], e.counterfactual[3:])
+    np.testing.assert_array_equal(results.flips, e.flips.reshape(2, 3).T)
+    assert (painted != pairs).any()  # the found sets paint something
+    # each tile, two rows (the first image's, the second's): image | with its mask | its map | its counterfactual
     got = _sheet_tiles(page, 3)
     want = pair_gallery.pair_tiles(pairs, results.mask, results.drop_map, painted)
-    assert got.shape == want.shape == (3, 28, 5 * 28 + 4, 3)
+    assert got.shape == want.shape == (3, 2 * 28 + 1, 4 * 28 + 3, 3)
     np.testing.assert_allclose(got, want, atol=1 / 255 + 1e-6)
-    for panel, image in ((0, pairs[:, 0]), (3, pairs[:, 1]), (4, e.counterfactual)):
-        np.testing.assert_allclose(got[:, :, panel * 29:panel * 29 + 28], np.repeat(image, 3, -1), atol=1 / 255 + 1e-6)
+    for row, role in ((slice(0, 28), 0), (slice(29, 57), 1)):
+        for panel, image in ((0, pairs[:, role]), (3, painted[:, role])):
+            np.testing.assert_allclose(got[:, row, panel * 29:panel * 29 + 28], np.repeat(image, 3, -1),
+                                       atol=1 / 255 + 1e-6)
     assert cli.main(["report", str(split), "--out", str(page), "--max-items", "2"]) == 0  # the first 2 pairs
     assert [item[0] for item in _page_data(page)["items"]] == [0, 1]
     with pytest.raises(ValueError, match="explains a list of pairs"):
@@ -436,11 +455,15 @@ def _pair_page_shows_names_and_runs_nothing(browser, hostile_pairs, tmp_path):
     def texts(css):
         return run(f"return [...document.querySelectorAll({json.dumps(css)})].map((e) => e.textContent)")
 
-    assert texts("#gallery .first") == [f"#{i} first: {a}" for i, (a, _) in enumerate(names)]
-    assert texts("#gallery .second") == [f"second: {b}" for _, b in names]
     results = shards.load_split_results(split)
-    for shown, k, d in zip(texts("#gallery .verdict"), results.predicted_class, results.margin):
-        assert shown == f"first classed {HOSTILE_NAMES[k]} \u00b7 d {d:.3f}"
+    classes = [[HOSTILE_NAMES[k] for k in ks] for ks in results.predicted_class]
+    assert texts("#gallery div.first") == [f"first: {a} \u00b7 nearest class {k}" for (a, _), (k, _) in zip(names, classes)]
+    assert texts("#gallery div.second") == [f"second: {b} \u00b7 nearest class {k}" for (_, b), (_, k) in zip(names, classes)]
+    from siamese_xai.scale import pair_gallery as pg
+
+    assert texts("#gallery .verdict") == [f"#{i} {pg.verdict(d, results.manifest['threshold'])}"
+                                          for i, d in enumerate(results.pair_distance)]
+    assert len(texts("#gallery .found")) == 6
     assert str(pair_list) in run("return document.querySelector('.meta').textContent")
     Select(browser.find_element(By.ID, "sort")).select_by_value("dist-desc")  # redrawn: still nothing runs
     shown = [float(e.get_attribute("data-dist")) for e in browser.find_elements(By.CSS_SELECTOR, "#gallery .item")]

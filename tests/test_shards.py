@@ -17,10 +17,10 @@ def explainer(tiny_run):
     return SiameseExplainer.from_run(tiny_run[0], ExplainConfig.tiny())
 
 
-def _assert_same(a, b):
-    """Two results (`SplitResults`, or one shard file's arrays as dicts) hold the same fields, equal bit for bit."""
+def _assert_same(a, b, fields=shards.FIELDS):
+    """Two results (`SplitResults`, or one shard file's arrays as dicts) hold `fields`, equal bit for bit."""
     a, b = (r.arrays() if isinstance(r, shards.SplitResults) else r for r in (a, b))
-    assert sorted(a) == sorted(b) == sorted(shards.FIELDS)
+    assert sorted(a) == sorted(b) == sorted(fields)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
@@ -326,7 +326,9 @@ def _pair_list(tmp_path, rows, header=True):
 def test_a_list_of_pairs_is_explained_in_resumable_shards_through_the_command_line(tiny_run, tmp_path, capsys):
     """explain-split --pairs CSV: each row asked Pair(second) about its first image, in shards, resumed like a split."""
     from siamese_xai import cli
-    from siamese_xai.explainers.questions import Pair
+    from siamese_xai.config import ProbeConfig
+    from siamese_xai.explainers.probe import ProbeExplainer
+    from siamese_xai.explainers.questions import Pair, Verify
 
     csv, x = _pair_list(tmp_path, [("d0.png", "d1.png"), ("d2.png", str(tmp_path / "d3.png")), ("d4.png", "d5.png")])
     out = tmp_path / "out"
@@ -341,30 +343,67 @@ def test_a_list_of_pairs_is_explained_in_resumable_shards_through_the_command_li
     local = shards.explain_split(explainer, np.stack([x[0::2], x[1::2]], axis=1), tmp_path / "lib", shard_size=2,
                                  batch_size=2, verbose=0, pairs=True, source=results.manifest["source"])
     assert local["images_sha256"] == results.manifest["images_sha256"]
-    _assert_same(results, shards.load_split_results(tmp_path / "lib"))
-    e = explainer.explain(x[0:4:2], Pair(x[1:4:2]))  # the first shard's batch: rows 1 and 2
-    np.testing.assert_array_equal(results.mask[:2], e.mask)
-    assert results.explained_class.tolist() == [-1, -1, -1]
+    pair_fields = shards.folder_fields(config, pairs=True)
+    _assert_same(results, shards.load_split_results(tmp_path / "lib"), pair_fields)
+    # the first shard's batch, rows 1 and 2: each first image toward its second, each second toward its first
+    first, second = x[0:4:2], x[1:4:2]
+    e = explainer.explain(np.concatenate([first, second]), Pair(np.concatenate([second, first])))
+    np.testing.assert_array_equal(results.mask[:2, 0], e.mask[:2])
+    np.testing.assert_array_equal(results.mask[:2, 1], e.mask[2:])
+    assert results.mask.shape == (3, 2, 28, 28, 1) and results.explained_class.tolist() == [[-1, -1]] * 3
+    h = explainer.embed(x, training=False).numpy().astype(np.float64)
+    np.testing.assert_allclose(results.pair_distance, np.linalg.norm(h[0::2] - h[1::2], axis=1), rtol=1e-6)
+    assert results.manifest["question"] == "pair" and results.manifest["threshold"] is None
     # the probe over pairs loads no training images (a pair question paints the other image), unless asked to
     for given, held in (([], 0), (["--examples-per-class", "2"], 2)):
         probe_out = tmp_path / f"probe{held}"
         assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--pairs", str(csv), "--out", str(probe_out),
                          "--estimator", "probe", "--max-regions", "4", "--limit", "1", "--quiet", *given]) == 0
         assert shards.load_split_results(probe_out).manifest["explain_config"]["examples_per_class"] == held
+    # with a threshold: the probe is asked Verify (its found sets flip the verdict); mc, which answers no Verify,
+    # Pair, and the folder records the threshold of the verdict either way
+    tau = float(np.sort(results.pair_distance)[:2].mean())  # between two pairs: f's batches move d by ~1e-7
+    for estimator, asked, flags in (("probe", "verify", ["--max-regions", "4"]), ("mc", "pair", ["--n", "16"])):
+        folder = tmp_path / f"verify-{estimator}"
+        assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--pairs", str(csv), "--out", str(folder),
+                         "--estimator", estimator, *flags, "--threshold", str(tau), "--quiet"]) == 0
+        verified = shards.load_split_results(folder)
+        assert (verified.manifest["question"], verified.manifest["threshold"]) == (asked, tau)
+        np.testing.assert_allclose(verified.pair_distance, results.pair_distance, rtol=1e-6)
+    probe = ProbeExplainer.from_run(tiny_run[0], ProbeConfig(max_regions=4))
+    e = probe.explain(np.concatenate([x[0::2], x[1::2]]), Verify(np.concatenate([x[1::2], x[0::2]]), tau))
+    np.testing.assert_array_equal(shards.load_split_results(tmp_path / "verify-probe").flips, e.flips.reshape(2, 3).T)
+    with pytest.raises(SystemExit):
+        cli.main(["explain-split", "--run", str(tiny_run[0]), "--pairs", str(csv), "--out", str(tmp_path / "x"),
+                  "--threshold", "0"])
+    assert "--threshold" in capsys.readouterr().err
+    assert cli.main(["explain-split", "--run", str(tiny_run[0]), "--out", str(tmp_path / "x"), "--threshold", "1",
+                     "--limit", "2"]) == 2
+    assert "--threshold is the verdict of a list of pairs: it needs --pairs" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
     # killed after the first shard: run again, it keeps it and writes the other
     (out / "shard-00001.npz").unlink()
     assert cli.main(argv) == 0
     assert "(1 kept from an earlier run, 1 written)" in capsys.readouterr().out
-    _assert_same(results, shards.load_split_results(out))
-    # its page (tests/test_report.py): a decoder estimator's shards keep no pair distance, nor a found set to paint
+    _assert_same(results, shards.load_split_results(out), pair_fields)
+    # its page (tests/test_report.py): every pair's distance, no verdict without a threshold, no found set to paint
     assert cli.main(["report", str(out)]) == 0
     text = (out / "report.html").read_text()
-    assert "Explanations of 3 pairs" in text and "shards do not keep the pair's distance" in text
+    assert "Explanations of 3 pairs" in text and "no same / different verdict" in text
     data = json.loads(text.split('<script type="application/json" id="data">', 1)[1].split("</script>")[0])
-    assert [item[:3] + item[4:5] for item in data["items"]] == [[0, "d0.png", "d1.png", None],
-                                                                [1, "d2.png", "d3.png", None],  # inside the list's folder
-                                                                [2, "d4.png", "d5.png", None]]
-    assert data["tile"] == [4 * 28 + 3, 28]  # first | its mask | its signed change | second
+    d = [round(float(v), 5) for v in results.pair_distance]
+    assert [item[:3] + item[4:5] for item in data["items"]] == [[0, "d0.png", "d1.png", d[0]],
+                                                                [1, "d2.png", "d3.png", d[1]],  # inside the list's folder
+                                                                [2, "d4.png", "d5.png", d[2]]]
+    assert all(item[7] == [None, None] for item in data["items"])
+    assert data["tile"] == [3 * 28 + 2, 2 * 28 + 1]  # per image: itself | its mask | its signed change; two rows
+    # with a threshold, each pair's verdict
+    assert cli.main(["report", str(tmp_path / "verify-mc")]) == 0
+    text = (tmp_path / "verify-mc" / "report.html").read_text()
+    data = json.loads(text.split('<script type="application/json" id="data">', 1)[1].split("</script>")[0])
+    assert [item[5].split(":")[0] for item in data["items"]] == ["same" if v <= tau else "different"
+                                                                 for v in results.pair_distance]
+    assert sorted(item[5].split(":")[0] for item in data["items"]) == ["different", "different", "same"]
 
 
 @pytest.mark.parametrize("rows, header, match", [

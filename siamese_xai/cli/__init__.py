@@ -240,8 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--out", required=True, metavar="DIR", help="folder for the shards")
     split.add_argument("--pairs", metavar="CSV",
                        help="explain a list of pairs instead of a split: a CSV file of two image paths per row "
-                       "(FIRST,SECOND, relative to the CSV's folder; an optional header row), each asked why FIRST is "
-                       "at its distance from SECOND; not with --data-dir, --dataset or --image-size")
+                       "(FIRST,SECOND, relative to the CSV's folder; an optional header row); each image is explained "
+                       "toward the other (why FIRST is at its distance from SECOND, and why SECOND from FIRST); not "
+                       "with --data-dir, --dataset or --image-size")
+    split.add_argument("--threshold", type=_positive_float, metavar="T",
+                       help="with --pairs: the pairs' verdict, same where d(f(FIRST), f(SECOND)) <= T (the threshold "
+                       "`verify` prints); the probe then finds the change of each image that flips the verdict")
     split.add_argument("--limit", type=_positive_int, metavar="K", help="only the first K images of the split (or pairs)")
     split.add_argument("--shard-size", type=_positive_int, default=500, metavar="M", help="images per shard (default 500)")
     split.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="images per explainer call (default 32)")

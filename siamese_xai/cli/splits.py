@@ -12,7 +12,7 @@ from siamese_xai.cli.commands import CLIError, estimator_setup, writable_dir
 
 
 def explain_split(args):
-    """`explain-split`: every image of --split of the data options, or every row of --pairs (asked `Pair`)."""
+    """`explain-split`: every image of --split of the data options, or every row of --pairs (each image toward the other)."""
     from siamese_xai import files, runs
     from siamese_xai.data import datasets, sources
     from siamese_xai.scale import shards
@@ -24,6 +24,9 @@ def explain_split(args):
         if given:
             raise CLIError(f"{', '.join(given)} name a data set; --pairs lists the images itself: give one or the "
                            f"other (received --pairs {args.pairs!r} and {' '.join(given)})")
+    if args.threshold is not None and args.pairs is None:
+        raise CLIError(f"--threshold is the verdict of a list of pairs: it needs --pairs (received --threshold "
+                       f"{args.threshold} without --pairs)")
     if args.beam_option and args.runner != "beam":
         raise CLIError(f"--beam-option needs --runner beam; received --runner {args.runner}")
     if args.runner == "beam":
@@ -38,6 +41,7 @@ def explain_split(args):
     options = dict(shard_size=args.shard_size, batch_size=args.batch_size, seed=keywords.get("seed", 0),
                    verbose=0 if args.quiet else "auto", force=args.force)
     if args.pairs is not None:
+        options["threshold"] = args.threshold
         source = sources.PairListSource(args.pairs, explainer.image_shape, args.limit)
         loaded = [source.load()[0], None]  # every row read and checked before anything is written
         _run(args, explainer, source, loaded, out_dir, options)

@@ -100,13 +100,14 @@ class ExplainerModelHandler(ModelHandler):
         config: the estimator's config as a dict (`shards.config_dict`, the manifest's `explain_config`).
         seed: the seed of the perturbation draws.
         run_id: the manifest's run identity; a worker whose run folder differs stops.
-        pairs: the elements are pairs, each asked `Pair` (`shards.explain_batch`).
+        pairs: the elements are pairs, each image explained toward the other (`shards.explain_batch`).
+        threshold: with `pairs`, the manifest's threshold of the pairs' verdict, or None.
     """
 
-    def __init__(self, run_dir, config: dict, seed: int, run_id: str, pairs: bool = False):
+    def __init__(self, run_dir, config: dict, seed: int, run_id: str, pairs: bool = False, threshold=None):
         super().__init__()
         self._run_dir, self._config, self._seed, self._run_id = str(run_dir), dict(config), int(seed), run_id
-        self._pairs = bool(pairs)
+        self._pairs, self._threshold = bool(pairs), threshold
 
     def load_model(self):
         from siamese_xai.explainers.base import estimator_classes
@@ -126,7 +127,7 @@ class ExplainerModelHandler(ModelHandler):
             counter.inc(len(element.images))
             index = np.arange(element.start, element.start + len(element.images))
             yield PredictionResult(element, shards.explain_batch(model, element.images, index, element.labels,
-                                                                 self._seed, self._pairs))
+                                                                 self._seed, self._pairs, self._threshold))
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": 1}  # an element is already one explain() batch
@@ -165,7 +166,7 @@ class ExplainShards(beam.PTransform):
     def expand(self, shard_numbers):
         m = self._manifest
         handler = ExplainerModelHandler(self._run_dir, m["explain_config"], m["seed"], m["run_id"],
-                                        m.get("question") == "pair")
+                                        shards.holds_pairs(m), m.get("threshold"))
         return (
             shard_numbers
             | "Spread" >> beam.Reshuffle()  # so that the shards are shared among the workers
@@ -200,7 +201,8 @@ def _watch(out_dir: Path, manifest: dict, todo, bar, stop: threading.Event, ever
 
 
 def explain_split_beam(run_dir, explainer, source, out_dir, shard_size: int = 500, batch_size: int = 32,
-                       seed: int = 0, verbose="auto", *, force: bool = False, beam_options=(), labels=None) -> dict:
+                       seed: int = 0, verbose="auto", *, force: bool = False, beam_options=(), labels=None,
+                       threshold=None) -> dict:
     """`explain_split` on Apache Beam: the same folder, computed by a pipeline's workers.
 
     Args:
@@ -209,10 +211,10 @@ def explain_split_beam(run_dir, explainer, source, out_dir, shard_size: int = 50
             and image shape go into the manifest; the workers build the same
             estimator from `run_dir` and that config).
         source: `MnistSource`, `ImageFolderSource`, `TFRecordSource` or
-            `PairListSource` (whose items are pairs, asked `Pair`; or any
+            `PairListSource` (whose items are pairs, each image explained toward the other; or any
             object with `describe()`, `load()` and `read(start, stop)`).
         out_dir: the output folder.
-        shard_size, batch_size, seed, force: as `shards.explain_split`'s.
+        shard_size, batch_size, seed, force, threshold: as `shards.explain_split`'s.
         verbose: 1 shows a progress bar of the written shards (images, rate,
             time left), 0 none, "auto" one when stdout is a terminal.
         beam_options: Beam pipeline options (strings, as on a command line).
@@ -230,7 +232,7 @@ def explain_split_beam(run_dir, explainer, source, out_dir, shard_size: int = 50
     images, source_labels = source.load()
     manifest, _, _, todo = shards.prepare_split(
         explainer, images, out_dir, source_labels if labels is None else labels, shard_size, batch_size, seed,
-        source=source.describe(), force=force, pairs=getattr(source, "pairs", False))
+        source=source.describe(), force=force, pairs=getattr(source, "pairs", False), threshold=threshold)
     del images
     out_dir = Path(out_dir)
     if todo:

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 
 from siamese_xai import files
 from siamese_xai.scale import shards
-from siamese_xai.scale.page import content_security_policy, script_json
+from siamese_xai.scale.page import SCRIPT_END, document
 from siamese_xai.data import sources  # noqa: E402
 from siamese_xai.explainers.questions import runner_up  # noqa: E402
 
@@ -308,7 +308,7 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     split_dir = Path(split_dir)
     results = shards.load_split_results(split_dir)
     manifest = results.manifest
-    if manifest.get("question") == "pair":
+    if shards.holds_pairs(manifest):
         raise ValueError(f"{str(split_dir)!r} explains a list of pairs (--pairs): its page is "
                          "pair_gallery.write_pair_report's (`siamese-xai report` picks it)")
     num_classes = results.distances.shape[1]
@@ -331,11 +331,7 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     confusion = [[names[k]] + summary["confusion"][k].tolist() for k in range(num_classes)]
     style = STYLE.format(sheet=sheet_uri(sheet), shades="\n".join(
         f".shade{i} {{ background: rgba(76,114,176,{0.85 * i / SHADES:.3f}); }}" for i in range(1, SHADES + 1)))
-    page = _PAGE.format(
-        csp=html.escape(content_security_policy(style, _SCRIPT)),
-        style=style,
-        title=html.escape(f"Explanations of {manifest['num_images']} images"),
-        meta=html.escape(meta_text(manifest)),
+    body = _BODY.format(
         map_words=html.escape(map_titles(results)[1]),
         accuracy="n/a" if np.isnan(summary["accuracy"]) else f"{100 * summary['accuracy']:.2f} %",
         num_wrong=int(wrong.sum()),
@@ -346,10 +342,10 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
         class_options="".join(f'<option value="{k}">{html.escape(n)}</option>' for k, n in enumerate(names)),
         shown_note=("every image" if limit is None else f"the {len(order)} images nearest the boundary "
                     "(misclassified first)"),
-        data=script_json({"items": items, "names": list(names), "columns": SHEET_COLUMNS, "tile": [3 * w + 2, h],
-                          "pageSize": PAGE_SIZE}),
-        script=_SCRIPT,
     )
+    page = document(title=f"Explanations of {manifest['num_images']} images", meta=meta_text(manifest), style=style,
+                    body=body, data={"items": items, "names": list(names), "columns": SHEET_COLUMNS,
+                                     "tile": [3 * w + 2, h], "pageSize": PAGE_SIZE}, script=_SCRIPT)
     out = split_dir / REPORT_FILE if out is None else Path(out)
     with files.atomic_path(out, suffix=".html") as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -422,14 +418,6 @@ function item(r) {
   if (r[6] !== null) node.append(div("found", r[6]));
   return node;
 }
-function render() {
-  const rows = current();
-  const items = document.createDocumentFragment();
-  for (const r of rows.slice(0, shown)) items.appendChild(item(r));
-  el("gallery").replaceChildren(items);
-  el("count").textContent = `${Math.min(shown, rows.length)} of ${rows.length} shown`;
-  el("more").style.display = rows.length > shown ? "" : "none";
-}
 function changed() { shown = DATA.pageSize; render(); }
 for (const id of ["true", "pred", "sort", "wrong"]) el(id).addEventListener("change", changed);
 el("maxmargin").addEventListener("input", changed);
@@ -438,20 +426,10 @@ el("reset").addEventListener("click", () => {
   el("true").value = ""; el("pred").value = ""; el("sort").value = "index"; el("maxmargin").value = "";
   el("wrong").checked = false; changed();
 });
-el("more").addEventListener("click", () => { shown += DATA.pageSize; render(); });
-render();
-"""
+""" + SCRIPT_END
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<title>{title}</title>
-<link rel="icon" href="data:,">
-<style>{style}</style></head>
-<body>
-<h1>{title}</h1>
-<div class="meta">{meta}</div>
-<h2>Summary</h2>
+# The page's body (`page.document` adds the frame); `{...}` the pieces `write_report` writes.
+_BODY = """<h2>Summary</h2>
 <p>Nearest-prototype accuracy {accuracy}; {num_wrong} misclassified.</p>
 <div class="row">
 <div><h3>Counts per class</h3>{counts}</div>
@@ -476,10 +454,4 @@ gallery holds {shown_note}.</p>
 <button id="near" type="button">near the boundary</button>
 <button id="reset" type="button">reset</button>
 <span id="count"></span>
-</div>
-<div id="gallery"></div>
-<p><button id="more" type="button">more</button></p>
-<script type="application/json" id="data">{data}</script>
-<script>{script}</script>
-</body></html>
-"""
+</div>"""

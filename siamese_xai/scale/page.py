@@ -43,3 +43,55 @@ def content_security_policy(style: str, script: str) -> str:
     """
     return (f"default-src 'none'; script-src {_sha256(script)}; style-src {_sha256(style)}; img-src data:; "
             "base-uri 'none'; form-action 'none'")
+
+
+# The frame of every page: its policy, title and provenance line, then its body, then the paged gallery that the
+# script fills (`SCRIPT_END`: render, "more"), the data for the script and the script.
+_DOCUMENT = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<title>{title}</title>
+<link rel="icon" href="data:,">
+<style>{style}</style></head>
+<body>
+<h1>{title}</h1>
+<div class="meta">{meta}</div>
+{body}
+<div id="gallery"></div>
+<p><button id="more" type="button">more</button></p>
+<script type="application/json" id="data">{data}</script>
+<script>{script}</script>
+</body></html>
+"""
+
+# The end of every page's script: draw `shown` of the rows `current()` gives as `item(row)` nodes, and the "more"
+# button. The page's script defines `current`, `item` and `shown` before it.
+SCRIPT_END = """
+function render() {
+  const rows = current();
+  const items = document.createDocumentFragment();
+  for (const r of rows.slice(0, shown)) items.appendChild(item(r));
+  el("gallery").replaceChildren(items);
+  el("count").textContent = `${Math.min(shown, rows.length)} of ${rows.length} shown`;
+  el("more").style.display = rows.length > shown ? "" : "none";
+}
+el("more").addEventListener("click", () => { shown += DATA.pageSize; render(); });
+render();
+"""
+
+
+def document(*, title: str, meta: str, style: str, body: str, data, script: str) -> str:
+    """A whole page: `body` (HTML written by the caller, every piece of data in it escaped) between the page's
+    heading and its gallery; `data` (JSON-ready) for `script`, which ends with `SCRIPT_END`.
+
+    Args:
+        title, meta: plain text (escaped here): the page's title and its provenance line.
+        style: the text of the `<style>` element.
+        body: HTML.
+        data: the script's data, written with `script_json`.
+        script: the text of the `<script>` element; the policy allows this one only.
+    """
+    import html
+
+    return _DOCUMENT.format(csp=html.escape(content_security_policy(style, script)), title=html.escape(title),
+                            meta=html.escape(meta), style=style, body=body, data=script_json(data), script=script)

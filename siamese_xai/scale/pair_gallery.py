@@ -3,34 +3,33 @@
 `write_pair_report(split_dir)` reads the folder's shards and the pair list its
 manifest names (`siamese_xai.data.sources.PairListSource`; the images checked
 against the manifest's SHA-256 by `gallery.load_images`, as for a split) and
-writes one HTML file. Each pair was asked the `Pair` question about its first
-image: why f(first) lies as far as it does from f(second). A pair's shard
-holds one map, the first image's (toward the second), so each item draws:
+writes one HTML file. Each image of each pair was explained toward the other
+(`siamese_xai.scale.shards`), so each item draws two rows, the first image's
+and the second's:
 
-- the first image, the first image with its mask (red), and its signed map
+- the image, the image with its mask (red), and its signed map
   (`gallery.signed_map`: for the decoder estimators the mean signed change as
-  the embedding moves toward f(second); for the probe the drop of the
-  distance measured per region painted from the second image);
-- the second image, as read (the result holds no map of it: a pair listed
-  the other way round gives one);
-- the counterfactual where the folder's estimator painted the found set from
-  the second image (the probe's proposal "other", or "auto", which a `Pair`
-  resolves to "other"): the first image with its mask's pixels taken from
-  the second. The shard keeps the mask, not the painted image; the two images
-  and the mask give it back exactly (`counterfactuals`).
+  the embedding moves toward the other image's; for the probe the drop of
+  the question's margin measured per region painted from the other image);
+- the counterfactual, where the folder's estimator holds a found set (the
+  probe's): the image with its mask's pixels painted as the probe painted
+  them, from the other image where the change moves the two together, with
+  the image's blur where it moves them apart (an accepted pair). The shard
+  keeps the mask, not the painted image; the two images and the mask give it
+  back exactly (`counterfactuals`).
 
 Each item says the two files as the pair list names them (`pair_names`), the
-class of the first image's nearest prototype, and where the folder holds
-them (the probe's) the distance d(f(first), f(second)) (its margin), the
-found set's size and the f calls it took. A `Pair` question has no threshold,
-so the page gives the distance and no same / different verdict; the decoder
-estimators' shards do not keep the pair's distance (`reference_distance` is
-not a shard field), so their items give none. A `Pair` never flips (`flips`
-False, `final_margin` not measured), so neither is shown.
+class of each image's nearest prototype, the distance d(f(first), f(second))
+(`pair_distance`) and, where the folder was explained with a threshold tau
+(`explain-split --threshold`), the verdict: same where d <= tau, else
+different. Where the folder holds a found set (the probe's), each row says its
+size and f calls and, with a threshold, whether painting it flips the verdict
+(the probe was asked `Verify`); without one a pair question has no verdict to
+flip, and the page says so.
 
 Names and paths are data: escaped for HTML (`html.escape`), written for the
 script with `page.script_json`, shown through `textContent`, under the same
-Content-Security-Policy as the split's page (docs/escaping.md).
+Content-Security-Policy as the split's page (`page.document`; docs/escaping.md).
 """
 
 from __future__ import annotations
@@ -43,22 +42,25 @@ import numpy as np
 
 from siamese_xai import files
 from siamese_xai.data import sources
+from siamese_xai.explainers import regions
 from siamese_xai.scale import gallery, shards
-from siamese_xai.scale.page import content_security_policy, script_json
+from siamese_xai.scale.page import SCRIPT_END, document
 
-# What the third panel shows, by the folder's map field (`BatchResult.MAP_FIELD`), in a pair's words.
+# What the third panel of each row shows, by the folder's map field (`BatchResult.MAP_FIELD`), in a pair's words.
 MAP_WORDS = {
-    "mean_signed_change": "the first image's mean signed change as its embedding moves toward f(second) (red: "
-                          "brighter, blue: darker)",
-    "drop_map": "the drop of the distance measured per region of the first image painted from the second (red: the "
-                "region holds some of the distance, blue: painting it moves them apart)",
+    "mean_signed_change": "its mean signed change as its embedding moves toward the other image's (red: brighter, "
+                          "blue: darker)",
+    "drop_map": "the drop of {margin} measured per region of the image painted from the other (red: the region "
+                "holds some of it, blue: painting it raises it)",
 }
+# What the probe's margin is, by the manifest's question.
+MARGIN_WORDS = {"pair": "the distance", "verify": "the verdict's margin |d - tau|"}
 
 
 def holds_pairs(split_dir) -> bool:
-    """Whether an explain-split folder explains a list of pairs (its manifest's `"question": "pair"`)."""
+    """Whether an explain-split folder explains a list of pairs (`shards.holds_pairs` of its manifest)."""
     path = Path(split_dir) / shards.MANIFEST_FILE
-    return path.is_file() and files.read_json(path).get("question") == "pair"
+    return path.is_file() and shards.holds_pairs(files.read_json(path))
 
 
 def pair_names(source) -> list:
@@ -72,49 +74,82 @@ def pair_names(source) -> list:
 
 
 def counterfactuals(results, pairs):
-    """`(n, H, W, C)` each first image with its found set painted from the second, or None.
+    """`(n, 2, H, W, C)` each image of each pair with its found set painted as the probe painted it, or None.
 
     Args:
         results: a pair folder's `shards.SplitResults`.
         pairs: `(n, 2, H, W, C)` its pairs in [0, 1], in the order of `results.index`.
 
     Returns:
-        `where(mask, second, first)`, the probe's `counterfactual` (its found
-        set's cells painted with the proposal, here the second image), or None
-        where the folder holds no found set or painted with another proposal.
+        The probe's `counterfactual` of each image, given back from the two
+        images and its mask: the found set's cells painted with the proposal
+        it was painted with, the other image ("other"; what "auto" is for a
+        `Pair`, and for a `Verify` the pair rejected: the change moves the
+        two together) or the image blurred by its cell size ("blur"; what
+        "auto" is for a `Verify` the pair accepted: the change moves them
+        apart). None where the folder holds no found set or painted with
+        another proposal.
     """
-    proposal = results.manifest.get("explain_config", {}).get("proposal")
-    if getattr(results, "set_size", None) is None or proposal not in ("auto", "other"):
+    config = results.manifest.get("explain_config", {})
+    proposal = config.get("proposal")
+    if getattr(results, "set_size", None) is None or proposal not in ("auto", "other", "blur"):
         return None
-    return np.where(results.mask, np.clip(pairs[:, 1], 0, 1), pairs[:, 0]).astype(np.float32)
+    pairs = np.clip(np.asarray(pairs, np.float32), 0, 1)
+    n = len(pairs)
+    if proposal == "auto":
+        accepted = (results.pair_distance <= results.manifest["threshold"] if results.manifest["question"] == "verify"
+                    else np.zeros(n, bool))
+        blur = np.repeat(accepted[:, None], 2, axis=1)
+    else:
+        blur = np.full((n, 2), proposal == "blur")
+    cell = shards.config_from_dict(config).cell_for(tuple(results.image_shape))
+    blurred = regions.smoothed(pairs.reshape((-1,) + pairs.shape[2:]), float(cell)).reshape(pairs.shape)
+    paint = np.where(blur[(...,) + (None,) * (pairs.ndim - 2)], np.clip(blurred, 0, 1), pairs[:, ::-1])
+    return np.where(results.mask, paint, pairs).astype(np.float32)
 
 
 def pair_tiles(pairs, masks, maps, painted=None) -> np.ndarray:
-    """Each pair as one RGB strip: first | first with its mask | its map | second [| counterfactual].
+    """Each pair as one RGB tile of two rows, the first image's and the second's: image | with its mask | its map
+    [| its counterfactual].
 
     Args:
         pairs: `(n, 2, H, W, C)` in [0, 1].
-        masks, maps: `(n, H, W, C)` the first image's mask and signed map (`gallery.tiles`).
-        painted: `(n, H, W, C)` the counterfactuals, or None (four panels).
+        masks, maps: `(n, 2, H, W, C)` each image's mask and signed map (`gallery.tiles`).
+        painted: `(n, 2, H, W, C)` the counterfactuals, or None (three panels a row).
 
     Returns:
-        `(n, H, P W + P - 1, 3)` float32 in [0, 1], P = 5 or 4 panels, a one-pixel white gap between panels.
+        `(n, 2 H + 1, P W + P - 1, 3)` float32 in [0, 1], P = 4 or 3 panels, a one-pixel white gap between panels
+        and between the rows.
     """
     n, _, h, w = pairs.shape[:4]
-    parts = [gallery.tiles(pairs[:, 0], masks, maps)]
-    for extra in (pairs[:, 1], painted):
-        if extra is not None:
-            parts += [np.ones((n, h, 1, 3), np.float32), np.stack([gallery.gray_rgb(x) for x in extra])
+    rows = []
+    for role in (0, 1):
+        parts = [gallery.tiles(pairs[:, role], masks[:, role], maps[:, role])]
+        if painted is not None:
+            parts += [np.ones((n, h, 1, 3), np.float32), np.stack([gallery.gray_rgb(x) for x in painted[:, role]])
                       if n else np.zeros((0, h, w, 3), np.float32)]
-    return np.concatenate(parts, axis=2)
+        rows.append(np.concatenate(parts, axis=2))
+    return np.concatenate([rows[0], np.ones((n, 1) + rows[0].shape[2:], np.float32), rows[1]], axis=1)
 
 
-def _found(results, i) -> str | None:
-    """What pair i's found set did, where the folder holds one (the probe's `set_size`, `n_calls`), else None."""
+def verdict(distance: float, threshold) -> str:
+    """The pair's verdict at the threshold as the page says it: `same: d 0.41 <= tau 0.5`, or the distance alone."""
+    if threshold is None:
+        return f"d {distance:.4g} (no threshold given: no verdict)"
+    same, tau = distance <= threshold, "\u03c4"
+    return f"{'same' if same else 'different'}: d {distance:.4g} {'<=' if same else '>'} {tau} {threshold:.4g}"
+
+
+def _found(results, i, role) -> str | None:
+    """What the found set of image `role` of pair i did (the probe's), else None."""
     if getattr(results, "set_size", None) is None:
         return None
-    size, calls = int(results.set_size[i]), int(results.n_calls[i])
-    return f"{size} region{'' if size == 1 else 's'} hold{'s' if size == 1 else ''} some of the distance ({calls} f calls)"
+    size, calls = int(results.set_size[i, role]), int(results.n_calls[i, role])
+    regions = f"{size} region{'' if size == 1 else 's'}"
+    if results.manifest.get("question") == "verify":
+        flips = "flips" if results.flips[i, role] else "does not flip"
+        return f"painting {regions} from the other image {flips} the verdict ({calls} f calls)"
+    return f"{regions} hold{'s' if size == 1 else ''} some of the distance ({calls} f calls)"
 
 
 def write_pair_report(split_dir, out=None, *, limit: int | None = None) -> Path:
@@ -135,7 +170,7 @@ def write_pair_report(split_dir, out=None, *, limit: int | None = None) -> Path:
     split_dir = Path(split_dir)
     results = shards.load_split_results(split_dir)
     manifest = results.manifest
-    if manifest.get("question") != "pair":
+    if not shards.holds_pairs(manifest):
         raise ValueError(f"`split_dir` must be a folder of pairs (explain-split --pairs). Received: {str(split_dir)!r}, "
                          "a split's folder: its page is gallery.write_report's")
     results = results[: len(results) if limit is None else limit]
@@ -144,30 +179,30 @@ def write_pair_report(split_dir, out=None, *, limit: int | None = None) -> Path:
     painted = counterfactuals(results, pairs)
     sheet = gallery.sprite_sheet(pair_tiles(pairs, results.mask, gallery.signed_map(results), painted))
     h, w = manifest["image_shape"][:2]
-    panels = 4 if painted is None else 5
-    distance = getattr(results, "margin", None)  # a Pair's margin is the distance itself
-    items = [[int(k), *names[int(k)], int(results.predicted_class[i]),
-              None if distance is None else round(float(distance[i]), 5), i, _found(results, i)]
+    panels = 3 if painted is None else 4
+    threshold = manifest.get("threshold")
+    question = manifest["question"]
+    items = [[int(k), *names[int(k)], [int(c) for c in results.predicted_class[i]],
+              round(float(results.pair_distance[i]), 5), verdict(float(results.pair_distance[i]), threshold), i,
+              [_found(results, i, 0), _found(results, i, 1)]]
              for i, k in enumerate(results.index)]
     style = gallery.STYLE.format(sheet=gallery.sheet_uri(sheet), shades="") + _PAIR_STYLE
     field = results.result_class.MAP_FIELD
-    page = _PAGE.format(
-        csp=html.escape(content_security_policy(style, _SCRIPT)),
-        style=style,
-        title=html.escape(f"Explanations of {len(results)} pairs"),
-        meta=html.escape(gallery.meta_text(manifest)),
-        map_words=html.escape(MAP_WORDS.get(field, gallery.map_titles(results)[1])),
-        painted_words="" if painted is None else (" | the counterfactual: the first image with its found set "
-                                                  "painted from the second"),
-        distance_words=("d: the distance d(f(first), f(second)) f gives the pair" if distance is not None else
-                        "this estimator's shards do not keep the pair's distance"),
-        sort_options="" if distance is None else ('<option value="dist-asc">distance, smallest first</option>'
-                                                  '<option value="dist-desc">distance, largest first</option>'),
-        data=script_json({"items": items, "names": [str(c) for c in results.class_names],
-                          "columns": gallery.SHEET_COLUMNS, "tile": [panels * w + panels - 1, h],
-                          "pageSize": gallery.PAGE_SIZE}),
-        script=_SCRIPT,
+    map_words = MAP_WORDS.get(field, gallery.map_titles(results)[1]).format(margin=MARGIN_WORDS[question])
+    asked = ("each image was asked why f finds the pair the same or different at the threshold \u03c4 = "
+             f"{threshold:.4g} (same where d \u2264 \u03c4)" if threshold is not None else
+             "each image was asked why it lies at its distance from the other; no threshold was given "
+             "(explain-split --threshold), so the page gives the distance and no same / different verdict")
+    body = _BODY.format(
+        asked=html.escape(asked),
+        map_words=html.escape(map_words),
+        painted_words="" if painted is None else " | its counterfactual: the image with its found set painted from "
+                                                 "the other",
     )
+    page = document(title=f"Explanations of {len(results)} pairs", meta=gallery.meta_text(manifest), style=style,
+                    body=body, data={"items": items, "names": [str(c) for c in results.class_names],
+                                     "columns": gallery.SHEET_COLUMNS, "tile": [panels * w + panels - 1, 2 * h + 1],
+                                     "pageSize": gallery.PAGE_SIZE}, script=_SCRIPT)
     out = split_dir / gallery.REPORT_FILE if out is None else Path(out)
     with files.atomic_path(out, suffix=".html") as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -176,58 +211,39 @@ def write_pair_report(split_dir, out=None, *, limit: int | None = None) -> Path:
 
 _PAIR_STYLE = """
 .item.pair { max-width: 40em; }
+.item.pair.same { border-color: #3a3; }
 """
 
-# An item: [position, first file, second file, the first's nearest class, distance or null, place, found or null].
+# An item: [position, first file, second file, [each image's nearest class], distance, verdict text, place,
+# [what each image's found set did, or null]].
 _SCRIPT = gallery.SCRIPT_HELPERS + """
-for (const r of DATA.items) if (r[4] === null) r[4] = Infinity;
 let shown = DATA.pageSize;
 function current() {
   const [key, dir] = el("sort").value.split("-"), sign = dir === "desc" ? -1 : 1;
   return DATA.items.slice().sort((a, b) => (key === "dist" ? sign * (a[4] - b[4]) : 0) || a[0] - b[0]);
 }
 function item(r) {
-  const node = div("item pair");
+  const node = div(r[5].startsWith("same") ? "item pair same" : "item pair");
   Object.assign(node.dataset, {index: r[0], dist: r[4]});
-  const verdict = Number.isFinite(r[4]) ? ` \\u00b7 d ${r[4].toFixed(3)}` : "";
-  node.append(tile(r[5]), div("first", `#${r[0]} first: ${r[1]}`), div("second", `second: ${r[2]}`),
-    div("verdict", `first classed ${DATA.names[r[3]]}${verdict}`));
-  if (r[6] !== null) node.append(div("found", r[6]));
+  node.append(tile(r[6]), div("verdict", `#${r[0]} ${r[5]}`));
+  for (const role of [0, 1]) {
+    const who = role === 0 ? "first" : "second";
+    node.append(div(who, `${who}: ${r[1 + role]} \u00b7 nearest class ${DATA.names[r[3][role]]}`));
+    if (r[7][role] !== null) node.append(div("found", `${who}: ${r[7][role]}`));
+  }
   return node;
 }
-function render() {
-  const rows = current();
-  const items = document.createDocumentFragment();
-  for (const r of rows.slice(0, shown)) items.appendChild(item(r));
-  el("gallery").replaceChildren(items);
-  el("count").textContent = `${Math.min(shown, rows.length)} of ${rows.length} shown`;
-  el("more").style.display = rows.length > shown ? "" : "none";
-}
 el("sort").addEventListener("change", () => { shown = DATA.pageSize; render(); });
-el("more").addEventListener("click", () => { shown += DATA.pageSize; render(); });
-render();
-"""
+""" + SCRIPT_END
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<title>{title}</title>
-<link rel="icon" href="data:,">
-<style>{style}</style></head>
-<body>
-<h1>{title}</h1>
-<div class="meta">{meta}</div>
-<h2>Pairs</h2>
-<p class="meta">Each pair was asked why f(first) lies as far as it does from f(second). Each item: the first
-image | the first with its mask (red) | {map_words} | the second image{painted_words}; {distance_words}. The
-question has no threshold: the page says no same / different verdict.</p>
+# The page's body (`page.document` adds the frame).
+_BODY = """<h2>Pairs</h2>
+<p class="meta">Each image of each pair was explained toward the other: {asked}. Each item: top row the first
+image | with its mask (red) | {map_words}{painted_words}; bottom row the same for the second image. Green frame:
+same.</p>
 <div id="controls">
-<label>sort <select id="sort"><option value="index">position</option>{sort_options}</select></label>
+<label>sort <select id="sort"><option value="index">position</option>
+<option value="dist-asc">distance, smallest first</option><option value="dist-desc">distance, largest first</option>
+</select></label>
 <span id="count"></span>
-</div>
-<div id="gallery"></div>
-<p><button id="more" type="button">more</button></p>
-<script type="application/json" id="data">{data}</script>
-<script>{script}</script>
-</body></html>
-"""
+</div>"""

@@ -40,10 +40,16 @@ margins and flips, without the images it painted.
 `load_split_results` reads them back as one `SplitResults`.
 
 A list of pairs (`pairs=True`; `siamese_xai.data.sources.PairListSource`):
-each item is two images `(2, H, W, C)` and is asked the `Pair` question (why
-the first is at its distance from the second); the manifest records
-`"question": "pair"` and the SHA-256 of both images, the shards hold the same
-fields as a split's.
+each item is two images `(2, H, W, C)`, and each of the two is explained
+toward the other (`explain_batch`): the first asked `Pair(second)`, the second
+`Pair(first)`, both in one `explain` call. With a threshold tau the pair has a
+verdict, same (d <= tau) or different; an estimator that answers `Verify` (the
+probe) is asked `Verify(other, tau)` instead, so that its found set is the
+change that flips the verdict. The manifest records `"question"` (`"pair"` or
+`"verify"`), the threshold (`"threshold"`, null without one) and the SHA-256 of
+both images; a shard holds `pair_distance` (`(n,)` float64, d(f(first),
+f(second))) and each of the estimator's stored fields with a role axis after
+the first: `(n, 2, ...)`, `[:, 0]` the first image's, `[:, 1]` the second's.
 """
 
 from __future__ import annotations
@@ -116,10 +122,32 @@ def shard_name(i: int) -> str:
     return f"shard-{i:05d}.npz"
 
 
-def _manifest(explainer, images, labels, shard_size, batch_size, seed, source, pairs=False):
+# The manifest's `"question"` of a list of pairs: without a threshold, or with one asked of an estimator that
+# answers `Verify`.
+PAIR_QUESTIONS = ("pair", "verify")
+# The field of a pair folder's shards beside its estimator's: d(f(first), f(second)) per pair.
+PAIR_DISTANCE = "pair_distance"
+
+
+def holds_pairs(manifest: dict) -> bool:
+    """Whether a folder's manifest is that of a list of pairs (`explain_split(..., pairs=True)`)."""
+    return manifest.get("question") in PAIR_QUESTIONS
+
+
+def pair_question(explainer, threshold) -> str:
+    """The manifest's `"question"` of a list of pairs: `"verify"` with a threshold the estimator can ask, else `"pair"`."""
+    return "verify" if threshold is not None and "verify" in explainer.answers else "pair"
+
+
+def folder_fields(config, pairs: bool = False) -> tuple:
+    """The arrays each shard of a folder holds: `index`, `label`, [`pair_distance`,] the estimator's stored fields."""
+    return ("index", "label") + ((PAIR_DISTANCE,) if pairs else ()) + stored_fields(config)
+
+
+def _manifest(explainer, images, labels, shard_size, batch_size, seed, source, pairs=False, threshold=None):
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
     digest.update(np.ascontiguousarray(labels).tobytes())
-    return {**({"question": "pair"} if pairs else {}),
+    return {**({"question": pair_question(explainer, threshold), "threshold": threshold} if pairs else {}),
         "run_id": explainer.run_id,
         "source": source,
         "images_sha256": digest.hexdigest(),
@@ -131,7 +159,7 @@ def _manifest(explainer, images, labels, shard_size, batch_size, seed, source, p
         "seed": int(seed),
         "explain_config": config_dict(explainer.config),
         "class_names": [str(c) for c in explainer.class_names],
-        "fields": ["index", "label", *stored_fields(explainer.config)],
+        "fields": list(folder_fields(explainer.config, pairs)),
     }
 
 
@@ -173,7 +201,7 @@ def _start_over(out_dir: Path) -> None:
 
 
 def prepare_split(explainer, images, out_dir, labels=None, shard_size: int = 500, batch_size: int = 32,
-                  seed: int = 0, *, source=None, force: bool = False, pairs: bool = False):
+                  seed: int = 0, *, source=None, force: bool = False, pairs: bool = False, threshold=None):
     """Checks the arguments, writes or checks `OUT/manifest.json`; returns what is left to compute.
 
     Args: as `explain_split`'s.
@@ -191,6 +219,13 @@ def prepare_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
         check_positive_int(name, value)
     seed = check_seed(seed)
+    if threshold is not None:
+        if not pairs:
+            raise ValueError(f"`threshold` is the verdict of a list of pairs: it needs pairs=True. Received: "
+                             f"threshold={threshold!r} with pairs=False")
+        from siamese_xai.explainers.questions import Verify
+
+        threshold = float(Verify(None, threshold).threshold)  # a finite number > 0, or a ValueError naming it
     # every image is checked (shape, dtype, NaN / inf, range) before anything is written
     if pairs:
         images = np.asarray(images)
@@ -207,7 +242,7 @@ def prepare_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     if labels.shape != (n,):
         raise ValueError(f"`labels` must have shape ({n},), one per image. Received: labels.shape={labels.shape}")
     json.dumps(source)  # must be JSON-ready: fail before anything is written
-    manifest = _manifest(explainer, images, labels, shard_size, batch_size, seed, source, pairs)
+    manifest = _manifest(explainer, images, labels, shard_size, batch_size, seed, source, pairs, threshold)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,10 +276,10 @@ def batch_bounds(manifest: dict, shard: int) -> list:
 
 def item_shape(manifest: dict) -> tuple:
     """The shape of one item of the folder: `image_shape`, or `(2, *image_shape)` for a list of pairs."""
-    return ((2,) if manifest.get("question") == "pair" else ()) + tuple(manifest["image_shape"])
+    return ((2,) if holds_pairs(manifest) else ()) + tuple(manifest["image_shape"])
 
 
-def explain_batch(explainer, images, index, labels, seed: int, pairs: bool = False) -> dict:
+def explain_batch(explainer, images, index, labels, seed: int, pairs: bool = False, threshold=None) -> dict:
     """Explains one batch and returns its shard record.
 
     Args:
@@ -253,19 +288,28 @@ def explain_batch(explainer, images, index, labels, seed: int, pairs: bool = Fal
         index: `(b,)` their positions in the split.
         labels: `(b,)` their true labels.
         seed: the seed of the perturbation draws.
-        pairs: ask each pair `Pair(second)` about its first image, not each image's own class.
+        pairs: explain each image of each pair toward the other (module
+            docstring), not each image's own class.
+        threshold: with `pairs`, tau of the pairs' verdict, or None.
 
     Returns:
-        `{field: (b, ...) array}` for every name in `FIELDS`.
+        `{field: array}` for every name in `folder_fields`: `(b, ...)`, or
+        `(b, 2, ...)` for a pair's explained fields.
     """
-    if pairs:
-        from siamese_xai.explainers.questions import Pair
-
-        e = explainer.explain(images[:, 0], Pair(images[:, 1]), seed=seed)
-    else:
+    fields = stored_fields(explainer.config)
+    record = {"index": np.asarray(index, np.int64), "label": np.asarray(labels, np.int64)}
+    if not pairs:
         e = explainer.explain(images, seed=seed)
-    return {"index": np.asarray(index, np.int64), "label": np.asarray(labels, np.int64),
-            **{k: getattr(e, k) for k in stored_fields(explainer.config)}}
+        return {**record, **{k: getattr(e, k) for k in fields}}
+    from siamese_xai.explainers.questions import Pair, Verify, distance
+
+    b = len(images)
+    both, others = np.concatenate([images[:, 0], images[:, 1]]), np.concatenate([images[:, 1], images[:, 0]])
+    asked = pair_question(explainer, threshold)
+    e = explainer.explain(both, Verify(others, threshold) if asked == "verify" else Pair(others), seed=seed)
+    h = np.asarray(explainer.embed(both, training=False), np.float64)
+    record[PAIR_DISTANCE] = distance(h[:b], h[b:])
+    return {**record, **{k: np.stack([getattr(e, k)[:b], getattr(e, k)[b:]], axis=1) for k in fields}}
 
 
 def join_records(parts) -> dict:
@@ -298,7 +342,7 @@ def explain_shard(explainer, manifest: dict, shard: int, images, labels, on_batc
     parts = []
     for a, b in batch_bounds(manifest, shard):
         parts.append(explain_batch(explainer, images[a - start:b - start], np.arange(a, b), labels[a - start:b - start],
-                                   manifest["seed"], manifest.get("question") == "pair"))
+                                   manifest["seed"], holds_pairs(manifest), manifest.get("threshold")))
         if on_batch is not None:
             on_batch(b - a)
     return join_records(parts)
@@ -316,7 +360,8 @@ def progress_bar(total: int, verbose):
 
 
 def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500, batch_size: int = 32,
-                  seed: int = 0, verbose=1, *, source=None, force: bool = False, pairs: bool = False) -> dict:
+                  seed: int = 0, verbose=1, *, source=None, force: bool = False, pairs: bool = False,
+                  threshold=None) -> dict:
     """Explains every image, writing shards as it goes; resumes a previous call.
 
     Args:
@@ -335,7 +380,9 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         source: JSON-ready description of where the images come from (e.g.
             `{"dataset": "mnist", "split": "test"}`), recorded in the manifest.
         force: start `out_dir` over if it holds other results.
-        pairs: `images` are `(n, 2, H, W, C)` pairs, each asked `Pair` (module docstring).
+        pairs: `images` are `(n, 2, H, W, C)` pairs, each image explained toward the other (module docstring).
+        threshold: with `pairs`, tau > 0 of the pairs' verdict (same where
+            d(f(first), f(second)) <= tau; the probe is asked `Verify`), or None.
 
     Returns:
         The manifest, with `shards_kept` (finished before this call) and
@@ -347,7 +394,7 @@ def explain_split(explainer, images, out_dir, labels=None, shard_size: int = 500
         OSError: `out_dir` cannot be created or written.
     """
     manifest, images, labels, todo = prepare_split(explainer, images, out_dir, labels, shard_size, batch_size, seed,
-                                                   source=source, force=force, pairs=pairs)
+                                                   source=source, force=force, pairs=pairs, threshold=threshold)
     n = manifest["num_images"]
     bar = progress_bar(n, verbose)
     if bar is not None:
@@ -423,7 +470,7 @@ class _SplitResultsMethods:
 SplitResults = dataclasses.make_dataclass(
     "SplitResults",
     [(name, np.ndarray) for name in _REQUIRED] + [("manifest", dict)]
-    + [(name, "np.ndarray | None", dataclasses.field(default=None)) for name in _OPTIONAL],
+    + [(name, "np.ndarray | None", dataclasses.field(default=None)) for name in _OPTIONAL + (PAIR_DISTANCE,)],
     bases=(_SplitResultsMethods,),
     frozen=True,
     eq=False,
@@ -446,7 +493,10 @@ SplitResults.__doc__ = """The explanations of a whole split, as `load_split_resu
         index: `(n,)` int64, each image's position in the split.
         label: `(n,)` int64, the true labels (-1 when not given).
         (one attribute per field any estimator stores): as the attribute of
-            the folder's estimator's result; the other estimators' fields are None.
+            the folder's estimator's result (`(n, 2, ...)` in a folder of
+            pairs: the first image's, then the second's); the other
+            estimators' fields are None.
+        pair_distance: `(n,)` float64 d(f(first), f(second)) in a folder of pairs, else None.
         manifest: the folder's `manifest.json` (the run's identity, the
             source, the explanation parameters, the seed, the class names);
             `run_id`, `seed`, `class_names` and `image_shape` read it.
@@ -468,7 +518,7 @@ def load_split_results(out_dir) -> SplitResults:
         raise FileNotFoundError(f"{str(out_dir)!r} has no {MANIFEST_FILE}: not an explain-split folder")
     manifest = files.read_json(out_dir / MANIFEST_FILE)
     try:
-        expected = ("index", "label") + stored_fields(config_from_dict(manifest.get("explain_config", {})))
+        expected = folder_fields(config_from_dict(manifest.get("explain_config", {})), holds_pairs(manifest))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{str(out_dir)!r} records an explainer config this version cannot read ({err}); explain "
                          "the split again with force=True (--force)") from None
