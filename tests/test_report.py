@@ -399,10 +399,13 @@ def test_a_pair_folder_draws_both_images_both_maps_the_verdict_and_the_counterfa
     assert [item[5] for item in data["items"]] == [pair_gallery.verdict(d, tau) for d in results.pair_distance]
     assert sorted(item[5].split(":")[0] for item in data["items"]) == ["different", "different", "same"]
     np.testing.assert_allclose(results.margin, np.abs(results.pair_distance - tau)[:, None] * [1, 1], atol=1e-4)
-    for item, sizes, calls, flips in zip(data["items"], results.set_size, results.n_calls, results.flips):
-        assert item[7] == [f"painting {s} region{'' if s == 1 else 's'} from the other image "
-                           f"{'flips' if f else 'does not flip'} the verdict ({c} f calls)"
-                           for s, c, f in zip(sizes, calls, flips)]
+    # an accepted pair's images are blurred apart (the probe's "auto" for it), a rejected pair's painted together
+    kinds = pair_gallery.painted_with(results)
+    assert [k.tolist() for k in kinds] == [["blur"] * 2 if d <= tau else ["other"] * 2 for d in results.pair_distance]
+    for item, sizes, calls, flips, how in zip(data["items"], results.set_size, results.n_calls, results.flips, kinds):
+        assert item[7] == [f"{'blurring' if k == 'blur' else 'painting from the other image'} {s} "
+                           f"region{'' if s == 1 else 's'} {'flips' if f else 'does not flip'} the verdict ({c} f calls)"
+                           for s, c, f, k in zip(sizes, calls, flips, how)]
     text = page.read_text()
     assert "Explanations of 3 pairs" in text and "same or different at the threshold" in text and "counterfactual" in text
     csp = html.unescape(re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', text).group(1))

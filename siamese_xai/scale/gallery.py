@@ -367,7 +367,8 @@ img.plot {{ max-width: 100%; }}
 #controls select {{ max-width: 16em; }}
 #maxmargin {{ width: 6em; }}
 #gallery {{ display: flex; flex-wrap: wrap; gap: 8px; margin-top: 0.8em; }}
-.item {{ border: 2px solid #ccc; padding: 3px; font-size: 11px; max-width: 24em; overflow-wrap: anywhere; }}
+.item {{ border: 2px solid #ccc; padding: 3px; font-size: 11px; width: min-content; min-width: 24em;
+  overflow-wrap: anywhere; }}
 .item.wrong {{ border-color: #d33; }}
 .tile {{ background-image: url({sheet}); image-rendering: pixelated; }}
 """

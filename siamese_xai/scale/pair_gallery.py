@@ -90,22 +90,32 @@ def counterfactuals(results, pairs):
         apart). None where the folder holds no found set or painted with
         another proposal.
     """
-    config = results.manifest.get("explain_config", {})
-    proposal = config.get("proposal")
-    if getattr(results, "set_size", None) is None or proposal not in ("auto", "other", "blur"):
+    kinds = painted_with(results)
+    if kinds is None or not np.isin(kinds, ("other", "blur")).all():
         return None
     pairs = np.clip(np.asarray(pairs, np.float32), 0, 1)
-    n = len(pairs)
-    if proposal == "auto":
-        accepted = (results.pair_distance <= results.manifest["threshold"] if results.manifest["question"] == "verify"
-                    else np.zeros(n, bool))
-        blur = np.repeat(accepted[:, None], 2, axis=1)
-    else:
-        blur = np.full((n, 2), proposal == "blur")
-    cell = shards.config_from_dict(config).cell_for(tuple(results.image_shape))
+    cell = shards.config_from_dict(results.manifest["explain_config"]).cell_for(tuple(results.image_shape))
     blurred = regions.smoothed(pairs.reshape((-1,) + pairs.shape[2:]), float(cell)).reshape(pairs.shape)
-    paint = np.where(blur[(...,) + (None,) * (pairs.ndim - 2)], np.clip(blurred, 0, 1), pairs[:, ::-1])
+    blur = (kinds == "blur")[(...,) + (None,) * (pairs.ndim - 2)]
+    paint = np.where(blur, np.clip(blurred, 0, 1), pairs[:, ::-1])
     return np.where(results.mask, paint, pairs).astype(np.float32)
+
+
+def painted_with(results):
+    """`(n, 2)` the proposal each image's found set was painted with (`ProbeConfig.proposal`, "auto" resolved as
+    the pair questions resolve it), or None where the folder holds no found set."""
+    proposal = results.manifest.get("explain_config", {}).get("proposal")
+    if getattr(results, "set_size", None) is None:
+        return None
+    n = len(results)
+    if proposal != "auto":
+        return np.full((n, 2), proposal, object)
+    manifest = results.manifest
+    accepted = (results.pair_distance <= manifest["threshold"] if manifest["question"] == "verify"
+                else np.zeros(n, bool))
+    config = manifest["explain_config"]
+    blur = "mean" if config.get("infill") == "mean" and config.get("examples_per_class") else "blur"
+    return np.repeat(np.where(accepted, blur, "other")[:, None], 2, axis=1).astype(object)
 
 
 def pair_tiles(pairs, masks, maps, painted=None) -> np.ndarray:
@@ -148,7 +158,8 @@ def _found(results, i, role) -> str | None:
     regions = f"{size} region{'' if size == 1 else 's'}"
     if results.manifest.get("question") == "verify":
         flips = "flips" if results.flips[i, role] else "does not flip"
-        return f"painting {regions} from the other image {flips} the verdict ({calls} f calls)"
+        how = "blurring" if painted_with(results)[i, role] == "blur" else "painting from the other image"
+        return f"{how} {regions} {flips} the verdict ({calls} f calls)"
     return f"{regions} hold{'s' if size == 1 else ''} some of the distance ({calls} f calls)"
 
 
@@ -196,8 +207,9 @@ def write_pair_report(split_dir, out=None, *, limit: int | None = None) -> Path:
     body = _BODY.format(
         asked=html.escape(asked),
         map_words=html.escape(map_words),
-        painted_words="" if painted is None else " | its counterfactual: the image with its found set painted from "
-                                                 "the other",
+        painted_words="" if painted is None else (" | its counterfactual: the image with its found set painted from "
+                                                  "the other image where the change brings the two together, blurred "
+                                                  "where it moves them apart (a pair found the same)"),
     )
     page = document(title=f"Explanations of {len(results)} pairs", meta=gallery.meta_text(manifest), style=style,
                     body=body, data={"items": items, "names": [str(c) for c in results.class_names],
@@ -210,7 +222,6 @@ def write_pair_report(split_dir, out=None, *, limit: int | None = None) -> Path:
 
 
 _PAIR_STYLE = """
-.item.pair { max-width: 40em; }
 .item.pair.same { border-color: #3a3; }
 """
 
