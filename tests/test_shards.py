@@ -91,6 +91,8 @@ def test_a_resumed_run_keeps_finished_shards_and_redoes_the_rest(explainer, tmp_
     assert (result["shards_kept"], result["shards_written"]) == (1, 2)
     assert (out / "shard-00000.npz").stat().st_mtime_ns == kept
     assert not (out / ".shard-00002.npz.k2x9q.tmp.npz").exists()
+    # the manifest is as readable as the shards (others' workers read both)
+    assert (out / "manifest.json").stat().st_mode & 0o777 == (out / "shard-00000.npz").stat().st_mode & 0o777
     _assert_same(shards.load_split_results(out), reference)
     # another seed (or s, q, N, method, shard size) into the same folder is refused
     with pytest.raises(ValueError, match="seed"):

@@ -173,7 +173,9 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
     path = out_dir / MANIFEST_FILE
     if not path.exists():
         fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", suffix=".tmp.json", dir=out_dir)
-        with os.fdopen(fd, "w") as fh:
+        os.close(fd)
+        os.unlink(tmp)  # mkstemp's file is private (0600); the manifest gets the umask's mode, as the shards do
+        with open(tmp, "x") as fh:
             fh.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         try:
             os.link(tmp, path)  # fails if another process wrote it first
