@@ -165,23 +165,53 @@ def plot_explanation(explanation, axes=None, *, index: int = 0):
     """
     original = explanation
     one = _check(explanation, index)
-    new_figure = axes is None
-    if new_figure:
-        h, w = np.shape(one.input)[:2]
-        # room for two lines of title above each panel
+    flat = _four_panels(axes, np.shape(one.input)[:2])
+    plot_input(original, flat[0], index=index)
+    plot_reconstruction(original, flat[1], index=index)
+    plot_overlay(original, flat[2], index=index)
+    plot_mask(original, flat[3], index=index)
+    if axes is None:
+        _fit_height(flat, np.shape(one.input)[:2])
+    return flat
+
+
+def _four_panels(axes, image_hw):
+    """`axes` as a `(4,)` array (a ValueError naming it otherwise), or a new 1 x 4 figure sized to the image's aspect.
+
+    The new figure has a constrained layout and room for two lines of title
+    above each panel, so that neither the images nor the titles (wrapped to
+    their panel's width, `_fit`) leave much white space or overlap, whatever
+    the image size and the class names' length.
+    """
+    if axes is None:
+        h, w = image_hw
         size = (4 * PANEL_INCHES, PANEL_INCHES * h / w + 2.6 * TITLE_SIZE / 72 + 0.15)
         _, axes = plt.subplots(1, 4, figsize=size, layout="constrained")
     flat = np.asarray(axes, dtype=object).ravel()
     if flat.size != 4:
         raise ValueError(f"`axes` must hold 4 matplotlib Axes. Received: {flat.size}")
-    plot_input(original, flat[0], index=index)
-    plot_reconstruction(original, flat[1], index=index)
-    plot_overlay(original, flat[2], index=index)
-    plot_mask(original, flat[3], index=index)
-    if new_figure:  # as tall as the longest (wrapped) title needs
-        lines = max(ax.get_title().count("\n") + 1 for ax in flat)
-        flat[0].figure.set_figheight(PANEL_INCHES * h / w + 1.5 * lines * TITLE_SIZE / 72 + 0.2)
     return flat
+
+
+def _fit_height(flat, image_hw) -> None:
+    """Makes a new figure of `_four_panels` as tall as its longest (wrapped) title needs.
+
+    The height is estimated from the title's lines, then the layout is drawn
+    and the figure grown by what the tallest title still stands out over its
+    top edge beyond a pixel (the constrained layout under-reserves some tall titles), twice
+    at most.
+    """
+    h, w = image_hw
+    fig = flat[0].figure
+    lines = max(ax.get_title().count("\n") + 1 for ax in flat)
+    fig.set_figheight(PANEL_INCHES * h / w + 1.5 * lines * TITLE_SIZE / 72 + 0.2)
+    for _ in range(2):
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()
+        over = max(ax.title.get_window_extent(renderer).y1 for ax in flat) - fig.bbox.y1
+        if over <= 1:  # a pixel: where the layout puts a title that fits (0.03 px over, measured)
+            break
+        fig.set_figheight(fig.get_figheight() + (over + 2) / fig.dpi)
 
 
 def _check_index(result, index) -> None:
@@ -223,7 +253,9 @@ def plot_probe(explanation, axes=None, *, index: int = 0):
 
     Args:
         explanation: a `ProbeExplanation`.
-        axes: four matplotlib Axes; a new 1 x 4 figure when None.
+        axes: four matplotlib Axes; a new 1 x 4 figure when None, laid out as
+            `plot_explanation`'s (sized to the image's aspect, titles wrapped
+            to their panel).
         index: which of its inputs to draw.
 
     Returns:
@@ -232,11 +264,8 @@ def plot_probe(explanation, axes=None, *, index: int = 0):
     if not isinstance(explanation, ProbeExplanation):
         raise TypeError(f"`explanation` must be a ProbeExplanation. Received: {type(explanation).__name__}")
     _check_index(explanation, index)
-    if axes is None:
-        _, axes = plt.subplots(1, 4, figsize=(8.0, 2.4))
-    flat = np.asarray(axes, dtype=object).ravel()
-    if flat.size != 4:
-        raise ValueError(f"`axes` must hold 4 matplotlib Axes. Received: {flat.size}")
+    image_hw = np.shape(explanation.input)[1:3]
+    flat = _four_panels(axes, image_hw)
     e = explanation
     titles = _probe_titles(e, index)
     _show(flat[0], _image(e.input[index]), titles[0])
@@ -246,6 +275,8 @@ def plot_probe(explanation, axes=None, *, index: int = 0):
     _show(flat[2], change, "margin drop measured by f", cmap="RdBu_r", vmin=-bound, vmax=bound)
     _show(flat[3], _image(e.counterfactual[index]), titles[3])
     flat[3].contour(np.asarray(e.mask[index]).any(axis=-1).astype(float), levels=[0.5], colors=[MASK_COLOR], linewidths=0.8)
+    if axes is None:
+        _fit_height(flat, image_hw)
     return flat
 
 

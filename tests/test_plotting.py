@@ -158,10 +158,33 @@ def _rgb_explanation(h, w, names):
     return Explanation(**arrays, config=ExplainConfig(q=5), seed=0, class_names=names)
 
 
-@pytest.mark.parametrize("h, w", [(8, 8), (28, 28), (32, 32), (64, 64), (32, 96), (96, 32)])
-def test_quadruple_is_legible_with_long_names_and_not_mostly_white_space(h, w):
+def _rgb_probe_explanation(h, w, names):
+    """A probe's contrastive explanation of one random RGB image (every field of its shape and dtype)."""
+    from siamese_xai.config import ProbeConfig
+    from siamese_xai.explainers.probe_explanation import FIELDS, ProbeExplanation
+
+    rng = np.random.default_rng(3)
+    images = {"input", "proposal", "drop_map", "ranking", "counterfactual"}
+    shapes = {"embedding": (1, 20), "target": (1, 20), "distances": (1, 10), "regions": (1, 40, h, w),
+              "region_drop": (1, 40), "mask": (1, h, w, 3)}
+    arrays = {}
+    for name, dtype in FIELDS.items():
+        shape = (1, h, w, 3) if name in images else shapes.get(name, (1,))
+        arrays[name] = (rng.random(shape) > 0.8 if dtype is np.bool_ else np.array(["other"]) if dtype is np.str_
+                        else (rng.random(shape) * 9).astype(dtype))
+    for name in ("input", "proposal", "counterfactual"):
+        arrays[name] = rng.random((1, h, w, 3)).astype(np.float32)
+    arrays.update(explained_class=np.array([3]), contrast_class=np.array([7]), predicted_class=np.array([3]))
+    return ProbeExplanation(**arrays, config=ProbeConfig(), cell=max(2, round(min(h, w) / 7)), class_names=names)
+
+
+@pytest.mark.parametrize("h, w", [(8, 8), (28, 28), (32, 32), (64, 64), (32, 96), (96, 32), (96, 96), (224, 224)])
+@pytest.mark.parametrize("estimator", ["mc", "probe"])
+def test_quadruple_is_legible_with_long_names_and_not_mostly_white_space(h, w, estimator):
+    """The figure of `explain` (the paper's quadruple, or the probe's panels) at every image size, 8 to 224 px."""
     names = tuple(f"triangle vs circle, variant {k} of a long-named class" for k in range(10))
-    axes = plotting.plot_explanation(_rgb_explanation(h, w, names))
+    make = _rgb_explanation if estimator == "mc" else _rgb_probe_explanation
+    axes = plotting.plot_result(make(h, w, names))  # plot_explanation or plot_probe
     fig = axes[0].figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
