@@ -50,6 +50,29 @@ def train_table(photos) -> str:
     return "\n".join(lines)
 
 
+def fit_table(photos) -> str:
+    """The 96 px `fit` run: a tower trained with plain Keras, then `fit_explainer` (the targets of `train`)."""
+    r, t = photos["fit_96"], photos["targets"]
+    s, p = r["seconds_by_stage"], r["peak_rss_gb_by_stage"]
+    rows = [
+        ("nearest-prototype test accuracy", f">= {t['accuracy']:.0%}", f"{r['prototype_accuracy']:.1%}",
+         r["met"]["accuracy"]),
+        ("wall time", f"<= {t['train_seconds']} s",
+         f"{r['seconds_total']:.0f} s (the Keras tower {s['keras_tower']:.0f} s, `fit_explainer` {s['fit']:.0f} s; "
+         f"load average {r['load_during']['min']}-{r['load_during']['max']}, mean {r['load_during']['mean']})",
+         r["met"]["train_seconds"]),
+        ("peak resident memory", f"<= {t['peak_rss_gb']:g} GB",
+         f"{r['peak_rss_gb']:.2f} GB (loaded {p['load']:.2f}; Keras tower {p['keras_tower']:.2f}; autoencoder "
+         f"{p['autoencoder']:.2f}; decoder {p['decoder']:.2f})", r["met"]["peak_rss_gb"]),
+        ("g(f(x)) error / class-mean image's", f"<= {t['decoder_to_class_mean']:g}",
+         f"{r['recon_sse_decoder']:.0f} / {r['recon_sse_class_mean_image']:.0f} = {r['decoder_to_class_mean']:.2f}",
+         r["met"]["decoder_to_class_mean"]),
+    ]
+    lines = ["| | target | measured | met |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {_yes(d)} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
 def ceiling_table(photos) -> str:
     """The k-nearest-neighbour ceiling of a decoder of f(x) (`photos.ceiling`)."""
     c = photos["ceiling_96"]
@@ -126,6 +149,8 @@ def tables() -> dict:
     photos, memory, objects = _read("photos.json"), _read("explain_memory.json"), _read("photos_objects.json")
     blocks = _read("explain_memory_blocks.json")  # `explain_memory run --sizes 96 --compare-block-mb 1024 --out ...`
     out = {"train-96": train_table(photos), "explain-memory": memory_table(memory)}
+    if "fit_96" in photos:
+        out["fit-96"] = fit_table(photos)
     if "ceiling_96" in photos:
         out["ceiling-96"] = ceiling_table(photos)
     for found in (memory, blocks):
