@@ -162,6 +162,9 @@ def test_quick_run_end_to_end(tiny_run, tmp_path):
     # the probe and the contrast ask for l, and got the trained f's
     assert result["methods"]["probe"]["question"].startswith("k and l fixed")
     assert result["methods"]["mc"]["question"].startswith("k fixed")
+    for name in ("occlusion_margin", "kernelshap_margin", "distance_explainer_margin", "gradient_margin",
+                 "integrated_gradients_margin"):  # every baseline of the margin asks l too
+        assert result["methods"][name]["question"].startswith("k and l fixed"), name
 
 
 # ---------------------------------------------------------------------------
@@ -272,6 +275,12 @@ def test_k_and_l_come_from_the_trained_f_whatever_f_is_explained():
     # a margin baseline asks the fixed pair, not the random f's runner-up: codes k * C + l
     np.testing.assert_array_equal(registry.MarginScalar(randomised, contrast).codes(xs, k), [0 * 3 + 2, 1 * 3 + 2])
     np.testing.assert_array_equal(registry.MarginScalar(randomised).codes(xs, k), [0 * 3 + 1, 1 * 3 + 0])
+    # so does a white-box baseline of the margin (the gradient's, Integrated Gradients'): l from the context
+    asked = []
+    build = registry._white_margin(lambda ctx, x, c, l: asked.append(np.asarray(l).tolist()))
+    build(registry.Context(None, randomised, {}, rz.TrainedContrast(trained)))(xs, k, 0)
+    build(registry.Context(None, randomised, {}))(xs, k, 0)  # no context's l: the runner-up under this f
+    assert asked == [[2, 2], [1, 0]]
 
 
 def test_explained_maps_pass_l_only_to_an_explainer_that_asks_it():

@@ -164,12 +164,15 @@ class MarginScalar:
 
 
 def _white_margin(maps):
-    """A white-box baseline `maps(ctx, xs, classes, contrasts)` of the margin, l the runner-up of each unperturbed image."""
+    """A white-box baseline `maps(ctx, xs, classes, contrasts)` of the margin: l from `ctx.contrast` where the
+    context names it (the randomisation check: l of the trained f), else the runner-up of each unperturbed image."""
     def build(ctx):
         from siamese_xai.explainers.questions import runner_up
 
         def fn(x, c, s):
-            return maps(ctx, x, c, runner_up(ctx.scalar.all_distances(x), np.asarray(c, np.int64)))
+            c = np.asarray(c, np.int64)
+            l = runner_up(ctx.scalar.all_distances(x), c) if ctx.contrast is None else ctx.contrast(x, c)
+            return maps(ctx, x, c, np.asarray(l, np.int64))
         return fn
     return build
 
