@@ -47,7 +47,7 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
         f"(or pip install 'apache-beam>=2.70,<2.80'). Import failed with: {err}"
     ) from None
 
-from siamese_xai.scale import shards
+from siamese_xai.scale import pair_shards, shards
 
 # The DirectRunner in multi-processing mode, one worker process per core; --beam-option values come after, so
 # a user's --runner / --direct_num_workers win.
@@ -166,7 +166,7 @@ class ExplainShards(beam.PTransform):
     def expand(self, shard_numbers):
         m = self._manifest
         handler = ExplainerModelHandler(self._run_dir, m["explain_config"], m["seed"], m["run_id"],
-                                        shards.holds_pairs(m), m.get("threshold"))
+                                        pair_shards.holds_pairs(m), m.get("threshold"))
         return (
             shard_numbers
             | "Spread" >> beam.Reshuffle()  # so that the shards are shared among the workers

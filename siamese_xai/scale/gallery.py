@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from siamese_xai import files
-from siamese_xai.scale import shards
+from siamese_xai.scale import pair_shards, shards
 from siamese_xai.scale.page import SCRIPT_END, document
 from siamese_xai.data import sources  # noqa: E402
 from siamese_xai.explainers.questions import runner_up  # noqa: E402
@@ -308,7 +308,7 @@ def write_report(split_dir, out=None, *, data_dir=None, limit: int | None = None
     split_dir = Path(split_dir)
     results = shards.load_split_results(split_dir)
     manifest = results.manifest
-    if shards.holds_pairs(manifest):
+    if pair_shards.holds_pairs(manifest):
         raise ValueError(f"{str(split_dir)!r} explains a list of pairs (--pairs): its page is "
                          "pair_gallery.write_pair_report's (`siamese-xai report` picks it)")
     num_classes = results.distances.shape[1]

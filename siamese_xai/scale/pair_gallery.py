@@ -43,7 +43,7 @@ import numpy as np
 from siamese_xai import files
 from siamese_xai.data import sources
 from siamese_xai.explainers import regions
-from siamese_xai.scale import gallery, shards
+from siamese_xai.scale import gallery, pair_shards, shards
 from siamese_xai.scale.page import SCRIPT_END, document
 
 # What the third panel of each row shows, by the folder's map field (`BatchResult.MAP_FIELD`), in a pair's words.
@@ -58,9 +58,9 @@ MARGIN_WORDS = {"pair": "the distance", "verify": "the verdict's margin |d - tau
 
 
 def holds_pairs(split_dir) -> bool:
-    """Whether an explain-split folder explains a list of pairs (`shards.holds_pairs` of its manifest)."""
+    """Whether an explain-split folder explains a list of pairs (`pair_shards.holds_pairs` of its manifest)."""
     path = Path(split_dir) / shards.MANIFEST_FILE
-    return path.is_file() and shards.holds_pairs(files.read_json(path))
+    return path.is_file() and pair_shards.holds_pairs(files.read_json(path))
 
 
 def pair_names(source) -> list:
@@ -181,7 +181,7 @@ def write_pair_report(split_dir, out=None, *, limit: int | None = None) -> Path:
     split_dir = Path(split_dir)
     results = shards.load_split_results(split_dir)
     manifest = results.manifest
-    if not shards.holds_pairs(manifest):
+    if not pair_shards.holds_pairs(manifest):
         raise ValueError(f"`split_dir` must be a folder of pairs (explain-split --pairs). Received: {str(split_dir)!r}, "
                          "a split's folder: its page is gallery.write_report's")
     results = results[: len(results) if limit is None else limit]

@@ -39,17 +39,8 @@ with the same names, shapes and dtypes: for the decoder estimators every
 margins and flips, without the images it painted.
 `load_split_results` reads them back as one `SplitResults`.
 
-A list of pairs (`pairs=True`; `siamese_xai.data.sources.PairListSource`):
-each item is two images `(2, H, W, C)`, and each of the two is explained
-toward the other (`explain_batch`): the first asked `Pair(second)`, the second
-`Pair(first)`, both in one `explain` call. With a threshold tau the pair has a
-verdict, same (d <= tau) or different; an estimator that answers `Verify` (the
-probe) is asked `Verify(other, tau)` instead, so that its found set is the
-change that flips the verdict. The manifest records `"question"` (`"pair"` or
-`"verify"`), the threshold (`"threshold"`, null without one) and the SHA-256 of
-both images; a shard holds `pair_distance` (`(n,)` float64, d(f(first),
-f(second))) and each of the estimator's stored fields with a role axis after
-the first: `(n, 2, ...)`, `[:, 0]` the first image's, `[:, 1]` the second's.
+A list of pairs (`pairs=True`): each image of each pair is explained toward
+the other; `siamese_xai.scale.pair_shards` says what such a folder adds.
 """
 
 from __future__ import annotations
@@ -69,6 +60,8 @@ import numpy as np
 from siamese_xai import files
 from siamese_xai.config import ExplainConfig, TemplateContrastConfig
 from siamese_xai.explainers import base, explanation
+from siamese_xai.scale import pair_shards
+from siamese_xai.scale.pair_shards import PAIR_DISTANCE, holds_pairs, pair_question
 from siamese_xai._checks import check_images, check_positive_int, check_seed
 
 MANIFEST_FILE = "manifest.json"
@@ -120,23 +113,6 @@ PATH_FIELDS = ("index", "label") + PATH_STORED
 
 def shard_name(i: int) -> str:
     return f"shard-{i:05d}.npz"
-
-
-# The manifest's `"question"` of a list of pairs: without a threshold, or with one asked of an estimator that
-# answers `Verify`.
-PAIR_QUESTIONS = ("pair", "verify")
-# The field of a pair folder's shards beside its estimator's: d(f(first), f(second)) per pair.
-PAIR_DISTANCE = "pair_distance"
-
-
-def holds_pairs(manifest: dict) -> bool:
-    """Whether a folder's manifest is that of a list of pairs (`explain_split(..., pairs=True)`)."""
-    return manifest.get("question") in PAIR_QUESTIONS
-
-
-def pair_question(explainer, threshold) -> str:
-    """The manifest's `"question"` of a list of pairs: `"verify"` with a threshold the estimator can ask, else `"pair"`."""
-    return "verify" if threshold is not None and "verify" in explainer.answers else "pair"
 
 
 def folder_fields(config, pairs: bool = False) -> tuple:
@@ -221,13 +197,7 @@ def prepare_split(explainer, images, out_dir, labels=None, shard_size: int = 500
     for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
         check_positive_int(name, value)
     seed = check_seed(seed)
-    if threshold is not None:
-        if not pairs:
-            raise ValueError(f"`threshold` is the verdict of a list of pairs: it needs pairs=True. Received: "
-                             f"threshold={threshold!r} with pairs=False")
-        from siamese_xai.explainers.questions import Verify
-
-        threshold = float(Verify(None, threshold).threshold)  # a finite number > 0, or a ValueError naming it
+    threshold = pair_shards.check_threshold(threshold, pairs)
     # every image is checked (shape, dtype, NaN / inf, range) before anything is written
     if pairs:
         images = np.asarray(images)
@@ -300,18 +270,10 @@ def explain_batch(explainer, images, index, labels, seed: int, pairs: bool = Fal
     """
     fields = stored_fields(explainer.config)
     record = {"index": np.asarray(index, np.int64), "label": np.asarray(labels, np.int64)}
-    if not pairs:
-        e = explainer.explain(images, seed=seed)
-        return {**record, **{k: getattr(e, k) for k in fields}}
-    from siamese_xai.explainers.questions import Pair, Verify, distance
-
-    b = len(images)
-    both, others = np.concatenate([images[:, 0], images[:, 1]]), np.concatenate([images[:, 1], images[:, 0]])
-    asked = pair_question(explainer, threshold)
-    e = explainer.explain(both, Verify(others, threshold) if asked == "verify" else Pair(others), seed=seed)
-    h = np.asarray(explainer.embed(both, training=False), np.float64)
-    record[PAIR_DISTANCE] = distance(h[:b], h[b:])
-    return {**record, **{k: np.stack([getattr(e, k)[:b], getattr(e, k)[b:]], axis=1) for k in fields}}
+    if pairs:
+        return {**record, **pair_shards.explain_pairs(explainer, images, fields, seed, threshold)}
+    e = explainer.explain(images, seed=seed)
+    return {**record, **{k: getattr(e, k) for k in fields}}
 
 
 def join_records(parts) -> dict:
