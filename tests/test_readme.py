@@ -92,9 +92,11 @@ def test_links_stay_inside_the_repository_and_resolve(page):
         assert path.is_relative_to(root) and path.exists(), f"{page.name}: {target} does not resolve"
 
 
-README_METHODS = {"`probe`": "probe", "distance explainer": "distance_explainer", "input intensity": "intensity",
+README_METHODS = {"`probe`": "probe", "its raw map `probe_raw`": "probe_raw", "distance explainer": "distance_explainer",
+                  "distance explainer by the margin": "distance_explainer_margin", "input intensity": "intensity",
                   "occlusion by the margin": "occlusion_margin", "KernelSHAP by the margin": "kernelshap_margin",
-                  "; occlusion": "occlusion", "`mc`": "mc", "; KernelSHAP": "kernelshap"}
+                  "; occlusion": "occlusion", "`mc`": "mc", "; KernelSHAP": "kernelshap",
+                  "IG by the margin": "integrated_gradients_margin", "gradient by the margin": "gradient_margin"}
 
 
 def test_faithfulness_row_quotes_the_committed_results():
@@ -107,6 +109,9 @@ def test_faithfulness_row_quotes_the_committed_results():
     n = results["datasets"]["mnist"]["n_images"]
     assert row.startswith(f"| faithfulness on {n:,} MNIST test images (ROAD, most relevant first")
     assert f"`benchmarks/evaluation/results.json` ({results['mode']} mode)" in row
+    from benchmarks.evaluation import evaluate_report
+
+    assert sorted(README_METHODS.values()) == sorted(name for name, _ in evaluate_report.README_ROW)  # each one checked
     for shown, method in README_METHODS.items():
         road = records[method]["road_morf"]
         assert f"{shown} {road['mean']:.3f} ± {road['ci95']:.3f}" in row, method
