@@ -392,14 +392,10 @@ def readme_paragraph(results: dict) -> str:
     """The README's verdict paragraph: every verdict of the judged rows on MNIST and on the shapes set, and what each rests on."""
     v = results["verdicts"]
     text = ["By the declared rule (docs/evaluation.md: paired t-tests at both edges of a margin of one twentieth of each "
-            "number's span, Holm's correction over every comparison of a kind; **beats** = better beyond the margin on "
-            "the primary metric and shown not worse on every other number; a difference that is not shown is not read "
-            "as \"not worse\"). Each comparison rests on what its two entries are: `probe` is the probe as it ships, its "
-            "drop map smoothed by half a cell and gated (the positive pixels where x exceeds its proposal first); "
-            "`probe_raw` is its drop map alone; an entry `X+smoothed+gated` is method X's map with exactly the probe's "
-            "two steps (the same function, sigma and proposal); every other entry is a method's map as it is. So "
-            "`probe` against `X+smoothed+gated` and `probe_raw` against `X` compare the question asked of f under "
-            "matched post-processing; `probe` against `X` does not."]
+            "number's span, Holm's correction; **beats** = better beyond the margin on the primary metric and shown "
+            "not worse on every other number). `probe` is the probe as it ships (its drop map smoothed and gated), "
+            "`probe_raw` its drop map alone, `X+smoothed+gated` method X with exactly those two steps; the matched "
+            "comparisons come first (RESULTS.md has the power of each)."]
     for ds, kind in (("mnist", "faithfulness"), ("shapes", "ground truth")):
         table = v[kind]["beats"].get(ds)
         if not table:
@@ -407,20 +403,21 @@ def readme_paragraph(results: dict) -> str:
         if ASKS_F not in table or "probe_raw" not in table:
             continue
         as_is = [m.name for m in registry.METHODS]
-        own = [v.name for v in registry.VARIANTS if v.base == ASKS_F]
         matched = [v.name for v in registry.VARIANTS if v.base != ASKS_F]
-        groups = ((ASKS_F, own, "against its own raw map and each step alone"),
-                  (ASKS_F, matched, "against every method with the same post-processing (matched)"),
+        own = [v.name for v in registry.VARIANTS if v.base == ASKS_F]
+        groups = ((ASKS_F, matched, "against every method with the same post-processing (matched)"),
                   ("probe_raw", as_is, "against every method as it is (matched: both raw)"),
+                  (ASKS_F, own, "against its own raw map and each step alone"),
                   (ASKS_F, as_is, "against every method as it is (not matched: only the probe post-processed)"))
         parts = [f"{words}, " + "; ".join(clauses) for a, rivals, words in groups
                  if (clauses := _row_clauses(table[a], a, rivals))]
-        text.append(f"{_SET_WORDS[ds]}, " + ". ".join(part if i == 0 else part[0].upper() + part[1:]
-                                                       for i, part in enumerate(parts)) + ".")
+        if ds == "mnist":  # the shapes set's verdicts: RESULTS.md (the front page keeps to a page)
+            text.append(f"{_SET_WORDS[ds]}, " + ". ".join(part if i == 0 else part[0].upper() + part[1:]
+                                                           for i, part in enumerate(parts)) + ".")
         agg = v[kind]["rank_aggregate"].get(ds)
         if agg:
             order = sorted(agg["mean_rank"], key=lambda m: (agg["mean_rank"][m], m))
-            text.append(f"Over the {len(agg['metrics'])} numbers of that set the rank aggregate puts "
+            text.append(f"{_SET_WORDS[ds]}, over its {len(agg['metrics'])} numbers, the rank aggregate puts "
                         + ", ".join(f"`{m}` {i + 1}{'st' if i == 0 else 'nd' if i == 1 else 'rd'} (mean rank "
                                     f"{agg['mean_rank'][m]:.2f})" for i, m in enumerate(order[:3]))
                         + (f"; the numbers agree only in part (Kendall's W {agg['kendalls_w']:.2f})."
@@ -429,10 +426,8 @@ def readme_paragraph(results: dict) -> str:
     if "shapes" in scored_ground_truth(results):
         text.append("Relevance rank accuracy on the shapes set: " + "; ".join(
             f"`{m}` {_fmt(shapes[m]['rank_accuracy'])}" for m in
-            ("probe", "probe_raw", "kernelshap", "kernelshap_margin", "kernelshap_margin+smoothed+gated") if m in shapes)
+            ("probe", "probe_raw", "kernelshap_margin+smoothed+gated") if m in shapes)
             + ".")
-    text.append("RESULTS.md has every verdict, the power of each comparison and how many verdicts change at half and "
-                "double the margins.")
     return " ".join(text)
 
 
