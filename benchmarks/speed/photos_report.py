@@ -27,20 +27,17 @@ def _yes(flag):
     return "yes" if flag else "no"
 
 
-def train_table(photos) -> str:
-    """The 96 px `train` run: targets, measurements, whether each was met."""
-    r, t = photos["train_96"], photos["targets"]
-    s, p = r["seconds_by_stage"], r["peak_rss_gb_by_stage"]
+def _run_table(r, t, time_row, seconds, memory) -> str:
+    """One run's targets, measurements and whether each was met; `seconds` and `memory` name its stages' parts."""
+    load = r["load_during"]
     rows = [
         ("nearest-prototype test accuracy", f">= {t['accuracy']:.0%}", f"{r['prototype_accuracy']:.1%}",
          r["met"]["accuracy"]),
-        ("`train` wall time", f"<= {t['train_seconds']} s",
-         f"{r['seconds_total']:.0f} s (Siamese {s['snn']:.0f} s, autoencoder {s['autoencoder']:.0f} s, "
-         f"decoder {s['decoder']:.0f} s; load average {r['load_during']['min']}-{r['load_during']['max']}, "
-         f"mean {r['load_during']['mean']})", r["met"]["train_seconds"]),
-        ("peak resident memory", f"<= {t['peak_rss_gb']:g} GB",
-         f"{r['peak_rss_gb']:.2f} GB (loaded {p['load']:.2f}; Siamese {p['snn']:.2f}; autoencoder "
-         f"{p['autoencoder']:.2f}; decoder {p['decoder']:.2f})", r["met"]["peak_rss_gb"]),
+        (time_row, f"<= {t['train_seconds']} s",
+         f"{r['seconds_total']:.0f} s ({seconds}; load average {load['min']}-{load['max']}, mean {load['mean']})",
+         r["met"]["train_seconds"]),
+        ("peak resident memory", f"<= {t['peak_rss_gb']:g} GB", f"{r['peak_rss_gb']:.2f} GB ({memory})",
+         r["met"]["peak_rss_gb"]),
         ("g(f(x)) error / class-mean image's", f"<= {t['decoder_to_class_mean']:g}",
          f"{r['recon_sse_decoder']:.0f} / {r['recon_sse_class_mean_image']:.0f} = {r['decoder_to_class_mean']:.2f}",
          r["met"]["decoder_to_class_mean"]),
@@ -48,29 +45,26 @@ def train_table(photos) -> str:
     lines = ["| | target | measured | met |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {_yes(d)} |" for a, b, c, d in rows]
     return "\n".join(lines)
+
+
+def train_table(photos) -> str:
+    """The 96 px `train` run: targets, measurements, whether each was met."""
+    r = photos["train_96"]
+    s, p = r["seconds_by_stage"], r["peak_rss_gb_by_stage"]
+    return _run_table(r, photos["targets"], "`train` wall time",
+                      f"Siamese {s['snn']:.0f} s, autoencoder {s['autoencoder']:.0f} s, decoder {s['decoder']:.0f} s",
+                      f"loaded {p['load']:.2f}; Siamese {p['snn']:.2f}; autoencoder {p['autoencoder']:.2f}; decoder "
+                      f"{p['decoder']:.2f}")
 
 
 def fit_table(photos) -> str:
     """The 96 px `fit` run: a tower trained with plain Keras, then `fit_explainer` (the targets of `train`)."""
-    r, t = photos["fit_96"], photos["targets"]
+    r = photos["fit_96"]
     s, p = r["seconds_by_stage"], r["peak_rss_gb_by_stage"]
-    rows = [
-        ("nearest-prototype test accuracy", f">= {t['accuracy']:.0%}", f"{r['prototype_accuracy']:.1%}",
-         r["met"]["accuracy"]),
-        ("wall time", f"<= {t['train_seconds']} s",
-         f"{r['seconds_total']:.0f} s (the Keras tower {s['keras_tower']:.0f} s, `fit_explainer` {s['fit']:.0f} s; "
-         f"load average {r['load_during']['min']}-{r['load_during']['max']}, mean {r['load_during']['mean']})",
-         r["met"]["train_seconds"]),
-        ("peak resident memory", f"<= {t['peak_rss_gb']:g} GB",
-         f"{r['peak_rss_gb']:.2f} GB (loaded {p['load']:.2f}; Keras tower {p['keras_tower']:.2f}; autoencoder "
-         f"{p['autoencoder']:.2f}; decoder {p['decoder']:.2f})", r["met"]["peak_rss_gb"]),
-        ("g(f(x)) error / class-mean image's", f"<= {t['decoder_to_class_mean']:g}",
-         f"{r['recon_sse_decoder']:.0f} / {r['recon_sse_class_mean_image']:.0f} = {r['decoder_to_class_mean']:.2f}",
-         r["met"]["decoder_to_class_mean"]),
-    ]
-    lines = ["| | target | measured | met |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {_yes(d)} |" for a, b, c, d in rows]
-    return "\n".join(lines)
+    return _run_table(r, photos["targets"], "wall time",
+                      f"the Keras tower {s['keras_tower']:.0f} s, `fit_explainer` {s['fit']:.0f} s",
+                      f"loaded {p['load']:.2f}; Keras tower {p['keras_tower']:.2f}; autoencoder {p['autoencoder']:.2f}; "
+                      f"decoder {p['decoder']:.2f}")
 
 
 def ceiling_table(photos) -> str:
