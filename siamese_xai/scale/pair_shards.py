@@ -67,6 +67,6 @@ def explain_pairs(explainer, images, fields, seed: int, threshold=None) -> dict:
     both, others = np.concatenate([images[:, 0], images[:, 1]]), np.concatenate([images[:, 1], images[:, 0]])
     asked = pair_question(explainer, threshold)
     e = explainer.explain(both, Verify(others, threshold) if asked == "verify" else Pair(others), seed=seed)
-    h = np.asarray(explainer.embed(both, training=False), np.float64)
+    h = np.asarray(e.embedding, np.float64)  # f(both) as the explanation computed it: no second pass of f
     return {PAIR_DISTANCE: distance(h[:b], h[b:]),
             **{k: np.stack([getattr(e, k)[:b], getattr(e, k)[b:]], axis=1) for k in fields}}
